@@ -1,0 +1,82 @@
+"""One exception root for everything Modelyard raises on purpose.
+
+Each subclass carries the HTTP status the server answers with, so the CLI, the SDK and the REST
+API agree on what kind of failure happened. Messages name the bad value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "ModelyardError",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "StoreUnavailable",
+    "Unauthorized",
+]
+
+
+class ModelyardError(Exception):
+    """Root of all Modelyard errors. ``status`` is the HTTP status the API answers with."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON error shape every API error uses."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInput(ModelyardError, ValueError):
+    status = 400
+    code = "invalid_input"
+
+
+class Unauthorized(ModelyardError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ModelyardError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ModelyardError, LookupError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ModelyardError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(InvalidInput):
+    status = 413
+    code = "payload_too_large"
+
+
+class Overloaded(ModelyardError):
+    status = 429
+    code = "overloaded"
+
+
+class StoreUnavailable(ModelyardError):
+    """The database cannot be used: locked, corrupt, unreachable, or from a newer Modelyard."""
+
+    status = 503
+    code = "store_unavailable"

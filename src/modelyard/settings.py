@@ -1,0 +1,115 @@
+"""Every setting declared once: name, environment variable, default and help.
+
+The table drives the environment lookups, ``modelyard store info`` and the docs, so a setting is
+never documented in one place and read differently in another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import InvalidInput
+
+__all__ = ["SETTINGS", "Setting", "get", "home", "parse_duration_ms", "parse_size_bytes"]
+
+_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3}
+
+
+def parse_duration_ms(text: str, name: str = "duration") -> int:
+    """``'30s'``, ``'5m'``, ``'30d'``, ``'250ms'`` or a bare number of milliseconds."""
+    raw = str(text).strip()
+    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if raw.endswith(unit) and raw[: -len(unit)].strip().replace(".", "", 1).isdigit():
+            return int(float(raw[: -len(unit)]) * _DURATION_UNITS[unit])
+    if raw.isdigit():
+        return int(raw)
+    raise InvalidInput(
+        f"{name}={text!r} is not a duration; "
+        "use a number with a unit such as 250ms, 30s, 5m, 2h, 30d"
+    )
+
+
+def parse_size_bytes(text: str, name: str = "size") -> int:
+    """``'1MB'``, ``'512K'``, ``'1048576'``."""
+    raw = str(text).strip().upper()
+    number = raw.rstrip("BKMG")
+    unit = raw[len(number) :]
+    if not number.replace(".", "", 1).isdigit() or unit not in _SIZE_UNITS:
+        raise InvalidInput(f"{name}={text!r} is not a size; use bytes or a unit such as 512K, 1MB")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: str | None
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting(
+            "home", "MODELYARD_HOME", "~/.modelyard", "Folder for the embedded database and keys."
+        ),
+        Setting(
+            "database_url",
+            "MODELYARD_DATABASE_URL",
+            None,
+            "postgresql://... selects PostgreSQL; unset: SQLite at $MODELYARD_HOME/modelyard.db.",
+        ),
+        Setting("url", "MODELYARD_URL", None, "A Modelyard server; set, the SDK talks to it."),
+        Setting("api_key", "MODELYARD_API_KEY", None, "API key for MODELYARD_URL."),
+        Setting(
+            "max_record_bytes",
+            "MODELYARD_MAX_RECORD_BYTES",
+            "1MB",
+            "Largest metrics payload accepted for one record.",
+            lambda v: parse_size_bytes(v, "MODELYARD_MAX_RECORD_BYTES"),
+        ),
+        Setting(
+            "raw_horizon",
+            "MODELYARD_RAW_HORIZON",
+            "30d",
+            "Raw prediction records older than this are rolled up into buckets.",
+            lambda v: parse_duration_ms(v, "MODELYARD_RAW_HORIZON"),
+        ),
+        Setting(
+            "flush_interval",
+            "MODELYARD_FLUSH_INTERVAL",
+            "200ms",
+            "Longest time a buffered prediction record waits before it is written.",
+            lambda v: parse_duration_ms(v, "MODELYARD_FLUSH_INTERVAL"),
+        ),
+        Setting(
+            "deployment_crn",
+            "MODELYARD_DEPLOYMENT_CRN",
+            None,
+            "Identity of the running deployment (set in replicas; else a local identity).",
+        ),
+        Setting("build_crn", "MODELYARD_BUILD_CRN", None, "Identity of the running build."),
+        Setting("model_crn", "MODELYARD_MODEL_CRN", None, "Identity of the running model."),
+    ]
+}
+
+
+def get(name: str) -> Any:
+    """The parsed value of setting ``name`` from the environment, or its default (None if unset)."""
+    setting = SETTINGS[name]
+    raw = os.environ.get(setting.env)
+    if raw is None or raw == "":
+        raw = setting.default
+    if raw is None:
+        return None
+    return setting.parse(raw)
+
+
+def home() -> Path:
+    return Path(os.path.expanduser(str(get("home"))))

@@ -1,0 +1,296 @@
+"""The metrics store interface: what every backend (memory, SQLite, PostgreSQL) provides.
+
+Three kinds of record live in a store:
+
+- prediction records: one per prediction, written in batches through the process's writer;
+- delayed metrics: values learned later (ground truth), attached by prediction uuid alone and
+  merged into that prediction's metrics on read (a later value for the same key wins); each delayed
+  value keeps when and from where it arrived;
+- aggregate records: metrics of a window (start, end) of one deployment; never removed by retention.
+
+Old raw prediction records are folded into rollup buckets (see ``modelyard.store.rollup``); reads
+over rolled-up time return those buckets as records of kind ``rollup``.
+
+Durability: ``write_predictions``, ``add_delayed`` and ``add_aggregate`` return only once their
+transaction has committed. Buffering lives one level up, in ``modelyard.store.writer``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "DEFAULT_TIERS",
+    "DelayedValue",
+    "Distribution",
+    "Identity",
+    "MetricsStore",
+    "Prediction",
+    "Query",
+    "Record",
+    "RecordKind",
+    "RollupPolicy",
+    "RollupReport",
+    "RowBatch",
+    "StoreInfo",
+    "Tier",
+]
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+class RecordKind(StrEnum):
+    PREDICTION = "prediction"
+    AGGREGATE = "aggregate"
+    ROLLUP = "rollup"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The three identifier levels every record carries."""
+
+    model_crn: str
+    build_crn: str
+    deployment_crn: str
+
+
+@dataclass(slots=True)
+class Prediction:
+    """A prediction record as the writer receives it. ``metrics`` is a JSON-ready dict."""
+
+    uuid: str
+    identity: Identity
+    start_ms: int
+    end_ms: int
+    metrics: dict[str, Any]
+
+
+@dataclass(slots=True)
+class DelayedValue:
+    """One delayed metric as kept for provenance: which key, its value, when and from where."""
+
+    key: str
+    value: Any
+    tracked_ms: int
+    source: str
+
+
+@dataclass(slots=True)
+class Record:
+    """A record as reads return it.
+
+    For ``prediction`` records ``metrics`` already has delayed values merged in. For ``rollup``
+    records ``uuid`` is None, ``start_ms``/``end_ms`` are the bucket's bounds, ``tier_ms`` its
+    width, and ``metrics`` maps each key to its summary dict (``count``, ``sum``, ``min``, ``max``,
+    ``mean``, ``std``, quantiles ``p01``..``p99`` with ``rank_error``, or ``categories`` for string
+    and boolean keys). For ``aggregate`` records ``uuid`` is None.
+    """
+
+    kind: RecordKind
+    identity: Identity
+    start_ms: int
+    end_ms: int
+    uuid: str | None
+    metrics: dict[str, Any]
+    tier_ms: int | None = None
+
+    def to_reference(self) -> dict[str, Any]:
+        """The record in the reference platform's exact shape (note ``TimeStamp``)."""
+        return {
+            "modelDeploymentCrn": self.identity.deployment_crn,
+            "modelBuildCrn": self.identity.build_crn,
+            "modelCrn": self.identity.model_crn,
+            "startTimeStampMs": self.start_ms,
+            "endTimeStampMs": self.end_ms,
+            "predictionUuid": self.uuid,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(slots=True)
+class RowBatch:
+    """A column-wise batch of records for fast bulk reads (``read_metrics_frame``).
+
+    ``metrics`` holds each record's metrics as JSON text (delayed values already merged), so
+    callers can decode in bulk. All lists have the same length.
+    """
+
+    kind: list[str] = field(default_factory=list)
+    uuid: list[str | None] = field(default_factory=list)
+    model_crn: list[str] = field(default_factory=list)
+    build_crn: list[str] = field(default_factory=list)
+    deployment_crn: list[str] = field(default_factory=list)
+    start_ms: list[int] = field(default_factory=list)
+    end_ms: list[int] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    tier_ms: list[int | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Which records to read. At least one identifier level must be given.
+
+    A record is in the window when ``start_ms <= record.start_ms <= end_ms``. ``end_ms`` None
+    means now. Records come back ordered by (start_ms, uuid) so pages are stable; ``after`` is the
+    continuation token a previous page returned.
+    """
+
+    model_crn: str | None = None
+    build_crn: str | None = None
+    deployment_crn: str | None = None
+    start_ms: int = 0
+    end_ms: int | None = None
+    kinds: frozenset[RecordKind] = frozenset(RecordKind)
+    limit: int | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Buckets of ``width_ms``; buckets older than ``horizon_ms`` fold into the next tier
+    (``None``: kept forever)."""
+
+    width_ms: int
+    horizon_ms: int | None
+
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    Tier(MINUTE_MS, 7 * DAY_MS),
+    Tier(HOUR_MS, 90 * DAY_MS),
+    Tier(DAY_MS, None),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RollupPolicy:
+    raw_horizon_ms: int = 30 * DAY_MS
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+
+
+@dataclass(slots=True)
+class RollupReport:
+    raw_rolled: int = 0
+    buckets_written: int = 0
+    buckets_merged: int = 0
+
+
+@dataclass(slots=True)
+class Distribution:
+    """Quantiles and a histogram of one metric key over a window.
+
+    ``exact`` is True when computed from raw records only; otherwise quantiles come from merged
+    sketches and ``rank_error`` is the sketch's normalised rank error bound (e.g. 0.0133 means a
+    reported p50 is the true value at some rank in [0.4867, 0.5133]).
+    """
+
+    key: str
+    count: int
+    exact: bool
+    rank_error: float
+    quantiles: dict[float, float]
+    bin_edges: list[float]
+    bin_counts: list[int]
+    min: float | None
+    max: float | None
+    mean: float | None
+
+
+@dataclass(slots=True)
+class StoreInfo:
+    backend: str
+    location: str
+    schema_version: int
+    predictions: int
+    delayed: int
+    aggregates: int
+    rollup_buckets: dict[int, int]
+    size_bytes: int | None
+
+
+class MetricsStore(abc.ABC):
+    """Backends: ``MemoryStore`` (dev), ``SQLiteStore`` (default), ``PostgresStore``."""
+
+    backend: str
+
+    # -- identities -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_identity(self, identity: Identity) -> None:
+        """Make a (model, build, deployment) triple known. Idempotent; writes register too."""
+
+    @abc.abstractmethod
+    def resolve(self, deployment_crn: str) -> Identity:
+        """The identity of a deployment; NotFound naming the CRN if unknown."""
+
+    # -- writes (durable when they return) ------------------------------------------------------
+    @abc.abstractmethod
+    def write_predictions(self, predictions: Sequence[Prediction]) -> None:
+        """Insert a batch in one transaction; identities are registered on the way."""
+
+    @abc.abstractmethod
+    def add_delayed(
+        self, uuid: str, metrics: dict[str, Any], source: str, tracked_ms: int | None = None
+    ) -> None:
+        """Attach metrics to a prediction by uuid. NotFound naming the uuid if unknown.
+
+        A uuid whose raw record was already rolled up still resolves (the store keeps a uuid
+        index): its numeric and categorical values are added to that bucket's summaries.
+        """
+
+    @abc.abstractmethod
+    def delayed_history(self, uuid: str) -> list[DelayedValue]:
+        """Every delayed value of a prediction in arrival order (empty list if none)."""
+
+    @abc.abstractmethod
+    def add_aggregate(
+        self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
+    ) -> None:
+        """Record metrics of a window. The deployment must be known (NotFound otherwise)."""
+
+    # -- reads ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def read(self, query: Query) -> tuple[list[Record], str | None]:
+        """One page of records and the continuation token (None when nothing remains)."""
+
+    @abc.abstractmethod
+    def scan(self, query: Query, batch_size: int = 100_000) -> Iterator[RowBatch]:
+        """All matching records as column-wise batches, in bounded memory."""
+
+    @abc.abstractmethod
+    def distribution(
+        self,
+        query: Query,
+        key: str,
+        quantiles: Sequence[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99),
+        bins: int = 20,
+    ) -> Distribution:
+        """Quantiles and histogram of ``key``: exact from raw rows, approximate from rollups."""
+
+    # -- maintenance ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def rollup(self, policy: RollupPolicy | None = None, now_ms: int | None = None) -> RollupReport:
+        """Fold raw records older than the horizon into buckets, then coarsen older buckets.
+
+        Idempotent and safe to interrupt: each step commits buckets and deletes what they replace
+        in one transaction. Aggregate records are never touched.
+        """
+
+    @abc.abstractmethod
+    def info(self) -> StoreInfo: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> MetricsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

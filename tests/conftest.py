@@ -1,0 +1,72 @@
+"""Shared fixtures: an isolated Modelyard home for every test, and PostgreSQL when reachable.
+
+PostgreSQL is read from MODELYARD_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test).
+With CI set, an unreachable PostgreSQL fails the tests that need it; elsewhere they skip saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+_ISOLATED_ENV = (
+    "MODELYARD_HOME",
+    "MODELYARD_DATABASE_URL",
+    "MODELYARD_URL",
+    "MODELYARD_API_KEY",
+    "MODELYARD_DEPLOYMENT_CRN",
+    "MODELYARD_BUILD_CRN",
+    "MODELYARD_MODEL_CRN",
+)
+
+
+@pytest.fixture(autouse=True)
+def modelyard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty home; nothing reaches ~/.modelyard or a real server."""
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "modelyard-home"
+    monkeypatch.setenv("MODELYARD_HOME", str(home))
+    return home
+
+
+def _postgres_url() -> str:
+    return os.environ.get("MODELYARD_TEST_POSTGRES_URL", DEFAULT_PG_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = _postgres_url()
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        message = f"PostgreSQL at {url} is not reachable ({exc.__class__.__name__}: {exc})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI requires it (set MODELYARD_TEST_POSTGRES_URL)")
+        pytest.skip(f"{message}; set MODELYARD_TEST_POSTGRES_URL to run PostgreSQL tests")
+    return url
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL whose connections see a fresh, empty schema; dropped after the test."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in postgres_url else "?"
+    try:
+        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
