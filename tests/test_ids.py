@@ -14,7 +14,7 @@ def test_new_crn_has_kind_and_uuid() -> None:
 
 
 def test_unknown_kind_is_refused_with_the_accepted_kinds() -> None:
-    with pytest.raises(InvalidInput, match="'runner'.*model, build, deployment"):
+    with pytest.raises(InvalidInput, match=r"'runner'.*model, build, deployment"):
         new_crn("runner")
 
 
