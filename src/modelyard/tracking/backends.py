@@ -1,0 +1,335 @@
+"""Where tracked metrics go: the dev, embedded and remote backends, and how one is chosen.
+
+The choice is made at call time from the arguments and the environment (so a test or a notebook
+that changes ``MODELYARD_HOME`` takes effect at once), in this order:
+
+1. ``dev=True`` on the call: **dev**, an in-memory SQLite store that lives as long as the
+   process (one per process), recording under the fixed ``DEV_IDENTITY``. The dev identifiers are
+   printed to stderr once, as the reference platform does.
+2. ``MODELYARD_URL`` set: **remote**, HTTP to that Modelyard server with ``MODELYARD_API_KEY``
+   (see ``modelyard.tracking.remote``).
+3. A home is configured: ``MODELYARD_HOME`` or ``MODELYARD_DATABASE_URL`` set in the environment,
+   or ``MODELYARD_DEPLOYMENT_CRN`` set, or the default home folder (``~/.modelyard``) exists:
+   **embedded**, the store opened in this process with ``open_store()`` (PostgreSQL when
+   ``MODELYARD_DATABASE_URL`` says so, else SQLite at ``$MODELYARD_HOME/modelyard.db``).
+4. Otherwise: **dev**, as in 1.
+
+The identity predictions are recorded under comes from ``modelyard.tracking.identity``: the
+environment in replicas and jobs, the fixed dev identity in dev mode, else the home's local
+identity.
+
+Each backend is opened once per process and target and kept until exit; at exit every backend's
+buffered records are flushed (the writer also flushes itself at exit).
+"""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard import settings
+from modelyard.errors import InvalidInput
+from modelyard.store.base import Identity, Prediction, Query, Record, RowBatch
+from modelyard.tracking.identity import DEV_IDENTITY, env_identity, local_identity
+
+if TYPE_CHECKING:
+    from modelyard.store.base import MetricsStore
+
+__all__ = [
+    "RUN_ID_ENV",
+    "Backend",
+    "StoreBackend",
+    "close_all",
+    "flush_all",
+    "select",
+    "source_string",
+]
+
+RUN_ID_ENV = "MODELYARD_RUN_ID"
+
+
+class Backend(abc.ABC):
+    """What the SDK functions need from wherever metrics live.
+
+    ``StoreBackend`` (dev and embedded) and ``RemoteBackend`` implement the same methods, so the
+    SDK code above them has one path whatever the deployment looks like.
+    """
+
+    name: str
+
+    @property
+    @abc.abstractmethod
+    def identity(self) -> Identity:
+        """The identity new predictions are recorded under."""
+
+    @abc.abstractmethod
+    def submit(self, prediction: Prediction) -> None:
+        """Queue a prediction record; never waits on the database."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Return once every record submitted so far is durable."""
+
+    @abc.abstractmethod
+    def read(self, query: Query) -> tuple[list[Record], str | None]: ...
+
+    @abc.abstractmethod
+    def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]: ...
+
+    @abc.abstractmethod
+    def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None: ...
+
+    @abc.abstractmethod
+    def add_aggregate(
+        self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def track_run_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
+        """Metrics of a job run: tracked outside a prediction while ``MODELYARD_RUN_ID`` is set."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class StoreBackend(Backend):
+    """A store in this process behind a ``BufferedWriter``: the dev and embedded backends.
+
+    Run metrics (tracked outside a prediction inside a job run) are appended as JSON lines to
+    ``$MODELYARD_HOME/runs/<run id>/metrics.jsonl``, next to where the runtime keeps the run's
+    other files; the store interface has no run table, and the jobs part reads them from there.
+    """
+
+    def __init__(self, name: str, store: MetricsStore, identity: Identity | None) -> None:
+        from modelyard.store.writer import BufferedWriter
+
+        self.name = name
+        self.store = store
+        self._identity = identity
+        self._lock = threading.Lock()
+        self._registered = False
+        self.writer = BufferedWriter(store)
+
+    @property
+    def identity(self) -> Identity:
+        if self._identity is None:
+            with self._lock:
+                if self._identity is None:
+                    self._identity = local_identity()
+        return self._identity
+
+    def submit(self, prediction: Prediction) -> None:
+        self.writer.submit(prediction)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def _register_own(self, query: Query) -> None:
+        """Make this process's identity known before reading it.
+
+        The store refuses identifiers it has never seen; a script reading its own identity before
+        any of its records is written should get an empty list instead.
+        """
+        if self._registered:
+            return
+        ident = self.identity
+        if (
+            query.deployment_crn == ident.deployment_crn
+            or query.build_crn == ident.build_crn
+            or query.model_crn == ident.model_crn
+        ):
+            self.store.register_identity(ident)
+            self._registered = True
+
+    def read(self, query: Query) -> tuple[list[Record], str | None]:
+        self._register_own(query)
+        return self.store.read(query)
+
+    def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]:
+        self._register_own(query)
+        return self.store.scan(query, batch_size)
+
+    def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None:
+        self.store.add_delayed(uuid, metrics, source)
+
+    def add_aggregate(
+        self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
+    ) -> None:
+        self._register_own(Query(deployment_crn=deployment_crn))
+        self.store.add_aggregate(deployment_crn, start_ms, end_ms, metrics)
+
+    def track_run_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
+        import orjson
+
+        if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+            raise InvalidInput(
+                f"{RUN_ID_ENV}={run_id!r} is not a run id; expected a single path-safe name"
+            )
+        folder = settings.home() / "runs" / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        line = orjson.dumps({"trackedMs": _now_ms(), "metrics": metrics}) + b"\n"
+        with open(folder / "metrics.jsonl", "ab") as fh:  # one write: appends stay whole lines
+            fh.write(line)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.store.close()
+
+
+def _now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
+def source_string() -> str:
+    """Where a delayed value came from: host, process and, inside a job, the run."""
+    source = f"{socket.gethostname()} pid {os.getpid()}"
+    run_id = os.environ.get(RUN_ID_ENV)
+    if run_id:
+        source += f" run {run_id}"
+    return source
+
+
+# -- selection ----------------------------------------------------------------------------------
+
+_backends: dict[tuple[str, ...], Backend] = {}
+_select_lock = threading.Lock()
+_dev_announced = False
+
+
+def _home_configured() -> bool:
+    env = os.environ
+    return bool(
+        env.get("MODELYARD_HOME")
+        or env.get("MODELYARD_DATABASE_URL")
+        or env.get("MODELYARD_DEPLOYMENT_CRN")
+        or Path(os.path.expanduser(str(settings.SETTINGS["home"].default))).is_dir()
+    )
+
+
+def _key(dev: bool) -> tuple[str, ...]:
+    env = os.environ
+    if dev:
+        return ("dev",)
+    url = env.get("MODELYARD_URL")
+    if url:
+        return ("remote", url, env.get("MODELYARD_API_KEY") or "", _identity_key())
+    if _home_configured():
+        return (
+            "embedded",
+            env.get("MODELYARD_DATABASE_URL") or str(settings.home()),
+            _identity_key(),
+        )
+    return ("dev",)
+
+
+def _identity_key() -> str:
+    env = os.environ
+    return "|".join(
+        env.get(name) or ""
+        for name in ("MODELYARD_DEPLOYMENT_CRN", "MODELYARD_BUILD_CRN", "MODELYARD_MODEL_CRN")
+    )
+
+
+def select(dev: bool = False) -> Backend:
+    """The backend for a call made now with this ``dev`` flag (see the module docstring)."""
+    key = _key(dev)
+    backend = _backends.get(key)
+    if backend is not None:
+        return backend
+    with _select_lock:
+        backend = _backends.get(key)
+        if backend is None:
+            backend = _open(key)
+            _backends[key] = backend
+    return backend
+
+
+def _open(key: tuple[str, ...]) -> Backend:
+    kind = key[0]
+    if kind == "dev":
+        from modelyard.store.sqlite import SQLiteStore
+
+        _announce_dev()
+        return StoreBackend("dev", SQLiteStore(":memory:"), DEV_IDENTITY)
+    if kind == "remote":
+        from modelyard.tracking.remote import RemoteBackend
+
+        return RemoteBackend(key[1], key[2] or None, env_identity())
+    from modelyard.store.open import open_store
+
+    store = open_store()
+    identity = env_identity()
+    if identity is not None and not os.environ.get("MODELYARD_MODEL_CRN"):
+        identity = _known_identity(store, identity)
+    return StoreBackend("embedded", store, identity)
+
+
+def _known_identity(store: MetricsStore, identity: Identity) -> Identity:
+    """Prefer the model and build the registry already knows for this deployment."""
+    from modelyard.errors import NotFound
+
+    try:
+        return store.resolve(identity.deployment_crn)
+    except NotFound:
+        return identity
+
+
+def _announce_dev() -> None:
+    global _dev_announced
+    if _dev_announced:
+        return
+    _dev_announced = True
+    names = {
+        "modelCrn": DEV_IDENTITY.model_crn,
+        "modelBuildCrn": DEV_IDENTITY.build_crn,
+        "modelDeploymentCrn": DEV_IDENTITY.deployment_crn,
+    }
+    print(
+        "modelyard: dev mode, metrics are kept in memory for this process only; "
+        f"identifiers: {json.dumps(names)}",
+        file=sys.stderr,
+    )
+
+
+def flush_all() -> None:
+    """Flush every backend opened by this process."""
+    for backend in list(_backends.values()):
+        backend.flush()
+
+
+def close_all() -> None:
+    """Flush and close every backend; the next call opens fresh ones (used at exit and in tests)."""
+    global _dev_announced
+    with _select_lock:
+        backends = list(_backends.values())
+        _backends.clear()
+        _dev_announced = False
+    errors: list[BaseException] = []
+    for backend in backends:
+        try:
+            backend.close()
+        except Exception as exc:  # close the others before reporting
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _forget_after_fork() -> None:
+    # A forked child inherits the parent's writers without their threads; it must open its own.
+    _backends.clear()
+
+
+atexit.register(close_all)
+os.register_at_fork(after_in_child=_forget_after_fork)

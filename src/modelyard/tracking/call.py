@@ -1,0 +1,38 @@
+"""``call_model``: call a deployed model through a Modelyard server, as the reference does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard import settings
+from modelyard.errors import InvalidInput
+from modelyard.tracking.remote import request
+
+__all__ = ["call_model"]
+
+
+def call_model(model_access_key: str, ipt: Any, api_key: str | None = None) -> Any:
+    """POST ``{"accessKey": ..., "request": ipt}`` to ``$MODELYARD_URL/model``.
+
+    Returns the parsed JSON answer; the model's output is under ``["response"]``. The API key
+    defaults to ``MODELYARD_API_KEY``. HTTP errors raise the ModelyardError of their status
+    (401 Unauthorized, 404 NotFound, 429 Overloaded, ...) with the server's message.
+    """
+    url = settings.get("url")
+    if not url:
+        raise InvalidInput(
+            "call_model needs a server: set MODELYARD_URL to its address, "
+            "e.g. MODELYARD_URL=http://127.0.0.1:8000"
+        )
+    if not isinstance(model_access_key, str) or not model_access_key:
+        raise InvalidInput(
+            f"model_access_key must be the model's access key string, got {model_access_key!r:.80}"
+        )
+    key = api_key if api_key is not None else settings.get("api_key")
+    return request(
+        "POST",
+        f"{str(url).rstrip('/')}/model",
+        key,
+        f"calling model {model_access_key!r}",
+        json_body={"accessKey": model_access_key, "request": ipt},
+    )
