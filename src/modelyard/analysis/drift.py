@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from modelyard.analysis._categorical import categorical_stats
 from modelyard.analysis._checks import FloatArray
@@ -45,6 +44,19 @@ from modelyard.analysis._numeric import (
     ks_wasserstein,
     psi,
     quantile_edges,
+)
+from modelyard.analysis._report import (
+    CATEGORICAL_METHODS,
+    DEFAULT_ALPHA,
+    DEFAULT_BINS,
+    DEFAULT_EPS,
+    DEFAULT_THRESHOLDS,
+    EMPTY_NOTE,
+    MAJOR_THRESHOLDS,
+    NUMERIC_METHODS,
+    REPORT_COLUMNS,
+    Rows,
+    thresholds_with,
 )
 from modelyard.errors import InvalidInput
 
@@ -62,52 +74,6 @@ __all__ = [
     "drift_summary",
     "prediction_drift",
 ]
-
-NUMERIC_METHODS = ("psi", "ks", "wasserstein", "jensen_shannon")
-CATEGORICAL_METHODS = ("psi", "chi2", "jensen_shannon", "unseen_share")
-
-# Flag thresholds on each method's effect. PSI 0.1 is the usual "moderate shift" line and 0.25
-# the "major" one; the others are set to flag shifts of about the same size (a mean shift of
-# about 0.25 standard deviations of a normal feature crosses all four numeric thresholds).
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "psi": 0.1,
-    "ks": 0.1,  # D: the largest gap between the two CDFs
-    "wasserstein": 0.1,  # in reference standard deviations
-    "jensen_shannon": 0.1,  # distance, base 2, in [0, 1]
-    "chi2": 0.1,  # Cramér's V, Cohen's "small" effect
-    "unseen_share": 0.05,  # 5 % of current rows in categories the reference never had
-}
-MAJOR_THRESHOLDS: dict[str, float] = {
-    "psi": 0.25,
-    "ks": 0.2,
-    "wasserstein": 0.25,
-    "jensen_shannon": 0.2,
-    "chi2": 0.3,
-    "unseen_share": 0.2,
-}
-# 1 %, not 5 %: a monitor tests every window, and at 5 % a stable feature set raises a false
-# alarm in about one window of twenty (measured: 5.1 % vs 0.8 % for two stable features).
-DEFAULT_ALPHA = 0.01
-DEFAULT_BINS = 10
-DEFAULT_EPS = 1e-4
-
-REPORT_COLUMNS = (
-    "feature",
-    "kind",
-    "method",
-    "statistic",
-    "p_value",
-    "p_value_adjusted",
-    "effect",
-    "threshold",
-    "flagged",
-    "severity",
-    "n_reference",
-    "n_current",
-    "nan_reference",
-    "nan_current",
-    "note",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +198,7 @@ class DriftReference:
         """The drift report of ``current`` against this reference (columns: REPORT_COLUMNS)."""
         if not isinstance(current, pd.DataFrame):
             raise InvalidInput(f"current must be a pandas DataFrame, got {type(current).__name__}")
-        limits = _thresholds(thresholds)
+        limits = thresholds_with(thresholds)
         if not 0.0 < alpha < 1.0:
             raise InvalidInput(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.05")
         missing = [f for f in self.features if f not in current.columns]
@@ -241,7 +207,7 @@ class DriftReference:
                 f"features {missing!r} of the reference are not columns of current; it has "
                 f"{list(current.columns)!r}"
             )
-        rows = _Rows()
+        rows = Rows()
         for name in self.features:
             profile = self.profiles[name]
             if isinstance(profile, _NumericProfile):
@@ -251,13 +217,13 @@ class DriftReference:
         return rows.frame(limits, alpha)
 
     def _numeric_rows(
-        self, rows: _Rows, name: str, ref: _NumericProfile, column: pd.Series[Any]
+        self, rows: Rows, name: str, ref: _NumericProfile, column: pd.Series[Any]
     ) -> None:
         cur, nan = _numeric_values(column, name, "current window")
         sizes = (ref.sorted.shape[0], cur.shape[0], ref.nan, nan)
         if cur.shape[0] == 0:
             for method in NUMERIC_METHODS:
-                rows.add(name, "numeric", method, math.nan, math.nan, math.nan, sizes, _EMPTY)
+                rows.add(name, "numeric", method, math.nan, math.nan, math.nan, sizes, EMPTY_NOTE)
             return
         counts = bin_counts(cur, ref.edges)
         d, w = ks_wasserstein(ref.sorted, cur)
@@ -280,14 +246,16 @@ class DriftReference:
         rows.add(name, "numeric", "jensen_shannon", js, js_p, None, sizes)
 
     def _categorical_rows(
-        self, rows: _Rows, name: str, ref: _CategoricalProfile, column: pd.Series[Any]
+        self, rows: Rows, name: str, ref: _CategoricalProfile, column: pd.Series[Any]
     ) -> None:
         present = column[column.notna()]
         nan = int(column.shape[0] - present.shape[0])
         sizes = (int(ref.counts.sum()), int(present.shape[0]), ref.nan, nan)
         if present.shape[0] == 0:
             for method in CATEGORICAL_METHODS:
-                rows.add(name, "categorical", method, math.nan, math.nan, math.nan, sizes, _EMPTY)
+                rows.add(
+                    name, "categorical", method, math.nan, math.nan, math.nan, sizes, EMPTY_NOTE
+                )
             return
         # Codes against the reference's categories: hashing, O(n); -1 marks unseen categories.
         codes = pd.Categorical(present, categories=ref.categories).codes
@@ -299,89 +267,6 @@ class DriftReference:
         rows.add(name, "categorical", "chi2", s.chi2, s.chi2_p, s.cramers_v, sizes)
         rows.add(name, "categorical", "jensen_shannon", s.js, s.js_p, None, sizes)
         rows.add(name, "categorical", "unseen_share", s.unseen_share, math.nan, None, sizes)
-
-
-_EMPTY = "no non-missing values in the current window"
-
-
-def _thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
-    limits = dict(DEFAULT_THRESHOLDS)
-    for key, value in (overrides or {}).items():
-        if key not in limits:
-            raise InvalidInput(
-                f"threshold for unknown method {key!r}; methods are {sorted(limits)!r}"
-            )
-        if not value > 0:
-            raise InvalidInput(f"threshold {key}={value!r} must be a positive effect size")
-        limits[key] = float(value)
-    return limits
-
-
-class _Rows:
-    """Report rows gathered column-wise; flags are decided once all p-values are known."""
-
-    def __init__(self) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in REPORT_COLUMNS}
-        self.links: list[int] = []  # row whose p-value this row's flag uses, or -1
-
-    def add(
-        self,
-        feature: str,
-        kind: str,
-        method: str,
-        statistic: float,
-        p_value: float,
-        effect: float | None,
-        sizes: tuple[int, int, int, int],
-        note: str = "",
-        p_from: int = -1,
-    ) -> int:
-        """Append a row; return its index. ``p_from``: borrow that row's p-value for the flag."""
-        c = self.columns
-        self.links.append(p_from)
-        c["feature"].append(feature)
-        c["kind"].append(kind)
-        c["method"].append(method)
-        c["statistic"].append(statistic)
-        c["p_value"].append(p_value)
-        c["effect"].append(statistic if effect is None else effect)
-        for key, value in zip(
-            ("n_reference", "n_current", "nan_reference", "nan_current"), sizes, strict=True
-        ):
-            c[key].append(value)
-        c["note"].append(note)
-        return len(self.links) - 1
-
-    def frame(self, limits: Mapping[str, float], alpha: float) -> pd.DataFrame:
-        c = self.columns
-        p = np.asarray(c["p_value"], dtype=np.float64)
-        adjusted = np.full_like(p, np.nan)
-        own = ~np.isnan(p)
-        if own.any():
-            adjusted[own] = stats.false_discovery_control(p[own], method="bh")
-        links = np.asarray(self.links, dtype=np.int64)
-        borrowed = np.flatnonzero(links >= 0)
-        p[borrowed] = p[links[borrowed]]
-        adjusted[borrowed] = adjusted[links[borrowed]]
-        tested = ~np.isnan(p)
-        c["p_value"] = list(p)
-        effect = np.asarray(c["effect"], dtype=np.float64)
-        threshold = np.asarray([limits[m] for m in c["method"]], dtype=np.float64)
-        major = np.asarray([MAJOR_THRESHOLDS[m] for m in c["method"]], dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            big = effect >= threshold
-            flagged = np.where(tested, big & (adjusted < alpha), big)
-            severity = np.where(
-                flagged,
-                np.where(effect >= np.maximum(major, threshold), "major", "moderate"),
-                "none",
-            )
-        c["p_value_adjusted"] = list(adjusted)
-        c["threshold"] = list(threshold)
-        c["flagged"] = list(flagged.astype(bool))
-        c["severity"] = list(severity)
-        frame = pd.DataFrame({name: c[name] for name in REPORT_COLUMNS})
-        return frame.astype({"flagged": bool})
 
 
 def drift(

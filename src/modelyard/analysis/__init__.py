@@ -1,0 +1,64 @@
+"""The statistics of monitoring: pure functions over arrays, frames and sketches, no I/O.
+
+A monitoring job reads metrics (``modelyard.read_metrics``), calls these, and tracks the results
+as aggregate metrics. Everything here takes numbers and returns numbers, dicts or DataFrames.
+"""
+
+from __future__ import annotations
+
+from modelyard.analysis.classification import (
+    classification_metrics,
+    delong_roc_auc,
+    expected_calibration_error,
+)
+from modelyard.analysis.concept import ADWIN, PageHinkley, detect
+from modelyard.analysis.coverage import label_coverage
+from modelyard.analysis.drift import (
+    DEFAULT_ALPHA,
+    DEFAULT_THRESHOLDS,
+    MAJOR_THRESHOLDS,
+    REPORT_COLUMNS,
+    DriftReference,
+    drift,
+    drift_summary,
+    prediction_drift,
+)
+from modelyard.analysis.estimation import estimate_performance, expected_roc_auc
+from modelyard.analysis.multivariate import DomainClassifierResult, domain_classifier
+from modelyard.analysis.regression import regression_metrics
+from modelyard.analysis.segments import by_segment, fairness_gaps
+from modelyard.analysis.sketch_drift import (
+    QuantileSummary,
+    sketch_drift,
+    sketch_ks,
+    sketch_quantiles,
+)
+
+__all__ = [
+    "ADWIN",
+    "DEFAULT_ALPHA",
+    "DEFAULT_THRESHOLDS",
+    "MAJOR_THRESHOLDS",
+    "REPORT_COLUMNS",
+    "DomainClassifierResult",
+    "DriftReference",
+    "PageHinkley",
+    "QuantileSummary",
+    "by_segment",
+    "classification_metrics",
+    "delong_roc_auc",
+    "detect",
+    "domain_classifier",
+    "drift",
+    "drift_summary",
+    "estimate_performance",
+    "expected_calibration_error",
+    "expected_roc_auc",
+    "fairness_gaps",
+    "label_coverage",
+    "prediction_drift",
+    "regression_metrics",
+    "sketch_drift",
+    "sketch_ks",
+    "sketch_quantiles",
+]
