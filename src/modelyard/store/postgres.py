@@ -1,0 +1,174 @@
+"""The production metrics store on PostgreSQL (psycopg 3).
+
+One connection per store, shared by threads behind a lock (psycopg connections are thread-safe
+but a transaction belongs to the connection, so each transaction holds the lock while it runs).
+Batches go in with ``COPY ... FROM STDIN``, the fastest route the server offers. Transactions that
+change rollup buckets take a transaction-scoped advisory lock, and raw rows being folded are
+locked ``FOR UPDATE``, so two rollups (or a rollup and a delayed value) never interleave: a value
+is folded exactly once whichever process runs maintenance.
+
+psycopg is imported when a store is opened, not when ``modelyard`` is imported.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from modelyard.errors import ModelyardError, StoreUnavailable
+from modelyard.store.sqlbase import Cursor, SQLStore
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+# Any constant works; it only has to be the same in every Modelyard process.
+_BUCKET_LOCK = 0x4D59_5244  # "MYRD"
+_MIGRATION_LOCK = 0x4D59_4D47  # "MYMG"
+_RETRIES = 5
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class PostgresStore(SQLStore):
+    """``PostgresStore("postgresql://user@host:5432/db")`` connects and migrates the schema."""
+
+    backend = "postgres"
+    dialect = "postgres"
+    _placeholder = "%s"
+    _for_update = " FOR UPDATE"
+
+    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
+        super().__init__()
+        self.url = url
+        self.location = _redact(url)
+        self._connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._closed = False
+        self._conn = self._connect()
+        try:
+            self._write(self._migrate)
+        except ModelyardError:
+            self.close()
+            raise
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - psycopg is a dependency
+            raise StoreUnavailable(
+                "PostgreSQL needs psycopg 3; install it with pip install 'psycopg[binary]'"
+            ) from exc
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.location} ({exc.__class__.__name__}: "
+                f"{str(exc).strip()}); check the server is running and MODELYARD_DATABASE_URL",
+                location=self.location,
+            ) from exc
+
+    def _migrate(self, cur: Cursor) -> int:
+        # Processes starting together must not apply the same migration twice.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        return self._apply_migrations(cur)
+
+    def _lock_buckets(self, cur: Cursor) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_BUCKET_LOCK,))
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"PostgreSQL at {self.location} failed ({exc.__class__.__name__}: "
+            f"{str(exc).strip()}); check the server and retry",
+            location=self.location,
+        )
+
+    def _ensure_connection(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise StoreUnavailable(f"the PostgreSQL store at {self.location} is closed")
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Cursor]:
+        import psycopg
+
+        with self._lock:
+            conn = self._ensure_connection()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+            except psycopg.Error as exc:
+                raise self._unavailable(exc) from exc
+
+    def _write(self, fn: Callable[[Cursor], T]) -> T:
+        import psycopg
+
+        for attempt in range(_RETRIES):
+            with self._lock:
+                conn = self._ensure_connection()
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        return fn(cur)
+                except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+                    if attempt == _RETRIES - 1:
+                        raise
+                except psycopg.OperationalError as exc:
+                    # A dropped connection: reconnect and retry the whole transaction.
+                    if attempt == _RETRIES - 1 or not conn.broken:
+                        raise self._unavailable(exc) from exc
+            time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        with cur.copy(
+            "COPY predictions (deployment_id, start_ms, uuid, end_ms, metrics) FROM STDIN"
+        ) as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def _size_bytes(self) -> int | None:
+        with self._reading() as cur:
+            row = cur.execute(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.relname = ANY(%s)",
+                (
+                    [
+                        "identities",
+                        "predictions",
+                        "delayed_metrics",
+                        "aggregates",
+                        "rollup_buckets",
+                        "rolled_uuids",
+                        "schema_migrations",
+                    ],
+                ),
+            ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.location!r})"

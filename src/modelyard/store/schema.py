@@ -1,0 +1,92 @@
+"""Versioned schema migrations, shared by the SQLite and PostgreSQL stores.
+
+Migrations are plain SQL files in ``modelyard/store/migrations``, named
+``<version>_<name>.<dialect>.sql``. A store applies the ones its database lacks when it opens, each
+in its own transaction, and records them in ``schema_migrations`` together with the Modelyard
+release that applied them. That release is what lets an *older* Modelyard refuse a database
+written by a newer one with a useful message: the old code cannot know future versions, but the
+database can tell it which release is needed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import modelyard
+from modelyard.errors import StoreUnavailable
+
+__all__ = [
+    "CREATE_MIGRATIONS_TABLE",
+    "RELEASES",
+    "SCHEMA_VERSION",
+    "Migration",
+    "check_version",
+    "migrations",
+]
+
+# Schema version -> the first Modelyard release that writes it. Extend with every new migration.
+RELEASES: dict[int, str] = {1: "0.1.0"}
+SCHEMA_VERSION = max(RELEASES)
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " modelyard_version TEXT NOT NULL,"
+    " applied_ms BIGINT NOT NULL)"
+)
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sqlite|postgres)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+@cache
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    """The migrations of ``dialect`` (``sqlite`` or ``postgres``) in version order."""
+    folder = resources.files("modelyard.store").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE.match(entry.name)
+        if match is None or match.group(3) != dialect:
+            continue
+        text = entry.read_text(encoding="utf-8")
+        found.append(Migration(int(match.group(1)), match.group(2), _statements(text)))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, SCHEMA_VERSION + 1)):
+        raise RuntimeError(
+            f"{dialect} migrations {versions} do not match schema versions 1..{SCHEMA_VERSION}; "
+            "the installed package is incomplete (reinstall modelyard)"
+        )
+    return tuple(found)
+
+
+def _statements(text: str) -> tuple[str, ...]:
+    """Split a migration file into statements (the files hold no ';' inside literals)."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return tuple(s.strip() for s in "\n".join(lines).split(";") if s.strip())
+
+
+def check_version(version: int, release: str | None, location: str) -> None:
+    """Refuse a database whose schema is newer than this code knows."""
+    if version <= SCHEMA_VERSION:
+        return
+    needed = release or RELEASES.get(version) or "a newer release"
+    raise StoreUnavailable(
+        f"the metrics store at {location} has schema version {version}, newer than this "
+        f"Modelyard {modelyard.__version__} understands (up to {SCHEMA_VERSION}); "
+        f"upgrade to Modelyard {needed} or later (pip install -U 'modelyard>={needed}'), "
+        "or point MODELYARD_DATABASE_URL/MODELYARD_HOME at another store",
+        schema_version=version,
+        supported=SCHEMA_VERSION,
+        needs=needed,
+    )

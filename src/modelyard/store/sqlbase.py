@@ -1,0 +1,970 @@
+"""The metrics store over SQL, shared by ``SQLiteStore`` and ``PostgresStore``.
+
+Both backends run the same statements (written with ``?`` placeholders; PostgreSQL swaps them for
+``%s``), so behaviour is identical by construction and one contract test covers both. A backend
+supplies only what truly differs: connections and transactions (``_reading``, ``_write``), the
+bulk insert route (``_insert_rows``: executemany in SQLite, COPY in PostgreSQL), row locking for
+concurrent rollups, error translation and the size on disk.
+
+Layout (see ``migrations/0001_initial.*.sql``): identities get an integer id that prediction,
+aggregate and bucket rows carry; a prediction's delayed values are kept twice, once merged into
+its row's ``delayed`` object (what reads return) and once per value in ``delayed_metrics``
+(provenance). Rolled-up uuids map to their bucket in ``rolled_uuids``.
+"""
+
+from __future__ import annotations
+
+import abc
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from functools import partial
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import orjson
+
+from modelyard import settings
+from modelyard.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from modelyard.store.base import (
+    DelayedValue,
+    Distribution,
+    Identity,
+    MetricsStore,
+    Prediction,
+    Query,
+    Record,
+    RecordKind,
+    RollupPolicy,
+    RollupReport,
+    RowBatch,
+    StoreInfo,
+)
+from modelyard.store.query import KIND_RANK, SortKey, Window, check_window, encode_token
+from modelyard.store.rollup import bucket_start, coarsen, fold, validate_policy
+from modelyard.store.schema import CREATE_MIGRATIONS_TABLE, check_version, migrations
+from modelyard.store.summary import BucketSummary, NumericSummary
+
+__all__ = ["SQLStore"]
+
+T = TypeVar("T")
+# sqlite3.Cursor or psycopg.Cursor: both offer execute/executemany/fetchone/fetchall.
+Cursor = Any
+
+_RAW_CHUNK = 20_000  # raw rows folded per rollup transaction
+_BUCKET_CHUNK = 500  # buckets coarsened per rollup transaction
+_IN_CHUNK = 500  # values per IN (...) list
+_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _merge_text(metrics: str, delayed: str) -> str:
+    """A prediction's metrics with its delayed values on top (a JSON null is kept as null)."""
+    merged = orjson.loads(metrics)
+    merged.update(orjson.loads(delayed))
+    return orjson.dumps(merged).decode()
+
+
+def _merged(metrics: str, delayed: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = orjson.loads(metrics)
+    if delayed is not None:
+        out.update(orjson.loads(delayed))
+    return out
+
+
+class _Duplicate(Exception):
+    """Raised inside a write transaction so it rolls back before the culprits are looked up."""
+
+
+class SQLStore(MetricsStore):
+    dialect: ClassVar[str]
+    _placeholder: ClassVar[str] = "?"
+    _for_update: ClassVar[str] = ""
+    location: str
+
+    def __init__(self) -> None:
+        # deployment CRN -> (id, identity) and id -> identity. Identities are never deleted or
+        # changed once stored, so this cache cannot go stale; a miss just reloads.
+        self._by_crn: dict[str, tuple[int, Identity]] = {}
+        self._by_id: dict[int, Identity] = {}
+        self._sql_cache: dict[str, str] = {}
+        self._max_record_bytes: int = settings.get("max_record_bytes")
+
+    # -- what a backend provides ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _reading(self) -> AbstractContextManager[Cursor]:
+        """A cursor inside a read transaction (one snapshot for the whole block)."""
+
+    @abc.abstractmethod
+    def _write(self, fn: Callable[[Cursor], T]) -> T:
+        """Run ``fn`` in one write transaction, retrying while the database is busy."""
+
+    @abc.abstractmethod
+    def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Bulk insert (deployment_id, start_ms, uuid, end_ms, metrics) rows."""
+
+    @abc.abstractmethod
+    def _is_unique_violation(self, exc: BaseException) -> bool: ...
+
+    @abc.abstractmethod
+    def _size_bytes(self) -> int | None: ...
+
+    def _lock_buckets(self, cur: Cursor) -> None:
+        """Serialise transactions that change rollup buckets (no-op where writes are serial)."""
+
+    # -- SQL helpers ----------------------------------------------------------------------------
+    def _q(self, sql: str) -> str:
+        if self._placeholder == "?":
+            return sql
+        text = self._sql_cache.get(sql)
+        if text is None:
+            text = self._sql_cache[sql] = sql.replace("?", self._placeholder)
+        return text
+
+    def _exec(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cur.execute(self._q(sql), tuple(params))
+        return cur
+
+    def _apply_migrations(self, cur: Cursor) -> int:
+        """Bring the schema up to date inside the caller's (exclusive) transaction."""
+        cur.execute(CREATE_MIGRATIONS_TABLE)
+        version, release = self._schema_version(cur)
+        check_version(version, release, self.location)
+        for migration in migrations(self.dialect):
+            if migration.version <= version:
+                continue
+            for statement in migration.statements:
+                cur.execute(statement)
+            import modelyard
+
+            self._exec(
+                cur,
+                "INSERT INTO schema_migrations (version, name, modelyard_version, applied_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (migration.version, migration.name, modelyard.__version__, _now_ms()),
+            )
+            version = migration.version
+        return version
+
+    def _schema_version(self, cur: Cursor) -> tuple[int, str | None]:
+        row = self._exec(
+            cur,
+            "SELECT version, modelyard_version FROM schema_migrations "
+            "ORDER BY version DESC LIMIT 1",
+        ).fetchone()
+        return (0, None) if row is None else (int(row[0]), str(row[1]))
+
+    # -- identities -----------------------------------------------------------------------------
+    def _load_identities(self, cur: Cursor) -> None:
+        rows = self._exec(
+            cur, "SELECT id, deployment_crn, build_crn, model_crn FROM identities"
+        ).fetchall()
+        for dep_id, deployment, build, model in rows:
+            identity = Identity(model_crn=model, build_crn=build, deployment_crn=deployment)
+            self._by_crn[deployment] = (int(dep_id), identity)
+            self._by_id[int(dep_id)] = identity
+
+    def _ensure_identity(self, cur: Cursor, identity: Identity) -> tuple[int, bool]:
+        """The id of ``identity`` (registering it), and whether the cache must learn it."""
+        if not isinstance(identity, Identity):
+            raise InvalidInput(
+                f"identity {identity!r} must be an Identity(model_crn, build_crn, deployment_crn)"
+            )
+        for name in ("model_crn", "build_crn", "deployment_crn"):
+            value = getattr(identity, name)
+            if not isinstance(value, str) or not value:
+                raise InvalidInput(f"identity {name}={value!r} must be a non-empty CRN string")
+        cached = self._by_crn.get(identity.deployment_crn)
+        if cached is None:
+            self._exec(
+                cur,
+                "INSERT INTO identities (deployment_crn, build_crn, model_crn) VALUES (?, ?, ?) "
+                "ON CONFLICT (deployment_crn) DO NOTHING",
+                (identity.deployment_crn, identity.build_crn, identity.model_crn),
+            )
+            row = self._exec(
+                cur,
+                "SELECT id, build_crn, model_crn FROM identities WHERE deployment_crn = ?",
+                (identity.deployment_crn,),
+            ).fetchone()
+            stored = Identity(
+                model_crn=row[2], build_crn=row[1], deployment_crn=identity.deployment_crn
+            )
+            cached = (int(row[0]), stored)
+            fresh = True
+        else:
+            fresh = False
+        if cached[1] != identity:
+            raise Conflict(
+                f"deployment {identity.deployment_crn!r} is registered with build "
+                f"{cached[1].build_crn!r} and model {cached[1].model_crn!r}, not build "
+                f"{identity.build_crn!r} and model {identity.model_crn!r}; a deployment belongs "
+                "to exactly one build and model",
+                deployment_crn=identity.deployment_crn,
+            )
+        return cached[0], fresh
+
+    def _learn(self, identities: Sequence[tuple[int, Identity]]) -> None:
+        """Cache identities once the transaction that registered them has committed."""
+        for dep_id, identity in identities:
+            self._by_crn[identity.deployment_crn] = (dep_id, identity)
+            self._by_id[dep_id] = identity
+
+    def register_identity(self, identity: Identity) -> None:
+        dep_id, _ = self._write(lambda cur: self._ensure_identity(cur, identity))
+        self._learn([(dep_id, identity)])
+
+    def resolve(self, deployment_crn: str) -> Identity:
+        cached = self._by_crn.get(deployment_crn)
+        if cached is None:
+            with self._reading() as cur:
+                self._load_identities(cur)
+            cached = self._by_crn.get(deployment_crn)
+        if cached is None:
+            raise NotFound(
+                f"deployment {deployment_crn!r} is not known to this store; register it or "
+                "write a prediction for it first",
+                deployment_crn=deployment_crn,
+            )
+        return cached[1]
+
+    def _identity(self, cur: Cursor, dep_id: int) -> Identity:
+        identity = self._by_id.get(dep_id)
+        if identity is None:
+            self._load_identities(cur)
+            identity = self._by_id[dep_id]
+        return identity
+
+    def _deployment_ids(self, cur: Cursor, query: Query) -> list[int]:
+        """Ids of the deployments a query selects; InvalidInput naming unknown identifiers."""
+        wanted = (
+            ("model_crn", query.model_crn),
+            ("build_crn", query.build_crn),
+            ("deployment_crn", query.deployment_crn),
+        )
+
+        def unknown() -> list[str]:
+            known = {name: {getattr(i, name) for i in self._by_id.values()} for name, _ in wanted}
+            return [
+                f"{name}={value!r}" for name, value in wanted if value and value not in known[name]
+            ]
+
+        if unknown():
+            self._load_identities(cur)
+            missing = unknown()
+            if missing:
+                raise InvalidInput(
+                    f"unknown identifiers: {', '.join(missing)}; pass identifiers of "
+                    "deployments that have recorded metrics",
+                    unknown=missing,
+                )
+        return sorted(
+            dep_id
+            for dep_id, identity in self._by_id.items()
+            if all(value is None or getattr(identity, name) == value for name, value in wanted)
+        )
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _encode(
+        self, predictions: Sequence[Prediction]
+    ) -> tuple[list[tuple[Any, ...]], dict[str, Identity]]:
+        """Validate and encode a batch; rows of not-yet-cached deployments carry the CRN."""
+        rows: list[tuple[Any, ...]] = []
+        unknown: dict[str, Identity] = {}
+        by_crn = self._by_crn
+        limit = self._max_record_bytes
+        dumps = orjson.dumps
+        append = rows.append
+        for p in predictions:
+            if not isinstance(p, Prediction):
+                raise InvalidInput(
+                    f"{p!r} is not a Prediction; write_predictions takes Predictions"
+                )
+            uuid, start, end, metrics, identity = (
+                p.uuid,
+                p.start_ms,
+                p.end_ms,
+                p.metrics,
+                p.identity,
+            )
+            if type(uuid) is not str or not uuid:
+                raise InvalidInput(f"prediction uuid {uuid!r} must be a non-empty string")
+            if type(start) is not int or type(end) is not int:
+                raise InvalidInput(
+                    f"prediction {uuid}: start_ms={start!r} and end_ms={end!r} must be integer "
+                    "epoch milliseconds"
+                )
+            if end < start:
+                raise InvalidInput(
+                    f"prediction {uuid}: end_ms={end} is before start_ms={start}; "
+                    "pass end_ms >= start_ms"
+                )
+            if type(metrics) is not dict:
+                raise InvalidInput(
+                    f"prediction {uuid}: metrics must be a dict, got {type(metrics).__name__}"
+                )
+            try:
+                text = dumps(metrics, option=_JSON_OPTS)
+            except TypeError as exc:
+                raise InvalidInput(
+                    f"prediction {uuid}: metrics are not JSON-serialisable ({exc}); use numbers, "
+                    "strings, booleans, None, lists and dicts with string keys"
+                ) from exc
+            if len(text) > limit:
+                raise PayloadTooLarge(
+                    f"prediction {uuid}: metrics are {len(text)} bytes, more than "
+                    f"MODELYARD_MAX_RECORD_BYTES={limit}; send fewer or smaller values",
+                    uuid=uuid,
+                )
+            cached = by_crn.get(identity.deployment_crn) if isinstance(identity, Identity) else None
+            if cached is not None and (cached[1] is identity or cached[1] == identity):
+                append((cached[0], start, uuid, end, text.decode()))
+            else:
+                if not isinstance(identity, Identity):
+                    raise InvalidInput(
+                        f"prediction {uuid}: identity {identity!r} must be an Identity"
+                    )
+                unknown[identity.deployment_crn] = identity
+                append((identity.deployment_crn, start, uuid, end, text.decode()))
+        return rows, unknown
+
+    def write_predictions(self, predictions: Sequence[Prediction]) -> None:
+        if not predictions:
+            return
+        rows, unknown = self._encode(predictions)
+        uuids = [row[2] for row in rows]
+        if len(set(uuids)) != len(uuids):
+            seen: set[str] = set()
+            dups = sorted({u for u in uuids if u in seen or seen.add(u)})  # type: ignore[func-returns-value]
+            raise Conflict(
+                f"prediction uuids appear twice in one batch: {', '.join(dups[:5])}; "
+                "each prediction needs its own uuid",
+                uuids=dups[:100],
+            )
+
+        def transaction(cur: Cursor) -> list[tuple[int, Identity]]:
+            learned: list[tuple[int, Identity]] = []
+            batch = rows
+            if unknown:
+                ids: dict[str, int] = {}
+                for crn, identity in unknown.items():
+                    dep_id, fresh = self._ensure_identity(cur, identity)
+                    ids[crn] = dep_id
+                    if fresh:
+                        learned.append((dep_id, identity))
+                batch = [(ids[r[0]], *r[1:]) if isinstance(r[0], str) else r for r in rows]
+            if self._exec(cur, "SELECT 1 FROM rolled_uuids LIMIT 1").fetchone() is not None:
+                rolled = self._existing(cur, "rolled_uuids", uuids)
+                if rolled:
+                    raise _Duplicate
+            try:
+                self._insert_rows(cur, batch)
+            except Exception as exc:
+                if self._is_unique_violation(exc):
+                    raise _Duplicate from exc
+                raise
+            return learned
+
+        try:
+            learned = self._write(transaction)
+        except _Duplicate:
+            with self._reading() as cur:
+                taken = self._existing(cur, "predictions", uuids) + self._existing(
+                    cur, "rolled_uuids", uuids
+                )
+            raise Conflict(
+                f"prediction uuids already stored: {', '.join(sorted(taken)[:5])}; "
+                "nothing of this batch was written (drop those records and write the rest)",
+                uuids=sorted(taken)[:100],
+            ) from None
+        self._learn(learned)
+
+    def _existing(self, cur: Cursor, table: str, uuids: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        for i in range(0, len(uuids), _IN_CHUNK):
+            chunk = uuids[i : i + _IN_CHUNK]
+            found += [
+                row[0]
+                for row in self._exec(
+                    cur, f"SELECT uuid FROM {table} WHERE uuid IN ({_marks(len(chunk))})", chunk
+                ).fetchall()
+            ]
+        return found
+
+    def add_delayed(
+        self, uuid: str, metrics: dict[str, Any], source: str, tracked_ms: int | None = None
+    ) -> None:
+        if not isinstance(uuid, str) or not uuid:
+            raise InvalidInput(f"uuid={uuid!r} must be the prediction's uuid string")
+        if not isinstance(metrics, dict) or not metrics:
+            raise InvalidInput(
+                f"delayed metrics for {uuid} must be a non-empty dict of key -> value, "
+                f"got {metrics!r}"
+            )
+        bad_keys = [k for k in metrics if not isinstance(k, str) or not k]
+        if bad_keys:
+            raise InvalidInput(f"delayed metric keys {bad_keys!r} must be non-empty strings")
+        if not isinstance(source, str):
+            raise InvalidInput(f"source={source!r} must be a string naming where values came from")
+        when = _now_ms() if tracked_ms is None else tracked_ms
+        if not _is_int(when):
+            raise InvalidInput(f"tracked_ms={tracked_ms!r} must be integer epoch milliseconds")
+        try:
+            values = [(k, orjson.dumps(v, option=_JSON_OPTS).decode()) for k, v in metrics.items()]
+        except TypeError as exc:
+            raise InvalidInput(
+                f"delayed metrics for {uuid} are not JSON-serialisable ({exc})"
+            ) from exc
+        # Round-trip so what is merged is exactly what provenance keeps (numpy -> plain JSON).
+        plain = {k: orjson.loads(text) for k, text in values}
+
+        def transaction(cur: Cursor) -> None:
+            row = self._exec(
+                cur, "SELECT delayed FROM predictions WHERE uuid = ?" + self._for_update, (uuid,)
+            ).fetchone()
+            if row is not None:
+                merged = {} if row[0] is None else orjson.loads(row[0])
+                merged.update(plain)
+                self._exec(
+                    cur,
+                    "UPDATE predictions SET delayed = ? WHERE uuid = ?",
+                    (orjson.dumps(merged).decode(), uuid),
+                )
+            else:
+                self._lock_buckets(cur)
+                found = self._exec(
+                    cur,
+                    "SELECT b.id, b.summary FROM rolled_uuids r "
+                    "JOIN rollup_buckets b ON b.id = r.bucket_id WHERE r.uuid = ?",
+                    (uuid,),
+                ).fetchone()
+                if found is None:
+                    raise NotFound(
+                        f"no prediction with uuid {uuid!r} is stored (raw or rolled up); "
+                        "pass the predictionUuid a prediction returned",
+                        uuid=uuid,
+                    )
+                summary = BucketSummary.from_bytes(found[1])
+                records = summary.records
+                summary.add_metrics(plain)  # values join the bucket; the record count does not
+                summary.records = records
+                self._exec(
+                    cur,
+                    "UPDATE rollup_buckets SET summary = ? WHERE id = ?",
+                    (summary.to_bytes(), found[0]),
+                )
+            cur.executemany(
+                self._q(
+                    "INSERT INTO delayed_metrics (uuid, key, value, tracked_ms, source) "
+                    "VALUES (?, ?, ?, ?, ?)"
+                ),
+                [(uuid, k, text, when, source) for k, text in values],
+            )
+
+        self._write(transaction)
+
+    def delayed_history(self, uuid: str) -> list[DelayedValue]:
+        with self._reading() as cur:
+            rows = self._exec(
+                cur,
+                "SELECT key, value, tracked_ms, source FROM delayed_metrics WHERE uuid = ? "
+                "ORDER BY id",
+                (uuid,),
+            ).fetchall()
+        return [DelayedValue(k, orjson.loads(v), int(t), s) for k, v, t, s in rows]
+
+    def add_aggregate(
+        self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
+    ) -> None:
+        if not _is_int(start_ms) or not _is_int(end_ms):
+            raise InvalidInput(
+                f"aggregate window start_ms={start_ms!r}, end_ms={end_ms!r} must be integer "
+                "epoch milliseconds"
+            )
+        if start_ms > end_ms:
+            raise InvalidInput(
+                f"aggregate window start_ms={start_ms} is after end_ms={end_ms}; "
+                "pass start_ms <= end_ms"
+            )
+        if not isinstance(metrics, dict):
+            raise InvalidInput(f"aggregate metrics must be a dict, got {type(metrics).__name__}")
+        try:
+            text = orjson.dumps(metrics, option=_JSON_OPTS).decode()
+        except TypeError as exc:
+            raise InvalidInput(f"aggregate metrics are not JSON-serialisable ({exc})") from exc
+        dep_id = self._by_crn.get(deployment_crn, (None,))[0]
+        if dep_id is None:
+            self.resolve(deployment_crn)  # NotFound naming the CRN if unknown
+            dep_id = self._by_crn[deployment_crn][0]
+        self._write(
+            lambda cur: self._exec(
+                cur,
+                "INSERT INTO aggregates (deployment_id, start_ms, end_ms, metrics, created_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (dep_id, start_ms, end_ms, text, _now_ms()),
+            )
+        )
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _kind_rows(
+        self,
+        cur: Cursor,
+        kind: RecordKind,
+        dep_ids: list[int],
+        window: Window,
+        after: SortKey | None,
+        limit: int | None,
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one kind in sort order after ``after``; the last columns are the sort key."""
+        rank = KIND_RANK[kind]
+        if kind is RecordKind.PREDICTION:
+            select = (
+                "SELECT deployment_id, start_ms, uuid, end_ms, metrics, delayed FROM predictions"
+            )
+            start_col, tie_col = "start_ms", "uuid"
+        elif kind is RecordKind.AGGREGATE:
+            select = "SELECT deployment_id, start_ms, id, end_ms, metrics FROM aggregates"
+            start_col, tie_col = "start_ms", "id"
+        else:
+            select = (
+                "SELECT deployment_id, bucket_start_ms, id, tier_ms, summary FROM rollup_buckets"
+            )
+            start_col, tie_col = "bucket_start_ms", "id"
+        sql = (
+            f"{select} WHERE deployment_id IN ({_marks(len(dep_ids))}) "
+            f"AND {start_col} >= ? AND {start_col} <= ?"
+        )
+        params: list[Any] = [*dep_ids, window.start_ms, window.end_ms]
+        if after is not None:
+            a_start, a_rank, a_tie = after
+            if rank == a_rank:
+                sql += f" AND ({start_col}, {tie_col}) > (?, ?)"
+                params += [a_start, a_tie]
+            elif rank < a_rank:
+                sql += f" AND {start_col} > ?"
+                params.append(a_start)
+            else:
+                sql += f" AND {start_col} >= ?"
+                params.append(a_start)
+        sql += f" ORDER BY {start_col}, {tie_col}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return list(self._exec(cur, sql, params).fetchall())
+
+    def _record(self, cur: Cursor, kind: RecordKind, row: tuple[Any, ...]) -> Record:
+        identity = self._identity(cur, row[0])
+        if kind is RecordKind.PREDICTION:
+            return Record(kind, identity, row[1], row[3], row[2], _merged(row[4], row[5]))
+        if kind is RecordKind.AGGREGATE:
+            return Record(kind, identity, row[1], row[3], None, orjson.loads(row[4]))
+        summary = BucketSummary.from_bytes(row[4])
+        return Record(kind, identity, row[1], row[1] + row[3], None, summary.to_dict(), row[3])
+
+    def read(self, query: Query) -> tuple[list[Record], str | None]:
+        window = check_window(query)
+        with self._reading() as cur:
+            dep_ids = self._deployment_ids(cur, query)
+            if not dep_ids or not window.kinds:
+                return [], None
+            fetch = None if window.limit is None else window.limit + 1
+            streams = []
+            for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
+                rank = KIND_RANK[kind]
+                rows = self._kind_rows(cur, kind, dep_ids, window, window.after, fetch)
+                streams.append([((row[1], rank, row[2]), kind, row) for row in rows])
+            merged = list(heapq.merge(*streams, key=lambda item: item[0]))
+            token = None
+            if window.limit is not None and len(merged) > window.limit:
+                merged = merged[: window.limit]
+                token = encode_token(merged[-1][0])
+            records = [self._record(cur, kind, row) for _, kind, row in merged]
+        return records, token
+
+    def scan(self, query: Query, batch_size: int = 100_000) -> Iterator[RowBatch]:
+        """Batches kind by kind (predictions, aggregates, rollups), each in sort order.
+
+        Every batch is its own short read (keyset pagination), so no transaction or lock is held
+        while the caller works on a batch, and memory stays bounded by ``batch_size``.
+        """
+        if not _is_int(batch_size) or batch_size < 1:
+            raise InvalidInput(f"batch_size={batch_size!r} must be a positive integer")
+        window = check_window(query)
+        with self._reading() as cur:
+            dep_ids = self._deployment_ids(cur, query)
+        if not dep_ids:
+            return
+        for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
+            rank = KIND_RANK[kind]
+            after = window.after
+            while True:
+                with self._reading() as cur:
+                    rows = self._kind_rows(cur, kind, dep_ids, window, after, batch_size)
+                    if not rows:
+                        break
+                    batch = self._batch(cur, kind, rows, dep_ids)
+                yield batch
+                if len(rows) < batch_size:
+                    break
+                last = rows[-1]
+                after = (last[1], rank, last[2])
+
+    def _batch(
+        self, cur: Cursor, kind: RecordKind, rows: list[tuple[Any, ...]], dep_ids: list[int]
+    ) -> RowBatch:
+        n = len(rows)
+        columns = list(zip(*rows, strict=True))
+        deps = columns[0]
+        if len(dep_ids) == 1:
+            identity = self._identity(cur, dep_ids[0])
+            models, builds, deployments = (
+                [identity.model_crn] * n,
+                [identity.build_crn] * n,
+                [identity.deployment_crn] * n,
+            )
+        else:
+            identities = [self._identity(cur, d) for d in deps]
+            models = [i.model_crn for i in identities]
+            builds = [i.build_crn for i in identities]
+            deployments = [i.deployment_crn for i in identities]
+        if kind is RecordKind.PREDICTION:
+            metrics = list(columns[4])
+            delayed = columns[5]
+            if any(delayed):
+                for i, extra in enumerate(delayed):
+                    if extra is not None:
+                        metrics[i] = _merge_text(metrics[i], extra)
+            return RowBatch(
+                kind=[kind.value] * n,
+                uuid=list(columns[2]),
+                model_crn=models,
+                build_crn=builds,
+                deployment_crn=deployments,
+                start_ms=list(columns[1]),
+                end_ms=list(columns[3]),
+                metrics=metrics,
+                tier_ms=[None] * n,
+            )
+        if kind is RecordKind.AGGREGATE:
+            return RowBatch(
+                kind=[kind.value] * n,
+                uuid=[None] * n,
+                model_crn=models,
+                build_crn=builds,
+                deployment_crn=deployments,
+                start_ms=list(columns[1]),
+                end_ms=list(columns[3]),
+                metrics=list(columns[4]),
+                tier_ms=[None] * n,
+            )
+        return RowBatch(
+            kind=[kind.value] * n,
+            uuid=[None] * n,
+            model_crn=models,
+            build_crn=builds,
+            deployment_crn=deployments,
+            start_ms=list(columns[1]),
+            end_ms=[s + w for s, w in zip(columns[1], columns[3], strict=True)],
+            metrics=[
+                orjson.dumps(BucketSummary.from_bytes(blob).to_dict()).decode()
+                for blob in columns[4]
+            ],
+            tier_ms=list(columns[3]),
+        )
+
+    def distribution(
+        self,
+        query: Query,
+        key: str,
+        quantiles: Sequence[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99),
+        bins: int = 20,
+    ) -> Distribution:
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"key={key!r} must be a metric name")
+        if not _is_int(bins) or bins < 1:
+            raise InvalidInput(f"bins={bins!r} must be a positive integer")
+        qs = [float(q) for q in quantiles]
+        bad = [q for q in qs if not 0.0 <= q <= 1.0]
+        if bad:
+            raise InvalidInput(f"quantiles {bad!r} are outside [0, 1]; pass ranks such as 0.5")
+        raw_query = Query(
+            model_crn=query.model_crn,
+            build_crn=query.build_crn,
+            deployment_crn=query.deployment_crn,
+            start_ms=query.start_ms,
+            end_ms=query.end_ms,
+            kinds=frozenset({RecordKind.PREDICTION}) & frozenset(query.kinds),
+        )
+        values: list[float] = []
+        for batch in self.scan(raw_query) if raw_query.kinds else ():
+            for text in batch.metrics:
+                value = orjson.loads(text).get(key)
+                if type(value) in (int, float) and math.isfinite(value):
+                    values.append(float(value))
+        sketches: list[NumericSummary] = []
+        has_rollups = False
+        if RecordKind.ROLLUP in query.kinds:
+            rollup_query = Query(
+                model_crn=query.model_crn,
+                build_crn=query.build_crn,
+                deployment_crn=query.deployment_crn,
+                start_ms=query.start_ms,
+                end_ms=query.end_ms,
+                kinds=frozenset({RecordKind.ROLLUP}),
+            )
+            window = check_window(rollup_query)
+            with self._reading() as cur:
+                dep_ids = self._deployment_ids(cur, rollup_query)
+                rows = (
+                    self._kind_rows(cur, RecordKind.ROLLUP, dep_ids, window, None, None)
+                    if dep_ids
+                    else []
+                )
+            for row in rows:
+                has_rollups = True
+                numeric = BucketSummary.from_bytes(row[4]).numeric.get(key)
+                if numeric is not None:
+                    sketches.append(numeric)
+        if not has_rollups:
+            return _exact(key, np.asarray(values, dtype=np.float64), qs, bins)
+        merged = NumericSummary()
+        if values:
+            merged.update_many(np.asarray(values, dtype=np.float64))
+        for sketch in sketches:
+            merged.merge(sketch)
+        if merged.count == 0:
+            return _empty(key, qs, exact=False)
+        edges = np.histogram_bin_edges(np.array([merged.min, merged.max]), bins=bins)
+        return Distribution(
+            key=key,
+            count=merged.count,
+            exact=False,
+            rank_error=merged.rank_error,
+            quantiles=dict(zip(qs, merged.quantiles(qs), strict=True)),
+            bin_edges=[float(e) for e in edges],
+            bin_counts=merged.histogram(list(edges)),
+            min=merged.min,
+            max=merged.max,
+            mean=merged.mean,
+        )
+
+    # -- maintenance ----------------------------------------------------------------------------
+    def rollup(self, policy: RollupPolicy | None = None, now_ms: int | None = None) -> RollupReport:
+        if policy is None:
+            policy = RollupPolicy(raw_horizon_ms=settings.get("raw_horizon"))
+        validate_policy(policy)
+        now = _now_ms() if now_ms is None else now_ms
+        if not _is_int(now):
+            raise InvalidInput(f"now_ms={now_ms!r} must be integer epoch milliseconds")
+        report = RollupReport()
+        tiers = policy.tiers
+        with self._reading() as cur:
+            self._load_identities(cur)
+        deployments = sorted(self._by_id)
+        # Only whole buckets are folded or coarsened (cutoffs align to the target width), so a
+        # deployment's time stays partitioned: coarser tiers, then finer ones, then raw rows.
+        raw_cutoff = bucket_start(now - policy.raw_horizon_ms, tiers[0].width_ms)
+        for dep_id in deployments:
+            fold_step = partial(
+                self._fold_chunk, dep_id=dep_id, cutoff=raw_cutoff, width_ms=tiers[0].width_ms
+            )
+            while True:
+                rolled, written, merged = self._write(fold_step)
+                report.raw_rolled += rolled
+                report.buckets_written += written
+                report.buckets_merged += merged
+                if rolled < _RAW_CHUNK:
+                    break
+        for fine, coarse in itertools.pairwise(tiers):
+            if fine.horizon_ms is None:
+                break
+            cutoff = bucket_start(now - fine.horizon_ms, coarse.width_ms)
+            for dep_id in deployments:
+                coarsen_step = partial(
+                    self._coarsen_chunk,
+                    dep_id=dep_id,
+                    fine_ms=fine.width_ms,
+                    coarse_ms=coarse.width_ms,
+                    cutoff=cutoff,
+                )
+                while True:
+                    sources, written, merged = self._write(coarsen_step)
+                    report.buckets_written += written
+                    report.buckets_merged += merged
+                    if sources < _BUCKET_CHUNK:
+                        break
+        return report
+
+    def _put_bucket(
+        self, cur: Cursor, dep_id: int, tier_ms: int, start: int, summary: BucketSummary
+    ) -> tuple[int, bool]:
+        """Write ``summary`` into its bucket, merging with what is there; (id, was_merged)."""
+        row = self._exec(
+            cur,
+            "SELECT id, summary FROM rollup_buckets "
+            "WHERE deployment_id = ? AND tier_ms = ? AND bucket_start_ms = ?",
+            (dep_id, tier_ms, start),
+        ).fetchone()
+        if row is None:
+            new = self._exec(
+                cur,
+                "INSERT INTO rollup_buckets "
+                "(deployment_id, tier_ms, bucket_start_ms, records, summary) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (dep_id, tier_ms, start, summary.records, summary.to_bytes()),
+            ).fetchone()
+            return int(new[0]), False
+        existing = BucketSummary.from_bytes(row[1])
+        existing.merge(summary)
+        self._exec(
+            cur,
+            "UPDATE rollup_buckets SET records = ?, summary = ? WHERE id = ?",
+            (existing.records, existing.to_bytes(), row[0]),
+        )
+        return int(row[0]), True
+
+    def _fold_chunk(
+        self, cur: Cursor, dep_id: int, cutoff: int, width_ms: int
+    ) -> tuple[int, int, int]:
+        """Fold one chunk of raw rows older than ``cutoff`` and delete them, atomically."""
+        self._lock_buckets(cur)
+        rows = self._exec(
+            cur,
+            "SELECT start_ms, uuid, metrics, delayed FROM predictions "
+            "WHERE deployment_id = ? AND start_ms < ? ORDER BY start_ms, uuid LIMIT ?"
+            + self._for_update,
+            (dep_id, cutoff, _RAW_CHUNK),
+        ).fetchall()
+        if not rows:
+            return 0, 0, 0
+        crn = self._identity(cur, dep_id).deployment_crn
+        buckets = fold(((crn, r[0], _merged(r[2], r[3])) for r in rows), width_ms)
+        bucket_ids: dict[int, int] = {}
+        written = merged = 0
+        for (_, start), summary in buckets.items():
+            bucket_id, was_merged = self._put_bucket(cur, dep_id, width_ms, start, summary)
+            bucket_ids[start] = bucket_id
+            merged += was_merged
+            written += not was_merged
+        cur.executemany(
+            self._q("INSERT INTO rolled_uuids (uuid, bucket_id) VALUES (?, ?)"),
+            [(r[1], bucket_ids[bucket_start(r[0], width_ms)]) for r in rows],
+        )
+        cur.executemany(self._q("DELETE FROM predictions WHERE uuid = ?"), [(r[1],) for r in rows])
+        return len(rows), written, merged
+
+    def _coarsen_chunk(
+        self, cur: Cursor, dep_id: int, fine_ms: int, coarse_ms: int, cutoff: int
+    ) -> tuple[int, int, int]:
+        """Merge one chunk of fine buckets older than ``cutoff`` into coarse ones, atomically."""
+        self._lock_buckets(cur)
+        rows = self._exec(
+            cur,
+            "SELECT id, bucket_start_ms, summary FROM rollup_buckets "
+            "WHERE deployment_id = ? AND tier_ms = ? AND bucket_start_ms < ? "
+            "ORDER BY bucket_start_ms LIMIT ?",
+            (dep_id, fine_ms, cutoff, _BUCKET_CHUNK),
+        ).fetchall()
+        if not rows:
+            return 0, 0, 0
+        crn = self._identity(cur, dep_id).deployment_crn
+        targets = coarsen(((crn, r[1], BucketSummary.from_bytes(r[2])) for r in rows), coarse_ms)
+        sources: dict[int, list[int]] = {}
+        for r in rows:
+            sources.setdefault(bucket_start(r[1], coarse_ms), []).append(int(r[0]))
+        written = merged = 0
+        for (_, start), summary in targets.items():
+            bucket_id, was_merged = self._put_bucket(cur, dep_id, coarse_ms, start, summary)
+            merged += was_merged
+            written += not was_merged
+            olds = sources[start]
+            for i in range(0, len(olds), _IN_CHUNK):
+                chunk = olds[i : i + _IN_CHUNK]
+                marks = _marks(len(chunk))
+                self._exec(
+                    cur,
+                    f"UPDATE rolled_uuids SET bucket_id = ? WHERE bucket_id IN ({marks})",
+                    [bucket_id, *chunk],
+                )
+                self._exec(cur, f"DELETE FROM rollup_buckets WHERE id IN ({marks})", chunk)
+        return len(rows), written, merged
+
+    def info(self) -> StoreInfo:
+        with self._reading() as cur:
+            version, _ = self._schema_version(cur)
+
+            def count(table: str) -> int:
+                return int(self._exec(cur, f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+            predictions, delayed, aggregates = (
+                count("predictions"),
+                count("delayed_metrics"),
+                count("aggregates"),
+            )
+            tiers = {
+                int(tier): int(n)
+                for tier, n in self._exec(
+                    cur, "SELECT tier_ms, COUNT(*) FROM rollup_buckets GROUP BY tier_ms"
+                ).fetchall()
+            }
+        return StoreInfo(
+            backend=self.backend,
+            location=self.location,
+            schema_version=version,
+            predictions=predictions,
+            delayed=delayed,
+            aggregates=aggregates,
+            rollup_buckets=tiers,
+            size_bytes=self._size_bytes(),
+        )
+
+
+def _empty(key: str, qs: list[float], *, exact: bool) -> Distribution:
+    return Distribution(
+        key=key,
+        count=0,
+        exact=exact,
+        rank_error=0.0,
+        quantiles={q: math.nan for q in qs},
+        bin_edges=[],
+        bin_counts=[],
+        min=None,
+        max=None,
+        mean=None,
+    )
+
+
+def _exact(key: str, values: np.ndarray[Any, Any], qs: list[float], bins: int) -> Distribution:
+    """Exact figures from raw values (quantiles by the inverse CDF, as the sketches define them)."""
+    if values.size == 0:
+        return _empty(key, qs, exact=True)
+    counts, edges = np.histogram(values, bins=bins)
+    return Distribution(
+        key=key,
+        count=int(values.size),
+        exact=True,
+        rank_error=0.0,
+        quantiles={
+            q: float(v)
+            for q, v in zip(qs, np.quantile(values, qs, method="inverted_cdf"), strict=True)
+        },
+        bin_edges=[float(e) for e in edges],
+        bin_counts=[int(c) for c in counts],
+        min=float(values.min()),
+        max=float(values.max()),
+        mean=float(values.mean()),
+    )

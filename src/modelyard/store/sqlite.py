@@ -1,0 +1,227 @@
+"""The embedded metrics store: one SQLite file in WAL mode, or ``:memory:`` for dev mode.
+
+Concurrency. All writes of one store go through one connection guarded by a lock, each in a
+``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so a transaction never has to
+upgrade a read lock (which SQLite cannot wait for). Other processes writing the same file wait on
+SQLite's busy timeout, and the whole transaction is retried with back-off until ``timeout`` has
+passed; only then does the caller get ``StoreUnavailable``. Reads use one connection per thread
+(WAL lets them run while a write is in progress). ``:memory:`` databases exist per connection, so
+there a single connection serves every thread, behind the same lock.
+
+Durability: ``synchronous=FULL``, so a committed transaction survives a power cut, not only a
+process crash. Writes are batched one level up (``modelyard.store.writer``), so the fsync per
+commit is paid once per batch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+from modelyard.errors import ModelyardError, StoreUnavailable
+from modelyard.store.schema import SCHEMA_VERSION
+from modelyard.store.sqlbase import Cursor, SQLStore
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+MEMORY = ":memory:"
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+class SQLiteStore(SQLStore):
+    """``SQLiteStore(path)`` opens (creating if needed) the store at ``path``.
+
+    >>> with SQLiteStore(":memory:") as store:
+    ...     store.info().schema_version
+    1
+    """
+
+    backend = "sqlite"
+    dialect = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        super().__init__()
+        self._memory = str(path) == MEMORY
+        self.path = str(path) if self._memory else str(Path(path).expanduser())
+        self.location = self.path
+        self._timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect()
+        self._migrate()
+
+    # -- connections ----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=min(self._timeout, 5.0),
+                isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE / COMMIT)
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            if not self._memory:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreUnavailable(
+                        f"SQLite at {self.path} could not switch to WAL mode (got {mode!r}); "
+                        "put MODELYARD_HOME on a local disk that supports shared memory"
+                    )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unavailable(exc) from exc
+        return conn
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """Translate a driver error into a message that says what to do."""
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            return StoreUnavailable(
+                f"{self.path} is not a SQLite database ({text}); move it aside or set "
+                "MODELYARD_HOME to another folder",
+                path=self.path,
+            )
+        if _is_busy(exc):
+            return StoreUnavailable(
+                f"SQLite database {self.path} stayed locked by another connection for more than "
+                f"{self._timeout:g}s ({text}); stop the process holding it or retry later",
+                path=self.path,
+            )
+        return StoreUnavailable(
+            f"SQLite database {self.path} cannot be used ({exc.__class__.__name__}: {text}); "
+            "check the folder exists and is writable, or set MODELYARD_HOME to another folder",
+            path=self.path,
+        )
+
+    def _migrate(self) -> None:
+        try:
+            with self._reading() as cur:
+                exists = cur.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"
+                ).fetchone()
+                version = self._schema_version(cur)[0] if exists else 0
+        except StoreUnavailable:
+            self.close()
+            raise
+        if version == SCHEMA_VERSION:
+            return
+        try:
+            self._write(self._apply_migrations)
+        except ModelyardError:
+            self.close()
+            raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[Cursor]:
+        if self._closed:
+            raise StoreUnavailable(f"the SQLite store at {self.path} is closed; open a new one")
+        if self._memory:
+            with self._lock:
+                yield from self._read_in(self._conn)
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        yield from self._read_in(conn)
+
+    def _read_in(self, conn: sqlite3.Connection) -> Iterator[Cursor]:
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn.cursor()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def _write(self, fn: Callable[[Cursor], T]) -> T:
+        deadline = time.monotonic() + self._timeout
+        delay = 0.005
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise StoreUnavailable(
+                        f"the SQLite store at {self.path} is closed; open a new one"
+                    )
+                conn = self._conn
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    if not (_is_busy(exc) and time.monotonic() < deadline):
+                        raise self._unavailable(exc) from exc
+                else:
+                    try:
+                        result = fn(conn.cursor())
+                        conn.execute("COMMIT")
+                        return result
+                    except BaseException as exc:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        if isinstance(exc, sqlite3.Error):
+                            if _is_busy(exc) and time.monotonic() < deadline:
+                                pass  # retried below, outside the lock
+                            else:
+                                raise self._unavailable(exc) from exc
+                        else:
+                            raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+    def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        cur.executemany(
+            "INSERT INTO predictions (deployment_id, start_ms, uuid, end_ms, metrics) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def _size_bytes(self) -> int | None:
+        if self._memory:
+            with self._reading() as cur:
+                pages = cur.execute("PRAGMA page_count").fetchone()[0]
+                size = cur.execute("PRAGMA page_size").fetchone()[0]
+            return int(pages) * int(size)
+        total = 0
+        for suffix in ("", "-wal"):
+            with suppress(OSError):  # no -wal file right after a checkpoint
+                total += os.path.getsize(self.path + suffix)
+        return total
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"

@@ -1,0 +1,222 @@
+"""Buffered ingest of prediction records: the predict path enqueues, one thread writes batches.
+
+What returns only once durable, and what buffers:
+
+- ``BufferedWriter.submit(prediction)`` only *enqueues* (a lock-protected ``deque.append``, about a
+  microsecond). The record is written later by the writer's background thread, in batches of up
+  to ``max_batch`` records, at least every ``flush_interval_ms``.
+- ``BufferedWriter.flush()`` returns once everything submitted before the call is committed, and
+  re-raises in the caller any write error the background thread met (``close()`` flushes too).
+- ``MetricsStore.write_predictions``, ``add_delayed`` and ``add_aggregate`` write directly: they
+  return only once their transaction has committed.
+
+What a crash can lose: records submitted but not yet flushed, at most about ``flush_interval_ms``
+of traffic (or ``max_batch`` records) when the process dies without running its exit hooks
+(SIGKILL, power loss, ``os._exit``). At a normal interpreter exit an ``atexit`` hook flushes.
+
+When a batch fails: if the store is unavailable (locked, unreachable) the batch goes back to the
+head of the queue and is retried with back-off, and ``flush`` raises the error so the caller
+knows records are waiting. If the batch itself is at fault (a duplicate uuid, an oversized
+record), it is split in halves until the bad records are isolated; those are dropped, every other
+record is written, and the next ``flush`` raises the error that named them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import time
+from collections import deque
+
+from modelyard import settings
+from modelyard.errors import InvalidInput, ModelyardError, StoreUnavailable
+from modelyard.store.base import MetricsStore, Prediction
+
+__all__ = ["BufferedWriter"]
+
+_MAX_BACKOFF_S = 1.0
+_MAX_ERRORS = 100
+
+
+class _Retry(Exception):
+    """The store was unavailable; ``remaining`` records were not written and must be retried."""
+
+    def __init__(self, remaining: list[Prediction], error: StoreUnavailable) -> None:
+        super().__init__(str(error))
+        self.remaining = remaining
+        self.error = error
+
+
+class BufferedWriter:
+    """Batches ``submit``-ted predictions into ``store.write_predictions`` on a daemon thread."""
+
+    def __init__(
+        self,
+        store: MetricsStore,
+        flush_interval_ms: int | None = None,
+        max_batch: int = 10_000,
+    ) -> None:
+        interval = (
+            settings.get("flush_interval") if flush_interval_ms is None else flush_interval_ms
+        )
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
+            raise InvalidInput(
+                f"flush_interval_ms={interval!r} must be a positive number of milliseconds"
+            )
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise InvalidInput(f"max_batch={max_batch!r} must be a positive integer")
+        self.store = store
+        self.flush_interval_ms = interval
+        self.max_batch = max_batch
+        self._queue: deque[Prediction] = deque()
+        self._lock = threading.Lock()  # guards _queue appends together with _submitted
+        self._submitted = 0
+        self._done = 0  # records written or dropped, in submit order
+        self._done_cond = threading.Condition()
+        self._errors: list[ModelyardError] = []
+        self._wake = threading.Event()
+        self._closing = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="modelyard-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self._at_exit)
+
+    # -- the predict path -----------------------------------------------------------------------
+    def submit(self, prediction: Prediction) -> None:
+        """Enqueue one record; never waits on the database."""
+        if type(prediction) is not Prediction:
+            raise InvalidInput(f"{prediction!r} is not a Prediction; submit takes a Prediction")
+        with self._lock:
+            if self._closing:
+                raise StoreUnavailable("this BufferedWriter is closed; open a new one to submit")
+            self._queue.append(prediction)
+            self._submitted += 1
+            full = len(self._queue) >= self.max_batch
+        if full:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Records submitted but not yet written (or dropped)."""
+        with self._lock:
+            return self._submitted - self._done
+
+    # -- durability -----------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every record submitted before this call is durable.
+
+        Raises the first write error not yet reported (see the module docstring), or
+        ``StoreUnavailable`` if ``timeout`` seconds pass first.
+        """
+        with self._lock:
+            target = self._submitted
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._done_cond:
+            while self._done < target and not self._errors:
+                if not self._thread.is_alive():
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._done_cond.wait(0.1 if remaining is None else min(remaining, 0.1))
+            if self._errors:
+                raise self._errors.pop(0)
+            if self._done < target:
+                raise StoreUnavailable(
+                    f"flush did not finish within {timeout}s: {target - self._done} records "
+                    f"are still waiting to be written to {self.store!r}; retry flush later",
+                    pending=target - self._done,
+                )
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, stop the background thread and release the exit hook (the store stays open)."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        finally:
+            with self._lock:
+                self._closing = True
+            self._closed = True
+            self._wake.set()
+            self._thread.join(timeout)
+            atexit.unregister(self._at_exit)
+
+    def __enter__(self) -> BufferedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _at_exit(self) -> None:
+        try:
+            self.close(timeout=30)
+        except Exception as exc:  # at exit there is nobody left to raise to
+            print(f"modelyard: records may be lost at exit: {exc}", file=sys.stderr)
+
+    # -- the background thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake.wait(max(self.flush_interval_ms / 1000, backoff))
+            self._wake.clear()
+            backoff = 0.0
+            while self._queue:
+                batch = self._take()
+                try:
+                    self._write(batch)
+                except _Retry as retry:
+                    self._queue.extendleft(reversed(retry.remaining))  # first in line again
+                    self._report(retry.error, len(batch) - len(retry.remaining))
+                    backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
+                    if self._closed:
+                        return  # close() gave up waiting; what is left stays unwritten
+                    break
+                self._report(None, len(batch))
+            if self._closed and not self._queue:
+                return
+
+    def _take(self) -> list[Prediction]:
+        batch: list[Prediction] = []
+        popleft = self._queue.popleft
+        for _ in range(min(self.max_batch, len(self._queue))):
+            batch.append(popleft())
+        return batch
+
+    def _write(self, batch: list[Prediction]) -> None:
+        """Write ``batch``; isolate and drop records the store refuses (splitting in halves).
+
+        Raises ``_Retry`` with the records not yet written when the store is unavailable.
+        """
+        try:
+            self.store.write_predictions(batch)
+        except StoreUnavailable as exc:
+            raise _Retry(batch, exc) from exc
+        except Exception as exc:
+            if len(batch) == 1:
+                error = (
+                    exc
+                    if isinstance(exc, ModelyardError)
+                    else ModelyardError(
+                        f"writing prediction {batch[0].uuid} failed "
+                        f"({exc.__class__.__name__}: {exc}); the record was dropped"
+                    )
+                )
+                self._report(error, 0)
+                return
+            middle = len(batch) // 2
+            try:
+                self._write(batch[:middle])
+            except _Retry as retry:
+                raise _Retry(retry.remaining + batch[middle:], retry.error) from retry.error
+            self._write(batch[middle:])
+
+    def _report(self, error: ModelyardError | None, done: int) -> None:
+        with self._done_cond:
+            # Bounded: a store that stays locked must not grow this list without end.
+            if error is not None and len(self._errors) < _MAX_ERRORS:
+                self._errors.append(error)
+            self._done += done
+            self._done_cond.notify_all()
