@@ -1,0 +1,44 @@
+"""Where code runs: supervised replica processes and job-run processes.
+
+The interface (``Runtime``, ``RunHandle`` and the dataclasses in ``base``) is what the server,
+gateway and scheduler program against; ``LocalRuntime`` implements it with process groups on this
+machine, and a Ray backend can implement the same later. See ``docs/runtime.md``.
+"""
+
+from modelyard.runtime.backoff import Backoff
+from modelyard.runtime.base import (
+    Event,
+    EventSink,
+    ReplicaSpec,
+    ReplicaState,
+    ReplicaStatus,
+    RunHandle,
+    RunSpec,
+    RunStatus,
+    Runtime,
+)
+from modelyard.runtime.local import LocalRuntime
+from modelyard.runtime.logs import check_name, replica_log_path, run_log_path
+from modelyard.runtime.ports import free_port
+from modelyard.runtime.runs import LocalRun
+from modelyard.runtime.supervised import SupervisorConfig
+
+__all__ = [
+    "Backoff",
+    "Event",
+    "EventSink",
+    "LocalRun",
+    "LocalRuntime",
+    "ReplicaSpec",
+    "ReplicaState",
+    "ReplicaStatus",
+    "RunHandle",
+    "RunSpec",
+    "RunStatus",
+    "Runtime",
+    "SupervisorConfig",
+    "check_name",
+    "free_port",
+    "replica_log_path",
+    "run_log_path",
+]

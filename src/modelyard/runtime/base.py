@@ -1,0 +1,200 @@
+"""The runtime interface: what every backend (local processes now, Ray later) provides.
+
+The interface is deliberately narrow: start, scale and stop replicas; launch, cancel and watch
+runs; fetch logs. A runtime carries out orders and reports what happened through events; it
+never decides what should run (that is the server's and the scheduler's business).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Event",
+    "EventSink",
+    "ReplicaSpec",
+    "ReplicaState",
+    "ReplicaStatus",
+    "RunHandle",
+    "RunSpec",
+    "RunStatus",
+    "Runtime",
+]
+
+
+class ReplicaStatus(StrEnum):
+    """Where a replica is in its life.
+
+    ``crashed`` means the process exited on its own and waits for its (backed-off) restart;
+    ``restarting`` means the supervisor killed it (recycle, memory limit) and will start it again.
+    """
+
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    RESTARTING = "restarting"
+    CRASHED = "crashed"
+    STOPPED = "stopped"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """One replica to run: a command, its environment and its limits.
+
+    ``deployment_id`` and ``replica_id`` name folders and files, so they must match
+    ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (pass the uuid part of a deployment CRN, not the CRN).
+    ``replica_id`` is unique within a runtime. ``env`` is added on top of the runtime's own
+    environment when ``inherit_env`` is true, else it is the whole environment (plus the
+    ``MODELYARD_*`` variables the runtime adds). ``health_path`` needs ``port``; without a health
+    path a replica counts as healthy as soon as it runs. ``cpus`` is recorded, not enforced
+    locally. ``startup_timeout_s`` bounds how long a replica may take to answer its first health
+    check before it is recycled.
+    """
+
+    deployment_id: str
+    replica_id: str
+    argv: Sequence[str]
+    cwd: str | Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+    health_path: str | None = None
+    memory_limit_bytes: int | None = None
+    cpus: float | None = None
+    inherit_env: bool = True
+    startup_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """A snapshot of one replica as the supervisor last saw it. Times are epoch milliseconds."""
+
+    deployment_id: str
+    replica_id: str
+    status: ReplicaStatus
+    pid: int | None
+    restarts: int
+    last_exit_code: int | None
+    started_at_ms: int | None
+    rss_bytes: int | None
+    cpu_percent: float | None
+    port: int | None
+    memory_limit_bytes: int | None
+    cpus: float | None
+    log_path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One job run: a command, its environment and a timeout (None: no timeout).
+
+    ``run_id`` names the log file, so it must match ``[A-Za-z0-9][A-Za-z0-9_.-]*``.
+    """
+
+    run_id: str
+    argv: Sequence[str]
+    cwd: str | Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    inherit_env: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a replica or a run, for the server to record.
+
+    Kinds: ``started``, ``restarted``, ``healthy``, ``unhealthy``, ``exited``, ``recycled``,
+    ``memory_limit_exceeded``, ``spawn_failed``, ``stopped`` (replicas); ``run_started``,
+    ``run_finished`` (runs). ``details`` holds the figures (exit code, rss and limit, reason).
+    """
+
+    kind: str
+    at_ms: int
+    deployment_id: str | None = None
+    replica_id: str | None = None
+    run_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[Event], None]
+
+
+@runtime_checkable
+class RunHandle(Protocol):
+    """A launched run. Times are epoch milliseconds; ``ended_ms`` is None while it runs."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def status(self) -> RunStatus: ...
+
+    @property
+    def exit_code(self) -> int | None: ...
+
+    @property
+    def started_ms(self) -> int: ...
+
+    @property
+    def ended_ms(self) -> int | None: ...
+
+    @property
+    def duration_ms(self) -> int | None: ...
+
+    @property
+    def log_path(self) -> Path: ...
+
+    def wait(self, timeout_s: float | None = None) -> RunStatus:
+        """Block until the run finishes (or ``timeout_s`` passes); return its status."""
+        ...
+
+    def cancel(self) -> RunStatus:
+        """Stop the run's whole process group; return its final status."""
+        ...
+
+
+class Runtime(Protocol):
+    """What the server, gateway and scheduler call. A Ray backend implements the same."""
+
+    def start_replicas(self, specs: Sequence[ReplicaSpec]) -> list[ReplicaState]: ...
+
+    def scale(self, deployment_id: str, specs: Sequence[ReplicaSpec]) -> list[ReplicaState]: ...
+
+    def stop_replica(self, replica_id: str, grace_s: float | None = None) -> ReplicaState: ...
+
+    def recycle(self, replica_id: str, reason: str) -> None: ...
+
+    def replicas(self, deployment_id: str | None = None) -> list[ReplicaState]: ...
+
+    def launch_run(self, spec: RunSpec) -> RunHandle: ...
+
+    def get_run(self, run_id: str) -> RunHandle: ...
+
+    def read_replica_log(
+        self,
+        deployment_id: str,
+        replica_id: str,
+        tail_lines: int | None = None,
+        follow: bool = False,
+    ) -> Iterator[str]: ...
+
+    def read_run_log(
+        self, run_id: str, tail_lines: int | None = None, follow: bool = False
+    ) -> Iterator[str]: ...
+
+    def stop_all(self) -> None: ...
