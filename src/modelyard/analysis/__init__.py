@@ -13,7 +13,7 @@ from modelyard.analysis.classification import (
 )
 from modelyard.analysis.concept import ADWIN, PageHinkley, detect
 from modelyard.analysis.coverage import label_coverage
-from modelyard.analysis.drift import (
+from modelyard.analysis.univariate import (
     DEFAULT_ALPHA,
     DEFAULT_THRESHOLDS,
     MAJOR_THRESHOLDS,
@@ -27,7 +27,7 @@ from modelyard.analysis.estimation import estimate_performance, expected_roc_auc
 from modelyard.analysis.multivariate import DomainClassifierResult, domain_classifier
 from modelyard.analysis.regression import regression_metrics
 from modelyard.analysis.segments import by_segment, fairness_gaps
-from modelyard.analysis.sketch_drift import (
+from modelyard.analysis.sketches import (
     QuantileSummary,
     sketch_drift,
     sketch_ks,
