@@ -163,8 +163,9 @@ class RunHandle(Protocol):
         """Block until the run finishes (or ``timeout_s`` passes); return its status."""
         ...
 
-    def cancel(self) -> RunStatus:
-        """Stop the run's whole process group; return its final status."""
+    def cancel(self, grace_s: float | None = None) -> RunStatus:
+        """Stop the run's whole process group (SIGTERM, SIGKILL after ``grace_s``); return its
+        final status."""
         ...
 
 

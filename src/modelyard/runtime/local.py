@@ -240,7 +240,7 @@ class LocalRuntime:
             ids = list(self._replicas)
             runs = [run for run in self._runs.values() if not run.status.finished]
         for run in runs:
-            run.request_cancel()
+            run.request_cancel(grace_s)
         try:
             self._stop_many(ids, grace_s)
         finally:

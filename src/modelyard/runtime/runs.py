@@ -93,17 +93,22 @@ class LocalRun:
         self._done.wait(timeout_s)
         return self._status
 
-    def cancel(self) -> RunStatus:
+    def cancel(self, grace_s: float | None = None) -> RunStatus:
         """Terminate the run's process group; a run that already finished keeps its status."""
-        self.request_cancel()
+        self.request_cancel(grace_s)
         self._done.wait()
         return self._status
 
-    def request_cancel(self) -> None:
-        """Ask the watcher to cancel the run and return at once (``wait`` for the outcome)."""
+    def request_cancel(self, grace_s: float | None = None) -> None:
+        """Ask the watcher to cancel the run and return at once (``wait`` for the outcome).
+
+        ``grace_s`` replaces the runtime's grace period between SIGTERM and SIGKILL.
+        """
         with self._lock:
             if self._stop_reason is None and not self._done.is_set():
                 self._stop_reason = RunStatus.CANCELLED
+                if grace_s is not None:
+                    self._grace_s = max(0.0, grace_s)
 
     # -- the watcher -----------------------------------------------------------------------
 
