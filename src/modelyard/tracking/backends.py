@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard import settings
 from modelyard.errors import InvalidInput
 from modelyard.store.base import Identity, Prediction, Query, Record, RowBatch
+from modelyard.tracking import _env
 from modelyard.tracking.identity import DEV_IDENTITY, env_identity, local_identity
 
 if TYPE_CHECKING:
@@ -208,52 +209,77 @@ _select_lock = threading.Lock()
 _dev_announced = False
 
 
-def _home_configured() -> bool:
-    env = os.environ
-    return bool(
-        env.get("MODELYARD_HOME")
-        or env.get("MODELYARD_DATABASE_URL")
-        or env.get("MODELYARD_DEPLOYMENT_CRN")
-        or Path(os.path.expanduser(str(settings.SETTINGS["home"].default))).is_dir()
-    )
+def _home_configured(
+    home_env: str | None, database_url: str | None, deployment: str | None
+) -> bool:
+    default = Path(os.path.expanduser(str(settings.SETTINGS["home"].default)))
+    return bool(home_env or database_url or deployment or default.is_dir())
 
 
-def _key(dev: bool) -> tuple[str, ...]:
-    env = os.environ
-    if dev:
-        return ("dev",)
-    url = env.get("MODELYARD_URL")
+def _key(raw: tuple[str | None, ...]) -> tuple[str, ...]:
+    url, api_key, home_env, database_url, deployment, build, model, _ = raw
+    identity = f"{deployment or ''}|{build or ''}|{model or ''}"
     if url:
-        return ("remote", url, env.get("MODELYARD_API_KEY") or "", _identity_key())
-    if _home_configured():
-        return (
-            "embedded",
-            env.get("MODELYARD_DATABASE_URL") or str(settings.home()),
-            _identity_key(),
-        )
+        return ("remote", url, api_key or "", identity)
+    if _home_configured(home_env, database_url, deployment):
+        return ("embedded", database_url or str(settings.home()), identity)
     return ("dev",)
 
 
-def _identity_key() -> str:
-    env = os.environ
-    return "|".join(
-        env.get(name) or ""
-        for name in ("MODELYARD_DEPLOYMENT_CRN", "MODELYARD_BUILD_CRN", "MODELYARD_MODEL_CRN")
-    )
+# The environment variables the choice depends on (HOME too: it locates the default home).
+_ENV_NAMES = (
+    "MODELYARD_URL",
+    "MODELYARD_API_KEY",
+    "MODELYARD_HOME",
+    "MODELYARD_DATABASE_URL",
+    "MODELYARD_DEPLOYMENT_CRN",
+    "MODELYARD_BUILD_CRN",
+    "MODELYARD_MODEL_CRN",
+    "HOME",
+)
+
+
+_snapshot = _env.reader(_ENV_NAMES)
+_by_env: dict[tuple[str | None, ...], Backend] = {}
+_dev: Backend | None = None
 
 
 def select(dev: bool = False) -> Backend:
-    """The backend for a call made now with this ``dev`` flag (see the module docstring)."""
-    key = _key(dev)
-    backend = _backends.get(key)
+    """The backend for a call made now with this ``dev`` flag (see the module docstring).
+
+    Called on every prediction, so the common case is one environment snapshot and one dict
+    lookup; the full choice (which may look at the file system) runs only when the relevant
+    environment variables change. The default home folder's existence is therefore checked when
+    the environment is first seen, not on every call.
+    """
+    if dev:
+        return _dev if _dev is not None else _select_dev()
+    raw = _snapshot()
+    backend = _by_env.get(raw)
     if backend is not None:
         return backend
-    with _select_lock:
-        backend = _backends.get(key)
-        if backend is None:
-            backend = _open(key)
-            _backends[key] = backend
+    key = _key(raw)
+    if key == ("dev",):
+        backend = _select_dev()
+    else:
+        with _select_lock:
+            backend = _backends.get(key)
+            if backend is None:
+                backend = _open(key)
+                _backends[key] = backend
+    _by_env[raw] = backend
     return backend
+
+
+def _select_dev() -> Backend:
+    global _dev
+    with _select_lock:
+        if _dev is None:
+            backend = _backends.get(("dev",))
+            if backend is None:
+                backend = _backends[("dev",)] = _open(("dev",))
+            _dev = backend
+        return _dev
 
 
 def _open(key: tuple[str, ...]) -> Backend:
@@ -311,10 +337,12 @@ def flush_all() -> None:
 
 def close_all() -> None:
     """Flush and close every backend; the next call opens fresh ones (used at exit and in tests)."""
-    global _dev_announced
+    global _dev_announced, _dev
     with _select_lock:
         backends = list(_backends.values())
         _backends.clear()
+        _by_env.clear()
+        _dev = None
         _dev_announced = False
     errors: list[BaseException] = []
     for backend in backends:
@@ -328,7 +356,10 @@ def close_all() -> None:
 
 def _forget_after_fork() -> None:
     # A forked child inherits the parent's writers without their threads; it must open its own.
+    global _dev
     _backends.clear()
+    _by_env.clear()
+    _dev = None
 
 
 atexit.register(close_all)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -29,6 +29,19 @@ _MAX_MESSAGE = 1000
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without the UUID object.
+
+    Same source of randomness (``os.urandom``), same format; about 1 us instead of 2 on the
+    predict path. Reading the urandom per call (no pool) keeps forked processes apart.
+    """
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _error_marker(exc: BaseException) -> dict[str, str]:
@@ -68,7 +81,7 @@ def _decorate(fn: Callable[..., Any], dev: bool) -> Callable[..., dict[str, Any]
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            uid = str(uuid.uuid4())
+            uid = _uuid4()
             ctx, token = context.enter(uid)
             start_ms = time.time_ns() // 1_000_000
             try:
@@ -86,7 +99,7 @@ def _decorate(fn: Callable[..., Any], dev: bool) -> Callable[..., dict[str, Any]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        uid = str(uuid.uuid4())
+        uid = _uuid4()
         ctx, token = context.enter(uid)
         start_ms = time.time_ns() // 1_000_000
         try:

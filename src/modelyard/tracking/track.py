@@ -72,7 +72,13 @@ def track_metric(key: str, value: Any) -> None:
     checked = check_value(value, check_key(key))
     ctx = context.current()
     if ctx is not None:
-        _add(ctx, {key: checked})
+        # _add inlined for the one-key case: this runs inside every prediction.
+        estimate = ctx.size_estimate + len(key) + len(orjson.dumps(checked)) + 4
+        limit = max_record_bytes()
+        if estimate > limit:
+            estimate = check_size({**ctx.metrics, key: checked}, limit)
+        ctx.metrics[key] = checked
+        ctx.size_estimate = estimate
         return
     _outside({key: checked})
 

@@ -11,7 +11,6 @@ classes) are refused rather than guessed at.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ import orjson
 
 from modelyard import settings
 from modelyard.errors import InvalidInput, PayloadTooLarge
+from modelyard.tracking import _env
 
 __all__ = [
     "check_key",
@@ -100,6 +100,7 @@ def encoded_size(metrics: Mapping[str, Any]) -> int:
 
 
 _limit_cache: tuple[str | None, int] | None = None
+_limit_env = _env.reader([settings.SETTINGS["max_record_bytes"].env])
 
 
 def max_record_bytes() -> int:
@@ -109,7 +110,7 @@ def max_record_bytes() -> int:
     than the rest of the call.
     """
     global _limit_cache
-    raw = os.environ.get(settings.SETTINGS["max_record_bytes"].env)
+    (raw,) = _limit_env()
     cached = _limit_cache
     if cached is not None and cached[0] == raw:
         return cached[1]
