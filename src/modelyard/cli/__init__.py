@@ -1,21 +1,71 @@
-"""The ``modelyard`` command: parsing arguments and printing, nothing more."""
+"""The ``modelyard`` command: parsing arguments and printing, nothing more.
+
+Built on click (stable public API, and the reference page is generated from its command tree).
+"""
 
 from __future__ import annotations
 
-import typer
+import os
+import sys
+
+import click
 
 import modelyard
+from modelyard.cli import demo_cmd, metrics_cmd, store_cmd
+from modelyard.cli.output import error, print_json, print_rows
+from modelyard.errors import ModelyardError
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Modelyard command line.")
+__all__ = ["cli", "main"]
 
 
-@app.command()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """Modelyard: record every prediction, join late ground truth, monitor models."""
+
+
+cli.add_command(store_cmd.store)
+cli.add_command(metrics_cmd.metrics)
+cli.add_command(demo_cmd.demo)
+
+
+@cli.command()
 def version() -> None:
     """Print the installed Modelyard version."""
-    typer.echo(modelyard.__version__)
+    click.echo(modelyard.__version__)
 
 
-def main() -> None:
-    app()
+@cli.command("settings")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def show_settings(as_json: bool) -> None:
+    """List every setting: its environment variable, default and current value."""
+    from modelyard.settings import SETTINGS
+
+    rows = [
+        {
+            "name": s.name,
+            "env": s.env,
+            "default": s.default,
+            "value": os.environ.get(s.env),
+            "help": s.help,
+        }
+        for s in SETTINGS.values()
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        columns = ["name", "env", "default", "value", "help"]
+        print_rows("Settings", columns, [[r[c] for c in columns] for r in rows])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a Modelyard error becomes one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="modelyard", standalone_mode=False)
+    except ModelyardError as exc:
+        error(exc.message)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(1)

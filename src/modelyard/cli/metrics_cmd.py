@@ -1,0 +1,82 @@
+"""``modelyard metrics``: read tracked records from the terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from modelyard.cli.output import print_json, print_rows
+from modelyard.errors import InvalidInput
+from modelyard.timeparse import parse_time_ms
+
+__all__ = ["metrics"]
+
+_TABLE_ROWS = 20
+_TIME_HELP = "epoch ms, ISO 8601, 'now', or a duration before now such as 2h"
+
+
+@click.group()
+def metrics() -> None:
+    """Read prediction, aggregate and rollup records."""
+
+
+@metrics.command()
+@click.option("--deployment", default=None, help="Deployment CRN.")
+@click.option("--build", default=None, help="Build CRN.")
+@click.option("--model", default=None, help="Model CRN.")
+@click.option("--since", default="0", show_default=True, help=f"Window start: {_TIME_HELP}.")
+@click.option("--until", default="now", show_default=True, help=f"Window end: {_TIME_HELP}.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+def read(
+    deployment: str | None,
+    build: str | None,
+    model: str | None,
+    since: str,
+    until: str,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """Records of one model, build or deployment within a time window."""
+    import modelyard
+
+    if not (deployment or build or model):
+        raise InvalidInput("give one of --deployment, --build or --model (a CRN)")
+    start = parse_time_ms(since, "--since")
+    end = parse_time_ms(until, "--until")
+    if fmt == "json":
+        page = modelyard.read_metrics(
+            model_deployment_crn=deployment,
+            start_timestamp_ms=start,
+            end_timestamp_ms=end,
+            model_crn=model,
+            model_build_crn=build,
+            limit=limit,
+        )
+        print_json(page["metrics"])
+        return
+    frame = modelyard.read_metrics_frame(
+        model_deployment_crn=deployment,
+        start_timestamp_ms=start,
+        end_timestamp_ms=end,
+        model_crn=model,
+        model_build_crn=build,
+    )
+    if limit is not None:
+        frame = frame.head(limit)
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+        return
+    shown = frame.head(_TABLE_ROWS)
+    title = f"{len(frame)} records" + (
+        f" (first {_TABLE_ROWS}; use --format csv for all)" if len(frame) > _TABLE_ROWS else ""
+    )
+    print_rows(title, [str(c) for c in shown.columns], shown.astype(object).values.tolist())

@@ -1,0 +1,51 @@
+"""The CLI reference page, generated from the command tree so it cannot drift from ``--help``.
+
+``python -m modelyard.cli.reference > docs/cli.md`` regenerates it; a test checks it is current.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["render"]
+
+
+def render() -> str:
+    from modelyard.cli import cli
+
+    root: click.Command = cli
+    lines = [
+        "# CLI reference",
+        "",
+        "Generated from the command definitions by `python -m modelyard.cli.reference`;",
+        "a test fails when this page and `modelyard --help` disagree.",
+        "",
+    ]
+    _walk(root, ["modelyard"], lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _walk(command: click.Command, path: list[str], lines: list[str]) -> None:
+    if isinstance(command, click.Group):
+        for name in sorted(command.commands):
+            _walk(command.commands[name], [*path, name], lines)
+        return
+    lines.append(f"## `{' '.join(path)}`")
+    lines.append("")
+    if command.help:
+        lines.append(command.help.strip())
+        lines.append("")
+    rows = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
+    if rows:
+        lines.append("| option | meaning | default |")
+        lines.append("| --- | --- | --- |")
+        for option in rows:
+            names = ", ".join(f"`{o}`" for o in option.opts)
+            default = "" if option.default in (None, False) else f"`{option.default}`"
+            help_text = (option.help or "").replace("|", "\\|")
+            lines.append(f"| {names} | {help_text} | {default} |")
+        lines.append("")
+
+
+if __name__ == "__main__":
+    print(render(), end="")
