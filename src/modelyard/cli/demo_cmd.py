@@ -17,7 +17,13 @@ __all__ = ["demo"]
     show_default=True,
     help="Folder for the demo's store; kept afterwards.",
 )
-@click.option("--predictions", type=click.IntRange(min=10), default=2000, show_default=True)
+@click.option(
+    "--predictions",
+    type=click.IntRange(min=10),
+    default=2000,
+    show_default=True,
+    help="How many predictions the simulated app makes.",
+)
 @click.option("--quick", is_flag=True, help="A smaller run, for tests.")
 def demo(home: Path, predictions: int, quick: bool) -> None:
     """Run the churn tour: predict, record, join ground truth, compute ROC AUC, read back."""

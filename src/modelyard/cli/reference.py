@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import click
 
 __all__ = ["render"]
@@ -41,7 +43,10 @@ def _walk(command: click.Command, path: list[str], lines: list[str]) -> None:
         lines.append("| --- | --- | --- |")
         for option in rows:
             names = ", ".join(f"`{o}`" for o in option.opts)
-            default = "" if option.default in (None, False) else f"`{option.default}`"
+            shown = option.default
+            # Flags and options without a default show nothing (click uses a sentinel for "unset").
+            plain = isinstance(shown, str | int | float | PurePath) and not option.is_flag
+            default = f"`{shown}`" if plain else ""
             help_text = (option.help or "").replace("|", "\\|")
             lines.append(f"| {names} | {help_text} | {default} |")
         lines.append("")
