@@ -13,16 +13,6 @@ from modelyard.analysis.classification import (
 )
 from modelyard.analysis.concept import ADWIN, PageHinkley, detect
 from modelyard.analysis.coverage import label_coverage
-from modelyard.analysis.univariate import (
-    DEFAULT_ALPHA,
-    DEFAULT_THRESHOLDS,
-    MAJOR_THRESHOLDS,
-    REPORT_COLUMNS,
-    DriftReference,
-    drift,
-    drift_summary,
-    prediction_drift,
-)
 from modelyard.analysis.estimation import estimate_performance, expected_roc_auc
 from modelyard.analysis.multivariate import DomainClassifierResult, domain_classifier
 from modelyard.analysis.regression import regression_metrics
@@ -32,6 +22,16 @@ from modelyard.analysis.sketches import (
     sketch_drift,
     sketch_ks,
     sketch_quantiles,
+)
+from modelyard.analysis.univariate import (
+    DEFAULT_ALPHA,
+    DEFAULT_THRESHOLDS,
+    MAJOR_THRESHOLDS,
+    REPORT_COLUMNS,
+    DriftReference,
+    drift,
+    drift_summary,
+    prediction_drift,
 )
 
 __all__ = [

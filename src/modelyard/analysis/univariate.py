@@ -258,7 +258,7 @@ class DriftReference:
                 )
             return
         # Codes against the reference's categories: hashing, O(n); -1 marks unseen categories.
-        codes = pd.Categorical(present, categories=ref.categories).codes
+        codes = ref.categories.get_indexer(pd.Index(present))
         seen = codes[codes >= 0]
         counts = np.bincount(seen, minlength=ref.counts.shape[0]).astype(np.float64)
         unseen = float(codes.shape[0] - seen.shape[0])
