@@ -39,6 +39,9 @@ def test_normalised_requirements_ignore_comments_blank_lines_spacing_and_order()
     assert environment_key(a) == environment_key(b)
     assert environment_key(a) != environment_key(a + "scipy\n")
     assert re.fullmatch(r"[0-9a-f]{64}", environment_key(a))
+    # pip joins backslash continuations and keeps '#' that is not after whitespace (URL fragments).
+    continued = "pkg==1.0 \\\n    --hash=sha256:abc  # pinned\nhttps://h/p.zip#egg=p\n"
+    assert normalise_requirements(continued) == "https://h/p.zip#egg=p\npkg==1.0 --hash=sha256:abc"
 
 
 def test_no_requirements_means_the_base_environment(tmp_path: Path):

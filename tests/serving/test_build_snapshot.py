@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -238,3 +239,18 @@ def test_remove_snapshot_deletes_the_read_only_folder(project: Writer, tmp_path:
     snap = snapshot_project(project(BASIC), tmp_path / "snaps")
     remove_snapshot(snap.path)
     assert not snap.path.exists()
+
+
+def test_temporary_folders_of_killed_snapshots_are_swept(project: Writer, tmp_path: Path):
+    snaps = tmp_path / "snaps"
+    stale = snaps / ".tmp-killed"
+    fresh = snaps / ".tmp-running"
+    for folder in (stale, fresh):
+        (folder / "lib").mkdir(parents=True)
+        (folder / "lib" / "half.py").write_text("X =")
+        os.chmod(folder / "lib", 0o555)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+
+    snap = snapshot_project(project(BASIC), snaps)
+    assert sorted(p.name for p in snaps.iterdir()) == sorted([".tmp-running", snap.digest])

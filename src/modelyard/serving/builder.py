@@ -296,6 +296,9 @@ def _smoke_test(
         outcome = run_step(
             cmd, log, timeout_s=timeout_s, cwd=snapshot, env=env, stdin_text=example_json
         )
+    except OSError as exc:
+        _note(log, f"could not start the smoke test: {exc}")
+        return f"the smoke test could not start with {python} ({exc.strerror or exc})"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if outcome.returncode is None:

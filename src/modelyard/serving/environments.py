@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import site
 import sys
@@ -81,13 +82,15 @@ class Environment:
 def normalise_requirements(text: str) -> str:
     """Requirements text reduced to what pip reads: no comments, blank lines or stray spaces.
 
-    Lines are sorted because pip resolves the set as a whole, so reordering lines does not
-    change the environment and should not force a new one.
+    Lines continued with a trailing backslash are joined first, as pip does. Lines are then
+    sorted because pip resolves the set as a whole, so reordering lines does not change the
+    environment and should not force a new one.
     """
+    joined = re.sub(r"\\\r?\n", " ", text)
     lines = []
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].split("\t#", 1)[0].strip()
-        if line and not line.startswith("#"):
+    for raw in joined.splitlines():
+        line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
+        if line:
             lines.append(" ".join(line.split()))
     return "\n".join(sorted(lines))
 
@@ -147,6 +150,14 @@ def ensure_environment(
         started = time.monotonic()
         try:
             _create(env_dir, req_path, log, cwd, timeout_s)
+        except OSError as exc:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            _note(log, f"failed: {exc}")
+            raise EnvironmentFailed(
+                f"build environment {key} could not be created ({exc}); check free disk space "
+                f"and permissions under {str(root)!r}",
+                key=key,
+            ) from exc
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise

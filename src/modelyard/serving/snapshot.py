@@ -24,6 +24,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -49,6 +50,9 @@ ALWAYS_EXCLUDED = frozenset({".git", ".venv", "__pycache__"})
 IGNORE_FILES = (".gitignore", ".modelyardignore")
 
 _CHUNK = 1024 * 1024
+_TEMP_PREFIX = ".tmp-"
+# A temporary folder this old belongs to a snapshot that was killed mid-copy, not a slow one.
+_STALE_TEMP_S = 24 * 3600
 # The digest covers this version tag, so a future change of the entry encoding cannot make two
 # different contents collide with an old folder.
 _DIGEST_VERSION = "modelyard-snapshot-1"
@@ -126,7 +130,8 @@ def snapshot_project(
     if final.is_dir():
         return Snapshot(digest, final, files, total, reused=True)
 
-    temp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest))
+    _sweep_stale_temps(dest)
+    temp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=dest))
     try:
         copied = _copy(entries, temp, max_file_bytes)
         if _digest(entries, copied) != digest:
@@ -160,6 +165,16 @@ def remove_snapshot(path: str | os.PathLike[str]) -> None:
             if not os.path.islink(full):
                 os.chmod(full, 0o755)
     shutil.rmtree(path)
+
+
+def _sweep_stale_temps(dest: Path) -> None:
+    cutoff = time.time() - _STALE_TEMP_S
+    for child in dest.glob(_TEMP_PREFIX + "*"):
+        try:
+            if child.is_dir() and child.stat().st_mtime < cutoff:
+                remove_snapshot(child)
+        except OSError:
+            continue  # another build swept it first
 
 
 def _collect(root: Path, *, skip: Path, max_file_bytes: int) -> list[_Entry]:
