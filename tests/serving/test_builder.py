@@ -261,3 +261,20 @@ def test_module_names_never_shadow_standard_modules():
     assert module_name("src/model.py") == "model"
     for shadowing in ("json.py", "code.py", "sys.py", "my-model.py", "class.py"):
         assert module_name(shadowing) == FALLBACK_MODULE_NAME, shadowing
+
+
+def test_paths_may_be_given_as_path_objects(project: Writer):
+    result = build(project(GOOD), Path("predict.py"), "predict", example={"x": 1})
+    assert result.ok and result.file == "predict.py"
+    with pytest.raises(InvalidInput, match="points outside the project"):
+        build(project(GOOD, "again"), Path("../predict.py"), "predict")
+
+
+def test_unreadable_requirements_refuse_the_build_and_say_so_in_the_log(
+    project: Writer, modelyard_home: Path
+):
+    root = project({**GOOD, "requirements.txt": b"\xff\xfe not text"})
+    with pytest.raises(InvalidInput, match=r"requirements file .* cannot be read"):
+        build(root, "predict.py", "predict", requirements="requirements.txt")
+    (log,) = (modelyard_home / "builds" / "logs").iterdir()
+    assert "build refused: requirements file" in log.read_text()

@@ -127,6 +127,8 @@ def validate_project_path(value: object, argument: str, *, suffix: str | None = 
     sent to the API can never address a file outside the snapshot.
     """
     accepted = "a relative path inside the project such as 'predict.py' or 'src/model.py'"
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{argument}={value!r} is empty or not a string; expected {accepted}")
     if "\x00" in value or "\\" in value:
@@ -186,11 +188,11 @@ def read_build_log(
 
 def build(
     project_dir: str | os.PathLike[str],
-    file: str,
+    file: str | os.PathLike[str],
     function: str,
     *,
     example: dict[str, Any] | None = None,
-    requirements: str | None = None,
+    requirements: str | os.PathLike[str] | None = None,
     home: str | os.PathLike[str] | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
@@ -203,10 +205,9 @@ def build(
     object the smoke test calls the function with (without it the function is imported and
     checked, not called).
     """
-    file = validate_project_path(file, "file", suffix=".py")
+    file_rel = validate_project_path(file, "file", suffix=".py")
     function = validate_function(function)
-    if requirements is not None:
-        requirements = validate_project_path(requirements, "requirements")
+    req_rel = None if requirements is None else validate_project_path(requirements, "requirements")
     example_json = _example_json(example)
     root = builds_root(home)
     build_crn = new_crn("build")
@@ -216,7 +217,7 @@ def build(
 
     with open(log_path, "a", encoding="utf-8") as log:
         _note(log, f"build {build_crn} started {datetime.now(UTC).isoformat()}")
-        _note(log, f"project {os.path.abspath(project_dir)}, function {file}:{function}")
+        _note(log, f"project {os.path.abspath(project_dir)}, function {file_rel}:{function}")
         try:
             snap = snapshot_project(
                 project_dir,
@@ -229,10 +230,10 @@ def build(
                 f"snapshot {snap.digest} ({len(snap.files)} files, {snap.total_bytes} bytes, "
                 f"{'reused' if snap.reused else 'new'})",
             )
-            _require_in_snapshot(snap.path, file, "file")
+            _require_in_snapshot(snap.path, file_rel, "file")
             req_path = None
-            if requirements is not None:
-                req_path = _require_in_snapshot(snap.path, requirements, "requirements")
+            if req_rel is not None:
+                req_path = _require_in_snapshot(snap.path, req_rel, "requirements")
         except BaseException as exc:
             _note(log, f"build refused: {exc}")
             raise
@@ -247,7 +248,7 @@ def build(
                 build_crn=build_crn,
                 digest=snap.digest,
                 snapshot_path=snap.path,
-                file=file,
+                file=file_rel,
                 function=function,
                 python=python,
                 environment_key=key,
@@ -265,8 +266,11 @@ def build(
             )
         except EnvironmentFailed as exc:
             return result(Path(sys.executable), "", False, exc.message)
+        except InvalidInput as exc:
+            _note(log, f"build refused: {exc}")
+            raise
         error = _smoke_test(
-            env.python, snap.path, file, function, example_json, build_crn, root, log,
+            env.python, snap.path, file_rel, function, example_json, build_crn, root, log,
             smoke_timeout_s,
         )  # fmt: skip
         return result(env.python, env.key, env.reused, error)
