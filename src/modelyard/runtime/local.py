@@ -329,10 +329,16 @@ class LocalRuntime:
                 if self._closed:
                     return
                 busy = any(r.terminating for r in self._replicas.values())
-            # A group being terminated is watched closely so stops and restarts are prompt.
-            interval = (
-                min(self.config.poll_interval_s, 0.05) if busy else self.config.poll_interval_s
-            )
+                due = [r.restart_due for r in self._replicas.values()]
+            # A group being terminated is watched closely so stops and restarts are prompt, and
+            # the loop wakes when a backed-off restart is due rather than at the next poll.
+            interval = self.config.poll_interval_s
+            if busy:
+                interval = min(interval, 0.05)
+            now = time.monotonic()
+            for when in due:
+                if when is not None:
+                    interval = min(interval, max(0.0, when - now))
             self._wake.wait(interval)
             self._wake.clear()
             try:

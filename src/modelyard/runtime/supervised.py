@@ -156,6 +156,11 @@ class SupervisedReplica:
     def terminating(self) -> bool:
         return self._phase is _Phase.TERMINATING
 
+    @property
+    def restart_due(self) -> float | None:
+        """When a waiting replica is due to start again (monotonic seconds), else None."""
+        return self._next_start_mono if self._phase is _Phase.WAITING else None
+
     def snapshot(self) -> ReplicaState:
         running = self._phase is _Phase.RUNNING
         return ReplicaState(
@@ -308,7 +313,12 @@ class SupervisedReplica:
                 f"no healthy answer within startup_timeout_s={self.spec.startup_timeout_s}"
             )
             return
-        if self._health is None and now - self._last_check_mono >= self._config.health_interval_s:
+        interval = self._config.health_interval_s
+        if not self._ever_healthy:
+            # Until the first good answer, ask on every poll: a replica that has just started
+            # should take traffic as soon as it can, not one health interval later.
+            interval = min(interval, self._config.poll_interval_s)
+        if self._health is None and now - self._last_check_mono >= interval:
             self._last_check_mono = now
             assert self.spec.port is not None and self.spec.health_path is not None
             self._health = executor.submit(
