@@ -139,21 +139,33 @@ class Rows:
         p[borrowed] = p[links[borrowed]]
         adjusted[borrowed] = adjusted[links[borrowed]]
         tested = ~np.isnan(p)
-        c["p_value"] = list(p)
         effect = np.asarray(c["effect"], dtype=np.float64)
         threshold = np.asarray([limits[m] for m in c["method"]], dtype=np.float64)
         major = np.asarray([MAJOR_THRESHOLDS[m] for m in c["method"]], dtype=np.float64)
         with np.errstate(invalid="ignore"):
             big = effect >= threshold
-            flagged = np.where(tested, big & (adjusted < alpha), big)
+            flagged = np.where(tested, big & (adjusted < alpha), big).astype(bool)
             severity = np.where(
                 flagged,
                 np.where(effect >= np.maximum(major, threshold), "major", "moderate"),
                 "none",
-            )
-        c["p_value_adjusted"] = list(adjusted)
-        c["threshold"] = list(threshold)
-        c["flagged"] = list(flagged.astype(bool))
-        c["severity"] = list(severity)
-        frame = pd.DataFrame({name: c[name] for name in REPORT_COLUMNS})
-        return frame.astype({"flagged": bool})
+            ).astype(object)
+        # Typed arrays, column-wise: pandas then has nothing to infer (the frame costs ~0.2 ms).
+        text = {name: np.asarray(c[name], dtype=object) for name in ("feature", "kind", "method")}
+        counts = {
+            name: np.asarray(c[name], dtype=np.int64)
+            for name in ("n_reference", "n_current", "nan_reference", "nan_current")
+        }
+        columns: dict[str, Any] = {
+            **text,
+            "statistic": np.asarray(c["statistic"], dtype=np.float64),
+            "p_value": p,
+            "p_value_adjusted": adjusted,
+            "effect": effect,
+            "threshold": threshold,
+            "flagged": flagged,
+            "severity": severity,
+            **counts,
+            "note": np.asarray(c["note"], dtype=object),
+        }
+        return pd.DataFrame({name: columns[name] for name in REPORT_COLUMNS}, copy=False)
