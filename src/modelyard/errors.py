@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "Conflict",
     "Forbidden",
+    "GatewayTimeout",
     "InvalidInput",
     "ModelyardError",
     "NotFound",
@@ -71,8 +72,20 @@ class PayloadTooLarge(InvalidInput):
 
 
 class Overloaded(ModelyardError):
+    """Every replica is busy and the wait queue is full or too slow; retry after a pause.
+
+    ``details["retry_after_s"]`` is what the ``Retry-After`` header says.
+    """
+
     status = 429
     code = "overloaded"
+
+
+class GatewayTimeout(ModelyardError):
+    """A model did not answer within its request timeout."""
+
+    status = 504
+    code = "timeout"
 
 
 class StoreUnavailable(ModelyardError):
