@@ -312,3 +312,31 @@ def test_a_command_that_cannot_start_is_retried_with_backoff(
     wait_until(lambda: kinds(events, "ghost").count("spawn_failed") >= 2, what="retry")
     assert "FileNotFoundError" in events[0].details["error"]
     runtime.stop_replica("ghost")
+
+
+def test_event_handlers_may_call_back_and_may_fail_without_stopping_supervision(
+    no_orphans: str, modelyard_home: Path, scripts: dict[str, list[str]]
+) -> None:
+    from .conftest import FAST
+
+    seen: list[tuple[str, int]] = []
+    holder: list[LocalRuntime] = []
+
+    def handler(event: Event) -> None:
+        # Calling into the runtime from a handler must not deadlock (events leave the lock first).
+        seen.append((event.kind, len(holder[0].replicas())))
+        raise RuntimeError("a broken handler")
+
+    rt = LocalRuntime(modelyard_home, on_event=handler, config=FAST)
+    holder.append(rt)
+    try:
+        rt.start_replicas([ReplicaSpec(DEP, "c", scripts["crash"], env={"CRASH_AFTER_S": "0"})])
+        wait_until(lambda: rt.replica("c").restarts >= 1, what="restart despite handler errors")
+        follower = rt.read_replica_log(DEP, "c", follow=True)
+        assert next(follower).startswith("=== modelyard replica dep1/c start #1")
+        rt.stop_replica("c")
+        rest = list(follower)  # ends once the replica is stopped
+        assert any(line.startswith("crash start pid") for line in rest)
+    finally:
+        rt.stop_all()
+    assert ("started", 1) in seen and ("restarted", 1) in seen

@@ -276,11 +276,13 @@ class SupervisedReplica:
                 {"rss_bytes": self.rss_bytes, "limit_bytes": limit, "pid": self._proc.pid},
             )
             self.status = ReplicaStatus.RESTARTING
+            self._write_line(f"killed: rss {self.rss_bytes} bytes over the limit of {limit}")
             # Like the kernel's OOM killer: no grace for a process that keeps growing.
             self._terminate(now, 0.0, then_stop=False)
             return
         if self._recycle_reason is not None:
             self._emit("recycled", {"reason": self._recycle_reason, "pid": self._proc.pid})
+            self._write_line(f"recycled: {self._recycle_reason}")
             self.status = ReplicaStatus.RESTARTING
             self._terminate(now, self._config.stop_grace_s, then_stop=False)
             return
