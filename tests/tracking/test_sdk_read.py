@@ -145,3 +145,15 @@ def test_aggregate_arguments_are_checked(args: tuple[object, ...], match: str) -
 def test_aggregate_for_an_unknown_deployment_is_not_found() -> None:
     with pytest.raises(NotFound, match="crn:modelyard:deployment/nope"):
         modelyard.track_aggregate_metrics({"a": 1}, 0, 5, "crn:modelyard:deployment/nope")
+
+
+def test_numpy_integer_timestamps_are_accepted_but_floats_and_bools_are_not() -> None:
+    import numpy as np
+
+    from modelyard.tracking.read import check_ms
+
+    assert check_ms(np.int64(1_795_699_054_979), "end_timestamp_ms") == 1_795_699_054_979
+    assert type(check_ms(np.int32(5), "start_timestamp_ms")) is int
+    for bad in (1.5, 1e12, True, "1000"):
+        with pytest.raises(InvalidInput, match="end_timestamp_ms must be an int"):
+            check_ms(bad, "end_timestamp_ms")

@@ -8,6 +8,7 @@ always seen.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +26,18 @@ _IDENTIFIERS = "model_deployment_crn, model_build_crn or model_crn"
 
 
 def check_ms(value: object, argument: str) -> int:
-    if type(value) is not int:
+    """Epoch milliseconds as a plain int.
+
+    Any integer type is accepted (``numpy.int64`` taken from a DataFrame column is the common
+    case); bool and floats are refused, so a value in seconds (``time.time()``) is not silently
+    read as milliseconds.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidInput(
             f"{argument} must be an int of epoch milliseconds, got {type(value).__name__} "
             f"({value!r:.80})"
         )
-    return value
+    return int(value)
 
 
 def _crn(value: object, argument: str) -> str | None:
