@@ -564,7 +564,8 @@ class SQLStore(MetricsStore):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return list(self._exec(cur, sql, params).fetchall())
+        rows: list[tuple[Any, ...]] = self._exec(cur, sql, params).fetchall()
+        return rows
 
     def _record(self, cur: Cursor, kind: RecordKind, row: tuple[Any, ...]) -> Record:
         identity = self._identity(cur, row[0])
@@ -596,51 +597,46 @@ class SQLStore(MetricsStore):
         return records, token
 
     def scan(self, query: Query, batch_size: int = 100_000) -> Iterator[RowBatch]:
-        """Batches kind by kind (predictions, aggregates, rollups), each in sort order.
+        """Batches kind by kind (predictions, aggregates, rollups), deployment by deployment.
 
-        Every batch is its own short read (keyset pagination), so no transaction or lock is held
-        while the caller works on a batch, and memory stays bounded by ``batch_size``.
+        Within one deployment and kind, rows come in sort order. Going one deployment at a time
+        keeps every batch an index range read (no sort, even for a model with many
+        deployments). Every batch is its own short read (keyset pagination), so no transaction
+        or lock is held while the caller works on a batch, and memory stays bounded by
+        ``batch_size``.
         """
         if not _is_int(batch_size) or batch_size < 1:
             raise InvalidInput(f"batch_size={batch_size!r} must be a positive integer")
         window = check_window(query)
         with self._reading() as cur:
             dep_ids = self._deployment_ids(cur, query)
-        if not dep_ids:
-            return
         for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
             rank = KIND_RANK[kind]
-            after = window.after
-            while True:
-                with self._reading() as cur:
-                    rows = self._kind_rows(cur, kind, dep_ids, window, after, batch_size)
-                    if not rows:
+            for dep_id in dep_ids:
+                after = window.after
+                while True:
+                    with self._reading() as cur:
+                        rows = self._kind_rows(cur, kind, [dep_id], window, after, batch_size)
+                        if not rows:
+                            break
+                        batch = self._batch(cur, kind, rows, self._identity(cur, dep_id))
+                    yield batch
+                    if len(rows) < batch_size:
                         break
-                    batch = self._batch(cur, kind, rows, dep_ids)
-                yield batch
-                if len(rows) < batch_size:
-                    break
-                last = rows[-1]
-                after = (last[1], rank, last[2])
+                    last = rows[-1]
+                    after = (last[1], rank, last[2])
 
     def _batch(
-        self, cur: Cursor, kind: RecordKind, rows: list[tuple[Any, ...]], dep_ids: list[int]
+        self, cur: Cursor, kind: RecordKind, rows: list[tuple[Any, ...]], identity: Identity
     ) -> RowBatch:
+        """Rows of one deployment as columns (the driver's values, transposed once)."""
         n = len(rows)
         columns = list(zip(*rows, strict=True))
-        deps = columns[0]
-        if len(dep_ids) == 1:
-            identity = self._identity(cur, dep_ids[0])
-            models, builds, deployments = (
-                [identity.model_crn] * n,
-                [identity.build_crn] * n,
-                [identity.deployment_crn] * n,
-            )
-        else:
-            identities = [self._identity(cur, d) for d in deps]
-            models = [i.model_crn for i in identities]
-            builds = [i.build_crn for i in identities]
-            deployments = [i.deployment_crn for i in identities]
+        models, builds, deployments = (
+            [identity.model_crn] * n,
+            [identity.build_crn] * n,
+            [identity.deployment_crn] * n,
+        )
         if kind is RecordKind.PREDICTION:
             metrics = list(columns[4])
             delayed = columns[5]

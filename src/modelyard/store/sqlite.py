@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelyard.errors import ModelyardError, StoreUnavailable
+from modelyard.errors import InvalidInput, ModelyardError, StoreUnavailable
 from modelyard.store.schema import SCHEMA_VERSION
 from modelyard.store.sqlbase import Cursor, SQLStore
 
@@ -54,6 +54,10 @@ class SQLiteStore(SQLStore):
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         super().__init__()
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise InvalidInput(
+                f"timeout={timeout!r} must be a number of seconds >= 0 to wait for a lock"
+            )
         self._memory = str(path) == MEMORY
         self.path = str(path) if self._memory else str(Path(path).expanduser())
         self.location = self.path

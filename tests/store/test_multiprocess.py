@@ -1,0 +1,65 @@
+"""Several processes writing one SQLite file at once lose nothing and fail nowhere."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PROCESSES = 4
+PER_PROCESS = 5000
+
+WRITER = textwrap.dedent(
+    """
+    import sys, uuid
+    from modelyard.store import BufferedWriter, Identity, Prediction, SQLiteStore
+
+    path, index, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    who = Identity("crn:m", "crn:b", f"crn:d/{index % 2}")  # two processes per deployment
+    store = SQLiteStore(path)  # every process migrates (or finds it migrated) at the same time
+    writer = BufferedWriter(store, flush_interval_ms=5, max_batch=500)
+    for i in range(n):
+        writer.submit(
+            Prediction(f"{index}-{i}-{uuid.uuid4()}", who, i, i, {"p": index, "i": i})
+        )
+        if i % 1000 == 999:
+            writer.flush()  # mix explicit flushes with interval ones
+    writer.close()
+    store.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_four_processes_write_one_file_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(k), str(PER_PROCESS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for k in range(PROCESSES)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err.decode()
+        assert b"lost" not in err
+    with sqlite3.connect(path) as conn:
+        total = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        per = dict(
+            conn.execute(
+                "SELECT json_extract(metrics, '$.p'), COUNT(DISTINCT json_extract(metrics, '$.i')) "
+                "FROM predictions GROUP BY 1"
+            ).fetchall()
+        )
+        migrations = conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
+        identities = conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0]
+    assert total == PROCESSES * PER_PROCESS
+    assert per == dict.fromkeys(range(PROCESSES), PER_PROCESS)
+    assert migrations == 1
+    assert identities == 2
