@@ -17,8 +17,10 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "ReplicaFailed",
     "StoreUnavailable",
     "Unauthorized",
+    "Unavailable",
 ]
 
 
@@ -81,6 +83,14 @@ class Overloaded(ModelyardError):
     code = "overloaded"
 
 
+class ReplicaFailed(ModelyardError):
+    """A replica broke off an exchange (connection reset or garbled answer after the request was
+    sent). Not retried: the replica may have started the work."""
+
+    status = 502
+    code = "replica_failed"
+
+
 class GatewayTimeout(ModelyardError):
     """A model did not answer within its request timeout."""
 
@@ -93,3 +103,10 @@ class StoreUnavailable(ModelyardError):
 
     status = 503
     code = "store_unavailable"
+
+
+class Unavailable(ModelyardError):
+    """Nothing can serve the request right now: no active deployment, or no replica reachable."""
+
+    status = 503
+    code = "unavailable"
