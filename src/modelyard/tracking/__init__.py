@@ -10,6 +10,7 @@ from __future__ import annotations
 from modelyard.store.base import Identity
 from modelyard.tracking import backends
 from modelyard.tracking.call import call_model
+from modelyard.tracking.capture import capture
 from modelyard.tracking.decorator import model_metrics
 from modelyard.tracking.identity import DEV_IDENTITY
 from modelyard.tracking.later import flush, track_aggregate_metrics, track_delayed_metrics
@@ -20,6 +21,7 @@ __all__ = [
     "DEV_IDENTITY",
     "NotRecordedWarning",
     "call_model",
+    "capture",
     "current_identity",
     "flush",
     "iter_metrics",

@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from modelyard.store.base import Prediction
 from modelyard.tracking import backends, context
+from modelyard.tracking.capture import active as _active_capture
 
 __all__ = ["ERROR_KEY", "model_metrics"]
 
@@ -54,6 +55,10 @@ def _error_marker(exc: BaseException) -> dict[str, str]:
 
 def _record(ctx: context.PredictionContext, start_ms: int, dev: bool) -> None:
     end_ms = time.time_ns() // 1_000_000
+    sink = _active_capture()
+    if sink is not None:  # a replica: the gateway writes the record, no backend is opened here
+        sink.add(ctx.uuid, start_ms, end_ms, ctx.metrics)
+        return
     backend = backends.select(dev)
     backend.submit(Prediction(ctx.uuid, backend.identity, start_ms, end_ms, ctx.metrics))
 
