@@ -30,6 +30,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from modelyard.errors import InvalidInput
 
@@ -85,11 +86,41 @@ def domain_classifier(
     threshold: float = DEFAULT_AUC_THRESHOLD,
     seed: int = 0,
     n_repeats: int = 3,
+    n_threads: int | None = 1,
 ) -> DomainClassifierResult:
     """Cross-validated AUC of a classifier separating ``reference`` rows from ``current`` rows.
 
     ``categorical``: columns to treat as categories (non-numeric and boolean columns always are).
+    ``n_threads``: OpenMP threads for the gradient boosting. Default 1: a monitoring job shares
+    its machine with replicas, and under contention OpenMP's spinning threads were measured 18x
+    slower (13.5 s against 0.75 s for 1,500 rows per side on a loaded 2-core machine). None lets
+    scikit-learn use every core, for an idle machine.
     """
+    with threadpool_limits(limits=n_threads, user_api="openmp"):
+        return _domain_classifier(
+            reference,
+            current,
+            features,
+            categorical,
+            max_rows_per_side,
+            folds,
+            threshold,
+            seed,
+            n_repeats,
+        )
+
+
+def _domain_classifier(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: Sequence[str] | None,
+    categorical: Iterable[str] | None,
+    max_rows_per_side: int,
+    folds: int,
+    threshold: float,
+    seed: int,
+    n_repeats: int,
+) -> DomainClassifierResult:
     names = list(reference.columns) if features is None else list(features)
     for side, frame in (("reference", reference), ("current", current)):
         missing = [f for f in names if f not in frame.columns]
@@ -131,8 +162,14 @@ def domain_classifier(
     model = None
     held_x, held_y = x, y
     for train, test in splitter.split(x, y):
+        # Early stopping on a held-out tenth: with no drift there is nothing to learn and the
+        # fit stops after a few trees instead of a hundred.
         model = HistGradientBoostingClassifier(
-            categorical_features=mask if any(mask) else None, random_state=seed, max_iter=100
+            categorical_features=mask if any(mask) else None,
+            random_state=seed,
+            max_iter=100,
+            early_stopping=True,
+            n_iter_no_change=5,
         )
         model.fit(x.iloc[train], y[train])
         aucs.append(float(roc_auc_score(y[test], model.predict_proba(x.iloc[test])[:, 1])))

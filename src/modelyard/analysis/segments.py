@@ -40,17 +40,17 @@ def by_segment(
     min_rows: int = 1,
     dropna: bool = False,
 ) -> pd.DataFrame:
-    """One row per value of ``segment``: ``n`` and what ``metric_fn(rows_of_that_value)`` returns.
+    """One row per value of ``segment``: ``rows`` and what ``metric_fn(those_rows)`` returns.
 
-    Segments with fewer than ``min_rows`` rows are kept with ``n`` and no metrics (a metric of
+    Segments with fewer than ``min_rows`` rows are kept with ``rows`` and no metrics (a metric of
     three rows is noise; an absent segment would hide that it exists). Missing segment values form
     their own segment unless ``dropna``.
 
     >>> f = pd.DataFrame({"plan": ["a", "a", "b"], "err": [1.0, 3.0, 5.0]})
     >>> by_segment(f, "plan", lambda g: {"mae": g["err"].abs().mean()})
-      plan  n  mae
-    0    a  2  2.0
-    1    b  1  5.0
+      plan  rows  mae
+    0    a     2  2.0
+    1    b     1  5.0
     """
     _require(frame, segment)
     if min_rows < 1:
@@ -58,7 +58,7 @@ def by_segment(
     rows: list[dict[str, Any]] = []
     for value, group in frame.groupby(segment, dropna=dropna, sort=True):
         key = value[0] if isinstance(value, tuple) else value
-        row: dict[str, Any] = {segment: key, "n": len(group)}
+        row: dict[str, Any] = {segment: key, "rows": len(group)}
         if len(group) >= min_rows:
             result = metric_fn(group)
             if not isinstance(result, Mapping):
@@ -66,7 +66,7 @@ def by_segment(
                     f"metric_fn returned {type(result).__name__} for {segment}={key!r}; "
                     "it must return a dict of metric name -> value"
                 )
-            clash = {segment, "n"} & set(result)
+            clash = {segment, "rows"} & set(result)
             if clash:
                 raise InvalidInput(
                     f"metric_fn returned keys {sorted(clash)!r} that collide with the segment "
