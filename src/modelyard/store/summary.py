@@ -503,11 +503,27 @@ class BucketSummary:
         self._add_mapping(metrics, "")
 
     def _add_mapping(self, mapping: Mapping[Any, Any], prefix: str) -> None:
+        # Rollups fold millions of records through here: plain floats (the common case) take a
+        # path of exact type checks and a list append; everything else goes through _add_value.
+        numeric = self.numeric
+        isfinite = math.isfinite
         for raw_key, value in mapping.items():
-            key = f"{prefix}{raw_key}"
-            if isinstance(value, Mapping):
+            key = prefix + raw_key if type(raw_key) is str else f"{prefix}{raw_key}"
+            kind = type(value)
+            if kind is float:
+                if not isfinite(value):
+                    self.skipped += 1
+                    continue
+                summary = numeric.get(key)
+                if summary is None:
+                    summary = numeric[key] = NumericSummary()
+                pending = summary._pending
+                pending.append(value)
+                if len(pending) >= _FLUSH_AT:
+                    summary._flush()
+            elif kind is dict or (kind is not str and isinstance(value, Mapping)):
                 self._add_mapping(value, key + ".")
-            elif isinstance(value, list | tuple):
+            elif kind is list or kind is tuple:
                 for item in value:
                     self._add_value(key, item)
             else:
