@@ -1,0 +1,513 @@
+"""The replica process over real loopback HTTP: protocol, records, errors, batching, limits, stop.
+
+Every replica here is a real ``python -m modelyard.serving.replica`` process on a free port. The
+replicas the read-only tests share are started once per module, all at the same time (they spend
+their start-up importing, which the two cores do in parallel). Each gets ``MODELYARD_HOME``
+pointed at a folder that must still not exist at the end: a replica never opens a store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from modelyard.runtime import free_port
+from modelyard.serving._smoke import EXIT_IMPORT_FAILED, EXIT_NOT_CALLABLE
+
+MODEL = """
+    import asyncio
+    import threading
+    import time
+
+    import modelyard
+
+
+    @modelyard.model_metrics
+    def decorated(args):
+        modelyard.track_metric("tenure", args["tenure"])
+        modelyard.track_metrics({"score": 0.25, "tags": ["a", "b"]})
+        if args.get("fail"):
+            raise ValueError(f"tenure={args['tenure']} is not accepted")
+        return {"churn": args["tenure"] > 3}
+
+
+    def plain(args):
+        if isinstance(args, dict) and args.get("fail"):
+            raise KeyError("no such customer")
+        if isinstance(args, dict) and args.get("set"):
+            return {1, 2}
+        return {"echo": args}
+
+
+    _lock = threading.Lock()
+    _running = 0
+    _peak = 0
+
+
+    def slow(args):
+        # Counts how many calls run at once; answers the highest count seen so far.
+        global _running, _peak
+        with _lock:
+            _running += 1
+            _peak = max(_peak, _running)
+        time.sleep(args.get("sleep", 0.2))
+        with _lock:
+            _running -= 1
+        return {"peak": _peak}
+
+
+    def batch(items):
+        return [{"i": item["i"], "n": len(items)} for item in items]
+
+
+    def short_batch(items):
+        return items[:-1]
+
+
+    async def async_echo(args):
+        await asyncio.sleep(0.01)
+        return {"echo": args}
+"""
+
+AUTO = """
+    def predict(args):
+        return {"single": args}
+
+
+    def predict_batch(items):
+        return [{"batched": item, "n": len(items)} for item in items]
+"""
+
+BROKEN = """
+    raise RuntimeError("the model file cannot be imported")
+"""
+
+
+@dataclass
+class Replica:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def invoke(self, body: Any, **kw: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}/invoke", json=body, timeout=30, **kw)
+
+    def invoke_batch(self, body: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}/invoke_batch", json=body, timeout=30)
+
+
+def _start(snapshot: Path, home: Path, log: Path, file: str, *args: str) -> Replica:
+    port = free_port()
+    argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
+    argv += ["--file", file, "--port", str(port), "--replica-id", f"r-{port}", *args]
+    env = {**os.environ, "MODELYARD_HOME": str(home)}
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    return Replica(f"http://127.0.0.1:{port}", process, log)
+
+
+def _wait_healthy(replica: Replica, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if replica.process.poll() is not None:
+            raise AssertionError(f"replica exited early:\n{replica.log.read_text()}")
+        try:
+            if httpx.get(f"{replica.url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"replica not healthy after {timeout_s} s:\n{replica.log.read_text()}")
+
+
+def _stop(replica: Replica) -> None:
+    if replica.process.poll() is None:
+        replica.process.terminate()
+        try:
+            replica.process.wait(10)
+        except subprocess.TimeoutExpired:
+            replica.process.kill()
+            replica.process.wait()
+
+
+def _write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+SHARED = {
+    "decorated": ("model.py", "--function", "decorated"),
+    "plain": ("model.py", "--function", "plain", "--max-body-bytes", "64K"),
+    "plain_io": ("model.py", "--function", "plain", "--track-io"),
+    "decorated_debug": ("model.py", "--function", "decorated", "--track-io", "--debug"),
+    "slow2": ("model.py", "--function", "slow", "--concurrency", "2"),
+    "batched": (
+        "model.py",
+        *("--function", "plain", "--batch-function", "batch"),
+        *("--max-batch-size", "8", "--max-batch-wait-ms", "50", "--concurrency", "1"),
+    ),
+    "short": ("model.py", "--function", "plain", "--batch-function", "short_batch"),
+    "auto": ("auto.py", "--function", "predict"),
+    "auto_off": ("auto.py", "--function", "predict", "--batch-function", "none"),
+    "async": ("model.py", "--function", "async_echo"),
+}
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("replica-home") / "home"
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("snapshot")
+    return _write(root, {"model.py": MODEL, "auto.py": AUTO, "broken.py": BROKEN})
+
+
+@pytest.fixture(scope="module")
+def replicas(snapshot: Path, shared_home: Path) -> Iterator[dict[str, Replica]]:
+    logs = snapshot.parent / "logs"
+    logs.mkdir(exist_ok=True)
+    started = {
+        name: _start(snapshot, shared_home, logs / f"{name}.log", *args)
+        for name, args in SHARED.items()
+    }
+    try:
+        for replica in started.values():
+            _wait_healthy(replica)
+        yield started
+    finally:
+        for replica in started.values():
+            if replica.process.poll() is None:
+                replica.process.terminate()
+        for replica in started.values():
+            _stop(replica)
+    # No replica opened a store or wrote anything under its home.
+    assert not shared_home.exists()
+
+
+def test_healthz_names_the_replica_and_binds_loopback_only(replicas: dict[str, Replica]) -> None:
+    replica = replicas["decorated"]
+    answer = httpx.get(f"{replica.url}/healthz")
+    port = int(replica.url.rsplit(":", 1)[1])
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "replica": f"r-{port}"}
+    listening = [
+        c.laddr
+        for c in psutil.Process(replica.process.pid).net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN
+    ]
+    assert [(addr.ip, addr.port) for addr in listening] == [("127.0.0.1", port)]
+
+
+def test_decorated_function_answers_with_the_decorator_record(
+    replicas: dict[str, Replica],
+) -> None:
+    before = time.time_ns() // 1_000_000
+    body = replicas["decorated"].invoke({"tenure": 7}).json()
+    after = time.time_ns() // 1_000_000
+    assert body["ok"] is True
+    assert body["output"]["prediction"] == {"churn": True}
+    record = body["record"]
+    assert record["predictionUuid"] == body["output"]["uuid"]
+    assert uuid.UUID(record["predictionUuid"]).version == 4
+    assert record["metrics"] == {"tenure": 7, "score": 0.25, "tags": ["a", "b"]}
+    assert before <= record["startTimeStampMs"] <= record["endTimeStampMs"] <= after
+    assert set(body["timing"]) == {"queue_ms", "function_ms", "batch_size"}
+    assert body["timing"]["batch_size"] == 1
+    assert 0 <= body["timing"]["queue_ms"] < 1000
+
+
+def test_undecorated_function_gets_a_minted_record(replicas: dict[str, Replica]) -> None:
+    answers = [replicas["plain"].invoke({"n": i}).json() for i in range(3)]
+    assert [a["output"] for a in answers] == [{"echo": {"n": i}} for i in range(3)]
+    uuids = {a["record"]["predictionUuid"] for a in answers}
+    assert len(uuids) == 3
+    assert all(uuid.UUID(u).version == 4 for u in uuids)
+    assert all(a["record"]["metrics"] == {} for a in answers)
+    assert all(set(a) == {"ok", "output", "record", "timing"} for a in answers)
+
+
+def test_track_io_adds_input_and_output(replicas: dict[str, Replica]) -> None:
+    body = replicas["plain_io"].invoke({"tenure": 2, "plan": "basic"}).json()
+    assert body["record"]["metrics"] == {
+        "input": {"tenure": 2, "plan": "basic"},
+        "output": {"echo": {"tenure": 2, "plan": "basic"}},
+    }
+    # Decorated: the output recorded is the prediction, not the decorator's wrapper.
+    body = replicas["decorated_debug"].invoke({"tenure": 1}).json()
+    assert body["record"]["metrics"]["input"] == {"tenure": 1}
+    assert body["record"]["metrics"]["output"] == {"churn": False}
+    assert body["record"]["metrics"]["tenure"] == 1
+
+
+def test_user_exception_is_a_failed_answer_without_traceback(
+    replicas: dict[str, Replica],
+) -> None:
+    answer = replicas["decorated"].invoke({"tenure": 9, "fail": True})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["ok"] is False
+    assert body["error"] == {"type": "ValueError", "message": "tenure=9 is not accepted"}
+    assert "output" not in body
+    # The decorator's record, with what was tracked before the failure and its error marker.
+    assert body["record"]["metrics"] == {
+        "tenure": 9,
+        "score": 0.25,
+        "tags": ["a", "b"],
+        "_error": {"type": "ValueError", "message": "tenure=9 is not accepted"},
+    }
+    body = replicas["plain"].invoke({"fail": True}).json()
+    assert body["ok"] is False
+    assert body["error"] == {"type": "KeyError", "message": "'no such customer'"}
+    assert body["record"]["metrics"] == {"_error": body["error"]}
+
+
+def test_debug_adds_the_traceback(replicas: dict[str, Replica]) -> None:
+    body = replicas["decorated_debug"].invoke({"tenure": 4, "fail": True}).json()
+    assert body["error"]["type"] == "ValueError"
+    assert "Traceback (most recent call last)" in body["error"]["traceback"]
+    assert 'raise ValueError(f"tenure=' in body["error"]["traceback"]
+    assert body["record"]["metrics"]["input"] == {"tenure": 4, "fail": True}
+    assert "output" not in body["record"]["metrics"]
+
+
+def test_output_that_is_not_json_fails_the_item(replicas: dict[str, Replica]) -> None:
+    body = replicas["plain"].invoke({"set": True}).json()
+    assert body["ok"] is False
+    assert body["error"]["type"] == "TypeError"
+    assert "plain returned a set that is not JSON" in body["error"]["message"]
+    assert body["record"]["metrics"]["_error"]["type"] == "TypeError"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(b"{tenure: 3}", "is not JSON"), (b"", "is not JSON"), (b"\xff\xfe", "is not JSON")],
+)
+def test_a_body_that_is_not_json_is_400(
+    replicas: dict[str, Replica], content: bytes, fragment: str
+) -> None:
+    answer = httpx.post(f"{replicas['plain'].url}/invoke", content=content)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["ok"] is False
+    assert body["error"]["code"] == "invalid_input"
+    assert fragment in body["error"]["message"]
+
+
+def test_oversized_body_is_413_and_the_connection_stays_usable(
+    replicas: dict[str, Replica],
+) -> None:
+    url = replicas["plain"].url
+    big = b'{"x": "' + b"a" * 70_000 + b'"}'
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/invoke", content=big)
+        assert answer.status_code == 413
+        body = answer.json()
+        assert body["ok"] is False
+        assert body["error"]["code"] == "payload_too_large"
+        assert "65536 bytes" in body["error"]["message"]
+        assert "--max-body-bytes" in body["error"]["message"]
+        # Chunked (no Content-Length): caught while reading.
+        chunks = iter([big[:40_000], big[40_000:]])
+        assert client.post(f"{url}/invoke", content=chunks).status_code == 413
+        assert client.post(f"{url}/invoke", json={"ok": 1}).json()["ok"] is True
+
+
+def test_routes_and_methods_answer_in_the_one_error_shape(replicas: dict[str, Replica]) -> None:
+    url = replicas["plain"].url
+    cases = [
+        (httpx.get(f"{url}/predict"), 404, "not_found"),
+        (httpx.get(f"{url}/invoke"), 405, "method_not_allowed"),
+        (httpx.post(f"{url}/healthz"), 405, "method_not_allowed"),
+        (httpx.post(f"{url}/invoke_batch", json={"a": 1}), 400, "invalid_input"),
+    ]
+    for answer, status, code in cases:
+        assert answer.status_code == status
+        body = answer.json()
+        assert body["ok"] is False
+        assert body["error"]["code"] == code
+        assert body["error"]["message"]
+
+
+def test_invoke_batch_without_batch_function_calls_the_function_per_item(
+    replicas: dict[str, Replica],
+) -> None:
+    answer = replicas["decorated"].invoke_batch([{"tenure": 1}, {"tenure": 5, "fail": True}])
+    first, second = answer.json()["results"]
+    assert first["ok"] is True and first["output"]["prediction"] == {"churn": False}
+    assert first["record"]["predictionUuid"] == first["output"]["uuid"]
+    assert second["ok"] is False and second["error"]["type"] == "ValueError"
+    assert second["record"]["predictionUuid"] != first["record"]["predictionUuid"]
+    assert replicas["decorated"].invoke_batch([]).json() == {"results": []}
+
+
+def test_concurrent_requests_are_grouped_into_batches(replicas: dict[str, Replica]) -> None:
+    replica = replicas["batched"]
+    with httpx.Client(limits=httpx.Limits(max_connections=20)) as client:
+
+        def call(i: int) -> dict[str, Any]:
+            return client.post(f"{replica.url}/invoke", json={"i": i}, timeout=30).json()  # type: ignore[no-any-return]
+
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(call, range(20)))
+    assert all(a["ok"] for a in answers)
+    # Each answer is its own item's (order kept through the batch) and says its batch's size.
+    assert [a["output"]["i"] for a in answers] == list(range(20))
+    sizes = [a["timing"]["batch_size"] for a in answers]
+    assert [a["output"]["n"] for a in answers] == sizes
+    assert max(sizes) > 1, sizes
+    assert max(sizes) <= 8, sizes
+    assert len({a["record"]["predictionUuid"] for a in answers}) == 20
+    assert all(a["record"]["metrics"] == {} for a in answers)
+    # Nothing waits much beyond the 50 ms window plus the batches ahead of it.
+    assert all(a["timing"]["queue_ms"] < 2000 for a in answers)
+
+
+def test_a_lone_request_waits_no_longer_than_the_batch_window(
+    replicas: dict[str, Replica],
+) -> None:
+    body = replicas["batched"].invoke({"i": 1}).json()
+    assert body["timing"]["batch_size"] == 1
+    assert 40 <= body["timing"]["queue_ms"] < 500, body["timing"]
+
+
+def test_invoke_batch_calls_the_batch_function_once(replicas: dict[str, Replica]) -> None:
+    results = replicas["batched"].invoke_batch([{"i": i} for i in range(5)]).json()["results"]
+    assert [r["output"] for r in results] == [{"i": i, "n": 5} for i in range(5)]
+    assert [r["timing"]["batch_size"] for r in results] == [5] * 5
+    assert len({r["record"]["predictionUuid"] for r in results}) == 5
+
+
+def test_batch_length_mismatch_fails_every_item_naming_both_lengths(
+    replicas: dict[str, Replica],
+) -> None:
+    results = replicas["short"].invoke_batch([{"i": i} for i in range(3)]).json()["results"]
+    assert [r["ok"] for r in results] == [False] * 3
+    for r in results:
+        assert r["error"]["type"] == "modelyard.serving.replica.BatchOutputError"
+        assert "short_batch returned 2 outputs for 3 inputs" in r["error"]["message"]
+        assert r["record"]["metrics"]["_error"] == r["error"]
+    assert len({r["record"]["predictionUuid"] for r in results}) == 3
+    body = replicas["short"].invoke({"i": 0}).json()
+    assert body["ok"] is False
+    assert "returned 0 outputs for 1 inputs" in body["error"]["message"]
+
+
+def test_predict_batch_is_found_by_name_unless_turned_off(replicas: dict[str, Replica]) -> None:
+    body = replicas["auto"].invoke({"x": 1}).json()
+    assert body["output"] == {"batched": {"x": 1}, "n": 1}
+    body = replicas["auto_off"].invoke({"x": 1}).json()
+    assert body["output"] == {"single": {"x": 1}}
+    assert "batching with predict_batch" in replicas["auto"].log.read_text()
+
+
+def test_async_functions_are_awaited(replicas: dict[str, Replica]) -> None:
+    body = replicas["async"].invoke({"x": [1, 2]}).json()
+    assert body["ok"] is True
+    assert body["output"] == {"echo": {"x": [1, 2]}}
+    assert body["timing"]["function_ms"] >= 9
+
+
+def test_concurrency_limit_is_respected_and_health_answers_meanwhile(
+    replicas: dict[str, Replica],
+) -> None:
+    replica = replicas["slow2"]
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(replica.invoke, {"sleep": 0.3}) for _ in range(6)]
+        time.sleep(0.1)
+        began = time.perf_counter()
+        health = httpx.get(f"{replica.url}/healthz", timeout=5)
+        health_s = time.perf_counter() - began
+        answers = [f.result().json() for f in futures]
+    assert health.status_code == 200
+    assert health_s < 0.25, f"/healthz took {health_s:.3f} s while user code ran"
+    assert max(a["output"]["peak"] for a in answers) == 2
+    # Six 0.3 s calls two at a time: three rounds, so someone queued about two rounds.
+    assert max(a["timing"]["queue_ms"] for a in answers) > 450
+
+
+def test_a_function_that_cannot_be_loaded_exits_with_the_smoke_test_codes(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    for file, function, code, text in [
+        ("model.py", "nope", EXIT_NOT_CALLABLE, "defines no 'nope'"),
+        ("broken.py", "predict", EXIT_IMPORT_FAILED, "the model file cannot be imported"),
+    ]:
+        replica = _start(
+            snapshot, tmp_path / "home", tmp_path / "log", file, "--function", function
+        )
+        assert replica.process.wait(60) == code
+        assert text in replica.log.read_text()
+    replica = _start(
+        snapshot,
+        tmp_path / "home",
+        tmp_path / "log",
+        "model.py",
+        "--function",
+        "plain",
+        "--batch-function",
+        "missing",
+    )
+    assert replica.process.wait(60) == EXIT_NOT_CALLABLE
+    assert "--batch-function 'missing'" in replica.log.read_text()
+
+
+def test_bad_arguments_exit_2_naming_the_value(snapshot: Path, tmp_path: Path) -> None:
+    replica = _start(
+        snapshot,
+        tmp_path / "home",
+        tmp_path / "log",
+        "model.py",
+        "--function",
+        "plain",
+        "--concurrency",
+        "0",
+    )
+    assert replica.process.wait(60) == 2
+    assert "'0' is below 1" in replica.log.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(snapshot: Path, tmp_path: Path) -> None:
+    replica = _start(
+        snapshot, tmp_path / "home", tmp_path / "log", "model.py", "--function", "slow"
+    )
+    try:
+        _wait_healthy(replica)
+        result: dict[str, Any] = {}
+
+        def call() -> None:
+            result["answer"] = replica.invoke({"sleep": 1.5})
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.4)  # the call is running in user code now
+        replica.process.send_signal(signal.SIGTERM)
+        time.sleep(0.4)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{replica.url}/healthz", timeout=2)  # no longer accepting
+        caller.join(10)
+        assert result["answer"].status_code == 200
+        assert result["answer"].json()["ok"] is True
+        assert replica.process.wait(10) == 0
+        assert "stopped" in replica.log.read_text()
+    finally:
+        _stop(replica)
