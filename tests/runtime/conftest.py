@@ -78,14 +78,14 @@ SCRIPTS = {
         time.sleep(float(os.environ.get("CRASH_AFTER_S", "0")))
         raise SystemExit(3)
     """,
-    # Touches 8 MB more memory every 20 ms until it is killed.
+    # Touches 4 MB more memory every 50 ms (80 MB/s) until it is killed.
     "hog.py": """
         import time
         held = []
         print("hog start")
         while True:
-            held.append(b"\\x01" * (8 * 1024 * 1024))
-            time.sleep(0.02)
+            held.append(b"\\x01" * (4 * 1024 * 1024))
+            time.sleep(0.05)
     """,
     # Ignores SIGTERM, starts a child that ignores it too (SIG_IGN is inherited across exec),
     # writes the child's pid to CHILD_PID_FILE, then sleeps.

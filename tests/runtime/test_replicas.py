@@ -104,7 +104,10 @@ def test_killed_replica_comes_back_and_its_log_keeps_both_starts(
     exited = [e for e in events if e.kind == "exited" and e.replica_id == "r1"]
     assert exited[0].details["signal"] == "SIGKILL"
     assert runtime.replica("r2").restarts == 0
-    wait_until(lambda: f"pid {state.pid}" in state.log_path.read_text(), what="second start logged")
+    wait_until(
+        lambda: f"stderr of {state.pid}" in state.log_path.read_text(),
+        what="second start logged",
+    )
     text = state.log_path.read_text()
     assert state.log_path == runtime.home / "logs" / "replicas" / DEP / "r1.log"
     assert text.count("=== modelyard replica dep1/r1 start #") == 2
@@ -150,7 +153,8 @@ def test_memory_limit_kills_restarts_and_reports_figures(
     assert event.replica_id == "hog" and event.deployment_id == DEP
     assert event.details["limit_bytes"] == limit
     assert event.details["rss_bytes"] > limit
-    # Sampled every 50 ms while growing 8 MB per 20 ms: caught well before it doubles.
+    # Sampled every 50 ms while growing 80 MB/s: caught well before it doubles, even when a
+    # loaded machine delays a poll by a second.
     assert event.details["rss_bytes"] < 2 * limit
     killed_pid = event.details["pid"]
     wait_until(lambda: runtime.replica("hog").restarts >= 1, what="hog restarted")
