@@ -89,6 +89,7 @@ _PREFIX = struct.Struct("<4sBI")  # magic, format version, header length
 # Single values are buffered and folded into the sketch and moments in one vectorised step:
 # a Python list append is several times cheaper than a sketch update call per value.
 _FLUSH_AT: Final = 4096
+_NUMPY_FROM: Final = 32  # buffered batches at least this long are folded in with numpy
 _Floats = npt.NDArray[np.float64]
 
 
@@ -118,6 +119,9 @@ class NumericSummary:
     )
 
     def __init__(self) -> None:
+        self._init(_new_sketch())
+
+    def _init(self, sketch: kll_doubles_sketch) -> None:
         self._count = 0
         self._total = 0.0
         self._total_sq = 0.0
@@ -125,8 +129,15 @@ class NumericSummary:
         self._max = -math.inf
         self._mean = 0.0
         self._m2 = 0.0  # sum of squared deviations from the mean (Welford/Chan)
-        self._sketch = _new_sketch()
+        self._sketch = sketch
         self._pending: list[float] = []
+
+    @classmethod
+    def _with_sketch(cls, sketch: kll_doubles_sketch) -> NumericSummary:
+        """An empty summary around an existing sketch (skips building a throwaway one)."""
+        summary = cls.__new__(cls)
+        summary._init(sketch)
+        return summary
 
     # -- updates --------------------------------------------------------------------------------
     def update(self, value: SupportsFloat) -> None:
@@ -162,10 +173,30 @@ class NumericSummary:
         self._absorb(array)
 
     def _flush(self) -> None:
-        if self._pending:
-            array = np.array(self._pending, dtype=np.float64)
-            self._pending.clear()
-            self._absorb(array)
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if len(pending) >= _NUMPY_FROM:
+            self._absorb(np.array(pending, dtype=np.float64))
+            return
+        # A handful of values (typical of minute buckets): plain Python beats numpy's per-call
+        # overhead several times over.
+        n = len(pending)
+        total = math.fsum(pending)
+        mean = total / n
+        self._combine(
+            n,
+            total,
+            math.fsum(v * v for v in pending),
+            min(pending),
+            max(pending),
+            mean,
+            math.fsum((v - mean) * (v - mean) for v in pending),
+        )
+        update = self._sketch.update
+        for value in pending:
+            update(value)
 
     def _absorb(self, array: _Floats) -> None:
         n = int(array.size)
@@ -231,11 +262,12 @@ class NumericSummary:
 
     def copy(self) -> NumericSummary:
         self._flush()
-        clone = NumericSummary()
+        clone = NumericSummary._with_sketch(
+            kll_doubles_sketch.deserialize(self._sketch.serialize())
+        )
         clone._combine(
             self._count, self._total, self._total_sq, self._min, self._max, self._mean, self._m2
         )
-        clone._sketch = kll_doubles_sketch.deserialize(self._sketch.serialize())
         return clone
 
     # -- reads ----------------------------------------------------------------------------------
@@ -367,7 +399,7 @@ class NumericSummary:
     @classmethod
     def _from_state(cls, state: Sequence[Any], sketch: bytes) -> NumericSummary:
         count, total, total_sq, lo, hi, mean, m2 = state
-        summary = cls()
+        summary = cls._with_sketch(kll_doubles_sketch.deserialize(sketch))
         summary._combine(
             int(count),
             float(total),
@@ -377,7 +409,6 @@ class NumericSummary:
             float(mean),
             float(m2),
         )
-        summary._sketch = kll_doubles_sketch.deserialize(sketch)
         if summary._sketch.n != summary._count:
             raise InvalidInput(
                 f"bucket summary is inconsistent: count {count} but the sketch holds "
