@@ -96,6 +96,21 @@ def test_single_updates_equal_vectorised_updates() -> None:
         assert_rank_within(data, q, value, SLACK * one_by_one.rank_error)
 
 
+@pytest.mark.parametrize("n", [1, 5, 31, 32, 100])
+def test_few_single_updates_match_numpy(n: int) -> None:
+    # Short buffers are folded in plain Python, longer ones with numpy: both must agree.
+    data = np.random.default_rng(n).normal(3.0, 2.0, size=n)
+    summary = NumericSummary()
+    for value in data:
+        summary.update(float(value))
+    assert summary.count == n
+    assert (summary.min, summary.max) == (data.min(), data.max())
+    assert summary.total == pytest.approx(data.sum(), rel=1e-12)
+    assert summary.total_sq == pytest.approx(np.dot(data, data), rel=1e-12)
+    assert summary.std == pytest.approx(data.std(), rel=1e-9, abs=1e-12)
+    assert summary.quantiles(QS) == list(np.quantile(data, QS, method="inverted_cdf"))
+
+
 def test_std_is_stable_for_large_offsets() -> None:
     # Sum of squares would cancel catastrophically here; the Welford/Chan moments do not.
     data = 1.7e12 + np.arange(1000, dtype=float)
