@@ -125,7 +125,9 @@ def test_crash_loop_backs_off_with_growing_delays(
     spec = ReplicaSpec(DEP, "crasher", scripts["crash"])
     runtime.start_replicas([spec])
     wait_until(lambda: runtime.replica("crasher").restarts >= 4, what="four restarts")
-    # The delay is measured from each exit to the next start: 0.2, 0.4, 0.8, 1.6 s (+-20 %).
+    # Chosen delays: 0.2, 0.4, 0.8, 1.6 s, each +-20 % (so they grow strictly), and no restart
+    # comes before its delay has passed since the exit.
+    delays = []
     gaps = []
     exited_at = None
     for event in [e for e in events if e.replica_id == "crasher"]:
@@ -133,10 +135,13 @@ def test_crash_loop_backs_off_with_growing_delays(
             assert event.details["exit_code"] == 3
             exited_at = event.at_ms
         elif event.kind == "restarted" and exited_at is not None:
+            delays.append(event.details["backoff_s"])
             gaps.append(event.at_ms - exited_at)
-    assert len(gaps) >= 4
-    assert gaps[0] >= 150, gaps
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert len(delays) >= 4
+    for n, delay in enumerate(delays[:4]):
+        assert 0.2 * 2**n * 0.8 <= delay <= 0.2 * 2**n * 1.2, delays
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays)), delays
+    assert all(gap >= delay * 1000 - 5 for gap, delay in zip(gaps, delays, strict=True)), gaps
     assert runtime.replica("crasher").last_exit_code == 3
 
 
@@ -168,7 +173,7 @@ def test_memory_limit_kills_restarts_and_reports_figures(
 def test_failing_health_checks_recycle_a_stuck_replica_even_if_it_ignores_sigterm(
     runtime: LocalRuntime, scripts: dict[str, list[str]], events: list[Event]
 ) -> None:
-    spec = server_spec(scripts, "stuck", env={"HANG_AFTER_S": "0.5", "IGNORE_TERM": "1"})
+    spec = server_spec(scripts, "stuck", env={"HANG_AFTER_S": "1.0", "IGNORE_TERM": "1"})
     runtime.start_replicas([spec])
     wait_until(lambda: "recycled" in kinds(events, "stuck"), what="recycle")
     wait_until(lambda: runtime.replica("stuck").restarts >= 1, what="restart after recycle")

@@ -20,10 +20,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from modelyard import settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, RunSpec
+from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, RunSpec, Runtime
 from modelyard.runtime.logs import check_name, read_log, replica_log_path, run_log_path
 from modelyard.runtime.procs import check_command, sample_groups
 from modelyard.runtime.runs import LocalRun
@@ -374,3 +375,8 @@ class LocalRuntime:
                 self._on_event(event)
             except Exception:
                 log.exception("event handler failed on %s", event.kind)
+
+
+if TYPE_CHECKING:
+    # mypy checks here that LocalRuntime really implements the Runtime protocol.
+    _implements: type[Runtime] = LocalRuntime

@@ -125,6 +125,7 @@ class SupervisedReplica:
         self._health_failures = 0
         self._ever_healthy = False
         self._next_start_mono = 0.0
+        self._last_delay_s = 0.0
         self._term_deadline = 0.0
         self._term_killed = False
         self._then_stop = False
@@ -225,7 +226,8 @@ class SupervisedReplica:
         self._recycle_reason = None
         self._emit(
             "started" if first else "restarted",
-            {"pid": self._popen.pid, "restarts": self.restarts, "start": self._starts},
+            {"pid": self._popen.pid, "restarts": self.restarts, "start": self._starts}
+            | ({} if first else {"backoff_s": round(self._last_delay_s, 3)}),
         )
         if spec.health_path is None:
             self.status = ReplicaStatus.HEALTHY
@@ -373,6 +375,7 @@ class SupervisedReplica:
 
     def _schedule_restart(self, now: float) -> None:
         delay = self._backoff.next_delay(now - self._started_mono)
+        self._last_delay_s = delay
         self._next_start_mono = now + delay
         self._phase = _Phase.WAITING
         self.rss_bytes = None
