@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from modelyard import settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.runtime import leftovers
 from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, RunSpec, Runtime
 from modelyard.runtime.logs import check_name, read_log, replica_log_path, run_log_path
 from modelyard.runtime.procs import check_command, sample_groups
@@ -33,6 +34,11 @@ from modelyard.runtime.supervised import SupervisedReplica, SupervisorConfig
 __all__ = ["LocalRuntime"]
 
 log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
 
 # Time allowed beyond the grace period for the supervisor to notice a group has gone.
 _STOP_SLACK_S = 10.0
@@ -101,6 +107,7 @@ class LocalRuntime:
                     replica_log_path(self.home, spec.deployment_id, spec.replica_id),
                     self.config,
                     self._queue_event,
+                    leftovers.replica_record(self.home, spec.deployment_id, spec.replica_id),
                 )
                 replica.start()
                 self._replicas[spec.replica_id] = replica
@@ -185,6 +192,7 @@ class LocalRuntime:
                 run_log_path(self.home, spec.run_id),
                 self.config.stop_grace_s,
                 self._on_event,
+                leftovers.run_record(self.home, spec.run_id),
             )
             self._runs[spec.run_id] = run
             return run
@@ -232,6 +240,28 @@ class LocalRuntime:
         return read_log(path, tail_lines, follow, self.config.poll_interval_s, finished)
 
     # -- shutdown ------------------------------------------------------------------------------
+
+    def reap_leftovers(self, grace_s: float | None = None) -> list[dict[str, object]]:
+        """Kill process groups that a previous runtime on this home left running.
+
+        A runtime that was killed (or crashed) leaves its replicas and runs running, since each
+        leads its own session. Call this at boot, before starting anything, and only when no
+        other runtime uses this home. Each killed group is reported as a ``leftover_killed``
+        event and returned (its record: pgid, argv, pids).
+        """
+        grace = self.config.stop_grace_s if grace_s is None else grace_s
+        with self._lock:
+            self._check_open()
+            if self._replicas or any(not r.status.finished for r in self._runs.values()):
+                raise Conflict(
+                    "reap_leftovers must run before this runtime starts anything; "
+                    "it treats every recorded process group as abandoned"
+                )
+        killed = leftovers.reap(self.home, grace)
+        for body in killed:
+            self._queue_event_locked(Event("leftover_killed", _now_ms(), details=dict(body)))
+        self._flush_events()
+        return killed
 
     def stop_all(self, grace_s: float | None = None) -> None:
         """Stop every replica and cancel every run, all at once; then stop supervising."""
@@ -360,6 +390,10 @@ class LocalRuntime:
                 replica.tick(
                     now, samples.get(pgid) if pgid is not None else None, self._health_pool
                 )
+
+    def _queue_event_locked(self, event: Event) -> None:
+        with self._lock:
+            self._pending.append(event)
 
     def _queue_event(self, event: Event) -> None:
         # Called by replicas, always under the lock; handed on by _flush_events outside it.

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from modelyard.runtime import leftovers
 from modelyard.runtime.base import Event, EventSink, RunSpec, RunStatus
 from modelyard.runtime.procs import build_env, spawn, terminate_group
 
@@ -29,7 +30,12 @@ class LocalRun:
     """A run started by :class:`~modelyard.runtime.local.LocalRuntime` (see ``RunHandle``)."""
 
     def __init__(
-        self, spec: RunSpec, log_path: Path, grace_s: float, on_event: EventSink | None
+        self,
+        spec: RunSpec,
+        log_path: Path,
+        grace_s: float,
+        on_event: EventSink | None,
+        record_path: Path | None = None,
     ) -> None:
         self._spec = spec
         self._log_path = log_path
@@ -41,7 +47,9 @@ class LocalRun:
         self._status = RunStatus.RUNNING
         self._exit_code: int | None = None
         self._ended_ms: int | None = None
-        env = build_env(spec.env, spec.inherit_env, {"MODELYARD_RUN_ID": spec.run_id})
+        marker = leftovers.new_marker()
+        env = build_env(spec.env, spec.inherit_env, {"MODELYARD_RUN_ID": spec.run_id, **marker})
+        self._record_path = record_path
         self._started_ms = _now_ms()
         self._started_mono = time.monotonic()
         header = (
@@ -49,6 +57,8 @@ class LocalRun:
             f"argv={list(spec.argv)!r} ==="
         )
         self._popen = spawn(spec.argv, spec.cwd, env, log_path, header)
+        if record_path is not None:
+            leftovers.record(record_path, self._popen.pid, marker, list(spec.argv))
         self._emit("run_started", {"pid": self._popen.pid, "timeout_s": spec.timeout_s})
         self._thread = threading.Thread(
             target=self._watch, name=f"modelyard-run-{spec.run_id}", daemon=True
@@ -150,6 +160,8 @@ class LocalRun:
             self._exit_code = code
             self._ended_ms = _now_ms()
             self._status = status
+        if self._record_path is not None:
+            leftovers.forget(self._record_path)
         try:
             with open(self._log_path, "ab") as handle:
                 handle.write(

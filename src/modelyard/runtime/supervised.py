@@ -32,6 +32,7 @@ from typing import Any
 import psutil
 
 from modelyard.errors import InvalidInput
+from modelyard.runtime import leftovers
 from modelyard.runtime.backoff import Backoff
 from modelyard.runtime.base import Event, ReplicaSpec, ReplicaState, ReplicaStatus
 from modelyard.runtime.health import check_health
@@ -98,9 +99,11 @@ class SupervisedReplica:
         log_path: Path,
         config: SupervisorConfig,
         emit: Callable[[Event], None],
+        record_path: Path | None = None,
     ) -> None:
         self.spec = spec
         self.log_path = log_path
+        self._record_path = record_path
         self._config = config
         self._emit_event = emit
         self._backoff = Backoff(
@@ -191,6 +194,8 @@ class SupervisedReplica:
         }
         if spec.port is not None:
             added["MODELYARD_PORT"] = str(spec.port)
+        marker = leftovers.new_marker()
+        added.update(marker)
         self.started_at_ms = _now_ms()
         self._started_mono = time.monotonic()
         first = self._starts == 0
@@ -215,6 +220,8 @@ class SupervisedReplica:
             self._emit("spawn_failed", {"error": f"{exc.__class__.__name__}: {exc}"})
             self._schedule_restart(time.monotonic())
             return
+        if self._record_path is not None:
+            leftovers.record(self._record_path, self._popen.pid, marker, list(spec.argv))
         self._phase = _Phase.RUNNING
         self._health = None
         self._health_failures = 0
@@ -382,6 +389,8 @@ class SupervisedReplica:
         self.cpu_percent = None
 
     def _mark_stopped(self) -> None:
+        if self._record_path is not None:
+            leftovers.forget(self._record_path)
         self._phase = _Phase.STOPPED
         self.status = ReplicaStatus.STOPPED
         self._emit("stopped", {"last_exit_code": self.last_exit_code})
