@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.errors import InvalidInput
 from modelyard.store.base import Query
 from modelyard.tracking import backends
-from modelyard.tracking.frame import FrameBuilder
+from modelyard.tracking.frame import batch_to_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,10 +134,7 @@ def read_metrics_frame(
     )
     backend = backends.select(dev)
     backend.flush()
-    builder = FrameBuilder()
-    for batch in backend.scan(query, 100_000):
-        builder.add(batch)
-    return builder.frame()
+    return batch_to_frame(backend.scan(query, 100_000))
 
 
 def iter_metrics(
@@ -166,6 +163,4 @@ def iter_metrics(
 
 def _frames(backend: backends.Backend, query: Query, batch_size: int) -> Iterator[pd.DataFrame]:
     for batch in backend.scan(query, batch_size):
-        builder = FrameBuilder()
-        builder.add(batch)
-        yield builder.frame()
+        yield batch_to_frame([batch])
