@@ -1,0 +1,399 @@
+"""The model gateway: model name -> active deployment pool -> replica, answered in the reference
+envelope, with every answered prediction's record handed to the writer before the reply.
+
+    gateway = Gateway(writer)
+    pool = DeploymentPool(identity, PoolSettings(request_timeout_s=10))
+    pool.add_endpoint(ReplicaEndpoint("r1", "http://127.0.0.1:8101", capacity=4))
+    gateway.set_pool("churn", pool)
+    result = await gateway.invoke("churn", b'{"tenure": 3}')
+    result.http_status, result.envelope  # 200, {"success": True, "response": ..., ...}
+
+Envelopes (``GatewayResult.envelope``), as the reference platform's ``POST /model`` answers:
+
+- success: ``{"success": true, "response": <output>, "ReplicaID": r, "uuid": u}`` (200);
+- the user function raised: ``{"success": false, "error": {"code": "model_error", "message",
+  "type", "traceback"?}, "ReplicaID": r, "uuid": u}`` (500), and the record is written with the
+  replica's ``_error`` marker;
+- anything the gateway refuses: ``{"success": false, "error": {"code", "message", "details"?}}``
+  plus ``ReplicaID`` when a replica was involved, with the error's status: invalid JSON 400,
+  body too large 413, overloaded 429 (``retry_after_s`` -> the ``Retry-After`` header), replica
+  broke off 502, no active deployment or no reachable replica 503, timeout 504.
+
+Records: the replica returns each prediction's record; the gateway submits it with the pool's
+identity (``Prediction(uuid, identity, start, end, metrics)``). The record's metrics are the
+user's (plus ``_error`` on failure): latencies and statuses go to Prometheus and, when a store is
+given, to per-interval ``tech.*`` aggregate records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from modelyard.errors import (
+    InvalidInput,
+    ModelyardError,
+    PayloadTooLarge,
+    ReplicaFailed,
+    Unavailable,
+)
+from modelyard.serving._metrics import BoundMetrics, GatewayMetrics
+from modelyard.serving._pool import (
+    DeploymentPool,
+    EndpointState,
+    Exchange,
+    PoolSettings,
+    RecordSink,
+    ReplicaEndpoint,
+)
+from modelyard.serving._techstats import IntervalStats
+from modelyard.store.base import MetricsStore, Prediction
+
+__all__ = [
+    "DeploymentPool",
+    "EndpointState",
+    "Gateway",
+    "GatewayResult",
+    "PoolSettings",
+    "RecordSink",
+    "ReplicaEndpoint",
+]
+
+log = logging.getLogger("modelyard.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResult:
+    """What the HTTP layer sends back: ``http_status``, ``body()`` and ``headers()``.
+
+    ``uuid`` is the prediction's uuid for a single call that reached user code; ``uuids`` the
+    uuids of a batch, in input order.
+    """
+
+    http_status: int
+    envelope: dict[str, Any]
+    replica_id: str | None = None
+    uuid: str | None = None
+    uuids: tuple[str, ...] = ()
+    retry_after_s: int | None = None
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.envelope)
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+@dataclass(slots=True)
+class _Active:
+    """A model's active pool with what the request path needs, swapped as one reference."""
+
+    pool: DeploymentPool
+    writer: RecordSink | None
+    metrics: BoundMetrics
+    stats: IntervalStats | None
+
+
+class Gateway:
+    """Routes a model's requests to its active ``DeploymentPool``.
+
+    ``writer`` receives prediction records of pools that have none of their own. ``store``
+    (optional) turns on the per-interval ``tech.*`` aggregates, written every ``tech_interval_s``
+    by a task that ``start()`` launches and ``close()`` stops (writing the last interval).
+    """
+
+    def __init__(
+        self,
+        writer: RecordSink | None = None,
+        registry: CollectorRegistry | None = None,
+        *,
+        store: MetricsStore | None = None,
+        tech_interval_s: float = 10.0,
+    ) -> None:
+        if not tech_interval_s > 0:
+            raise InvalidInput(f"tech_interval_s={tech_interval_s!r} must be a positive number")
+        self.writer = writer
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.store = store
+        self.tech_interval_s = tech_interval_s
+        self._metrics = GatewayMetrics(self.registry)
+        self._active: dict[str, _Active] = {}
+        self._retired: list[_Active] = []  # swapped-out pools whose last interval is unwritten
+        self._task: asyncio.Task[None] | None = None
+
+    # -- pools ----------------------------------------------------------------------------------
+    def set_pool(self, model_name: str, pool: DeploymentPool) -> DeploymentPool | None:
+        """Make ``pool`` the active deployment of ``model_name``; the previous pool is returned.
+
+        The swap is one dict assignment: a request sees either the old pool or the new one,
+        never a mix. Requests already inside the old pool finish there.
+        """
+        if not isinstance(model_name, str) or not model_name:
+            raise InvalidInput(f"model_name={model_name!r} must be a non-empty string")
+        if not isinstance(pool, DeploymentPool):
+            raise InvalidInput(f"pool={pool!r} is not a DeploymentPool")
+        stats = IntervalStats(_now_ms()) if self.store is not None else None
+        active = _Active(
+            pool, pool.writer or self.writer, self._metrics.bind(model_name, pool), stats
+        )
+        previous = self._active.get(model_name)
+        self._active[model_name] = active
+        if previous is None:
+            return None
+        if previous.stats is not None:
+            self._retired.append(previous)
+        return previous.pool
+
+    swap = set_pool
+
+    def remove_pool(self, model_name: str) -> DeploymentPool | None:
+        """No active deployment for ``model_name`` any more (requests get 503)."""
+        previous = self._active.pop(model_name, None)
+        if previous is None:
+            return None
+        if previous.stats is not None:
+            self._retired.append(previous)
+        return previous.pool
+
+    def pool(self, model_name: str) -> DeploymentPool | None:
+        active = self._active.get(model_name)
+        return None if active is None else active.pool
+
+    def models(self) -> list[str]:
+        return sorted(self._active)
+
+    # -- requests -------------------------------------------------------------------------------
+    async def invoke(self, model_name: str, body: bytes) -> GatewayResult:
+        """Call ``model_name``'s function with ``body`` (its JSON input)."""
+        return await self._invoke(model_name, body, batch=False)
+
+    async def invoke_batch(self, model_name: str, body: bytes) -> GatewayResult:
+        """Call it with ``body``, a JSON list of inputs; one answer per item, in order.
+
+        The envelope is ``{"success": all ok, "responses": [item, ...], "ReplicaID": r}`` where
+        each item is ``{"success": true, "response", "uuid"}`` or ``{"success": false, "error",
+        "uuid"}``; the status is 200 when every item succeeded, 500 otherwise.
+        """
+        return await self._invoke(model_name, body, batch=True)
+
+    async def _invoke(self, model_name: str, body: bytes, batch: bool) -> GatewayResult:
+        started = time.perf_counter()
+        active = self._active.get(model_name)
+        if active is None:
+            known = ", ".join(repr(m) for m in self.models()) or "none"
+            error = Unavailable(
+                f"model {model_name!r} has no active deployment; deploy it first "
+                f"(models with one: {known})",
+                model=model_name,
+            )
+            return _refusal(error, None)
+        try:
+            _check_body(body, active.pool.settings.max_body_bytes, batch)
+            exchange = await active.pool.call("/invoke_batch" if batch else "/invoke", body)
+            result = self._answer(active, exchange, batch)
+        except ModelyardError as error:
+            result = _refusal(error, error.details.get("replica_id"))
+        total_s = time.perf_counter() - started
+        active.metrics.count(result.replica_id, result.http_status)
+        active.metrics.total.observe(total_s)
+        if active.stats is not None:
+            active.stats.add(result.http_status, total_s * 1000)
+        return result
+
+    def _answer(self, active: _Active, exchange: Exchange, batch: bool) -> GatewayResult:
+        replica = exchange.replica_id
+        if exchange.status == 400:
+            message = _replica_error_message(exchange.payload)
+            raise InvalidInput(
+                f"the request body was refused by the model's replica: {message}; "
+                "send a JSON document" + (" (a list of inputs)" if batch else ""),
+                replica_id=replica,
+            )
+        if exchange.status != 200:
+            raise ReplicaFailed(
+                f"replica {replica!r} answered HTTP {exchange.status} "
+                f"({exchange.payload[:200]!r}); expected 200 with a replica answer",
+                replica_id=replica,
+            )
+        try:
+            answer = orjson.loads(exchange.payload)
+            if batch:
+                items = answer["results"]
+                if not isinstance(items, list):
+                    raise TypeError("results is not a list")
+                outcomes = [self._item(active, item, exchange) for item in items]
+            else:
+                outcomes = [self._item(active, answer, exchange)]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ReplicaFailed(
+                f"replica {replica!r} sent an answer that is not in the replica protocol "
+                f"({exc.__class__.__name__}: {exc}); expected "
+                + ('{"results": [...]}' if batch else '{"ok", "output"|"error", "record"}'),
+                replica_id=replica,
+            ) from exc
+        metrics = active.metrics
+        metrics.queue.observe(exchange.queue_s + outcomes[0][2] / 1000)
+        if not batch:
+            envelope, uuid, _queue, _function = outcomes[0]
+            metrics.function.observe(_function / 1000)
+            envelope["ReplicaID"] = replica
+            ok = envelope["success"]
+            return GatewayResult(200 if ok else 500, envelope, replica, uuid)
+        for _envelope, _uuid, _queue, function_ms in outcomes:
+            metrics.function.observe(function_ms / 1000)
+        metrics.batch.observe(len(outcomes))
+        everything_ok = all(envelope["success"] for envelope, *_ in outcomes)
+        envelope = {
+            "success": everything_ok,
+            "responses": [envelope for envelope, *_ in outcomes],
+            "ReplicaID": replica,
+        }
+        uuids = tuple(uuid for _, uuid, *_ in outcomes)
+        return GatewayResult(200 if everything_ok else 500, envelope, replica, None, uuids)
+
+    def _item(
+        self, active: _Active, answer: dict[str, Any], exchange: Exchange
+    ) -> tuple[dict[str, Any], str, float, float]:
+        """Submit one replica answer's record; its envelope, uuid and timings (ms)."""
+        record = answer["record"]
+        uuid = record["predictionUuid"]
+        if not isinstance(uuid, str):
+            raise TypeError(f"record.predictionUuid is {uuid!r}, not a string")
+        metrics = record.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise TypeError(f"record.metrics is {type(metrics).__name__}, not an object")
+        timing = answer.get("timing") or {}
+        ok = answer["ok"] is True
+        if ok:
+            envelope: dict[str, Any] = {"success": True, "response": answer["output"], "uuid": uuid}
+        else:
+            error = answer["error"]
+            kind = str(error.get("type", "Exception"))
+            message = str(error.get("message", ""))
+            body: dict[str, Any] = {"code": "model_error", "message": message, "type": kind}
+            if "traceback" in error:
+                body["traceback"] = error["traceback"]
+            envelope = {"success": False, "error": body, "uuid": uuid}
+            if "_error" not in metrics:
+                metrics = {**metrics, "_error": f"{kind}: {message}"}
+        writer = active.writer
+        if writer is not None:
+            writer.submit(
+                Prediction(
+                    uuid,
+                    active.pool.identity,
+                    int(record["startTimeStampMs"]),
+                    int(record["endTimeStampMs"]),
+                    metrics,
+                )
+            )
+        return (
+            envelope,
+            uuid,
+            float(timing.get("queue_ms", 0.0)),
+            float(timing.get("function_ms", exchange.replica_s * 1000)),
+        )
+
+    # -- observability --------------------------------------------------------------------------
+    def metrics_text(self) -> str:
+        """The Prometheus exposition of this gateway's registry."""
+        return self._metrics.text()
+
+    async def start(self) -> None:
+        """Start writing ``tech.*`` aggregates (a no-op without a store)."""
+        if self.store is not None and self._task is None:
+            self._task = asyncio.create_task(self._tech_loop(), name="modelyard-gateway-tech")
+
+    async def close(self) -> None:
+        """Stop the aggregate task, write the last interval, close replica connections."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.store is not None:
+            await self.write_tech_aggregates()
+        for active in list(self._active.values()):
+            await active.pool.close()
+
+    async def write_tech_aggregates(self) -> int:
+        """Write one aggregate per deployment that saw requests since the last call.
+
+        Returns how many were written. Runs the store calls in a thread: they commit.
+        """
+        store = self.store
+        if store is None:
+            return 0
+        now = _now_ms()
+        pending: list[tuple[Any, int, dict[str, Any]]] = []
+        retired, self._retired = self._retired, []
+        for active in [*self._active.values(), *retired]:
+            if active.stats is None:
+                continue
+            taken = active.stats.take(now)
+            if taken is not None:
+                pending.append((active.pool.identity, taken[0], taken[1]))
+        if not pending:
+            return 0
+
+        def write() -> None:
+            for identity, start_ms, metrics in pending:
+                store.register_identity(identity)
+                store.add_aggregate(identity.deployment_crn, start_ms, now, metrics)
+
+        await asyncio.to_thread(write)
+        return len(pending)
+
+    async def _tech_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tech_interval_s)
+            try:
+                await self.write_tech_aggregates()
+            except Exception:  # a locked store must not stop the loop: next interval retries
+                log.exception("writing the gateway's tech.* aggregates failed")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _check_body(body: bytes, limit: int, batch: bool) -> None:
+    if len(body) > limit:
+        raise PayloadTooLarge(
+            f"the request body is {len(body)} bytes; this model accepts at most {limit} bytes "
+            "(send less, or raise the model's max_body_bytes)",
+            size=len(body),
+            limit=limit,
+        )
+    if batch and body.lstrip()[:1] != b"[":
+        raise InvalidInput(
+            f"a batch body must be a JSON list of inputs, got {body[:40]!r}; send [input, ...]"
+        )
+
+
+def _replica_error_message(payload: bytes) -> str:
+    try:
+        answer = orjson.loads(payload)
+        return str(answer["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return payload[:200].decode(errors="replace")
+
+
+def _refusal(error: ModelyardError, replica_id: Any) -> GatewayResult:
+    envelope: dict[str, Any] = {"success": False, "error": error.to_dict()}
+    replica = replica_id if isinstance(replica_id, str) else None
+    if replica is not None:
+        envelope["ReplicaID"] = replica
+    retry = error.details.get("retry_after_s")
+    return GatewayResult(
+        error.status, envelope, replica, retry_after_s=retry if isinstance(retry, int) else None
+    )
