@@ -157,6 +157,8 @@ def test_run_errors(runtime: LocalRuntime, scripts: dict[str, list[str]]) -> Non
     with pytest.raises(Conflict, match="'long' is still running"):
         runtime.launch_run(RunSpec("long", scripts["echo"]))
     run.cancel()
+    with pytest.raises(InvalidInput, match="could not start '/no/such/program'"):
+        runtime.launch_run(RunSpec("t", ["/no/such/program"]))
     with pytest.raises(NotFound, match="'never'"):
         runtime.get_run("never")
     with pytest.raises(NotFound):

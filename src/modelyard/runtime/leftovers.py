@@ -10,6 +10,7 @@ the recorded marker, so an unrelated process that happens to reuse the number is
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -33,6 +34,8 @@ __all__ = [
     "replica_record",
     "run_record",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def records_root(home: Path) -> Path:
@@ -58,16 +61,23 @@ def new_marker() -> dict[str, str]:
 
 
 def record(path: Path, pgid: int, marker: dict[str, str], argv: list[str]) -> None:
-    """Write (atomically) that group ``pgid`` runs with ``marker`` in its environment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write (atomically) that group ``pgid`` runs with ``marker`` in its environment.
+
+    A record that cannot be written (disk full, folder removed) is logged and skipped: the
+    process runs anyway, and only the clean-up after a crash would miss it.
+    """
     body = {"pgid": pgid, "marker": marker, "argv": argv, "recorded_ms": int(time.time() * 1000)}
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(body))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(orjson.dumps(body))
+        os.replace(tmp, path)
+    except OSError:
+        log.warning("could not record process group %s in %s", pgid, path, exc_info=True)
 
 
 def forget(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):
         path.unlink()
 
 

@@ -187,13 +187,19 @@ class LocalRuntime:
             previous = self._runs.get(spec.run_id)
             if previous is not None and not previous.status.finished:
                 raise Conflict(f"run {spec.run_id!r} is still running; wait for it or cancel it")
-            run = LocalRun(
-                spec,
-                run_log_path(self.home, spec.run_id),
-                self.config.stop_grace_s,
-                self._on_event,
-                leftovers.run_record(self.home, spec.run_id),
-            )
+            try:
+                run = LocalRun(
+                    spec,
+                    run_log_path(self.home, spec.run_id),
+                    self.config.stop_grace_s,
+                    self._on_event,
+                    leftovers.run_record(self.home, spec.run_id),
+                )
+            except OSError as exc:
+                raise InvalidInput(
+                    f"run {spec.run_id} could not start {spec.argv[0]!r}: "
+                    f"{exc.__class__.__name__}: {exc}; give an existing executable"
+                ) from exc
             self._runs[spec.run_id] = run
             return run
 
