@@ -302,6 +302,10 @@ def test_spec_errors_name_the_value_and_what_is_accepted(
     runtime.start_replicas([ReplicaSpec(DEP, "r", scripts["crash"], env={"CRASH_AFTER_S": "60"})])
     with pytest.raises(Conflict, match="already running"):
         runtime.start_replicas([ReplicaSpec(DEP, "r", argv)])
+    port = free_port()
+    runtime.start_replicas([ReplicaSpec(DEP, "p1", argv, port=port)])
+    with pytest.raises(Conflict, match=f"ports \\[{port}\\]"):
+        runtime.start_replicas([ReplicaSpec(DEP, "p2", argv, port=port)])
     with pytest.raises(NotFound, match="'nope'"):
         runtime.recycle("nope", "why")
     with pytest.raises(NotFound):

@@ -100,6 +100,14 @@ class LocalRuntime:
                 raise Conflict(
                     f"replicas {taken!r} are already running; stop them first or use new ids"
                 )
+            ports = [spec.port for spec in checked if spec.port is not None]
+            ports += [r.spec.port for r in self._replicas.values() if r.spec.port is not None]
+            clashes = sorted({p for p in ports if ports.count(p) > 1})
+            if clashes:
+                raise Conflict(
+                    f"ports {clashes!r} would be used by two replicas; give each its own port "
+                    "(free_port() picks one)"
+                )
             started = []
             for spec in checked:
                 replica = SupervisedReplica(
