@@ -157,3 +157,17 @@ def test_numpy_integer_timestamps_are_accepted_but_floats_and_bools_are_not() ->
     for bad in (1.5, 1e12, True, "1000"):
         with pytest.raises(InvalidInput, match="end_timestamp_ms must be an int"):
             check_ms(bad, "end_timestamp_ms")
+
+
+def test_delayed_values_keep_where_they_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+
+    from modelyard.tracking import backends
+
+    out = predict(1)
+    monkeypatch.setenv("MODELYARD_RUN_ID", "run-7")
+    modelyard.track_delayed_metrics({"actual": 0}, out["uuid"])
+    (value,) = backends.select().store.delayed_history(out["uuid"])  # type: ignore[attr-defined]
+    assert (value.key, value.value) == ("actual", 0)
+    assert value.source == f"{socket.gethostname()} pid {os.getpid()} run run-7"
