@@ -95,22 +95,25 @@ def ks_wasserstein(sorted_reference: FloatArray, sorted_current: FloatArray) -> 
     """Kolmogorov–Smirnov D and the Wasserstein-1 distance of two sorted, non-empty samples."""
     n1, n2 = sorted_reference.shape[0], sorted_current.shape[0]
     total = n1 + n2
-    # Position of each value in the merged order; reference first among ties (any order works
-    # because both CDFs are read only at the last of each run of equal values).
-    at_ref = np.arange(n1) + np.searchsorted(sorted_current, sorted_reference, side="left")
+    # Where each current value lands in the merged order (after equal reference values): one
+    # binary search per current value; the reference values fill the remaining slots in order.
+    # Any order among ties works because both CDFs are read only at the last of each tied run.
     at_cur = np.arange(n2) + np.searchsorted(sorted_reference, sorted_current, side="right")
+    from_ref = np.ones(total, dtype=bool)
+    from_ref[at_cur] = False
     merged = np.empty(total)
-    merged[at_ref] = sorted_reference
     merged[at_cur] = sorted_current
-    from_ref = np.zeros(total, dtype=np.int64)
-    from_ref[at_ref] = 1
-    cum_ref = np.cumsum(from_ref)
-    gap = cum_ref / n1 - (np.arange(1, total + 1) - cum_ref) / n2
+    merged[from_ref] = sorted_reference
+    cum_ref = np.cumsum(from_ref, dtype=np.int64)
+    # F_ref - F_cur after each merged position: cum_ref/n1 - (k + 1 - cum_ref)/n2.
+    gap = cum_ref * (1.0 / n1 + 1.0 / n2)
+    gap -= np.arange(1, total + 1) / n2
+    np.abs(gap, out=gap)
     run_end = np.empty(total, dtype=bool)
     run_end[-1] = True
     np.not_equal(merged[:-1], merged[1:], out=run_end[:-1])
-    d = float(np.abs(gap[run_end]).max())
-    w = float(np.dot(np.abs(gap[:-1]), np.diff(merged)))
+    d = float(gap[run_end].max())
+    w = float(np.dot(gap[:-1], np.diff(merged)))
     return d, w
 
 

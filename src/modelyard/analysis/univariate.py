@@ -106,8 +106,8 @@ def _numeric_values(series: pd.Series[Any], feature: str, side: str) -> tuple[Fl
             f"values such as {series.dropna().iloc[:3].tolist()!r}; pass it in categorical=[...] "
             "or fix the column"
         ) from exc
-    present = values[~np.isnan(values)]
-    present.sort()
+    missing = np.isnan(values)
+    present = np.sort(values[~missing] if missing.any() else values)
     return present, int(values.shape[0] - present.shape[0])
 
 
