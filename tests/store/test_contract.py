@@ -26,6 +26,7 @@ from modelyard.store import (
     RollupPolicy,
     Tier,
 )
+from modelyard.store.schema import SCHEMA_VERSION
 
 Opener = Callable[[], MetricsStore]
 MIN = 60_000
@@ -514,7 +515,7 @@ def test_info_counts(store: MetricsStore) -> None:
     store.add_aggregate(who.deployment_crn, T0, T0 + 1, {"n": 7})
     info = store.info()
     assert (info.predictions, info.delayed, info.aggregates) == (7, 2, 1)
-    assert info.schema_version == 1
+    assert info.schema_version == SCHEMA_VERSION
     assert info.backend == store.backend
     assert info.size_bytes is not None and info.size_bytes > 0
 
@@ -529,7 +530,7 @@ def test_data_survives_reopening(store_opener: Opener) -> None:
         records = read_all(second, Query(deployment_crn=who.deployment_crn, end_ms=T0 + DAY))
         assert len(records) == 20
         assert records[3].metrics["truth"] == 1
-        assert second.info().schema_version == 1
+        assert second.info().schema_version == SCHEMA_VERSION
 
 
 def test_a_newer_schema_is_refused(store_opener: Opener) -> None:

@@ -11,6 +11,7 @@ import pytest
 from modelyard.errors import InvalidInput
 from modelyard.store import open_store
 from modelyard.store.postgres import PostgresStore
+from modelyard.store.schema import SCHEMA_VERSION
 from modelyard.store.sqlite import SQLiteStore
 
 
@@ -59,7 +60,7 @@ def test_unknown_urls_list_what_is_accepted(url: str) -> None:
 def test_postgres_urls_open_postgres(postgres_schema_url: str) -> None:
     with open_store(postgres_schema_url) as store:
         assert isinstance(store, PostgresStore)
-        assert store.info().schema_version == 1
+        assert store.info().schema_version == SCHEMA_VERSION
 
 
 def test_importing_the_store_does_not_import_psycopg() -> None:

@@ -40,13 +40,16 @@ def test_file_store_uses_wal_and_records_its_migrations(tmp_path: Path) -> None:
         rows = conn.execute(
             "SELECT version, name, modelyard_version FROM schema_migrations"
         ).fetchall()
-    assert rows == [(1, "initial", modelyard.__version__)]
+    assert rows == [(m.version, m.name, modelyard.__version__) for m in migrations("sqlite")]
+    assert rows[0][:2] == (1, "initial")
     assert [m.version for m in migrations("sqlite")] == list(range(1, SCHEMA_VERSION + 1))
     # Reopening applies nothing twice and keeps the data.
     with SQLiteStore(path) as store:
         assert store.info().predictions == 3
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 1
+        assert (
+            conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION
+        )
 
 
 def test_a_file_that_is_not_a_database_is_refused_with_advice(tmp_path: Path) -> None:
