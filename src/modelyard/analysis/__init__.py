@@ -6,6 +6,7 @@ as aggregate metrics. Everything here takes numbers and returns numbers, dicts o
 
 from __future__ import annotations
 
+from modelyard.analysis.alerts import AlertEvaluator, AlertEvent, Rule, evaluate, parse_rule
 from modelyard.analysis.classification import (
     classification_metrics,
     delong_roc_auc,
@@ -40,10 +41,13 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "MAJOR_THRESHOLDS",
     "REPORT_COLUMNS",
+    "AlertEvaluator",
+    "AlertEvent",
     "DomainClassifierResult",
     "DriftReference",
     "PageHinkley",
     "QuantileSummary",
+    "Rule",
     "by_segment",
     "classification_metrics",
     "delong_roc_auc",
@@ -52,10 +56,12 @@ __all__ = [
     "drift",
     "drift_summary",
     "estimate_performance",
+    "evaluate",
     "expected_calibration_error",
     "expected_roc_auc",
     "fairness_gaps",
     "label_coverage",
+    "parse_rule",
     "prediction_drift",
     "regression_metrics",
     "sketch_drift",
