@@ -166,7 +166,7 @@ class FakeReplica:
         }
         timing = {"queue_ms": 0.0, "function_ms": 1.0, "batch_size": 1}
         if isinstance(data, dict) and "raise" in data:
-            record["metrics"]["_error"] = f"ValueError: {data['raise']}"
+            record["metrics"]["_error"] = {"type": "ValueError", "message": data["raise"]}
             return {
                 "ok": False,
                 "error": {"type": "ValueError", "message": data["raise"]},
@@ -532,7 +532,10 @@ def test_records_reach_a_real_sqlite_store_with_identity_and_uuid(tmp_path: Path
         assert record.identity == ident
         assert record.start_ms <= record.end_ms
         assert record.metrics["seen_by"] == "r1"
-    assert by_uuid[failed.uuid].metrics["_error"] == "ValueError: tenure must be >= 0"
+    assert by_uuid[failed.uuid].metrics["_error"] == {
+        "type": "ValueError",
+        "message": "tenure must be >= 0",
+    }
     assert "_error" not in by_uuid[ok.uuid].metrics
     writer.close()
     store.close()
@@ -577,7 +580,7 @@ def test_pool_writer_takes_precedence_and_missing_error_marker_is_added(tmp_path
     run(scenario)
     assert gateway_sink.records == []
     (record,) = pool_sink.records
-    assert record.metrics == {"k": 1, "_error": "KeyError: 'tenure'"}
+    assert record.metrics == {"k": 1, "_error": {"type": "KeyError", "message": "'tenure'"}}
 
 
 def test_body_over_the_limit_is_413_without_reaching_a_replica() -> None:

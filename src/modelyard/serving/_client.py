@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from urllib.parse import urlsplit
 
@@ -44,22 +45,40 @@ class ExchangeFailed(Exception):
 
 
 class _Conn:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("fd", "idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        sock = writer.get_extra_info("socket")
+        self.fd: int = sock.fileno() if sock is not None else -1
 
     def usable(self, now: float, idle_timeout_s: float) -> bool:
         return (
             not self.reader.at_eof()
             and not self.writer.transport.is_closing()
             and now - self.idle_since < idle_timeout_s
+            and not _readable(self.fd)
         )
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _readable(fd: int) -> bool:
+    """Whether an idle connection has something to read: the peer's FIN or RST (or stray bytes).
+
+    The event loop may not have seen a replica's death yet (it was killed a moment ago), so
+    ``at_eof()`` alone would let us write a request into a dead connection and get a 502 for a
+    request that never arrived. One ``poll`` with a zero timeout (about a microsecond, the check
+    urllib3 makes too) asks the kernel directly; a readable idle connection is never reused.
+    """
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 class ReplicaClient:

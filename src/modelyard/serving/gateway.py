@@ -218,6 +218,11 @@ class Gateway:
                 "send a JSON document" + (" (a list of inputs)" if batch else ""),
                 replica_id=replica,
             )
+        if exchange.status == 413:  # the replica's own --max-body-bytes is below the pool's
+            message = _replica_error_message(exchange.payload)
+            raise PayloadTooLarge(
+                f"the model's replica refused the body: {message}", replica_id=replica
+            )
         if exchange.status != 200:
             raise ReplicaFailed(
                 f"replica {replica!r} answered HTTP {exchange.status} "
@@ -283,8 +288,8 @@ class Gateway:
             if "traceback" in error:
                 body["traceback"] = error["traceback"]
             envelope = {"success": False, "error": body, "uuid": uuid}
-            if "_error" not in metrics:
-                metrics = {**metrics, "_error": f"{kind}: {message}"}
+            if "_error" not in metrics:  # the decorator's marker shape
+                metrics = {**metrics, "_error": {"type": kind, "message": message[:1000]}}
         writer = active.writer
         if writer is not None:
             writer.submit(
