@@ -126,13 +126,18 @@ class PostgresStore(SQLStore):
                 try:
                     with conn.transaction(), conn.cursor() as cur:
                         return fn(cur)
-                except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+                except (
+                    psycopg.errors.SerializationFailure,
+                    psycopg.errors.DeadlockDetected,
+                ) as exc:
                     if attempt == _RETRIES - 1:
-                        raise
+                        raise self._unavailable(exc) from exc
                 except psycopg.OperationalError as exc:
                     # A dropped connection: reconnect and retry the whole transaction.
                     if attempt == _RETRIES - 1 or not conn.broken:
                         raise self._unavailable(exc) from exc
+                except psycopg.Error as exc:  # as in SQLite: driver errors are StoreUnavailable
+                    raise self._unavailable(exc) from exc
             time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
