@@ -58,7 +58,8 @@ class FakeReplica:
 
     Input ``{"x": ...}`` -> output ``{"echo": x, "replica": id}``; ``{"sleep": s}`` answers after
     ``s`` seconds; ``{"raise": "msg"}`` answers as a user exception. ``mode="hang"`` never
-    answers, ``mode="close"`` closes the connection after reading the request.
+    answers, ``mode="close"`` closes the connection after reading the request,
+    ``mode="garbage"`` answers 200 with JSON that is not in the replica protocol.
     """
 
     def __init__(self, replica_id: str, mode: str = "ok", chunked: bool = False) -> None:
@@ -146,15 +147,18 @@ class FakeReplica:
             writer.close()
 
     async def _answer(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.mode == "garbage":
+            return 200, {"unexpected": True}
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return 400, {"ok": False, "error": {"type": "InvalidInput", "message": str(exc)}}
         if path == "/invoke_batch":
-            return 200, {"results": [await self._one(item) for item in data]}
+            answers = [await self._one(item, len(data)) for item in data]
+            return 200, {"results": answers}
         return 200, await self._one(data)
 
-    async def _one(self, data: Any) -> dict[str, Any]:
+    async def _one(self, data: Any, batch_size: int = 1) -> dict[str, Any]:
         start = time.time_ns() // 1_000_000
         if isinstance(data, dict) and "sleep" in data:
             await asyncio.sleep(data["sleep"])
@@ -164,7 +168,7 @@ class FakeReplica:
             "endTimeStampMs": time.time_ns() // 1_000_000,
             "metrics": {"seen_by": self.replica_id},
         }
-        timing = {"queue_ms": 0.0, "function_ms": 1.0, "batch_size": 1}
+        timing = {"queue_ms": 0.0, "function_ms": 1.0, "batch_size": batch_size}
         if isinstance(data, dict) and "raise" in data:
             record["metrics"]["_error"] = {"type": "ValueError", "message": data["raise"]}
             return {
@@ -413,6 +417,45 @@ def test_connection_closed_after_the_request_is_502_and_not_resent() -> None:
     run(scenario)
 
 
+def test_an_answer_outside_the_protocol_is_502_and_writes_nothing() -> None:
+    submitted: list[Any] = []
+
+    class Sink:
+        def submit(self, prediction: Any) -> None:
+            submitted.append(prediction)
+
+    async def scenario() -> None:
+        (server,) = await replicas("garbage")
+        gateway = Gateway(Sink())
+        gateway.set_pool("m", pool_of([server]))
+        single = await gateway.invoke("m", body(x=1))
+        batch = await gateway.invoke_batch("m", b"[1, 2]")
+        for result in (single, batch):
+            assert result.http_status == 502
+            assert result.envelope["error"]["code"] == "replica_failed"
+            assert "not in the replica protocol" in result.envelope["error"]["message"]
+        await gateway.close()
+        await server.stop()
+
+    run(scenario)
+    assert submitted == []
+
+
+def test_an_empty_batch_is_an_empty_success() -> None:
+    async def scenario() -> None:
+        (server,) = await replicas("ok")
+        gateway = Gateway()
+        gateway.set_pool("m", pool_of([server]))
+        result = await gateway.invoke_batch("m", b" []")
+        assert result.http_status == 200
+        assert result.envelope == {"success": True, "responses": [], "ReplicaID": "r1"}
+        assert result.uuids == ()
+        await gateway.close()
+        await server.stop()
+
+    run(scenario)
+
+
 def test_drain_waits_for_in_flight_requests_then_removes() -> None:
     async def scenario() -> None:
         servers = await replicas("ok", "ok")
@@ -554,7 +597,7 @@ def test_pool_writer_takes_precedence_and_missing_error_marker_is_added(tmp_path
     async def scenario() -> None:
         server = FakeReplica("r1")
 
-        async def no_marker(data: Any) -> dict[str, Any]:
+        async def no_marker(data: Any, batch_size: int = 1) -> dict[str, Any]:
             return {
                 "ok": False,
                 "error": {"type": "KeyError", "message": "'tenure'"},

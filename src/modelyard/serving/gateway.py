@@ -94,6 +94,18 @@ class GatewayResult:
 
 
 @dataclass(slots=True)
+class _Outcome:
+    """One parsed replica answer."""
+
+    envelope: dict[str, Any]
+    uuid: str
+    prediction: Prediction
+    queue_ms: float
+    function_ms: float
+    batch_size: int
+
+
+@dataclass(slots=True)
 class _Active:
     """A model's active pool with what the request path needs, swapped as one reference."""
 
@@ -245,30 +257,34 @@ class Gateway:
                 + ('{"results": [...]}' if batch else '{"ok", "output"|"error", "record"}'),
                 replica_id=replica,
             ) from exc
+        writer = active.writer
+        if writer is not None:  # only once the whole answer parsed: all records or none
+            for outcome in outcomes:
+                writer.submit(outcome.prediction)
         metrics = active.metrics
-        metrics.queue.observe(exchange.queue_s + outcomes[0][2] / 1000)
+        first = outcomes[0] if outcomes else None
+        metrics.queue.observe(exchange.queue_s + (first.queue_ms / 1000 if first else 0.0))
+        for outcome in outcomes:
+            metrics.function.observe(outcome.function_ms / 1000)
+        # Items per user-function call that served this request, as the replica reports it (the
+        # replica may group concurrent single requests; a batch without a batch function is 1).
+        metrics.batch.observe(max((o.batch_size for o in outcomes), default=0))
         if not batch:
-            envelope, uuid, _queue, _function = outcomes[0]
-            metrics.function.observe(_function / 1000)
-            envelope["ReplicaID"] = replica
-            ok = envelope["success"]
-            return GatewayResult(200 if ok else 500, envelope, replica, uuid)
-        for _envelope, _uuid, _queue, function_ms in outcomes:
-            metrics.function.observe(function_ms / 1000)
-        metrics.batch.observe(len(outcomes))
-        everything_ok = all(envelope["success"] for envelope, *_ in outcomes)
+            assert first is not None
+            first.envelope["ReplicaID"] = replica
+            ok = first.envelope["success"]
+            return GatewayResult(200 if ok else 500, first.envelope, replica, first.uuid)
+        everything_ok = all(o.envelope["success"] for o in outcomes)
         envelope = {
             "success": everything_ok,
-            "responses": [envelope for envelope, *_ in outcomes],
+            "responses": [o.envelope for o in outcomes],
             "ReplicaID": replica,
         }
-        uuids = tuple(uuid for _, uuid, *_ in outcomes)
+        uuids = tuple(o.uuid for o in outcomes)
         return GatewayResult(200 if everything_ok else 500, envelope, replica, None, uuids)
 
-    def _item(
-        self, active: _Active, answer: dict[str, Any], exchange: Exchange
-    ) -> tuple[dict[str, Any], str, float, float]:
-        """Submit one replica answer's record; its envelope, uuid and timings (ms)."""
+    def _item(self, active: _Active, answer: dict[str, Any], exchange: Exchange) -> _Outcome:
+        """One replica answer as an envelope item and the record to submit."""
         record = answer["record"]
         uuid = record["predictionUuid"]
         if not isinstance(uuid, str):
@@ -290,22 +306,20 @@ class Gateway:
             envelope = {"success": False, "error": body, "uuid": uuid}
             if "_error" not in metrics:  # the decorator's marker shape
                 metrics = {**metrics, "_error": {"type": kind, "message": message[:1000]}}
-        writer = active.writer
-        if writer is not None:
-            writer.submit(
-                Prediction(
-                    uuid,
-                    active.pool.identity,
-                    int(record["startTimeStampMs"]),
-                    int(record["endTimeStampMs"]),
-                    metrics,
-                )
-            )
-        return (
+        prediction = Prediction(
+            uuid,
+            active.pool.identity,
+            int(record["startTimeStampMs"]),
+            int(record["endTimeStampMs"]),
+            metrics,
+        )
+        return _Outcome(
             envelope,
             uuid,
+            prediction,
             float(timing.get("queue_ms", 0.0)),
             float(timing.get("function_ms", exchange.replica_s * 1000)),
+            int(timing.get("batch_size", 1)),
         )
 
     # -- observability --------------------------------------------------------------------------
