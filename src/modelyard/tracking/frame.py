@@ -234,12 +234,23 @@ class FrameBuilder:
             if name in ("startTimeStampMs", "endTimeStampMs"):
                 data[name] = np.concatenate(values) if values else np.array([], dtype=np.int64)
             elif name == "tierMs":
-                data[name] = pd.array(values, dtype="Int64")
+                data[name] = _optional_ints(values)
             else:
                 data[name] = values
         for name, chunks in self.metrics.items():
             data[name] = self._column(chunks)
         return pd.DataFrame(data, columns=list(data), copy=False)
+
+
+def _optional_ints(values: list[int | None]) -> Any:
+    """A nullable Int64 array; the all-missing case (no rollup rows) without a per-item pass."""
+    import numpy as np
+    import pandas as pd
+
+    if values.count(None) == len(values):
+        n = len(values)
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
+    return pd.array(values, dtype="Int64")
 
 
 def batch_to_frame(batches: Iterable[RowBatch]) -> pd.DataFrame:
