@@ -3,15 +3,17 @@
 Why hand-rolled: the hop is loopback-only, speaks to one known server (the replica's ASGI app),
 and sits on the predict path whose whole overhead budget is 1 ms at p50. Measured on this machine
 (docs/gateway.md, ``benchmarks/gateway_client.py``) this client costs a fraction of httpx's and
-aiohttp's time per request; the difference is large enough to own ~150 lines.
+aiohttp's time per request; the difference is large enough to own ~250 lines.
 
 What it does and does not do:
 
 - persistent keep-alive connections per replica, reused LIFO (the warmest first);
-- an idle connection is closed by us after ``idle_timeout_s`` (default 2 s, below uvicorn's 5 s
-  keep-alive), so we never send on a connection the server is closing: that race is the one case
-  where a request could be lost after being written, and avoiding it means a failure after the
-  request was sent is never retried;
+- a connection idle longer than ``idle_timeout_s`` (default 2 s, below uvicorn's 5 s keep-alive)
+  is closed instead of reused, and an idle connection the kernel says is readable (the replica's
+  FIN or RST arrived, perhaps before the event loop noticed) is dropped too: so we do not write a
+  request into a connection the server is closing or that died. That race is the one case where a
+  request could be lost after being written; avoiding it lets the gateway never resend a request
+  once written;
 - ``Content-Length`` and ``chunked`` response bodies; no redirects, no TLS, no proxies, no
   compression, no request streaming: none of these exist on a loopback hop to a replica.
 
