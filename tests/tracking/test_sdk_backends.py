@@ -144,3 +144,14 @@ def test_database_url_selects_postgres(
     modelyard.track_delayed_metrics({"actual": 0}, out["uuid"])
     (record,) = modelyard.read_metrics(modelyard.current_identity().deployment_crn)["metrics"]
     assert record["metrics"] == {"x": 7, "actual": 0}
+
+
+def test_identities_sharing_a_database_share_one_store_and_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = backends.select()
+    monkeypatch.setenv("MODELYARD_DEPLOYMENT_CRN", "crn:modelyard:deployment/other")
+    replica = backends.select()
+    assert replica is not local
+    assert replica.identity.deployment_crn == "crn:modelyard:deployment/other"
+    assert replica.store is local.store and replica.writer is local.writer  # type: ignore[attr-defined]

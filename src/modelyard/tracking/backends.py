@@ -48,6 +48,7 @@ __all__ = [
     "RUN_ID_ENV",
     "Backend",
     "StoreBackend",
+    "StoreSink",
     "close_all",
     "flush_all",
     "select",
@@ -109,15 +110,14 @@ class StoreBackend(Backend):
     other files; the store interface has no run table, and the jobs part reads them from there.
     """
 
-    def __init__(self, name: str, store: MetricsStore, identity: Identity | None) -> None:
-        from modelyard.store.writer import BufferedWriter
-
+    def __init__(self, name: str, sink: StoreSink, identity: Identity | None) -> None:
         self.name = name
-        self.store = store
+        self.sink = sink
+        self.store = sink.store
+        self.writer = sink.writer
         self._identity = identity
         self._lock = threading.Lock()
         self._registered = False
-        self.writer = BufferedWriter(store)
 
     @property
     def identity(self) -> Identity:
@@ -181,6 +181,25 @@ class StoreBackend(Backend):
             fh.write(line)
 
     def close(self) -> None:
+        """Nothing of its own to close: the sink is shared and closed by ``close_all``."""
+        self.flush()
+
+
+class StoreSink:
+    """One store and its one writer, shared by every backend of this process that uses them.
+
+    Two identities recording into the same database (a test switching
+    ``MODELYARD_DEPLOYMENT_CRN``, say) must not open two connections with two writer threads:
+    all SQLite writes of a process go through one writer.
+    """
+
+    def __init__(self, store: MetricsStore) -> None:
+        from modelyard.store.writer import BufferedWriter
+
+        self.store = store
+        self.writer = BufferedWriter(store)
+
+    def close(self) -> None:
         try:
             self.writer.close()
         finally:
@@ -205,6 +224,7 @@ def source_string() -> str:
 # -- selection ----------------------------------------------------------------------------------
 
 _backends: dict[tuple[str, ...], Backend] = {}
+_sinks: dict[str, StoreSink] = {}
 _select_lock = threading.Lock()
 _dev_announced = False
 
@@ -288,18 +308,21 @@ def _open(key: tuple[str, ...]) -> Backend:
         from modelyard.store.sqlite import SQLiteStore
 
         _announce_dev()
-        return StoreBackend("dev", SQLiteStore(":memory:"), DEV_IDENTITY)
+        return StoreBackend("dev", StoreSink(SQLiteStore(":memory:")), DEV_IDENTITY)
     if kind == "remote":
         from modelyard.tracking.remote import RemoteBackend
 
         return RemoteBackend(key[1], key[2] or None, env_identity())
     from modelyard.store.open import open_store
 
-    store = open_store()
+    target = key[1]
+    sink = _sinks.get(target)
+    if sink is None:
+        sink = _sinks[target] = StoreSink(open_store())
     identity = env_identity()
     if identity is not None and not os.environ.get("MODELYARD_MODEL_CRN"):
-        identity = _known_identity(store, identity)
-    return StoreBackend("embedded", store, identity)
+        identity = _known_identity(sink.store, identity)
+    return StoreBackend("embedded", sink, identity)
 
 
 def _known_identity(store: MetricsStore, identity: Identity) -> Identity:
@@ -339,15 +362,22 @@ def close_all() -> None:
     """Flush and close every backend; the next call opens fresh ones (used at exit and in tests)."""
     global _dev_announced, _dev
     with _select_lock:
-        backends = list(_backends.values())
+        closing: list[Backend | StoreSink] = [
+            b for b in _backends.values() if not isinstance(b, StoreBackend)
+        ]
+        closing += list(_sinks.values())
+        closing += [  # the dev sink is the one not kept in _sinks
+            b.sink for b in _backends.values() if isinstance(b, StoreBackend) and b.name == "dev"
+        ]
         _backends.clear()
+        _sinks.clear()
         _by_env.clear()
         _dev = None
         _dev_announced = False
     errors: list[BaseException] = []
-    for backend in backends:
+    for item in closing:
         try:
-            backend.close()
+            item.close()
         except Exception as exc:  # close the others before reporting
             errors.append(exc)
     if errors:
@@ -358,6 +388,7 @@ def _forget_after_fork() -> None:
     # A forked child inherits the parent's writers without their threads; it must open its own.
     global _dev
     _backends.clear()
+    _sinks.clear()
     _by_env.clear()
     _dev = None
 
