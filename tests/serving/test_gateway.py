@@ -847,3 +847,55 @@ def test_settings_and_endpoints_are_validated() -> None:
     with pytest.raises(InvalidInput, match="identity="):
         DeploymentPool("crn:modelyard:deployment/x")  # type: ignore[arg-type]
     assert PoolSettings(max_queue=0).max_queue == 0
+
+
+def test_swap_is_atomic_and_retires_the_old_gauges() -> None:
+    registry = CollectorRegistry()
+
+    async def scenario() -> None:
+        old_server, new_server = await replicas("ok", "ok")
+        gateway = Gateway(registry=registry)
+        old = pool_of([old_server])
+        new = DeploymentPool(identity())
+        new.add_endpoint(ReplicaEndpoint("n1", new_server.url))
+        assert gateway.set_pool("m", old) is None
+        in_old = asyncio.create_task(gateway.invoke("m", body(sleep=0.2)))
+        await asyncio.sleep(0.05)
+        assert gateway.swap("m", new) is old
+        assert gateway.pool("m") is new and gateway.models() == ["m"]
+        after = await gateway.invoke("m", body(x=1))
+        assert after.replica_id == "n1"
+        assert (await in_old).replica_id == "r1"  # finished in the pool it started in
+        old_dep, new_dep = old.identity.deployment_crn, new.identity.deployment_crn
+        text = gateway.metrics_text()
+        assert f'modelyard_in_flight{{deployment="{new_dep}",model="m"}}' in text
+        assert f'modelyard_in_flight{{deployment="{old_dep}",model="m"}}' not in text
+        old_total = registry.get_sample_value(
+            "modelyard_requests_total",
+            {"model": "m", "deployment": old_dep, "replica": "r1", "status": "200"},
+        )
+        assert old_total == 1  # counters keep their totals
+        assert gateway.remove_pool("m") is new
+        assert (await gateway.invoke("m", b"{}")).http_status == 503
+        await old.close()
+        await new.close()
+        await old_server.stop()
+        await new_server.stop()
+
+    run(scenario)
+
+
+def test_public_surface() -> None:
+    import modelyard.serving.gateway as module
+
+    assert sorted(module.__all__) == [
+        "DeploymentPool",
+        "EndpointState",
+        "Gateway",
+        "GatewayResult",
+        "PoolSettings",
+        "RecordSink",
+        "ReplicaEndpoint",
+    ]
+    for name in module.__all__:
+        assert getattr(module, name).__module__.startswith("modelyard.serving.")

@@ -6,6 +6,7 @@ dict lookup plus a lock, which adds up on a path whose budget is counted in micr
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -91,6 +92,13 @@ class GatewayMetrics:
             self.seconds.labels(model, deployment, "total"),
             self.batch_size.labels(model, deployment),
         )
+
+    def unbind(self, model: str, pool: DeploymentPool) -> None:
+        """Drop the live gauges of a pool that is no longer active (counters keep their totals)."""
+        deployment = pool.identity.deployment_crn
+        for gauge in (self.in_flight, self.queue_depth):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model, deployment)
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()

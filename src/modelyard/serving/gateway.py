@@ -161,8 +161,7 @@ class Gateway:
         self._active[model_name] = active
         if previous is None:
             return None
-        if previous.stats is not None:
-            self._retired.append(previous)
+        self._retire(model_name, previous, active)
         return previous.pool
 
     swap = set_pool
@@ -172,9 +171,15 @@ class Gateway:
         previous = self._active.pop(model_name, None)
         if previous is None:
             return None
-        if previous.stats is not None:
-            self._retired.append(previous)
+        self._retire(model_name, previous, None)
         return previous.pool
+
+    def _retire(self, model_name: str, previous: _Active, successor: _Active | None) -> None:
+        if previous.stats is not None:
+            self._retired.append(previous)  # its last interval is still to be written
+        deployment = previous.pool.identity.deployment_crn
+        if successor is None or successor.pool.identity.deployment_crn != deployment:
+            self._metrics.unbind(model_name, previous.pool)
 
     def pool(self, model_name: str) -> DeploymentPool | None:
         active = self._active.get(model_name)
