@@ -1,0 +1,42 @@
+"""The registry: models, builds, deployments, API keys and replica events.
+
+Metadata only (it never runs processes), kept in the metrics store's database under the same
+schema version series, through the store's SQL seam (``modelyard.store.sqlaccess``). See
+``docs/registry.md`` for what is stored, key formats and lifetimes, and the lookup caches.
+"""
+
+from __future__ import annotations
+
+from modelyard.registry._apikeys import YEAR_MS
+from modelyard.registry._cache import DEFAULT_TTL_S
+from modelyard.registry._checks import MODEL_NAME_RULE
+from modelyard.registry._keys import ACCESS_KEY_PREFIX, API_KEY_PREFIX
+from modelyard.registry._records import (
+    ApiKey,
+    Build,
+    Deployment,
+    DeploymentState,
+    Model,
+    ReplicaEvent,
+    Role,
+)
+from modelyard.registry._registry import Registry
+from modelyard.registry._settings import SETTINGS_BOUNDS, ModelSettings
+
+__all__ = [
+    "ACCESS_KEY_PREFIX",
+    "API_KEY_PREFIX",
+    "DEFAULT_TTL_S",
+    "MODEL_NAME_RULE",
+    "SETTINGS_BOUNDS",
+    "YEAR_MS",
+    "ApiKey",
+    "Build",
+    "Deployment",
+    "DeploymentState",
+    "Model",
+    "ModelSettings",
+    "Registry",
+    "ReplicaEvent",
+    "Role",
+]

@@ -1,0 +1,209 @@
+"""API keys: who calls. Minted once, stored as hashes, expiring, revocable.
+
+``authenticate`` is on the predict path when a model requires authentication, so answers are kept
+in a ``TTLCache`` (see there for what other processes see and when). Expiry is checked on every
+call, cached or not; a revocation in this process drops the cached entry at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from modelyard.errors import InvalidInput, NotFound, Unauthorized
+from modelyard.registry._cache import TTLCache
+from modelyard.registry._checks import check_text
+from modelyard.registry._db import Clock, Cursor, Db, format_ms
+from modelyard.registry._keys import (
+    ACCESS_KEY_PREFIX,
+    API_KEY_PREFIX,
+    display_prefix,
+    hash_token,
+    new_token,
+    same_hash,
+)
+from modelyard.registry._records import ApiKey, Role
+
+__all__ = ["DAY_MS", "MAX_EXPIRY_MS", "YEAR_MS", "ApiKeys"]
+
+DAY_MS = 86_400_000
+YEAR_MS = 365 * DAY_MS
+MAX_EXPIRY_MS = 10 * YEAR_MS
+_COLUMNS = "id, name, role, prefix, scope, created_ms, expires_ms, revoked_ms"
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        name=row[1],
+        role=Role(row[2]),
+        prefix=row[3],
+        scope=row[4],
+        created_ms=int(row[5]),
+        expires_ms=None if row[6] is None else int(row[6]),
+        revoked_ms=None if row[7] is None else int(row[7]),
+    )
+
+
+def check_role(role: object) -> Role:
+    if isinstance(role, str) and role in {r.value for r in Role}:
+        return Role(role)
+    raise InvalidInput(
+        f"role={role!r} is not a role; accepted: {', '.join(r.value for r in Role)}",
+        argument="role",
+    )
+
+
+def check_expiry(expires_in_ms: object, role: Role) -> int | None:
+    if expires_in_ms is None:
+        if role is Role.ADMIN:
+            return None
+        raise InvalidInput(
+            f"expires_in_ms=None (never expires) is only accepted for admin keys, not for a "
+            f"{role.value!r} key; accepted: a number of milliseconds from 1 to {MAX_EXPIRY_MS} "
+            f"(10 years), default {YEAR_MS} (one year)",
+            argument="expires_in_ms",
+        )
+    if (
+        isinstance(expires_in_ms, bool)
+        or not isinstance(expires_in_ms, int)
+        or not 0 < expires_in_ms <= MAX_EXPIRY_MS
+    ):
+        raise InvalidInput(
+            f"expires_in_ms={expires_in_ms!r} is not accepted; expected an integer number of "
+            f"milliseconds from 1 to {MAX_EXPIRY_MS} (10 years), default {YEAR_MS} (one year)",
+            argument="expires_in_ms",
+        )
+    return expires_in_ms
+
+
+class ApiKeys:
+    def __init__(self, db: Db, clock: Clock, cache: TTLCache[ApiKey]) -> None:
+        self._db = db
+        self._now = clock
+        self._cache = cache
+
+    def create(
+        self,
+        name: str,
+        role: str = "user",
+        expires_in_ms: int | None = YEAR_MS,
+        scope: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        name = check_text("name", name, max_len=200)
+        chosen = check_role(role)
+        lifetime = check_expiry(expires_in_ms, chosen)
+        scope = check_text("scope", scope, max_len=1000, optional=True)
+        token = new_token(API_KEY_PREFIX)
+        now = self._now()
+        key = ApiKey(
+            id=secrets.token_hex(8),
+            name=name,
+            role=chosen,
+            prefix=display_prefix(token),
+            scope=scope,
+            created_ms=now,
+            expires_ms=None if lifetime is None else now + lifetime,
+            revoked_ms=None,
+        )
+
+        def insert(cur: Cursor) -> None:
+            self._db.exec(
+                cur,
+                "INSERT INTO api_keys (id, name, key_hash, prefix, role, scope, created_ms, "
+                "expires_ms, revoked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    key.id,
+                    key.name,
+                    hash_token(token),
+                    key.prefix,
+                    key.role.value,
+                    key.scope,
+                    key.created_ms,
+                    key.expires_ms,
+                ),
+            )
+
+        self._db.write(insert)
+        return key, token
+
+    def authenticate(self, token: object) -> ApiKey:
+        if not isinstance(token, str) or not token:
+            raise Unauthorized(
+                "no API key was given; send one as 'Authorization: Bearer <key>' (API keys "
+                f"start with {API_KEY_PREFIX!r} and are shown once when created)",
+                reason="missing",
+            )
+        digest = hash_token(token)
+        generation = self._cache.generation()
+        key = self._cache.get(digest)
+        if key is None:
+            with self._db.read() as cur:
+                row = self._db.exec(
+                    cur, f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE key_hash = ?", (digest,)
+                ).fetchone()
+            if row is None or not same_hash(row[8], digest):
+                hint = (
+                    f" (it looks like a model access key, which starts with {ACCESS_KEY_PREFIX!r};"
+                    " the Authorization header takes an API key)"
+                    if token.startswith(ACCESS_KEY_PREFIX)
+                    else ""
+                )
+                raise Unauthorized(
+                    f"the API key given is unknown: it matches no key issued by this server"
+                    f"{hint}; use a key from create_api_key (they start with "
+                    f"{API_KEY_PREFIX!r}) or ask an admin for one",
+                    reason="unknown",
+                )
+            key = _key(row)
+            self._cache.put(digest, key, generation)
+        now = self._now()
+        if key.revoked_ms is not None:
+            raise Unauthorized(
+                f"API key {key.id} ({key.name!r}) was revoked at {format_ms(key.revoked_ms)}; "
+                "use another key or ask an admin for a new one",
+                reason="revoked",
+                key_id=key.id,
+                revoked_ms=key.revoked_ms,
+            )
+        if key.expires_ms is not None and now >= key.expires_ms:
+            raise Unauthorized(
+                f"API key {key.id} ({key.name!r}) expired at {format_ms(key.expires_ms)}; "
+                "ask an admin for a new key (keys last one year unless created with another "
+                "expires_in_ms)",
+                reason="expired",
+                key_id=key.id,
+                expires_ms=key.expires_ms,
+            )
+        return key
+
+    def list(self) -> list[ApiKey]:
+        with self._db.read() as cur:
+            rows = self._db.exec(
+                cur, f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_ms, id"
+            ).fetchall()
+        return [_key(row) for row in rows]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key (idempotent: revoking it again keeps the first revocation time)."""
+        check_text("key_id", key_id, max_len=200)
+
+        def revoke(cur: Cursor) -> ApiKey:
+            self._db.exec(
+                cur,
+                "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+                (self._now(), key_id),
+            )
+            row = self._db.exec(
+                cur, f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"API key id {key_id!r} is not known; list_api_keys() shows the ids",
+                    key_id=key_id,
+                )
+            return _key(row)
+
+        key = self._db.write(revoke)
+        self._cache.discard_where(lambda cached: cached.id == key.id)
+        return key

@@ -1,0 +1,167 @@
+"""Argument checks shared by the registry's methods; each message names the argument, the bad
+value and what would be accepted."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+import orjson
+
+from modelyard.errors import InvalidInput
+
+__all__ = [
+    "MODEL_NAME_RULE",
+    "check_cpus",
+    "check_env",
+    "check_memory",
+    "check_model_name",
+    "check_relative_path",
+    "check_replicas",
+    "check_text",
+    "encode_json",
+]
+
+# Names appear in URLs (/api/v1/models/{name}/predict) and in folder names: keep them plain.
+MODEL_NAME_RULE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The replica learns its identity from these; a deployment must not override them.
+RESERVED_ENV = frozenset({"MODELYARD_MODEL_CRN", "MODELYARD_BUILD_CRN", "MODELYARD_DEPLOYMENT_CRN"})
+MAX_ENV_VARS = 256
+MAX_ENV_VALUE = 32 * 1024
+MAX_REPLICAS = 256
+MIN_MEMORY = 16 * 1024**2
+MAX_MEMORY = 1024**4
+MAX_CPUS = 1024.0
+
+
+def check_model_name(name: object) -> str:
+    if not isinstance(name, str) or MODEL_NAME_RULE.match(name) is None:
+        raise InvalidInput(
+            f"model name {name!r} is not accepted; a name is 1 to 63 characters of lowercase "
+            "letters, digits and '-', starting with a letter or digit (e.g. 'churn-v2'), "
+            "because it appears in URLs",
+            name=repr(name),
+        )
+    return name
+
+
+def check_text(argument: str, value: object, *, max_len: int = 1000, optional: bool = False) -> Any:
+    """A non-empty string of at most ``max_len`` characters (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        extra = " or None" if optional else ""
+        raise InvalidInput(
+            f"{argument}={value!r} is not accepted; expected a non-empty string of at most "
+            f"{max_len} characters{extra}",
+            argument=argument,
+        )
+    return value
+
+
+def check_relative_path(argument: str, value: object) -> str | None:
+    """A path inside the project: relative, without '..' (None: no file)."""
+    text: str | None = check_text(argument, value, optional=True)
+    if text is None:
+        return None
+    posix, windows = PurePosixPath(text), PureWindowsPath(text)
+    if posix.is_absolute() or windows.is_absolute() or ".." in posix.parts or ".." in windows.parts:
+        raise InvalidInput(
+            f"{argument}={text!r} is not a path inside the project; expected a relative path "
+            "without '..' such as 'requirements.txt', or None",
+            argument=argument,
+        )
+    return text
+
+
+def check_replicas(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REPLICAS:
+        raise InvalidInput(
+            f"replicas={value!r} is not accepted; expected an integer from 0 to {MAX_REPLICAS}",
+            argument="replicas",
+        )
+    return value
+
+
+def check_memory(value: object) -> int | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_MEMORY <= value <= MAX_MEMORY
+    ):
+        raise InvalidInput(
+            f"memory_bytes={value!r} is not accepted; expected None (no limit) or an integer "
+            f"number of bytes from {MIN_MEMORY} (16 MiB) to {MAX_MEMORY} (1 TiB)",
+            argument="memory_bytes",
+        )
+    return value
+
+
+def check_cpus(value: object) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or not 0 < value <= MAX_CPUS
+    ):
+        raise InvalidInput(
+            f"cpus={value!r} is not accepted; expected None (no limit) or a number above 0 "
+            f"and at most {MAX_CPUS:g}",
+            argument="cpus",
+        )
+    return float(value)
+
+
+def check_env(env: object) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise InvalidInput(
+            f"env={env!r} is not accepted; expected a dict of variable name -> string value",
+            argument="env",
+        )
+    if len(env) > MAX_ENV_VARS:
+        raise InvalidInput(
+            f"env has {len(env)} variables; accepted: at most {MAX_ENV_VARS}", argument="env"
+        )
+    for name, value in env.items():
+        if not isinstance(name, str) or _ENV_NAME.match(name) is None:
+            raise InvalidInput(
+                f"env variable name {name!r} is not accepted; expected letters, digits and '_', "
+                "not starting with a digit (e.g. 'MODEL_PATH')",
+                argument="env",
+            )
+        if name in RESERVED_ENV:
+            raise InvalidInput(
+                f"env variable {name!r} is set by Modelyard for every replica; accepted: any "
+                f"name except {', '.join(sorted(RESERVED_ENV))}",
+                argument="env",
+            )
+        if not isinstance(value, str) or len(value) > MAX_ENV_VALUE or "\x00" in value:
+            raise InvalidInput(
+                f"env variable {name} has value {value!r}; expected a string of at most "
+                f"{MAX_ENV_VALUE} characters without NUL bytes",
+                argument="env",
+            )
+    return dict(env)
+
+
+def encode_json(argument: str, value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise InvalidInput(
+            f"{argument}={value!r:.200} cannot be stored as JSON ({exc}); accepted: dicts, "
+            "lists, strings, numbers, booleans and None",
+            argument=argument,
+        ) from exc

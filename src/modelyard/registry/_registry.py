@@ -1,0 +1,222 @@
+"""``Registry``: the one object other parts use to read and change registry metadata.
+
+It keeps no state of its own beyond two lookup caches; everything lives in the store's database,
+so any number of ``Registry`` objects (threads, processes, servers on one PostgreSQL) agree once
+their caches expire (``cache_ttl_s``, 2 s by default).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from modelyard.registry._apikeys import YEAR_MS, ApiKeys
+from modelyard.registry._cache import DEFAULT_TTL_S, TTLCache
+from modelyard.registry._db import Clock, Db, wall_ms
+from modelyard.registry._deployments import UNSET, Builds, Deployments
+from modelyard.registry._events import DEFAULT_KEPT, Events
+from modelyard.registry._models import Models
+from modelyard.registry._records import ApiKey, Build, Deployment, Model, ReplicaEvent
+from modelyard.registry._settings import ModelSettings
+from modelyard.store.base import MetricsStore
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Models, builds, deployments, API keys and replica events in ``store``'s database.
+
+    ``store`` is an SQL store (SQLite file or ``:memory:``, PostgreSQL); the registry's tables
+    come with the store's schema (migration 0002). ``clock`` (epoch milliseconds) decides key
+    expiry and timestamps; ``monotonic`` (seconds) ages the key caches; both are injectable for
+    tests. ``events_kept`` bounds the replica events kept per deployment.
+
+    >>> from modelyard.store.sqlite import SQLiteStore
+    >>> registry = Registry(SQLiteStore(":memory:"))
+    >>> model, access_key = registry.create_model("churn")
+    >>> registry.model_by_access_key(access_key).name
+    'churn'
+    """
+
+    def __init__(
+        self,
+        store: MetricsStore,
+        *,
+        clock: Clock | None = None,
+        cache_ttl_s: float = DEFAULT_TTL_S,
+        monotonic: Callable[[], float] = time.monotonic,
+        events_kept: int = DEFAULT_KEPT,
+    ) -> None:
+        self.store = store
+        db = Db(store)
+        now = clock or wall_ms
+        self._models = Models(db, now, TTLCache[Model](cache_ttl_s, monotonic))
+        self._builds = Builds(db, now)
+        self._deployments = Deployments(db, now)
+        self._keys = ApiKeys(db, now, TTLCache[ApiKey](cache_ttl_s, monotonic))
+        self._events = Events(db, now, events_kept)
+
+    # -- models ---------------------------------------------------------------------------------
+    def create_model(
+        self, name: str, settings: ModelSettings | Mapping[str, Any] | None = None
+    ) -> tuple[Model, str]:
+        """Register a model; returns it and its access key (shown once, stored as a hash).
+
+        Conflict if the name is taken; InvalidInput if it breaks ``^[a-z0-9][a-z0-9-]{0,62}$``.
+        """
+        return self._models.create(name, settings)
+
+    def get_model(self, name_or_crn: str) -> Model:
+        return self._models.get(name_or_crn)
+
+    def list_models(self) -> list[Model]:
+        """All models, by name."""
+        return self._models.list()
+
+    def update_model(self, name: str, **settings: Any) -> Model:
+        """Change some settings (``update_model('churn', concurrency=8)``)."""
+        return self._models.update(name, settings)
+
+    def delete_model(self, name: str) -> None:
+        """Remove a model with its builds, deployments and replica events (its metrics stay in
+        the store). Conflict while a deployment is ``active`` or ``deploying``: stop it first."""
+        self._models.delete(name)
+
+    def rotate_access_key(self, name: str) -> str:
+        """A new access key for the model; the old one stops working (at once in this process,
+        within ``cache_ttl_s`` in others)."""
+        return self._models.rotate(name)
+
+    def model_by_access_key(self, key: str) -> Model:
+        """The model an access key selects; Unauthorized if none (the key is not echoed)."""
+        return self._models.by_access_key(key)
+
+    # -- builds ---------------------------------------------------------------------------------
+    def add_build(
+        self,
+        model: str,
+        *,
+        digest: str,
+        file: str,
+        function: str,
+        python: str | os.PathLike[str],
+        env_key: str,
+        ok: bool,
+        error: str | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        batch_function: str | None = None,
+        example: Any = None,
+        requirements: str | None = None,
+        crn: str | None = None,
+        created_ms: int | None = None,
+    ) -> Build:
+        """Record a build of ``model`` (name or CRN). ``crn`` is the builder's build CRN (a new
+        one is minted if omitted); Conflict if that CRN is already recorded."""
+        return self._builds.add(
+            model,
+            digest=digest,
+            file=file,
+            function=function,
+            python=python,
+            env_key=env_key,
+            ok=ok,
+            error=error,
+            log_path=log_path,
+            batch_function=batch_function,
+            example=example,
+            requirements=requirements,
+            crn=crn,
+            created_ms=created_ms,
+        )
+
+    def get_build(self, crn: str) -> Build:
+        return self._builds.get(crn)
+
+    def list_builds(self, model: str) -> list[Build]:
+        """The model's builds, newest first."""
+        return self._builds.list(model)
+
+    # -- deployments ----------------------------------------------------------------------------
+    def add_deployment(
+        self,
+        model: str,
+        build: str,
+        replicas: int = 1,
+        env: dict[str, str] | None = None,
+        memory_bytes: int | None = None,
+        cpus: float | None = None,
+    ) -> Deployment:
+        """A new deployment of a successful build of ``model``, in state ``deploying``; its
+        identity is registered with the metrics store."""
+        return self._deployments.add(model, build, replicas, env, memory_bytes, cpus)
+
+    def get_deployment(self, crn: str) -> Deployment:
+        return self._deployments.get(crn)
+
+    def list_deployments(
+        self, model: str | None = None, states: Iterable[str] | None = None
+    ) -> list[Deployment]:
+        """Deployments (of one model, in some states), newest first."""
+        return self._deployments.list(model, states)
+
+    def active_deployment(self, model: str) -> Deployment | None:
+        """The model's active deployment, or None when nothing serves it."""
+        return self._deployments.active(model)
+
+    def set_deployment_state(self, crn: str, state: str) -> Deployment:
+        """Move a deployment to ``state``; making one ``active`` marks the model's previously
+        active deployment ``replaced`` in the same transaction."""
+        return self._deployments.set_state(crn, state)
+
+    def update_deployment(
+        self,
+        crn: str,
+        *,
+        replicas: Any = UNSET,
+        env: Any = UNSET,
+        memory_bytes: Any = UNSET,
+        cpus: Any = UNSET,
+    ) -> Deployment:
+        """Change the given fields only (``memory_bytes=None`` removes the limit)."""
+        return self._deployments.update(
+            crn, replicas=replicas, env=env, memory_bytes=memory_bytes, cpus=cpus
+        )
+
+    # -- API keys -------------------------------------------------------------------------------
+    def create_api_key(
+        self,
+        name: str,
+        role: str = "user",
+        expires_in_ms: int | None = YEAR_MS,
+        scope: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new API key and its token (shown once). ``expires_in_ms=None`` only for admin."""
+        return self._keys.create(name, role, expires_in_ms, scope)
+
+    def authenticate(self, token: str) -> ApiKey:
+        """The key a token belongs to; Unauthorized saying unknown, revoked or expired."""
+        return self._keys.authenticate(token)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key, revoked and expired ones too, oldest first (no hashes, no tokens)."""
+        return self._keys.list()
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        return self._keys.revoke(key_id)
+
+    # -- replica events -------------------------------------------------------------------------
+    def record_event(
+        self,
+        deployment_crn: str,
+        replica_id: str,
+        kind: str,
+        details: dict[str, Any] | None = None,
+        at_ms: int | None = None,
+    ) -> ReplicaEvent:
+        return self._events.record(deployment_crn, replica_id, kind, details, at_ms)
+
+    def events(self, deployment_crn: str, limit: int = 100) -> list[ReplicaEvent]:
+        """The deployment's newest events first (at most ``events_kept`` are kept)."""
+        return self._events.list(deployment_crn, limit)
