@@ -290,3 +290,21 @@ def test_prediction_drift_and_summary() -> None:
     assert summary.set_index("feature").loc["x", "methods_flagged"] == 4
     with pytest.raises(InvalidInput, match="drift_summary needs a report"):
         drift_summary(pd.DataFrame({"a": [1]}))
+
+
+def test_threads_over_features_give_the_same_report() -> None:
+    rng = np.random.default_rng(12)
+    n = 60_000  # above the size where threads are used
+    ref = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(3)}).assign(
+        c=rng.choice(LEVELS, n, p=WEIGHTS)
+    )
+    cur = pd.DataFrame({f"x{i}": rng.normal(0.1 * i, 1, n) for i in range(3)}).assign(
+        c=rng.choice(LEVELS, n)
+    )
+    serial = drift(ref, cur, workers=1)
+    pd.testing.assert_frame_equal(drift(ref, cur, workers=3), serial)
+    linked = serial[serial["method"] == "wasserstein"]
+    ks = serial[serial["method"] == "ks"]
+    assert linked["p_value"].tolist() == ks["p_value"].tolist()  # links survive the merge
+    with pytest.raises(InvalidInput, match="workers=0"):
+        drift(ref, cur, workers=0)

@@ -127,6 +127,13 @@ class Rows:
         c["note"].append(note)
         return len(self.links) - 1
 
+    def extend(self, other: Rows) -> None:
+        """Append ``other``'s rows (built apart, e.g. in a worker thread), keeping its links."""
+        offset = len(self.links)
+        for name, values in other.columns.items():
+            self.columns[name].extend(values)
+        self.links.extend(link + offset if link >= 0 else -1 for link in other.links)
+
     def frame(self, limits: Mapping[str, float], alpha: float) -> pd.DataFrame:
         c = self.columns
         p = np.asarray(c["p_value"], dtype=np.float64)

@@ -27,9 +27,11 @@ sampled.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -76,6 +78,9 @@ __all__ = [
 ]
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True, slots=True)
 class _NumericProfile:
     sorted: FloatArray
@@ -111,11 +116,32 @@ def _numeric_values(series: pd.Series[Any], feature: str, side: str) -> tuple[Fl
     return present, int(values.shape[0] - present.shape[0])
 
 
+# Below this many rows a thread pool costs more than it saves (measured: ~0.2 ms per window).
+_THREADED_MIN_ROWS = 50_000
+
+
+def _map(fn: Callable[[str], _T], names: Sequence[str], workers: int | None, rows: int) -> list[_T]:
+    """``[fn(n) for n in names]``, over a thread pool for large frames.
+
+    Threads, not processes: the work per feature is numpy sorting, binary search and ufuncs,
+    which release the GIL, so two cores give about 1.6x; results keep the order of ``names``.
+    """
+    count = min(4, os.cpu_count() or 1) if workers is None else workers
+    if count < 1:
+        raise InvalidInput(f"workers={workers!r} must be at least 1 (or None for automatic)")
+    if count == 1 or len(names) < 2 or rows < _THREADED_MIN_ROWS:
+        return [fn(n) for n in names]
+    with ThreadPoolExecutor(max_workers=min(count, len(names))) as pool:
+        return list(pool.map(fn, names))
+
+
 class DriftReference:
     """The reference side of a drift comparison, prepared once and compared with many windows.
 
     Sorting the reference, fixing its bins and counting its categories happens here, once;
-    ``compare(current)`` then costs one sort per numeric column of the window.
+    ``compare(current)`` then costs one sort per numeric column of the window. ``workers``:
+    threads over features for frames of 50,000 rows or more (None: up to 4, the machine's
+    cores; 1: no threads). Results do not depend on it.
 
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -132,6 +158,7 @@ class DriftReference:
         categorical: Iterable[str] | None = None,
         bins: int = DEFAULT_BINS,
         eps: float = DEFAULT_EPS,
+        workers: int | None = None,
     ) -> None:
         if not isinstance(reference, pd.DataFrame):
             raise InvalidInput(
@@ -160,13 +187,18 @@ class DriftReference:
         self.bins = bins
         self.eps = eps
         self.n = int(reference.shape[0])
-        self.profiles: dict[str, _NumericProfile | _CategoricalProfile] = {}
-        for name in names:
+        self.workers = workers
+
+        def profile(name: str) -> _NumericProfile | _CategoricalProfile:
             column = reference[name]
             if name in forced or _is_categorical(column):
-                self.profiles[name] = self._categorical_profile(column, name)
-            else:
-                self.profiles[name] = self._numeric_profile(column, name)
+                return self._categorical_profile(column, name)
+            return self._numeric_profile(column, name)
+
+        built = _map(profile, names, self.workers, self.n)
+        self.profiles: dict[str, _NumericProfile | _CategoricalProfile] = dict(
+            zip(names, built, strict=True)
+        )
 
     def _numeric_profile(self, column: pd.Series[Any], name: str) -> _NumericProfile:
         values, nan = _numeric_values(column, name, "reference")
@@ -207,14 +239,20 @@ class DriftReference:
                 f"features {missing!r} of the reference are not columns of current; it has "
                 f"{list(current.columns)!r}"
             )
-        rows = Rows()
-        for name in self.features:
+
+        def feature_rows(name: str) -> Rows:
+            rows = Rows()
             profile = self.profiles[name]
             if isinstance(profile, _NumericProfile):
                 self._numeric_rows(rows, name, profile, current[name])
             else:
                 self._categorical_rows(rows, name, profile, current[name])
-        return rows.frame(limits, alpha)
+            return rows
+
+        report = Rows()
+        for part in _map(feature_rows, self.features, self.workers, int(current.shape[0])):
+            report.extend(part)
+        return report.frame(limits, alpha)
 
     def _numeric_rows(
         self, rows: Rows, name: str, ref: _NumericProfile, column: pd.Series[Any]
@@ -278,6 +316,7 @@ def drift(
     alpha: float = DEFAULT_ALPHA,
     bins: int = DEFAULT_BINS,
     eps: float = DEFAULT_EPS,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Drift of ``current`` against ``reference``: one row per feature and method.
 
@@ -285,9 +324,10 @@ def drift(
     treat as categories even if numeric (non-numeric and boolean columns always are).
     ``thresholds``: per-method effect thresholds overriding ``DEFAULT_THRESHOLDS``. ``alpha``:
     false discovery rate for the methods with p-values. To compare many windows with one
-    reference, build a ``DriftReference`` once and call its ``compare``.
+    reference, build a ``DriftReference`` once and call its ``compare``. ``workers``: threads
+    over features (see ``DriftReference``).
     """
-    prepared = DriftReference(reference, features, categorical, bins, eps)
+    prepared = DriftReference(reference, features, categorical, bins, eps, workers)
     return prepared.compare(current, thresholds, alpha)
 
 
