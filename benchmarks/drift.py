@@ -8,7 +8,8 @@ columns in the child as a user would hold them. Only the drift computation is ti
 the files); peak memory covers the whole child.
 
 - Modelyard: ``modelyard.analysis.drift`` (PSI, KS, Wasserstein, Jensen–Shannon per numeric
-  feature; PSI, chi-square, Jensen–Shannon, unseen share per categorical), every row, no sampling.
+  feature; PSI, chi-square, Jensen–Shannon, unseen share per categorical), every row, no sampling;
+  with its default thread pool over features, and again with ``workers=1`` (one thread).
 - scipy loop: ``scipy.stats.ks_2samp`` and a numpy PSI per numeric feature,
   ``scipy.stats.chi2_contingency`` and a numpy PSI per categorical feature.
 - Evidently: its ``DataDriftPreset``, in its own virtualenv under ``benchmarks/.envs/evidently``
@@ -107,11 +108,11 @@ def load_frames(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 # -- contenders (each runs in a child process) ------------------------------------------------
 
 
-def run_modelyard(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
+def run_modelyard(ref: pd.DataFrame, cur: pd.DataFrame, workers: int | None = None) -> dict:
     from modelyard.analysis import drift, drift_summary
 
     started = time.perf_counter()
-    report = drift(ref, cur, categorical=CATEGORICAL)
+    report = drift(ref, cur, categorical=CATEGORICAL, workers=workers)
     seconds = time.perf_counter() - started
     summary = drift_summary(report)
     flagged = summary.loc[summary["drifted"], "feature"].tolist()
@@ -195,7 +196,17 @@ def run_evidently(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-CONTENDERS = {"modelyard": run_modelyard, "scipy": run_scipy, "evidently": run_evidently}
+def run_modelyard_one_thread(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
+    """The same with ``workers=1``: one thread, like the scipy loop."""
+    return run_modelyard(ref, cur, workers=1)
+
+
+CONTENDERS = {
+    "modelyard": run_modelyard,
+    "modelyard-1thread": run_modelyard_one_thread,
+    "scipy": run_scipy,
+    "evidently": run_evidently,
+}
 
 
 def child(name: str, folder: Path) -> None:
@@ -295,15 +306,22 @@ def main() -> None:
 
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     repeat = 1 if args.quick else args.repeat
-    results: dict[str, Any] = {"rows": rows, "features": 20, "shifted": SHIFTED, "runs": {}}
+    results: dict[str, Any] = {
+        "rows": rows,
+        "features": 20,
+        "shifted": SHIFTED,
+        "loadavg_at_start": os.getloadavg(),  # the machine is shared: say how busy it was
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory(prefix="modelyard-drift-") as tmp:
         folder = Path(tmp)
         print(f"generating {rows:,} rows x 20 features per side ...", flush=True)
         make_data(rows, folder)
         # Interleaved (Modelyard, scipy, Modelyard, ...) so both see the same machine load.
-        results["runs"] = {"modelyard": [], "scipy": []}
+        local = ("modelyard", "modelyard-1thread", "scipy")
+        results["runs"] = {name: [] for name in local}
         for i in range(repeat):
-            for name in ("modelyard", "scipy"):
+            for name in local:
                 run = spawn(sys.executable, name, folder, 900.0, None)
                 results["runs"][name].append(run)
                 print(f"{name} run {i + 1}: {run.get('seconds', run.get('error'))}", flush=True)
@@ -340,13 +358,13 @@ def main() -> None:
     results["machine"] = machine()
 
     print()
-    print(f"{'contender':<10} {'median s':>9} {'peak MB':>8} {'x Modelyard':>11}  flagged")
+    print(f"{'contender':<18} {'median s':>9} {'peak MB':>8} {'x Modelyard':>11}  flagged")
     for row in table:
         if "error" in row:
-            print(f"{row['contender']:<10} {'-':>9} {'-':>8} {'-':>11}  {row['error']}")
+            print(f"{row['contender']:<18} {'-':>9} {'-':>8} {'-':>11}  {row['error']}")
             continue
         print(
-            f"{row['contender']:<10} {row['median_s']:>9.2f} {row['peak_rss_mb']:>8.0f} "
+            f"{row['contender']:<18} {row['median_s']:>9.2f} {row['peak_rss_mb']:>8.0f} "
             f"{row.get('vs_modelyard', 1.0):>11.1f}  {', '.join(row['flagged'])}"
             + (f"  FALSE: {row['false_flags']}" if row["false_flags"] else "")
             + (f"  MISSED: {row['missed']}" if row["missed"] else "")
