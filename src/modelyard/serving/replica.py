@@ -16,17 +16,19 @@ Batching: ``--batch-function NAME`` names a function that takes a list of inputs
 list of outputs. Without the flag, a callable named ``predict_batch`` in the same file is used if
 there is one (and is not the single function itself); ``--batch-function none`` turns batching off.
 
-Default concurrency, by measurement (``benchmarks/replica.py``, 2 shared cores, one row per
-request, 64 concurrent clients, median of 3 runs; see ``docs/replica.md`` for the tables):
+Default concurrency, by measurement (``benchmarks/replica.py``: 16 keep-alive clients, 3 s runs,
+median of 3, on 2 cores shared with other work at load 5 to 8; tables in ``docs/replica.md``):
 
-- scikit-learn ``LogisticRegression.predict_proba`` on one row (CPU-bound, ~50 us): throughput is
-  flat from 1 to 8 threads, because the GIL serialises the Python around the small numpy calls;
-  more threads only add switching.
-- a 20 ms ``time.sleep`` (I/O-bound, releases the GIL): throughput grows linearly with threads.
+- scikit-learn ``predict_proba`` on one row (CPU-bound, ~0.4 ms): 1,105 / 1,849 / 1,770 / 2,701
+  req/s at concurrency 1 / 2 / 4 / 8 (a second run: 1,177 / - / 1,561 / 2,210, and 2,056 at 16),
+  against 1,800 to 2,600 calls/s calling it directly in one thread. The GIL caps the replica near
+  one core (2.77 CPU s per 3 s at 8); concurrency 1 stalls on each loop-to-worker hand-off and
+  wastes half of that core.
+- ``time.sleep(0.02)`` (the GIL released): 52 / 99 / 185 / 387 req/s, linear in threads.
 
-The default is 4 (see ``DEFAULT_CONCURRENCY``): it costs a CPU-bound model next to nothing and
-gives an I/O-bound one 4x over 1; user code must be thread-safe then, and ``--concurrency 1``
-serialises calls for code that is not.
+So the default is 8 (``DEFAULT_CONCURRENCY``): best for both kinds, and 16 adds nothing for
+CPU-bound code. User code must be thread-safe then; ``--concurrency 1`` serialises calls for code
+that is not.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ __all__ = [
     "parse_args",
 ]
 
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -89,6 +91,22 @@ class ReplicaConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     track_io: bool = False
     debug: bool = False
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        """The command line that starts this replica (for a ``ReplicaSpec``); parses back equal."""
+        argv = [python, "-m", "modelyard.serving.replica", "--snapshot", self.snapshot]
+        argv += ["--file", self.file, "--function", self.function, "--port", str(self.port)]
+        argv += ["--replica-id", self.replica_id, "--concurrency", str(self.concurrency)]
+        if self.batch_function is not None:
+            argv += ["--batch-function", self.batch_function]
+        argv += ["--max-batch-size", str(self.max_batch_size)]
+        argv += ["--max-batch-wait-ms", repr(self.max_batch_wait_ms)]
+        argv += ["--max-body-bytes", str(self.max_body_bytes)]
+        if self.track_io:
+            argv.append("--track-io")
+        if self.debug:
+            argv.append("--debug")
+        return argv
 
 
 def _at_least(minimum: float, kind: Callable[[str], Any]) -> Callable[[str], Any]:
