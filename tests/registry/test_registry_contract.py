@@ -137,7 +137,7 @@ def test_update_model_changes_settings_and_is_seen_by_access_key_at_once(
     registry: Registry, clock: MsClock
 ) -> None:
     model, key = registry.create_model("churn")
-    assert registry.model_by_access_key(key).settings.concurrency == 4  # now cached
+    assert registry.model_by_access_key(key).settings.concurrency is None  # now cached
     clock.advance(5000)
     updated = registry.update_model("churn", concurrency=16, request_timeout_s=5)
     assert updated.settings.concurrency == 16

@@ -2,9 +2,13 @@
 messages (field name, bad value, accepted range) and the database never holds a bad value.
 
 Defaults follow the reference platform where it has one (30 s request timeout, 5 MB bodies) and
-the replica's measured defaults otherwise (concurrency 4, batches of 32 waiting at most 5 ms; see
-``modelyard.serving.replica``). Stored as a JSON object: keys this release does not know are
-ignored on read, missing keys take their default, so settings survive upgrades both ways.
+the replica's defaults otherwise (batches of 32 waiting at most 5 ms; see
+``modelyard.serving.replica``). ``concurrency`` None means "the replica's own default", which is
+chosen by measurement in the replica module and may change with it: the controller passes
+``--concurrency`` only when a model sets one.
+
+Stored as a JSON object: keys this release does not know are ignored on read, missing keys take
+their default, so settings survive upgrades both ways.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ SETTINGS_BOUNDS: dict[str, tuple[float, float, bool]] = {
 }
 _INTEGERS = frozenset({"concurrency", "max_queue", "max_body_bytes", "max_batch_size"})
 _BOOLEANS = ("auth_required", "track_io", "debug")
+# None: not set, the replica's own default applies.
+_OPTIONAL = frozenset({"concurrency"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +49,14 @@ class ModelSettings:
 
     >>> ModelSettings(concurrency=8).request_timeout_s
     30.0
-    >>> ModelSettings(concurrency=0)
+    >>> ModelSettings(max_queue=-1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    modelyard.errors.InvalidInput: concurrency=0 is out of range; accepted: an integer from 1 to 256
+    modelyard.errors.InvalidInput: max_queue=-1 is out of range; accepted: an integer from 0 to...
     """
 
     auth_required: bool = True
-    concurrency: int = 4
+    concurrency: int | None = None
     request_timeout_s: float = 30.0
     max_queue: int = 100
     queue_timeout_s: float = 30.0
@@ -70,6 +76,8 @@ class ModelSettings:
                 )
         for name, (low, high, low_ok) in SETTINGS_BOUNDS.items():
             value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
             _check_number(name, value, low, high, low_ok, integer=name in _INTEGERS)
             if name not in _INTEGERS:
                 object.__setattr__(self, name, float(value))
@@ -117,6 +125,8 @@ def _check_number(
     kind = "an integer" if integer else "a number"
     lower = f"from {low:g}" if low_ok else f"above {low:g}"
     accepted = f"{kind} {lower} to {high:g}"
+    if name in _OPTIONAL:
+        accepted += " (or None for the replica's default)"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(
             f"{name}={value!r} is not {kind}; accepted: {accepted}", field=name, value=repr(value)
