@@ -120,3 +120,20 @@ def test_follow_yields_appended_lines_and_holds_back_a_partial_line(tmp_path: Pa
     lines = list(read_log(path, tail=1, follow=True, poll_s=0.01, stop=done.is_set))
     thread.join()
     assert lines == ["old 2", "half line", "new 1", "new 2", "last"]
+
+
+def test_follow_keeps_lines_written_just_before_the_stop(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    path.write_bytes(b"first\n")
+
+    def stop() -> bool:
+        # The writer's last words land between the follower's empty read and its stop check.
+        with open(path, "ab") as handle:
+            handle.write(b"last words\nno newline")
+        return True
+
+    assert list(read_log(path, follow=True, poll_s=0.01, stop=stop)) == [
+        "first",
+        "last words",
+        "no newline",
+    ]

@@ -269,7 +269,8 @@ def test_stop_all_leaves_no_process_and_closes_the_runtime(
 
     rt = LocalRuntime(modelyard_home, config=FAST)
     rt.start_replicas([server_spec(scripts, "a"), server_spec(scripts, "b", "dep2")])
-    assert len(tagged_processes(no_orphans)) == 2
+    # Right after fork, before exec, a child still shows the parent's first environment.
+    wait_until(lambda: len(tagged_processes(no_orphans)) == 2, what="both replicas tagged")
     rt.stop_all(grace_s=0.5)
     assert tagged_processes(no_orphans) == []
     with pytest.raises(Conflict, match="stop_all"):

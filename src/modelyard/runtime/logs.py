@@ -125,6 +125,11 @@ def follow_lines(
                     yield _decode(line)
                 continue
             if stop is not None and stop():
+                # Drain once more: the writer may have added its last lines between the empty
+                # read above and the moment it stopped.
+                *complete, pending = (pending + handle.read()).split(b"\n")
+                for line in complete:
+                    yield _decode(line)
                 if pending:
                     yield _decode(pending)
                 return
