@@ -12,6 +12,8 @@ Functions:
   (the model is fitted when the file is imported, as a deployed model would be loaded).
 - ``sleep``: ``time.sleep(0.02)``, standing for a function that waits on I/O with the GIL released.
 - ``echo``: returns its input; one client, concurrency 1: the replica's own overhead per request.
+- ``batch``: the CPU-bound model with 64 clients, without and with adaptive batching
+  (``predict_many`` takes the rows of up to 32 requests in one ``predict_proba``).
 
 Baselines in the same run: the function called directly in this process in a loop (``cpu``,
 ``echo``), and the ideal ``concurrency / 0.02 s`` (``sleep``).
@@ -53,6 +55,10 @@ MODELS = {
 
         def predict(args):
             return {"probability": float(MODEL.predict_proba([args["row"]])[0, 1])}
+
+        def predict_many(items):
+            probabilities = MODEL.predict_proba([item["row"] for item in items])[:, 1]
+            return [{"probability": p} for p in probabilities.tolist()]
     """,
     "sleep.py": """
         import time
@@ -113,11 +119,11 @@ async def _load(port: int, body: bytes, clients: int, seconds: float) -> tuple[i
 
 
 class Replica:
-    def __init__(self, folder: Path, file: str, concurrency: int) -> None:
+    def __init__(self, folder: Path, file: str, concurrency: int, *extra: str) -> None:
         self.port = free_port()
         argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(folder)]
         argv += ["--file", file, "--function", "predict", "--port", str(self.port)]
-        argv += ["--replica-id", "bench", "--concurrency", str(concurrency)]
+        argv += ["--replica-id", "bench", "--concurrency", str(concurrency), *extra]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -140,9 +146,18 @@ class Replica:
 
 
 def run_config(
-    report: Report, folder: Path, name: str, concurrency: int, clients: int, body: bytes, args: Any
+    report: Report,
+    folder: Path,
+    name: str,
+    concurrency: int,
+    clients: int,
+    body: bytes,
+    args: Any,
+    *extra: str,
+    label: str = "",
 ) -> tuple[Figure, Figure]:
-    replica = Replica(folder, f"{name}.py", concurrency)
+    replica = Replica(folder, f"{name}.py", concurrency, *extra)
+    label = label or f"{name} concurrency {concurrency}"
     rates: list[float] = []
     p50s: list[float] = []
     p99s: list[float] = []
@@ -165,9 +180,9 @@ def run_config(
         f"{clients} clients; generator CPU {statistics.median(gen_cpu):.2f} s, replica CPU "
         f"{statistics.median(rep_cpu):.2f} s per {args.seconds:g} s run"
     )
-    rate = Figure(f"{name} concurrency {concurrency}", "req/s", rates, gen_cpu, note=note)
-    p50 = Figure(f"{name} concurrency {concurrency} p50", "ms", p50s)
-    p99 = Figure(f"{name} concurrency {concurrency} p99", "ms", p99s)
+    rate = Figure(label, "req/s", rates, gen_cpu, note=note)
+    p50 = Figure(f"{label} p50", "ms", p50s)
+    p99 = Figure(f"{label} p99", "ms", p99s)
     report.add(rate)
     report.add(p50)
     report.add(p99)
@@ -200,7 +215,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 s runs, 1 repeat")
     parser.add_argument("--concurrency", default="1,2,4,8")
-    parser.add_argument("--functions", default="cpu,sleep,echo", help="which parts to run")
+    parser.add_argument("--functions", default="cpu,batch,sleep,echo", help="which parts to run")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.repeat = 1.0, 1
@@ -224,6 +239,33 @@ def main() -> None:
             rate.baseline = direct.name
             rate.ratio = rate.median / direct.median
 
+        if "batch" in parts:
+            report.console.print("[bold]Adaptive batching: the same model, 64 clients[/]")
+            single, _ = run_config(
+                report,
+                folder,
+                "cpu",
+                8,
+                64,
+                cpu_body,
+                args,
+                "--batch-function",
+                "none",
+                label="cpu 64 clients, no batching",
+            )
+            batched, _ = run_config(
+                report,
+                folder,
+                "cpu",
+                8,
+                64,
+                cpu_body,
+                args,
+                "--batch-function",
+                "predict_many",
+                label="cpu 64 clients, predict_many batches",
+            )
+            batched.baseline, batched.ratio = single.name, batched.median / single.median
         if "sleep" in parts:
             report.console.print("[bold]Sleep-bound: time.sleep(0.02)[/]")
         for c in levels if "sleep" in parts else []:

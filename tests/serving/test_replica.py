@@ -52,6 +52,8 @@ MODEL = """
             raise KeyError("no such customer")
         if isinstance(args, dict) and args.get("set"):
             return {1, 2}
+        if isinstance(args, dict) and args.get("exit"):
+            raise SystemExit(3)
         return {"echo": args}
 
 
@@ -281,6 +283,16 @@ def test_user_exception_is_a_failed_answer_without_traceback(
     assert body["ok"] is False
     assert body["error"] == {"type": "KeyError", "message": "'no such customer'"}
     assert body["record"]["metrics"] == {"_error": body["error"]}
+
+
+def test_system_exit_in_user_code_fails_the_item_and_the_replica_serves_on(
+    replicas: dict[str, Replica],
+) -> None:
+    body = replicas["plain"].invoke({"exit": True}).json()
+    assert body["ok"] is False
+    assert body["error"] == {"type": "SystemExit", "message": "3"}
+    assert replicas["plain"].invoke({"n": 1}).json()["ok"] is True
+    assert replicas["plain"].process.poll() is None
 
 
 def test_debug_adds_the_traceback(replicas: dict[str, Replica]) -> None:
