@@ -84,6 +84,12 @@ MODEL = """
         return items[:-1]
 
 
+    def numpy_batch(items):
+        import numpy
+
+        return numpy.array([item["i"] for item in items]) * 0.5
+
+
     async def async_echo(args):
         await asyncio.sleep(0.01)
         return {"echo": args}
@@ -169,6 +175,7 @@ SHARED = {
         *("--max-batch-size", "8", "--max-batch-wait-ms", "50", "--concurrency", "1"),
     ),
     "short": ("model.py", "--function", "plain", "--batch-function", "short_batch"),
+    "numpy": ("model.py", "--function", "plain", "--batch-function", "numpy_batch"),
     "auto": ("auto.py", "--function", "predict"),
     "auto_off": ("auto.py", "--function", "predict", "--batch-function", "none"),
     "async": ("model.py", "--function", "async_echo"),
@@ -409,6 +416,12 @@ def test_invoke_batch_calls_the_batch_function_once(replicas: dict[str, Replica]
     assert [r["output"] for r in results] == [{"i": i, "n": 5} for i in range(5)]
     assert [r["timing"]["batch_size"] for r in results] == [5] * 5
     assert len({r["record"]["predictionUuid"] for r in results}) == 5
+
+
+def test_a_batch_function_may_return_a_numpy_array(replicas: dict[str, Replica]) -> None:
+    results = replicas["numpy"].invoke_batch([{"i": i} for i in range(4)]).json()["results"]
+    assert [r["output"] for r in results] == [0.0, 0.5, 1.0, 1.5]
+    assert replicas["numpy"].invoke({"i": 3}).json()["output"] == 1.5
 
 
 def test_batch_length_mismatch_fails_every_item_naming_both_lengths(

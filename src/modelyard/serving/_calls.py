@@ -160,12 +160,12 @@ class UserCode:
             else:
                 if self.track_io:
                     metrics.setdefault("output", orjson.Fragment(encode_json(prediction)))
-        if error is not None or encoded is None:
-            assert error is not None
-            metrics.setdefault(ERROR_KEY, _error_marker(error))
-            body: dict[str, Any] = {"ok": False, "error": self._error(error)}
+        if encoded is not None:
+            body: dict[str, Any] = {"ok": True, "output": orjson.Fragment(encoded)}
         else:
-            body = {"ok": True, "output": orjson.Fragment(encoded)}
+            assert error is not None  # no encoded output only when the call or encoding failed
+            metrics.setdefault(ERROR_KEY, _error_marker(error))
+            body = {"ok": False, "error": self._error(error)}
         body["record"] = record.to_reference()
         body["timing"] = timing
         return encode_json(body)
@@ -210,6 +210,8 @@ class UserCode:
             batch_record = _decorated(values, outcome.captured)
             if batch_record is not None:
                 values = values["prediction"]
+            if getattr(values, "ndim", 0) >= 1 and hasattr(values, "tolist"):
+                values = values.tolist()  # a NumPy array or pandas Series of outputs
             if not isinstance(values, list | tuple) or len(values) != n:
                 got = (
                     f"{len(values)} outputs"
