@@ -73,7 +73,7 @@ def http_server() -> Iterator[Callable[[Handler], LoopbackServer]]:
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
         servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         host, port = server.server_address[:2]
         return LoopbackServer(url=f"http://{host}:{port}", requests=seen)
 
