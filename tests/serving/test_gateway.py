@@ -899,3 +899,29 @@ def test_public_surface() -> None:
     ]
     for name in module.__all__:
         assert getattr(module, name).__module__.startswith("modelyard.serving.")
+
+
+def test_interval_stats_match_numpy_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from modelyard.serving import _techstats
+
+    stats = _techstats.IntervalStats(start_ms=1_000)
+    values = [float(v) for v in np.random.default_rng(7).gamma(2.0, 3.0, 1_000)]
+    for i, value in enumerate(values):
+        stats.add(500 if i % 10 == 0 else 200, value)
+    taken = stats.take(end_ms=11_000)
+    assert taken is not None
+    start_ms, metrics = taken
+    assert start_ms == 1_000
+    expected = np.percentile(values, [50, 95, 99])
+    assert [metrics[f"tech.latency_p{q}_ms"] for q in (50, 95, 99)] == list(expected)
+    assert metrics["tech.requests"] == 1_000 and metrics["tech.rps"] == 100.0
+    assert metrics["tech.failures"] == metrics["tech.status_500"] == 100
+    assert stats.take(end_ms=12_000) is None  # reset, and an idle interval writes nothing
+    monkeypatch.setattr(_techstats, "MAX_SAMPLES", 10)
+    for _ in range(50):
+        stats.add(200, 1.0)
+    assert len(stats.latencies_ms) == 10
+    taken = stats.take(end_ms=13_000)
+    assert taken is not None and taken[1]["tech.requests"] == 50
