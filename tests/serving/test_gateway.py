@@ -21,7 +21,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.errors import Conflict, GatewayTimeout, InvalidInput, NotFound
 from modelyard.serving.gateway import (
     DeploymentPool,
     Gateway,
@@ -925,3 +925,48 @@ def test_interval_stats_match_numpy_and_stay_bounded(monkeypatch: pytest.MonkeyP
     assert len(stats.latencies_ms) == 10
     taken = stats.take(end_ms=13_000)
     assert taken is not None and taken[1]["tech.requests"] == 50
+
+
+def test_drain_timeout_keeps_the_endpoint_draining_until_forced_out() -> None:
+    async def scenario() -> None:
+        (server,) = await replicas("ok")
+        pool = pool_of([server])
+        gateway = Gateway()
+        gateway.set_pool("m", pool)
+        slow = asyncio.create_task(gateway.invoke("m", body(sleep=0.4)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(GatewayTimeout, match="r1"):
+            await pool.remove_endpoint("r1", timeout_s=0.05)
+        (state,) = pool.endpoints()
+        assert state.draining and state.in_flight == 1
+        await pool.remove_endpoint("r1", drain=False)
+        assert pool.endpoints() == []
+        assert (await slow).http_status == 200  # the request in flight still finished
+        await gateway.close()
+        await server.stop()
+
+    run(scenario)
+
+
+def test_a_caller_cancelled_while_queued_leaves_no_slot_behind() -> None:
+    async def scenario() -> None:
+        (server,) = await replicas("ok")
+        pool = pool_of([server])
+        gateway = Gateway()
+        gateway.set_pool("m", pool)
+        slow = asyncio.create_task(gateway.invoke("m", body(sleep=0.2)))
+        await asyncio.sleep(0.02)
+        queued = [asyncio.create_task(gateway.invoke("m", body(x=i))) for i in range(3)]
+        await asyncio.sleep(0.02)
+        assert pool.queue_depth == 3
+        queued[0].cancel()  # the HTTP client went away
+        await asyncio.sleep(0)
+        assert pool.queue_depth == 2
+        assert (await slow).http_status == 200
+        assert [r.http_status for r in await asyncio.gather(*queued[1:])] == [200, 200]
+        assert pool.in_flight == 0 and pool.queue_depth == 0
+        assert server.requests == 3
+        await gateway.close()
+        await server.stop()
+
+    run(scenario)
