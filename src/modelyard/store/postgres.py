@@ -142,12 +142,25 @@ class PostgresStore(SQLStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        # The uuid index first: a duplicate fails before the larger copy is sent.
+        with cur.copy("COPY prediction_uuids (deployment_id, start_ms, uuid) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row[:3])
         with cur.copy(
             "COPY predictions (deployment_id, start_ms, uuid, end_ms, metrics) FROM STDIN"
         ) as copy:
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
+
+    def _delete_folded(self, cur: Cursor, dep_id: int, keys: list[tuple[int, str]]) -> None:
+        # By key, not by range: under READ COMMITTED a row another transaction commits inside
+        # the range meanwhile would be deleted without having been folded.
+        cur.executemany(
+            "DELETE FROM predictions WHERE deployment_id = %s AND start_ms = %s AND uuid = %s",
+            [(dep_id, start, uuid) for start, uuid in keys],
+        )
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         import psycopg
@@ -167,7 +180,7 @@ class PostgresStore(SQLStore):
                         "delayed_metrics",
                         "aggregates",
                         "rollup_buckets",
-                        "rolled_uuids",
+                        "prediction_uuids",
                         "schema_migrations",
                     ],
                 ),

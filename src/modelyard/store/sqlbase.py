@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import abc
 import heapq
-import itertools
-import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from functools import partial
 from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import orjson
 
 from modelyard import settings
 from modelyard.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from modelyard.store import sqlrollup
 from modelyard.store.base import (
     DelayedValue,
     Distribution,
@@ -45,9 +43,8 @@ from modelyard.store.base import (
     StoreInfo,
 )
 from modelyard.store.query import KIND_RANK, SortKey, Window, check_window, encode_token
-from modelyard.store.rollup import bucket_start, coarsen, fold, validate_policy
 from modelyard.store.schema import CREATE_MIGRATIONS_TABLE, check_version, migrations
-from modelyard.store.summary import BucketSummary, NumericSummary
+from modelyard.store.summary import BucketSummary
 
 __all__ = ["SQLStore"]
 
@@ -55,8 +52,6 @@ T = TypeVar("T")
 # sqlite3.Cursor or psycopg.Cursor: both offer execute/executemany/fetchone/fetchall.
 Cursor = Any
 
-_RAW_CHUNK = 20_000  # raw rows folded per rollup transaction
-_BUCKET_CHUNK = 500  # buckets coarsened per rollup transaction
 _IN_CHUNK = 500  # values per IN (...) list
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -116,7 +111,9 @@ class SQLStore(MetricsStore):
 
     @abc.abstractmethod
     def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
-        """Bulk insert (deployment_id, start_ms, uuid, end_ms, metrics) rows."""
+        """Bulk insert (deployment_id, start_ms, uuid, end_ms, metrics) rows into ``predictions``
+        and (uuid, deployment_id, start_ms) into ``prediction_uuids`` (whose key refuses a
+        duplicate uuid with the driver's unique violation)."""
 
     @abc.abstractmethod
     def _is_unique_violation(self, exc: BaseException) -> bool: ...
@@ -352,8 +349,7 @@ class SQLStore(MetricsStore):
         rows, unknown = self._encode(predictions)
         uuids = [row[2] for row in rows]
         if len(set(uuids)) != len(uuids):
-            seen: set[str] = set()
-            dups = sorted({u for u in uuids if u in seen or seen.add(u)})  # type: ignore[func-returns-value]
+            dups = sorted(u for u, n in Counter(uuids).items() if n > 1)
             raise Conflict(
                 f"prediction uuids appear twice in one batch: {', '.join(dups[:5])}; "
                 "each prediction needs its own uuid",
@@ -371,10 +367,6 @@ class SQLStore(MetricsStore):
                     if fresh:
                         learned.append((dep_id, identity))
                 batch = [(ids[r[0]], *r[1:]) if isinstance(r[0], str) else r for r in rows]
-            if self._exec(cur, "SELECT 1 FROM rolled_uuids LIMIT 1").fetchone() is not None:
-                rolled = self._existing(cur, "rolled_uuids", uuids)
-                if rolled:
-                    raise _Duplicate
             try:
                 self._insert_rows(cur, batch)
             except Exception as exc:
@@ -387,9 +379,7 @@ class SQLStore(MetricsStore):
             learned = self._write(transaction)
         except _Duplicate:
             with self._reading() as cur:
-                taken = self._existing(cur, "predictions", uuids) + self._existing(
-                    cur, "rolled_uuids", uuids
-                )
+                taken = self._existing(cur, uuids)
             raise Conflict(
                 f"prediction uuids already stored: {', '.join(sorted(taken)[:5])}; "
                 "nothing of this batch was written (drop those records and write the rest)",
@@ -397,16 +387,14 @@ class SQLStore(MetricsStore):
             ) from None
         self._learn(learned)
 
-    def _existing(self, cur: Cursor, table: str, uuids: Sequence[str]) -> list[str]:
+    def _existing(self, cur: Cursor, uuids: Sequence[str]) -> list[str]:
+        """Which of ``uuids`` are already stored (raw or rolled up)."""
         found: list[str] = []
         for i in range(0, len(uuids), _IN_CHUNK):
             chunk = uuids[i : i + _IN_CHUNK]
-            found += [
-                row[0]
-                for row in self._exec(
-                    cur, f"SELECT uuid FROM {table} WHERE uuid IN ({_marks(len(chunk))})", chunk
-                ).fetchall()
-            ]
+            marks = _marks(len(chunk))
+            sql = f"SELECT uuid FROM prediction_uuids WHERE uuid IN ({marks})"
+            found += [row[0] for row in self._exec(cur, sql, chunk).fetchall()]
         return found
 
     def add_delayed(
@@ -437,40 +425,33 @@ class SQLStore(MetricsStore):
         plain = {k: orjson.loads(text) for k, text in values}
 
         def transaction(cur: Cursor) -> None:
+            where = self._exec(
+                cur, "SELECT deployment_id, start_ms FROM prediction_uuids WHERE uuid = ?", (uuid,)
+            ).fetchone()
+            if where is None:
+                raise NotFound(
+                    f"no prediction with uuid {uuid!r} is stored (raw or rolled up); "
+                    "pass the predictionUuid a prediction returned",
+                    uuid=uuid,
+                )
+            key = (where[0], where[1], uuid)
             row = self._exec(
-                cur, "SELECT delayed FROM predictions WHERE uuid = ?" + self._for_update, (uuid,)
+                cur,
+                "SELECT delayed FROM predictions "
+                "WHERE deployment_id = ? AND start_ms = ? AND uuid = ?" + self._for_update,
+                key,
             ).fetchone()
             if row is not None:
                 merged = {} if row[0] is None else orjson.loads(row[0])
                 merged.update(plain)
                 self._exec(
                     cur,
-                    "UPDATE predictions SET delayed = ? WHERE uuid = ?",
-                    (orjson.dumps(merged).decode(), uuid),
+                    "UPDATE predictions SET delayed = ? "
+                    "WHERE deployment_id = ? AND start_ms = ? AND uuid = ?",
+                    (orjson.dumps(merged).decode(), *key),
                 )
             else:
-                self._lock_buckets(cur)
-                found = self._exec(
-                    cur,
-                    "SELECT b.id, b.summary FROM rolled_uuids r "
-                    "JOIN rollup_buckets b ON b.id = r.bucket_id WHERE r.uuid = ?",
-                    (uuid,),
-                ).fetchone()
-                if found is None:
-                    raise NotFound(
-                        f"no prediction with uuid {uuid!r} is stored (raw or rolled up); "
-                        "pass the predictionUuid a prediction returned",
-                        uuid=uuid,
-                    )
-                summary = BucketSummary.from_bytes(found[1])
-                records = summary.records
-                summary.add_metrics(plain)  # values join the bucket; the record count does not
-                summary.records = records
-                self._exec(
-                    cur,
-                    "UPDATE rollup_buckets SET summary = ? WHERE id = ?",
-                    (summary.to_bytes(), found[0]),
-                )
+                sqlrollup.add_to_bucket(self, cur, where[0], where[1], uuid, plain)
             cur.executemany(
                 self._q(
                     "INSERT INTO delayed_metrics (uuid, key, value, tracked_ms, source) "
@@ -701,215 +682,22 @@ class SQLStore(MetricsStore):
         quantiles: Sequence[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99),
         bins: int = 20,
     ) -> Distribution:
-        if not isinstance(key, str) or not key:
-            raise InvalidInput(f"key={key!r} must be a metric name")
-        if not _is_int(bins) or bins < 1:
-            raise InvalidInput(f"bins={bins!r} must be a positive integer")
-        qs = [float(q) for q in quantiles]
-        bad = [q for q in qs if not 0.0 <= q <= 1.0]
-        if bad:
-            raise InvalidInput(f"quantiles {bad!r} are outside [0, 1]; pass ranks such as 0.5")
-        raw_query = Query(
-            model_crn=query.model_crn,
-            build_crn=query.build_crn,
-            deployment_crn=query.deployment_crn,
-            start_ms=query.start_ms,
-            end_ms=query.end_ms,
-            kinds=frozenset({RecordKind.PREDICTION}) & frozenset(query.kinds),
-        )
-        values: list[float] = []
-        for batch in self.scan(raw_query) if raw_query.kinds else ():
-            for text in batch.metrics:
-                value = orjson.loads(text).get(key)
-                if type(value) in (int, float) and math.isfinite(value):
-                    values.append(float(value))
-        sketches: list[NumericSummary] = []
-        has_rollups = False
-        if RecordKind.ROLLUP in query.kinds:
-            rollup_query = Query(
-                model_crn=query.model_crn,
-                build_crn=query.build_crn,
-                deployment_crn=query.deployment_crn,
-                start_ms=query.start_ms,
-                end_ms=query.end_ms,
-                kinds=frozenset({RecordKind.ROLLUP}),
-            )
-            window = check_window(rollup_query)
-            with self._reading() as cur:
-                dep_ids = self._deployment_ids(cur, rollup_query)
-                rows = (
-                    self._kind_rows(cur, RecordKind.ROLLUP, dep_ids, window, None, None)
-                    if dep_ids
-                    else []
-                )
-            for row in rows:
-                has_rollups = True
-                numeric = BucketSummary.from_bytes(row[4]).numeric.get(key)
-                if numeric is not None:
-                    sketches.append(numeric)
-        if not has_rollups:
-            return _exact(key, np.asarray(values, dtype=np.float64), qs, bins)
-        merged = NumericSummary()
-        if values:
-            merged.update_many(np.asarray(values, dtype=np.float64))
-        for sketch in sketches:
-            merged.merge(sketch)
-        if merged.count == 0:
-            return _empty(key, qs, exact=False)
-        edges = np.histogram_bin_edges(np.array([merged.min, merged.max]), bins=bins)
-        return Distribution(
-            key=key,
-            count=merged.count,
-            exact=False,
-            rank_error=merged.rank_error,
-            quantiles=dict(zip(qs, merged.quantiles(qs), strict=True)),
-            bin_edges=[float(e) for e in edges],
-            bin_counts=merged.histogram(list(edges)),
-            min=merged.min,
-            max=merged.max,
-            mean=merged.mean,
-        )
+        return sqlrollup.distribution(self, query, key, quantiles, bins)
 
     # -- maintenance ----------------------------------------------------------------------------
     def rollup(self, policy: RollupPolicy | None = None, now_ms: int | None = None) -> RollupReport:
-        if policy is None:
-            policy = RollupPolicy(raw_horizon_ms=settings.get("raw_horizon"))
-        validate_policy(policy)
-        now = _now_ms() if now_ms is None else now_ms
-        if not _is_int(now):
-            raise InvalidInput(f"now_ms={now_ms!r} must be integer epoch milliseconds")
-        report = RollupReport()
-        tiers = policy.tiers
-        with self._reading() as cur:
-            self._load_identities(cur)
-        deployments = sorted(self._by_id)
-        # Only whole buckets are folded or coarsened (cutoffs align to the target width), so a
-        # deployment's time stays partitioned: coarser tiers, then finer ones, then raw rows.
-        raw_cutoff = bucket_start(now - policy.raw_horizon_ms, tiers[0].width_ms)
-        for dep_id in deployments:
-            fold_step = partial(
-                self._fold_chunk, dep_id=dep_id, cutoff=raw_cutoff, width_ms=tiers[0].width_ms
-            )
-            while True:
-                rolled, written, merged = self._write(fold_step)
-                report.raw_rolled += rolled
-                report.buckets_written += written
-                report.buckets_merged += merged
-                if rolled < _RAW_CHUNK:
-                    break
-        for fine, coarse in itertools.pairwise(tiers):
-            if fine.horizon_ms is None:
-                break
-            cutoff = bucket_start(now - fine.horizon_ms, coarse.width_ms)
-            for dep_id in deployments:
-                coarsen_step = partial(
-                    self._coarsen_chunk,
-                    dep_id=dep_id,
-                    fine_ms=fine.width_ms,
-                    coarse_ms=coarse.width_ms,
-                    cutoff=cutoff,
-                )
-                while True:
-                    sources, written, merged = self._write(coarsen_step)
-                    report.buckets_written += written
-                    report.buckets_merged += merged
-                    if sources < _BUCKET_CHUNK:
-                        break
-        return report
+        return sqlrollup.rollup(self, policy, now_ms)
 
-    def _put_bucket(
-        self, cur: Cursor, dep_id: int, tier_ms: int, start: int, summary: BucketSummary
-    ) -> tuple[int, bool]:
-        """Write ``summary`` into its bucket, merging with what is there; (id, was_merged)."""
-        row = self._exec(
-            cur,
-            "SELECT id, summary FROM rollup_buckets "
-            "WHERE deployment_id = ? AND tier_ms = ? AND bucket_start_ms = ?",
-            (dep_id, tier_ms, start),
-        ).fetchone()
-        if row is None:
-            new = self._exec(
-                cur,
-                "INSERT INTO rollup_buckets "
-                "(deployment_id, tier_ms, bucket_start_ms, records, summary) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (dep_id, tier_ms, start, summary.records, summary.to_bytes()),
-            ).fetchone()
-            return int(new[0]), False
-        existing = BucketSummary.from_bytes(row[1])
-        existing.merge(summary)
+    def _delete_folded(self, cur: Cursor, dep_id: int, keys: list[tuple[int, str]]) -> None:
+        """Delete raw rows just folded: ``keys`` are the first (start_ms, uuid) keys of the
+        deployment in order, so one key-range delete removes exactly them while no other
+        writer can insert in between (SQLite's write lock; PostgreSQL overrides this)."""
+        last_start, last_uuid = keys[-1]
         self._exec(
             cur,
-            "UPDATE rollup_buckets SET records = ?, summary = ? WHERE id = ?",
-            (existing.records, existing.to_bytes(), row[0]),
+            "DELETE FROM predictions WHERE deployment_id = ? AND (start_ms, uuid) <= (?, ?)",
+            (dep_id, last_start, last_uuid),
         )
-        return int(row[0]), True
-
-    def _fold_chunk(
-        self, cur: Cursor, dep_id: int, cutoff: int, width_ms: int
-    ) -> tuple[int, int, int]:
-        """Fold one chunk of raw rows older than ``cutoff`` and delete them, atomically."""
-        self._lock_buckets(cur)
-        rows = self._exec(
-            cur,
-            "SELECT start_ms, uuid, metrics, delayed FROM predictions "
-            "WHERE deployment_id = ? AND start_ms < ? ORDER BY start_ms, uuid LIMIT ?"
-            + self._for_update,
-            (dep_id, cutoff, _RAW_CHUNK),
-        ).fetchall()
-        if not rows:
-            return 0, 0, 0
-        crn = self._identity(cur, dep_id).deployment_crn
-        buckets = fold(((crn, r[0], _merged(r[2], r[3])) for r in rows), width_ms)
-        bucket_ids: dict[int, int] = {}
-        written = merged = 0
-        for (_, start), summary in buckets.items():
-            bucket_id, was_merged = self._put_bucket(cur, dep_id, width_ms, start, summary)
-            bucket_ids[start] = bucket_id
-            merged += was_merged
-            written += not was_merged
-        cur.executemany(
-            self._q("INSERT INTO rolled_uuids (uuid, bucket_id) VALUES (?, ?)"),
-            [(r[1], bucket_ids[bucket_start(r[0], width_ms)]) for r in rows],
-        )
-        cur.executemany(self._q("DELETE FROM predictions WHERE uuid = ?"), [(r[1],) for r in rows])
-        return len(rows), written, merged
-
-    def _coarsen_chunk(
-        self, cur: Cursor, dep_id: int, fine_ms: int, coarse_ms: int, cutoff: int
-    ) -> tuple[int, int, int]:
-        """Merge one chunk of fine buckets older than ``cutoff`` into coarse ones, atomically."""
-        self._lock_buckets(cur)
-        rows = self._exec(
-            cur,
-            "SELECT id, bucket_start_ms, summary FROM rollup_buckets "
-            "WHERE deployment_id = ? AND tier_ms = ? AND bucket_start_ms < ? "
-            "ORDER BY bucket_start_ms LIMIT ?",
-            (dep_id, fine_ms, cutoff, _BUCKET_CHUNK),
-        ).fetchall()
-        if not rows:
-            return 0, 0, 0
-        crn = self._identity(cur, dep_id).deployment_crn
-        targets = coarsen(((crn, r[1], BucketSummary.from_bytes(r[2])) for r in rows), coarse_ms)
-        sources: dict[int, list[int]] = {}
-        for r in rows:
-            sources.setdefault(bucket_start(r[1], coarse_ms), []).append(int(r[0]))
-        written = merged = 0
-        for (_, start), summary in targets.items():
-            bucket_id, was_merged = self._put_bucket(cur, dep_id, coarse_ms, start, summary)
-            merged += was_merged
-            written += not was_merged
-            olds = sources[start]
-            for i in range(0, len(olds), _IN_CHUNK):
-                chunk = olds[i : i + _IN_CHUNK]
-                marks = _marks(len(chunk))
-                self._exec(
-                    cur,
-                    f"UPDATE rolled_uuids SET bucket_id = ? WHERE bucket_id IN ({marks})",
-                    [bucket_id, *chunk],
-                )
-                self._exec(cur, f"DELETE FROM rollup_buckets WHERE id IN ({marks})", chunk)
-        return len(rows), written, merged
 
     def info(self) -> StoreInfo:
         with self._reading() as cur:
@@ -939,40 +727,3 @@ class SQLStore(MetricsStore):
             rollup_buckets=tiers,
             size_bytes=self._size_bytes(),
         )
-
-
-def _empty(key: str, qs: list[float], *, exact: bool) -> Distribution:
-    return Distribution(
-        key=key,
-        count=0,
-        exact=exact,
-        rank_error=0.0,
-        quantiles={q: math.nan for q in qs},
-        bin_edges=[],
-        bin_counts=[],
-        min=None,
-        max=None,
-        mean=None,
-    )
-
-
-def _exact(key: str, values: np.ndarray[Any, Any], qs: list[float], bins: int) -> Distribution:
-    """Exact figures from raw values (quantiles by the inverse CDF, as the sketches define them)."""
-    if values.size == 0:
-        return _empty(key, qs, exact=True)
-    counts, edges = np.histogram(values, bins=bins)
-    return Distribution(
-        key=key,
-        count=int(values.size),
-        exact=True,
-        rank_error=0.0,
-        quantiles={
-            q: float(v)
-            for q, v in zip(qs, np.quantile(values, qs, method="inverted_cdf"), strict=True)
-        },
-        bin_edges=[float(e) for e in edges],
-        bin_counts=[int(c) for c in counts],
-        min=float(values.min()),
-        max=float(values.max()),
-        mean=float(values.mean()),
-    )

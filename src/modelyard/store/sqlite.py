@@ -201,6 +201,11 @@ class SQLiteStore(SQLStore):
             delay = min(delay * 2, 0.25)
 
     def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        # The uuid index first: a duplicate fails before the larger insert is done.
+        cur.executemany(
+            "INSERT INTO prediction_uuids (deployment_id, start_ms, uuid) VALUES (?, ?, ?)",
+            [row[:3] for row in rows],
+        )
         cur.executemany(
             "INSERT INTO predictions (deployment_id, start_ms, uuid, end_ms, metrics) "
             "VALUES (?, ?, ?, ?, ?)",
