@@ -62,7 +62,7 @@ def free_port() -> int:
 def start_replica(folder: Path, port: int) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(folder)]
     argv += ["--file", "predict.py", "--function", "predict", "--port", str(port)]
-    argv += ["--replica-id", "bench", "--batch-function", "none"]
+    argv += ["--replica-id", "bench", "--batch-function", "none", "--concurrency", "4"]
     env = {**os.environ, "MODELYARD_HOME": str(folder.parent / "home")}
     proc = subprocess.Popen(argv, env=env)
     deadline = time.monotonic() + 60
