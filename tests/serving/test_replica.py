@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -498,6 +499,20 @@ def test_a_function_that_cannot_be_loaded_exits_with_the_smoke_test_codes(
     )
     assert replica.process.wait(60) == EXIT_NOT_CALLABLE
     assert "--batch-function 'missing'" in replica.log.read_text()
+
+
+def test_a_taken_port_exits_1_saying_so(snapshot: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
+        argv += ["--file", "model.py", "--function", "plain", "--port", str(port)]
+        done = subprocess.run(
+            [*argv, "--replica-id", "r"], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert "address already in use" in done.stderr.lower()
 
 
 def test_bad_arguments_exit_2_naming_the_value(snapshot: Path, tmp_path: Path) -> None:

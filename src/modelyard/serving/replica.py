@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_BATCH_WAIT_MS",
     "DEFAULT_MAX_BODY_BYTES",
+    "EXIT_SERVE_FAILED",
     "BatchOutputError",
     "ReplicaConfig",
     "build_app",
@@ -74,6 +75,9 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 AUTO_BATCH_FUNCTION = "predict_batch"
+# Exit codes: 0 stopped on request; 2 bad arguments; 3 and 4 the smoke test's (the file's import
+# raised; no such function); 1 could not serve (port taken, start-up failed; uvicorn logs why).
+EXIT_SERVE_FAILED = 1
 _NO_BATCH = "none"
 
 
@@ -304,9 +308,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"pid {os.getpid()})",
         flush=True,
     )
-    server.run()
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot bind: 3 means "import failed" here
+        if exc.code not in (0, None):
+            return EXIT_SERVE_FAILED
+        raise
     if not server.started:
-        return 1  # uvicorn logged why (port taken, lifespan failure)
+        return EXIT_SERVE_FAILED  # uvicorn logged why (lifespan failure)
     print(f"replica {config.replica_id}: stopped", flush=True)
     return 0
 
