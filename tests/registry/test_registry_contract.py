@@ -689,6 +689,15 @@ def test_another_registry_sees_a_rotation_once_its_cache_entry_is_older_than_the
     assert revoked.revoked_ms == T0
 
 
-def test_a_registry_needs_an_sql_store() -> None:
+def test_a_registry_needs_an_sql_store_and_a_sane_ttl(store: MetricsStore) -> None:
     with pytest.raises(InvalidInput, match="needs an SQL store"):
         Registry(object())  # type: ignore[arg-type]
+    for ttl in (-1, 3601, "2s", True):
+        with pytest.raises(InvalidInput, match="cache_ttl_s="):
+            Registry(store, cache_ttl_s=ttl)  # type: ignore[arg-type]
+    uncached = Registry(store, cache_ttl_s=0)
+    _, key = uncached.create_model("churn")
+    uncached.model_by_access_key(key)
+    Registry(store).rotate_access_key("churn")  # another registry: no cache to wait for
+    with pytest.raises(Unauthorized):
+        uncached.model_by_access_key(key)

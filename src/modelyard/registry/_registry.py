@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from modelyard.errors import InvalidInput
 from modelyard.registry._apikeys import YEAR_MS, ApiKeys
 from modelyard.registry._cache import DEFAULT_TTL_S, TTLCache
 from modelyard.registry._db import Clock, Db, wall_ms
@@ -49,6 +50,15 @@ class Registry:
         monotonic: Callable[[], float] = time.monotonic,
         events_kept: int = DEFAULT_KEPT,
     ) -> None:
+        if (
+            isinstance(cache_ttl_s, bool)
+            or not isinstance(cache_ttl_s, int | float)
+            or not 0 <= cache_ttl_s <= 3600
+        ):
+            raise InvalidInput(
+                f"cache_ttl_s={cache_ttl_s!r} is not accepted; expected seconds from 0 (no "
+                f"caching) to 3600, default {DEFAULT_TTL_S}"
+            )
         self.store = store
         db = Db(store)
         now = clock or wall_ms
