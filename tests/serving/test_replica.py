@@ -27,7 +27,13 @@ import httpx
 import psutil
 import pytest
 
-from modelyard.runtime import free_port
+from modelyard.runtime import (
+    LocalRuntime,
+    ReplicaSpec,
+    ReplicaStatus,
+    SupervisorConfig,
+    free_port,
+)
 from modelyard.serving._smoke import EXIT_IMPORT_FAILED, EXIT_NOT_CALLABLE
 from modelyard.serving.replica import ReplicaConfig, parse_args
 
@@ -583,3 +589,22 @@ def test_config_argv_parses_back_to_the_same_config() -> None:
     plain = ReplicaConfig("/snap", "predict.py", "predict", 8123, "r1")
     assert parse_args(plain.argv()[3:]) == plain
     assert parse_args([*plain.argv()[3:], "--max-body-bytes", "5MB"]).max_body_bytes == 5 * 1024**2
+
+
+def test_under_the_local_runtime_it_turns_healthy_serves_and_stops_with_exit_0(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    config = ReplicaConfig(str(snapshot), "model.py", "decorated", free_port(), "r1")
+    fast = SupervisorConfig(poll_interval_s=0.05, health_interval_s=0.1, stop_grace_s=10)
+    with LocalRuntime(tmp_path / "runtime", config=fast) as runtime:
+        spec = ReplicaSpec("dep1", "r1", config.argv(), port=config.port, health_path="/healthz")
+        runtime.start_replicas([spec])
+        deadline = time.monotonic() + 60
+        while runtime.replica("r1").status is not ReplicaStatus.HEALTHY:
+            assert time.monotonic() < deadline, list(runtime.read_replica_log("dep1", "r1"))
+            time.sleep(0.05)
+        body = httpx.post(f"http://127.0.0.1:{config.port}/invoke", json={"tenure": 2}).json()
+        assert body["record"]["predictionUuid"] == body["output"]["uuid"]
+        final = runtime.stop_replica("r1")
+    assert final.status is ReplicaStatus.STOPPED
+    assert final.last_exit_code == 0
