@@ -547,3 +547,68 @@ def test_a_newer_schema_is_refused(store_opener: Opener) -> None:
         store_opener()
     message = str(info.value)
     assert "schema version 99" in message and "9.9.0" in message
+
+
+class Interrupted(Exception):
+    """Stands for a crash in the middle of a rollup transaction."""
+
+
+def test_an_interrupted_rollup_loses_nothing_and_counts_nothing_twice(
+    store: MetricsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.store import sqlrollup
+
+    monkeypatch.setattr(sqlrollup, "RAW_CHUNK", 100)
+    monkeypatch.setattr(sqlrollup, "BUCKET_CHUNK", 7)
+    who = ident()
+    batch = preds(who, 1000, start=T0, step=3_000)  # 50 minutes, 20 records a minute
+    store.write_predictions(batch)
+    expected_sum = sum(p.metrics["x"] for p in batch)
+
+    def totals() -> tuple[int, int, float]:
+        records = read_all(store, Query(deployment_crn=who.deployment_crn, end_ms=T0 + DAY))
+        rolled = [r for r in records if r.kind == RecordKind.ROLLUP]
+        raw = [r for r in records if r.kind == RecordKind.PREDICTION]
+        count = sum(r.metrics["_records"] for r in rolled) + len(raw)
+        total = sum(r.metrics["x"]["sum"] for r in rolled) + sum(r.metrics["x"] for r in raw)
+        return len(raw), count, total
+
+    # Crash while deleting the raw rows of the third chunk: its buckets must not stay.
+    real_delete = store._delete_folded  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def crashing_delete(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupted
+        real_delete(*args)
+
+    monkeypatch.setattr(store, "_delete_folded", crashing_delete)
+    with pytest.raises(Interrupted):
+        store.rollup(POLICY, now_ms=T0 + 2 * DAY)
+    raw_left, count, total = totals()
+    assert raw_left == 800  # two chunks committed, the third rolled back
+    assert count == 1000 and total == pytest.approx(expected_sum)
+    monkeypatch.setattr(store, "_delete_folded", real_delete)
+    store.rollup(POLICY, now_ms=T0 + 2 * DAY)
+    assert totals() == (0, 1000, pytest.approx(expected_sum))
+    assert store.info().rollup_buckets == {MIN: 50}
+
+    # Crash while coarsening the second chunk of minute buckets into hours.
+    real_put = sqlrollup._put
+    puts = {"n": 0}
+
+    def crashing_put(*args: Any) -> bool:
+        puts["n"] += 1
+        if puts["n"] == 2:
+            raise Interrupted
+        return real_put(*args)
+
+    monkeypatch.setattr(sqlrollup, "_put", crashing_put)
+    with pytest.raises(Interrupted):
+        store.rollup(POLICY, now_ms=T0 + 5 * DAY)
+    assert totals() == (0, 1000, pytest.approx(expected_sum))
+    monkeypatch.setattr(sqlrollup, "_put", real_put)
+    store.rollup(POLICY, now_ms=T0 + 5 * DAY)
+    assert totals() == (0, 1000, pytest.approx(expected_sum))
+    assert store.info().rollup_buckets == {HOUR: 1}

@@ -73,12 +73,14 @@ def check_window(query: Query) -> Window:
         )
     if query.limit is not None and (not _is_int(query.limit) or query.limit < 1):
         raise InvalidInput(f"limit={query.limit!r} must be a positive integer or None (no limit)")
-    kinds = frozenset(query.kinds)
-    unknown = [k for k in kinds if k not in KIND_RANK]
-    if unknown:
+    try:
+        # Plain strings ("prediction") become members, so later identity checks hold.
+        kinds = frozenset(RecordKind(k) for k in query.kinds)
+    except (ValueError, TypeError) as exc:
         raise InvalidInput(
-            f"kinds {unknown!r} are not record kinds; use {', '.join(k.value for k in RecordKind)}"
-        )
+            f"kinds {sorted(map(str, query.kinds))!r} must be record kinds: "
+            f"{', '.join(k.value for k in RecordKind)}"
+        ) from exc
     after = None if query.after is None else decode_token(query.after)
     return Window(query.start_ms, end_ms, query.limit, after, kinds)
 

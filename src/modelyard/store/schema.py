@@ -80,11 +80,15 @@ def check_version(version: int, release: str | None, location: str) -> None:
     """Refuse a database whose schema is newer than this code knows."""
     if version <= SCHEMA_VERSION:
         return
-    needed = release or RELEASES.get(version) or "a newer release"
+    needed = release or RELEASES.get(version)
+    upgrade = (
+        f"upgrade to Modelyard {needed} or later (pip install -U 'modelyard>={needed}')"
+        if needed
+        else "upgrade Modelyard (pip install -U modelyard)"
+    )
     raise StoreUnavailable(
         f"the metrics store at {location} has schema version {version}, newer than this "
-        f"Modelyard {modelyard.__version__} understands (up to {SCHEMA_VERSION}); "
-        f"upgrade to Modelyard {needed} or later (pip install -U 'modelyard>={needed}'), "
+        f"Modelyard {modelyard.__version__} understands (up to {SCHEMA_VERSION}); {upgrade}, "
         "or point MODELYARD_DATABASE_URL/MODELYARD_HOME at another store",
         schema_version=version,
         supported=SCHEMA_VERSION,

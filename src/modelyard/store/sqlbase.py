@@ -259,7 +259,8 @@ class SQLStore(MetricsStore):
         )
 
         def unknown() -> list[str]:
-            known = {name: {getattr(i, name) for i in self._by_id.values()} for name, _ in wanted}
+            identities = list(self._by_id.values())  # a snapshot: other threads may add
+            known = {name: {getattr(i, name) for i in identities} for name, _ in wanted}
             return [
                 f"{name}={value!r}" for name, value in wanted if value and value not in known[name]
             ]
@@ -275,7 +276,7 @@ class SQLStore(MetricsStore):
                 )
         return sorted(
             dep_id
-            for dep_id, identity in self._by_id.items()
+            for dep_id, identity in list(self._by_id.items())
             if all(value is None or getattr(identity, name) == value for name, value in wanted)
         )
 
