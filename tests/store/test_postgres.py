@@ -16,3 +16,71 @@ def test_an_unreachable_server_is_store_unavailable_without_the_password() -> No
     message = str(info.value)
     assert "127.0.0.1:1" in message and "MODELYARD_DATABASE_URL" in message
     assert "s3cret" not in message
+
+
+@pytest.mark.postgres
+def test_concurrent_rollups_and_late_values_count_everything_once(
+    postgres_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes' worth of maintenance (two connections) racing on the same rows, while
+    delayed values keep arriving: every record and every value lands in exactly one bucket."""
+    import threading
+    import uuid as uuidlib
+
+    from modelyard.store import (
+        Identity,
+        Prediction,
+        Query,
+        RecordKind,
+        RollupPolicy,
+        Tier,
+        sqlrollup,
+    )
+
+    monkeypatch.setattr(sqlrollup, "RAW_CHUNK", 50)
+    minute, day = 60_000, 86_400_000
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % day
+    who = Identity("crn:m", "crn:b", "crn:d")
+    batch = [
+        Prediction(str(uuidlib.uuid4()), who, t0 + i * 1000, t0 + i * 1000, {"x": 1.0})
+        for i in range(1200)
+    ]
+    policy = RollupPolicy(raw_horizon_ms=day, tiers=(Tier(minute, 3 * day), Tier(day, None)))
+    stores = [PostgresStore(postgres_schema_url) for _ in range(3)]
+    try:
+        stores[0].write_predictions(batch)
+        errors: list[BaseException] = []
+
+        def run(fn: object) -> threading.Thread:
+            def body() -> None:
+                try:
+                    fn()  # type: ignore[operator]
+                except BaseException as exc:
+                    errors.append(exc)
+
+            thread = threading.Thread(target=body)
+            thread.start()
+            return thread
+
+        def late_values() -> None:
+            for p in batch[::10]:
+                stores[2].add_delayed(p.uuid, {"truth": 1.0}, source="race")
+
+        threads = [
+            run(lambda: stores[0].rollup(policy, now_ms=t0 + 2 * day)),
+            run(lambda: stores[1].rollup(policy, now_ms=t0 + 2 * day)),
+            run(late_values),
+        ]
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        stores[0].rollup(policy, now_ms=t0 + 2 * day)  # whatever the race left
+        records, _ = stores[0].read(Query(deployment_crn="crn:d", end_ms=t0 + day))
+        assert {r.kind for r in records} == {RecordKind.ROLLUP}
+        assert sum(r.metrics["_records"] for r in records) == 1200
+        assert sum(r.metrics["x"]["count"] for r in records) == 1200
+        assert sum(r.metrics.get("truth", {}).get("count", 0) for r in records) == 120
+        assert stores[0].info().delayed == 120
+    finally:
+        for store in stores:
+            store.close()
