@@ -8,6 +8,7 @@ pointed at a folder that must still not exist at the end: a replica never opens 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -129,11 +130,13 @@ class Replica:
         return httpx.post(f"{self.url}/invoke_batch", json=body, timeout=30)
 
 
-def _start(snapshot: Path, home: Path, log: Path, file: str, *args: str) -> Replica:
+def _start(
+    snapshot: Path, home: Path, log: Path, file: str, *args: str, env: dict[str, str] | None = None
+) -> Replica:
     port = free_port()
     argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
     argv += ["--file", file, "--port", str(port), "--replica-id", f"r-{port}", *args]
-    env = {**os.environ, "MODELYARD_HOME": str(home)}
+    env = {**os.environ, **(env or {}), "MODELYARD_HOME": str(home)}
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     return Replica(f"http://127.0.0.1:{port}", process, log)
@@ -188,6 +191,8 @@ SHARED = {
     "async": ("model.py", "--function", "async_echo"),
 }
 
+SHARED_ENV = {"plain_io": {"MODELYARD_MAX_RECORD_BYTES": "1K"}}
+
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -205,7 +210,7 @@ def replicas(snapshot: Path, shared_home: Path) -> Iterator[dict[str, Replica]]:
     logs = snapshot.parent / "logs"
     logs.mkdir(exist_ok=True)
     started = {
-        name: _start(snapshot, shared_home, logs / f"{name}.log", *args)
+        name: _start(snapshot, shared_home, logs / f"{name}.log", *args, env=SHARED_ENV.get(name))
         for name, args in SHARED.items()
     }
     try:
@@ -275,6 +280,23 @@ def test_track_io_adds_input_and_output(replicas: dict[str, Replica]) -> None:
     assert body["record"]["metrics"]["input"] == {"tenure": 1}
     assert body["record"]["metrics"]["output"] == {"churn": False}
     assert body["record"]["metrics"]["tenure"] == 1
+
+
+def test_track_io_leaves_out_values_that_would_pass_the_record_limit(
+    replicas: dict[str, Replica],
+) -> None:
+    big = {"text": "x" * 600}  # input and output (the echo) together pass the 1K limit
+    body = replicas["plain_io"].invoke(big).json()
+    assert body["ok"] is True
+    assert body["output"] == {"echo": big}
+    input_bytes = len(json.dumps(big, separators=(",", ":")))
+    assert body["record"]["metrics"] == {
+        "_io_dropped": {
+            "input_bytes": input_bytes,
+            "output_bytes": input_bytes + len('{"echo":}'),
+            "limit_bytes": 1024,
+        }
+    }
 
 
 def test_user_exception_is_a_failed_answer_without_traceback(

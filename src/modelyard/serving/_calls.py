@@ -28,8 +28,11 @@ from modelyard.tracking.capture import Capture, CapturedRecord, capture
 # The decorator's own marker, so a failure looks the same whether the replica or the decorator
 # recorded it.
 from modelyard.tracking.decorator import ERROR_KEY, _error_marker
+from modelyard.tracking.validate import max_record_bytes
 
-__all__ = ["BatchOutputError", "Outcome", "UserCode", "encode_json", "run_sync"]
+__all__ = ["IO_DROPPED_KEY", "BatchOutputError", "Outcome", "UserCode", "encode_json", "run_sync"]
+
+IO_DROPPED_KEY = "_io_dropped"
 
 # numpy values (what scikit-learn returns) encode without a .tolist(); int keys become strings as
 # with json.dumps, the encoder the build's smoke test checked the output with.
@@ -94,6 +97,23 @@ async def run_async(fn: Callable[[Any], Any], arg: Any) -> Outcome:
     return Outcome(result, error, captured, start_ms, end_ms, began, ended)
 
 
+def _add_io(metrics: dict[str, Any], added: dict[str, bytes]) -> None:
+    """Add ``--track-io``'s values (encoded) unless the record would pass the size limit.
+
+    The store refuses a record over ``MODELYARD_MAX_RECORD_BYTES`` (and with it the rest of the
+    gateway's write batch), and a request may be up to ``--max-body-bytes``. Over the limit the
+    values are left out and ``_io_dropped`` says how large they were.
+    """
+    limit = max_record_bytes()
+    size = sum(len(key) + len(value) + 6 for key, value in added.items())
+    if size + (len(encode_json(metrics)) if metrics else 2) <= limit:
+        for key, value in added.items():
+            metrics[key] = orjson.Fragment(value)
+        return
+    dropped: dict[str, int] = {f"{key}_bytes": len(value) for key, value in added.items()}
+    metrics[IO_DROPPED_KEY] = {**dropped, "limit_bytes": limit}
+
+
 def _decorated(result: Any, captured: Capture) -> CapturedRecord | None:
     """The decorator's record when ``result`` is the decorator's ``{"prediction", "uuid"}``."""
     if type(result) is dict and len(result) == 2 and "prediction" in result:
@@ -146,8 +166,9 @@ class UserCode:
         the decorator's ``{"prediction", "uuid"}`` wrapper.
         """
         metrics = record.metrics
-        if self.track_io:
-            metrics.setdefault("input", item)
+        added: dict[str, bytes] = {}
+        if self.track_io and "input" not in metrics:
+            added["input"] = encode_json(item)
         encoded: bytes | None = None
         if error is None:
             try:
@@ -158,8 +179,10 @@ class UserCode:
                     f"({exc}); return dicts, lists, strings, numbers, booleans or None"
                 )
             else:
-                if self.track_io:
-                    metrics.setdefault("output", orjson.Fragment(encode_json(prediction)))
+                if self.track_io and "output" not in metrics:
+                    added["output"] = encode_json(prediction)
+        if added:
+            _add_io(metrics, added)
         if encoded is not None:
             body: dict[str, Any] = {"ok": True, "output": orjson.Fragment(encoded)}
         else:
