@@ -136,3 +136,14 @@ def test_file_store_reads_from_other_threads(tmp_path: Path) -> None:
 def test_timeout_must_be_sane(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="timeout"):
         SQLiteStore(tmp_path / "x.db", timeout=-1)
+
+
+def test_synchronous_is_full_unless_asked(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "full.db") as full:
+        assert full._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with SQLiteStore(tmp_path / "normal.db", synchronous="NORMAL") as normal:
+        assert normal._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        normal.write_predictions(batch(3))
+        assert normal.info().predictions == 3
+    with pytest.raises(InvalidInput, match="synchronous='OFF'"):
+        SQLiteStore(tmp_path / "off.db", synchronous="OFF")
