@@ -6,10 +6,14 @@ supplies only what truly differs: connections and transactions (``_reading``, ``
 bulk insert route (``_insert_rows``: executemany in SQLite, COPY in PostgreSQL), row locking for
 concurrent rollups, error translation and the size on disk.
 
-Layout (see ``migrations/0001_initial.*.sql``): identities get an integer id that prediction,
-aggregate and bucket rows carry; a prediction's delayed values are kept twice, once merged into
-its row's ``delayed`` object (what reads return) and once per value in ``delayed_metrics``
-(provenance). Rolled-up uuids map to their bucket in ``rolled_uuids``.
+Layout (see ``migrations/*.sql``): identities get an integer id that prediction, aggregate and
+bucket rows carry (a model- or build-level query resolves to deployment ids from a small cached
+table, then reads each deployment's index range). Raw predictions are keyed by
+(deployment_id, start_ms, uuid), the read order. ``prediction_uuids`` maps every uuid ever stored
+to (deployment_id, start_ms): it refuses duplicates and finds a prediction by uuid alone, raw or
+rolled up. A prediction's delayed values are kept twice, merged into its row's ``delayed`` object
+(what reads return) and once per value in ``delayed_metrics`` (provenance). Rollup buckets and
+distributions live in ``sqlrollup``.
 """
 
 from __future__ import annotations
