@@ -125,20 +125,24 @@ class Report:
 
     def table(self) -> Table:
         table = Table(title=f"{self.benchmark} (median of runs)")
-        for column in ("figure", "median", "unit", "runs", "vs baseline", "ratio", "note"):
-            table.add_column(column, justify="right" if column in ("median", "ratio") else "left")
+        columns = ("figure", "median", "unit", "runs", "cpu s", "vs baseline", "ratio", "note")
+        for column in columns:
+            table.add_column(
+                column, justify="right" if column in ("median", "ratio", "cpu s") else "left"
+            )
         for f in self.figures:
             table.add_row(
                 f.name,
                 _fmt(f.median),
                 f.unit,
                 " ".join(_fmt(r) for r in f.runs),
+                _fmt(statistics.median(f.cpu_s)) if f.cpu_s else "",
                 f.baseline or "",
                 f"{f.ratio:.2f}" if f.ratio is not None else "",
                 f.note,
             )
         for what, reason in self.skipped.items():
-            table.add_row(what, "-", "", "", "", "", f"skipped: {reason}")
+            table.add_row(what, "-", "", "", "", "", "", f"skipped: {reason}")
         return table
 
     def write(self, path: Path | None = None) -> Path:
