@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["iter_metrics", "read_metrics", "read_metrics_frame"]
 
+_FRAME_BATCH = 20_000
 _IDENTIFIERS = "model_deployment_crn, model_build_crn or model_crn"
 
 
@@ -134,7 +135,9 @@ def read_metrics_frame(
     )
     backend = backends.select(dev)
     backend.flush()
-    return batch_to_frame(backend.scan(query, 100_000))
+    # 20k-record batches: each batch's decoded dicts then stay closer to the CPU caches; measured
+    # about 10% less CPU than 100k batches on 1M records (tests/tracking/perf_read_frame.py).
+    return batch_to_frame(backend.scan(query, _FRAME_BATCH))
 
 
 def iter_metrics(
