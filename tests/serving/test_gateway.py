@@ -584,6 +584,39 @@ def test_records_reach_a_real_sqlite_store_with_identity_and_uuid(tmp_path: Path
     store.close()
 
 
+def test_an_endpoint_identity_overrides_the_pool_identity_on_its_records(tmp_path: Path) -> None:
+    # A rolling replacement: one pool (the old deployment's identity) holds an old replica and a
+    # new one; each record must carry the identity of the replica that answered it.
+    store = SQLiteStore(tmp_path / "metrics.db")
+    writer = BufferedWriter(store, flush_interval_ms=50)
+    old, new = identity("old"), identity("new")
+
+    async def scenario() -> list[GatewayResult]:
+        servers = await replicas("ok", "ok")
+        gateway = Gateway(writer)
+        pool = DeploymentPool(old)
+        pool.add_endpoint(ReplicaEndpoint("r1", servers[0].url, 1))
+        pool.add_endpoint(ReplicaEndpoint("r2", servers[1].url, 1, identity=new))
+        gateway.set_pool("churn", pool)
+        results = await asyncio.gather(*(gateway.invoke("churn", body(x=i)) for i in range(6)))
+        await gateway.close()
+        for server in servers:
+            await server.stop()
+        return list(results)
+
+    results = run(scenario)
+    writer.flush()
+    assert {r.replica_id for r in results} == {"r1", "r2"}
+    for ident, replica in ((old, "r1"), (new, "r2")):
+        records, _ = store.read(Query(deployment_crn=ident.deployment_crn))
+        assert {r.uuid for r in records} == {x.uuid for x in results if x.replica_id == replica}
+        assert all(r.identity == ident for r in records)
+    with pytest.raises(InvalidInput, match="identity="):
+        ReplicaEndpoint("r3", "http://127.0.0.1:1", 1, identity="crn:x")  # type: ignore[arg-type]
+    writer.close()
+    store.close()
+
+
 def test_pool_writer_takes_precedence_and_missing_error_marker_is_added(tmp_path: Path) -> None:
     class Sink:
         def __init__(self) -> None:

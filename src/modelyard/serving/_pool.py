@@ -96,11 +96,17 @@ class PoolSettings:
 
 @dataclass(eq=False)
 class ReplicaEndpoint:
-    """A replica the pool may route to: ``capacity`` requests at once (its ``--concurrency``)."""
+    """A replica the pool may route to: ``capacity`` requests at once (its ``--concurrency``).
+
+    ``identity`` (optional) overrides the pool's identity on the records of requests this
+    replica served: during a one-at-a-time rolling replacement one pool holds replicas of the old
+    and the new build, and each record must name the build that actually answered.
+    """
 
     replica_id: str
     url: str
     capacity: int = 1
+    identity: Identity | None = None
     in_flight: int = field(default=0, init=False)
     healthy: bool = field(default=True, init=False)
     draining: bool = field(default=False, init=False)
@@ -113,6 +119,11 @@ class ReplicaEndpoint:
         if not isinstance(self.replica_id, str) or not self.replica_id:
             raise InvalidInput(f"replica_id={self.replica_id!r} must be a non-empty string")
         _positive("capacity", self.capacity, integer=True)
+        if self.identity is not None and not isinstance(self.identity, Identity):
+            raise InvalidInput(
+                f"identity={self.identity!r} is not a modelyard.store.Identity (or None for the "
+                "pool's identity)"
+            )
         self.client = ReplicaClient(self.url)
 
     def routable(self, now: float) -> bool:
@@ -134,13 +145,17 @@ class EndpointState:
 
 @dataclass(slots=True)
 class Exchange:
-    """One answered request: who answered, what, and how long the gateway waited for a slot."""
+    """One answered request: who answered, what, and how long the gateway waited for a slot.
+
+    ``identity`` is what the records of this answer carry (the endpoint's, else the pool's).
+    """
 
     replica_id: str
     status: int
     payload: bytes
     queue_s: float
     replica_s: float
+    identity: Identity
 
 
 @dataclass(slots=True)
@@ -308,7 +323,14 @@ class DeploymentPool:
             endpoint.served += 1
             self._latency_ewma_s += 0.1 * (replica_s - self._latency_ewma_s)
             self._release(endpoint)
-            return Exchange(endpoint.replica_id, status, payload, queue_s, replica_s)
+            return Exchange(
+                endpoint.replica_id,
+                status,
+                payload,
+                queue_s,
+                replica_s,
+                endpoint.identity or self.identity,
+            )
 
     def retry_after_s(self) -> int:
         """Whole seconds until the queue ahead would likely drain (at least 1)."""

@@ -19,8 +19,10 @@ Envelopes (``GatewayResult.envelope``), as the reference platform's ``POST /mode
   body too large 413, overloaded 429 (``retry_after_s`` -> the ``Retry-After`` header), replica
   broke off 502, no active deployment or no reachable replica 503, timeout 504.
 
-Records: the replica returns each prediction's record; the gateway submits it with the pool's
-identity (``Prediction(uuid, identity, start, end, metrics)``). The record's metrics are the
+Records: the replica returns each prediction's record; the gateway submits it with the identity
+of the endpoint that answered, which is the pool's unless the endpoint carries its own (a rolling
+replacement mixes two builds in one pool): ``Prediction(uuid, identity, start, end, metrics)``.
+The record's metrics are the
 user's (plus ``_error`` on failure): latencies and statuses go to Prometheus and, when a store is
 given, to per-interval ``tech.*`` aggregate records.
 """
@@ -313,7 +315,7 @@ class Gateway:
                 metrics = {**metrics, "_error": {"type": kind, "message": message[:1000]}}
         prediction = Prediction(
             uuid,
-            active.pool.identity,
+            exchange.identity,
             int(record["startTimeStampMs"]),
             int(record["endTimeStampMs"]),
             metrics,
