@@ -98,3 +98,38 @@ def test_reference_style_script_runs_unchanged_but_for_the_import(
             "metrics.accuracy",
         ]
     )
+
+
+DEV_SCRIPT = """
+import modelyard.cdsw as cdsw  # was: import cdsw
+
+# the dev identifiers are fixed strings, printed on first use
+DEV_DEPLOYMENT = "crn:modelyard:deployment/00000000-0000-0000-0000-000000000000"
+
+
+@cdsw.model_metrics
+def predict(args):
+    cdsw.track_metric("input", args)
+    return args["x"] * 2
+
+
+out = predict({"x": 21})
+cdsw.track_delayed_metrics({"actual": 40}, out["uuid"], dev=True)
+records = cdsw.read_metrics(model_deployment_crn=DEV_DEPLOYMENT, dev=True)["metrics"]
+print(json.dumps({"out": out["prediction"], "metrics": [r["metrics"] for r in records]}))
+"""
+
+
+@pytest.mark.slow
+def test_without_a_home_a_script_runs_in_dev_mode(tmp_path: Path) -> None:
+    script = tmp_path / "dev.py"
+    script.write_text("import json\n" + textwrap.dedent(DEV_SCRIPT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["HOME"] = str(tmp_path / "user")  # no ~/.modelyard there: nothing is configured
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"out": 42, "metrics": [{"input": {"x": 21}, "actual": 40}]}
+    assert done.stderr.count("dev mode") == 1
+    assert not (tmp_path / "user" / ".modelyard").exists()
