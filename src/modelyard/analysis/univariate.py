@@ -232,7 +232,7 @@ class DriftReference:
             raise InvalidInput(f"current must be a pandas DataFrame, got {type(current).__name__}")
         limits = thresholds_with(thresholds)
         if not 0.0 < alpha < 1.0:
-            raise InvalidInput(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.05")
+            raise InvalidInput(f"alpha={alpha!r} must be between 0 and 1, e.g. 0.01")
         missing = [f for f in self.features if f not in current.columns]
         if missing:
             raise InvalidInput(
@@ -286,20 +286,21 @@ class DriftReference:
     def _categorical_rows(
         self, rows: Rows, name: str, ref: _CategoricalProfile, column: pd.Series[Any]
     ) -> None:
-        present = column[column.notna()]
-        nan = int(column.shape[0] - present.shape[0])
-        sizes = (int(ref.counts.sum()), int(present.shape[0]), ref.nan, nan)
-        if present.shape[0] == 0:
+        nan = int(column.isna().sum())
+        present_n = int(column.shape[0] - nan)
+        sizes = (int(ref.counts.sum()), present_n, ref.nan, nan)
+        if present_n == 0:
             for method in CATEGORICAL_METHODS:
                 rows.add(
                     name, "categorical", method, math.nan, math.nan, math.nan, sizes, EMPTY_NOTE
                 )
             return
-        # Codes against the reference's categories: hashing, O(n); -1 marks unseen categories.
-        codes = ref.categories.get_indexer(pd.Index(present))
+        # Codes against the reference's categories: hashing, O(n); -1 marks a category the
+        # reference never had, and a missing value (the reference's categories exclude NaN).
+        codes = ref.categories.get_indexer(pd.Index(column))
         seen = codes[codes >= 0]
         counts = np.bincount(seen, minlength=ref.counts.shape[0]).astype(np.float64)
-        unseen = float(codes.shape[0] - seen.shape[0])
+        unseen = float(present_n - seen.shape[0])
         s = categorical_stats(ref.counts, counts, unseen, self.eps)
         rows.add(name, "categorical", "psi", s.psi, s.psi_p, None, sizes)
         rows.add(name, "categorical", "chi2", s.chi2, s.chi2_p, s.cramers_v, sizes)
