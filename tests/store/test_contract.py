@@ -458,6 +458,25 @@ def test_rollup_coarsens_tiers_and_late_values_follow(store: MetricsStore) -> No
     assert day.metrics["truth"]["count"] == 2
 
 
+def test_old_raw_rows_go_straight_to_the_tier_their_age_calls_for(store: MetricsStore) -> None:
+    who = ident()
+    batch = preds(who, 240, start=T0, step=30_000)  # two hours
+    store.write_predictions(batch)
+    report = store.rollup(POLICY, now_ms=T0 + 20 * DAY)  # past every horizon but the last
+    assert (report.raw_rolled, report.buckets_written, report.buckets_merged) == (240, 1, 0)
+    assert store.info().rollup_buckets == {DAY: 1}
+    (day,) = read_all(store, Query(deployment_crn=who.deployment_crn, end_ms=T0 + DAY))
+    expected = BucketSummary()
+    for p in batch:
+        expected.add_metrics(p.metrics)
+    want = expected.to_dict()
+    assert (day.start_ms, day.tier_ms) == (T0, DAY)
+    for key in ("count", "sum", "min", "max", "mean"):
+        assert day.metrics["x"][key] == pytest.approx(want["x"][key])
+    assert day.metrics["label"] == want["label"]
+    assert day.metrics["_records"] == 240
+
+
 def test_late_raw_rows_merge_into_existing_buckets(store: MetricsStore) -> None:
     who = ident()
     store.write_predictions(preds(who, 30, start=T0, step=1000))

@@ -151,10 +151,9 @@ def rollup(store: SQLStore, policy: RollupPolicy | None, now_ms: int | None) -> 
         store._load_identities(cur)
     deployments = sorted(store._by_id)
     raw_cutoff = bucket_start(now - policy.raw_horizon_ms, tiers[0].width_ms)
+    plan = _plan(policy, now)
     for dep_id in deployments:
-        step = partial(
-            _fold_chunk, store, dep_id=dep_id, cutoff=raw_cutoff, width_ms=tiers[0].width_ms
-        )
+        step = partial(_fold_chunk, store, dep_id=dep_id, cutoff=raw_cutoff, plan=plan)
         while True:
             rolled, written, merged = store._write(step)
             report.raw_rolled += rolled
@@ -184,8 +183,31 @@ def rollup(store: SQLStore, policy: RollupPolicy | None, now_ms: int | None) -> 
     return report
 
 
+def _plan(policy: RollupPolicy, now: int) -> list[tuple[int, int | None]]:
+    """(width, cutoff) per tier: a bucket starting before ``cutoff`` belongs in the next tier.
+
+    Raw rows go straight to the tier their age calls for: a backfill of last year's records
+    becomes day buckets at once instead of minute buckets merged away in the same run (the
+    summaries are the same either way: merging is associative).
+    """
+    plan: list[tuple[int, int | None]] = []
+    for tier, coarser in itertools.zip_longest(policy.tiers, policy.tiers[1:]):
+        if coarser is None or tier.horizon_ms is None:
+            plan.append((tier.width_ms, None))
+            break
+        plan.append((tier.width_ms, bucket_start(now - tier.horizon_ms, coarser.width_ms)))
+    return plan
+
+
+def _width_for(start_ms: int, plan: list[tuple[int, int | None]]) -> int:
+    for width, cutoff in plan:
+        if cutoff is None or start_ms >= cutoff:
+            return width
+    return plan[-1][0]
+
+
 def _fold_chunk(
-    store: SQLStore, cur: Cursor, dep_id: int, cutoff: int, width_ms: int
+    store: SQLStore, cur: Cursor, dep_id: int, cutoff: int, plan: list[tuple[int, int | None]]
 ) -> tuple[int, int, int]:
     """Fold one chunk of raw rows older than ``cutoff`` and delete them: one transaction."""
     store._lock_buckets(cur)
@@ -199,14 +221,18 @@ def _fold_chunk(
     if not rows:
         return 0, 0, 0
     crn = store._identity(cur, dep_id).deployment_crn
-    buckets = fold(((crn, r[0], _merged(r[2], r[3])) for r in rows), width_ms)
+    by_width: dict[int, list[tuple[str, int, dict[str, Any]]]] = {}
+    for r in rows:
+        by_width.setdefault(_width_for(r[0], plan), []).append((crn, r[0], _merged(r[2], r[3])))
     tiers = _tiers(store, cur, dep_id)
-    merged = sum(
-        _put(store, cur, dep_id, width_ms, start, summary, tiers)
-        for (_, start), summary in buckets.items()
-    )
+    written = merged = 0
+    for width_ms, items in by_width.items():
+        for (_, start), summary in fold(items, width_ms).items():
+            was_merged = _put(store, cur, dep_id, width_ms, start, summary, tiers)
+            merged += was_merged
+            written += not was_merged
     store._delete_folded(cur, dep_id, [(r[0], r[1]) for r in rows])
-    return len(rows), len(buckets) - merged, merged
+    return len(rows), written, merged
 
 
 def _coarsen_chunk(
