@@ -56,7 +56,7 @@ def _delong_by_definition(y: np.ndarray, s: np.ndarray) -> float:
 )
 def test_delong_variance_equals_the_pairwise_definition(seed: int, n: int, levels: int | None):
     rng = np.random.default_rng(seed)
-    y = np.r_[0.0, 1.0, (rng.random(n) < 0.4).astype(float)]
+    y = np.r_[0.0, 0.0, 1.0, 1.0, (rng.random(n) < 0.4).astype(float)]  # two of each class
     s = rng.random(y.size)
     if levels:
         s = np.round(s * levels) / levels
