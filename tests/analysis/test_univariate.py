@@ -308,3 +308,32 @@ def test_threads_over_features_give_the_same_report() -> None:
     assert linked["p_value"].tolist() == ks["p_value"].tolist()  # links survive the merge
     with pytest.raises(InvalidInput, match="workers=0"):
         drift(ref, cur, workers=0)
+
+
+def test_pandas_dtypes_categorical_boolean_nullable_and_string() -> None:
+    rng = np.random.default_rng(0)
+    n = 500
+    ref = pd.DataFrame(
+        {
+            "cat": pd.Categorical(rng.choice(["a", "b", "c"], n), categories=["a", "b", "c", "d"]),
+            "flag": rng.random(n) < 0.5,
+            "count": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+            "text": pd.Series(rng.choice(["x", "y"], n), dtype="string"),
+        }
+    )
+    cur = ref.copy()
+    cur.loc[:10, "count"] = pd.NA
+    cur.loc[:5, "text"] = pd.NA
+    cur.loc[:5, "cat"] = np.nan
+    report = drift(ref, cur)
+    kinds = report.groupby("feature", sort=False)["kind"].first().to_dict()
+    assert kinds == {
+        "cat": "categorical",
+        "flag": "categorical",
+        "count": "numeric",
+        "text": "categorical",
+    }
+    nan = report.groupby("feature", sort=False)["nan_current"].first().to_dict()
+    assert nan == {"cat": 6, "flag": 0, "count": 11, "text": 6}
+    assert not report["flagged"].any()
+    assert (report.loc[report["method"] == "unseen_share", "statistic"] == 0).all()
