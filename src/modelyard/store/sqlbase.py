@@ -578,11 +578,15 @@ class SQLStore(MetricsStore):
             if not dep_ids or not window.kinds:
                 return [], None
             fetch = None if window.limit is None else window.limit + 1
+            # One ordered index range per (kind, deployment), merged here: a single query over
+            # several deployments would sort the whole rest of the window for every page.
             streams = []
             for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
                 rank = KIND_RANK[kind]
-                rows = self._kind_rows(cur, kind, dep_ids, window, window.after, fetch)
-                streams.append([((row[1], rank, row[2]), kind, row) for row in rows])
+                for dep_id in dep_ids:
+                    rows = self._kind_rows(cur, kind, [dep_id], window, window.after, fetch)
+                    if rows:
+                        streams.append([((row[1], rank, row[2]), kind, row) for row in rows])
             merged = list(heapq.merge(*streams, key=lambda item: item[0]))
             token = None
             if window.limit is not None and len(merged) > window.limit:
