@@ -14,7 +14,15 @@ from typing import Any
 
 from modelyard.errors import InvalidInput
 
-__all__ = ["SETTINGS", "Setting", "get", "home", "parse_duration_ms", "parse_size_bytes"]
+__all__ = [
+    "SETTINGS",
+    "Setting",
+    "get",
+    "home",
+    "parse_bool",
+    "parse_duration_ms",
+    "parse_size_bytes",
+]
 
 _DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3}
@@ -42,6 +50,27 @@ def parse_size_bytes(text: str, name: str = "size") -> int:
     if not number.replace(".", "", 1).isdigit() or unit not in _SIZE_UNITS:
         raise InvalidInput(f"{name}={text!r} is not a size; use bytes or a unit such as 512K, 1MB")
     return int(float(number) * _SIZE_UNITS[unit])
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(text: str, name: str = "flag") -> bool:
+    """``true/false``, ``yes/no``, ``on/off``, ``1/0`` (any case)."""
+    raw = str(text).strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise InvalidInput(f"{name}={text!r} is not a boolean; use true or false (also 1/0, yes/no)")
+
+
+def _parse_port(text: str, name: str) -> int:
+    raw = str(text).strip()
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InvalidInput(f"{name}={text!r} is not a port; use a number from 1 to 65535")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -96,6 +125,41 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("build_crn", "MODELYARD_BUILD_CRN", None, "Identity of the running build."),
         Setting("model_crn", "MODELYARD_MODEL_CRN", None, "Identity of the running model."),
+        Setting(
+            "run_history",
+            "MODELYARD_RUN_HISTORY",
+            "30d",
+            "Job runs older than this (and their logs) are deleted by maintenance-run-history.",
+            lambda v: parse_duration_ms(v, "MODELYARD_RUN_HISTORY"),
+        ),
+        Setting(
+            "smtp_host",
+            "MODELYARD_SMTP_HOST",
+            None,
+            "SMTP server for job e-mail notifications; unset: e-mail targets are skipped.",
+        ),
+        Setting(
+            "smtp_port",
+            "MODELYARD_SMTP_PORT",
+            "25",
+            "Port of MODELYARD_SMTP_HOST.",
+            lambda v: _parse_port(v, "MODELYARD_SMTP_PORT"),
+        ),
+        Setting(
+            "smtp_from",
+            "MODELYARD_SMTP_FROM",
+            "modelyard@localhost",
+            "Sender address of job e-mail notifications.",
+        ),
+        Setting("smtp_user", "MODELYARD_SMTP_USER", None, "SMTP login user (unset: no login)."),
+        Setting("smtp_password", "MODELYARD_SMTP_PASSWORD", None, "SMTP login password."),
+        Setting(
+            "smtp_starttls",
+            "MODELYARD_SMTP_STARTTLS",
+            "false",
+            "true: upgrade the SMTP connection with STARTTLS before logging in.",
+            lambda v: parse_bool(v, "MODELYARD_SMTP_STARTTLS"),
+        ),
     ]
 }
 
