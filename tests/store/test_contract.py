@@ -631,3 +631,23 @@ def test_an_interrupted_rollup_loses_nothing_and_counts_nothing_twice(
     store.rollup(POLICY, now_ms=T0 + 5 * DAY)
     assert totals() == (0, 1000, pytest.approx(expected_sum))
     assert store.info().rollup_buckets == {HOUR: 1}
+
+
+@pytest.mark.parametrize("key", ["v", 'we"ird\\key', "a.b"])
+def test_distribution_counts_numbers_only(store: MetricsStore, key: str) -> None:
+    """Booleans, strings, nulls and missing keys are not numbers; a delayed null hides a value;
+    a delayed number replaces one (same answer whether the database or Python extracts)."""
+    who = ident()
+    batch = preds(who, 8)
+    values: list[Any] = [1, 2.5, True, "7", None, [3], 4, 5]
+    for p, v in zip(batch, values, strict=True):
+        p.metrics = {key: v, "other": 100}
+    batch[7].metrics = {"other": 100}  # missing
+    store.write_predictions(batch)
+    store.add_delayed(batch[6].uuid, {key: None}, source="t")  # hides 4
+    store.add_delayed(batch[2].uuid, {key: 9}, source="t")  # replaces True
+    store.add_delayed(batch[0].uuid, {"unrelated": 1}, source="t")  # keeps 1
+    got = store.distribution(Query(deployment_crn=who.deployment_crn, end_ms=T0 + DAY), key)
+    assert got.count == 3
+    assert (got.min, got.max) == (1.0, 9.0)
+    assert got.mean == pytest.approx((1 + 2.5 + 9) / 3)

@@ -162,6 +162,21 @@ class PostgresStore(SQLStore):
             [(dep_id, start, uuid) for start, uuid in keys],
         )
 
+    def _numeric_values(
+        self, cur: Cursor, dep_id: int, start_ms: int, end_ms: int, key: str
+    ) -> list[float] | None:
+        # ``->`` yields JSON null for a delayed null and SQL NULL for a missing delayed key.
+        rows = cur.execute(
+            "SELECT (v #>> '{}')::float8 FROM ("
+            " SELECT CASE WHEN delayed IS NOT NULL AND (delayed::json -> %(key)s) IS NOT NULL"
+            " THEN delayed::json -> %(key)s ELSE metrics::json -> %(key)s END AS v"
+            " FROM predictions"
+            " WHERE deployment_id = %(dep)s AND start_ms >= %(start)s AND start_ms <= %(end)s"
+            ") s WHERE json_typeof(v) = 'number'",
+            {"key": key, "dep": dep_id, "start": start_ms, "end": end_ms},
+        ).fetchall()
+        return [float(row[0]) for row in rows]
+
     def _is_unique_violation(self, exc: BaseException) -> bool:
         import psycopg
 

@@ -128,6 +128,13 @@ class SQLStore(MetricsStore):
     def _lock_buckets(self, cur: Cursor) -> None:
         """Serialise transactions that change rollup buckets (no-op where writes are serial)."""
 
+    def _numeric_values(
+        self, cur: Cursor, dep_id: int, start_ms: int, end_ms: int, key: str
+    ) -> list[float] | None:
+        """Numbers under top-level ``key`` of one deployment's raw rows in the window, a delayed
+        value (even null) winning, extracted by the database; None if it cannot for this key."""
+        return None
+
     def _prefer_index_order(self, cur: Cursor) -> None:
         """Make the next page query walk its index in order rather than sort (see PostgreSQL)."""
 

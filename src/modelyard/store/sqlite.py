@@ -228,6 +228,25 @@ class SQLiteStore(SQLStore):
             rows,
         )
 
+    def _numeric_values(
+        self, cur: Cursor, dep_id: int, start_ms: int, end_ms: int, key: str
+    ) -> list[float] | None:
+        if '"' in key or "\\" in key:
+            return None  # not expressible as a quoted JSON path label
+        # json_type tells a JSON true (extracted as 1) from a number, and a delayed null
+        # (type 'null') from a missing delayed key (SQL NULL).
+        source = (
+            "CASE WHEN delayed IS NOT NULL AND json_type(delayed, :path) IS NOT NULL "
+            "THEN delayed ELSE metrics END"
+        )
+        rows = cur.execute(
+            f"SELECT json_extract(src, :path) FROM (SELECT {source} AS src FROM predictions "
+            "WHERE deployment_id = :dep AND start_ms >= :start AND start_ms <= :end) "
+            "WHERE json_type(src, :path) IN ('integer', 'real')",
+            {"path": f'$."{key}"', "dep": dep_id, "start": start_ms, "end": end_ms},
+        ).fetchall()
+        return [float(row[0]) for row in rows]
+
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 

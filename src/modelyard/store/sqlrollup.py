@@ -291,11 +291,7 @@ def distribution(
 
     values: list[float] = []
     if RecordKind.PREDICTION in window.kinds:
-        for batch in store.scan(only(RecordKind.PREDICTION)):
-            for text in batch.metrics:
-                value = orjson.loads(text).get(key)
-                if type(value) in (int, float) and math.isfinite(value):
-                    values.append(float(value))
+        values = _raw_values(store, only(RecordKind.PREDICTION), key)
     blobs: list[bytes] = []
     if RecordKind.ROLLUP in window.kinds:
         rollups = only(RecordKind.ROLLUP)
@@ -330,6 +326,31 @@ def distribution(
         max=merged.max,
         mean=merged.mean,
     )
+
+
+def _raw_values(store: SQLStore, query: Query, key: str) -> list[float]:
+    """Finite numbers under ``key`` in the raw predictions (a delayed value, even null, wins).
+
+    The database extracts them where it can (JSON functions, no Python object per row); the
+    fallback decodes each record, with the same rules: booleans, strings, nulls and missing keys
+    are not numbers.
+    """
+    window = check_window(query)
+    with store._reading() as cur:
+        dep_ids = store._deployment_ids(cur, query)
+        extracted = [
+            store._numeric_values(cur, dep_id, window.start_ms, window.end_ms, key)
+            for dep_id in dep_ids
+        ]
+    if all(chunk is not None for chunk in extracted):
+        return [v for chunk in extracted if chunk is not None for v in chunk if math.isfinite(v)]
+    values: list[float] = []
+    for batch in store.scan(query):
+        for text in batch.metrics:
+            value = orjson.loads(text).get(key)
+            if type(value) in (int, float) and math.isfinite(value):
+                values.append(float(value))
+    return values
 
 
 def _empty(key: str, qs: list[float], *, exact: bool) -> Distribution:
