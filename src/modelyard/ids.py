@@ -1,4 +1,4 @@
-"""Identifiers: ``crn:modelyard:<kind>/<uuid>`` for models, builds and deployments."""
+"""Identifiers: ``crn:modelyard:<kind>/<uuid>`` for models, builds, deployments, jobs and runs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from modelyard.errors import InvalidInput
 
 __all__ = ["KINDS", "check_crn", "is_uuid", "new_crn", "new_prediction_uuid"]
 
-KINDS = ("model", "build", "deployment")
+KINDS = ("model", "build", "deployment", "job", "run")
 _PREFIX = "crn:modelyard:"
 
 
 def new_crn(kind: str) -> str:
-    """A fresh identifier of the given kind (``model``, ``build`` or ``deployment``)."""
+    """A fresh identifier of the given kind (one of ``KINDS``)."""
     if kind not in KINDS:
         raise InvalidInput(f"CRN kind {kind!r} is not one of {', '.join(KINDS)}")
     return f"{_PREFIX}{kind}/{uuid.uuid4()}"
