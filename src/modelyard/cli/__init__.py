@@ -11,7 +11,7 @@ import sys
 import click
 
 import modelyard
-from modelyard.cli import demo_cmd, metrics_cmd, store_cmd
+from modelyard.cli import demo_cmd, keys_cmd, metrics_cmd, models_cmd, server_cmd, store_cmd
 from modelyard.cli.output import error, print_json, print_rows
 from modelyard.errors import ModelyardError
 
@@ -26,6 +26,9 @@ def cli() -> None:
 cli.add_command(store_cmd.store)
 cli.add_command(metrics_cmd.metrics)
 cli.add_command(demo_cmd.demo)
+cli.add_command(server_cmd.server)
+cli.add_command(models_cmd.models)
+cli.add_command(keys_cmd.keys)
 
 
 @cli.command()

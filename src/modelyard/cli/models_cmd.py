@@ -1,0 +1,306 @@
+"""``modelyard models``: deploy and operate models on a Modelyard server (over its REST API).
+
+The project folder is read by the server, so the CLI and the server must run on the same machine
+(the CLI sends the folder's absolute path).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+import orjson
+
+from modelyard.cli.client import connect
+from modelyard.cli.output import print_json, print_mapping, print_rows
+from modelyard.errors import InvalidInput, ModelyardError
+
+__all__ = ["models"]
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _path(name: str, *rest: str) -> str:
+    return "/api/v1/models/" + "/".join(quote(p, safe="") for p in (name, *rest))
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{what}={text!r} is not JSON ({exc}); give a JSON document") from None
+
+
+def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--env {pair!r} is not NAME=VALUE; give for example --env K=V")
+        env[name] = value
+    return env
+
+
+@click.group()
+def models() -> None:
+    """Deploy and operate models on the server (same machine: project paths are local)."""
+
+
+@models.command()
+@click.argument("name")
+@click.option(
+    "--project",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Project folder (on this machine, which must be the server's).",
+)
+@click.option("--file", "file", default="predict.py", show_default=True, help="Python file.")
+@click.option("--function", default="predict", show_default=True, help="Function to serve.")
+@click.option("--example", default=None, help="Example input (JSON) for the build's smoke test.")
+@click.option(
+    "--requirements",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="requirements.txt inside the project.",
+)
+@click.option("--replicas", type=click.IntRange(0, 256), default=1, show_default=True)
+@click.option("--env", "env", multiple=True, help="K=V added to each replica's environment.")
+@click.option("--memory", default=None, help="Memory limit per replica, e.g. 512M.")
+@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--batch-function", default=None, help="Function taking a list of inputs.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Calls at once.")
+@click.option("--timeout", type=float, default=None, help="Request timeout in seconds.")
+@click.option("--no-auth", is_flag=True, help="Accept calls without an API key.")
+@click.option("--track-io", is_flag=True, help="Record inputs and outputs as metrics.")
+@click.option("--debug", is_flag=True, help="Tracebacks in error answers.")
+@_JSON
+def deploy(
+    name: str,
+    project: Path,
+    file: str,
+    function: str,
+    example: str | None,
+    requirements: Path | None,
+    replicas: int,
+    env: tuple[str, ...],
+    memory: str | None,
+    cpus: float | None,
+    batch_function: str | None,
+    concurrency: int | None,
+    timeout: float | None,
+    no_auth: bool,
+    track_io: bool,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Create the model if new, build the project and deploy it (rolling, no downtime)."""
+    root = project.resolve()
+    body: dict[str, Any] = {
+        "project": str(root),
+        "file": file,
+        "function": function,
+        "replicas": replicas,
+        "env": _env_pairs(env),
+    }
+    if example is not None:
+        body["example"] = _json_arg(example, "--example")
+    if requirements is not None:
+        body["requirements"] = str(
+            requirements if requirements.is_absolute() else Path(os.getcwd()) / requirements
+        )
+    if memory is not None:
+        body["memory"] = memory
+    if cpus is not None:
+        body["cpus"] = cpus
+    chosen: dict[str, Any] = {
+        "batch_function": batch_function,
+        "concurrency": concurrency,
+        "request_timeout_s": timeout,
+    }
+    model_settings = {k: v for k, v in chosen.items() if v is not None}
+    if no_auth:
+        model_settings["auth_required"] = False
+    if track_io:
+        model_settings["track_io"] = True
+    if debug:
+        model_settings["debug"] = True
+    body["settings"] = model_settings
+    try:
+        outcome = connect().call("POST", _path(name, "deploy"), body, timeout=None)
+    except ModelyardError as exc:
+        if exc.code == "deploy_failed" and exc.details:
+            _print_failed(exc.details, as_json)
+        raise
+    _print_outcome(outcome, as_json)
+
+
+def _ids(outcome: dict[str, Any]) -> dict[str, Any]:
+    def crn(part: Any) -> Any:
+        return part.get("crn") if isinstance(part, dict) else part
+
+    return {
+        "ok": outcome.get("ok", True),
+        "model": crn(outcome.get("model")),
+        "build": crn(outcome.get("build")),
+        "deployment": crn(outcome.get("deployment")),
+        "access_key": outcome.get("access_key"),
+    }
+
+
+def _print_outcome(outcome: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(outcome)
+        return
+    shown = _ids(outcome)
+    if shown["access_key"] is None:
+        shown["access_key"] = "(unchanged; 'modelyard models rotate-key' makes a new one)"
+    print_mapping("Deployed", shown)
+
+
+def _print_failed(details: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(details)
+        return
+    shown = _ids(details)
+    if shown["access_key"] is None:
+        shown.pop("access_key")
+    print_mapping("Deploy failed", shown)
+
+
+@models.command("list")
+@_JSON
+def list_models(as_json: bool) -> None:
+    """Every model with its active deployment."""
+    found = connect().call("GET", "/api/v1/models")["models"]
+    if as_json:
+        print_json(found)
+        return
+    rows = []
+    for m in found:
+        active = m.get("active_deployment") or {}
+        rows.append([m["name"], m["crn"], active.get("crn"), active.get("replicas")])
+    print_rows("Models", ["name", "crn", "active deployment", "replicas"], rows)
+
+
+@models.command()
+@click.argument("name")
+@_JSON
+def show(name: str, as_json: bool) -> None:
+    """A model: settings, active deployment, replicas."""
+    status = connect().call("GET", _path(name))
+    if as_json:
+        print_json(status)
+        return
+    print_mapping(f"Model {name}", status)
+
+
+@models.command()
+@click.argument("name")
+@_JSON
+def builds(name: str, as_json: bool) -> None:
+    """Builds of a model, newest first."""
+    found = connect().call("GET", _path(name, "builds"))["builds"]
+    if as_json:
+        print_json(found)
+        return
+    rows = [[b["crn"], b["ok"], b["file"], b["function"], b["created_ms"]] for b in found]
+    print_rows(f"Builds of {name}", ["crn", "ok", "file", "function", "created ms"], rows)
+
+
+@models.command()
+@click.argument("name")
+@click.option("--build", default=None, help="Build CRN (default: the previous deployment's).")
+@_JSON
+def rollback(name: str, build: str | None, as_json: bool) -> None:
+    """Deploy an earlier build again (no rebuild)."""
+    outcome = connect().call("POST", _path(name, "rollback"), {"build": build}, timeout=None)
+    _print_outcome(outcome, as_json)
+
+
+@models.command()
+@click.argument("name")
+@click.argument("replicas", type=click.IntRange(0, 256))
+@_JSON
+def scale(name: str, replicas: int, as_json: bool) -> None:
+    """Change the number of replicas."""
+    _print_result(
+        "Scaled",
+        connect().call("POST", _path(name, "scale"), {"replicas": replicas}, timeout=None),
+        as_json,
+    )
+
+
+@models.command()
+@click.argument("name")
+@_JSON
+def stop(name: str, as_json: bool) -> None:
+    """Stop every replica (calls get 503 until started)."""
+    _print_result("Stopped", connect().call("POST", _path(name, "stop"), timeout=None), as_json)
+
+
+@models.command()
+@click.argument("name")
+@_JSON
+def start(name: str, as_json: bool) -> None:
+    """Start the latest stopped deployment again."""
+    _print_result("Started", connect().call("POST", _path(name, "start"), timeout=None), as_json)
+
+
+@models.command()
+@click.argument("name")
+def delete(name: str) -> None:
+    """Stop and delete a model with its builds and deployments (its metrics stay)."""
+    connect().call("DELETE", _path(name), timeout=None)
+    click.echo(f"deleted model {name}")
+
+
+@models.command("rotate-key")
+@click.argument("name")
+@_JSON
+def rotate_key(name: str, as_json: bool) -> None:
+    """A new access key for a model; the old one stops working."""
+    answer = connect().call("POST", _path(name, "rotate-key"))
+    if as_json:
+        print_json(answer)
+    else:
+        click.echo(answer["access_key"])
+
+
+@models.command()
+@click.argument("name")
+@click.option("--replica", default=None, help="Replica id (default: all).")
+@click.option("--tail", type=click.IntRange(0, 100_000), default=200, show_default=True)
+@click.option("--follow", is_flag=True, help="Keep printing new lines until the replica stops.")
+def logs(name: str, replica: str | None, tail: int, follow: bool) -> None:
+    """Replica logs of a model's active deployment."""
+    params: dict[str, Any] = {"tail": tail, "follow": follow}
+    if replica is not None:
+        params["replica"] = replica
+    for line in connect().lines(_path(name, "logs"), params):
+        click.echo(line)
+
+
+@models.command()
+@click.argument("name")
+@click.argument("request")
+def predict(name: str, request: str) -> None:
+    """Call a model with REQUEST (JSON) and print its answer envelope."""
+    _json_arg(request, "REQUEST")
+    client = connect()
+    answer = client.call("POST", _path(name, "predict"), raw=request.encode(), timeout=None)
+    print_json(answer)
+    if isinstance(answer, dict) and answer.get("success") is False:
+        sys.exit(1)
+
+
+def _print_result(title: str, result: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+    elif isinstance(result, dict):
+        print_mapping(title, result)
+    else:
+        click.echo(f"{title}: {result}")

@@ -1,0 +1,93 @@
+"""The server application: FastAPI for the control plane, raw routes for the hot path.
+
+``create_app(config)`` returns an ASGI app whose lifespan opens every part (see
+``modelyard.server.services``) and closes them in reverse order; tests drive it in-process with
+``httpx.ASGITransport`` inside ``app.router.lifespan_context(app)``, ``run_server`` serves it
+with uvicorn (uvloop, httptools) and stops cleanly on SIGTERM/SIGINT.
+
+Public routes (no API key): ``/healthz``, ``/openapi.json`` and ``/docs`` (the API's description
+is not a secret: the project is open source), and ``/metrics`` only with ``public_metrics``.
+Every other route needs a key; ``POST /model`` and the predict routes skip the check only for a
+model whose ``auth_required`` setting is off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+
+import modelyard
+from modelyard.server import gateway_routes, keys, metrics_api, models, ops
+from modelyard.server.errors import install_error_handlers
+from modelyard.server.home import SERVER_FILE
+from modelyard.server.services import ServerConfig, open_services
+
+__all__ = ["PUBLIC_PATHS", "create_app"]
+
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+
+log = logging.getLogger("modelyard.server")
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await open_services(config)
+        app.state.services = services
+        app.state.replica_metrics = ops.replica_registry(services)
+        home = services.first_start.home
+        _write_server_file(home, config)
+        if services.first_start.admin_token is not None:
+            _announce_admin_key(home, services.first_start.admin_token)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                (home / SERVER_FILE).unlink()
+            await services.close()
+
+    app = FastAPI(
+        title="Modelyard",
+        version=modelyard.__version__,
+        description=(
+            "Control plane of a Modelyard server. Send `Authorization: Bearer <API key>`. "
+            "Model calls: `POST /model`, `POST /api/v1/models/{name}/predict` and "
+            "`.../predict_batch` (see docs/rest.md)."
+        ),
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    # The hot path first: plain Starlette routes, matched before any FastAPI route.
+    for route in [*gateway_routes.routes(), *ops.routes()]:
+        app.router.routes.append(route)
+    app.include_router(models.router)
+    app.include_router(keys.router)
+    app.include_router(metrics_api.router)
+    return app
+
+
+def _write_server_file(home: Path, config: ServerConfig) -> None:
+    """``server.json``: where the CLI on this machine finds the server (removed at shutdown)."""
+    text = json.dumps({"url": config.base_url, "pid": os.getpid()}) + "\n"
+    path = home / SERVER_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _announce_admin_key(home: Path, token: str) -> None:
+    sys.stdout.write(
+        f"Created the admin API key (shown only this once; also in {home / 'admin.key'}, "
+        f"mode 0600):\n\n    {token}\n\n"
+    )
+    sys.stdout.flush()

@@ -1,0 +1,202 @@
+"""The SDK's remote backend, server side: ``/api/v1/metrics*`` and ``/api/v1/runs/{id}/metrics``.
+
+The paths and shapes are the ones ``modelyard.tracking.remote`` documents; records go out in the
+reference shape (``Record.to_reference()``) plus ``kind`` and, for rollups, ``tierMs``. Writes
+return 204 once their transaction has committed. Store calls block, so they run on a worker
+thread and never stall the event loop (the gateway shares it).
+
+A key with a ``scope`` (a model CRN) may write and read only that model's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.errors import InvalidInput
+from modelyard.registry import ApiKey
+from modelyard.runtime import check_name
+from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.services import Services
+from modelyard.store.base import Identity, Prediction, RecordKind
+from modelyard.store.base import Query as StoreQuery
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["metrics"])
+Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+_MAX_PREDICTIONS = 10_000
+
+
+class PredictionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    predictionUuid: str = Field(min_length=1, max_length=200)  # reference (camelCase) names
+    modelCrn: str
+    modelBuildCrn: str
+    modelDeploymentCrn: str
+    startTimeStampMs: int
+    endTimeStampMs: int
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class PredictionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    predictions: list[PredictionIn] = Field(max_length=_MAX_PREDICTIONS)
+
+
+class DelayedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    predictionUuid: str = Field(min_length=1, max_length=200)  # reference (camelCase) names
+    metrics: dict[str, Any]
+    source: str = "api"
+
+
+class AggregateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    modelDeploymentCrn: str
+    startTimeStampMs: int
+    endTimeStampMs: int
+    metrics: dict[str, Any]
+
+
+class RunMetricsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metrics: dict[str, Any]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
+    if key.scope is not None:
+        identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
+        check_scope(key, identity.model_crn)
+
+
+@router.post("/metrics/predictions", status_code=204, summary="Write prediction records")
+async def write_predictions(body: PredictionsIn, request: Request, key: Tracker) -> Response:
+    services = _services(request)
+    batch = [
+        Prediction(
+            p.predictionUuid,
+            Identity(p.modelCrn, p.modelBuildCrn, p.modelDeploymentCrn),
+            p.startTimeStampMs,
+            p.endTimeStampMs,
+            p.metrics,
+        )
+        for p in body.predictions
+    ]
+    for p in batch:
+        check_scope(key, p.identity.model_crn)
+    await asyncio.to_thread(services.store.write_predictions, batch)
+    return Response(status_code=204)
+
+
+@router.post("/metrics/delayed", status_code=204, summary="Attach delayed metrics (ground truth)")
+async def add_delayed(body: DelayedIn, request: Request, key: Tracker) -> Response:
+    store = _services(request).store
+    await asyncio.to_thread(store.add_delayed, body.predictionUuid, body.metrics, body.source)
+    return Response(status_code=204)
+
+
+@router.post("/metrics/aggregate", status_code=204, summary="Write an aggregate record")
+async def add_aggregate(body: AggregateIn, request: Request, key: Tracker) -> Response:
+    services = _services(request)
+    await _check_deployment_scope(services, key, body.modelDeploymentCrn)
+    await asyncio.to_thread(
+        services.store.add_aggregate,
+        body.modelDeploymentCrn,
+        body.startTimeStampMs,
+        body.endTimeStampMs,
+        body.metrics,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/metrics", summary="Read records of a model, build or deployment")
+async def read_metrics(
+    request: Request,
+    key: Tracker,
+    modelCrn: str | None = None,
+    modelBuildCrn: str | None = None,
+    modelDeploymentCrn: str | None = None,
+    startTimeStampMs: int = 0,
+    endTimeStampMs: int | None = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    pageToken: str | None = None,
+) -> Response:
+    services = _services(request)
+    if not (modelCrn or modelBuildCrn or modelDeploymentCrn):
+        raise InvalidInput(
+            "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
+        )
+    try:
+        kinds = frozenset(RecordKind(k) for k in kind) if kind else frozenset(RecordKind)
+    except ValueError as exc:
+        accepted = ", ".join(k.value for k in RecordKind)
+        raise InvalidInput(f"kind={kind!r} is not accepted; accepted: {accepted}") from exc
+    if key.scope is not None:
+        if modelCrn is not None:
+            check_scope(key, modelCrn)
+        elif modelDeploymentCrn is not None:
+            await _check_deployment_scope(services, key, modelDeploymentCrn)
+        else:
+            raise InvalidInput(
+                f"API key {key.id!r} is limited to {key.scope!r}: read by modelCrn or "
+                "modelDeploymentCrn"
+            )
+    query = StoreQuery(
+        model_crn=modelCrn,
+        build_crn=modelBuildCrn,
+        deployment_crn=modelDeploymentCrn,
+        start_ms=startTimeStampMs,
+        end_ms=endTimeStampMs,
+        kinds=kinds,
+        limit=limit,
+        after=pageToken,
+    )
+    records, token = await asyncio.to_thread(services.store.read, query)
+    items = []
+    for record in records:
+        item = record.to_reference()
+        item["kind"] = record.kind.value
+        if record.tier_ms is not None:
+            item["tierMs"] = record.tier_ms
+        items.append(item)
+    # orjson straight to bytes: a page can hold 100,000 records.
+    return Response(
+        orjson.dumps({"metrics": items, "nextPageToken": token}), media_type="application/json"
+    )
+
+
+@router.post("/runs/{run_id}/metrics", status_code=204, summary="Track metrics of a job run")
+async def track_run_metrics(
+    run_id: str, body: RunMetricsIn, request: Request, key: Tracker
+) -> Response:
+    """Appended as one JSON line to ``$MODELYARD_HOME/runs/<run id>/metrics.jsonl``, the file the
+    embedded backend writes, so the jobs part reads run metrics from one place."""
+    check_name(run_id, "run_id")
+    folder = _services(request).first_start.home / "runs" / run_id
+    line = orjson.dumps({"trackedMs": time.time_ns() // 1_000_000, "metrics": body.metrics})
+
+    def append() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "metrics.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line + b"\n")  # one write: appends stay whole lines
+        finally:
+            os.close(fd)
+
+    await asyncio.to_thread(append)
+    return Response(status_code=204)

@@ -1,0 +1,93 @@
+"""Operator routes: ``/healthz`` (public: says only that the server answers) and ``/metrics``.
+
+``/metrics`` is the Prometheus text exposition: the gateway's counters and histograms
+(``Gateway.metrics_text()``) followed by per-replica gauges read from the runtime at scrape time
+(CPU percent, resident memory, restarts, up). It needs an API key (any role; a ``run`` key is
+enough) unless the server runs with ``--public-metrics``, for scrapers that cannot send one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import modelyard
+from modelyard.errors import ModelyardError
+from modelyard.runtime import ReplicaStatus
+from modelyard.server.auth import Capability, authenticate
+from modelyard.server.errors import error_response
+from modelyard.server.services import Services
+
+__all__ = ["ReplicaCollector", "routes"]
+
+_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ReplicaCollector(Collector):
+    """Gauges of every replica the runtime supervises, read when scraped (never stale)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["deployment", "replica"]
+        cpu = GaugeMetricFamily(
+            "modelyard_replica_cpu_percent", "CPU use of a replica's process tree", labels=labels
+        )
+        rss = GaugeMetricFamily(
+            "modelyard_replica_rss_bytes",
+            "Resident memory of a replica's process tree",
+            labels=labels,
+        )
+        restarts = GaugeMetricFamily(
+            "modelyard_replica_restarts", "Times the supervisor restarted a replica", labels=labels
+        )
+        up = GaugeMetricFamily(
+            "modelyard_replica_up", "1 when a replica is healthy, else 0", labels=labels
+        )
+        for state in self._services.runtime.replicas():
+            values = [state.deployment_id, state.replica_id]
+            if state.cpu_percent is not None:
+                cpu.add_metric(values, state.cpu_percent)
+            if state.rss_bytes is not None:
+                rss.add_metric(values, state.rss_bytes)
+            restarts.add_metric(values, state.restarts)
+            up.add_metric(values, 1.0 if state.status is ReplicaStatus.HEALTHY else 0.0)
+        yield from (cpu, rss, restarts, up)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": modelyard.__version__})
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    if not services.config.public_metrics:
+        try:
+            authenticate(
+                services.registry, request.headers.get("authorization"), Capability.METRICS
+            )
+        except ModelyardError as error:
+            return error_response(error)
+    registry: CollectorRegistry = request.app.state.replica_metrics
+    text = services.gateway.metrics_text() + generate_latest(registry).decode()
+    return Response(text, media_type=_CONTENT_TYPE)
+
+
+def replica_registry(services: Services) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReplicaCollector(services))
+    return registry
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/healthz", healthz, methods=["GET"], name="healthz"),
+        Route("/metrics", metrics, methods=["GET"], name="metrics"),
+    ]

@@ -1,0 +1,196 @@
+"""The parts one server composes, opened at startup and closed at shutdown, in that order.
+
+Opening: home -> store (creates the database) -> registry -> admin key -> writer -> gateway ->
+runtime -> controller -> ``controller.restore()`` (every active deployment comes back).
+Closing is the reverse: ``controller.shutdown()`` stops replicas (a restart restores them), the
+gateway writes its last ``tech.*`` interval, the writer flushes every buffered prediction record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard.registry import Model, Registry
+from modelyard.server.home import FirstStart, ensure_admin_key, prepare_home
+from modelyard.store import BufferedWriter, MetricsStore, open_store
+
+if TYPE_CHECKING:
+    from modelyard.runtime import LocalRuntime
+    from modelyard.serving.gateway import Gateway
+
+__all__ = ["ServerConfig", "Services", "open_services"]
+
+log = logging.getLogger("modelyard.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How a server runs. ``public_metrics`` leaves ``/metrics`` open (no key) for scrapers;
+    ``url`` is what replicas and the CLI are told to call (defaults to ``http://host:port``)."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    database_url: str | None = None
+    public_metrics: bool = False
+    tech_interval_s: float = 10.0
+    url: str | None = None
+    inject_env: bool = True
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+class ModelCache:
+    """Model records by name for the predict path, kept ``ttl_s`` like the registry's own caches.
+
+    ``registry.get_model`` reads the database each time; the native predict route needs the
+    model's settings (auth, body limit) on every call. Routes that change a model drop its entry.
+    """
+
+    def __init__(self, registry: Registry, ttl_s: float = 2.0) -> None:
+        self._registry = registry
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Model]] = {}
+
+    def get(self, name: str) -> Model:
+        now = time.monotonic()
+        entry = self._entries.get(name)
+        if entry is not None and now - entry[0] < self._ttl_s:
+            return entry[1]
+        model = self._registry.get_model(name)
+        self._entries[name] = (now, model)
+        return model
+
+    def drop(self, name: str | None = None) -> None:
+        if name is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(name, None)
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    store: MetricsStore
+    registry: Registry
+    writer: BufferedWriter
+    gateway: Gateway
+    runtime: LocalRuntime
+    controller: Any
+    first_start: FirstStart
+    models: ModelCache
+    env_before: dict[str, str | None] = field(default_factory=dict)
+    started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+    async def close(self) -> None:
+        """Stop replicas, write the last aggregates, flush records, close the database."""
+        try:
+            with _logged("stopping the deployments"):
+                await self.controller.shutdown()
+            with _logged("closing the gateway"):
+                await self.gateway.close()
+            with _logged("stopping the runtime"):
+                self.runtime.stop_all()
+        finally:
+            try:
+                self.writer.close()
+                self._restore_env()
+            finally:
+                self.store.close()
+
+    def _restore_env(self) -> None:
+        key_id = self.env_before.get("_key_id")
+        if key_id is not None:
+            with _logged("revoking the replicas' key"):
+                self.registry.revoke_api_key(key_id)
+        for name in _INJECTED:
+            if name not in self.env_before:
+                continue
+            value = self.env_before[name]
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _logged(what: str) -> Any:
+    try:
+        yield
+    except Exception:  # shutdown goes on: the records must still be flushed
+        log.exception("%s failed", what)
+
+
+async def open_services(config: ServerConfig) -> Services:
+    """Open every part for ``config`` and restore the deployments that were active."""
+    from modelyard.runtime import LocalRuntime
+    from modelyard.serving.controller import Controller, EventRelay
+    from modelyard.serving.gateway import Gateway
+
+    home = prepare_home(config.home)
+    store = open_store(config.database_url or f"sqlite:///{home / 'modelyard.db'}")
+    try:
+        registry = Registry(store)
+        first = ensure_admin_key(home, registry)
+        env_before = _inject_env(config, registry)
+        writer = BufferedWriter(store)
+        gateway = Gateway(writer, store=store, tech_interval_s=config.tech_interval_s)
+        relay = EventRelay()
+        runtime = LocalRuntime(home, on_event=relay)
+        controller = Controller(home, store, registry, runtime, gateway, events=relay)
+    except BaseException:
+        store.close()
+        raise
+    services = Services(
+        config,
+        store,
+        registry,
+        writer,
+        gateway,
+        runtime,
+        controller,
+        first,
+        ModelCache(registry),
+        env_before=env_before,
+    )
+    await gateway.start()
+    restored = await controller.restore()
+    for name, problem in restored.items():
+        if problem is not None:
+            log.error("model %s did not come back: %s", name, problem)
+    return services
+
+
+_INJECTED = ("MODELYARD_URL", "MODELYARD_API_KEY")
+
+
+def _inject_env(config: ServerConfig, registry: Registry) -> dict[str, str | None]:
+    """Point replicas (and builds' smoke tests) at this server with a ``run``-role key.
+
+    The runtime starts replicas with the server's environment underneath their own, so setting
+    ``MODELYARD_URL`` and ``MODELYARD_API_KEY`` here is what lets user code call
+    ``track_delayed_metrics`` or ``read_metrics`` from inside a replica. The key is minted at each
+    start (role ``run``: tracking and reading metrics only), lives only in this process's memory
+    and its children's environments, and is revoked at shutdown. Returns the values it replaced.
+    """
+    if not config.inject_env:
+        return {}
+    before = {name: os.environ.get(name) for name in _INJECTED}
+    key, token = registry.create_api_key(f"replicas of server pid {os.getpid()}", role="run")
+    os.environ["MODELYARD_URL"] = config.base_url
+    os.environ["MODELYARD_API_KEY"] = token
+    before["_key_id"] = key.id
+    return before

@@ -1,0 +1,176 @@
+"""Every route needs a key except the public ones, checked over the app's own route list so that
+a route added later cannot escape: without a key, with a wrong key, with a revoked key; roles
+give 403 where they do not reach; the admin key file is 0600 and printed once."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.routing import Route
+
+from modelyard.server import PUBLIC_PATHS
+
+from .conftest import Api
+
+_SAMPLE = {"name": "nosuchmodel", "key_id": "k_unknown", "run_id": "run-1"}
+
+
+def _calls(api: Api) -> list[tuple[str, str]]:
+    """(method, concrete path) for every route the app serves, path parameters filled in."""
+    calls = []
+    for template, methods in _flatten(api.app.routes, ""):
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: _SAMPLE[m.group(1)], template)
+        calls.extend((method, path) for method in sorted(methods) if method != "HEAD")
+    return calls
+
+
+def _flatten(routes: list[Any], prefix: str) -> list[tuple[str, set[str]]]:
+    """Routes with their full paths, through included routers (FastAPI wraps those)."""
+    found: list[tuple[str, set[str]]] = []
+    for route in routes:
+        if isinstance(route, Route):
+            found.append((prefix + route.path, set(route.methods or ())))
+        elif hasattr(route, "original_router"):
+            found += _flatten(route.original_router.routes, prefix + route.include_context.prefix)
+        else:
+            raise AssertionError(f"unexpected route type {route!r}: teach this test about it")
+    return found
+
+
+def _protected(api: Api) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in _calls(api) if p not in PUBLIC_PATHS]
+
+
+def test_the_public_routes_are_exactly_the_documented_ones(with_api: Any) -> None:
+    async def scenario(api: Api) -> None:
+        paths = {p for _, p in _calls(api)}
+        assert paths >= PUBLIC_PATHS
+        for path in sorted(PUBLIC_PATHS & paths):
+            assert (await api.client.get(path)).status_code == 200, path
+        # and the route list really covers the API: the gateway, keys, metrics, models
+        for needed in ("/model", "/metrics", "/api/v1/keys", "/api/v1/metrics/predictions"):
+            assert needed in paths
+
+    with_api(scenario)
+
+
+@pytest.mark.parametrize("which", ["none", "wrong", "revoked", "not bearer"])
+def test_every_other_route_refuses_a_missing_wrong_or_revoked_key(
+    with_api: Any, which: str
+) -> None:
+    async def scenario(api: Api) -> None:
+        _, access_key = api.services.registry.create_model("guarded")
+        headers: dict[str, str] = {}
+        if which == "wrong":
+            headers = api.auth("myk_" + "x" * 43)
+        elif which == "revoked":
+            key, token = api.services.registry.create_api_key("gone", role="admin")
+            api.services.registry.revoke_api_key(key.id)
+            headers = api.auth(token)
+        elif which == "not bearer":
+            headers = {"Authorization": f"Basic {api.admin}"}
+        calls = _protected(api)
+        assert len(calls) >= 15
+        for method, path in calls:
+            body: Any = {}
+            if path == "/model":
+                body = {"accessKey": access_key, "request": {"x": 1}}
+            answer = await api.client.request(method, path, json=body, headers=headers)
+            assert answer.status_code == 401, (method, path, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "unauthorized"
+            assert answer.headers["www-authenticate"] == "Bearer"
+            if which == "wrong":
+                assert "x" * 20 not in error["message"]  # the token is never echoed
+
+    with_api(scenario)
+
+
+def test_roles_reach_only_what_they_may(with_api: Any) -> None:
+    async def scenario(api: Api) -> None:
+        registry = api.services.registry
+        _, run_key = registry.create_api_key("job", role="run")
+        _, user_key = registry.create_api_key("alice", role="user")
+        for method, path in _protected(api):
+            admin_only = path.startswith("/api/v1/keys") or (
+                path.startswith("/api/v1/models")
+                and (method in ("DELETE",) or path.endswith(("/deploy", "/rollback", "/scale",
+                                                              "/stop", "/start", "/rotate-key")))
+            )  # fmt: skip
+            metrics_route = path == "/metrics" or path.startswith(
+                ("/api/v1/metrics", "/api/v1/runs")
+            )
+            run = await api.client.request(method, path, json={}, headers=api.auth(run_key))
+            user = await api.client.request(method, path, json={}, headers=api.auth(user_key))
+            if metrics_route:
+                assert run.status_code not in (401, 403), (method, path, run.text)
+            elif path != "/model":  # /model fails on the access key before the role
+                assert run.status_code == 403, (method, path, run.text)
+                assert run.json()["error"]["code"] == "forbidden"
+            if admin_only:
+                assert user.status_code == 403, (method, path, user.text)
+            else:
+                assert user.status_code not in (401, 403), (method, path, user.text)
+
+    with_api(scenario)
+
+
+def test_metrics_needs_a_key_unless_opened(with_api: Any) -> None:
+    async def closed(api: Api) -> None:
+        assert (await api.client.get("/metrics")).status_code == 401
+        answer = await api.client.get("/metrics", headers=api.auth())
+        assert answer.status_code == 200
+        assert "modelyard_requests_total" in answer.text
+
+    async def opened(api: Api) -> None:
+        assert (await api.client.get("/metrics")).status_code == 200
+
+    with_api(closed)
+    with_api(opened, public_metrics=True)
+
+
+def test_first_start_writes_the_admin_key_0600_once(
+    with_api: Any, modelyard_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario(api: Api) -> str:
+        answer = await api.client.get("/api/v1/keys", headers=api.auth())
+        assert [k["role"] for k in answer.json()["keys"]] == ["admin", "run"]
+        return api.admin
+
+    first = with_api(scenario)
+    mode = stat.S_IMODE((modelyard_home / "admin.key").stat().st_mode)
+    assert mode == 0o600
+    assert stat.S_IMODE(modelyard_home.stat().st_mode) == 0o700
+    assert first in capsys.readouterr().out
+    second = with_api(lambda api: _admin(api))
+    assert second == first
+    assert first not in capsys.readouterr().out
+    # the database holds its hash, never the token
+    assert first.encode() not in (modelyard_home / "modelyard.db").read_bytes()
+
+
+async def _admin(api: Api) -> str:
+    return api.admin
+
+
+def test_a_scoped_key_acts_on_its_model_only(with_api: Any) -> None:
+    async def scenario(api: Api) -> None:
+        registry = api.services.registry
+        mine, _ = registry.create_model("mine")
+        registry.create_model("theirs")
+        _, token = registry.create_api_key("scoped", role="user", scope=mine.crn)
+        other = await api.client.post(
+            "/api/v1/models/theirs/predict", json={"x": 1}, headers=api.auth(token)
+        )
+        assert other.status_code == 403
+        assert other.json()["success"] is False
+        own = await api.client.post(
+            "/api/v1/models/mine/predict", json={"x": 1}, headers=api.auth(token)
+        )
+        assert own.status_code == 503  # allowed through; nothing deployed yet
+
+    with_api(scenario)
