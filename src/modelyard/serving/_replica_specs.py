@@ -1,0 +1,106 @@
+"""From registry records to the runtime's ``ReplicaSpec``: argv, environment, ids and limits.
+
+Kept apart from the controller so the exact command line a replica gets (the contract in
+``docs/replica.md``) is written in one place and can be read without the rollout around it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from modelyard.registry import Build, Deployment, Model, ModelSettings
+from modelyard.runtime import ReplicaSpec, check_name
+from modelyard.serving.builder import builds_root
+from modelyard.serving.replica import DEFAULT_CONCURRENCY
+from modelyard.store.base import Identity
+
+__all__ = [
+    "HEALTH_PATH",
+    "capacity",
+    "deployment_id",
+    "identity",
+    "new_replica_id",
+    "replica_spec",
+    "snapshot_path",
+]
+
+HEALTH_PATH = "/healthz"
+
+
+def deployment_id(deployment_crn: str) -> str:
+    """The runtime's name for a deployment: the uuid part of its CRN (a CRN holds ``/``)."""
+    return check_name(deployment_crn.rsplit("/", 1)[-1], "deployment_id")
+
+
+def new_replica_id(deployment_crn: str, ordinal: int) -> str:
+    """``<first 8 of the deployment uuid>-r<n>-<6 random hex>``: short, safe as a file name,
+    tells at a glance which deployment a replica belongs to, and never repeats (a restore or a
+    scale-up after a scale-down would otherwise reuse ``r<n>``)."""
+    return check_name(
+        f"{deployment_id(deployment_crn)[:8]}-r{ordinal}-{secrets.token_hex(3)}", "replica_id"
+    )
+
+
+def identity(deployment: Deployment) -> Identity:
+    return Identity(deployment.model_crn, deployment.build_crn, deployment.crn)
+
+
+def snapshot_path(build: Build, home: str | os.PathLike[str]) -> Path:
+    """Where the build's snapshot lives (content-addressed by its digest, see docs/builds.md)."""
+    return builds_root(home) / "snapshots" / build.digest
+
+
+def capacity(settings: ModelSettings) -> int:
+    """Requests the gateway sends one replica at once: the replica's ``--concurrency``."""
+    return settings.concurrency if settings.concurrency is not None else DEFAULT_CONCURRENCY
+
+
+def replica_spec(
+    model: Model,
+    build: Build,
+    deployment: Deployment,
+    *,
+    home: str | os.PathLike[str],
+    replica_id: str,
+    port: int,
+    python: str | None = None,
+    startup_timeout_s: float = 120.0,
+) -> ReplicaSpec:
+    """The spec of one replica of ``deployment`` listening on ``127.0.0.1:port``."""
+    settings = model.settings
+    snapshot = snapshot_path(build, home)
+    argv = [python or build.python, "-m", "modelyard.serving.replica"]
+    argv += ["--snapshot", str(snapshot), "--file", build.file, "--function", build.function]
+    argv += ["--port", str(port), "--replica-id", replica_id]
+    batch_function = build.batch_function or settings.batch_function
+    if batch_function is not None:
+        argv += ["--batch-function", batch_function]
+    if settings.concurrency is not None:  # None: the replica's own measured default
+        argv += ["--concurrency", str(settings.concurrency)]
+    argv += ["--max-batch-size", str(settings.max_batch_size)]
+    argv += ["--max-batch-wait-ms", repr(settings.max_batch_wait_ms)]
+    argv += ["--max-body-bytes", str(settings.max_body_bytes)]
+    if settings.track_io:
+        argv.append("--track-io")
+    if settings.debug:
+        argv.append("--debug")
+    env = {
+        **deployment.env,
+        "MODELYARD_MODEL_CRN": deployment.model_crn,
+        "MODELYARD_BUILD_CRN": deployment.build_crn,
+        "MODELYARD_DEPLOYMENT_CRN": deployment.crn,
+    }
+    return ReplicaSpec(
+        deployment_id=deployment_id(deployment.crn),
+        replica_id=replica_id,
+        argv=argv,
+        cwd=snapshot,
+        env=env,
+        port=port,
+        health_path=HEALTH_PATH,
+        memory_limit_bytes=deployment.memory_bytes,
+        cpus=deployment.cpus,
+        startup_timeout_s=startup_timeout_s,
+    )

@@ -1,0 +1,499 @@
+"""The deployment controller on real parts: builds on the base environment, replica processes
+under a ``LocalRuntime``, the gateway, the registry and the metrics store in one SQLite file.
+
+Each test deploys a tiny project (``predict.py`` with a decorated ``predict`` that tracks its
+version) and calls it through ``gateway.invoke``, as the server's predict route does. Load during
+rollouts is an asyncio loop of calls on the same event loop; every call must answer 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import psutil
+import pytest
+
+from modelyard.errors import Conflict, NotFound
+from modelyard.registry import DeploymentState, Registry
+from modelyard.runtime import LocalRuntime, ReplicaStatus, SupervisorConfig
+from modelyard.serving.controller import Controller, EventRelay
+from modelyard.serving.gateway import Gateway, GatewayResult
+from modelyard.store import BufferedWriter, Identity, Query
+from modelyard.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
+
+PREDICT = """
+    import os
+    import time
+
+    import modelyard
+
+    VERSION = "{version}"
+
+    if os.environ.get("HANG_AT_IMPORT"):  # deploy env only: the build's smoke test never sees it
+        time.sleep(3600)
+
+
+    @modelyard.model_metrics
+    def predict(args):
+        modelyard.track_metric("version", VERSION)
+        modelyard.track_metric("x", args["x"])
+        time.sleep(args.get("sleep", 0))
+        return {"version": VERSION, "double": args["x"] * 2}
+"""
+
+BATCH = """
+    def predict(args):
+        return {"double": args["x"] * 2}
+
+
+    def predict_batch(items):
+        return [{"double": item["x"] * 2, "batch": len(items)} for item in items]
+"""
+
+BROKEN = """
+    raise RuntimeError("this build must fail")
+"""
+
+# Fast supervision: replicas are asked for health every poll until their first good answer.
+FAST = SupervisorConfig(
+    poll_interval_s=0.05, health_interval_s=0.2, backoff_base_s=0.2, stop_grace_s=3.0
+)
+
+
+def run(scenario: Callable[[], Awaitable[T]], timeout_s: float = 90) -> T:
+    return asyncio.run(asyncio.wait_for(scenario(), timeout_s))  # type: ignore[arg-type]
+
+
+def project(root: Path, source: str, version: str = "v1") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "predict.py").write_text(textwrap.dedent(source.replace("{version}", version)))
+    return root
+
+
+@dataclass
+class Stack:
+    """Everything a server composes, over one home and one SQLite file."""
+
+    home: Path
+    store: SQLiteStore
+    writer: BufferedWriter
+    registry: Registry
+    runtime: LocalRuntime
+    gateway: Gateway
+    controller: Controller
+
+    async def call(self, model: str, x: int = 1, **extra: Any) -> GatewayResult:
+        return await self.gateway.invoke(model, orjson.dumps({"x": x, **extra}))
+
+    def records(self, deployment_crn: str) -> list[Any]:
+        self.writer.flush()
+        records, _ = self.store.read(Query(deployment_crn=deployment_crn))
+        return records
+
+    async def close(self) -> None:
+        await self.controller.shutdown()
+        await self.gateway.close()
+        await asyncio.to_thread(self.runtime.stop_all)
+        self.writer.close()
+        self.store.close()
+
+
+def stack(home: Path, db: Path, health_timeout_s: float = 30.0) -> Stack:
+    """Build the parts (inside the running loop, as the server's startup does)."""
+    store = SQLiteStore(db)
+    writer = BufferedWriter(store, flush_interval_ms=50)
+    registry = Registry(store, cache_ttl_s=0)
+    relay = EventRelay()
+    runtime = LocalRuntime(home, on_event=relay, config=FAST)
+    gateway = Gateway(writer)
+    controller = Controller(
+        home, store, registry, runtime, gateway, events=relay, health_timeout_s=health_timeout_s
+    )
+    return Stack(home, store, writer, registry, runtime, gateway, controller)
+
+
+class Load:
+    """``workers`` loops of calls until stopped; every answer is kept."""
+
+    def __init__(self, s: Stack, model: str, workers: int = 3, pause_s: float = 0.01) -> None:
+        self.stack, self.model, self.pause_s = s, model, pause_s
+        self.results: list[GatewayResult] = []
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._loop(k)) for k in range(workers)]
+
+    async def _loop(self, k: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            self.results.append(await self.stack.call(self.model, x=k * 100_000 + i))
+            i += 1
+            await asyncio.sleep(self.pause_s)
+
+    async def stop(self) -> list[GatewayResult]:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        return self.results
+
+
+def failures(results: list[GatewayResult]) -> list[tuple[int, Any]]:
+    return [(r.http_status, r.envelope) for r in results if r.http_status != 200]
+
+
+def identity_of(s: Stack, deployment_crn: str) -> Identity:
+    d = s.registry.get_deployment(deployment_crn)
+    return Identity(d.model_crn, d.build_crn, d.crn)
+
+
+# -- deploy ---------------------------------------------------------------------------------------
+def test_deploy_serves_and_records_under_the_deployment_identity(tmp_path: Path) -> None:
+    code = project(tmp_path / "churn", PREDICT)
+
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            outcome = await s.controller.deploy(
+                "churn", code, "predict.py", "predict", example={"x": 1}, replicas=2,
+                env={"GREETING": "hi"},
+            )  # fmt: skip
+            assert outcome.ok, outcome.log_tail
+            assert outcome.access_key is not None and outcome.access_key.startswith("mya_")
+            assert outcome.deployment is not None
+            deployment = outcome.deployment
+            assert deployment.state is DeploymentState.ACTIVE
+            assert s.registry.model_by_access_key(outcome.access_key).name == "churn"
+            results = await asyncio.gather(*(s.call("churn", x=i) for i in range(20)))
+            assert failures(list(results)) == []
+            for i, result in enumerate(results):
+                assert result.envelope["response"]["prediction"] == {
+                    "version": "v1",
+                    "double": 2 * i,
+                }
+            assert len({r.replica_id for r in results}) == 2  # both replicas served
+            records = s.records(deployment.crn)
+            assert {r.uuid for r in records} == {r.uuid for r in results}
+            ident = identity_of(s, deployment.crn)
+            assert ident.build_crn == outcome.build.crn
+            assert all(r.identity == ident and r.metrics["version"] == "v1" for r in records)
+
+            status = s.controller.status("churn")
+            assert status.active is not None and status.active.crn == deployment.crn
+            assert [b.crn for b in status.builds] == [outcome.build.crn]
+            assert len(status.replicas) == 2
+            assert all(
+                v.state.status is ReplicaStatus.HEALTHY and v.in_pool for v in status.replicas
+            )
+            assert sum(v.served for v in status.replicas) == 20
+            replica = status.replicas[0].state
+            env = psutil.Process(replica.pid).environ()
+            assert env["MODELYARD_DEPLOYMENT_CRN"] == deployment.crn
+            assert env["MODELYARD_BUILD_CRN"] == outcome.build.crn
+            assert env["MODELYARD_MODEL_CRN"] == outcome.model.crn
+            assert env["GREETING"] == "hi"
+            logs = s.controller.logs("churn", tail=5)
+            assert set(logs) == {v.state.replica_id for v in status.replicas}
+            assert any("serving predict.py:predict" in line for line in logs[replica.replica_id])
+            assert s.controller.logs("churn", replica.replica_id, tail=1)[replica.replica_id]
+            with pytest.raises(NotFound, match="no log"):
+                s.controller.logs("churn", "nope-r1-000000")
+            await asyncio.sleep(0.2)  # events are written by a worker thread
+            kinds = {e.kind for e in s.registry.events(deployment.crn)}
+            assert {"started", "healthy"} <= kinds
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_redeploy_under_load_loses_no_call_and_records_each_build(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            first = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=2
+            )
+            assert first.ok and first.deployment is not None
+            old_replicas = {v.state.replica_id for v in s.controller.status("churn").replicas}
+            load = Load(s, "churn")
+            await asyncio.sleep(0.3)
+            second = await s.controller.deploy(
+                "churn", project(tmp_path / "v2", PREDICT, "v2"), "predict.py", "predict",
+                replicas=2,
+            )  # fmt: skip
+            assert second.ok, second.log_tail
+            assert second.access_key is None  # the model existed
+            assert second.deployment is not None
+            await asyncio.sleep(0.3)
+            results = await load.stop()
+            assert failures(results) == []
+            versions = [r.envelope["response"]["prediction"]["version"] for r in results]
+            assert versions[0] == "v1" and versions[-1] == "v2"
+            assert len(results) > 20
+
+            old = s.registry.get_deployment(first.deployment.crn)
+            new = s.registry.get_deployment(second.deployment.crn)
+            assert (old.state, new.state) == (DeploymentState.REPLACED, DeploymentState.ACTIVE)
+            status = s.controller.status("churn")
+            now_running = {v.state.replica_id for v in status.replicas}
+            assert len(now_running) == 2 and not now_running & old_replicas
+            assert {v.deployment_crn for v in status.replicas} == {new.crn}
+            assert s.runtime.replicas(old.crn.rsplit("/", 1)[-1]) == []  # old processes gone
+            # Each record carries the identity of the build that answered it.
+            by_uuid = {r.uuid: r for r in results}
+            for deployment, version in ((old, "v1"), (new, "v2")):
+                records = s.records(deployment.crn)
+                assert records, f"no records of {version}"
+                ident = identity_of(s, deployment.crn)
+                for record in records:
+                    assert record.identity == ident
+                    assert record.metrics["version"] == version
+                    answer = by_uuid[record.uuid].envelope["response"]["prediction"]
+                    assert answer["version"] == version
+            total = len(s.records(old.crn)) + len(s.records(new.crn))
+            assert total == len(results)
+            # After the rollout the pool is the new deployment's own.
+            pool = s.gateway.pool("churn")
+            assert pool is not None and pool.identity == identity_of(s, new.crn)
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_a_failed_build_or_an_unhealthy_replica_leaves_the_old_deployment_serving(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db", health_timeout_s=3.0)
+        try:
+            first = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=1
+            )
+            assert first.ok and first.deployment is not None
+            load = Load(s, "churn")
+
+            broken = await s.controller.deploy(
+                "churn", project(tmp_path / "broken", BROKEN), "predict.py", "predict"
+            )
+            assert not broken.ok and broken.deployment is None
+            assert "this build must fail" in broken.log_tail
+            assert broken.error is not None and "importing predict.py failed" in broken.error
+            assert s.registry.get_build(broken.build.crn).ok is False
+
+            started = time.monotonic()
+            hanging = await s.controller.deploy(
+                "churn", project(tmp_path / "v2", PREDICT, "v2"), "predict.py", "predict",
+                env={"HANG_AT_IMPORT": "1"},
+            )  # fmt: skip
+            waited = time.monotonic() - started
+            assert not hanging.ok
+            assert hanging.deployment is not None
+            assert hanging.deployment.state is DeploymentState.FAILED
+            assert hanging.error is not None and "did not become healthy within 3s" in hanging.error
+            assert "start #1" in hanging.log_tail  # the replica's own log, runtime header first
+            assert 3.0 <= waited < 15
+            results = await load.stop()
+            assert failures(results) == []
+            assert {r.envelope["response"]["prediction"]["version"] for r in results} == {"v1"}
+            active = s.registry.active_deployment("churn")
+            assert active is not None and active.crn == first.deployment.crn
+            status = s.controller.status("churn")
+            assert {v.deployment_crn for v in status.replicas} == {first.deployment.crn}
+            hung = hanging.deployment.crn.rsplit("/", 1)[-1]
+            assert s.runtime.replicas(hung) == []  # the new replica was stopped
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_rollback_redeploys_the_previous_build_without_rebuilding(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            v1 = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=1
+            )
+            v2 = await s.controller.deploy(
+                "churn", project(tmp_path / "v2", PREDICT, "v2"), "predict.py", "predict"
+            )
+            assert v1.ok and v2.ok and v2.deployment is not None
+            await s.controller.scale("churn", 2)
+            assert (await s.call("churn")).envelope["response"]["prediction"]["version"] == "v2"
+            builds_before = len(s.registry.list_builds("churn"))
+
+            load = Load(s, "churn")
+            back = await s.controller.rollback("churn")
+            results = await load.stop()
+            assert back.ok and back.deployment is not None and back.access_key is None
+            assert failures(results) == []
+            assert back.build.crn == v1.build.crn
+            assert back.deployment.replicas == 2  # the current replica count
+            assert len(s.registry.list_builds("churn")) == builds_before  # no rebuild
+            answer = await s.call("churn")
+            assert answer.envelope["response"]["prediction"]["version"] == "v1"
+            assert s.registry.get_deployment(v2.deployment.crn).state is DeploymentState.REPLACED
+            assert len(s.controller.status("churn").replicas) == 2
+
+            again = await s.controller.rollback("churn", v2.build.crn)  # an explicit build
+            assert again.ok and again.build.crn == v2.build.crn
+            answer = await s.call("churn")
+            assert answer.envelope["response"]["prediction"]["version"] == "v2"
+            with pytest.raises(NotFound):
+                await s.controller.rollback("churn", "crn:modelyard:build/nope")
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_scale_stop_start_and_delete(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            outcome = await s.controller.deploy(
+                "doubler", project(tmp_path / "batch", BATCH), "predict.py", "predict"
+            )
+            assert outcome.ok and outcome.deployment is not None
+            crn = outcome.deployment.crn
+            batch = await s.gateway.invoke_batch("doubler", orjson.dumps([{"x": 1}, {"x": 2}]))
+            assert batch.http_status == 200
+            assert [i["response"]["double"] for i in batch.envelope["responses"]] == [2, 4]
+
+            load = Load(s, "doubler")
+            scaled = await s.controller.scale("doubler", 3)
+            assert scaled.replicas == 3 and len(s.controller.status("doubler").replicas) == 3
+            await asyncio.sleep(0.3)
+            scaled = await s.controller.scale("doubler", 1)
+            results = await load.stop()
+            assert failures(results) == []
+            assert len({r.replica_id for r in results}) >= 2  # the added replicas took calls
+            assert scaled.replicas == 1 and len(s.controller.status("doubler").replicas) == 1
+            assert len(s.runtime.replicas(crn.rsplit("/", 1)[-1])) == 1
+
+            stopped = await s.controller.stop("doubler")
+            assert stopped.state is DeploymentState.STOPPED
+            refused = await s.call("doubler")
+            assert refused.http_status == 503
+            assert s.runtime.replicas() == []
+            with pytest.raises(Conflict, match="no active deployment to scale"):
+                await s.controller.scale("doubler", 2)
+
+            started = await s.controller.start("doubler")
+            assert started.ok and started.deployment is not None
+            assert started.deployment.crn == crn and started.deployment.state == "active"
+            assert (await s.call("doubler", x=4)).envelope["response"] == {"double": 8, "batch": 1}
+            with pytest.raises(Conflict, match="already served"):
+                await s.controller.start("doubler")
+
+            served = s.records(crn)
+            assert served
+            await s.controller.delete("doubler")
+            assert (await s.call("doubler")).http_status == 503
+            with pytest.raises(NotFound):
+                s.registry.get_model("doubler")
+            assert s.runtime.replicas() == []
+            assert len(s.records(crn)) == len(served)  # the metrics store keeps them
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_a_sigkilled_replica_under_load_fails_no_call_and_comes_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            outcome = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=2
+            )
+            assert outcome.ok and outcome.deployment is not None
+            victim = s.controller.status("churn").replicas[0].state
+            pool = s.gateway.pool("churn")
+            assert pool is not None
+            load = Load(s, "churn", workers=2, pause_s=0.02)
+            await asyncio.sleep(0.5)
+            # A request in flight at the kill would be lost by design (never resent: it may have
+            # run); kill between two requests, which is what a crash under light load meets.
+            while next(e for e in pool.endpoints() if e.replica_id == victim.replica_id).in_flight:
+                await asyncio.sleep(0)
+            os.kill(victim.pid or 0, signal.SIGKILL)
+            process = psutil.Process(victim.pid)
+            while process.status() != psutil.STATUS_ZOMBIE:  # sockets closed; loop held: no sends
+                time.sleep(0.001)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                state = s.runtime.replica(victim.replica_id)
+                if state.restarts == 1 and state.status is ReplicaStatus.HEALTHY:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)  # past the gateway's 1 s cooldown: it takes calls again
+            results = await load.stop()
+            assert failures(results) == []
+            state = s.runtime.replica(victim.replica_id)
+            assert state.restarts == 1 and state.status is ReplicaStatus.HEALTHY
+            assert state.port == victim.port and state.pid != victim.pid
+            assert victim.replica_id in {r.replica_id for r in results[-10:]}  # serves again
+            await asyncio.sleep(0.2)
+            kinds = [
+                e.kind
+                for e in s.registry.events(outcome.deployment.crn)
+                if e.replica_id == victim.replica_id
+            ]
+            assert {"exited", "restarted", "healthy"} <= set(kinds)
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_restore_brings_the_active_deployment_back_in_a_new_controller(tmp_path: Path) -> None:
+    home, db = tmp_path / "home", tmp_path / "metrics.db"
+    crns: dict[str, str] = {}
+
+    async def first_server() -> None:
+        s = stack(home, db)
+        try:
+            outcome = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=2
+            )
+            assert outcome.ok and outcome.deployment is not None
+            crns["active"] = outcome.deployment.crn
+            assert (await s.call("churn")).http_status == 200
+            # A rollout cut short by a crash leaves a deploying deployment behind.
+            cut = s.registry.add_deployment("churn", outcome.build.crn, replicas=1)
+            crns["cut"] = cut.crn
+        finally:
+            await s.close()  # the server stops its replicas on exit
+
+    async def second_server() -> None:
+        s = stack(home, db)
+        try:
+            assert (await s.call("churn")).http_status == 503  # nothing runs yet
+            restored = await s.controller.restore()
+            assert restored == {"churn": None}
+            results = await asyncio.gather(*(s.call("churn", x=i) for i in range(6)))
+            assert failures(list(results)) == []
+            assert len(s.controller.status("churn").replicas) == 2
+            assert s.registry.get_deployment(crns["cut"]).state is DeploymentState.FAILED
+            assert s.registry.get_deployment(crns["active"]).state is DeploymentState.ACTIVE
+            records = s.records(crns["active"])
+            assert {r.uuid for r in results} <= {r.uuid for r in records}
+            assert await s.controller.restore() == {"churn": None}  # already running: no change
+            assert len(s.controller.status("churn").replicas) == 2
+        finally:
+            await s.close()
+
+    run(first_server)
+    run(second_server)
