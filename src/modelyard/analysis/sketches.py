@@ -19,9 +19,11 @@ threshold is uncertain; the row's ``error_bound`` says how far.
 PSI and Jensen–Shannon use the reference's decile edges (from its sketch) and the sketches'
 histogram shares, each within the sketch's histogram error (about 1.65 % of the rows per bin for
 k=200); no tight bound on PSI follows from that, so their ``error_bound`` is the per-bin share
-error, and docs/analysis.md gives the measured gap to the exact PSI. Categorical counts are exact
-(``error_bound`` 0) while a key has at most 1,000 categories; beyond, rare ones are pooled in
-``__other__``.
+error, and docs/analysis.md gives the measured gap to the exact PSI. Their p-values treat the
+sketched shares as exact, so at large counts sketch noise alone can look significant: for them the
+effect threshold, set well above the sketch error, is what keeps a stable period unflagged.
+Categorical counts are exact (``error_bound`` 0) while a key has at most 1,000 categories; beyond,
+rare ones are pooled in ``__other__``.
 """
 
 from __future__ import annotations
