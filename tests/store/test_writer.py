@@ -147,3 +147,28 @@ def test_normal_interpreter_exit_flushes(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert len(stored(path)) == 777
+
+
+def test_many_threads_submit_and_each_flush_covers_its_own_records(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "threads.db"
+    with SQLiteStore(path) as store, BufferedWriter(store, flush_interval_ms=10, max_batch=64) as w:
+        problems: list[str] = []
+
+        def producer() -> None:
+            mine = records(500)
+            for p in mine:
+                w.submit(p)
+            w.flush(timeout=60)
+            missing = {p.uuid for p in mine} - stored(path)
+            if missing:
+                problems.append(f"{len(missing)} records not durable after flush")
+
+        threads = [threading.Thread(target=producer) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert problems == []
+    assert len(stored(path)) == 3000
