@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
@@ -458,42 +460,79 @@ def test_a_sigkilled_replica_under_load_fails_no_call_and_comes_back(tmp_path: P
     run(scenario)
 
 
-def test_restore_brings_the_active_deployment_back_in_a_new_controller(tmp_path: Path) -> None:
-    home, db = tmp_path / "home", tmp_path / "metrics.db"
-    crns: dict[str, str] = {}
+FIRST_SERVER = """
+import asyncio, json, sys
+from pathlib import Path
 
-    async def first_server() -> None:
-        s = stack(home, db)
+from modelyard.registry import Registry
+from modelyard.runtime import LocalRuntime, SupervisorConfig
+from modelyard.serving.controller import Controller, EventRelay
+from modelyard.serving.gateway import Gateway
+from modelyard.store import BufferedWriter
+from modelyard.store.sqlite import SQLiteStore
+
+
+async def main():
+    home, db, code = map(Path, sys.argv[1:4])
+    store = SQLiteStore(db)
+    writer = BufferedWriter(store, flush_interval_ms=20)
+    registry = Registry(store, cache_ttl_s=0)
+    relay = EventRelay()
+    runtime = LocalRuntime(home, on_event=relay, config=SupervisorConfig(poll_interval_s=0.05))
+    gateway = Gateway(writer)
+    controller = Controller(home, store, registry, runtime, gateway, events=relay)
+    outcome = await controller.deploy("churn", code, "predict.py", "predict", replicas=2)
+    assert outcome.ok, outcome.log_tail
+    answer = await gateway.invoke("churn", b'{"x": 1}')
+    writer.flush()
+    # A rollout cut short by the crash below leaves a deploying deployment behind.
+    cut = registry.add_deployment("churn", outcome.build.crn, replicas=1)
+    pids = [state.pid for state in runtime.replicas()]
+    print(json.dumps({"active": outcome.deployment.crn, "cut": cut.crn, "pids": pids,
+                      "status": answer.http_status}), flush=True)
+    await asyncio.sleep(3600)
+
+
+asyncio.run(main())
+"""
+
+
+def test_restore_after_a_server_crash_brings_the_active_deployment_back(tmp_path: Path) -> None:
+    home, db = tmp_path / "home", tmp_path / "metrics.db"
+    code = project(tmp_path / "v1", PREDICT)
+    # The first server is a real process, SIGKILLed: its replicas (own sessions) outlive it.
+    argv = [sys.executable, "-c", FIRST_SERVER, str(home), str(db), str(code)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as server:
         try:
-            outcome = await s.controller.deploy(
-                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=2
-            )
-            assert outcome.ok and outcome.deployment is not None
-            crns["active"] = outcome.deployment.crn
-            assert (await s.call("churn")).http_status == 200
-            # A rollout cut short by a crash leaves a deploying deployment behind.
-            cut = s.registry.add_deployment("churn", outcome.build.crn, replicas=1)
-            crns["cut"] = cut.crn
+            assert server.stdout is not None
+            line = server.stdout.readline()
         finally:
-            await s.close()  # the server stops its replicas on exit
+            server.send_signal(signal.SIGKILL)
+            server.wait()
+    first = orjson.loads(line)
+    assert first["status"] == 200
+    orphans = [psutil.Process(pid) for pid in first["pids"]]
+    assert len(orphans) == 2 and all(p.is_running() for p in orphans)
 
     async def second_server() -> None:
         s = stack(home, db)
         try:
-            assert (await s.call("churn")).http_status == 503  # nothing runs yet
+            assert (await s.call("churn")).http_status == 503  # nothing routes yet
             restored = await s.controller.restore()
             assert restored == {"churn": None}
+            _gone, alive = psutil.wait_procs(orphans, timeout=10)
+            assert alive == []  # the crashed server's replicas were reaped
             results = await asyncio.gather(*(s.call("churn", x=i) for i in range(6)))
             assert failures(list(results)) == []
-            assert len(s.controller.status("churn").replicas) == 2
-            assert s.registry.get_deployment(crns["cut"]).state is DeploymentState.FAILED
-            assert s.registry.get_deployment(crns["active"]).state is DeploymentState.ACTIVE
-            records = s.records(crns["active"])
-            assert {r.uuid for r in results} <= {r.uuid for r in records}
-            assert await s.controller.restore() == {"churn": None}  # already running: no change
+            status = s.controller.status("churn")
+            assert len(status.replicas) == 2
+            assert {v.state.pid for v in status.replicas}.isdisjoint(first["pids"])
+            assert s.registry.get_deployment(first["cut"]).state is DeploymentState.FAILED
+            assert s.registry.get_deployment(first["active"]).state is DeploymentState.ACTIVE
+            assert {r.uuid for r in results} <= {r.uuid for r in s.records(first["active"])}
+            assert await s.controller.restore() == {"churn": None}  # already running: kept
             assert len(s.controller.status("churn").replicas) == 2
         finally:
             await s.close()
 
-    run(first_server)
     run(second_server)

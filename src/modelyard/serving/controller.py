@@ -490,10 +490,19 @@ class Controller:
         """At server start: every ``active`` deployment gets its replicas and its pool back.
 
         A ``deploying`` deployment (a rollout cut short by a crash) is marked ``failed``; the
-        deployment it was replacing is still ``active`` and comes back. Returns model name ->
-        None when it serves again, or why not.
+        deployment it was replacing is still ``active`` and comes back. Replicas a crashed server
+        left running are killed first (``reap_leftovers``, when the runtime has it and has
+        started nothing yet): they hold ports and memory and no pool routes to them. Returns
+        model name -> None when it serves again, or why not.
         """
         self._bind()
+        reap = getattr(self.runtime, "reap_leftovers", None)
+        if callable(reap) and not self.runtime.replicas():
+            killed = await asyncio.to_thread(reap)
+            if killed:
+                log.warning(
+                    "killed %d replica or run groups left by a previous server", len(killed)
+                )
         models: list[Model] = await self._reg(self.registry.list_models)
         results = await asyncio.gather(*(self._restore_one(m) for m in models))
         return {m.name: error for m, (tried, error) in zip(models, results, strict=True) if tried}
