@@ -175,6 +175,8 @@ class SQLiteStore(SQLStore):
 
     def _read_in(self, conn: sqlite3.Connection) -> Iterator[Cursor]:
         try:
+            if conn.in_transaction:  # left open by a failed COMMIT: start clean
+                conn.execute("ROLLBACK")
             conn.execute("BEGIN")
             try:
                 yield conn.cursor()
