@@ -162,7 +162,6 @@ class BufferedWriter:
         while True:
             self._wake.wait(max(self.flush_interval_ms / 1000, backoff))
             self._wake.clear()
-            backoff = 0.0
             while self._queue:
                 batch = self._take()
                 try:
@@ -174,6 +173,7 @@ class BufferedWriter:
                     if self._closed:
                         return  # close() gave up waiting; what is left stays unwritten
                     break
+                backoff = 0.0  # the store answers again
                 self._report(None, len(batch))
             if self._closed and not self._queue:
                 return
