@@ -9,10 +9,12 @@ import modelyard
 import modelyard.cdsw
 
 EXPECTED = [
+    "CurrentRun",
     "NotRecordedWarning",
     "__version__",
     "call_model",
     "current_identity",
+    "current_run",
     "errors",
     "flush",
     "iter_metrics",

@@ -16,6 +16,7 @@ Heavy libraries (pandas, psycopg, httpx) are imported only by the calls that nee
 from __future__ import annotations
 
 from modelyard import errors
+from modelyard.jobs.current import CurrentRun, current_run
 from modelyard.tracking import (
     NotRecordedWarning,
     call_model,
@@ -34,10 +35,12 @@ from modelyard.tracking import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CurrentRun",
     "NotRecordedWarning",
     "__version__",
     "call_model",
     "current_identity",
+    "current_run",
     "errors",
     "flush",
     "iter_metrics",
