@@ -354,6 +354,29 @@ def test_rollback_redeploys_the_previous_build_without_rebuilding(tmp_path: Path
             assert answer.envelope["response"]["prediction"]["version"] == "v2"
             with pytest.raises(NotFound):
                 await s.controller.rollback("churn", "crn:modelyard:build/nope")
+
+            # A caller that goes away mid-deploy (an HTTP client hanging up) does not cut the
+            # rollout short: it finishes on its own and the new build serves.
+            task = asyncio.create_task(
+                s.controller.deploy(
+                    "churn", project(tmp_path / "v3", PREDICT, "v3"), "predict.py", "predict"
+                )
+            )
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                answer = await s.call("churn")
+                if answer.envelope["response"]["prediction"]["version"] == "v3":
+                    break
+                await asyncio.sleep(0.1)
+            assert answer.envelope["response"]["prediction"]["version"] == "v3"
+            await asyncio.sleep(1.0)  # the old replicas drain and stop after the swap
+            status = s.controller.status("churn")
+            assert status.active is not None and status.active.build_crn != v2.build.crn
+            assert {v.deployment_crn for v in status.replicas} == {status.active.crn}
         finally:
             await s.close()
 

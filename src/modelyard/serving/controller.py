@@ -27,10 +27,10 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
 from modelyard.registry import (
@@ -110,6 +110,35 @@ class ModelStatus:
     queue_depth: int
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _carried_through(
+    method: Callable[Concatenate[Controller, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Controller, P], Coroutine[Any, Any, R]]:
+    """Run the operation as its own task, shielded from its caller's cancellation: an HTTP
+    client that hangs up halfway through a rollout must not leave a pool holding half of two
+    deployments. The operation finishes (or rolls back) either way."""
+
+    async def carried(self: Controller, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        task = asyncio.ensure_future(method(self, *args, **kwargs))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    carried.__name__, carried.__qualname__ = method.__name__, method.__qualname__
+    carried.__doc__ = method.__doc__
+    return carried
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Look at the outcome so an abandoned caller's error is not logged as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _check_replicas(replicas: object, low: int) -> int:
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not low <= replicas <= 256:
         raise InvalidInput(
@@ -177,6 +206,7 @@ class Controller:
         self._fleet.bind(asyncio.get_running_loop())
 
     # -- deploy ---------------------------------------------------------------------------------
+    @_carried_through
     async def deploy(
         self,
         name: str,
@@ -325,6 +355,7 @@ class Controller:
         return start
 
     # -- rollback -------------------------------------------------------------------------------
+    @_carried_through
     async def rollback(self, name: str, build_crn: str | None = None) -> DeployOutcome:
         """Deploy an earlier successful build again (default: the build of the most recently
         replaced deployment) with the current replica count, env and resources; no rebuild."""
@@ -364,6 +395,7 @@ class Controller:
             return await self._replace(model, built, deployment, None)
 
     # -- scale, stop, start, delete -------------------------------------------------------------
+    @_carried_through
     async def scale(self, name: str, replicas: int) -> Deployment:
         """Run ``replicas`` replicas of the active deployment (0 keeps it active, answering 503).
 
@@ -406,6 +438,7 @@ class Controller:
                 raise failure
             return updated
 
+    @_carried_through
     async def stop(self, name: str) -> Deployment:
         """Drain and stop every replica of the active deployment; it becomes ``stopped`` and calls
         get 503 until ``start``."""
@@ -419,6 +452,7 @@ class Controller:
             )
             return stopped
 
+    @_carried_through
     async def start(self, name: str) -> DeployOutcome:
         """Start the most recently stopped deployment again and make it active."""
         self._bind()
@@ -448,6 +482,7 @@ class Controller:
                 )
             return outcome
 
+    @_carried_through
     async def delete(self, name: str) -> None:
         """Stop the model, then delete it with its builds, deployments and replica events. Its
         prediction records and metrics stay in the store."""
@@ -486,6 +521,7 @@ class Controller:
         await self._fleet.stop_many(replicas)
 
     # -- server start and stop ------------------------------------------------------------------
+    @_carried_through
     async def restore(self) -> dict[str, str | None]:
         """At server start: every ``active`` deployment gets its replicas and its pool back.
 
