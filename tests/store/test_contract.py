@@ -313,6 +313,27 @@ def test_aggregates_need_a_known_deployment_and_a_window(store: MetricsStore) ->
     assert record.metrics == {"accuracy": 0.75, "n": 10}
 
 
+def test_replace_aggregate_keeps_one_record_per_window_and_source(store: MetricsStore) -> None:
+    who = ident()
+    store.register_identity(who)
+    store.add_aggregate(who.deployment_crn, T0, T0 + HOUR, {"by": "plain"})
+    store.replace_aggregate(who.deployment_crn, T0, T0 + HOUR, {"auc": 0.7}, "monitor:a")
+    store.replace_aggregate(who.deployment_crn, T0, T0 + HOUR, {"auc": 0.8}, "monitor:a")
+    store.replace_aggregate(who.deployment_crn, T0, T0 + HOUR, {"auc": 0.5}, "monitor:b")
+    store.replace_aggregate(who.deployment_crn, T0, T0 + 2 * HOUR, {"auc": 0.6}, "monitor:a")
+    got = read_all(store, Query(deployment_crn=who.deployment_crn, end_ms=T0 + DAY))
+    # the plain record, monitor a's latest for the hour, monitor b's, and a's other window
+    assert sorted(map(str, (r.metrics for r in got))) == sorted(
+        map(str, [{"by": "plain"}, {"auc": 0.8}, {"auc": 0.5}, {"auc": 0.6}])
+    )
+    with pytest.raises(InvalidInput, match="source"):
+        store.replace_aggregate(who.deployment_crn, T0, T0 + 1, {"a": 1}, "")
+    with pytest.raises(NotFound, match="deployment/ghost"):
+        store.replace_aggregate("crn:modelyard:deployment/ghost", 0, 1, {"a": 1}, "m")
+    with pytest.raises(InvalidInput, match="start_ms=10"):
+        store.replace_aggregate(who.deployment_crn, 10, 5, {"a": 1}, "m")
+
+
 # -- scan -----------------------------------------------------------------------------------------
 def test_scan_batches_are_bounded_and_complete(store: MetricsStore) -> None:
     a, b = ident("crn:model/shared"), ident("crn:model/shared")

@@ -255,6 +255,22 @@ class MetricsStore(abc.ABC):
     ) -> None:
         """Record metrics of a window. The deployment must be known (NotFound otherwise)."""
 
+    @abc.abstractmethod
+    def replace_aggregate(
+        self,
+        deployment_crn: str,
+        start_ms: int,
+        end_ms: int,
+        metrics: dict[str, Any],
+        source: str,
+    ) -> None:
+        """Record metrics of a window as the one result of ``source`` for exactly that window.
+
+        Any earlier aggregate of the same (deployment, start_ms, end_ms, source) is removed in the
+        same transaction, so a monitor that recomputes a window leaves one record, not two.
+        Aggregates written by ``add_aggregate`` (no source) or by another source are untouched.
+        """
+
     # -- reads ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def read(self, query: Query) -> tuple[list[Record], str | None]:

@@ -487,6 +487,20 @@ class SQLStore(MetricsStore):
     def add_aggregate(
         self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
     ) -> None:
+        text = self._aggregate_text(start_ms, end_ms, metrics)
+        dep_id = self._aggregate_target(deployment_crn)
+        self._write(
+            lambda cur: self._exec(
+                cur,
+                "INSERT INTO aggregates (deployment_id, start_ms, end_ms, metrics, created_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (dep_id, start_ms, end_ms, text, _now_ms()),
+            )
+        )
+
+    @staticmethod
+    def _aggregate_text(start_ms: int, end_ms: int, metrics: dict[str, Any]) -> str:
+        """The metrics as JSON text after checking the window; InvalidInput names what is wrong."""
         if not _is_int(start_ms) or not _is_int(end_ms):
             raise InvalidInput(
                 f"aggregate window start_ms={start_ms!r}, end_ms={end_ms!r} must be integer "
@@ -503,18 +517,48 @@ class SQLStore(MetricsStore):
             text = orjson.dumps(metrics, option=_JSON_OPTS).decode()
         except TypeError as exc:
             raise InvalidInput(f"aggregate metrics are not JSON-serialisable ({exc})") from exc
+        return text
+
+    def replace_aggregate(
+        self,
+        deployment_crn: str,
+        start_ms: int,
+        end_ms: int,
+        metrics: dict[str, Any],
+        source: str,
+    ) -> None:
+        if not isinstance(source, str) or not source:
+            raise InvalidInput(
+                f"aggregate source must be a non-empty string such as 'monitor:churn', "
+                f"got {source!r}"
+            )
+        text = self._aggregate_text(start_ms, end_ms, metrics)
+        dep_id = self._aggregate_target(deployment_crn)
+
+        def transaction(cur: Cursor) -> None:
+            self._exec(
+                cur,
+                "DELETE FROM aggregates WHERE deployment_id = ? AND start_ms = ? AND end_ms = ? "
+                "AND source = ?",
+                (dep_id, start_ms, end_ms, source),
+            )
+            self._exec(
+                cur,
+                "INSERT INTO aggregates "
+                "(deployment_id, start_ms, end_ms, metrics, created_ms, source) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (dep_id, start_ms, end_ms, text, _now_ms(), source),
+            )
+
+        self._write(transaction)
+
+    def _aggregate_target(self, deployment_crn: str) -> int:
+        """The deployment's integer id; NotFound naming the CRN if the store does not know it."""
         dep_id = self._by_crn.get(deployment_crn, (None,))[0]
         if dep_id is None:
             self.resolve(deployment_crn)  # NotFound naming the CRN if unknown
             dep_id = self._by_crn[deployment_crn][0]
-        self._write(
-            lambda cur: self._exec(
-                cur,
-                "INSERT INTO aggregates (deployment_id, start_ms, end_ms, metrics, created_ms) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (dep_id, start_ms, end_ms, text, _now_ms()),
-            )
-        )
+        return int(dep_id)
 
     # -- reads ----------------------------------------------------------------------------------
     def _kind_rows(
