@@ -25,16 +25,19 @@ from modelyard.server import ServerConfig, Services, create_app
 T = TypeVar("T")
 
 PREDICT = """
+import time
+
 import modelyard
 
 @modelyard.model_metrics
 def predict(args):
+    time.sleep(args.get("sleep", 0))
     modelyard.track_metric("x", args["x"])
     if args["x"] < 0:
         raise ValueError("x must not be negative")
     return {"double": args["x"] * 2}
 
-def predict_batch(items):
+def predict_many(items):
     if any(item["x"] < 0 for item in items):
         raise ValueError("x must not be negative")
     return [{"double": item["x"] * 2} for item in items]

@@ -1,0 +1,115 @@
+"""The SDK's remote backend against the real server app on a real uvicorn (loopback, in a thread):
+the four tracking calls, reads as records, pages, frames and iterators, errors translated."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+import modelyard
+from modelyard.errors import NotFound, Unauthorized
+from modelyard.runtime import free_port
+from modelyard.server import ServerConfig, create_app
+from modelyard.tracking import backends
+
+DEPLOYMENT = "crn:modelyard:deployment/22222222-2222-4222-8222-222222222222"
+BUILD = "crn:modelyard:build/22222222-2222-4222-8222-222222222223"
+MODEL = "crn:modelyard:model/22222222-2222-4222-8222-222222222224"
+
+
+@pytest.fixture
+def live_server(modelyard_home: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    app = create_app(ServerConfig(home=modelyard_home, port=port, inject_env=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+    try:
+        yield url, modelyard_home
+    finally:
+        backends.close_all()
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def sdk(live_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    url, home = live_server
+    monkeypatch.setenv("MODELYARD_URL", url)
+    monkeypatch.setenv("MODELYARD_API_KEY", (home / "admin.key").read_text().strip())
+    monkeypatch.setenv("MODELYARD_DEPLOYMENT_CRN", DEPLOYMENT)
+    monkeypatch.setenv("MODELYARD_BUILD_CRN", BUILD)
+    monkeypatch.setenv("MODELYARD_MODEL_CRN", MODEL)
+    monkeypatch.delenv("MODELYARD_RUN_ID", raising=False)
+    backends.close_all()
+    return live_server
+
+
+def test_track_read_delayed_aggregate_and_frames(sdk: tuple[str, Path]) -> None:
+    @modelyard.model_metrics
+    def predict(x: int) -> int:
+        modelyard.track_metric("x", x)
+        return 2 * x
+
+    uuids = [predict(i)["uuid"] for i in range(25)]
+    modelyard.flush()
+    assert backends.select().name == "remote"
+
+    modelyard.track_delayed_metrics({"label": 1}, uuids[3])
+    with pytest.raises(NotFound, match="HTTP 404"):
+        modelyard.track_delayed_metrics({"label": 1}, "no-such-uuid")
+    modelyard.track_aggregate_metrics({"accuracy": 0.75}, 0, 10, model_deployment_crn=DEPLOYMENT)
+
+    page = modelyard.read_metrics(model_deployment_crn=DEPLOYMENT, limit=10)
+    assert len(page["metrics"]) == 10
+    assert page["nextPageToken"]
+    everything = modelyard.read_metrics(model_deployment_crn=DEPLOYMENT)["metrics"]
+    by_uuid = {r["predictionUuid"]: r for r in everything}
+    assert set(uuids) <= set(by_uuid)
+    assert by_uuid[uuids[3]]["metrics"] == {"x": 3, "label": 1}
+    assert by_uuid[uuids[3]]["modelBuildCrn"] == BUILD
+
+    frame = modelyard.read_metrics_frame(model_deployment_crn=DEPLOYMENT)
+    predictions = frame[frame["kind"] == "prediction"] if "kind" in frame else frame
+    assert len(predictions) == 25
+    chunks = list(modelyard.iter_metrics(model_crn=MODEL, batch_size=7))
+    assert sum(len(c) for c in chunks) == len(frame) == 26  # 25 predictions + 1 aggregate
+    assert len(chunks) == 4
+
+
+def test_run_metrics_land_in_the_runs_folder(
+    sdk: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, home = sdk
+    monkeypatch.setenv("MODELYARD_RUN_ID", "nightly-1")
+    modelyard.track_metrics({"rows": 1000})
+    lines = (home / "runs" / "nightly-1" / "metrics.jsonl").read_bytes().splitlines()
+    assert orjson.loads(lines[-1])["metrics"] == {"rows": 1000}
+
+
+def test_a_wrong_key_is_refused_by_name(
+    sdk: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELYARD_API_KEY", "myk_" + "z" * 43)
+    backends.close_all()
+    with pytest.raises(Unauthorized, match="HTTP 401"):
+        modelyard.read_metrics(model_deployment_crn=DEPLOYMENT)
