@@ -84,3 +84,23 @@ def test_concurrent_rollups_and_late_values_count_everything_once(
     finally:
         for store in stores:
             store.close()
+
+
+@pytest.mark.postgres
+def test_a_dropped_connection_is_reopened(postgres_schema_url: str) -> None:
+    """The server ends the store's session (restart, idle timeout): the next write reconnects
+    and retries its transaction; reads work again afterwards."""
+    import psycopg
+
+    from modelyard.store import Identity, Prediction, Query
+
+    who = Identity("crn:m", "crn:b", "crn:d")
+    with PostgresStore(postgres_schema_url) as store:
+        store.write_predictions([Prediction("a", who, 1, 1, {"x": 1})])
+        pid = store._conn.info.backend_pid
+        with psycopg.connect(postgres_schema_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        store.write_predictions([Prediction("b", who, 2, 2, {"x": 2})])
+        assert store._conn.info.backend_pid != pid
+        records, _ = store.read(Query(deployment_crn="crn:d", end_ms=10))
+        assert [r.uuid for r in records] == ["a", "b"]
