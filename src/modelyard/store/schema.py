@@ -1,11 +1,13 @@
 """Versioned schema migrations, shared by the SQLite and PostgreSQL stores.
 
 Migrations are plain SQL files in ``modelyard/store/migrations``, named
-``<version>_<name>.<dialect>.sql``. A store applies the ones its database lacks when it opens, each
-in its own transaction, and records them in ``schema_migrations`` together with the Modelyard
-release that applied them. That release is what lets an *older* Modelyard refuse a database
-written by a newer one with a useful message: the old code cannot know future versions, but the
-database can tell it which release is needed.
+``<version>_<name>.<dialect>.sql``. A store applies the ones its database lacks when it opens, all
+in one transaction (an upgrade either completes or leaves the database as it was; SQLite and
+PostgreSQL both roll back DDL), under a lock so processes opening together apply each once, and
+records them in ``schema_migrations`` together with the Modelyard release that applied them.
+That release is what lets an *older* Modelyard refuse a database written by a newer one with a
+useful message: the old code cannot know future versions, but the database can tell it which
+release is needed.
 """
 
 from __future__ import annotations
