@@ -19,13 +19,22 @@ EXPECTED = [
     "YEAR_MS",
     "ApiKey",
     "Build",
+    "CatchUp",
     "Deployment",
     "DeploymentState",
+    "Job",
+    "JobSchedule",
     "Model",
     "ModelSettings",
+    "Overlap",
     "Registry",
     "ReplicaEvent",
     "Role",
+    "Run",
+    "RunMetric",
+    "RunState",
+    "SlotClaim",
+    "Trigger",
 ]
 
 

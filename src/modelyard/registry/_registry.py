@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelyard.errors import InvalidInput
@@ -18,8 +18,10 @@ from modelyard.registry._cache import DEFAULT_TTL_S, TTLCache
 from modelyard.registry._db import Clock, Db, wall_ms
 from modelyard.registry._deployments import UNSET, Builds, Deployments
 from modelyard.registry._events import DEFAULT_KEPT, Events
+from modelyard.registry._jobs import Job, Jobs
 from modelyard.registry._models import Models
 from modelyard.registry._records import ApiKey, Build, Deployment, Model, ReplicaEvent
+from modelyard.registry._runs import Run, RunMetric, Runs, SlotClaim
 from modelyard.registry._settings import ModelSettings
 from modelyard.store.base import MetricsStore
 
@@ -27,7 +29,8 @@ __all__ = ["Registry"]
 
 
 class Registry:
-    """Models, builds, deployments, API keys and replica events in ``store``'s database.
+    """Models, builds, deployments, API keys, replica events, jobs and runs in ``store``'s
+    database.
 
     ``store`` is an SQL store (SQLite file or ``:memory:``, PostgreSQL); the registry's tables
     come with the store's schema (migration 0002). ``clock`` (epoch milliseconds) decides key
@@ -67,6 +70,8 @@ class Registry:
         self._deployments = Deployments(db, now)
         self._keys = ApiKeys(db, now, TTLCache[ApiKey](cache_ttl_s, monotonic))
         self._events = Events(db, now, events_kept)
+        self._jobs = Jobs(db, now)
+        self._runs = Runs(db, now)
 
     # -- models ---------------------------------------------------------------------------------
     def create_model(
@@ -230,3 +235,175 @@ class Registry:
     def events(self, deployment_crn: str, limit: int = 100) -> list[ReplicaEvent]:
         """The deployment's newest events first (at most ``events_kept`` are kept)."""
         return self._events.list(deployment_crn, limit)
+
+    # -- jobs (see docs/jobs.md) ----------------------------------------------------------------
+    def create_job(
+        self,
+        name: str,
+        project: str | os.PathLike[str],
+        script: str,
+        *,
+        args: Sequence[str] = (),
+        cron: str | None = None,
+        timezone: str = "UTC",
+        every_ms: int | None = None,
+        after: str | None = None,
+        manual: bool = False,
+        timeout_ms: int = 3_600_000,
+        retries: int = 0,
+        retry_backoff_ms: int = 30_000,
+        env: dict[str, str] | None = None,
+        overlap: str = "skip",
+        catch_up: str = "latest",
+        notify: Sequence[str] = (),
+        notify_on: Sequence[str] = ("failure", "timeout"),
+        builtin: bool = False,
+    ) -> Job:
+        """Define a job running ``script`` (a path inside the absolute ``project`` folder).
+
+        Exactly one schedule: ``cron`` (five fields, matched in ``timezone``), ``every_ms``
+        (slots every so many ms from the job's creation), ``after`` (a parent job's name or id:
+        runs after each successful run of it) or ``manual``. InvalidInput names the bad value
+        (a cron error names the field; a cycle of ``after`` links is spelled ``a -> b -> a``),
+        NotFound an unknown parent, Conflict a taken name; nothing is written on error.
+        """
+        fields = {
+            "project": os.fspath(project) if isinstance(project, os.PathLike) else project,
+            "script": script,
+            "args": args,
+            "cron": cron,
+            "timezone": timezone,
+            "every_ms": every_ms,
+            "after": after,
+            "manual": manual,
+            "timeout_ms": timeout_ms,
+            "retries": retries,
+            "retry_backoff_ms": retry_backoff_ms,
+            "env": env,
+            "overlap": overlap,
+            "catch_up": catch_up,
+            "notify": notify,
+            "notify_on": notify_on,
+        }
+        return self._jobs.create(name, fields, builtin)
+
+    def get_job(self, name_or_id: str) -> Job:
+        return self._jobs.get(name_or_id)
+
+    def list_jobs(self) -> list[Job]:
+        """All jobs, by name."""
+        return self._jobs.list_all()
+
+    def update_job(self, name: str, **changes: Any) -> Job:
+        """Change some fields, with the checks of ``create_job``. Giving any of ``cron``,
+        ``every_ms``, ``after``, ``manual`` replaces the whole schedule."""
+        return self._jobs.update(name, changes)
+
+    def delete_job(self, name: str) -> None:
+        """Remove a job with its runs, claims and run metrics. Conflict for a built-in job
+        (pause it instead) and for a parent of other jobs (naming them)."""
+        self._jobs.delete(name)
+
+    def set_paused(self, name: str, paused: bool) -> Job:
+        """Pause (the scheduler starts no runs of it) or resume a job."""
+        return self._jobs.set_paused(name, paused)
+
+    def children_of(self, job_id: str) -> list[Job]:
+        """The jobs that run after ``job_id`` (a name or id), by name."""
+        return self._jobs.children_of(job_id)
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        job_id: str,
+        slot_ms: int,
+        attempt: int,
+        trigger: str,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        """Record a ``queued`` run of ``job_id`` (name or id) for ``slot_ms``; ``attempt`` is
+        1 to the job's ``retries + 1``."""
+        return self._runs.create(job_id, slot_ms, attempt, trigger, parent_run_id)
+
+    def claim_slot(
+        self, job_id: str, slot_ms: int, attempt: int, owner: str, lease_ms: int
+    ) -> bool:
+        """Claim (job, slot, attempt) for ``owner`` until ``lease_ms`` from now: True for the
+        one winner. A claim whose lease expired and whose run never started may be taken over;
+        otherwise False (another scheduler, or an earlier life of this one, has it)."""
+        return self._runs.claim(job_id, slot_ms, attempt, owner, lease_ms)
+
+    def renew_claim(
+        self, job_id: str, slot_ms: int, attempt: int, owner: str, lease_ms: int
+    ) -> bool:
+        """Extend the claim of ``owner`` to ``lease_ms`` from now; False if ``owner`` lost it."""
+        return self._runs.renew(job_id, slot_ms, attempt, owner, lease_ms)
+
+    def slot_claim(self, job_id: str, slot_ms: int, attempt: int) -> SlotClaim | None:
+        """The claim of (job, slot, attempt), or None if nobody claimed it."""
+        return self._runs.claim_of(job_id, slot_ms, attempt)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        state: str | None = None,
+        exit_code: int | None = None,
+        started_ms: int | None = None,
+        ended_ms: int | None = None,
+        log_path: str | None = None,
+        api_key_id: str | None = None,
+    ) -> Run:
+        """Change the given fields (None: unchanged). States move queued -> running|cancelled
+        and running -> succeeded|failed|timed_out|cancelled only (InvalidInput otherwise; the
+        current state again changes nothing). ``running`` sets ``started_ms`` (default now) and
+        marks the slot's claim started: Conflict if another run of the slot started first. A
+        final state sets ``ended_ms`` (default now)."""
+        return self._runs.update(
+            run_id,
+            state=state,
+            exit_code=exit_code,
+            started_ms=started_ms,
+            ended_ms=ended_ms,
+            log_path=log_path,
+            api_key_id=api_key_id,
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        return self._runs.get(run_id)
+
+    def list_runs(
+        self,
+        job: str | None = None,
+        states: Iterable[str] | None = None,
+        limit: int = 100,
+        before_ms: int | None = None,
+    ) -> list[Run]:
+        """Runs (of one job, in some states, queued before ``before_ms``), newest first."""
+        return self._runs.select(job, states, limit, before_ms)
+
+    def last_slot(self, job_id: str) -> int | None:
+        """The latest slot claimed for the job's first attempts, manual runs left out (None:
+        none yet): the scheduler counts due and missed slots from it."""
+        return self._runs.last_slot(job_id)
+
+    def running_runs(self, job_id: str) -> list[Run]:
+        """The job's runs in state ``running`` (not ``queued``), oldest first."""
+        return self._runs.running(job_id)
+
+    def add_run_metrics(
+        self, run_id: str, metrics: Mapping[str, Any], tracked_ms: int | None = None
+    ) -> list[RunMetric]:
+        """Record metrics tracked inside a run (name -> JSON value), at ``tracked_ms`` (now)."""
+        return self._runs.add_metrics(run_id, metrics, tracked_ms)
+
+    def run_metrics(self, run_id: str) -> list[RunMetric]:
+        """The run's metrics in the order they were tracked (a name tracked twice appears
+        twice)."""
+        return self._runs.metrics(run_id)
+
+    def prune_runs(self, older_than_ms: int) -> list[Run]:
+        """Delete finished runs that ended before ``older_than_ms`` with their metrics and old
+        slot claims (each job's last scheduled claim stays); returns them, oldest first, so the
+        caller can delete their logs."""
+        return self._runs.prune(older_than_ms)
