@@ -83,6 +83,25 @@ class Client:
             raise error_from(response)
         return orjson.loads(response.content) if response.content else None
 
+    def envelope(self, path: str, content: bytes) -> tuple[int, Any]:
+        """POST to a gateway route: (status, envelope) whatever the status, since a failed
+        prediction's envelope is the answer to show; errors without an envelope still raise."""
+        headers = {**self._headers(), "Content-Type": "application/json"}
+        try:
+            response = httpx.post(self.url + path, content=content, headers=headers, timeout=None)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            body = None
+        enveloped = isinstance(body, dict) and "success" in body
+        if response.status_code in (401, 403, 404) or (
+            response.status_code >= 400 and not enveloped
+        ):
+            raise error_from(response)
+        return response.status_code, body
+
     def lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
         """A streamed text answer, line by line (``logs --follow``)."""
         try:

@@ -290,11 +290,10 @@ def logs(name: str, replica: str | None, tail: int, follow: bool) -> None:
 def predict(name: str, request: str) -> None:
     """Call a model with REQUEST (JSON) and print its answer envelope."""
     _json_arg(request, "REQUEST")
-    client = connect()
-    answer = client.call("POST", _path(name, "predict"), raw=request.encode(), timeout=None)
+    _, answer = connect().envelope(_path(name, "predict"), request.encode())
     print_json(answer)
-    if isinstance(answer, dict) and answer.get("success") is False:
-        sys.exit(1)
+    if not (isinstance(answer, dict) and answer.get("success") is True):
+        sys.exit(1)  # the envelope above says what failed
 
 
 def _print_result(title: str, result: Any, as_json: bool) -> None:
