@@ -234,6 +234,7 @@ def test_a_deployment_keeps_its_build(store: MetricsStore) -> None:
         ({"start_ms": 1.0}, "start_ms=1.0"),
         ({"end_ms": T0 - 1}, "before start_ms"),
         ({"uuid": ""}, "uuid ''"),
+        ({"uuid": "a\x00b"}, "NUL"),  # PostgreSQL text cannot hold NUL: refused everywhere
         ({"metrics": [1, 2]}, "must be a dict"),
         ({"metrics": {"x": object()}}, "JSON"),
         ({"metrics": {"x": "y" * 2_000_000}}, "MODELYARD_MAX_RECORD_BYTES"),

@@ -198,7 +198,7 @@ class SQLStore(MetricsStore):
             )
         for name in ("model_crn", "build_crn", "deployment_crn"):
             value = getattr(identity, name)
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or not value or "\x00" in value:
                 raise InvalidInput(f"identity {name}={value!r} must be a non-empty CRN string")
         cached = self._by_crn.get(identity.deployment_crn)
         if cached is None:
@@ -314,8 +314,10 @@ class SQLStore(MetricsStore):
                 p.metrics,
                 p.identity,
             )
-            if type(uuid) is not str or not uuid:
-                raise InvalidInput(f"prediction uuid {uuid!r} must be a non-empty string")
+            if type(uuid) is not str or not uuid or "\x00" in uuid:
+                raise InvalidInput(
+                    f"prediction uuid {uuid!r} must be a non-empty string without NUL characters"
+                )
             if type(start) is not int or type(end) is not int:
                 raise InvalidInput(
                     f"prediction {uuid}: start_ms={start!r} and end_ms={end!r} must be integer "
@@ -419,10 +421,10 @@ class SQLStore(MetricsStore):
                 f"delayed metrics for {uuid} must be a non-empty dict of key -> value, "
                 f"got {metrics!r}"
             )
-        bad_keys = [k for k in metrics if not isinstance(k, str) or not k]
+        bad_keys = [k for k in metrics if not isinstance(k, str) or not k or "\x00" in k]
         if bad_keys:
             raise InvalidInput(f"delayed metric keys {bad_keys!r} must be non-empty strings")
-        if not isinstance(source, str):
+        if not isinstance(source, str) or "\x00" in source:
             raise InvalidInput(f"source={source!r} must be a string naming where values came from")
         when = _now_ms() if tracked_ms is None else tracked_ms
         if not _is_int(when):
