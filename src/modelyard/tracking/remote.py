@@ -96,6 +96,9 @@ def error_from_response(response: httpx.Response, what: str) -> ModelyardError:
     if isinstance(body, str):
         message = body
     elif isinstance(body, dict):
+        nested = body.get("error")
+        if isinstance(nested, dict):  # the server's {"error": {"code", "message", ...}}
+            body = nested
         for field in ("message", "error", "detail"):
             if isinstance(body.get(field), str):
                 message = body[field]
