@@ -75,8 +75,9 @@ def test_track_read_delayed_aggregate_and_frames(sdk: tuple[str, Path]) -> None:
     assert backends.select().name == "remote"
 
     modelyard.track_delayed_metrics({"label": 1}, uuids[3])
-    with pytest.raises(NotFound, match="HTTP 404"):
+    with pytest.raises(NotFound, match="HTTP 404") as missing:
         modelyard.track_delayed_metrics({"label": 1}, "no-such-uuid")
+    assert "no-such-uuid" in str(missing.value) and '{"error"' not in str(missing.value)
     modelyard.track_aggregate_metrics({"accuracy": 0.75}, 0, 10, model_deployment_crn=DEPLOYMENT)
 
     page = modelyard.read_metrics(model_deployment_crn=DEPLOYMENT, limit=10)
