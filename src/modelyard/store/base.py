@@ -250,6 +250,11 @@ class MetricsStore(abc.ABC):
         """Every delayed value of a prediction in arrival order (empty list if none)."""
 
     @abc.abstractmethod
+    def find_prediction(self, uuid: str) -> Record:
+        """The raw prediction record of ``uuid``, delayed values merged (found through the uuid
+        index, not a scan). NotFound naming the uuid if it is unknown or already rolled up."""
+
+    @abc.abstractmethod
     def add_aggregate(
         self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
     ) -> None:

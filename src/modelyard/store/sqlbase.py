@@ -476,6 +476,33 @@ class SQLStore(MetricsStore):
 
         self._write(transaction)
 
+    def find_prediction(self, uuid: str) -> Record:
+        if not isinstance(uuid, str) or not uuid or "\x00" in uuid:
+            raise InvalidInput(f"uuid={uuid!r} must be a prediction's uuid string")
+        with self._reading() as cur:
+            row = self._exec(
+                cur, "SELECT deployment_id, start_ms FROM prediction_uuids WHERE uuid = ?", (uuid,)
+            ).fetchone()
+            identity = None if row is None else self._identity(cur, row[0])
+        if row is None or identity is None:
+            raise NotFound(f"no prediction with uuid {uuid!r} is stored", uuid=uuid)
+        start = int(row[1])
+        # The uuid index gives (deployment, start_ms): one index range of one millisecond.
+        query = Query(
+            deployment_crn=identity.deployment_crn,
+            start_ms=start,
+            end_ms=start,
+            kinds=frozenset({RecordKind.PREDICTION}),
+        )
+        for record in self.read(query)[0]:
+            if record.uuid == uuid:
+                return record
+        raise NotFound(
+            f"prediction {uuid!r} was rolled up into a bucket; only its bucket's summaries remain "
+            "(read the rollup records around its time instead)",
+            uuid=uuid,
+        )
+
     def delayed_history(self, uuid: str) -> list[DelayedValue]:
         with self._reading() as cur:
             rows = self._exec(
