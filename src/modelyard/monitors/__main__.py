@@ -1,0 +1,46 @@
+"""``python -m modelyard.monitors run SPEC [--window START..END] [--json]``: what a job runs.
+
+Prints one line per computed window (or a JSON list with ``--json``); a Modelyard error is one
+line on stderr and exit status 2, as with the ``modelyard`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+from modelyard.errors import ModelyardError
+from modelyard.monitors.run import parse_window, run_monitor
+from modelyard.monitors.spec import MonitorSpec
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modelyard.monitors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="compute the due windows of a monitor spec")
+    run.add_argument("spec", help="path of the monitor's YAML spec")
+    run.add_argument("--window", default=None, help="recompute START..END only")
+    run.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    try:
+        spec = MonitorSpec.from_yaml(args.spec)
+        window = parse_window(args.window) if args.window else None
+        results = run_monitor(spec, window=window)
+    except ModelyardError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(orjson.dumps([r.to_dict() for r in results]).decode() + "\n")
+    else:
+        for r in results:
+            print(f"{r.start_ms}..{r.end_ms} {r.reason} n={r.metrics.get('n')}")
+        print(f"{len(results)} window(s) computed for monitor {spec.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Which store a monitor uses: the one given, else the SDK's embedded store of this process.
+
+Monitors keep tables of their own (references, results, alerts) next to the metrics, so they need
+the database itself, not the HTTP API: sharing the SDK's store object also shares its one writer
+(SQLite allows one per file) and its buffered predictions are flushed before a window is read.
+"""
+
+from __future__ import annotations
+
+from modelyard.errors import InvalidInput
+from modelyard.store.base import MetricsStore
+
+__all__ = ["monitor_store", "now_ms"]
+
+
+def now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
+def monitor_store(store: MetricsStore | None) -> MetricsStore:
+    """``store`` if given, else the SDK's embedded store (flushed); InvalidInput says why not."""
+    if store is not None:
+        return store
+    from modelyard.tracking import backends
+
+    backend = backends.select()
+    if not isinstance(backend, backends.StoreBackend) or backend.name != "embedded":
+        raise InvalidInput(
+            f"monitors need the metrics database, but the SDK backend here is {backend.name!r}; "
+            "unset MODELYARD_URL and set MODELYARD_HOME or MODELYARD_DATABASE_URL "
+            "(postgresql://...) to the server's store"
+        )
+    backend.flush()
+    return backend.store

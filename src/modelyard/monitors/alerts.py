@@ -1,0 +1,246 @@
+"""Alerts of monitors: rules evaluated over a monitor's windows, stored, and sent once per episode.
+
+After a monitor writes, its rules (``modelyard.analysis.alerts`` syntax) are evaluated over every
+window result it keeps, in window order, from the first. Replaying the whole history (a few
+thousand small dicts at most) instead of keeping evaluator state is what makes recomputed windows
+(late labels) count: a window whose AUC rose above the threshold once its labels arrived turns an
+alert it had started into one that never happened, which is then marked resolved.
+
+An *episode* of a rule starts at the window where it fires and ends at the window where it
+recovers. Each is one row of table ``alerts`` (keyed by monitor, rule and first window), with
+``state`` ``firing`` or ``resolved``, the first window's start, the end of the last breaching
+window, the worst breaching value, and when it fired and resolved. A notification goes to the
+spec's ``notify`` targets, through the jobs part's ``Notifier`` (webhook POST with a JSON body,
+retried with back-off), once when the episode is first stored and once when it resolves: never
+once per window, so readers do not learn to mute it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modelyard.analysis import AlertEvaluator
+from modelyard.monitors._store import monitor_store, now_ms
+from modelyard.store import sqlaccess
+from modelyard.store.base import MetricsStore
+
+__all__ = ["Episode", "evaluate_monitor", "list_alerts", "send_notifications"]
+
+_COLUMNS = (
+    "id, monitor, deployment_crn, rule, state, first_window_start_ms, last_window_end_ms, value, "
+    "breaching, fired_ms, resolved_ms, resolved_window_start_ms"
+)
+
+
+@dataclass
+class Episode:
+    """One firing of one rule as derived from the window history."""
+
+    rule: str
+    first_start_ms: int
+    last_end_ms: int
+    value: float | None
+    breaching: dict[str, float] = field(default_factory=dict)
+    resolved_start_ms: int | None = None
+
+
+def _worst(op: str, values: dict[str, float]) -> float | None:
+    if not values:
+        return None
+    return max(values.values()) if op in (">", ">=") else min(values.values())
+
+
+def derive_episodes(
+    rules: Sequence[str], windows: Sequence[tuple[int, int, dict[str, Any]]]
+) -> list[Episode]:
+    """Episodes of ``rules`` over ``(start_ms, end_ms, metrics)`` windows in time order."""
+    evaluator = AlertEvaluator(rules)
+    open_: dict[str, Episode] = {}
+    done: list[Episode] = []
+    by_text = {r.text: r for r in evaluator.rules}
+    for start, end, metrics in windows:
+        for event in evaluator.update(metrics):
+            rule = by_text[event.rule]
+            if event.kind == "fired":
+                open_[event.rule] = Episode(
+                    event.rule, start, end, _worst(rule.op, event.values), dict(event.values)
+                )
+            else:
+                episode = open_.pop(event.rule)
+                episode.resolved_start_ms = start
+                done.append(episode)
+        for text, episode in open_.items():
+            bad = by_text[text].breaching(metrics)
+            if bad and episode.first_start_ms != start:
+                episode.last_end_ms = end
+                worst = _worst(by_text[text].op, bad)
+                if worst is not None and episode.value is not None:
+                    pick = max if by_text[text].op in (">", ">=") else min
+                    episode.value = pick(episode.value, worst)
+    return done + list(open_.values())
+
+
+def _row(row: Sequence[Any]) -> dict[str, Any]:
+    names = [c.strip() for c in _COLUMNS.split(",")]
+    out = dict(zip(names, row, strict=True))
+    out["breaching"] = orjson.loads(out["breaching"])
+    return out
+
+
+def evaluate_monitor(
+    store: MetricsStore, monitor: str, deployment_crn: str, rules: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Reconcile table ``alerts`` with the episodes of ``rules`` over the monitor's results.
+
+    Returns the notifications due: new episodes (state as derived) and episodes that resolved
+    since they were stored, each as the alert row after the change.
+    """
+    if not rules:
+        return []
+    with sqlaccess.reading(store) as cur:
+        results = cur.execute(
+            sqlaccess.sql(
+                store,
+                "SELECT start_ms, end_ms, metrics FROM monitor_results WHERE monitor = ? "
+                "ORDER BY start_ms",
+            ),
+            (monitor,),
+        ).fetchall()
+    windows = [(int(s), int(e), orjson.loads(m)) for s, e, m in results]
+    episodes = derive_episodes(rules, windows)
+    now = now_ms()
+
+    def reconcile(cur: sqlaccess.Cursor) -> list[int]:
+        stored = {
+            (r[3], int(r[5])): _row(r)
+            for r in cur.execute(
+                sqlaccess.sql(store, f"SELECT {_COLUMNS} FROM alerts WHERE monitor = ?"),
+                (monitor,),
+            ).fetchall()
+        }
+        changed: list[int] = []
+        seen = set()
+        for ep in episodes:
+            key = (ep.rule, ep.first_start_ms)
+            seen.add(key)
+            state = "firing" if ep.resolved_start_ms is None else "resolved"
+            old = stored.get(key)
+            if old is None:
+                cur.execute(
+                    sqlaccess.sql(
+                        store,
+                        "INSERT INTO alerts (monitor, deployment_crn, rule, state, "
+                        "first_window_start_ms, last_window_end_ms, value, breaching, fired_ms, "
+                        "resolved_ms, resolved_window_start_ms) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    ),
+                    (
+                        monitor,
+                        deployment_crn,
+                        ep.rule,
+                        state,
+                        ep.first_start_ms,
+                        ep.last_end_ms,
+                        ep.value,
+                        orjson.dumps(ep.breaching).decode(),
+                        now,
+                        now if state == "resolved" else None,
+                        ep.resolved_start_ms,
+                    ),
+                )
+                found = cur.execute(
+                    sqlaccess.sql(
+                        store,
+                        "SELECT id FROM alerts WHERE monitor = ? AND rule = ? "
+                        "AND first_window_start_ms = ?",
+                    ),
+                    (monitor, ep.rule, ep.first_start_ms),
+                ).fetchone()
+                changed.append(int(found[0]))
+                continue
+            newly_resolved = old["state"] == "firing" and state == "resolved"
+            cur.execute(
+                sqlaccess.sql(
+                    store,
+                    "UPDATE alerts SET state = ?, last_window_end_ms = ?, value = ?, "
+                    "resolved_ms = ?, resolved_window_start_ms = ? WHERE id = ?",
+                ),
+                (
+                    state,
+                    ep.last_end_ms,
+                    ep.value,
+                    now if newly_resolved else old["resolved_ms"] if state == "resolved" else None,
+                    ep.resolved_start_ms,
+                    old["id"],
+                ),
+            )
+            if newly_resolved:
+                changed.append(int(old["id"]))
+        # An episode no recomputed history supports any more (late labels lifted the metric):
+        # it is over, and says so once.
+        for key, old in stored.items():
+            if key not in seen and old["state"] == "firing":
+                cur.execute(
+                    sqlaccess.sql(
+                        store, "UPDATE alerts SET state = 'resolved', resolved_ms = ? WHERE id = ?"
+                    ),
+                    (now, old["id"]),
+                )
+                changed.append(int(old["id"]))
+        return changed
+
+    ids = sqlaccess.transaction(store, reconcile)
+    if not ids:
+        return []
+    by_id = {a["id"]: a for a in list_alerts(store=store, monitor=monitor, all_states=True)}
+    return [by_id[i] for i in ids]
+
+
+def send_notifications(
+    targets: Sequence[str], alerts: Sequence[dict[str, Any]], *, wait_s: float = 30.0
+) -> None:
+    """POST each alert to each target (jobs' ``Notifier``), waiting up to ``wait_s`` for delivery.
+
+    A monitor run is a short process, so it waits for the notifier's queue before returning;
+    a receiver that stays down is logged by the notifier, never raised.
+    """
+    if not targets or not alerts:
+        return
+    from modelyard.jobs.notify import Notifier
+
+    notifier = Notifier(attempts=3, backoff_s=0.5)
+    try:
+        for alert in alerts:
+            notifier.send(targets, {"kind": "modelyard.alert", **alert})
+        notifier.wait_idle(wait_s)
+    finally:
+        notifier.close(1.0)
+
+
+def list_alerts(
+    *,
+    store: MetricsStore | None = None,
+    all_states: bool = False,
+    monitor: str | None = None,
+    deployment_crn: str | None = None,
+) -> list[dict[str, Any]]:
+    """Alerts, newest first: only those firing unless ``all_states``."""
+    db = monitor_store(store)
+    sql = f"SELECT {_COLUMNS} FROM alerts WHERE 1 = 1"
+    params: list[Any] = []
+    if not all_states:
+        sql += " AND state = 'firing'"
+    if monitor is not None:
+        sql += " AND monitor = ?"
+        params.append(monitor)
+    if deployment_crn is not None:
+        sql += " AND deployment_crn = ?"
+        params.append(deployment_crn)
+    sql += " ORDER BY id DESC"
+    with sqlaccess.reading(db) as cur:
+        rows = cur.execute(sqlaccess.sql(db, sql), params).fetchall()
+    return [_row(r) for r in rows]

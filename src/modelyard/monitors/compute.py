@@ -1,0 +1,163 @@
+"""The metrics of one window: the analysis functions applied, flattened to one level of keys.
+
+Keys written (when the spec asks for the metric and the window has what it needs):
+
+- always: ``n`` (predictions in the window);
+- ``label_coverage``: ``label_coverage`` (share labelled), ``labelled``, ``label_delay_p50_ms``,
+  ``label_delay_p90_ms``, ``label_delay_p99_ms``, ``label_delay_mean_ms``, ``label_delay_max_ms``;
+- ``classification`` (labelled rows only): ``roc_auc``, ``roc_auc_ci_low``, ``roc_auc_ci_high``
+  (DeLong, 95 %), ``pr_auc``, ``log_loss``, ``brier``, ``accuracy``, ``precision``, ``recall``,
+  ``f1``, ``ece``, ``positives``;
+- ``estimated_performance`` (all scored rows, labels not needed): ``estimated_roc_auc``,
+  ``estimated_accuracy``, ``estimated_precision``, ``estimated_recall``, ``estimated_f1``;
+- ``drift``: ``<method>.<feature>`` (the method's effect: ``psi.tenure``, ``ks.tenure``,
+  ``wasserstein.tenure``, ``jensen_shannon.plan``, ``chi2.plan``, ``unseen_share.plan``),
+  ``drift.flagged`` (how many features any method flagged), ``drift.flagged_features`` (their
+  names);
+- ``prediction_drift``: ``prediction_drift.<method>`` and ``prediction_drift.flagged`` (0 or 1).
+
+A metric that cannot be computed for the window (no labels yet, one class only) is written as
+null or left out, and ``<metric>.reason`` says why: an alert treats it as no evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.analysis import (
+    DriftReference,
+    classification_metrics,
+    estimate_performance,
+    label_coverage,
+    prediction_drift,
+)
+from modelyard.errors import InvalidInput
+from modelyard.monitors.spec import MonitorSpec
+from modelyard.monitors.window import WindowData
+
+__all__ = ["window_metrics"]
+
+_CLASSIFICATION_KEYS = (
+    "roc_auc",
+    "roc_auc_ci_low",
+    "roc_auc_ci_high",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "ece",
+    "positives",
+)
+_ESTIMATED_KEYS = ("roc_auc", "accuracy", "precision", "recall", "f1")
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinities become None: JSON has no NaN, and None is 'no evidence' to alerts."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _scores(frame: pd.DataFrame, key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+    return np.asarray(pd.to_numeric(frame[key], errors="coerce"), dtype=np.float64)
+
+
+def _positive(labels: pd.Series[Any], positive: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """1.0 where the label is the positive class, 0.0 where it is another value, NaN if missing."""
+    present = labels.notna().to_numpy()
+    text = str(positive).lower() if isinstance(positive, bool) else str(positive)
+    same = labels.map(
+        lambda v: v == positive or (str(v).lower() if isinstance(v, bool) else str(v)) == text
+    )
+    out = np.where(same.to_numpy(dtype=bool), 1.0, 0.0)
+    out[~present] = np.nan
+    return out
+
+
+def window_metrics(
+    spec: MonitorSpec,
+    data: WindowData,
+    reference: DriftReference | None,
+    reference_predictions: pd.Series[Any] | None,
+) -> dict[str, Any]:
+    """The flat metrics dict of one window (values JSON-ready, NaN written as None)."""
+    out: dict[str, Any] = {"n": data.n}
+    if data.n == 0:
+        return out
+    frame = data.frame
+    wanted = set(spec.metrics)
+    scores = _scores(frame, spec.prediction)
+    if "label_coverage" in wanted and spec.label is not None:
+        labelled_at = data.label_ms
+        assert labelled_at is not None
+        # A label value may also arrive with the prediction itself (no delayed record).
+        has_value = frame[spec.label].notna().to_numpy()
+        labelled_at = np.where(has_value & np.isnan(labelled_at), data.prediction_ms, labelled_at)
+        cov = label_coverage(data.prediction_ms, labelled_at)
+        out["label_coverage"] = cov["coverage"]
+        out["labelled"] = cov["labelled"]
+        for key, value in cov.items():
+            if key.startswith("delay_"):
+                out[f"label_{key}"] = value
+    if "classification" in wanted and spec.label is not None:
+        y = _positive(frame[spec.label], spec.positive_label)
+        usable = ~np.isnan(y) & ~np.isnan(scores)
+        if usable.any():
+            try:
+                got = classification_metrics(y[usable], scores[usable])
+            except InvalidInput as exc:
+                out["classification.reason"] = exc.message
+            else:
+                for key in _CLASSIFICATION_KEYS:
+                    out[key] = got[key]
+                for key, why in got["reasons"].items():
+                    out[f"{key}.reason"] = why
+        else:
+            out["classification.reason"] = f"none of the {data.n} predictions is labelled yet"
+    if "estimated_performance" in wanted:
+        present = scores[~np.isnan(scores)]
+        if present.size:
+            try:
+                est = estimate_performance(present)
+            except InvalidInput as exc:
+                out["estimated.reason"] = exc.message
+            else:
+                for key in _ESTIMATED_KEYS:
+                    out[f"estimated_{key}"] = est[f"expected_{key}"]
+    if "drift" in wanted and reference is not None:
+        current = frame[list(spec.features)]
+        try:
+            report = reference.compare(current, thresholds=spec.thresholds or None)
+        except InvalidInput as exc:
+            out["drift.reason"] = exc.message
+        else:
+            for row in report.itertuples(index=False):
+                out[f"{row.method}.{row.feature}"] = row.effect
+            flagged = sorted(set(report.loc[report["flagged"].astype(bool), "feature"]))
+            out["drift.flagged"] = len(flagged)
+            out["drift.flagged_features"] = flagged
+    if "prediction_drift" in wanted and reference_predictions is not None:
+        current_scores = scores[~np.isnan(scores)]
+        if current_scores.size:
+            try:
+                report = prediction_drift(
+                    reference_predictions.dropna().to_numpy(),
+                    current_scores,
+                    thresholds=spec.thresholds or None,
+                )
+            except InvalidInput as exc:
+                out["prediction_drift.reason"] = exc.message
+            else:
+                for row in report.itertuples(index=False):
+                    out[f"prediction_drift.{row.method}"] = row.effect
+                out["prediction_drift.flagged"] = int(report["flagged"].astype(bool).any())
+    return {key: _clean(value) for key, value in out.items()}

@@ -1,0 +1,181 @@
+"""Reference samples: the training data a deployment's windows are compared with.
+
+A sample is kept in the store's database (table ``monitor_references``) as columnar JSON (orjson,
+one list per column plus its dtype) compressed with zlib: readable without pickle or pyarrow, and
+safe to load from a database others can write to. At most ``MAX_ROWS`` rows (100,000) are kept: a
+larger frame is replaced by a uniform random sample of that many rows (seeded, so uploading the
+same frame twice stores the same sample). 100k rows are plenty for the drift statistics: the
+standard error of a reference decile bin's share is then about 0.1 percentage point.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from modelyard.errors import InvalidInput, NotFound
+from modelyard.monitors._store import monitor_store, now_ms
+from modelyard.store import sqlaccess
+from modelyard.store.base import MetricsStore
+
+__all__ = ["MAX_ROWS", "ReferenceInfo", "list_references", "load_reference", "upload_reference"]
+
+MAX_ROWS = 100_000
+
+ReferenceInfo = dict[str, Any]
+
+
+def _column(series: pd.Series[Any]) -> tuple[str, list[Any]]:
+    """The column's dtype name as kept, and its values as JSON-ready Python values."""
+    kind = series.dtype.kind
+    if kind in "iu":
+        return "int64", series.astype("int64").tolist()
+    if kind == "f":
+        return "float64", [None if v != v else v for v in series.astype("float64").tolist()]
+    if kind == "b":
+        return "bool", series.tolist()
+    values = series.astype(object).where(series.notna(), None).tolist()
+    for v in values:
+        if v is not None and not isinstance(v, str | int | float | bool):
+            raise InvalidInput(
+                f"reference column {series.name!r} holds {type(v).__name__} values; a reference "
+                "keeps numbers, booleans and strings (convert dates to numbers or text)"
+            )
+    return "object", values
+
+
+def upload_reference(
+    frame: pd.DataFrame,
+    deployment_crn: str,
+    name: str = "training",
+    *,
+    max_rows: int = MAX_ROWS,
+    store: MetricsStore | None = None,
+) -> ReferenceInfo:
+    """Keep ``frame`` (at most ``max_rows`` rows, sampled) as reference ``name`` of a deployment.
+
+    Uploading under an existing name replaces that sample. Returns what was stored: ``rows``,
+    ``total_rows`` (before sampling), ``columns``. NotFound if the store does not know the
+    deployment.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInput(f"reference must be a pandas DataFrame, got {type(frame).__name__}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InvalidInput(
+            f"reference frame is empty ({frame.shape[0]} rows, {frame.shape[1]} columns); "
+            "upload the training sample the windows should be compared with"
+        )
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise InvalidInput(f"reference name {name!r} must be a non-empty string of 100 or fewer")
+    if type(max_rows) is not int or not 1 <= max_rows <= MAX_ROWS:
+        raise InvalidInput(f"max_rows={max_rows!r} must be an int from 1 to {MAX_ROWS}")
+    columns = [str(c) for c in frame.columns]
+    if len(set(columns)) != len(columns):
+        raise InvalidInput(f"reference columns {columns!r} repeat a name; names must be unique")
+    db = monitor_store(store)
+    db.resolve(deployment_crn)  # NotFound naming the CRN if the store has never seen it
+    total = int(frame.shape[0])
+    sample = frame.sample(n=max_rows, random_state=0) if total > max_rows else frame
+    dtypes, data = {}, {}
+    for label, text in zip(frame.columns, columns, strict=True):
+        dtypes[text], data[text] = _column(sample[label])
+    blob = zlib.compress(orjson.dumps({"dtypes": dtypes, "data": data}), 6)
+    rows = int(sample.shape[0])
+    params = (deployment_crn, name, rows, total, orjson.dumps(columns).decode(), blob, now_ms())
+
+    def write(cur: sqlaccess.Cursor) -> None:
+        cur.execute(
+            sqlaccess.sql(
+                db, "DELETE FROM monitor_references WHERE deployment_crn = ? AND name = ?"
+            ),
+            (deployment_crn, name),
+        )
+        cur.execute(
+            sqlaccess.sql(
+                db,
+                "INSERT INTO monitor_references "
+                "(deployment_crn, name, rows, total_rows, columns, data, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ),
+            params,
+        )
+
+    sqlaccess.transaction(db, write)
+    return {
+        "deployment_crn": deployment_crn,
+        "name": name,
+        "rows": rows,
+        "total_rows": total,
+        "columns": columns,
+        "bytes": len(blob),
+        "created_ms": params[-1],
+    }
+
+
+def load_reference(
+    deployment_crn: str, name: str = "training", *, store: MetricsStore | None = None
+) -> pd.DataFrame:
+    """The stored sample as a DataFrame; NotFound naming the deployment and the names it has."""
+    db = monitor_store(store)
+    with sqlaccess.reading(db) as cur:
+        row = cur.execute(
+            sqlaccess.sql(
+                db,
+                "SELECT columns, data FROM monitor_references WHERE deployment_crn = ? "
+                "AND name = ?",
+            ),
+            (deployment_crn, name),
+        ).fetchone()
+    if row is None:
+        known = [r["name"] for r in list_references(deployment_crn, store=db)]
+        raise NotFound(
+            f"deployment {deployment_crn} has no reference named {name!r}; it has "
+            f"{known or 'none'} (upload one with modelyard.upload_reference or "
+            "'modelyard monitors reference upload')",
+            deployment=deployment_crn,
+            name=name,
+        )
+    columns = orjson.loads(row[0])
+    payload = orjson.loads(zlib.decompress(bytes(row[1])))
+    out = {}
+    for column in columns:
+        dtype = payload["dtypes"][column]
+        values = payload["data"][column]
+        if dtype == "float64":
+            out[column] = pd.Series([float("nan") if v is None else v for v in values], dtype=dtype)
+        elif dtype in ("int64", "bool"):
+            out[column] = pd.Series(values, dtype=dtype)
+        else:
+            out[column] = pd.Series(values, dtype=object)
+    return pd.DataFrame(out, columns=columns)
+
+
+def list_references(
+    deployment_crn: str | None = None, *, store: MetricsStore | None = None
+) -> list[ReferenceInfo]:
+    """Stored samples (all, or one deployment's), without their data."""
+    db = monitor_store(store)
+    sql = (
+        "SELECT deployment_crn, name, rows, total_rows, columns, created_ms FROM monitor_references"
+    )
+    params: tuple[Any, ...] = ()
+    if deployment_crn is not None:
+        sql += " WHERE deployment_crn = ?"
+        params = (deployment_crn,)
+    sql += " ORDER BY deployment_crn, name"
+    with sqlaccess.reading(db) as cur:
+        rows = cur.execute(sqlaccess.sql(db, sql), params).fetchall()
+    return [
+        {
+            "deployment_crn": r[0],
+            "name": r[1],
+            "rows": int(r[2]),
+            "total_rows": int(r[3]),
+            "columns": orjson.loads(r[4]),
+            "created_ms": int(r[5]),
+        }
+        for r in rows
+    ]
