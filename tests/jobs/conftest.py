@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from modelyard.jobs.notify import Delivery, Notifier
 from modelyard.jobs.scheduler import Scheduler
 from modelyard.registry import Registry
-from modelyard.runtime import LocalRuntime, SupervisorConfig
+from modelyard.runtime import LocalRuntime, SupervisorConfig, free_port
 from modelyard.store.base import MetricsStore
 from modelyard.store.sqlite import SQLiteStore
 
@@ -139,3 +140,22 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, step_s: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(step_s)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()

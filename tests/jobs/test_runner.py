@@ -13,10 +13,11 @@ import pytest
 
 from modelyard.errors import Unauthorized
 from modelyard.jobs import builtin
+from modelyard.jobs.notify import Notifier
 from modelyard.jobs.runner import retry_delay_ms
 from modelyard.registry import Role, RunState, Trigger
 
-from .conftest import World, wait_for
+from .conftest import Inbox, World, wait_for
 from .test_notify import Receiver
 
 IGNORES_TERM = """
@@ -204,3 +205,37 @@ def test_run_history_prunes_old_runs_and_their_logs(
     assert not old_log.exists()
     text = Path(world.registry.get_run(prune.id).log_path).read_text()
     assert "1 deleted" in text
+
+
+def test_metrics_tracked_inside_a_run_are_recorded_with_it(world: World) -> None:
+    script = world.script(
+        "tracks.py",
+        "import modelyard\nmodelyard.track_metric('rows', 42)\n"
+        "modelyard.track_metrics({'auc': 0.91, 'note': 'ok'})\n",
+    )
+    world.job("tracks", script)
+    scheduler = world.scheduler(server_url=None)  # embedded: the SDK writes next to the run
+    run = scheduler.trigger("tracks")
+    assert scheduler.runner.wait_idle(30)
+    done = world.registry.get_run(run.id)
+    assert done.state == RunState.SUCCEEDED, Path(done.log_path).read_text()
+    metrics = {m.key: m.value for m in world.registry.run_metrics(run.id)}
+    assert metrics == {"rows": 42, "auc": 0.91, "note": "ok"}
+
+
+def test_a_timed_out_run_emails_the_address_it_names(
+    world: World, smtp_server: tuple[Inbox, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox, port = smtp_server
+    monkeypatch.setenv("MODELYARD_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MODELYARD_SMTP_PORT", str(port))
+    script = world.script("hang.py", "import time\nprint('hanging')\ntime.sleep(60)\n")
+    world.job("hangs", script, timeout_ms=1000, notify=["ops@example.com"], notify_on=["timeout"])
+    scheduler = world.scheduler(notifier=Notifier(backoff_s=0.05))
+    run = scheduler.trigger("hangs")
+    assert scheduler.runner.wait_idle(20)
+    assert scheduler.notifier.wait_idle(10)
+    [(_, recipients, content)] = inbox.messages
+    assert recipients == ["ops@example.com"]
+    text = content.decode()
+    assert "run timed_out" in text and run.id in text and "hanging" in text

@@ -12,7 +12,7 @@ carries it out on a thread of its own:
    ``MODELYARD_SCHEDULED_AT`` on top of the job's env; wait with the job's timeout (the runtime
    kills the whole process group on timeout or cancel);
 4. revoke the key (in a ``finally``: a run that ends in any way leaves no working key), record
-   state, exit code, times and log path;
+   state, exit code, times and log path, and move the metrics the run tracked into the registry;
 5. notify per ``notify_on``; a failed or timed-out run with attempts left is retried after an
    exponential back-off with jitter, as a new run (attempt n+1, trigger ``retry``) on a newly
    claimed slot; a cancelled run is never retried;
@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.jobs.current import format_slot
@@ -182,6 +184,11 @@ class Runner:
     def active_runs(self) -> list[str]:
         with self._lock:
             return list(self._active)
+
+    def held_runs(self) -> list[str]:
+        """Runs this runner is responsible for: active ones and those queued behind them."""
+        with self._lock:
+            return list(self._active) + [r.id for q in self._queued.values() for r in q]
 
     def busy_with(self, job_id: str) -> bool:
         """True while this runner carries out or holds a run of ``job_id``."""
@@ -361,7 +368,9 @@ class Runner:
         return [str(env.python), str(script), *job.args], snap.path
 
     def _env(self, job: Job, run: Run, token: str) -> dict[str, str]:
-        env = dict(job.env)
+        # The server's home, so a run tracking without a server (embedded) writes where the
+        # runner collects run metrics; a job's own MODELYARD_HOME wins.
+        env = {"MODELYARD_HOME": str(self.home), **job.env}
         env.update(
             MODELYARD_API_KEY=token,
             MODELYARD_JOB=job.name,
@@ -399,8 +408,37 @@ class Runner:
             log_path=str(path),
         )
 
+    def _collect_metrics(self, run: Run) -> int:
+        """Move the metrics the run tracked (``track_metric`` inside a run appends them to
+        ``<home>/runs/<uuid>/metrics.jsonl``, through the server or embedded) into the registry,
+        where they are shown with the run. Returns how many entries were recorded."""
+        path = self.home / "runs" / run_uuid(run.id) / "metrics.jsonl"
+        if not path.is_file():
+            return 0
+        recorded = 0
+        with open(path, "rb") as lines:
+            for line in lines:
+                try:
+                    entry = orjson.loads(line)
+                    self.registry.add_run_metrics(
+                        run.id, entry["metrics"], int(entry.get("trackedMs") or self._clock())
+                    )
+                    recorded += 1
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    _append(
+                        Path(run.log_path) if run.log_path else None,
+                        f"run metric line skipped ({exc.__class__.__name__}: {exc})",
+                    )
+        path.unlink(missing_ok=True)
+        return recorded
+
     def _after(self, job: Job, run: Run) -> Run | None:
-        """Notify, tell the scheduler, and return the retry to carry out next (or None)."""
+        """Collect metrics, notify, tell the scheduler, and return the retry to carry out next
+        (or None)."""
+        try:
+            self._collect_metrics(run)
+        except Exception:
+            log.exception("could not collect the metrics of run %s", run.id)
         self._notify(job, run)
         if self._on_finished is not None:
             try:

@@ -21,9 +21,10 @@ Dependent jobs: when a run ends ``succeeded``, each unpaused child job gets a ru
 slot (trigger ``parent``), claimed the same way; a failed, timed-out or cancelled parent starts no
 child.
 
-A server that crashed leaves runs ``running`` in the database. ``start()`` marks each such run of
-this owner (or whose claim lease expired: its server stopped renewing it) that this process is not
-carrying out as ``failed``, with the reason in its log, so nothing stays running forever.
+A server that crashed leaves runs ``running`` in the database. ``start()``, and then every half
+lease, marks each such run of an earlier life of this owner (or whose claim lease expired: its
+server stopped renewing it) that this process is not carrying out as ``failed``, with the reason
+in its log, so nothing stays running forever.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ class Scheduler:
         )
         self._stop = threading.Event()
         self._tick_lock = threading.Lock()
+        self._life_started_ms = clock()
+        self._renewed: dict[str, int] = {}
+        self._recovered_ms = self._life_started_ms
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -161,6 +165,9 @@ class Scheduler:
         with self._tick_lock:
             now = self._clock()
             self._renew_leases(now)
+            if now - self._recovered_ms >= self.lease_ms // 2:
+                # Not only at start: runs of a server that died and never came back end too.
+                self.recover()
             recorded: list[Run] = []
             for job in self.registry.list_jobs():
                 if job.paused or self._stop.is_set():
@@ -225,8 +232,17 @@ class Scheduler:
         return self.registry.claim_slot(job.id, slot_ms, attempt, self.owner, self.lease_ms)
 
     def _renew_leases(self, now: int) -> None:
-        """Keep the claims of this scheduler's runs alive, so other schedulers see them as ours."""
-        for run_id in self.runner.active_runs():
+        """Keep the claims of this scheduler's runs alive (a third into each lease), so other
+        schedulers do not take them for a dead server's."""
+        held = self.runner.held_runs()
+        for run_id in list(self._renewed):
+            if run_id not in held:
+                del self._renewed[run_id]
+        for run_id in held:
+            last = self._renewed.setdefault(run_id, now)
+            if now - last < self.lease_ms // 3:
+                continue
+            self._renewed[run_id] = now
             try:
                 run = self.registry.get_run(run_id)
                 self.registry.renew_claim(
@@ -306,11 +322,13 @@ class Scheduler:
     def recover(self) -> list[Run]:
         """Mark runs left ``running`` by a dead server ``failed`` (``queued`` ones ``cancelled``).
 
-        A run counts as left over when this process is not carrying it out and either its claim
-        belongs to this owner (an earlier life of this server) or its claim lease expired (its
-        server stopped renewing it). Each gets a line in its log saying why.
+        Called at start and then every half lease. A run counts as left over when this process
+        is not carrying it out and either its claim belongs to this owner but was made before
+        this scheduler was created (an earlier life of this server) or its claim lease expired
+        (its server stopped renewing it). Each gets a line in its log saying why.
         """
         now = self._clock()
+        self._recovered_ms = now
         marked = []
         leftover = self.registry.list_runs(states=[RunState.RUNNING, RunState.QUEUED], limit=10_000)
         for run in leftover:
@@ -319,8 +337,15 @@ class Scheduler:
             claim = self.registry.slot_claim(run.job_id, run.slot_ms, run.attempt)
             if claim is not None and claim.owner != self.owner and claim.lease_until_ms > now:
                 continue  # another live server runs it
+            if (
+                claim is not None
+                and claim.owner == self.owner
+                and claim.claimed_ms >= self._life_started_ms
+            ):
+                continue  # claimed in this life and about to be handed to the runner
             reason = (
-                f"run marked failed at scheduler start by {self.owner}: its process is gone "
+                f"run marked {'failed' if run.state == RunState.RUNNING else 'cancelled'} by "
+                f"scheduler {self.owner}: its process is gone "
                 f"(the server that ran it, {claim.owner if claim else 'unknown'}, stopped)"
             )
             if run.log_path:
