@@ -364,10 +364,15 @@ def _cron_slots(cron: Cron, zone: ZoneInfo, after_ms: int) -> Iterator[int]:
     instants wait in a heap until no later wall time can map before them.
     """
     after_s = after_ms // 1000
-    # A skipped wall time shortly before wall(after) can map to an instant after ``after``:
-    # start that much earlier when the offset just rose.
-    rewind = max(0, _offset_s(zone, after_s) - _offset_s(zone, after_s - _NEAR_S))
-    wall_after = after_s + _offset_s(zone, after_s)
+    # Wall times shortly before wall(after) can still have an instant after ``after``: a skipped
+    # time just behind us when the offset rose (it maps past the jump), and the wall times of
+    # the first pass of a repeated hour when the offset is about to drop (their second pass is
+    # ahead). Start that much earlier; the instants are filtered below.
+    here = _offset_s(zone, after_s)
+    rewind = max(
+        0, here - _offset_s(zone, after_s - _NEAR_S), here - _offset_s(zone, after_s + _NEAR_S)
+    )
+    wall_after = after_s + here
     try:
         walls = croniter(cron.expr, datetime.fromtimestamp(wall_after - rewind - 1, UTC))
     except CroniterError:  # pragma: no cover - parse_cron checked it
