@@ -19,6 +19,20 @@ from .conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
 
+PROBE = """
+import os
+
+import httpx
+import modelyard
+
+
+def predict(args):
+    url, key = os.environ["MODELYARD_URL"], os.environ["MODELYARD_API_KEY"]
+    records = modelyard.read_metrics(model_deployment_crn=args["deployment"])["metrics"]
+    keys = httpx.get(url + "/api/v1/keys", headers={"Authorization": "Bearer " + key})
+    return {"url": url, "records": len(records), "keys": keys.status_code}
+"""
+
 
 def _stopped_cleanly(server: ServerProcess) -> bool:
     """SIGTERM, then: uvicorn ran the app's shutdown and re-raised the signal (exit -15)."""
@@ -88,3 +102,23 @@ def test_deploy_call_restart_and_the_deployment_comes_back(
     assert again.json()["response"]["prediction"] == {"double": 10}
     status = httpx.get(f"{server.url}/api/v1/models/churn", headers=auth).json()
     assert status["active"]["crn"] == deployment
+
+    # replicas reach the server with a run-role key: user code reads metrics over the SDK
+    (project / "probe.py").write_text(PROBE)
+    probed = httpx.post(
+        f"{server.url}/api/v1/models/probe/deploy",
+        json={"project": str(project), "file": "probe.py"},
+        headers=auth,
+        timeout=120,
+    )
+    assert probed.status_code == 201, probed.text
+    answer = httpx.post(
+        f"{server.url}/api/v1/models/probe/predict",
+        json={"deployment": deployment},
+        headers=auth,
+        timeout=30,
+    ).json()
+    assert answer["success"] is True, answer
+    assert answer["response"]["url"] == server.url
+    assert answer["response"]["records"] >= 2  # the two calls to churn above
+    assert answer["response"]["keys"] == 403  # a run key may not list keys
