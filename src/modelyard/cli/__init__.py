@@ -11,7 +11,16 @@ import sys
 import click
 
 import modelyard
-from modelyard.cli import demo_cmd, keys_cmd, metrics_cmd, models_cmd, server_cmd, store_cmd
+from modelyard.cli import (
+    alerts_cmd,
+    demo_cmd,
+    keys_cmd,
+    metrics_cmd,
+    models_cmd,
+    monitors_cmd,
+    server_cmd,
+    store_cmd,
+)
 from modelyard.cli.output import error, print_json, print_rows
 from modelyard.errors import ModelyardError
 
@@ -29,6 +38,8 @@ cli.add_command(demo_cmd.demo)
 cli.add_command(server_cmd.server)
 cli.add_command(models_cmd.models)
 cli.add_command(keys_cmd.keys)
+cli.add_command(monitors_cmd.monitors)
+cli.add_command(alerts_cmd.alerts)
 
 
 @cli.command()
