@@ -107,9 +107,11 @@ class Services:
         finally:
             try:
                 self.writer.close()
-                self._restore_env()
             finally:
-                self.store.close()
+                try:
+                    self._restore_env()
+                finally:
+                    self.store.close()
 
     def _restore_env(self) -> None:
         key_id = self.env_before.get("_key_id")
@@ -166,8 +168,12 @@ async def open_services(config: ServerConfig) -> Services:
         ModelCache(registry),
         env_before=env_before,
     )
-    await gateway.start()
-    restored = await controller.restore()
+    try:
+        await gateway.start()
+        restored = await controller.restore()
+    except BaseException:  # a half-started server must not leave replicas or the key behind
+        await services.close()
+        raise
     for name, problem in restored.items():
         if problem is not None:
             log.error("model %s did not come back: %s", name, problem)
