@@ -23,7 +23,7 @@ def _calls(api: Api) -> list[tuple[str, str]]:
     """(method, concrete path) for every route the app serves, path parameters filled in."""
     calls = []
     for template, methods in _flatten(api.app.routes, ""):
-        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: _SAMPLE[m.group(1)], template)
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: _SAMPLE.get(m.group(1), "sample"), template)
         calls.extend((method, path) for method in sorted(methods) if method != "HEAD")
     return calls
 
