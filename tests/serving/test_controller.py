@@ -569,3 +569,13 @@ def test_restore_after_a_server_crash_brings_the_active_deployment_back(tmp_path
             await s.close()
 
     run(second_server)
+
+
+def test_the_example_in_docs_deployments_md_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "deployments.md"
+    snippet = doc.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(snippet, str(doc), "exec"), {"__name__": "docs_deployments"})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["mya_ active", "200 {'churn': True}"]
