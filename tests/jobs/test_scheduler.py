@@ -7,7 +7,6 @@ let schedulers tick on their own threads make the clock run ten times faster tha
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import Counter
 from pathlib import Path
@@ -40,11 +39,23 @@ def test_a_job_every_second_runs_and_records_runs(world: World) -> None:
     scheduler.stop()
     slots = sorted(r.slot_ms for r in runs)
     assert all(r.state == RunState.SUCCEEDED and r.exit_code == 0 for r in runs)
+    assert all(r.trigger == Trigger.SCHEDULE and r.attempt == 1 for r in runs)
     assert all((s - T0) % 1000 == 0 for s in slots)
     assert len(set(slots)) == len(slots)
     run = runs[0]
     assert run.started_ms is not None and run.ended_ms is not None
     assert "ran" in Path(run.log_path).read_text()
+
+
+def test_a_paused_job_gets_no_runs_until_it_is_resumed(world: World) -> None:
+    world.job("paused", world.script("q.py", QUICK), every_ms=MINUTE, catch_up="latest")
+    world.registry.set_paused("paused", True)
+    scheduler = world.scheduler()
+    world.clock.set(T0 + 2 * MINUTE + 5)
+    assert scheduler.tick() == []
+    world.registry.set_paused("paused", False)
+    assert [r.slot_ms for r in scheduler.tick()] == [T0 + 2 * MINUTE]
+    assert scheduler.runner.wait_idle(20)
 
 
 def test_a_restarted_scheduler_does_not_run_a_slot_twice(world: World) -> None:
@@ -155,28 +166,64 @@ def test_two_schedulers_on_one_postgres_run_each_slot_once(
         second.close()
 
 
-@pytest.mark.slow
-def test_overlap_skip_never_runs_a_job_twice_at_once(world: World) -> None:
-    slow = world.script("slow.py", "import time\ntime.sleep(1.6)\n")
-    world.job("slow", slow, every_ms=1000, overlap="skip")
+SLOW = """
+import os, time
+with open(os.environ["TRACE"], "a") as trace:
+    trace.write(f"start {os.getpid()}\\n")
+time.sleep(0.5)
+with open(os.environ["TRACE"], "a") as trace:
+    trace.write(f"end {os.getpid()}\\n")
+"""
+
+
+def _nested(trace: Path) -> bool:
+    """True when some run started while another was still going (from the runs' own trace)."""
+    going = 0
+    for line in trace.read_text().splitlines():
+        going += 1 if line.startswith("start") else -1
+        if going > 1:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("overlap", ["skip", "queue", "allow"])
+def test_overlap_policies_with_a_job_slower_than_its_interval(
+    world: World, tmp_path: Path, overlap: str
+) -> None:
+    trace = tmp_path / "trace"
+    world.job(
+        "slow", world.script("slow.py", SLOW), every_ms=1000, overlap=overlap,
+        env={"TRACE": str(trace)},
+    )  # fmt: skip
     scheduler = world.scheduler()
-    world.clock.running()
+    world.clock.running(speed=4)  # a slot every 0.25 s for a 0.5 s job
     scheduler.start()
     wait_for(
         lambda: (
-            len([r for r in world.registry.list_runs(job="slow") if r.state == RunState.SUCCEEDED])
-            >= 2
-        ),
-        timeout_s=30,
+            len(finished(world, "slow", 1)) >= 1 and len(world.registry.list_runs(job="slow")) >= 5
+        )
     )
-    scheduler.stop()
+    scheduler.stop()  # cancels what is still going or queued
     runs = world.registry.list_runs(job="slow")
-    ran = sorted((r.started_ms, r.ended_ms) for r in runs if r.state == RunState.SUCCEEDED)
-    for (_, end), (start, _) in itertools.pairwise(ran):
-        assert start >= end, ran
-    skipped = [r for r in runs if r.state == RunState.CANCELLED]
-    assert skipped, "a 1.6 s job every second must have skipped slots"
-    assert "overlap=skip" in Path(skipped[0].log_path).read_text()
+    states = Counter(r.state for r in runs)
+    if overlap == "allow":
+        assert _nested(trace), "allow starts a slot while the previous run goes on"
+        assert states[RunState.SUCCEEDED] >= 1
+        assert not any("overlap=skip" in Path(r.log_path).read_text() for r in runs if r.log_path)
+        return
+    assert not _nested(trace), trace.read_text()
+    if overlap == "skip":
+        skipped = [
+            r for r in runs if r.state == RunState.CANCELLED and r.log_path
+            and "overlap=skip" in Path(r.log_path).read_text()
+        ]  # fmt: skip
+        assert skipped, "a 0.5 s job every 0.25 s must have skipped slots"
+    else:
+        # queue: slots wait their turn; none is skipped; when the server stopped, the run going
+        # and the ones still waiting (never started) were cancelled.
+        waiting = [r for r in runs if r.state == RunState.CANCELLED]
+        assert len(waiting) >= 1 and sum(r.started_ms is not None for r in waiting) <= 1
+        assert not any("overlap=skip" in Path(r.log_path).read_text() for r in runs if r.log_path)
 
 
 def test_pipeline_stops_at_a_failed_step(world: World) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 import modelyard
-from modelyard.server import gateway_routes, keys, metrics_api, models, ops
+from modelyard.server import alerts_api, gateway_routes, keys, metrics_api, models, ops
 from modelyard.server.errors import install_error_handlers
 from modelyard.server.home import SERVER_FILE
 from modelyard.server.services import ServerConfig, open_services
@@ -73,6 +73,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(models.router)
     app.include_router(keys.router)
     app.include_router(metrics_api.router)
+    app.include_router(alerts_api.router)
     return app
 
 
