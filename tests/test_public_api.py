@@ -25,6 +25,7 @@ EXPECTED = [
     "track_delayed_metrics",
     "track_metric",
     "track_metrics",
+    "upload_reference",
 ]
 
 REFERENCE_NAMES = [

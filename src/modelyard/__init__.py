@@ -15,6 +15,8 @@ Heavy libraries (pandas, psycopg, httpx) are imported only by the calls that nee
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelyard import errors
 from modelyard.jobs.current import CurrentRun, current_run
 from modelyard.tracking import (
@@ -34,6 +36,20 @@ from modelyard.tracking import (
 
 __version__ = "0.1.0"
 
+
+def upload_reference(
+    frame: Any, deployment_crn: str, name: str = "training", **options: Any
+) -> dict[str, Any]:
+    """Store a training sample (a pandas DataFrame) as the reference monitors compare against.
+
+    See ``modelyard.monitors.upload_reference`` (at most 100,000 rows are kept, sampled). Imported
+    on call, so ``import modelyard`` stays free of pandas.
+    """
+    from modelyard.monitors.references import upload_reference as upload
+
+    return upload(frame, deployment_crn, name, **options)
+
+
 __all__ = [
     "CurrentRun",
     "NotRecordedWarning",
@@ -51,4 +67,5 @@ __all__ = [
     "track_delayed_metrics",
     "track_metric",
     "track_metrics",
+    "upload_reference",
 ]
