@@ -184,7 +184,7 @@ _INJECTED = ("MODELYARD_URL", "MODELYARD_API_KEY")
 
 
 def _inject_env(config: ServerConfig, registry: Registry) -> dict[str, str | None]:
-    """Point replicas (and builds' smoke tests) at this server with a ``run``-role key.
+    """Point replicas at this server with a ``run``-role key.
 
     The runtime starts replicas with the server's environment underneath their own, so setting
     ``MODELYARD_URL`` and ``MODELYARD_API_KEY`` here is what lets user code call
