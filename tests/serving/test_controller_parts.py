@@ -5,8 +5,10 @@ package surface. A real registry (SQLite file) and a real ``LocalRuntime`` stand
 from __future__ import annotations
 
 import asyncio
+import http.server
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +19,7 @@ import modelyard.serving
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import ModelSettings, Registry
 from modelyard.runtime import Event, LocalRuntime, check_name
-from modelyard.serving._fleet import Fleet, Replica
+from modelyard.serving._fleet import Fleet, Replica, _answers_as
 from modelyard.serving._replica_specs import (
     deployment_id,
     identity,
@@ -172,6 +174,31 @@ def test_runtime_events_set_pool_health_and_are_recorded(
     assert events[-1].details == {"pid": 1}
     assert events[-2].details == {"exit_code": -9, "signal": "SIGKILL"}
     assert {e.replica_id for e in events} == {"r1"}  # someone-else's event was not recorded
+
+
+def test_the_health_probe_accepts_only_the_replica_it_started() -> None:
+    class Healthz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "ok", "replica": "r1"}' if self.path == "/healthz" else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthz) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.server_address[1]
+        try:
+            assert _answers_as(port, "r1") is True
+            assert _answers_as(port, "r2") is False  # a stranger on the port is not our replica
+        finally:
+            server.shutdown()
+            thread.join()
+    assert _answers_as(port, "r1") is False  # nothing listens any more
 
 
 # -- refusals -------------------------------------------------------------------------------------

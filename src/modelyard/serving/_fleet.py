@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import threading
 import time
@@ -18,10 +19,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import orjson
+
 from modelyard.errors import ModelyardError, NotFound, Unavailable
 from modelyard.registry import Registry
 from modelyard.runtime import Event, ReplicaSpec, ReplicaStatus, Runtime
-from modelyard.runtime.health import check_health
 from modelyard.serving._pool import DeploymentPool
 from modelyard.serving._replica_specs import HEALTH_PATH
 
@@ -42,6 +44,30 @@ _PROBE_EVERY_S = 0.1
 _PROBE_TIMEOUT_S = 1.0
 _REMEMBERED = 10_000
 _LOG_TAIL_LINES = 40
+
+
+def _answers_as(port: int, replica_id: str) -> bool:
+    """Whether ``127.0.0.1:port`` answers ``GET /healthz`` as this very replica.
+
+    The body names the replica (``{"status": "ok", "replica": ID}``), so a stranger that took
+    the port between ``free_port()`` and the replica's bind is never mistaken for it.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_PROBE_TIMEOUT_S)
+    try:
+        conn.request("GET", HEALTH_PATH, headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+    if response.status != 200:
+        return False
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(answer, dict) and answer.get("replica") == replica_id
 
 
 class ReplicaStartFailed(Unavailable):
@@ -210,8 +236,7 @@ class Fleet:
 
     @staticmethod
     async def _probe(replica: Replica) -> bool:
-        ok, _ = await asyncio.to_thread(check_health, replica.port, HEALTH_PATH, _PROBE_TIMEOUT_S)
-        return ok
+        return await asyncio.to_thread(_answers_as, replica.port, replica.replica_id)
 
     def _status(self, replica: Replica) -> ReplicaStatus | None:
         for state in self.runtime.replicas(replica.runtime_deployment):
