@@ -7,10 +7,14 @@ let schedulers tick on their own threads make the clock run ten times faster tha
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 
 from modelyard.errors import Conflict
@@ -286,3 +290,60 @@ def test_runs_left_running_by_a_crashed_server_are_marked_failed(world: World) -
     world.clock.set(T0 + 120_000)
     assert [r.id for r in scheduler.recover()] == [other.id]
     assert registry.get_run(other.id).state == RunState.FAILED
+
+
+SERVER = """
+import sys, time
+from modelyard.jobs.notify import Notifier
+from modelyard.jobs.scheduler import Scheduler
+from modelyard.registry import Registry
+from modelyard.runtime import LocalRuntime
+from modelyard.store.sqlite import SQLiteStore
+
+db, home = sys.argv[1], sys.argv[2]
+store = SQLiteStore(db)
+registry = Registry(store)
+scheduler = Scheduler(registry, LocalRuntime(home), store, home=home, server_url=None,
+                      owner="server-a", builtin_jobs=False, notifier=Notifier(use_settings=False))
+scheduler.start()
+print(scheduler.trigger("long").id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_server_leaves_no_run_running_after_it_comes_back(
+    world: World, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    script = world.script(
+        "long.py",
+        f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n",
+    )
+    world.job("long", script)
+    world.clock.running()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(world.store.location), str(world.home)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        run_id = server.stdout.readline().strip()
+        wait_for(lambda: world.registry.get_run(run_id).state == RunState.RUNNING)
+        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text()))
+    finally:
+        server.kill()  # SIGKILL: no shutdown code runs
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    assert psutil.pid_exists(pid)  # the run's process group outlived its server
+    # The server comes back on the same home and database.
+    reaped = world.runtime.reap_leftovers(0.3)
+    assert [r["pgid"] for r in reaped] == [pid]
+    # Wall time, as the killed server used (the test clock starts in the past).
+    scheduler = world.scheduler("server-a", clock=lambda: time.time_ns() // 1_000_000)
+    scheduler.start()
+    run = world.registry.get_run(run_id)
+    assert run.state == RunState.FAILED
+    assert "its process is gone" in Path(run.log_path).read_text()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
