@@ -24,7 +24,16 @@ from pathlib import Path
 from fastapi import FastAPI
 
 import modelyard
-from modelyard.server import alerts_api, gateway_routes, keys, metrics_api, models, ops
+from modelyard import ui
+from modelyard.server import (
+    alerts_api,
+    gateway_routes,
+    insights_api,
+    keys,
+    metrics_api,
+    models,
+    ops,
+)
 from modelyard.server.errors import install_error_handlers
 from modelyard.server.home import SERVER_FILE
 from modelyard.server.services import ServerConfig, open_services
@@ -74,6 +83,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(metrics_api.router)
     app.include_router(alerts_api.router)
+    app.include_router(insights_api.router)
+    # The dashboard under /ui: its sign-in page and static files are its only public paths.
+    ui.mount(app)
     return app
 
 

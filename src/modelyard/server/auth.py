@@ -19,7 +19,9 @@ from modelyard.registry import ApiKey, Registry, Role
 __all__ = [
     "ALLOWED_ROLES",
     "Capability",
+    "SessionKey",
     "authenticate",
+    "authorize",
     "bearer_token",
     "check_scope",
     "requires",
@@ -65,7 +67,11 @@ def authenticate(registry: Registry, authorization: str | None, capability: Capa
             "this route needs an API key; send 'Authorization: Bearer <API key>' (create one with "
             "'modelyard keys create')"
         )
-    key = registry.authenticate(token)
+    return authorize(registry.authenticate(token), capability)
+
+
+def authorize(key: ApiKey, capability: Capability) -> ApiKey:
+    """``key`` if its role grants ``capability``; Forbidden (403) naming the role otherwise."""
     allowed = ALLOWED_ROLES[capability]
     if key.role not in allowed:
         roles = ", ".join(sorted(str(r) for r in allowed))
@@ -96,12 +102,24 @@ _WHAT = {
 }
 
 
+SessionKey = Callable[[Request], ApiKey | None]
+"""``app.state.session_key``: the API key of the request's dashboard session (None: none)."""
+
+
 def requires(capability: Capability) -> Callable[[Request], Awaitable[ApiKey]]:
     """A FastAPI dependency: the calling key, checked for ``capability``."""
 
     async def dependency(request: Request) -> ApiKey:
         registry: Registry = request.app.state.services.registry
-        return authenticate(registry, request.headers.get("authorization"), capability)
+        authorization = request.headers.get("authorization")
+        # Without a bearer header, a dashboard session cookie may stand for the key (the
+        # dashboard's fetch() calls); the hook checks the CSRF header on state-changing methods.
+        session_key: SessionKey | None = getattr(request.app.state, "session_key", None)
+        if authorization is None and session_key is not None:
+            key = session_key(request)
+            if key is not None:
+                return authorize(key, capability)
+        return authenticate(registry, authorization, capability)
 
     dependency.__name__ = f"requires_{capability.value}"
     return dependency

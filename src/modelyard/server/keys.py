@@ -14,7 +14,7 @@ from modelyard.server.auth import Capability, requires
 from modelyard.server.jsonable import jsonable
 from modelyard.settings import parse_duration_ms
 
-__all__ = ["CreateKeyRequest", "router"]
+__all__ = ["CreateKeyRequest", "new_key", "router"]
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 Admin = Annotated[ApiKey, Depends(requires(Capability.ADMIN))]
@@ -38,6 +38,13 @@ def _registry(request: Request) -> Registry:
 
 @router.post("", status_code=201, summary="Create an API key (its token is shown once)")
 async def create_key(body: CreateKeyRequest, request: Request, key: Admin) -> dict[str, Any]:
+    created, token = new_key(_registry(request), body)
+    return {"key": jsonable(created), "token": token}
+
+
+def new_key(registry: Registry, body: CreateKeyRequest) -> tuple[ApiKey, str]:
+    """Create the key ``body`` describes (the API route and the dashboard's form both call it);
+    returns the key and its token, which exists only in this answer."""
     expires_in_ms: int | None
     if body.expires is None or body.expires.strip().lower() == "never":
         expires_in_ms = None
@@ -45,10 +52,9 @@ async def create_key(body: CreateKeyRequest, request: Request, key: Admin) -> di
         expires_in_ms = parse_duration_ms(body.expires, "expires")
         if expires_in_ms <= 0:
             raise InvalidInput(f"expires={body.expires!r} must be a positive duration such as 30d")
-    created, token = _registry(request).create_api_key(
+    return registry.create_api_key(
         body.name, role=body.role, expires_in_ms=expires_in_ms, scope=body.scope
     )
-    return {"key": jsonable(created), "token": token}
 
 
 @router.get("", summary="Every API key (revoked and expired too; no tokens)")

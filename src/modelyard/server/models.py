@@ -21,6 +21,7 @@ from modelyard.registry import ApiKey, ModelSettings
 from modelyard.runtime import check_name
 from modelyard.server.auth import Capability, requires
 from modelyard.server.errors import DeployFailed
+from modelyard.server.insights import model_status
 from modelyard.server.jsonable import jsonable
 from modelyard.server.services import Services
 from modelyard.serving.builder import validate_function, validate_project_path
@@ -159,9 +160,7 @@ async def deploy(name: str, body: DeployRequest, request: Request, key: Admin) -
 
 @router.get("/{name}", summary="Model, active deployment, builds and replica states")
 async def show(name: str, request: Request, key: Reader) -> dict[str, Any]:
-    status = _services(request).controller.status(name)
-    body = jsonable(status)
-    return body if isinstance(body, dict) else {"status": body}
+    return model_status(_services(request), name)
 
 
 @router.delete("/{name}", status_code=204, summary="Stop and delete a model (metrics stay)")

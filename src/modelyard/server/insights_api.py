@@ -1,0 +1,123 @@
+"""``/api/v1`` read routes the dashboard draws from: overview, tech and metric time series,
+recent predictions, one prediction by uuid, a build's log. Each route is a thin wrapper around
+``modelyard.server.insights`` (the dashboard calls the same functions), run on a worker thread
+because store reads block. Times are epoch milliseconds; ``start``/``end`` default to the last
+hour."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from modelyard.registry import ApiKey
+from modelyard.server import insights
+from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.services import Services
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["insights"])
+Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
+Start = Annotated[int | None, Query(description="epoch ms; default: an hour before end")]
+End = Annotated[int | None, Query(description="epoch ms; default: now")]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def _scope_model(services: Services, key: ApiKey, name: str) -> None:
+    if key.scope is not None:
+        model = await asyncio.to_thread(services.registry.get_model, name)
+        check_scope(key, model.crn)
+
+
+async def _scope_deployment(services: Services, key: ApiKey, deployment_crn: str) -> None:
+    if key.scope is not None:
+        identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
+        check_scope(key, identity.model_crn)
+
+
+@router.get("/overview", summary="Every model: state, replicas, traffic, latest monitor results")
+async def overview(request: Request, key: Reader) -> dict[str, Any]:
+    return await asyncio.to_thread(insights.overview, _services(request))
+
+
+@router.get("/models/{name}/tech", summary="Requests/s, latency percentiles and failures")
+async def tech(
+    name: str,
+    request: Request,
+    key: Reader,
+    start: Start = None,
+    end: End = None,
+    points: Annotated[int, Query(ge=10, le=2_000)] = insights.TECH_POINTS,
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_model(services, key, name)
+    lo, hi = insights.check_range(start, end)
+    return await asyncio.to_thread(insights.tech_series, services, name, lo, hi, points)
+
+
+@router.get("/models/{name}/builds/{build_id}/log", summary="The last lines of a build's log")
+async def build_log(
+    name: str,
+    build_id: str,
+    request: Request,
+    key: Reader,
+    tail: Annotated[int, Query(ge=0, le=100_000)] = 400,
+) -> dict[str, Any]:
+    services = _services(request)
+    lines = await asyncio.to_thread(insights.build_log, services, name, build_id, tail)
+    return {"model": name, "build": build_id, "lines": lines}
+
+
+@router.get("/models/{name}/predictions", summary="The latest prediction records, newest first")
+async def recent_predictions(
+    name: str,
+    request: Request,
+    key: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_model(services, key, name)
+    return await asyncio.to_thread(insights.recent_predictions, services, name, limit)
+
+
+@router.get("/predictions/{uuid}", summary="One prediction and when each delayed value arrived")
+async def prediction(uuid: str, request: Request, key: Reader) -> dict[str, Any]:
+    services = _services(request)
+    found = await asyncio.to_thread(insights.find_prediction, services, uuid)
+    check_scope(key, found["prediction"]["modelCrn"])
+    return found
+
+
+@router.get("/series", summary="One metric of a deployment: raw, rollups and aggregates")
+async def series(
+    request: Request,
+    key: Reader,
+    deployment: Annotated[str, Query(description="deployment CRN")],
+    metric: Annotated[str, Query(description="metric key, e.g. score or roc_auc")],
+    start: Start = None,
+    end: End = None,
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_deployment(services, key, deployment)
+    lo, hi = insights.check_range(start, end)
+    return await asyncio.to_thread(insights.metric_series, services, deployment, metric, lo, hi)
+
+
+@router.get("/series/keys", summary="Numeric metric keys seen in a sample of a range")
+async def series_keys(
+    request: Request,
+    key: Reader,
+    deployment: Annotated[str, Query(description="deployment CRN")],
+    start: Start = None,
+    end: End = None,
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_deployment(services, key, deployment)
+    lo, hi = insights.check_range(start, end)
+    return await asyncio.to_thread(insights.metric_keys, services, deployment, lo, hi)

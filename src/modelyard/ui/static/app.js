@@ -1,0 +1,303 @@
+// Modelyard dashboard scripts: render page data, refresh it with fetch() calls to the REST API
+// (the session cookie signs them in; changes send the CSRF token in X-CSRF-Token), draw Plotly
+// charts. Values are put in the page with textContent only, never as HTML.
+"use strict";
+
+(function () {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const page = document.body.dataset.page;
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function row(cells) {
+    const tr = document.createElement("tr");
+    for (const cell of cells) {
+      const td = document.createElement("td");
+      if (cell instanceof Node) td.appendChild(cell);
+      else td.textContent = cell === null || cell === undefined ? "–" : String(cell);
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
+  function fixed(value, digits, suffix) {
+    return value === null || value === undefined ? "–" : value.toFixed(digits) + (suffix || "");
+  }
+
+  function when(ms) {
+    return ms ? new Date(ms).toLocaleString() : "–";
+  }
+
+  function bytes(n) {
+    if (n === null || n === undefined) return "–";
+    return (n / 1048576).toFixed(1) + " MiB";
+  }
+
+  async function api(path, options) {
+    const opts = Object.assign({ credentials: "same-origin", headers: {} }, options || {});
+    if (opts.method && opts.method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
+    const response = await fetch(path, opts);
+    const body = await response.json().catch(() => null);
+    if (!response.ok) {
+      const message = body && body.error ? body.error.message : response.statusText;
+      throw new Error(message);
+    }
+    return body;
+  }
+
+  function pageData() {
+    const node = document.getElementById("page-data");
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  function localTimes() {
+    for (const cell of document.querySelectorAll("[data-ms]")) {
+      cell.textContent = when(Number(cell.dataset.ms));
+    }
+  }
+
+  function every(seconds, fn) {
+    fn();
+    setInterval(() => { if (!document.hidden) fn(); }, seconds * 1000);
+  }
+
+  const layout = (title, yTitle) => ({
+    title: { text: title, font: { size: 13 } },
+    margin: { l: 50, r: 10, t: 30, b: 40 },
+    xaxis: { type: "date" },
+    yaxis: { title: { text: yTitle }, rangemode: "tozero" },
+    legend: { orientation: "h" },
+    height: 260,
+  });
+  const plotConfig = { displaylogo: false, responsive: true };
+
+  function draw(id, traces, lay) {
+    if (window.Plotly) window.Plotly.react(id, traces, lay, plotConfig);
+  }
+
+  // -- overview ------------------------------------------------------------------------------
+  function renderOverview(data) {
+    const body = document.querySelector("#models tbody");
+    body.replaceChildren();
+    if (!data.models.length) {
+      const tr = row(["No models yet: deploy one with 'modelyard models deploy'."]);
+      tr.firstChild.colSpan = 8;
+      body.appendChild(tr);
+    }
+    for (const m of data.models) {
+      const link = el("a", m.name);
+      link.href = "/ui/models/" + encodeURIComponent(m.name);
+      const flags = Array.isArray(m.drift_flagged)
+        ? (m.drift_flagged.length ? m.drift_flagged.join(", ") : "none")
+        : m.drift_flagged;
+      const errors = m.error_rate === null ? null : (100 * m.error_rate).toFixed(2) + " %";
+      body.appendChild(row([
+        link, m.state, m.replicas.healthy + " / " + m.replicas.total, fixed(m.rps, 2),
+        fixed(m.p99_ms, 1, " ms"), errors, fixed(m.roc_auc, 3), flags,
+      ]));
+    }
+    document.getElementById("refreshed").textContent =
+      "Updated " + new Date(data.generated_ms).toLocaleTimeString() + ".";
+  }
+
+  function overview() {
+    renderOverview(pageData());
+    setInterval(async () => {
+      if (document.hidden) return;
+      try { renderOverview(await api("/api/v1/overview")); } catch (e) { /* next tick */ }
+    }, 10000);
+  }
+
+  // -- model -----------------------------------------------------------------------------------
+  function renderReplicas(status) {
+    const body = document.querySelector("#replicas tbody");
+    body.replaceChildren();
+    if (!status.replicas.length) {
+      const tr = row(["No running replicas."]);
+      tr.firstChild.colSpan = 8;
+      body.appendChild(tr);
+    }
+    for (const r of status.replicas) {
+      const s = r.state;
+      body.appendChild(row([
+        s.replica_id, s.status, r.in_pool ? "yes" : "no", s.restarts,
+        fixed(s.cpu_percent, 1, " %"), bytes(s.rss_bytes), r.in_flight, r.served,
+      ]));
+    }
+  }
+
+  async function loadTech(name) {
+    const span = Number(document.getElementById("range").value);
+    const end = Date.now();
+    const q = new URLSearchParams({ start: String(end - span), end: String(end) });
+    const data = await api("/api/v1/models/" + encodeURIComponent(name) + "/tech?" + q);
+    const s = data.series;
+    const t = s.t.map((ms) => new Date(ms));
+    const res = data.resolution_ms >= 1000 ? (data.resolution_ms / 1000).toFixed(0) + " s" : data.resolution_ms + " ms";
+    document.getElementById("tech-resolution").textContent =
+      data.intervals + " gateway intervals; resolution " + res + (data.merged ? " (merged)" : "");
+    draw("chart-rps", [{ x: t, y: s.rps, name: "requests/s", type: "scatter", mode: "lines+markers" }],
+      layout("Requests per second", "req/s"));
+    draw("chart-latency", [
+      { x: t, y: s.p50_ms, name: "p50", type: "scatter", mode: "lines" },
+      { x: t, y: s.p95_ms, name: "p95", type: "scatter", mode: "lines" },
+      { x: t, y: s.p99_ms, name: "p99", type: "scatter", mode: "lines" },
+    ], layout("Latency percentiles", "ms"));
+    draw("chart-errors", [{ x: t, y: s.failures, name: "failed requests", type: "bar", marker: { color: "#a40e26" } }],
+      layout("Errors", "failed requests"));
+  }
+
+  function showPrediction(found) {
+    const box = document.getElementById("prediction-detail");
+    box.replaceChildren();
+    const p = found.prediction;
+    const card = el("div", null, "card");
+    card.appendChild(el("h3", "Prediction " + p.predictionUuid));
+    card.appendChild(el("p", "From " + when(p.startTimeStampMs) + ", took " +
+      (p.endTimeStampMs - p.startTimeStampMs) + " ms; build " + p.modelBuildCrn));
+    card.appendChild(el("p", "Metrics (delayed values merged):"));
+    card.appendChild(el("pre", JSON.stringify(p.metrics, null, 2), "mono"));
+    const table = el("table", null, "grid");
+    const head = document.createElement("thead");
+    head.appendChild(row(["Delayed key", "Value", "Arrived", "Source"]));
+    table.appendChild(head);
+    const body = document.createElement("tbody");
+    for (const d of found.delayed) body.appendChild(row([d.key, JSON.stringify(d.value), when(d.tracked_ms), d.source]));
+    if (!found.delayed.length) body.appendChild(row(["no delayed metrics yet", "", "", ""]));
+    table.appendChild(body);
+    card.appendChild(table);
+    box.appendChild(card);
+  }
+
+  async function findPrediction(uuid) {
+    const box = document.getElementById("prediction-detail");
+    try {
+      showPrediction(await api("/api/v1/predictions/" + encodeURIComponent(uuid)));
+    } catch (e) {
+      box.replaceChildren(el("p", e.message, "error"));
+    }
+  }
+
+  async function loadPredictions(name) {
+    const data = await api("/api/v1/models/" + encodeURIComponent(name) + "/predictions?limit=20");
+    const body = document.querySelector("#predictions tbody");
+    body.replaceChildren();
+    for (const p of data.predictions) {
+      const button = el("button", p.predictionUuid, "mono link");
+      button.type = "button";
+      button.setAttribute("aria-label", "Show prediction " + p.predictionUuid);
+      button.addEventListener("click", () => findPrediction(p.predictionUuid));
+      body.appendChild(row([button, when(p.startTimeStampMs), (p.endTimeStampMs - p.startTimeStampMs) + " ms",
+        JSON.stringify(p.metrics)]));
+    }
+    if (!data.predictions.length) {
+      const tr = row(["No predictions in the last day."]);
+      tr.firstChild.colSpan = 4;
+      body.appendChild(tr);
+    }
+  }
+
+  function model() {
+    const data = pageData();
+    const name = data.name;
+    localTimes();
+    renderReplicas(data.status);
+    setInterval(async () => {
+      if (document.hidden) return;
+      try { renderReplicas(await api("/api/v1/models/" + encodeURIComponent(name))); } catch (e) { /* next tick */ }
+    }, 5000);
+    const range = document.getElementById("range");
+    range.addEventListener("change", () => loadTech(name).catch(() => {}));
+    every(15, () => loadTech(name).catch(() => {}));
+    every(15, () => loadPredictions(name).catch(() => {}));
+    document.getElementById("search-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      findPrediction(document.getElementById("search-uuid").value.trim());
+    });
+    document.getElementById("try-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const out = document.getElementById("try-output");
+      out.textContent = "…";
+      const response = await fetch("/ui/models/" + encodeURIComponent(name) + "/try", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: document.getElementById("try-input").value,
+      });
+      const text = await response.text();
+      try { out.textContent = "HTTP " + response.status + "\n" + JSON.stringify(JSON.parse(text), null, 2); }
+      catch (e) { out.textContent = "HTTP " + response.status + "\n" + text; }
+      loadPredictions(name).catch(() => {});
+    });
+  }
+
+  // -- metrics explorer ------------------------------------------------------------------------
+  async function loadKeys() {
+    const deployment = document.getElementById("deployment").value;
+    if (!deployment) return;
+    const span = Number(document.getElementById("range").value);
+    const end = Date.now();
+    const q = new URLSearchParams({ deployment, start: String(end - span), end: String(end) });
+    const data = await api("/api/v1/series/keys?" + q);
+    const list = document.getElementById("metric-keys");
+    list.replaceChildren();
+    for (const k of data.keys) {
+      const option = el("option");
+      option.value = k.key;
+      option.label = k.key + " (" + k.kinds.join(", ") + ")";
+      list.appendChild(option);
+    }
+    const metric = document.getElementById("metric");
+    if (!metric.value && data.keys.length) metric.value = data.keys[0].key;
+  }
+
+  async function loadSeries() {
+    const deployment = document.getElementById("deployment").value;
+    const metric = document.getElementById("metric").value.trim();
+    const status = document.getElementById("resolution");
+    if (!deployment || !metric) { status.textContent = "Choose a deployment and a metric."; return; }
+    const span = Number(document.getElementById("range").value);
+    const end = Date.now();
+    const q = new URLSearchParams({ deployment, metric, start: String(end - span), end: String(end) });
+    let data;
+    try { data = await api("/api/v1/series?" + q); } catch (e) { status.textContent = e.message; return; }
+    const traces = [];
+    const r = data.rollup;
+    if (r.t.length) {
+      const t = r.t.map((ms) => new Date(ms));
+      traces.push({ x: t, y: r.p95, name: "rollup p95", mode: "lines", line: { width: 0 }, showlegend: false, type: "scatter" });
+      traces.push({ x: t, y: r.p05, name: "rollup p05–p95", mode: "lines", line: { width: 0 }, fill: "tonexty",
+        fillcolor: "rgba(11,92,173,0.15)", type: "scatter" });
+      traces.push({ x: t, y: r.mean, name: "rollup mean", mode: "lines+markers", type: "scatter" });
+    }
+    if (data.raw.t.length) {
+      traces.push({ x: data.raw.t.map((ms) => new Date(ms)), y: data.raw.value, name: "raw",
+        mode: "markers", marker: { size: 4 }, type: "scatter" });
+    }
+    if (data.aggregate.t.length) {
+      traces.push({ x: data.aggregate.t.map((ms) => new Date(ms)), y: data.aggregate.value, name: "aggregate",
+        mode: "lines+markers", type: "scatter" });
+    }
+    status.textContent = "Resolution: " + data.resolution + (data.raw.truncated ? " (the range holds more raw records: narrow it to see them all)" : "") + ".";
+    const lay = layout(metric, metric);
+    lay.height = 420;
+    lay.yaxis.rangemode = "normal";
+    draw("chart-metric", traces, lay);
+  }
+
+  function metrics() {
+    const form = document.getElementById("explore");
+    form.addEventListener("submit", (event) => { event.preventDefault(); loadSeries(); });
+    document.getElementById("deployment").addEventListener("change", () => loadKeys().catch(() => {}));
+    loadKeys().catch(() => {}).then(loadSeries);
+  }
+
+  if (page === "overview") overview();
+  else if (page === "model") model();
+  else if (page === "metrics") metrics();
+  else localTimes();
+})();
