@@ -29,7 +29,7 @@ from modelyard.registry import DeploymentState, Registry
 from modelyard.runtime import LocalRuntime, ReplicaStatus, SupervisorConfig
 from modelyard.serving.controller import Controller, EventRelay
 from modelyard.serving.gateway import Gateway, GatewayResult
-from modelyard.store import BufferedWriter, Identity, Query
+from modelyard.store import BufferedWriter, Identity, MetricsStore, Query, open_store
 from modelyard.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ class Stack:
     """Everything a server composes, over one home and one SQLite file."""
 
     home: Path
-    store: SQLiteStore
+    store: MetricsStore
     writer: BufferedWriter
     registry: Registry
     runtime: LocalRuntime
@@ -113,9 +113,10 @@ class Stack:
         self.store.close()
 
 
-def stack(home: Path, db: Path, health_timeout_s: float = 30.0) -> Stack:
-    """Build the parts (inside the running loop, as the server's startup does)."""
-    store = SQLiteStore(db)
+def stack(home: Path, db: Path | str, health_timeout_s: float = 30.0) -> Stack:
+    """Build the parts (inside the running loop, as the server's startup does) over an SQLite
+    file or a PostgreSQL URL."""
+    store = open_store(db) if isinstance(db, str) else SQLiteStore(db)
     writer = BufferedWriter(store, flush_interval_ms=50)
     registry = Registry(store, cache_ttl_s=0)
     relay = EventRelay()
@@ -579,3 +580,48 @@ def test_the_example_in_docs_deployments_md_runs(
     exec(compile(snippet, str(doc), "exec"), {"__name__": "docs_deployments"})
     printed = capsys.readouterr().out.splitlines()
     assert printed == ["mya_ active", "200 {'churn': True}"]
+
+
+@pytest.mark.postgres
+def test_rollout_and_restore_on_postgresql(tmp_path: Path, postgres_schema_url: str) -> None:
+    home = tmp_path / "home"
+    crns: list[str] = []
+
+    async def first_server() -> None:
+        s = stack(home, postgres_schema_url)
+        try:
+            first = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=2
+            )
+            load = Load(s, "churn")
+            await asyncio.sleep(0.2)
+            second = await s.controller.deploy(
+                "churn", project(tmp_path / "v2", PREDICT, "v2"), "predict.py", "predict"
+            )
+            results = await load.stop()
+            assert first.ok and second.ok and second.deployment is not None
+            assert failures(results) == []
+            assert first.deployment is not None
+            crns.extend([first.deployment.crn, second.deployment.crn])
+            for crn, version in zip(crns, ("v1", "v2"), strict=True):
+                records = s.records(crn)
+                assert records and {r.metrics["version"] for r in records} == {version}
+                assert all(r.identity == identity_of(s, crn) for r in records)
+            assert len(s.controller.status("churn").replicas) == 1  # 2 old -> 1 new
+        finally:
+            await s.close()
+
+    async def second_server() -> None:
+        s = stack(home, postgres_schema_url)
+        try:
+            assert await s.controller.restore() == {"churn": None}
+            answer = await s.call("churn")
+            assert answer.envelope["response"]["prediction"]["version"] == "v2"
+            assert s.registry.get_deployment(crns[0]).state is DeploymentState.REPLACED
+            kinds = {e.kind for e in s.registry.events(crns[0])}
+            assert {"started", "healthy", "stopped"} <= kinds  # the old replicas' whole life
+        finally:
+            await s.close()
+
+    run(first_server)
+    run(second_server)
