@@ -238,7 +238,7 @@ def test_redeploy_under_load_loses_no_call_and_records_each_build(tmp_path: Path
             await asyncio.sleep(0.3)
             second = await s.controller.deploy(
                 "churn", project(tmp_path / "v2", PREDICT, "v2"), "predict.py", "predict",
-                replicas=2,
+                replicas=2, settings={"request_timeout_s": 12},
             )  # fmt: skip
             assert second.ok, second.log_tail
             assert second.access_key is None  # the model existed
@@ -274,6 +274,7 @@ def test_redeploy_under_load_loses_no_call_and_records_each_build(tmp_path: Path
             # After the rollout the pool is the new deployment's own.
             pool = s.gateway.pool("churn")
             assert pool is not None and pool.identity == identity_of(s, new.crn)
+            assert pool.settings.request_timeout_s == 12  # the deploy's new settings
         finally:
             await s.close()
 
@@ -293,9 +294,11 @@ def test_a_failed_build_or_an_unhealthy_replica_leaves_the_old_deployment_servin
             load = Load(s, "churn")
 
             broken = await s.controller.deploy(
-                "churn", project(tmp_path / "broken", BROKEN), "predict.py", "predict"
-            )
+                "churn", project(tmp_path / "broken", BROKEN), "predict.py", "predict",
+                settings={"request_timeout_s": 7},
+            )  # fmt: skip
             assert not broken.ok and broken.deployment is None
+            assert s.registry.get_model("churn").settings.request_timeout_s == 30  # unchanged
             assert "this build must fail" in broken.log_tail
             assert broken.error is not None and "importing predict.py failed" in broken.error
             assert s.registry.get_build(broken.build.crn).ok is False

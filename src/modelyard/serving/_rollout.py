@@ -141,8 +141,8 @@ async def roll(
 
     ``start_new`` / ``start_old`` start one replica of the new / old deployment and return it
     once healthy (raising ``ReplicaStartFailed`` otherwise, the replica already stopped).
-    On ``ReplicaStartFailed`` the model is left served by its old replicas and the error is
-    raised again for the caller to record.
+    On ``ReplicaStartFailed`` (or any other error) the model is left served by its old replicas
+    and the error is raised again for the caller to record.
     """
     gateway = pools.gateway
     pool = gateway.pool(model)
@@ -163,7 +163,7 @@ async def roll(
                 await pools.drain(pool, old[step])
                 await fleet.stop(old[step])
                 retired += 1
-    except ReplicaStartFailed:
+    except Exception:  # ReplicaStartFailed, or the runtime refusing a start: put things back
         await _undo(model, pools, fleet, pool, fresh, started, retired, old_capacity, start_old)
         raise
     if not fresh:

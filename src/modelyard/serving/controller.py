@@ -233,7 +233,10 @@ class Controller:
         validate_function(function)
         _check_replicas(replicas, 1)
         async with self._locks[name]:
-            model, access_key = await self._ensure_model(name, settings)
+            model, access_key, changes = await self._ensure_model(name, settings)
+            # New settings of an existing model are checked now and stored only once the build
+            # succeeded: a failed deploy leaves the model as it was.
+            future = model.settings.replace(**changes) if changes else model.settings
             result: BuildResult = await asyncio.to_thread(
                 build,
                 project,
@@ -254,7 +257,7 @@ class Controller:
                 ok=result.ok,
                 error=result.error,
                 log_path=str(result.log_path),
-                batch_function=model.settings.batch_function,
+                batch_function=future.batch_function,
                 example=example,
                 requirements=requirements,
                 crn=result.build_crn,
@@ -263,6 +266,8 @@ class Controller:
                 return DeployOutcome(
                     model, built, None, access_key, False, result.log_tail, result.error
                 )
+            if changes:
+                model = await self._reg(self.registry.update_model, model.crn, **changes)
             deployment: Deployment = await self._reg(
                 self.registry.add_deployment,
                 model.crn,
@@ -276,16 +281,18 @@ class Controller:
 
     async def _ensure_model(
         self, name: str, settings: ModelSettings | Mapping[str, Any] | None
-    ) -> tuple[Model, str | None]:
+    ) -> tuple[Model, str | None, dict[str, Any]]:
+        """The model (created with ``settings`` if new, with its access key), and the settings
+        changes still to apply to an existing one."""
         try:
             model: Model = await self._reg(self.registry.get_model, name)
         except NotFound:
-            created: tuple[Model, str] = await self._reg(self.registry.create_model, name, settings)
-            return created
-        if settings is not None:
-            changes = settings.to_dict() if isinstance(settings, ModelSettings) else dict(settings)
-            model = await self._reg(self.registry.update_model, name, **changes)
-        return model, None
+            created, key = await self._reg(self.registry.create_model, name, settings)
+            return created, key, {}
+        if settings is None:
+            return model, None, {}
+        changes = settings.to_dict() if isinstance(settings, ModelSettings) else dict(settings)
+        return model, None, changes
 
     async def _replace(
         self, model: Model, built: Build, deployment: Deployment, access_key: str | None
