@@ -7,6 +7,9 @@ the database itself, not the HTTP API: sharing the SDK's store object also share
 
 from __future__ import annotations
 
+import atexit
+import os
+
 from modelyard.errors import InvalidInput
 from modelyard.store.base import MetricsStore
 
@@ -26,11 +29,29 @@ def monitor_store(store: MetricsStore | None) -> MetricsStore:
     from modelyard.tracking import backends
 
     backend = backends.select()
-    if not isinstance(backend, backends.StoreBackend) or backend.name != "embedded":
-        raise InvalidInput(
-            f"monitors need the metrics database, but the SDK backend here is {backend.name!r}; "
-            "unset MODELYARD_URL and set MODELYARD_HOME or MODELYARD_DATABASE_URL "
-            "(postgresql://...) to the server's store"
-        )
-    backend.flush()
-    return backend.store
+    if isinstance(backend, backends.StoreBackend) and backend.name == "embedded":
+        backend.flush()
+        return backend.store
+    if backend.name == "remote" and (
+        os.environ.get("MODELYARD_DATABASE_URL") or os.environ.get("MODELYARD_HOME")
+    ):
+        # A job run talks to the server over HTTP (MODELYARD_URL) and also gets the server's
+        # home: the monitor opens that database itself (SQLite takes writers from several
+        # processes; this process's SDK writes nothing to it directly).
+        return _own_store()
+    raise InvalidInput(
+        f"monitors need the metrics database, but the SDK backend here is {backend.name!r}; "
+        "set MODELYARD_HOME or MODELYARD_DATABASE_URL (postgresql://...) to the server's store"
+    )
+
+
+_opened: list[MetricsStore] = []
+
+
+def _own_store() -> MetricsStore:
+    if not _opened:
+        from modelyard.store.open import open_store
+
+        _opened.append(open_store())
+        atexit.register(_opened[0].close)
+    return _opened[0]
