@@ -144,9 +144,9 @@
     draw("chart-rps", [{ x: t, y: s.rps, name: "requests/s", type: "scatter", mode: "lines+markers" }],
       layout("Requests per second", "req/s"));
     draw("chart-latency", [
-      { x: t, y: s.p50_ms, name: "p50", type: "scatter", mode: "lines" },
-      { x: t, y: s.p95_ms, name: "p95", type: "scatter", mode: "lines" },
-      { x: t, y: s.p99_ms, name: "p99", type: "scatter", mode: "lines" },
+      { x: t, y: s.p50_ms, name: "p50", type: "scatter", mode: "lines+markers" },
+      { x: t, y: s.p95_ms, name: "p95", type: "scatter", mode: "lines+markers" },
+      { x: t, y: s.p99_ms, name: "p99", type: "scatter", mode: "lines+markers" },
     ], layout("Latency percentiles", "ms"));
     draw("chart-errors", [{ x: t, y: s.failures, name: "failed requests", type: "bar", marker: { color: "#a40e26" } }],
       layout("Errors", "failed requests"));

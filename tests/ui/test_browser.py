@@ -1,0 +1,271 @@
+"""The dashboard in a real headless Chromium (Debian's, through Playwright) against the real
+server app on uvicorn in a thread, with real replica processes, a real SQLite store and data made
+through the REST API: two builds, calls, a delayed label, a monitor aggregate.
+
+One browser walk covers: sign in, every page, the test form, search by uuid with delayed
+metrics, the charts, rollback, creating and revoking a key, keyboard focus reaching the main
+controls, and no console errors anywhere. Screenshots go to ``test-screenshots/ui/`` (ignored by
+git) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from modelyard.runtime import free_port
+from modelyard.server import ServerConfig, create_app
+
+from .conftest import CHROMIUM_ARGS, SCREENSHOTS
+
+pytestmark = pytest.mark.slow
+
+PREDICT = """
+import modelyard
+
+@modelyard.model_metrics
+def predict(args):
+    modelyard.track_metric("x", args["x"])
+    modelyard.track_metric("score", args["x"] / 10)
+    return {"double": args["x"] * 2, "version": VERSION}
+
+VERSION = %d
+"""
+
+
+@dataclass
+class Running:
+    url: str
+    admin: str
+    app: Any
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin}"}
+
+
+@pytest.fixture
+def running(modelyard_home: Path) -> Iterator[Running]:
+    """The server app on uvicorn in a thread (one-second tech intervals for the charts)."""
+    port = free_port()
+    app = create_app(
+        ServerConfig(home=modelyard_home, port=port, tech_interval_s=1.0, inject_env=False)
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        admin = (modelyard_home / "admin.key").read_text().strip()
+        yield Running(f"http://127.0.0.1:{port}", admin, app)
+    finally:
+        server.should_exit = True
+        thread.join(90)
+
+
+def _deploy(run: Running, project: Path, version: int) -> dict[str, Any]:
+    (project / "predict.py").write_text(textwrap.dedent(PREDICT % version))
+    answer = httpx.post(
+        f"{run.url}/api/v1/models/churn/deploy",
+        json={"project": str(project), "example": {"x": 3}, "replicas": 1},
+        headers=run.auth(),
+        timeout=300,
+    )
+    assert answer.status_code == 201, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _data(run: Running, tmp_path: Path) -> dict[str, Any]:
+    project = tmp_path / "churn"
+    project.mkdir()
+    first = _deploy(run, project, 1)
+    second = _deploy(run, project, 2)
+    uuids = []
+    for x in range(12):
+        answer = httpx.post(
+            f"{run.url}/api/v1/models/churn/predict", json={"x": x}, headers=run.auth()
+        )
+        assert answer.status_code == 200, answer.text
+        uuids.append(answer.json()["uuid"])
+    httpx.post(
+        f"{run.url}/api/v1/metrics/delayed",
+        json={"predictionUuid": uuids[3], "metrics": {"label": 1}, "source": "crm"},
+        headers=run.auth(),
+    ).raise_for_status()
+    now = time.time_ns() // 1_000_000
+    deployment = second["deployment"]["crn"]
+    httpx.post(
+        f"{run.url}/api/v1/metrics/aggregate",
+        json={
+            "modelDeploymentCrn": deployment,
+            "startTimeStampMs": now - 3_600_000,
+            "endTimeStampMs": now - 1,
+            "metrics": {"roc_auc": 0.87, "drift.flagged": ["tenure"], "psi.tenure": 0.31},
+        },
+        headers=run.auth(),
+    ).raise_for_status()
+    return {"first": first, "second": second, "uuids": uuids, "deployment": deployment}
+
+
+def _focus_reaches(page: Any, selectors: list[str], presses: int = 60) -> None:
+    """Tab from the top of the page until each selector has had the keyboard focus."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.focus("body")
+    seen: set[str] = set()
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        for selector in selectors:
+            if page.evaluate(
+                "(s) => document.activeElement === document.querySelector(s)", selector
+            ):
+                seen.add(selector)
+        if seen == set(selectors):
+            return
+    raise AssertionError(f"Tab never reached {sorted(set(selectors) - seen)}")
+
+
+def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    data = _data(running, tmp_path)
+    time.sleep(2.5)  # let the gateway write a few one-second tech intervals
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None
+                ),
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on(  # a fetch() cut short by leaving the page is aborted, not failed
+                "requestfailed",
+                lambda r: (
+                    problems.append(f"request failed: {r.url} {r.failure}")
+                    if r.failure != "net::ERR_ABORTED"
+                    else None
+                ),
+            )
+
+            # Sign in (any page sends the browser to the sign-in form first).
+            page.goto(running.url + "/ui/models/churn")
+            assert page.url.startswith(running.url + "/ui/login")
+            page.screenshot(path=str(SCREENSHOTS / "login.png"))
+            _focus_reaches(page, ["#api_key", "button[type=submit]"])
+            page.fill("#api_key", running.admin)
+            page.keyboard.press("Enter")
+            page.wait_for_url(running.url + "/ui/models/churn")
+
+            # Overview: the model's row with its traffic and monitor results.
+            page.goto(running.url + "/ui/")
+            row = page.locator("#models tbody tr", has_text="churn")
+            row.wait_for()
+            cells = row.locator("td").all_inner_texts()
+            assert cells[1] == "active" and cells[2] == "1 / 1", cells
+            assert cells[6] == "0.870" and cells[7] == "tenure", cells
+            assert cells[3] != "–", cells  # requests/s from the tech intervals
+            page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+            _focus_reaches(page, ["nav a[href='/ui/metrics']", ".signout button", "#models a"])
+
+            # Model page: replicas, charts, the test form, search by uuid, build log.
+            page.click("#models a")
+            page.wait_for_url(running.url + "/ui/models/churn")
+            page.locator("#replicas tbody tr td", has_text="healthy").first.wait_for()
+            page.locator("#chart-rps .main-svg").first.wait_for()
+            page.locator("#chart-latency .main-svg").first.wait_for()
+            assert "gateway intervals" in page.inner_text("#tech-resolution")
+            page.click("#try-form button")
+            page.wait_for_function(
+                "document.getElementById('try-output').textContent.includes('double')"
+            )
+            reply = page.inner_text("#try-output")
+            assert '"double": 6' in reply and '"version": 2' in reply, reply
+            page.fill("#search-uuid", data["uuids"][3])
+            page.click("#search-form button")
+            detail = page.locator("#prediction-detail")
+            detail.locator("td", has_text="crm").wait_for()
+            assert "label" in detail.inner_text() and '"x": 3' in detail.inner_text()
+            page.locator("#predictions tbody button").first.wait_for()
+            assert "INFO" in page.inner_text("pre.log") or page.inner_text("pre.log").strip()
+            page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
+            _focus_reaches(
+                page, ["#range", "form.rollback button", "#try-input", "#search-uuid"], 120
+            )
+
+            # Roll back to the first build with the button.
+            first_build = data["first"]["build"]["crn"]
+            page.click("form.rollback button")
+            page.wait_for_url("**/ui/models/churn?notice=rolled-back", timeout=120_000)
+            assert "Rolled back" in page.inner_text(".notice")
+            shown = httpx.get(
+                f"{running.url}/api/v1/models/churn", headers=running.auth(), timeout=30
+            ).json()
+            assert shown["active"]["build_crn"] == first_build
+            page.click("#try-form button")
+            page.wait_for_function(
+                "document.getElementById('try-output').textContent.includes('version')"
+            )
+            assert '"version": 1' in page.inner_text("#try-output")
+
+            # Metrics explorer: a tracked metric, raw points, resolution named.
+            page.goto(
+                running.url + "/ui/metrics?deployment=" + data["deployment"] + "&metric=score"
+            )
+            page.locator("#chart-metric .main-svg").first.wait_for()
+            page.wait_for_function(
+                "document.getElementById('resolution').textContent.includes('raw')"
+            )
+            page.screenshot(path=str(SCREENSHOTS / "metrics.png"), full_page=True)
+            _focus_reaches(page, ["#deployment", "#metric", "#range", "#explore button"])
+            page.fill("#metric", "roc_auc")
+            page.click("#explore button")
+            page.wait_for_function(
+                "document.getElementById('resolution').textContent.includes('aggregates')"
+            )
+
+            # Keys: create (token shown once), then revoke.
+            page.goto(running.url + "/ui/keys")
+            page.fill("#key-name", "browser-made")
+            page.click("form[action='/ui/keys'] button")
+            token = page.input_value("#new-token")
+            assert token.startswith("myk_")
+            page.screenshot(path=str(SCREENSHOTS / "keys.png"), full_page=True)
+            page.goto(running.url + "/ui/keys")
+            assert token not in page.content()
+            page.click("button[aria-label='Revoke key browser-made']")
+            page.wait_for_url("**/ui/keys?notice=revoked")
+            assert (
+                httpx.get(
+                    f"{running.url}/api/v1/overview", headers={"Authorization": f"Bearer {token}"}
+                ).status_code
+                == 401
+            )
+
+            # Sign out: the pages need signing in again.
+            page.click(".signout button")
+            page.wait_for_url("**/ui/login")
+            page.goto(running.url + "/ui/")
+            assert "/ui/login" in page.url
+        finally:
+            browser.close()
+    assert problems == []
