@@ -27,8 +27,9 @@ from modelyard.server.services import Services
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["monitors"])
+# Admin and user keys, as for reading models; run keys (jobs) only track metrics under
+# /api/v1/metrics and /api/v1/runs, so an upload by a run key is refused too.
 Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
-Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
 
 
 class ReferenceUpload(BaseModel):
@@ -92,7 +93,7 @@ async def references(
 
 
 @router.post("/references", status_code=201, summary="Store a reference sample (columnar JSON)")
-async def upload(request: Request, key: Tracker, body: ReferenceUpload) -> dict[str, Any]:
+async def upload(request: Request, key: Reader, body: ReferenceUpload) -> dict[str, Any]:
     import pandas as pd
 
     from modelyard.monitors import upload_reference
