@@ -333,7 +333,8 @@ class Jobs:
 
     def _lock_links(self, cur: Cursor) -> None:
         """Serialise changes of ``after`` links on PostgreSQL, so two concurrent changes cannot
-        close a cycle that neither saw (SQLite write transactions are serial already)."""
+        close a cycle that neither saw (SQLite write transactions are serial already). Taken
+        first in a transaction; plain job edits (ROW EXCLUSIVE) wait for it, reads do not."""
         if self._db.dialect == "postgres":
             self._db.exec(cur, "LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
 
@@ -342,7 +343,6 @@ class Jobs:
         making ``name`` run after it would close."""
         if after is None:
             return None
-        self._lock_links(cur)
         if job_id is not None and after in (job_id, name):
             raise InvalidInput(
                 f"job {name!r} cannot run after itself (cycle {name} -> {name}); choose another "
@@ -375,6 +375,8 @@ class Jobs:
         job_id = new_crn("job")
 
         def insert(cur: Cursor) -> Job:
+            if schedule.after is not None:
+                self._lock_links(cur)
             parent = self._parent(cur, name, None, schedule.after)
             job = Job(
                 id=job_id,
@@ -436,6 +438,8 @@ class Jobs:
             )
 
         def update(cur: Cursor) -> Job:
+            if "after" in changes:
+                self._lock_links(cur)  # first, before any row lock: no lock-order deadlock
             job = find_job(self._db, cur, ref, lock=True)
             old = job.schedule
             fields: dict[str, Any] = {
@@ -516,6 +520,7 @@ class Jobs:
 
     def delete(self, ref: str) -> None:
         def delete(cur: Cursor) -> None:
+            self._lock_links(cur)  # no child may be linked while we look
             job = find_job(self._db, cur, ref, lock=True)
             if job.builtin:
                 raise Conflict(
@@ -523,7 +528,6 @@ class Jobs:
                     "pause it instead (set_paused / modelyard jobs pause)",
                     job=job.name,
                 )
-            self._lock_links(cur)
             children = [
                 row[0]
                 for row in self._db.exec(

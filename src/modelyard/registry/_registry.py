@@ -294,7 +294,7 @@ class Registry:
         """All jobs, by name."""
         return self._jobs.list_all()
 
-    def update_job(self, name: str, **changes: Any) -> Job:
+    def update_job(self, name: str, /, **changes: Any) -> Job:
         """Change some fields, with the checks of ``create_job``. Giving any of ``cron``,
         ``every_ms``, ``after``, ``manual`` replaces the whole schedule."""
         return self._jobs.update(name, changes)
