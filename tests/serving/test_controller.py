@@ -44,7 +44,10 @@ PREDICT = """
 
     VERSION = "{version}"
 
-    if os.environ.get("HANG_AT_IMPORT"):  # deploy env only: the build's smoke test never sees it
+    # Deploy env only (the build's smoke test never sees it): replica r<n> of the deployment
+    # hangs while importing, so it never becomes healthy.
+    HANG = os.environ.get("HANG_REPLICA")
+    if HANG and f"-{HANG}-" in os.environ.get("MODELYARD_REPLICA_ID", ""):
         time.sleep(3600)
 
 
@@ -288,7 +291,7 @@ def test_a_failed_build_or_an_unhealthy_replica_leaves_the_old_deployment_servin
         s = stack(tmp_path / "home", tmp_path / "metrics.db", health_timeout_s=3.0)
         try:
             first = await s.controller.deploy(
-                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=1
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict", replicas=2
             )
             assert first.ok and first.deployment is not None
             load = Load(s, "churn")
@@ -303,27 +306,39 @@ def test_a_failed_build_or_an_unhealthy_replica_leaves_the_old_deployment_servin
             assert broken.error is not None and "importing predict.py failed" in broken.error
             assert s.registry.get_build(broken.build.crn).ok is False
 
+            # The second new replica hangs: by then the first new one serves and one old replica
+            # is gone, so rolling back means starting an old replica again, then retiring the
+            # new one.
             started = time.monotonic()
             hanging = await s.controller.deploy(
                 "churn", project(tmp_path / "v2", PREDICT, "v2"), "predict.py", "predict",
-                env={"HANG_AT_IMPORT": "1"},
+                replicas=2, env={"HANG_REPLICA": "r2"},
             )  # fmt: skip
             waited = time.monotonic() - started
+            await asyncio.sleep(0.2)
+            results = await load.stop()
             assert not hanging.ok
             assert hanging.deployment is not None
             assert hanging.deployment.state is DeploymentState.FAILED
             assert hanging.error is not None and "did not become healthy within 3s" in hanging.error
-            assert "start #1" in hanging.log_tail  # the replica's own log, runtime header first
-            assert 3.0 <= waited < 15
-            results = await load.stop()
+            assert "-r2-" in hanging.error and "start #1" in hanging.log_tail  # the replica's log
+            assert 3.0 <= waited < 20
             assert failures(results) == []
-            assert {r.envelope["response"]["prediction"]["version"] for r in results} == {"v1"}
+            versions = [r.envelope["response"]["prediction"]["version"] for r in results]
+            # v2's first replica served while the second one hung; v1 serves at the end.
+            assert versions[-1] == "v1" and set(versions) == {"v1", "v2"}
             active = s.registry.active_deployment("churn")
             assert active is not None and active.crn == first.deployment.crn
             status = s.controller.status("churn")
+            assert len(status.replicas) == 2  # back to the old deployment's two replicas
             assert {v.deployment_crn for v in status.replicas} == {first.deployment.crn}
             hung = hanging.deployment.crn.rsplit("/", 1)[-1]
-            assert s.runtime.replicas(hung) == []  # the new replica was stopped
+            assert s.runtime.replicas(hung) == []  # the new replicas were stopped
+            pool = s.gateway.pool("churn")
+            assert pool is not None and len(pool.endpoints()) == 2
+            v2_records = s.records(hanging.deployment.crn)  # what v2 answered meanwhile
+            assert len(v2_records) == versions.count("v2")
+            assert all(r.metrics["version"] == "v2" for r in v2_records)
         finally:
             await s.close()
 
