@@ -42,8 +42,8 @@ def test_a_job_every_second_runs_and_records_runs(world: World) -> None:
     runs = wait_for(lambda: finished(world, "tick", 3))
     scheduler.stop()
     slots = sorted(r.slot_ms for r in runs)
-    assert all(r.state == RunState.SUCCEEDED and r.exit_code == 0 for r in runs)
-    assert all(r.trigger == Trigger.SCHEDULE and r.attempt == 1 for r in runs)
+    assert all(r.state == RunState.SUCCEEDED and r.exit_code == 0 for r in runs), runs
+    assert all(r.trigger == Trigger.SCHEDULE and r.attempt == 1 for r in runs), runs
     assert all((s - T0) % 1000 == 0 for s in slots)
     assert len(set(slots)) == len(slots)
     run = runs[0]

@@ -152,19 +152,23 @@ class Runner:
     # -- what the scheduler calls ----------------------------------------------------------
 
     def start(self, job: Job, run: Run) -> None:
-        """Carry out ``run`` (already claimed and recorded) on a thread of its own."""
+        """Carry out ``run`` (already claimed and recorded) on a thread of its own; a run handed
+        over while the runner closes is recorded ``cancelled``, never left ``queued``."""
         with self._lock:
-            if self._closing.is_set():
-                return
-            self._active[run.id] = _Active(run.id)
-            self._job_of[run.id] = job.id
-            thread = threading.Thread(
-                target=self._carry_out,
-                args=(job, run),
-                name=f"modelyard-job-{run_uuid(run.id)}",
-                daemon=True,
-            )
-            self._threads.add(thread)
+            closing = self._closing.is_set()
+            if not closing:
+                self._active[run.id] = _Active(run.id)
+                self._job_of[run.id] = job.id
+                thread = threading.Thread(
+                    target=self._carry_out,
+                    args=(job, run),
+                    name=f"modelyard-job-{run_uuid(run.id)}",
+                    daemon=True,
+                )
+                self._threads.add(thread)
+        if closing:
+            self.registry.update_run(run.id, state=RunState.CANCELLED, ended_ms=self._clock())
+            return
         thread.start()
 
     def enqueue(self, job: Job, run: Run) -> None:
