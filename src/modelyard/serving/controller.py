@@ -541,7 +541,11 @@ class Controller:
         self._bind()
         reap = getattr(self.runtime, "reap_leftovers", None)
         if callable(reap) and not self.runtime.replicas():
-            killed = await asyncio.to_thread(reap)
+            try:
+                killed = await asyncio.to_thread(reap)
+            except Conflict as exc:  # something (a job run) started first: leave them be
+                log.warning("not reaping groups left by a previous server: %s", exc.message)
+                killed = []
             if killed:
                 log.warning(
                     "killed %d replica or run groups left by a previous server", len(killed)
