@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
+from modelyard.monitors import MonitorSpec, run_monitor
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, create_app
 
@@ -35,7 +36,7 @@ import modelyard
 @modelyard.model_metrics
 def predict(args):
     modelyard.track_metric("x", args["x"])
-    modelyard.track_metric("score", args["x"] / 10)
+    modelyard.track_metric("score", args["x"] / 20)
     return {"double": args["x"] * 2, "version": VERSION}
 
 VERSION = %d
@@ -101,23 +102,35 @@ def _data(run: Running, tmp_path: Path) -> dict[str, Any]:
         )
         assert answer.status_code == 200, answer.text
         uuids.append(answer.json()["uuid"])
-    httpx.post(
-        f"{run.url}/api/v1/metrics/delayed",
-        json={"predictionUuid": uuids[3], "metrics": {"label": 1}, "source": "crm"},
-        headers=run.auth(),
-    ).raise_for_status()
-    now = time.time_ns() // 1_000_000
+    for i, uuid in enumerate(uuids[:8]):  # ground truth for some: both classes
+        httpx.post(
+            f"{run.url}/api/v1/metrics/delayed",
+            json={"predictionUuid": uuid, "metrics": {"label": int(i >= 4)}, "source": "crm"},
+            headers=run.auth(),
+        ).raise_for_status()
     deployment = second["deployment"]["crn"]
+    # A training sample whose x sits far from the calls' x: the monitor flags drift on x.
     httpx.post(
-        f"{run.url}/api/v1/metrics/aggregate",
+        f"{run.url}/api/v1/references",
         json={
-            "modelDeploymentCrn": deployment,
-            "startTimeStampMs": now - 3_600_000,
-            "endTimeStampMs": now - 1,
-            "metrics": {"roc_auc": 0.87, "drift.flagged": ["tenure"], "psi.tenure": 0.31},
+            "deployment": deployment,
+            "name": "training",
+            "columns": {
+                "x": [20 + (i % 20) for i in range(400)],
+                "score": [(20 + (i % 20)) / 40 for i in range(400)],
+            },
         },
         headers=run.auth(),
     ).raise_for_status()
+    spec = MonitorSpec.from_dict({
+        "name": "churn", "deployment": deployment, "reference": {"stored": "training"},
+        "features": ["x"], "prediction": "score", "label": "label", "window": "1h",
+        "alerts": ["drift.flagged > 0"],
+    })  # fmt: skip
+    now = time.time_ns() // 1_000_000
+    store = run.app.state.services.store
+    results = run_monitor(spec, window=(now - 3_600_000, now + 3_600_000), store=store)
+    assert sum(r.metrics["n"] for r in results) == 12
     return {"first": first, "second": second, "uuids": uuids, "deployment": deployment}
 
 
@@ -182,7 +195,8 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             row.wait_for()
             cells = row.locator("td").all_inner_texts()
             assert cells[1] == "active" and cells[2] == "1 / 1", cells
-            assert cells[6] == "0.870" and cells[7] == "tenure", cells
+            assert cells[6] == "1.000" and cells[7] == "x", cells  # the monitor's window
+            assert cells[8] == "1 firing: drift.flagged > 0", cells
             assert cells[3] != "–", cells  # requests/s from the tech intervals
             page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
             _focus_reaches(page, ["nav a[href='/ui/metrics']", ".signout button", "#models a"])
@@ -242,6 +256,24 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             page.wait_for_function(
                 "document.getElementById('resolution').textContent.includes('aggregates')"
             )
+
+            # Drift: the heatmap of the monitor's window, a cell's two distributions.
+            page.goto(running.url + "/ui/drift?deployment=" + data["deployment"])
+            page.locator("#chart-heatmap .main-svg").first.wait_for()
+            assert "1 features over" in page.inner_text("#drift-status")
+            _focus_reaches(page, ["#deployment", "#method", "#range", "#cell"])
+            page.select_option("#cell", index=1)
+            page.wait_for_function(
+                "document.getElementById('cell-status').textContent.includes('exact')"
+            )
+            page.locator("#chart-current .main-svg").first.wait_for()
+            page.screenshot(path=str(SCREENSHOTS / "drift.png"), full_page=True)
+
+            # Alerts: the monitor's firing alert.
+            page.click("nav a[href='/ui/alerts']")
+            page.locator("#alerts td", has_text="drift.flagged > 0").wait_for()
+            assert "firing" in page.inner_text("#alerts tbody")
+            page.screenshot(path=str(SCREENSHOTS / "alerts.png"), full_page=True)
 
             # Keys: create (token shown once), then revoke.
             page.goto(running.url + "/ui/keys")

@@ -121,6 +121,7 @@ def _overview_row(services: Services, model: Model, now: int) -> dict[str, Any]:
         "roc_auc": None,
         "drift_flagged": None,
         "monitor_ms": None,
+        "open_alerts": [],
     }
     if active is None:
         return row
@@ -150,17 +151,16 @@ def _overview_row(services: Services, model: Model, now: int) -> dict[str, Any]:
         row["monitor_ms"] = auc.end_ms
     drift = _latest(monitor_records, "drift.")
     if drift is not None:
-        flagged = drift.metrics.get("drift.flagged")
-        row["drift_flagged"] = (
-            flagged
-            if flagged is not None
-            else sorted(
-                k.removeprefix("drift.")
-                for k, v in drift.metrics.items()
-                if k.startswith("drift.") and v is True
-            )
-        )
+        # The monitors write drift.flagged (how many) and drift.flagged_features (which).
+        names = drift.metrics.get("drift.flagged_features")
+        row["drift_flagged"] = names if names is not None else drift.metrics.get("drift.flagged")
         row["monitor_ms"] = max(row["monitor_ms"] or 0, drift.end_ms)
+    from modelyard.monitors import list_alerts  # what GET /api/v1/alerts calls
+
+    row["open_alerts"] = [
+        {"rule": a["rule"], "monitor": a["monitor"], "value": a["value"]}
+        for a in list_alerts(store=store, deployment_crn=active.crn)
+    ]
     return row
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from modelyard.registry import ApiKey
-from modelyard.server import insights
+from modelyard.server import drift, insights
 from modelyard.server.auth import Capability, check_scope, requires
 from modelyard.server.services import Services
 
@@ -121,3 +121,36 @@ async def series_keys(
     await _scope_deployment(services, key, deployment)
     lo, hi = insights.check_range(start, end)
     return await asyncio.to_thread(insights.metric_keys, services, deployment, lo, hi)
+
+
+@router.get("/drift", summary="Drift effects of a deployment's monitor windows, by feature")
+async def drift_matrix(
+    request: Request,
+    key: Reader,
+    deployment: Annotated[str, Query(description="deployment CRN")],
+    method: Annotated[str, Query(description=", ".join(drift.METHODS))] = "psi",
+    start: Start = None,
+    end: End = None,
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_deployment(services, key, deployment)
+    lo, hi = insights.check_range(start, end, default_ms=7 * insights.DAY_MS)
+    return await asyncio.to_thread(drift.drift_matrix, services, deployment, lo, hi, method)
+
+
+@router.get("/drift/distributions", summary="Reference and window histograms of one feature")
+async def drift_distributions(
+    request: Request,
+    key: Reader,
+    deployment: Annotated[str, Query(description="deployment CRN")],
+    feature: str,
+    start: int,
+    end: int,
+    reference: str = "training",
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_deployment(services, key, deployment)
+    lo, hi = insights.check_range(start, end)
+    return await asyncio.to_thread(
+        drift.drift_distributions, services, deployment, feature, lo, hi, reference
+    )

@@ -27,7 +27,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 import modelyard
 from modelyard.errors import InvalidInput, ModelyardError, Unauthorized
 from modelyard.registry import ApiKey
-from modelyard.server import insights
+from modelyard.server import drift, insights
 from modelyard.server.auth import Capability, authorize
 from modelyard.server.errors import error_response
 from modelyard.server.keys import CreateKeyRequest, new_key
@@ -59,6 +59,8 @@ router = APIRouter(include_in_schema=False)
 NAV = (
     ("overview", "/ui/", "Overview"),
     ("metrics", "/ui/metrics", "Metrics"),
+    ("drift", "/ui/drift", "Drift"),
+    ("alerts", "/ui/alerts", "Alerts"),
     ("keys", "/ui/keys", "Keys"),
 )
 
@@ -338,17 +340,7 @@ async def try_model(name: str, request: Request) -> Response:
 async def metrics_page(request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        services = _services(request)
-        deployments = await asyncio.to_thread(services.registry.list_deployments)
-        models = {m.crn: m.name for m in await asyncio.to_thread(services.registry.list_models)}
-        options = [
-            {
-                "crn": d.crn,
-                "label": f"{models.get(d.model_crn, d.model_crn)} · {d.crn.rsplit('/', 1)[-1][:8]}"
-                f" ({d.state.value})",
-            }
-            for d in deployments
-        ]
+        options = await _deployment_options(_services(request))
         chosen = request.query_params.get("deployment") or (options[0]["crn"] if options else "")
         return _render(
             request,
@@ -359,6 +351,61 @@ async def metrics_page(request: Request) -> Response:
             deployments=options,
             chosen=chosen,
             metric=request.query_params.get("metric", ""),
+        )
+
+    return await _page(request, page)
+
+
+async def _deployment_options(services: Services) -> list[dict[str, str]]:
+    deployments = await asyncio.to_thread(services.registry.list_deployments)
+    models = {m.crn: m.name for m in await asyncio.to_thread(services.registry.list_models)}
+    return [
+        {
+            "crn": d.crn,
+            "label": f"{models.get(d.model_crn, d.model_crn)} · {d.crn.rsplit('/', 1)[-1][:8]}"
+            f" ({d.state.value})",
+        }
+        for d in deployments
+    ]
+
+
+@router.get("/ui/drift")
+async def drift_page(request: Request) -> Response:
+    async def page(session: Session, key: ApiKey) -> Response:
+        authorize(key, Capability.READ_MODELS)
+        options = await _deployment_options(_services(request))
+        chosen = request.query_params.get("deployment") or (options[0]["crn"] if options else "")
+        return _render(
+            request,
+            "drift.html",
+            200,
+            session,
+            active="drift",
+            deployments=options,
+            chosen=chosen,
+            methods=drift.METHODS,
+        )
+
+    return await _page(request, page)
+
+
+@router.get("/ui/alerts")
+async def alerts_page(request: Request) -> Response:
+    async def page(session: Session, key: ApiKey) -> Response:
+        from modelyard.monitors import list_alerts  # what GET /api/v1/alerts calls
+
+        authorize(key, Capability.READ_MODELS)
+        services = _services(request)
+        show_all = request.query_params.get("all") == "1"
+        found = await asyncio.to_thread(list_alerts, store=services.store, all_states=show_all)
+        if key.scope is not None:  # as the API does: a scoped key sees its model's alerts only
+            found = [
+                a
+                for a in found
+                if services.store.resolve(a["deployment_crn"]).model_crn == key.scope
+            ]
+        return _render(
+            request, "alerts.html", 200, session, active="alerts", alerts=found, show_all=show_all
         )
 
     return await _page(request, page)

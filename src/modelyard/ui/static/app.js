@@ -80,13 +80,20 @@
     if (window.Plotly) window.Plotly.react(id, traces, lay, plotConfig);
   }
 
+  function alertsCell(alerts) {
+    if (!alerts || !alerts.length) return "none";
+    const link = el("a", alerts.length + " firing: " + alerts.map((a) => a.rule).join("; "), "bad");
+    link.href = "/ui/alerts";
+    return link;
+  }
+
   // -- overview ------------------------------------------------------------------------------
   function renderOverview(data) {
     const body = document.querySelector("#models tbody");
     body.replaceChildren();
     if (!data.models.length) {
       const tr = row(["No models yet: deploy one with 'modelyard models deploy'."]);
-      tr.firstChild.colSpan = 8;
+      tr.firstChild.colSpan = 9;
       body.appendChild(tr);
     }
     for (const m of data.models) {
@@ -98,7 +105,7 @@
       const errors = m.error_rate === null ? null : (100 * m.error_rate).toFixed(2) + " %";
       body.appendChild(row([
         link, m.state, m.replicas.healthy + " / " + m.replicas.total, fixed(m.rps, 2),
-        fixed(m.p99_ms, 1, " ms"), errors, fixed(m.roc_auc, 3), flags,
+        fixed(m.p99_ms, 1, " ms"), errors, fixed(m.roc_auc, 3), flags, alertsCell(m.open_alerts),
       ]));
     }
     document.getElementById("refreshed").textContent =
@@ -296,7 +303,95 @@
     loadKeys().catch(() => {}).then(loadSeries);
   }
 
+  // -- drift -------------------------------------------------------------------------------
+  let driftData = null;
+
+  async function loadDrift() {
+    const deployment = document.getElementById("deployment").value;
+    const status = document.getElementById("drift-status");
+    if (!deployment) { status.textContent = "No deployments yet."; return; }
+    const span = Number(document.getElementById("range").value);
+    const end = Date.now();
+    const q = new URLSearchParams({ deployment, method: document.getElementById("method").value,
+      start: String(end - span), end: String(end) });
+    try { driftData = await api("/api/v1/drift?" + q); } catch (e) { status.textContent = e.message; return; }
+    const d = driftData;
+    status.textContent = d.features.length
+      ? d.features.length + " features over " + d.windows.length + " monitor windows (" + d.method + ")."
+      : "No monitor results with " + d.method + " effects in this range.";
+    const x = d.windows.map((w) => when(w.start_ms));
+    const marks = d.flagged.map((r) => r.map((f) => (f ? "✕" : "")));
+    const lay = layout("Drift effect (" + d.method + ") by feature and window", "feature");
+    lay.height = Math.max(260, 90 + 34 * d.features.length);
+    lay.yaxis = { type: "category", automargin: true };
+    lay.xaxis = { type: "category", automargin: true };
+    document.getElementById("chart-heatmap").style.height = lay.height + "px";
+    draw("chart-heatmap", [{ type: "heatmap", x, y: d.features, z: d.values, text: marks,
+      texttemplate: "%{text}", colorscale: "YlOrRd", hoverongaps: false,
+      colorbar: { title: { text: d.method } } }], lay);
+    const select = document.getElementById("cell");
+    select.replaceChildren(el("option", "choose a feature and window"));
+    select.firstChild.value = "";
+    d.features.forEach((f, i) => d.windows.forEach((w, j) => {
+      const v = d.values[i][j];
+      const option = el("option", f + " · " + when(w.start_ms) + (v === null ? "" : " · " + v.toFixed(3)) + (d.flagged[i][j] ? " · flagged" : ""));
+      option.value = i + ":" + j;
+      select.appendChild(option);
+    }));
+    const chart = document.getElementById("chart-heatmap");
+    if (chart.on && !chart.dataset.bound) {
+      chart.dataset.bound = "1";
+      chart.on("plotly_click", (event) => {
+        const index = event.points[0].pointIndex;  // [feature row, window column]
+        if (Array.isArray(index)) openCell(index[0], index[1]);
+      });
+    }
+  }
+
+  async function openCell(i, j) {
+    const d = driftData;
+    const feature = d.features[i];
+    const w = d.windows[j];
+    document.getElementById("cell").value = i + ":" + j;
+    const status = document.getElementById("cell-status");
+    const q = new URLSearchParams({ deployment: d.deployment_crn, feature,
+      start: String(w.start_ms), end: String(w.end_ms) });
+    let data;
+    try { data = await api("/api/v1/drift/distributions?" + q); } catch (e) { status.textContent = e.message; return; }
+    const title = (side) => feature + ": " + side;
+    if (data.kind === "numeric") {
+      const bars = (side, color) => {
+        const e = side.bin_edges;
+        const mids = e.slice(0, -1).map((v, k) => (v + e[k + 1]) / 2);
+        const widths = e.slice(0, -1).map((v, k) => e[k + 1] - v);
+        return [{ type: "bar", x: mids, width: widths, y: side.shares, marker: { color } }];
+      };
+      const lay = (side) => Object.assign(layout(title(side), "share"),
+        { xaxis: { title: { text: feature }, range: data.x_range } });
+      draw("chart-reference", bars(data.reference, "#0b5cad"), lay("reference (" + data.reference.count + " rows)"));
+      draw("chart-current", bars(data.current, "#a40e26"),
+        lay("window from " + when(w.start_ms) + " (" + data.current.count + " values)"));
+      status.textContent = "Window " + when(w.start_ms) + " to " + when(w.end_ms) + ": " +
+        (data.current.exact ? "exact, from raw records." : "from rollup sketches (rank error " + data.current.rank_error.toFixed(4) + ").");
+    } else {
+      const lay = Object.assign(layout(title("reference category shares"), "share"), { xaxis: { type: "category" } });
+      draw("chart-reference", [{ type: "bar", x: data.reference.categories, y: data.reference.shares }], lay);
+      draw("chart-current", [], layout(feature + ": window categories are not read (see the effects)", "share"));
+      status.textContent = "Categorical feature: the window's side is summarised by the monitor's effects.";
+    }
+  }
+
+  function driftPage() {
+    document.getElementById("drift-form").addEventListener("submit", (event) => { event.preventDefault(); loadDrift(); });
+    document.getElementById("cell").addEventListener("change", (event) => {
+      const [i, j] = event.target.value.split(":").map(Number);
+      if (event.target.value) openCell(i, j);
+    });
+    loadDrift();
+  }
+
   if (page === "overview") overview();
+  else if (page === "drift") driftPage();
   else if (page === "model") model();
   else if (page === "metrics") metrics();
   else localTimes();
