@@ -239,3 +239,20 @@ def test_a_timed_out_run_emails_the_address_it_names(
     assert recipients == ["ops@example.com"]
     text = content.decode()
     assert "run timed_out" in text and run.id in text and "hanging" in text
+
+
+def test_a_second_run_of_a_started_slot_is_cancelled_not_run(world: World, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    job = world.job("once", world.script("once.py", f"open({str(ran)!r}, 'a').write('x')\n"))
+    slot = 1_790_000_000_000
+    assert world.registry.claim_slot(job.id, slot, 1, "server-a", 60_000)
+    first = world.registry.create_run(job.id, slot, 1, Trigger.MANUAL)
+    world.registry.update_run(first.id, state=RunState.RUNNING)  # started elsewhere
+    second = world.registry.create_run(job.id, slot, 1, Trigger.MANUAL)
+    scheduler = world.scheduler()
+    scheduler.runner.start(job, second)
+    assert scheduler.runner.wait_idle(20)
+    done = world.registry.get_run(second.id)
+    assert done.state == RunState.CANCELLED and done.started_ms is None
+    assert "already started as run" in Path(done.log_path).read_text()
+    assert not ran.exists()

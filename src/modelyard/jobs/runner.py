@@ -297,11 +297,15 @@ class Runner:
         state = RunState.FAILED
         exit_code: int | None = None
         ended: int | None = None
+        became_running = False
         try:
             with open(path, "a", encoding="utf-8") as note:
+                # Conflict here means another run of this slot already started: this one ends
+                # cancelled below, never running twice.
                 self.registry.update_run(
                     run.id, state=RunState.RUNNING, started_ms=started, log_path=str(path)
                 )
+                became_running = True
                 argv, cwd = self._prepare(job, note)
                 key, token = self.registry.create_api_key(
                     f"run {run.id}",
@@ -352,6 +356,10 @@ class Runner:
                     self.registry.revoke_api_key(key_id)
                 except Exception:
                     log.exception("could not revoke the key of run %s", run.id)
+        if not became_running:  # queued -> cancelled is the only way out that never ran
+            return self.registry.update_run(
+                run.id, state=RunState.CANCELLED, ended_ms=self._clock(), log_path=str(path)
+            )
         return self.registry.update_run(
             run.id,
             state=state,
