@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 import pytest
 
@@ -57,12 +58,13 @@ def cron(expr: str, timezone: str = "UTC") -> JobSchedule:
         ("* * * * * *", "has 6 fields; expected 5"),
         ("@sometimes", "unknown macro '@sometimes'; accepted: @yearly"),
         ("", "expected five fields"),
+        (["* * * * *"], "cron expression ['* * * * *'] is not accepted"),
         ("0 0 31 2 *", "field 3 (day of month) '31' never falls in field 4 (month) '2'"),
         ("0 0 30,31 feb *", "never falls in field 4 (month) 'feb'"),
     ],
 )
 def test_a_bad_cron_expression_names_the_field_and_what_is_accepted(
-    expr: str, message: str
+    expr: Any, message: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_cron(expr)

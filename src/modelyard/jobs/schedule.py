@@ -208,7 +208,6 @@ class JobSchedule:
 
 
 # -- cron parsing ------------------------------------------------------------------------------
-@lru_cache(maxsize=1024)
 def parse_cron(expr: str) -> Cron:
     """Check a five-field cron expression (or a macro such as ``@daily``) and expand it.
 
@@ -222,6 +221,11 @@ def parse_cron(expr: str) -> Cron:
             "day-of-month month day-of-week' such as '*/5 * * * *', or a macro such as @daily",
             argument="cron",
         )
+    return _parse_cron(expr)
+
+
+@lru_cache(maxsize=1024)
+def _parse_cron(expr: str) -> Cron:
     text = " ".join(expr.split()).lower()
     if text.startswith("@"):
         if text not in _MACROS:
