@@ -344,6 +344,8 @@ def metric_keys(
     for kinds in (_RAW, _ROLLUPS, _AGGREGATES):
         for record in services.store.read(_with(base, kinds, limit=sample))[0]:
             for k, v in record.metrics.items():
+                if k.startswith("_"):  # a bucket's own bookkeeping (``_records``), not a metric
+                    continue
                 numeric = _number(v) is not None or (
                     isinstance(v, dict) and _number(v.get("mean")) is not None
                 )

@@ -1,0 +1,239 @@
+"""The read routes the dashboard draws from (``/api/v1/overview``, ``tech``, ``series``,
+``predictions``, ``drift``), over the real app and a real SQLite store filled directly."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from modelyard.store.base import Identity, Prediction, RollupPolicy, Tier
+
+from .conftest import Ui
+
+MIN = 60_000
+HOUR = 60 * MIN
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _identity(ui: Ui, name: str = "churn") -> Identity:
+    model, _ = ui.services.registry.create_model(name)
+    ident = Identity(
+        model.crn, f"crn:modelyard:build/b-{name}", f"crn:modelyard:deployment/d-{name}"
+    )
+    ui.services.store.register_identity(ident)
+    return ident
+
+
+def _auth(ui: Ui) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ui.admin}"}
+
+
+def test_tech_series_keeps_or_merges_intervals(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        end = _now()
+        start = end - 600 * 10_000
+        for i in range(600):  # ten-second intervals, 10 requests, 1 failure each
+            s = start + i * 10_000
+            ui.services.store.add_aggregate(
+                ident.deployment_crn,
+                s,
+                s + 10_000,
+                {
+                    "tech.requests": 10,
+                    "tech.failures": 1,
+                    "tech.rps": 1.0,
+                    "tech.latency_p50_ms": 2.0,
+                    "tech.latency_p95_ms": 4.0,
+                    "tech.latency_p99_ms": float(i % 2 + 5),
+                },
+            )
+        ui.services.store.add_aggregate(ident.deployment_crn, start, end, {"roc_auc": 0.9})
+        q = {"start": start, "end": end}
+        few = await ui.client.get(
+            "/api/v1/models/churn/tech", params={**q, "points": 1000}, headers=_auth(ui)
+        )
+        body = few.json()
+        assert few.status_code == 200 and not body["merged"] and body["intervals"] == 600
+        assert body["resolution_ms"] == 10_000 and body["series"]["rps"][0] == 1.0
+        merged = await ui.client.get(
+            "/api/v1/models/churn/tech", params={**q, "points": 60}, headers=_auth(ui)
+        )
+        m = merged.json()
+        assert m["merged"] and m["resolution_ms"] == 100_000
+        assert sum(m["series"]["requests"]) == 6000 and sum(m["series"]["failures"]) == 600
+        assert all(abs(r - 1.0) < 1e-9 for r in m["series"]["rps"])  # 100 per 100 s
+        assert all(abs(p - 5.5) < 1e-9 for p in m["series"]["p99_ms"][1:-1])  # weighted mean
+        bad = await ui.client.get(
+            "/api/v1/models/churn/tech", params={"start": end, "end": start}, headers=_auth(ui)
+        )
+        assert bad.status_code == 400 and "after" in bad.json()["error"]["message"]
+
+    with_ui(scenario)
+
+
+def test_series_has_raw_rollups_and_aggregates_and_names_the_resolution(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        store = ui.services.store
+        now = _now()
+        old = now - 40 * 24 * HOUR  # past the raw horizon: rolled up into hour buckets
+        store.write_predictions(
+            [
+                Prediction(f"old-{i}", ident, old + i * 1000, old + i * 1000, {"score": i})
+                for i in range(100)
+            ]
+            + [
+                Prediction(f"new-{i}", ident, now - i * 1000, now - i * 1000, {"score": 0.5})
+                for i in range(30)
+            ]
+        )
+        store.rollup(
+            RollupPolicy(raw_horizon_ms=30 * 24 * HOUR, tiers=(Tier(HOUR, None),)), now_ms=now
+        )
+        store.add_aggregate(ident.deployment_crn, now - HOUR, now, {"score": 0.7})
+        params = {"deployment": ident.deployment_crn, "metric": "score", "start": old - HOUR}
+        answer = await ui.client.get("/api/v1/series", params=params, headers=_auth(ui))
+        body = answer.json()
+        assert answer.status_code == 200, body
+        assert len(body["raw"]["t"]) == 30 and not body["raw"]["truncated"]
+        assert sum(body["rollup"]["count"]) == 100 and set(body["rollup"]["tier_ms"]) == {HOUR}
+        assert abs(sum(body["rollup"]["mean"]) / len(body["rollup"]["mean"]) - 49.5) < 30
+        assert body["aggregate"]["value"] == [0.7]
+        assert "rollups of 1 h" in body["resolution"] and "raw" in body["resolution"]
+        keys = await ui.client.get(
+            "/api/v1/series/keys",
+            params={"deployment": ident.deployment_crn, "start": old - HOUR},
+            headers=_auth(ui),
+        )
+        assert keys.json()["keys"] == [
+            {"key": "score", "kinds": ["aggregate", "prediction", "rollup"]}
+        ]
+        unknown = await ui.client.get(
+            "/api/v1/series",
+            params={"deployment": "crn:modelyard:deployment/nope", "metric": "score"},
+            headers=_auth(ui),
+        )
+        assert unknown.status_code == 404
+
+    with_ui(scenario)
+
+
+def test_series_truncates_raw_beyond_its_limit(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        now = _now()
+        ui.services.store.write_predictions(
+            [
+                Prediction(f"p{i}", ident, now - 6000 + i, now - 6000 + i, {"v": i})
+                for i in range(5_200)
+            ]
+        )
+        answer = await ui.client.get(
+            "/api/v1/series",
+            params={"deployment": ident.deployment_crn, "metric": "v"},
+            headers=_auth(ui),
+        )
+        raw = answer.json()["raw"]
+        assert raw["truncated"] and len(raw["t"]) == 5_000
+        assert "first records only" in answer.json()["resolution"]
+
+    with_ui(scenario)
+
+
+def test_recent_predictions_and_one_by_uuid_with_its_delayed_history(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        store = ui.services.store
+        now = _now()
+        store.write_predictions(
+            [
+                Prediction(
+                    f"u{i:03d}",
+                    ident,
+                    now - 3 * HOUR + i * MIN,
+                    now - 3 * HOUR + i * MIN + 5,
+                    {"x": i},
+                )
+                for i in range(150)
+            ]
+        )
+        store.add_delayed("u149", {"label": 0}, "crm", tracked_ms=now - 1000)
+        store.add_delayed("u149", {"label": 1}, "audit", tracked_ms=now)
+        recent = await ui.client.get(
+            "/api/v1/models/churn/predictions", params={"limit": 5}, headers=_auth(ui)
+        )
+        uuids = [p["predictionUuid"] for p in recent.json()["predictions"]]
+        assert uuids == ["u149", "u148", "u147", "u146", "u145"]  # newest first
+        one = await ui.client.get("/api/v1/predictions/u149", headers=_auth(ui))
+        body = one.json()
+        assert body["prediction"]["metrics"] == {"x": 149, "label": 1}
+        assert [(d["value"], d["source"]) for d in body["delayed"]] == [(0, "crm"), (1, "audit")]
+        assert body["delayed"][1]["tracked_ms"] == now
+        missing = await ui.client.get("/api/v1/predictions/nope", headers=_auth(ui))
+        assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
+
+    with_ui(scenario)
+
+
+def test_overview_and_drift_from_monitor_records(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        store = ui.services.store
+        now = _now()
+        for w in range(3):
+            start = now - (3 - w) * HOUR
+            store.add_aggregate(
+                ident.deployment_crn,
+                start,
+                start + HOUR,
+                {
+                    "roc_auc": 0.8 + w / 100,
+                    "psi.tenure": 0.1 * w,
+                    "psi.plan": 0.05,
+                    "drift.flagged": int(w == 2),
+                    "drift.flagged_features": ["tenure"] if w == 2 else [],
+                },
+            )
+        overview = await ui.client.get("/api/v1/overview", headers=_auth(ui))
+        (row,) = overview.json()["models"]
+        # no active deployment in the registry: the row says so and reads nothing further
+        assert row["name"] == "churn" and row["state"] == "not serving" and row["rps"] is None
+        matrix = await ui.client.get(
+            "/api/v1/drift", params={"deployment": ident.deployment_crn}, headers=_auth(ui)
+        )
+        m = matrix.json()
+        assert m["features"] == ["plan", "tenure"] and len(m["windows"]) == 3
+        assert m["values"][1] == [0.0, 0.1, 0.2] and m["flagged"][1] == [False, False, True]
+        wrong = await ui.client.get(
+            "/api/v1/drift",
+            params={"deployment": ident.deployment_crn, "method": "magic"},
+            headers=_auth(ui),
+        )
+        assert wrong.status_code == 400 and "psi" in wrong.json()["error"]["message"]
+        no_ref = await ui.client.get(
+            "/api/v1/drift/distributions",
+            params={
+                "deployment": ident.deployment_crn,
+                "feature": "tenure",
+                "start": now - HOUR,
+                "end": now,
+            },
+            headers=_auth(ui),
+        )
+        assert no_ref.status_code == 404 and "training" in no_ref.json()["error"]["message"]
+
+    with_ui(scenario)
+
+
+def test_a_run_key_may_not_read_the_dashboard_routes(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        _, run_token = ui.services.registry.create_api_key("job", role="run")
+        for path in ("/api/v1/overview", "/api/v1/predictions/x", "/api/v1/models/m/tech"):
+            answer = await ui.client.get(path, headers={"Authorization": f"Bearer {run_token}"})
+            assert answer.status_code == 403, path
+
+    with_ui(scenario)
