@@ -29,6 +29,7 @@ from modelyard.server import (
     alerts_api,
     gateway_routes,
     insights_api,
+    jobs_api,
     keys,
     metrics_api,
     models,
@@ -84,6 +85,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(alerts_api.router)
     app.include_router(insights_api.router)
+    app.include_router(jobs_api.router)
     # The dashboard under /ui: its sign-in page and static files are its only public paths.
     ui.mount(app)
     return app

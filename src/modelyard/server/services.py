@@ -1,16 +1,22 @@
 """The parts one server composes, opened at startup and closed at shutdown, in that order.
 
 Opening: home -> store (creates the database) -> registry -> admin key -> writer -> gateway ->
-runtime -> controller -> ``controller.restore()`` (every active deployment comes back).
-Closing is the reverse: ``controller.shutdown()`` stops replicas (a restart restores them), the
-gateway writes its last ``tech.*`` interval, the writer flushes every buffered prediction record.
+runtime -> controller -> ``controller.restore()`` (every active deployment comes back) -> the
+job scheduler (``modelyard.jobs.scheduler``: recovers a crashed life's runs, then ticks).
+Closing is the reverse: the scheduler stops first (its runs are cancelled and recorded while the
+registry and the runtime still work), ``controller.shutdown()`` stops replicas (a restart restores
+them), the gateway writes its last ``tech.*`` interval, the writer flushes every buffered
+prediction record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +27,7 @@ from modelyard.server.home import FirstStart, ensure_admin_key, prepare_home
 from modelyard.store import BufferedWriter, MetricsStore, open_store
 
 if TYPE_CHECKING:
+    from modelyard.jobs.scheduler import Scheduler
     from modelyard.runtime import LocalRuntime
     from modelyard.serving.gateway import Gateway
 
@@ -42,6 +49,7 @@ class ServerConfig:
     tech_interval_s: float = 10.0
     url: str | None = None
     inject_env: bool = True
+    jobs: bool = True  # run the job scheduler (False: jobs can be defined but nothing runs them)
 
     @property
     def base_url(self) -> str:
@@ -94,10 +102,15 @@ class Services:
     models: ModelCache
     env_before: dict[str, str | None] = field(default_factory=dict)
     started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    scheduler: Scheduler | None = None
 
     async def close(self) -> None:
-        """Stop replicas, write the last aggregates, flush records, close the database."""
+        """Stop jobs, stop replicas, write the last aggregates, flush records, close the
+        database."""
         try:
+            if self.scheduler is not None:
+                with _logged("stopping the job scheduler"):
+                    await asyncio.to_thread(self.scheduler.stop)
             with _logged("stopping the deployments"):
                 await self.controller.shutdown()
             with _logged("closing the gateway"):
@@ -177,7 +190,36 @@ async def open_services(config: ServerConfig) -> Services:
     for name, problem in restored.items():
         if problem is not None:
             log.error("model %s did not come back: %s", name, problem)
+    if config.jobs:
+        try:
+            await asyncio.to_thread(_start_scheduler, services)
+        except BaseException:
+            await services.close()
+            raise
     return services
+
+
+def _start_scheduler(services: Services) -> None:
+    """The job scheduler, told this server's URL so runs can call back with their own key.
+
+    Its owner name is stable across restarts of this server (host, port, home), so at start it
+    recognises the runs an earlier life left ``running`` as its own and ends them at once.
+    """
+    from modelyard.jobs.scheduler import Scheduler
+
+    config = services.config
+    home = services.first_start.home
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    scheduler = Scheduler(
+        services.registry,
+        services.runtime,
+        services.store,
+        home=home,
+        server_url=config.base_url,
+        owner=f"{socket.gethostname()[:100]}:{config.port}:{digest}",
+    )
+    scheduler.start()
+    services.scheduler = scheduler
 
 
 _INJECTED = ("MODELYARD_URL", "MODELYARD_API_KEY")

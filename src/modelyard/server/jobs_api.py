@@ -1,0 +1,522 @@
+"""``/api/v1/jobs`` and ``/api/v1/runs``: define, change, pause, trigger and inspect jobs; read
+runs, their metrics and logs; cancel runs.
+
+Who may do what: changes need an ``admin`` key; ``user`` keys read jobs, runs and logs; a
+``run`` key (a job run's own, scoped to that run) may read its own run and its log (and post the
+run's metrics, in ``metrics_api``). Runs are named in paths by the uuid part of their id (the
+``crn:modelyard:run/<uuid>`` form has a slash), the same uuid a run sees as
+``MODELYARD_RUN_ID``.
+
+Persistence and checks live in the registry (schedule, bounds, parent, cycle: a refused change
+writes nothing); this module adds what needs the server's machine: the project folder and the
+script must exist at creation, and webhooks are tried once so an unreachable receiver comes back
+as a ``warnings`` entry instead of a failure. Every job in an answer carries its next run time
+(``jobs.schedule.next_slot``) and its last run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelyard.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from modelyard.ids import is_uuid
+from modelyard.jobs.current import format_slot
+from modelyard.jobs.notify import check_target, check_webhook
+from modelyard.jobs.schedule import next_slot
+from modelyard.registry import ApiKey, Job, Registry, Role, Run, RunState
+from modelyard.runtime.logs import read_log, run_log_path
+from modelyard.server.auth import Capability, requires
+from modelyard.server.models import check_project_dir
+from modelyard.server.services import Services
+
+__all__ = ["JobIn", "JobPatch", "job_json", "router", "run_json"]
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+Admin = Annotated[ApiKey, Depends(requires(Capability.ADMIN))]
+Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
+# Run keys have only the metrics capability; reading a run checks the key's scope itself.
+RunReader = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+
+_RUN_PREFIX = "crn:modelyard:run/"
+# ``--monitor SPEC`` jobs run this launcher, written into the project (the runner runs a script
+# of the project snapshot, and the monitor runner lives in the installed package, not there).
+MONITOR_SCRIPT = ".modelyard/run_monitor.py"
+_MONITOR_LAUNCHER = """\
+# Written by Modelyard for jobs created with --monitor: 'python -m modelyard.monitors run SPEC'.
+import sys
+
+from modelyard.monitors.__main__ import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+_MAX_TAIL = 100_000
+_RECENT_RUNS = 20
+
+
+class _Fields(BaseModel):
+    """Fields shared by creation and change; durations in milliseconds."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    project: str | None = Field(
+        None, description="Absolute path of the project folder on the server's host."
+    )
+    script: str | None = Field(None, description="The script's path inside the project.")
+    monitor: str | None = Field(
+        None,
+        description="Instead of script: a monitor spec (YAML) inside the project; the job runs "
+        "'python -m modelyard.monitors run SPEC'.",
+    )
+    args: list[str] | None = None
+    cron: str | None = Field(None, description="Five cron fields, e.g. '*/5 * * * *'.")
+    timezone: str | None = Field(None, description="IANA time zone of the cron (default UTC).")
+    every_ms: int | None = None
+    after: str | None = Field(None, description="Parent job: runs after each success of it.")
+    manual: bool | None = None
+    timeout_ms: int | None = None
+    retries: int | None = None
+    retry_backoff_ms: int | None = None
+    env: dict[str, str] | None = None
+    overlap: str | None = Field(None, description="skip (default), queue or allow")
+    catch_up: str | None = Field(None, description="none, latest (default) or all")
+    notify: list[str] | None = Field(None, description="Webhook URLs and e-mail addresses.")
+    notify_on: list[str] | None = Field(
+        None, description="Subset of success, failure, timeout, cancelled."
+    )
+
+
+class JobIn(_Fields):
+    """``POST /api/v1/jobs``: a name, a project, a script (or a monitor spec) and exactly one
+    schedule (cron, every_ms, after or manual)."""
+
+    name: str
+
+
+class JobPatch(_Fields):
+    """``PATCH /api/v1/jobs/{name}``: only the fields given change; giving any schedule field
+    replaces the whole schedule."""
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _parse(model: type[_Fields], body: Any) -> dict[str, Any]:
+    """The body checked by ``model``; InvalidInput (400) naming the first bad field."""
+    if not isinstance(body, dict):
+        raise InvalidInput(f"the request body {body!r:.100} is not a JSON object; expected one")
+    try:
+        parsed = model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        accepted = ", ".join(sorted(model.model_fields))
+        raise InvalidInput(
+            f"{where}={first.get('input')!r:.200} is not accepted: {first.get('msg')} "
+            f"(fields: {accepted})",
+            argument=where,
+        ) from None
+    return {k: v for k, v in parsed.model_dump(exclude_unset=True).items()}
+
+
+def _scheduler(services: Services) -> Any:
+    scheduler = services.scheduler
+    if scheduler is None:
+        raise Unavailable(
+            "this server runs without a scheduler (started with jobs disabled); start it with "
+            "the scheduler to run jobs"
+        )
+    return scheduler
+
+
+# -- JSON shapes -------------------------------------------------------------------------------
+def run_json(run: Run, job_name: str | None = None) -> dict[str, Any]:
+    """A run as the API shows it; ``uuid`` is what run paths take."""
+    return {
+        "id": run.id,
+        "uuid": run.id.rsplit("/", 1)[-1],
+        "job_id": run.job_id,
+        "job": job_name,
+        "slot_ms": run.slot_ms,
+        "scheduled_at": format_slot(run.slot_ms),
+        "attempt": run.attempt,
+        "trigger": run.trigger.value,
+        "state": run.state.value,
+        "exit_code": run.exit_code,
+        "queued_ms": run.queued_ms,
+        "started_ms": run.started_ms,
+        "ended_ms": run.ended_ms,
+        "duration_ms": run.duration_ms,
+        "parent_run_id": run.parent_run_id,
+    }
+
+
+def job_json(
+    registry: Registry, job: Job, key: ApiKey, now_ms: int | None = None
+) -> dict[str, Any]:
+    """A job as the API shows it, with its next run time and last run. The values of its env
+    are shown to admin keys only (they may hold secrets the script needs)."""
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    schedule = job.schedule
+    parent = None
+    if schedule.after is not None:
+        try:
+            parent = registry.get_job(schedule.after).name
+        except NotFound:
+            parent = schedule.after
+    upcoming = None if job.paused else next_slot(schedule, now)
+    last = registry.list_runs(job=job.id, limit=1)
+    env = job.env if key.role == Role.ADMIN else {k: "***" for k in job.env}
+    return {
+        "id": job.id,
+        "name": job.name,
+        "project": job.project,
+        "script": job.script,
+        "args": list(job.args),
+        "schedule": schedule.kind,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "every_ms": schedule.every_ms,
+        "after": parent,
+        "manual": schedule.manual,
+        "timeout_ms": job.timeout_ms,
+        "retries": job.retries,
+        "retry_backoff_ms": job.retry_backoff_ms,
+        "env": env,
+        "overlap": job.overlap.value,
+        "catch_up": job.catch_up.value,
+        "notify": list(job.notify),
+        "notify_on": list(job.notify_on),
+        "paused": job.paused,
+        "builtin": job.builtin,
+        "created_ms": job.created_ms,
+        "updated_ms": job.updated_ms,
+        "next_run_ms": upcoming,
+        "next_run_at": None if upcoming is None else format_slot(upcoming),
+        "last_run": run_json(last[0], job.name) if last else None,
+    }
+
+
+# -- checks that need this machine -------------------------------------------------------------
+def _check_script(project: str, script: str) -> None:
+    """The script must be a file inside the project now (the runner checks the snapshot again
+    at each run); NotFound-free: a missing script is bad input (400) naming both paths."""
+    root = check_project_dir(project)
+    if os.path.isabs(script):
+        raise InvalidInput(
+            f"script={script!r} is absolute; expected a path inside the project, such as "
+            "'monitor.py'",
+            argument="script",
+        )
+    full = (root / script).resolve()
+    if not full.is_relative_to(root.resolve()) or not full.is_file():
+        raise InvalidInput(
+            f"script={script!r} is not a file inside the project {project!r}; expected the "
+            "path of an existing script relative to the project folder",
+            argument="script",
+        )
+
+
+def _prepare(fields: dict[str, Any], current: Job | None) -> dict[str, Any]:
+    """Fields for the registry: the monitor shortcut expanded, the script checked on disk."""
+    monitor = fields.pop("monitor", None)
+    if monitor is not None:
+        if fields.get("script") is not None:
+            raise InvalidInput(
+                f"script={fields['script']!r} and monitor={monitor!r} were both given; a job "
+                "runs either a script or a monitor spec",
+                argument="monitor",
+            )
+        project = fields.get("project") or (current.project if current else None)
+        if project is None:
+            raise InvalidInput("monitor needs project", argument="project")
+        _check_script(project, monitor)
+        ensure_monitor_script(check_project_dir(project))
+        fields["script"] = MONITOR_SCRIPT
+        fields["args"] = ["run", monitor, *(fields.get("args") or [])]
+    if "project" in fields or "script" in fields:
+        project = fields.get("project") or (current.project if current else None)
+        script = fields.get("script") or (current.script if current else None)
+        if project is None or script is None:
+            missing = "project" if project is None else "script"
+            raise InvalidInput(
+                f"{missing} is missing; a job needs the project folder's absolute path and "
+                "the script to run inside it",
+                argument=missing,
+            )
+        _check_script(project, script)
+    return fields
+
+
+def ensure_monitor_script(project: Path) -> None:
+    """Write the monitor launcher into ``project`` unless it is there already, unchanged."""
+    path = project / MONITOR_SCRIPT
+    if path.is_file() and path.read_text() == _MONITOR_LAUNCHER:
+        return
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(_MONITOR_LAUNCHER)
+    os.replace(tmp, path)
+
+
+def _warnings(notify: list[str] | None) -> list[str]:
+    """One warning per webhook that does not answer now (the job is kept all the same)."""
+    found = []
+    for target in notify or ():
+        if check_target(target) == "webhook":
+            problem = check_webhook(target)
+            if problem is not None:
+                found.append(problem)
+    return found
+
+
+def _run_id(value: str) -> str:
+    """``crn:modelyard:run/<uuid>`` from the uuid in a path; InvalidInput for anything else."""
+    if not is_uuid(value):
+        raise InvalidInput(
+            f"run {value!r} is not accepted; expected the run's uuid (the last part of "
+            "'crn:modelyard:run/<uuid>', as in MODELYARD_RUN_ID)",
+            run=value,
+        )
+    return _RUN_PREFIX + value
+
+
+def _readable_run(registry: Registry, key: ApiKey, value: str) -> Run:
+    run = registry.get_run(_run_id(value))
+    if key.role == Role.RUN and key.scope != run.id:
+        raise Forbidden(
+            f"API key {key.id!r} is a run key and may read only its own run, not {run.id!r}; "
+            "use a user or admin key",
+            key_id=key.id,
+        )
+    return run
+
+
+def _job_name(registry: Registry, run: Run) -> str | None:
+    try:
+        return registry.get_job(run.job_id).name
+    except NotFound:
+        return None
+
+
+# -- jobs --------------------------------------------------------------------------------------
+_JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": JobIn.model_json_schema()}},
+    }
+}
+_PATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": JobPatch.model_json_schema()}},
+    }
+}
+
+
+@router.post("/jobs", status_code=201, summary="Define a job", openapi_extra=_JOB_BODY)
+async def create_job(
+    request: Request, key: Admin, body: Annotated[Any, Body(include_in_schema=False)] = None
+) -> JSONResponse:
+    services = _services(request)
+    fields = _parse(JobIn, body)
+    name = fields.pop("name")
+
+    def create() -> tuple[dict[str, Any], list[str]]:
+        prepared = _prepare(fields, None)
+        if "project" not in prepared:
+            raise InvalidInput(
+                "project is missing; give the project folder's absolute path", argument="project"
+            )
+        if prepared.get("timezone") is None:
+            prepared.pop("timezone", None)
+        given = {k: v for k, v in prepared.items() if v is not None}  # None: the default
+        project, script = given.pop("project"), given.pop("script")
+        job = services.registry.create_job(name, project, script, **given)
+        warnings = _warnings(list(job.notify))
+        return job_json(services.registry, job, key), warnings
+
+    job, warnings = await asyncio.to_thread(create)
+    return JSONResponse({"job": job, "warnings": warnings}, status_code=201)
+
+
+@router.get("/jobs", summary="List jobs with their next run time and last run")
+async def list_jobs(request: Request, key: Reader) -> dict[str, Any]:
+    registry = _services(request).registry
+
+    def listed() -> list[dict[str, Any]]:
+        now = time.time_ns() // 1_000_000
+        return [job_json(registry, job, key, now) for job in registry.list_jobs()]
+
+    return {"jobs": await asyncio.to_thread(listed)}
+
+
+@router.get("/jobs/{name}", summary="A job with its next run time and last run")
+async def show_job(name: str, request: Request, key: Reader) -> dict[str, Any]:
+    registry = _services(request).registry
+    return await asyncio.to_thread(lambda: job_json(registry, registry.get_job(name), key))
+
+
+@router.patch("/jobs/{name}", summary="Change a job", openapi_extra=_PATCH_BODY)
+async def update_job(
+    name: str,
+    request: Request,
+    key: Admin,
+    body: Annotated[Any, Body(include_in_schema=False)] = None,
+) -> dict[str, Any]:
+    services = _services(request)
+    fields = _parse(JobPatch, body)
+
+    def update() -> tuple[dict[str, Any], list[str]]:
+        current = services.registry.get_job(name)
+        prepared = _prepare(fields, current)
+        if "timezone" in prepared and prepared["timezone"] is None:
+            prepared["timezone"] = "UTC"
+        job = services.registry.update_job(current.name, **prepared)
+        warnings = _warnings(prepared.get("notify"))
+        return job_json(services.registry, job, key), warnings
+
+    job, warnings = await asyncio.to_thread(update)
+    return {"job": job, "warnings": warnings}
+
+
+@router.delete("/jobs/{name}", summary="Delete a job with its runs")
+async def delete_job(name: str, request: Request, key: Admin) -> dict[str, Any]:
+    registry = _services(request).registry
+
+    def delete() -> str:
+        job = registry.get_job(name)
+        registry.delete_job(job.id)
+        return job.name
+
+    return {"deleted": await asyncio.to_thread(delete)}
+
+
+@router.post("/jobs/{name}/pause", summary="Pause a job (no new runs start)")
+async def pause_job(name: str, request: Request, key: Admin) -> dict[str, Any]:
+    registry = _services(request).registry
+    job = await asyncio.to_thread(registry.set_paused, name, True)
+    return job_json(registry, job, key)
+
+
+@router.post("/jobs/{name}/resume", summary="Resume a paused job")
+async def resume_job(name: str, request: Request, key: Admin) -> dict[str, Any]:
+    registry = _services(request).registry
+    job = await asyncio.to_thread(registry.set_paused, name, False)
+    return job_json(registry, job, key)
+
+
+@router.post("/jobs/{name}/run", status_code=202, summary="Run a job now")
+async def run_job(name: str, request: Request, key: Admin) -> JSONResponse:
+    services = _services(request)
+    scheduler = _scheduler(services)
+    run = await asyncio.to_thread(scheduler.trigger, name)
+    job = await asyncio.to_thread(services.registry.get_job, run.job_id)
+    return JSONResponse(run_json(run, job.name), status_code=202)
+
+
+@router.get("/jobs/{name}/runs", summary="A job's runs, newest first")
+async def job_runs(
+    name: str,
+    request: Request,
+    key: Reader,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    state: Annotated[list[str] | None, Query(description="only runs in these states")] = None,
+) -> dict[str, Any]:
+    registry = _services(request).registry
+
+    def listed() -> list[dict[str, Any]]:
+        job = registry.get_job(name)
+        runs = registry.list_runs(job=job.id, states=state, limit=limit)
+        return [run_json(run, job.name) for run in runs]
+
+    return {"runs": await asyncio.to_thread(listed)}
+
+
+# -- runs --------------------------------------------------------------------------------------
+@router.get("/runs/{run_id}", summary="A run with the metrics it tracked")
+async def show_run(run_id: str, request: Request, key: RunReader) -> dict[str, Any]:
+    registry = _services(request).registry
+
+    def shown() -> dict[str, Any]:
+        run = _readable_run(registry, key, run_id)
+        body = run_json(run, _job_name(registry, run))
+        body["metrics"] = [
+            {"key": m.key, "value": m.value, "tracked_ms": m.tracked_ms}
+            for m in registry.run_metrics(run.id)
+        ]
+        return body
+
+    return await asyncio.to_thread(shown)
+
+
+@router.get(
+    "/runs/{run_id}/logs",
+    summary="A run's output (stdout and stderr) as text lines",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def run_logs(
+    run_id: str,
+    request: Request,
+    key: RunReader,
+    tail: Annotated[int | None, Query(ge=0, le=_MAX_TAIL, description="last N lines")] = None,
+    follow: bool = False,
+) -> StreamingResponse:
+    services = _services(request)
+    registry = services.registry
+    run = await asyncio.to_thread(_readable_run, registry, key, run_id)
+    home = services.first_start.home
+    path = run_log_path(home, run.id.rsplit("/", 1)[-1])  # the runtime's checks on the name
+
+    def finished() -> bool:
+        try:
+            return registry.get_run(run.id).state.finished
+        except NotFound:
+            return True
+
+    if not path.is_file():
+        if run.state == RunState.QUEUED and follow:
+            lines: Iterator[str] = _after_start(path, tail, finished)
+        else:
+            raise NotFound(
+                f"run {run.id} has no log yet (state {run.state.value}); a log appears when the "
+                "run starts",
+                run=run.id,
+            )
+    else:
+        lines = read_log(path, tail, follow, 0.2, finished)
+    return StreamingResponse(_newlines(lines), media_type="text/plain; charset=utf-8")
+
+
+def _after_start(path: Path, tail: int | None, finished: Any) -> Iterator[str]:
+    """Follow a queued run: wait for its log to appear (or the run to end), then follow it."""
+    while not path.is_file():
+        if finished():
+            return
+        time.sleep(0.2)
+    yield from read_log(path, tail, True, 0.2, finished)
+
+
+def _newlines(lines: Iterator[str]) -> Iterator[bytes]:
+    for line in lines:
+        yield (line + "\n").encode()
+
+
+@router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
+async def cancel_run(run_id: str, request: Request, key: Admin) -> dict[str, Any]:
+    services = _services(request)
+    scheduler = _scheduler(services)
+    full = _run_id(run_id)
+    run = await asyncio.to_thread(scheduler.cancel, full)
+    return run_json(run, await asyncio.to_thread(_job_name, services.registry, run))
