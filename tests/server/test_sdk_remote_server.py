@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 import uvicorn
 
 import modelyard
-from modelyard.errors import NotFound, Unauthorized
+from modelyard.errors import InvalidInput, NotFound, Unauthorized
+from modelyard.registry import Registry
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, create_app
+from modelyard.store import open_store
 from modelyard.tracking import backends
 
 DEPLOYMENT = "crn:modelyard:deployment/22222222-2222-4222-8222-222222222222"
@@ -97,14 +98,24 @@ def test_track_read_delayed_aggregate_and_frames(sdk: tuple[str, Path]) -> None:
     assert len(chunks) == 4
 
 
-def test_run_metrics_land_in_the_runs_folder(
-    sdk: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+def test_run_metrics_are_recorded_with_the_run(
+    sdk: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _, home = sdk
-    monkeypatch.setenv("MODELYARD_RUN_ID", "nightly-1")
-    modelyard.track_metrics({"rows": 1000})
-    lines = (home / "runs" / "nightly-1" / "metrics.jsonl").read_bytes().splitlines()
-    assert orjson.loads(lines[-1])["metrics"] == {"rows": 1000}
+    store = open_store(f"sqlite:///{home / 'modelyard.db'}")
+    try:
+        registry = Registry(store)
+        (tmp_path / "job.py").write_text("")
+        job = registry.create_job("nightly", str(tmp_path), "job.py", manual=True)
+        run = registry.create_run(job.id, 0, 1, "manual")
+        monkeypatch.setenv("MODELYARD_RUN_ID", run.id.rsplit("/", 1)[-1])
+        modelyard.track_metrics({"rows": 1000})
+        assert [(m.key, m.value) for m in registry.run_metrics(run.id)] == [("rows", 1000)]
+        monkeypatch.setenv("MODELYARD_RUN_ID", "nightly-1")  # not a run's uuid
+        with pytest.raises(InvalidInput, match="nightly-1"):
+            modelyard.track_metrics({"rows": 1})
+    finally:
+        store.close()
 
 
 def test_a_wrong_key_is_refused_by_name(

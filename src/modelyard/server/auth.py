@@ -18,12 +18,14 @@ from modelyard.registry import ApiKey, Registry, Role
 
 __all__ = [
     "ALLOWED_ROLES",
+    "RUN_SCOPE_PREFIX",
     "Capability",
     "SessionKey",
     "authenticate",
     "authorize",
     "bearer_token",
     "check_scope",
+    "model_scope",
     "requires",
 ]
 
@@ -84,9 +86,21 @@ def authorize(key: ApiKey, capability: Capability) -> ApiKey:
     return key
 
 
+RUN_SCOPE_PREFIX = "crn:modelyard:run/"
+
+
+def model_scope(key: ApiKey | None) -> str | None:
+    """The model ``key`` is limited to, or None. A job run's key is scoped to its run (it may
+    read only that run and post its metrics), not to a model: a monitoring job reads and writes
+    the metrics of whichever models it watches, so a run scope does not limit models."""
+    if key is None or key.scope is None or key.scope.startswith(RUN_SCOPE_PREFIX):
+        return None
+    return key.scope
+
+
 def check_scope(key: ApiKey | None, model_crn: str) -> None:
     """Forbidden when ``key`` is limited to another model than ``model_crn``."""
-    if key is not None and key.scope is not None and key.scope != model_crn:
+    if key is not None and model_scope(key) is not None and key.scope != model_crn:
         raise Forbidden(
             f"API key {key.id!r} is limited to {key.scope!r} and may not act on {model_crn!r}; "
             "use a key for that model or an unscoped one",

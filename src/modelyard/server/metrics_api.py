@@ -11,8 +11,6 @@ A key with a ``scope`` (a model CRN) may write and read only that model's record
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from typing import Annotated, Any
 
 import orjson
@@ -20,10 +18,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.errors import InvalidInput
+from modelyard.errors import Forbidden, InvalidInput
+from modelyard.ids import is_uuid
 from modelyard.registry import ApiKey
-from modelyard.runtime import check_name
-from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.auth import RUN_SCOPE_PREFIX, Capability, check_scope, model_scope, requires
 from modelyard.server.services import Services
 from modelyard.store.base import Identity, Prediction, RecordKind
 from modelyard.store.base import Query as StoreQuery
@@ -78,7 +76,7 @@ def _services(request: Request) -> Services:
 
 
 async def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
-    if key.scope is not None:
+    if model_scope(key) is not None:
         identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
         check_scope(key, identity.model_crn)
 
@@ -146,7 +144,7 @@ async def read_metrics(
     except ValueError as exc:
         accepted = ", ".join(k.value for k in RecordKind)
         raise InvalidInput(f"kind={kind!r} is not accepted; accepted: {accepted}") from exc
-    if key.scope is not None:
+    if model_scope(key) is not None:
         if modelCrn is not None:
             check_scope(key, modelCrn)
         elif modelDeploymentCrn is not None:
@@ -184,19 +182,22 @@ async def read_metrics(
 async def track_run_metrics(
     run_id: str, body: RunMetricsIn, request: Request, key: Tracker
 ) -> Response:
-    """Appended as one JSON line to ``$MODELYARD_HOME/runs/<run id>/metrics.jsonl``, the file the
-    embedded backend writes, so the jobs part reads run metrics from one place."""
-    check_name(run_id, "run_id")
-    folder = _services(request).first_start.home / "runs" / run_id
-    line = orjson.dumps({"trackedMs": time.time_ns() // 1_000_000, "metrics": body.metrics})
-
-    def append() -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "metrics.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line + b"\n")  # one write: appends stay whole lines
-        finally:
-            os.close(fd)
-
-    await asyncio.to_thread(append)
+    """Recorded in the registry's run metrics at once, so they show with the run while it goes
+    (``GET /api/v1/runs/{run_id}``). ``run_id`` is the run's uuid (``MODELYARD_RUN_ID``); a run's
+    own key may write to its own run only."""
+    if not is_uuid(run_id):
+        raise InvalidInput(
+            f"run {run_id!r} is not accepted; expected the run's uuid (MODELYARD_RUN_ID, the last "
+            "part of 'crn:modelyard:run/<uuid>')",
+            run=run_id,
+        )
+    full = RUN_SCOPE_PREFIX + run_id
+    if key.scope is not None and key.scope.startswith(RUN_SCOPE_PREFIX) and key.scope != full:
+        raise Forbidden(
+            f"API key {key.id!r} belongs to run {key.scope!r} and may not track metrics of "
+            f"{full!r}; a run tracks its own metrics",
+            key_id=key.id,
+        )
+    registry = _services(request).registry
+    await asyncio.to_thread(registry.add_run_metrics, full, body.metrics)
     return Response(status_code=204)
