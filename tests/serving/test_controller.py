@@ -74,7 +74,7 @@ BROKEN = """
 
 # Fast supervision: replicas are asked for health every poll until their first good answer.
 FAST = SupervisorConfig(
-    poll_interval_s=0.05, health_interval_s=0.2, backoff_base_s=0.2, stop_grace_s=3.0
+    poll_interval_s=0.05, health_interval_s=0.2, backoff_base_s=0.2, stop_grace_s=1.0
 )
 
 
@@ -506,6 +506,37 @@ def test_a_sigkilled_replica_under_load_fails_no_call_and_comes_back(tmp_path: P
                 if e.replica_id == victim.replica_id
             ]
             assert {"exited", "restarted", "healthy"} <= set(kinds)
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_a_request_past_its_timeout_gets_the_replica_recycled(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            outcome = await s.controller.deploy(
+                "churn", project(tmp_path / "v1", PREDICT), "predict.py", "predict",
+                settings={"request_timeout_s": 0.5},
+            )  # fmt: skip
+            assert outcome.ok and outcome.deployment is not None
+            (view,) = s.controller.status("churn").replicas
+            stuck = await s.call("churn", sleep=30)
+            assert stuck.http_status == 504 and stuck.replica_id == view.state.replica_id
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # killed (no 30 s wait), restarted, healthy
+                state = s.runtime.replica(view.state.replica_id)
+                if state.restarts == 1 and state.status is ReplicaStatus.HEALTHY:
+                    break
+                await asyncio.sleep(0.05)
+            assert state.restarts == 1 and state.status is ReplicaStatus.HEALTHY
+            assert (await s.call("churn")).http_status == 200
+            await asyncio.sleep(0.2)
+            recycled = [
+                e for e in s.registry.events(outcome.deployment.crn) if e.kind == "recycled"
+            ]
+            assert [e.details["reason"] for e in recycled] == ["request timeout"]
         finally:
             await s.close()
 
