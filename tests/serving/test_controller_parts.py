@@ -221,11 +221,15 @@ def test_bad_arguments_are_refused_before_anything_is_created(
             await controller.deploy("churn", tmp_path, "../predict.py", "predict")
         with pytest.raises(InvalidInput, match="identifier"):
             await controller.deploy("churn", tmp_path, "predict.py", "not a name")
-        with pytest.raises(InvalidInput, match="does not exist"):  # the build's own check
+        with pytest.raises(InvalidInput, match="does not exist"):
             await controller.deploy("fresh", tmp_path / "missing", "predict.py", "predict")
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(InvalidInput, match="not a file in the project"):  # the build's
+            await controller.deploy("built", tmp_path / "empty", "predict.py", "predict")
 
     run(scenario)
-    assert [m.name for m in registry.list_models()] == ["fresh"]
+    # Refused before the model was created, except by the build itself (it runs after).
+    assert [m.name for m in registry.list_models()] == ["built"]
 
 
 def test_operations_on_a_model_without_an_active_deployment_say_what_to_do(

@@ -232,6 +232,12 @@ class Controller:
         validate_project_path(file, "file", suffix=".py")
         validate_function(function)
         _check_replicas(replicas, 1)
+        if not Path(project).is_dir():  # checked again by the build; here so no model is created
+            raise InvalidInput(
+                f"project folder {os.fspath(project)!r} does not exist or is not a folder; pass "
+                "the folder that holds the model's code",
+                project=os.fspath(project),
+            )
         async with self._locks[name]:
             model, access_key, changes = await self._ensure_model(name, settings)
             # New settings of an existing model are checked now and stored only once the build
