@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,3 +164,19 @@ def test_email_without_smtp_settings_is_skipped(tmp_path: Path) -> None:
     assert seen == [
         Delivery("ops@example.com", "email", False, 0, "MODELYARD_SMTP_HOST is not set")
     ]
+
+
+def test_a_receiver_waiting_out_its_retries_does_not_hold_up_others(receiver: Receiver) -> None:
+    notifier = Notifier(attempts=3, backoff_s=2.0, timeout_s=1, use_settings=False)
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    try:
+        notifier.send([dead], SUMMARY)  # fails at once, then waits 2 s before its next attempt
+        started = time.monotonic()
+        notifier.send([receiver.url], SUMMARY)
+        while not receiver.bodies and time.monotonic() - started < 5:
+            time.sleep(0.01)
+        waited = time.monotonic() - started
+    finally:
+        notifier.close(0.1)
+    assert receiver.bodies == [SUMMARY]
+    assert waited < 1.0

@@ -16,6 +16,7 @@ def test_the_page_states_the_runners_figures() -> None:
     defaults = inspect.signature(Notifier).parameters
     assert defaults["attempts"].default == 4 and "up to 4 attempts" in text
     assert defaults["backoff_s"].default == 1.0 and "1 s, 2 s and 4 s apart" in text
+    assert defaults["workers"].default == 4 and "on 4 background threads" in text
     assert notify.LOG_TAIL_LINES == 40 and "the last 40 lines" in text
     assert runner.KEY_MARGIN_MS == 5 * 60_000 and "timeout plus 5\n   minutes" in text
     assert runner.RETRY_CAP_MS == 6 * 3_600_000 and "(at most 6 hours)" in text

@@ -2,8 +2,8 @@
 
 A job's ``notify`` list holds targets: ``http://`` or ``https://`` URLs (webhooks) and e-mail
 addresses. ``notify_on`` picks which final states notify (``success``, ``failure``, ``timeout``,
-``cancelled``). Sending happens on one background thread with its own queue, so a slow or dead
-receiver never delays the scheduler or the next run; each delivery is retried with exponential
+``cancelled``). Sending happens on a few background threads with their own queue, so a slow or
+dead receiver never delays the scheduler or the next run; each delivery is retried with exponential
 back-off and jitter, and a delivery that still fails is logged, never raised.
 
 E-mail needs ``MODELYARD_SMTP_HOST`` (and optionally port, from, user, password, STARTTLS, see
@@ -161,7 +161,7 @@ class Delivery:
 
 
 class Notifier:
-    """Sends run summaries to notify targets on one background thread.
+    """Sends run summaries to notify targets on ``workers`` background threads (4).
 
     ``attempts`` deliveries per target at most, waiting ``backoff_s``, then twice that, and so
     on, each wait shaken by +-20 % so receivers that came back are not hit in lockstep. ``smtp``
@@ -178,11 +178,13 @@ class Notifier:
         use_settings: bool = True,
         on_delivery: Callable[[Delivery], None] | None = None,
         rng: random.Random | None = None,
+        workers: int = 4,
     ) -> None:
-        if attempts < 1 or backoff_s < 0 or timeout_s <= 0:
+        if attempts < 1 or backoff_s < 0 or timeout_s <= 0 or workers < 1:
             raise InvalidInput(
                 f"Notifier attempts={attempts!r}, backoff_s={backoff_s!r}, timeout_s="
-                f"{timeout_s!r}: need attempts >= 1, backoff_s >= 0 and timeout_s > 0"
+                f"{timeout_s!r}, workers={workers!r}: need attempts >= 1, backoff_s >= 0, "
+                "timeout_s > 0 and workers >= 1"
             )
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -195,8 +197,14 @@ class Notifier:
         self._idle = threading.Condition()
         self._pending = 0
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False)
-        self._thread = threading.Thread(target=self._loop, name="modelyard-notify", daemon=True)
-        self._thread.start()
+        # A few senders, so one dead receiver waiting out its retries does not hold up the
+        # notifications of other runs.
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"modelyard-notify-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def send(self, targets: Sequence[str], summary: Mapping[str, Any]) -> None:
         """Queue ``summary`` for each target and return at once."""
@@ -221,8 +229,11 @@ class Notifier:
         """Stop after what is queued (waiting at most ``timeout_s``); drop the rest."""
         self.wait_idle(timeout_s)
         self._stop.set()
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._client.close()
 
     # -- the worker ---------------------------------------------------------------------------

@@ -174,18 +174,26 @@ class Scheduler:
                     continue
                 if not job.schedule.timed:
                     continue  # dependent and manual jobs are started by events, not time
-                last = self.registry.last_slot(job.id)
-                backlog = False
-                for slot in due_slots(job.schedule, last, now, job.catch_up):
-                    trigger = Trigger.CATCH_UP if now - slot > _LATE_MS else Trigger.SCHEDULE
-                    run = self._submit(job, slot, trigger, backlog=backlog)
-                    if run is not None:
-                        recorded.append(run)
-                        # Missed slots caught up together are a backlog, not an overlap: with
-                        # skip they run one after another behind the first (unless it was
-                        # skipped itself), not side by side and not skipped.
-                        backlog = run.state != RunState.CANCELLED
+                try:
+                    recorded += self._due(job, now)
+                except Exception:  # one job's trouble (deleted meanwhile...) spares the others
+                    log.exception("scheduling job %s failed on this tick", job.name)
             return recorded
+
+    def _due(self, job: Job, now: int) -> list[Run]:
+        recorded = []
+        last = self.registry.last_slot(job.id)
+        backlog = False
+        for slot in due_slots(job.schedule, last, now, job.catch_up):
+            trigger = Trigger.CATCH_UP if now - slot > _LATE_MS else Trigger.SCHEDULE
+            run = self._submit(job, slot, trigger, backlog=backlog)
+            if run is not None:
+                recorded.append(run)
+                # Missed slots caught up together are a backlog, not an overlap: with skip they
+                # run one after another behind the first (unless it was skipped itself), not
+                # side by side and not skipped.
+                backlog = run.state != RunState.CANCELLED
+        return recorded
 
     def _submit(
         self,
