@@ -14,6 +14,7 @@ import modelyard
 from modelyard.cli import (
     alerts_cmd,
     demo_cmd,
+    jobs_cmd,
     keys_cmd,
     metrics_cmd,
     models_cmd,
@@ -40,6 +41,7 @@ cli.add_command(models_cmd.models)
 cli.add_command(keys_cmd.keys)
 cli.add_command(monitors_cmd.monitors)
 cli.add_command(alerts_cmd.alerts)
+cli.add_command(jobs_cmd.jobs)
 
 
 @cli.command()

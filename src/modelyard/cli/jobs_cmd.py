@@ -1,0 +1,354 @@
+"""``modelyard jobs``: define recurring, dependent and manual jobs and follow their runs (over the
+server's REST API, ``/api/v1/jobs`` and ``/api/v1/runs``).
+
+The project folder is read by the server, so the CLI and the server run on the same machine (the
+CLI sends the folder's absolute path). Durations take units (``30s``, ``10m``, ``2h``); the API
+itself speaks milliseconds. Runs are named by their uuid (or their full ``crn:modelyard:run/``
+id, which the CLI shortens).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import click
+
+from modelyard.cli.client import connect
+from modelyard.cli.output import print_json, print_mapping, print_rows
+from modelyard.errors import InvalidInput
+from modelyard.settings import parse_duration_ms
+
+__all__ = ["jobs"]
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+_RUN_PREFIX = "crn:modelyard:run/"
+F = TypeVar("F", bound=Callable[..., Any])
+_RUN_COLUMNS = ["uuid", "state", "trigger", "attempt", "scheduled_at", "exit_code", "duration_ms"]
+
+
+def _job_path(name: str, *rest: str) -> str:
+    return "/api/v1/jobs/" + "/".join(quote(p, safe="") for p in (name, *rest))
+
+
+def _run_path(run: str, *rest: str) -> str:
+    uuid = run.removeprefix(_RUN_PREFIX)
+    return "/api/v1/runs/" + "/".join(quote(p, safe="") for p in (uuid, *rest))
+
+
+def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--env {pair!r} is not NAME=VALUE; give for example --env K=V")
+        env[name] = value
+    return env
+
+
+def _duration(text: str | None, option: str) -> int | None:
+    return None if text is None else parse_duration_ms(text, option)
+
+
+def _options(
+    *,
+    project: Path | None,
+    script: str | None,
+    monitor: str | None,
+    args: tuple[str, ...],
+    cron: str | None,
+    timezone: str | None,
+    every: str | None,
+    after: str | None,
+    manual: bool,
+    timeout: str | None,
+    retries: int | None,
+    retry_backoff: str | None,
+    env: tuple[str, ...],
+    overlap: str | None,
+    catch_up: str | None,
+    notify: tuple[str, ...],
+    notify_on: str | None,
+) -> dict[str, Any]:
+    """The request body for the options given (what is not given is left out)."""
+    body: dict[str, Any] = {
+        "project": None if project is None else str(project.resolve()),
+        "script": script,
+        "monitor": monitor,
+        "cron": cron,
+        "timezone": timezone,
+        "every_ms": _duration(every, "--every"),
+        "after": after,
+        "timeout_ms": _duration(timeout, "--timeout"),
+        "retries": retries,
+        "retry_backoff_ms": _duration(retry_backoff, "--retry-backoff"),
+        "overlap": overlap,
+        "catch_up": catch_up,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    if manual:
+        body["manual"] = True
+    if args:
+        body["args"] = [word for text in args for word in shlex.split(text)]
+    if env:
+        body["env"] = _env_pairs(env)
+    if notify:
+        body["notify"] = list(notify)
+    if notify_on is not None:
+        body["notify_on"] = [word.strip() for word in notify_on.split(",") if word.strip()]
+    return body
+
+
+def _job_options(required: bool) -> Callable[[F], F]:
+    """The definition options shared by ``create`` and ``update``."""
+
+    def decorate(fn: F) -> F:
+        options = [
+            click.option(
+                "--project",
+                type=click.Path(exists=True, file_okay=False, path_type=Path),
+                required=required,
+                help="Project folder (on this machine, which must be the server's).",
+            ),
+            click.option("--script", default=None, help="Script to run, inside the project."),
+            click.option(
+                "--monitor",
+                default=None,
+                metavar="SPEC",
+                help="Instead of --script: run the monitor spec SPEC (a YAML file in the "
+                "project) with 'python -m modelyard.monitors run SPEC'.",
+            ),
+            click.option(
+                "--args",
+                "args",
+                multiple=True,
+                help="Arguments for the script, split like a shell does ('--window 1d').",
+            ),
+            click.option("--cron", default=None, help="Schedule: five cron fields, '*/5 * * * *'."),
+            click.option("--timezone", default=None, help="Time zone of --cron (default UTC)."),
+            click.option("--every", default=None, help="Schedule: an interval such as 30s or 1h."),
+            click.option("--after", default=None, help="Schedule: after each success of PARENT."),
+            click.option("--manual", is_flag=True, help="Schedule: only when run by hand."),
+            click.option("--timeout", default=None, help="Kill a run after this (default 1h)."),
+            click.option("--retries", type=int, default=None, help="Retries of a failed run."),
+            click.option("--retry-backoff", default=None, help="First retry wait (default 30s)."),
+            click.option("--env", "env", multiple=True, help="K=V added to each run's env."),
+            click.option(
+                "--overlap",
+                type=click.Choice(["skip", "queue", "allow"]),
+                default=None,
+                help="A slot while a run goes: skip (default), queue or allow.",
+            ),
+            click.option(
+                "--catch-up",
+                "catch_up",
+                type=click.Choice(["none", "latest", "all"]),
+                default=None,
+                help="Slots missed while no server ran: none, latest (default) or all.",
+            ),
+            click.option(
+                "--notify", multiple=True, help="Webhook URL or e-mail address (repeatable)."
+            ),
+            click.option(
+                "--notify-on",
+                default=None,
+                help="Comma-separated outcomes: failure,timeout,success,cancelled.",
+            ),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _schedule(job: dict[str, Any]) -> str:
+    kind = job.get("schedule")
+    if kind == "cron":
+        zone = job.get("timezone") or "UTC"
+        return f"cron {job['cron']}" + ("" if zone == "UTC" else f" ({zone})")
+    if kind == "every":
+        return f"every {job['every_ms'] / 1000:g}s"
+    if kind == "after":
+        return f"after {job['after']}"
+    return "manual"
+
+
+def _print_job(job: dict[str, Any], warnings: list[str], as_json: bool) -> None:
+    if as_json:
+        print_json({"job": job, "warnings": warnings})
+    else:
+        print_mapping(f"Job {job['name']}", {"schedule": _schedule(job), **job})
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _print_run(run: dict[str, Any], title: str, as_json: bool) -> None:
+    if as_json:
+        print_json(run)
+    else:
+        print_mapping(title, run)
+
+
+@click.group()
+def jobs() -> None:
+    """Recurring, dependent and manual jobs: define them, run them, read their runs and logs."""
+
+
+@jobs.command()
+@click.argument("name")
+@_job_options(required=True)
+@_JSON
+def create(name: str, as_json: bool, **options: Any) -> None:
+    """Define job NAME: a script (or --monitor SPEC) and exactly one schedule (--cron, --every,
+    --after or --manual). Bad input changes nothing; an unreachable webhook is a warning."""
+    body = {"name": name, **_options(**options)}
+    answer = connect().call("POST", "/api/v1/jobs", body)
+    _print_job(answer["job"], answer["warnings"], as_json)
+
+
+@jobs.command()
+@click.argument("name")
+@_job_options(required=False)
+@_JSON
+def update(name: str, as_json: bool, **options: Any) -> None:
+    """Change the options given; a schedule option replaces the whole schedule."""
+    body = _options(**options)
+    if not body:
+        raise InvalidInput(
+            f"nothing to change for job {name!r}; give at least one option (see "
+            "'modelyard jobs update --help')"
+        )
+    answer = connect().call("PATCH", _job_path(name), body)
+    _print_job(answer["job"], answer["warnings"], as_json)
+
+
+@jobs.command("list")
+@_JSON
+def list_jobs(as_json: bool) -> None:
+    """Every job with its schedule, next run time and last run."""
+    found = connect().call("GET", "/api/v1/jobs")["jobs"]
+    if as_json:
+        print_json(found)
+        return
+    rows = []
+    for job in found:
+        last = job.get("last_run") or {}
+        rows.append(
+            [
+                job["name"],
+                _schedule(job),
+                "yes" if job["paused"] else "",
+                job.get("next_run_at"),
+                last.get("state"),
+                last.get("scheduled_at"),
+                "yes" if job["builtin"] else "",
+            ]
+        )
+    columns = ["name", "schedule", "paused", "next run", "last run", "last slot", "built in"]
+    print_rows("Jobs", columns, rows)
+
+
+@jobs.command()
+@click.argument("name")
+@_JSON
+def show(name: str, as_json: bool) -> None:
+    """A job's definition, next run time and last run."""
+    job = connect().call("GET", _job_path(name))
+    if as_json:
+        print_json(job)
+    else:
+        print_mapping(f"Job {name}", {"schedule": _schedule(job), **job})
+
+
+@jobs.command()
+@click.argument("name")
+@_JSON
+def pause(name: str, as_json: bool) -> None:
+    """Start no new runs of a job (runs going on finish)."""
+    job = connect().call("POST", _job_path(name, "pause"))
+    print_json(job) if as_json else click.echo(f"paused job {job['name']}")
+
+
+@jobs.command()
+@click.argument("name")
+@_JSON
+def resume(name: str, as_json: bool) -> None:
+    """Resume a paused job."""
+    job = connect().call("POST", _job_path(name, "resume"))
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(f"resumed job {job['name']}; next run {job.get('next_run_at') or '-'}")
+
+
+@jobs.command("run")
+@click.argument("name")
+@_JSON
+def run_now(name: str, as_json: bool) -> None:
+    """Run a job now (its overlap policy applies); prints the run."""
+    run = connect().call("POST", _job_path(name, "run"))
+    _print_run(run, f"Run of {name}", as_json)
+
+
+@jobs.command()
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--state", "states", multiple=True, help="Only runs in this state (repeatable).")
+@_JSON
+def runs(name: str, limit: int, states: tuple[str, ...], as_json: bool) -> None:
+    """A job's runs, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if states:
+        params["state"] = list(states)
+    found = connect().call("GET", _job_path(name, "runs"), params=params)["runs"]
+    if as_json:
+        print_json(found)
+        return
+    print_rows(f"Runs of {name}", _RUN_COLUMNS, [[r[c] for c in _RUN_COLUMNS] for r in found])
+
+
+@jobs.command("show-run")
+@click.argument("run")
+@_JSON
+def show_run(run: str, as_json: bool) -> None:
+    """One run (RUN: its uuid or id) with the metrics it tracked."""
+    found = connect().call("GET", _run_path(run))
+    _print_run(found, f"Run {found['uuid']}", as_json)
+
+
+@jobs.command()
+@click.argument("run")
+@click.option("--tail", type=click.IntRange(0, 100_000), default=None, help="Last N lines.")
+@click.option("--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+def logs(run: str, tail: int | None, follow: bool) -> None:
+    """A run's output (stdout and stderr); RUN is its uuid or id."""
+    params: dict[str, Any] = {"follow": follow}
+    if tail is not None:
+        params["tail"] = tail
+    for line in connect().lines(_run_path(run, "logs"), params):
+        click.echo(line)
+
+
+@jobs.command()
+@click.argument("run")
+@_JSON
+def cancel(run: str, as_json: bool) -> None:
+    """Cancel a queued or running run (its whole process group is killed)."""
+    found = connect().call("POST", _run_path(run, "cancel"), timeout=None)
+    if as_json:
+        print_json(found)
+    else:
+        click.echo(f"run {found['uuid']} of job {found['job']}: {found['state']}")
+
+
+@jobs.command()
+@click.argument("name")
+@_JSON
+def delete(name: str, as_json: bool) -> None:
+    """Delete a job with its runs (built-in jobs can only be paused)."""
+    answer = connect().call("DELETE", _job_path(name))
+    print_json(answer) if as_json else click.echo(f"deleted job {answer['deleted']}")

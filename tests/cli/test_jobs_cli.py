@@ -1,0 +1,322 @@
+"""``modelyard jobs`` against a real ``modelyard server`` process: a job every second records
+runs, logs, run-now, cancel (with a follower that ends with the run), a pipeline through
+``--after``, a run that reads and writes metrics through the SDK with no key in its code (the
+run's own ``MODELYARD_URL`` and scoped key), and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from modelyard.cli import main
+from server.conftest import ServerProcess, server_process  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.slow
+
+DEPLOYMENT = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333333"
+BUILD = "crn:modelyard:build/33333333-3333-4333-8333-333333333334"
+MODEL = "crn:modelyard:model/33333333-3333-4333-8333-333333333335"
+
+TICK = """
+import modelyard
+run = modelyard.current_run()
+print("tick", run.job, run.scheduled_at.isoformat(), flush=True)
+"""
+
+MONITOR = """
+import os
+
+import modelyard
+
+run = modelyard.current_run()
+deployment = os.environ["WATCHED"]
+records = modelyard.read_metrics(model_deployment_crn=deployment)["metrics"]
+n = sum(1 for r in records if r.get("kind", "prediction") == "prediction")
+positives = sum(1 for r in records if r["metrics"].get("label") == 1)
+modelyard.track_aggregate_metrics(
+    {"count": n, "positives": positives}, 0, run.scheduled_ms, model_deployment_crn=deployment
+)
+modelyard.track_metric("rows", n)
+print("read", n, "records for", run.job, "run", run.run_id, flush=True)
+assert os.environ["MODELYARD_API_KEY"]  # given by the runner, not written here
+"""
+
+SLEEPER = """
+import time
+print("going to sleep", flush=True)
+time.sleep(120)
+"""
+
+STEP = """
+import sys
+print("step", sys.argv[1], flush=True)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "jobs-project"
+    root.mkdir()
+    for name, text in (
+        ("tick.py", TICK),
+        ("monitor.py", MONITOR),
+        ("sleeper.py", SLEEPER),
+        ("step.py", STEP),
+    ):
+        (root / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``modelyard ARGS`` through ``main`` (errors: one line on stderr, exit 2); stderr comes
+    back with its whitespace (rich wraps long lines) made single spaces."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, " ".join(captured.err.split())
+
+
+def ok_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    code, out, err = cli(capsys, *args, "--json")
+    assert code == 0, (args, out, err)
+    return orjson.loads(out)
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+def finished_run(capsys: pytest.CaptureFixture[str], run: str) -> Any:
+    def done() -> Any:
+        found = ok_json(capsys, "jobs", "show-run", run)
+        return found if found["state"] not in ("queued", "running") else None
+
+    return wait_for(done)
+
+
+def test_jobs_cli_against_a_real_server(
+    server_process: Callable[[], ServerProcess],  # noqa: F811
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = server_process()
+    p = str(project)
+
+    # A job every second: runs are recorded, each with its log.
+    created = ok_json(
+        capsys,
+        "jobs",
+        "create",
+        "ticker",
+        "--project",
+        p,
+        "--script",
+        "tick.py",
+        "--every",
+        "1s",
+        "--timeout",
+        "30s",
+    )
+    assert created["warnings"] == [] and created["job"]["every_ms"] == 1000
+    assert created["job"]["next_run_ms"] is not None
+
+    def two_succeeded() -> Any:
+        runs = ok_json(capsys, "jobs", "runs", "ticker")
+        done = [r for r in runs if r["state"] == "succeeded"]
+        return done if len(done) >= 2 else None
+
+    done = wait_for(two_succeeded)
+    assert {r["trigger"] for r in done} <= {"schedule", "catch-up"}
+    code, out, _ = cli(capsys, "jobs", "logs", done[0]["uuid"])
+    assert code == 0 and "tick ticker" in out
+    code, out, _ = cli(capsys, "jobs", "pause", "ticker")
+    assert code == 0 and "paused job ticker" in out
+    listed = {j["name"]: j for j in ok_json(capsys, "jobs", "list")}
+    assert listed["ticker"]["paused"] is True and listed["ticker"]["last_run"] is not None
+    assert any(j["builtin"] for j in listed.values())  # maintenance jobs, visible as jobs
+    code, out, _ = cli(capsys, "jobs", "list")
+    assert code == 0 and "ticker" in out and "every 1s" in out
+
+    # A run reading and writing metrics through the SDK, with the run's own URL and key.
+    records = [
+        {
+            "predictionUuid": f"p-{i}",
+            "modelCrn": MODEL,
+            "modelBuildCrn": BUILD,
+            "modelDeploymentCrn": DEPLOYMENT,
+            "startTimeStampMs": 1000 + i,
+            "endTimeStampMs": 1001 + i,
+            "metrics": {"label": i % 2},
+        }
+        for i in range(7)
+    ]
+    admin = {"Authorization": f"Bearer {server.admin}"}
+    written = httpx.post(
+        server.url + "/api/v1/metrics/predictions", json={"predictions": records}, headers=admin
+    )
+    assert written.status_code == 204, written.text
+    ok_json(
+        capsys,
+        "jobs",
+        "create",
+        "monitor",
+        "--project",
+        p,
+        "--script",
+        "monitor.py",
+        "--manual",
+        "--env",
+        f"WATCHED={DEPLOYMENT}",
+    )
+    run = ok_json(capsys, "jobs", "run", "monitor")
+    assert run["trigger"] == "manual"
+    shown = finished_run(capsys, run["uuid"])
+    code, log, _ = cli(capsys, "jobs", "logs", run["uuid"])
+    assert shown["state"] == "succeeded", log
+    assert [(m["key"], m["value"]) for m in shown["metrics"]] == [("rows", 7)]
+    assert f"read 7 records for monitor run {run['uuid']}" in log
+    aggregates = httpx.get(
+        server.url + "/api/v1/metrics",
+        params={"modelDeploymentCrn": DEPLOYMENT, "kind": "aggregate"},
+        headers=admin,
+    ).json()["metrics"]
+    assert [a["metrics"] for a in aggregates] == [{"count": 7, "positives": 3}]
+    # The run's key was revoked when it ended.
+    keys = httpx.get(server.url + "/api/v1/keys", headers=admin).json()["keys"]
+    run_keys = [k for k in keys if k.get("scope") == run["id"]]
+    assert run_keys and all(k["revoked_ms"] for k in run_keys)
+
+    # Cancel: a follower of the log ends when the run does.
+    ok_json(
+        capsys, "jobs", "create", "sleepy", "--project", p, "--script", "sleeper.py", "--manual"
+    )
+    run = ok_json(capsys, "jobs", "run", "sleepy")
+    wait_for(lambda: ok_json(capsys, "jobs", "show-run", run["uuid"])["state"] == "running")
+    follower = subprocess.Popen(
+        [str(Path(sys.executable).parent / "modelyard"), "jobs", "logs", run["uuid"], "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    try:
+        wait_for(lambda: "going to sleep" in cli(capsys, "jobs", "logs", run["uuid"])[1])
+        cancelled = ok_json(capsys, "jobs", "cancel", run["uuid"])
+        assert cancelled["state"] == "cancelled"
+        out_bytes, err_bytes = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0, err_bytes
+    assert b"going to sleep" in out_bytes
+    code, _, err = cli(capsys, "jobs", "cancel", run["uuid"])
+    assert code == 2 and "already ended" in err
+
+    # A pipeline: a -> b -> c, each after the success of the one before.
+    ok_json(
+        capsys,
+        "jobs",
+        "create",
+        "step-a",
+        "--project",
+        p,
+        "--script",
+        "step.py",
+        "--args",
+        "a",
+        "--manual",
+    )
+    ok_json(
+        capsys,
+        "jobs",
+        "create",
+        "step-b",
+        "--project",
+        p,
+        "--script",
+        "step.py",
+        "--args",
+        "b",
+        "--after",
+        "step-a",
+    )
+    ok_json(
+        capsys,
+        "jobs",
+        "create",
+        "step-c",
+        "--project",
+        p,
+        "--script",
+        "step.py",
+        "--args",
+        "c",
+        "--after",
+        "step-b",
+    )
+    first = ok_json(capsys, "jobs", "run", "step-a")
+
+    def c_done() -> Any:
+        runs = ok_json(capsys, "jobs", "runs", "step-c")
+        return runs if runs and runs[0]["state"] == "succeeded" else None
+
+    c_runs = wait_for(c_done)
+    b_runs = ok_json(capsys, "jobs", "runs", "step-b")
+    assert [r["trigger"] for r in b_runs] == ["parent"] and c_runs[0]["trigger"] == "parent"
+    assert b_runs[0]["slot_ms"] == first["slot_ms"] == c_runs[0]["slot_ms"]
+    assert b_runs[0]["parent_run_id"] == first["id"]
+    assert "step c" in cli(capsys, "jobs", "logs", c_runs[0]["uuid"])[1]
+
+    # Bad input: a clear error, nothing changed.
+    def definitions() -> list[tuple[str, int]]:
+        return [(j["name"], j["updated_ms"]) for j in ok_json(capsys, "jobs", "list")]
+
+    before = definitions()
+    for args, named in (
+        (["--script", "tick.py", "--cron", "*/5 * * 13 *"], "month"),
+        (["--script", "missing.py", "--manual"], "missing.py"),
+        (["--script", "tick.py", "--after", "no-such-job"], "no-such-job"),
+        (["--script", "tick.py", "--manual", "--timeout", "8d"], "timeout_ms"),
+        (["--script", "tick.py", "--every", "soon"], "--every"),
+    ):
+        code, _, err = cli(capsys, "jobs", "create", "bad", "--project", p, *args)
+        assert code == 2 and named in err, (args, err)
+    code, _, err = cli(capsys, "jobs", "update", "step-a", "--after", "step-c")
+    assert code == 2 and "step-a -> step-b -> step-c -> step-a" in err, err
+    assert definitions() == before
+
+    # An unreachable webhook is a warning, not a failure.
+    code, out, err = cli(
+        capsys,
+        "jobs",
+        "update",
+        "step-a",
+        "--notify",
+        "http://127.0.0.1:9/hook",
+        "--notify-on",
+        "failure,timeout",
+    )
+    assert code == 0 and "warning: webhook http://127.0.0.1:9/hook is not reachable" in err
+    assert ok_json(capsys, "jobs", "show", "step-a")["notify"] == ["http://127.0.0.1:9/hook"]
+
+    code, out, _ = cli(capsys, "jobs", "delete", "step-c")
+    assert code == 0 and "deleted job step-c" in out
+    code, _, err = cli(capsys, "jobs", "show", "step-c")
+    assert code == 2 and "step-c" in err
