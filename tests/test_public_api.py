@@ -61,7 +61,8 @@ def test_cdsw_offers_the_reference_names_and_the_same_functions() -> None:
 def test_import_modelyard_does_not_load_heavy_libraries() -> None:
     code = (
         "import sys, modelyard, modelyard.cdsw; "
-        "print(','.join(m for m in ('pandas', 'psycopg', 'httpx', 'numpy', 'sqlite3') "
+        "print(','.join(m for m in ('pandas', 'psycopg', 'httpx', 'numpy', 'sqlite3', "
+        "'croniter') "
         "if m in sys.modules))"
     )
     done = subprocess.run(

@@ -15,10 +15,9 @@ Heavy libraries (pandas, psycopg, httpx) are imported only by the calls that nee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard import errors
-from modelyard.jobs.current import CurrentRun, current_run
 from modelyard.tracking import (
     NotRecordedWarning,
     call_model,
@@ -69,3 +68,16 @@ __all__ = [
     "track_metrics",
     "upload_reference",
 ]
+
+if TYPE_CHECKING:
+    from modelyard.jobs.current import CurrentRun, current_run
+
+
+def __getattr__(name: str) -> Any:
+    """``current_run`` and ``CurrentRun`` load on first use: ``modelyard.jobs`` brings the cron
+    library along, which a replica that never asks should not pay for at import."""
+    if name in ("CurrentRun", "current_run"):
+        from modelyard.jobs import current
+
+        return getattr(current, name)
+    raise AttributeError(f"module 'modelyard' has no attribute {name!r}")
