@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 DEPLOYMENT = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333333"
 BUILD = "crn:modelyard:build/33333333-3333-4333-8333-333333333334"
 MODEL = "crn:modelyard:model/33333333-3333-4333-8333-333333333335"
+WATCHED = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333336"
 
 TICK = """
 import modelyard
@@ -202,6 +203,46 @@ def test_jobs_cli_against_a_real_server(
     keys = httpx.get(server.url + "/api/v1/keys", headers=admin).json()["keys"]
     run_keys = [k for k in keys if k.get("scope") == run["id"]]
     assert run_keys and all(k["revoked_ms"] for k in run_keys)
+
+    # A monitor as a job (--monitor SPEC): the monitor runner computes the past hour's window.
+    hour = 3_600_000
+    start = (int(time.time() * 1000) // hour - 2) * hour
+    scored = [
+        {
+            "predictionUuid": f"w-{i}",
+            "modelCrn": MODEL,
+            "modelBuildCrn": BUILD,
+            "modelDeploymentCrn": WATCHED,
+            "startTimeStampMs": start + 1000 * i,
+            "endTimeStampMs": start + 1000 * i + 5,
+            "metrics": {"p": i / 40, "y": int(i >= 20)},
+        }
+        for i in range(40)
+    ]
+    written = httpx.post(
+        server.url + "/api/v1/metrics/predictions", json={"predictions": scored}, headers=admin
+    )
+    assert written.status_code == 204, written.text
+    (project / "watch.yaml").write_text(
+        f"name: watch\ndeployment: {WATCHED}\nprediction: p\nlabel: y\nwindow: 1h\n"
+        "metrics: [classification, label_coverage]\n"
+    )
+    job = ok_json(
+        capsys, "jobs", "create", "watch", "--project", p, "--monitor", "watch.yaml", "--manual"
+    )["job"]
+    assert job["script"] == ".modelyard/run_monitor.py" and job["args"] == ["run", "watch.yaml"]
+    run = ok_json(capsys, "jobs", "run", "watch")
+    shown = finished_run(capsys, run["uuid"])
+    code, log, _ = cli(capsys, "jobs", "logs", run["uuid"])
+    assert shown["state"] == "succeeded", log
+    assert "window(s) computed for monitor watch" in log
+    windows = httpx.get(
+        server.url + "/api/v1/metrics",
+        params={"modelDeploymentCrn": WATCHED, "kind": "aggregate"},
+        headers=admin,
+    ).json()["metrics"]
+    first = [w["metrics"] for w in windows if w["startTimeStampMs"] == start]
+    assert first and first[0]["n"] == 40 and first[0]["roc_auc"] == 1.0
 
     # Cancel: a follower of the log ends when the run does.
     ok_json(
