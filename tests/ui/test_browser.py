@@ -122,6 +122,22 @@ def _data(run: Running, tmp_path: Path) -> dict[str, Any]:
         },
         headers=run.auth(),
     ).raise_for_status()
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "prepare.py").write_text(
+        "import time\nprint('preparing', flush=True)\ntime.sleep(1)\nprint('prepared')\n"
+    )
+    (jobs / "score.py").write_text("print('scoring')\n")
+    (jobs / "slow.py").write_text("import time\nprint('slow start', flush=True)\ntime.sleep(120)\n")
+    for job in (
+        {"name": "prepare", "script": "prepare.py", "manual": True},
+        {"name": "score", "script": "score.py", "after": "prepare"},
+        {"name": "slow", "script": "slow.py", "manual": True},
+    ):
+        made = httpx.post(
+            f"{run.url}/api/v1/jobs", json={**job, "project": str(jobs)}, headers=run.auth()
+        )
+        assert made.status_code == 201, made.text
     spec = MonitorSpec.from_dict({
         "name": "churn", "deployment": deployment, "reference": {"stored": "training"},
         "features": ["x"], "prediction": "score", "label": "label", "window": "1h",
@@ -268,6 +284,42 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             )
             page.locator("#chart-current .main-svg").first.wait_for()
             page.screenshot(path=str(SCREENSHOTS / "drift.png"), full_page=True)
+
+            # Jobs: schedule and pipeline, run now with the live log, history, cancel.
+            page.click("nav a[href='/ui/jobs']")
+            page.locator("#jobs td", has_text="after prepare succeeds").wait_for()
+            page.locator("#chart-pipeline .main-svg").first.wait_for()
+            _focus_reaches(page, ["button[aria-label='Run prepare now']", "#job-select"])
+            page.click("button[aria-label='Run prepare now']")
+            page.wait_for_function(
+                "document.getElementById('run-log').textContent.includes('prepared')",
+                timeout=60_000,
+            )
+            page.wait_for_function(
+                "document.getElementById('log-status').textContent.includes('succeeded')",
+                timeout=30_000,
+            )
+            page.locator("#runs td", has_text="succeeded").first.wait_for()
+            assert "preparing" in page.inner_text("#run-log")
+            score_runs = httpx.get(f"{running.url}/api/v1/jobs/score/runs", headers=running.auth())
+            deadline = time.monotonic() + 30
+            while not score_runs.json()["runs"] and time.monotonic() < deadline:
+                time.sleep(0.5)  # the dependent job follows its parent's success
+                score_runs = httpx.get(
+                    f"{running.url}/api/v1/jobs/score/runs", headers=running.auth()
+                )
+            assert score_runs.json()["runs"], "score did not run after prepare"
+            page.screenshot(path=str(SCREENSHOTS / "jobs.png"), full_page=True)
+            page.click("button[aria-label='Run slow now']")
+            page.wait_for_function(
+                "document.getElementById('run-log').textContent.includes('slow start')",
+                timeout=60_000,
+            )
+            page.locator("#runs button", has_text="Cancel").first.click()
+            page.wait_for_function(
+                "document.getElementById('jobs-status').textContent.includes('cancelled')",
+                timeout=60_000,
+            )
 
             # Alerts: the monitor's firing alert.
             page.click("nav a[href='/ui/alerts']")

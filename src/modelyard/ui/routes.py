@@ -60,6 +60,7 @@ NAV = (
     ("overview", "/ui/", "Overview"),
     ("metrics", "/ui/metrics", "Metrics"),
     ("drift", "/ui/drift", "Drift"),
+    ("jobs", "/ui/jobs", "Jobs"),
     ("alerts", "/ui/alerts", "Alerts"),
     ("keys", "/ui/keys", "Keys"),
 )
@@ -384,6 +385,32 @@ async def drift_page(request: Request) -> Response:
             deployments=options,
             chosen=chosen,
             methods=drift.METHODS,
+        )
+
+    return await _page(request, page)
+
+
+@router.get("/ui/jobs")
+async def jobs_page(request: Request) -> Response:
+    async def page(session: Session, key: ApiKey) -> Response:
+        from modelyard.server.jobs_api import job_json  # what GET /api/v1/jobs answers with
+
+        authorize(key, Capability.READ_MODELS)
+        registry = _services(request).registry
+
+        def listed() -> list[dict[str, Any]]:
+            now = time.time_ns() // 1_000_000
+            return [job_json(registry, job, key, now) for job in registry.list_jobs()]
+
+        jobs = await asyncio.to_thread(listed)
+        return _render(
+            request,
+            "jobs.html",
+            200,
+            session,
+            active="jobs",
+            data={"jobs": jobs, "admin": key.role.value == "admin"},
+            chosen=request.query_params.get("job", ""),
         )
 
     return await _page(request, page)

@@ -390,7 +390,208 @@
     loadDrift();
   }
 
+  // -- jobs --------------------------------------------------------------------------------
+  const jobsState = { jobs: [], admin: false, job: "", logRun: null, logTimer: null };
+
+  function duration(ms) {
+    if (ms === null || ms === undefined) return "–";
+    return ms < 1000 ? ms + " ms" : ms < 120000 ? (ms / 1000).toFixed(1) + " s" : (ms / 60000).toFixed(1) + " min";
+  }
+
+  function scheduleText(j) {
+    if (j.schedule === "cron") return "cron " + j.cron + " (" + j.timezone + ")";
+    if (j.schedule === "interval" || j.schedule === "every") return "every " + duration(j.every_ms);
+    if (j.schedule === "after") return "after " + j.after + " succeeds";
+    return j.schedule;
+  }
+
+  function actionButton(label, aria, handler) {
+    const button = el("button", label);
+    button.type = "button";
+    button.setAttribute("aria-label", aria);
+    button.addEventListener("click", handler);
+    return button;
+  }
+
+  function renderJobs() {
+    const body = document.querySelector("#jobs tbody");
+    body.replaceChildren();
+    if (!jobsState.jobs.length) {
+      const tr = row(["No jobs yet: define one with 'modelyard jobs create'."]);
+      tr.firstChild.colSpan = 6;
+      body.appendChild(tr);
+    }
+    for (const j of jobsState.jobs) {
+      const last = j.last_run;
+      const actions = el("span", null, "inline");
+      actions.appendChild(actionButton("History", "Show runs of " + j.name, () => selectJob(j.name)));
+      if (jobsState.admin) {
+        actions.appendChild(actionButton("Run now", "Run " + j.name + " now", () => runNow(j.name)));
+      }
+      body.appendChild(row([
+        j.name + (j.paused ? " (paused)" : ""), scheduleText(j), j.next_run_ms ? when(j.next_run_ms) : "–",
+        last ? last.state + " · " + when(last.queued_ms) : "never", last ? duration(last.duration_ms) : "–", actions,
+      ]));
+    }
+    const select = document.getElementById("job-select");
+    const current = select.value || jobsState.job;
+    select.replaceChildren();
+    for (const j of jobsState.jobs) {
+      const option = el("option", j.name);
+      option.value = j.name;
+      select.appendChild(option);
+    }
+    if (current) select.value = current;
+  }
+
+  function drawPipeline() {
+    const jobs = jobsState.jobs;
+    const depth = {};
+    const byName = Object.fromEntries(jobs.map((j) => [j.name, j]));
+    const level = (j, seen) => {
+      if (depth[j.name] !== undefined) return depth[j.name];
+      if (!j.after || !byName[j.after] || seen.has(j.name)) return (depth[j.name] = 0);
+      seen.add(j.name);
+      return (depth[j.name] = level(byName[j.after], seen) + 1);
+    };
+    jobs.forEach((j) => level(j, new Set()));
+    const rows = {};
+    const pos = {};
+    for (const j of jobs) {
+      const d = depth[j.name];
+      rows[d] = (rows[d] || 0) + 1;
+      pos[j.name] = [d, -(rows[d] - 1)];
+    }
+    const annotations = jobs.filter((j) => j.after && pos[j.after]).map((j) => ({
+      x: pos[j.name][0], y: pos[j.name][1], ax: pos[j.after][0], ay: pos[j.after][1],
+      xref: "x", yref: "y", axref: "x", ayref: "y", showarrow: true, arrowhead: 3, arrowsize: 1.5,
+      standoff: 14, startstandoff: 14, text: "",
+    }));
+    const colors = jobs.map((j) => !j.last_run ? "#8c959f" : j.last_run.state === "succeeded" ? "#116329"
+      : ["failed", "timed_out"].includes(j.last_run.state) ? "#a40e26" : "#0b5cad");
+    const lay = layout("", "");
+    lay.xaxis = { visible: false, range: [-0.5, Math.max(0, ...Object.values(depth)) + 0.5] };
+    lay.yaxis = { visible: false, range: [Math.min(0, ...Object.values(pos).map((p) => p[1])) - 0.5, 0.5] };
+    lay.annotations = annotations;
+    lay.showlegend = false;
+    draw("chart-pipeline", [{
+      type: "scatter", mode: "markers+text", x: jobs.map((j) => pos[j.name][0]), y: jobs.map((j) => pos[j.name][1]),
+      text: jobs.map((j) => j.name), textposition: "bottom center", marker: { size: 22, color: colors },
+      hovertext: jobs.map((j) => j.name + ": " + (j.last_run ? j.last_run.state : "no runs")), hoverinfo: "text",
+    }], lay);
+  }
+
+  async function refreshJobs() {
+    try {
+      jobsState.jobs = (await api("/api/v1/jobs")).jobs;
+      renderJobs();
+      drawPipeline();
+      if (jobsState.job) await loadRuns();
+    } catch (e) {
+      document.getElementById("jobs-status").textContent = e.message;
+    }
+  }
+
+  async function runNow(name) {
+    const status = document.getElementById("jobs-status");
+    try {
+      const run = await api("/api/v1/jobs/" + encodeURIComponent(name) + "/run", { method: "POST" });
+      status.textContent = "Started run " + run.uuid + " of " + name + ".";
+      jobsState.job = name;
+      document.getElementById("job-select").value = name;
+      await refreshJobs();
+      showLog(run.uuid);
+    } catch (e) {
+      status.textContent = "Could not run " + name + ": " + e.message;
+    }
+  }
+
+  async function cancelRun(uuid) {
+    const status = document.getElementById("jobs-status");
+    try {
+      const run = await api("/api/v1/runs/" + encodeURIComponent(uuid) + "/cancel", { method: "POST" });
+      status.textContent = "Run " + uuid + " is " + run.state + ".";
+    } catch (e) {
+      status.textContent = "Could not cancel: " + e.message;
+    }
+    refreshJobs();
+  }
+
+  async function selectJob(name) {
+    jobsState.job = name;
+    document.getElementById("job-select").value = name;
+    await loadRuns();
+    document.getElementById("job-select").focus();
+  }
+
+  async function loadRuns() {
+    const name = jobsState.job;
+    if (!name) return;
+    const data = await api("/api/v1/jobs/" + encodeURIComponent(name) + "/runs?limit=50");
+    const body = document.querySelector("#runs tbody");
+    body.replaceChildren();
+    for (const r of data.runs) {
+      const actions = el("span", null, "inline");
+      actions.appendChild(actionButton("Log", "Show the log of run " + r.uuid, () => showLog(r.uuid)));
+      if (jobsState.admin && (r.state === "running" || r.state === "queued")) {
+        actions.appendChild(actionButton("Cancel", "Cancel run " + r.uuid, () => cancelRun(r.uuid)));
+      }
+      body.appendChild(row([r.uuid.slice(0, 8), r.state, r.trigger, r.scheduled_at, when(r.started_ms),
+        duration(r.duration_ms), r.exit_code, actions]));
+    }
+    if (!data.runs.length) {
+      const tr = row(["No runs yet."]);
+      tr.firstChild.colSpan = 8;
+      body.appendChild(tr);
+    }
+  }
+
+  async function pollLog() {
+    const uuid = jobsState.logRun;
+    if (!uuid) return;
+    const status = document.getElementById("log-status");
+    const out = document.getElementById("run-log");
+    try {
+      const run = await api("/api/v1/runs/" + encodeURIComponent(uuid));
+      const response = await fetch("/api/v1/runs/" + encodeURIComponent(uuid) + "/logs?tail=500", { credentials: "same-origin" });
+      const text = response.ok ? await response.text() : "";
+      const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+      out.textContent = text;
+      if (atEnd) out.scrollTop = out.scrollHeight;
+      const live = run.state === "running" || run.state === "queued";
+      status.textContent = "Run " + run.state + (live ? " (live: refreshed every 2 s)" : "") +
+        (response.ok ? "" : "; no log yet");
+      if (!live && jobsState.logTimer) { clearInterval(jobsState.logTimer); jobsState.logTimer = null; refreshJobs(); }
+    } catch (e) {
+      status.textContent = e.message;
+    }
+  }
+
+  function showLog(uuid) {
+    jobsState.logRun = uuid;
+    document.getElementById("log-run").textContent = uuid;
+    if (jobsState.logTimer) clearInterval(jobsState.logTimer);
+    jobsState.logTimer = setInterval(pollLog, 2000);
+    pollLog();
+  }
+
+  function jobsPage() {
+    const data = pageData();
+    jobsState.jobs = data.jobs;
+    jobsState.admin = data.admin;
+    jobsState.job = JSON.parse(document.getElementById("page-chosen").textContent) || (data.jobs[0] ? data.jobs[0].name : "");
+    renderJobs();
+    drawPipeline();
+    loadRuns().catch(() => {});
+    document.getElementById("job-select").addEventListener("change", (event) => {
+      jobsState.job = event.target.value;
+      loadRuns().catch(() => {});
+    });
+    setInterval(() => { if (!document.hidden) refreshJobs(); }, 10000);
+  }
+
   if (page === "overview") overview();
+  else if (page === "jobs") jobsPage();
   else if (page === "drift") driftPage();
   else if (page === "model") model();
   else if (page === "metrics") metrics();
