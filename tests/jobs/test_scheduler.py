@@ -17,7 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from modelyard.errors import Conflict
+from modelyard.errors import Conflict, InvalidInput
+from modelyard.jobs.notify import Notifier
 from modelyard.registry import RunState, Trigger
 from modelyard.store.postgres import PostgresStore
 from modelyard.store.sqlite import SQLiteStore
@@ -347,3 +348,15 @@ def test_a_killed_server_leaves_no_run_running_after_it_comes_back(
     assert run.state == RunState.FAILED
     assert "its process is gone" in Path(run.log_path).read_text()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_scheduler_needs_an_owner_and_does_not_start_again_once_stopped(world: World) -> None:
+    notifier = Notifier(use_settings=False)
+    with pytest.raises(InvalidInput, match="owner=' '"):
+        world.scheduler(" ", notifier=notifier)
+    notifier.close()
+    scheduler = world.scheduler()
+    scheduler.start()
+    scheduler.stop()
+    with pytest.raises(Conflict, match="create a new Scheduler"):
+        scheduler.start()

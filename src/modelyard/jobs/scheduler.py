@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import Conflict, NotFound
+from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.jobs import builtin
 from modelyard.jobs.notify import Notifier
 from modelyard.jobs.runner import Runner, run_uuid
@@ -93,8 +93,11 @@ class Scheduler:
         builtin_jobs: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        if not owner or not isinstance(owner, str):
-            raise Conflict(f"owner={owner!r}: a scheduler needs a non-empty owner name")
+        if not isinstance(owner, str) or not owner.strip():
+            raise InvalidInput(
+                f"owner={owner!r} is not accepted; a scheduler needs a non-empty name, stable "
+                "across restarts of one server and different for each server (e.g. host:port)"
+            )
         self.registry = registry
         self.runtime = runtime
         self.store = store
@@ -134,10 +137,14 @@ class Scheduler:
         """Recover leftover runs, create the built-in jobs, start ticking."""
         if self._thread is not None:
             return
+        if self._stop.is_set():
+            raise Conflict(
+                f"scheduler {self.owner} was stopped and cannot start again (its runner is "
+                "closed); create a new Scheduler over the same registry instead"
+            )
         self.recover()
         if self._builtin_jobs:
             builtin.ensure_builtin_jobs(self.registry, self.home)
-        self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="modelyard-scheduler", daemon=True)
         self._thread.start()
 
