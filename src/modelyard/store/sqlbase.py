@@ -598,22 +598,25 @@ class SQLStore(MetricsStore):
         window: Window,
         after: SortKey | None,
         limit: int | None,
+        with_deployment: bool = True,
     ) -> list[tuple[Any, ...]]:
-        """Rows of one kind in sort order after ``after``; the last columns are the sort key."""
+        """Rows of one kind in sort order after ``after``.
+
+        Rows are (deployment_id, start, tie, end or tier, metrics[, delayed]); ``with_deployment``
+        False drops the leading deployment_id, which a one-deployment ``scan`` already knows (one
+        Python int fewer per row: about a seventh of the driver's fetch time on 1M rows).
+        """
         rank = KIND_RANK[kind]
         if kind is RecordKind.PREDICTION:
-            select = (
-                "SELECT deployment_id, start_ms, uuid, end_ms, metrics, delayed FROM predictions"
-            )
+            columns = "start_ms, uuid, end_ms, metrics, delayed FROM predictions"
             start_col, tie_col = "start_ms", "uuid"
         elif kind is RecordKind.AGGREGATE:
-            select = "SELECT deployment_id, start_ms, id, end_ms, metrics FROM aggregates"
+            columns = "start_ms, id, end_ms, metrics FROM aggregates"
             start_col, tie_col = "start_ms", "id"
         else:
-            select = (
-                "SELECT deployment_id, bucket_start_ms, id, tier_ms, summary FROM rollup_buckets"
-            )
+            columns = "bucket_start_ms, id, tier_ms, summary FROM rollup_buckets"
             start_col, tie_col = "bucket_start_ms", "id"
+        select = f"SELECT deployment_id, {columns}" if with_deployment else f"SELECT {columns}"
         # The token becomes the lower bound of the range itself, so each page starts with an
         # index seek right after the previous one (a separate filter would rescan from the
         # window's start on every page).
@@ -695,7 +698,9 @@ class SQLStore(MetricsStore):
                 after = window.after
                 while True:
                     with self._reading() as cur:
-                        rows = self._kind_rows(cur, kind, [dep_id], window, after, batch_size)
+                        rows = self._kind_rows(
+                            cur, kind, [dep_id], window, after, batch_size, with_deployment=False
+                        )
                         if not rows:
                             break
                         batch = self._batch(cur, kind, rows, self._identity(cur, dep_id))
@@ -703,37 +708,35 @@ class SQLStore(MetricsStore):
                     if len(rows) < batch_size:
                         break
                     last = rows[-1]
-                    after = (last[1], rank, last[2])
+                    after = (last[0], rank, last[1])
 
     def _batch(
         self, cur: Cursor, kind: RecordKind, rows: list[tuple[Any, ...]], identity: Identity
     ) -> RowBatch:
-        """Rows of one deployment as columns (the driver's values, transposed once)."""
+        """Rows of one deployment (without deployment_id) as columns, transposed once."""
         n = len(rows)
         # One C-level pass per column: much cheaper than zip(*rows), which builds an iterator
         # per row (and wakes the garbage collector for each few hundred of them).
-        width = len(rows[0])
-        columns: list[list[Any]] = [[]] + [list(map(itemgetter(i), rows)) for i in range(1, width)]
+        starts, ties, third, metrics = (list(map(itemgetter(i), rows)) for i in range(4))
         models, builds, deployments = (
             [identity.model_crn] * n,
             [identity.build_crn] * n,
             [identity.deployment_crn] * n,
         )
         if kind is RecordKind.PREDICTION:
-            metrics = columns[4]
-            delayed = columns[5]
-            if any(delayed):
-                for i, extra in enumerate(delayed):
-                    if extra is not None:
-                        metrics[i] = _merge_text(metrics[i], extra)
+            # Most rows have no delayed values: one C-level test finds the few that do.
+            if any(map(itemgetter(4), rows)):
+                for i, row in enumerate(rows):
+                    if row[4] is not None:
+                        metrics[i] = _merge_text(metrics[i], row[4])
             return RowBatch(
                 kind=[kind.value] * n,
-                uuid=columns[2],
+                uuid=ties,
                 model_crn=models,
                 build_crn=builds,
                 deployment_crn=deployments,
-                start_ms=columns[1],
-                end_ms=columns[3],
+                start_ms=starts,
+                end_ms=third,
                 metrics=metrics,
                 tier_ms=[None] * n,
             )
@@ -744,9 +747,9 @@ class SQLStore(MetricsStore):
                 model_crn=models,
                 build_crn=builds,
                 deployment_crn=deployments,
-                start_ms=columns[1],
-                end_ms=columns[3],
-                metrics=columns[4],
+                start_ms=starts,
+                end_ms=third,
+                metrics=metrics,
                 tier_ms=[None] * n,
             )
         return RowBatch(
@@ -755,13 +758,12 @@ class SQLStore(MetricsStore):
             model_crn=models,
             build_crn=builds,
             deployment_crn=deployments,
-            start_ms=columns[1],
-            end_ms=[s + w for s, w in zip(columns[1], columns[3], strict=True)],
+            start_ms=starts,
+            end_ms=[s + w for s, w in zip(starts, third, strict=True)],
             metrics=[
-                orjson.dumps(BucketSummary.from_bytes(blob).to_dict()).decode()
-                for blob in columns[4]
+                orjson.dumps(BucketSummary.from_bytes(blob).to_dict()).decode() for blob in metrics
             ],
-            tier_ms=columns[3],
+            tier_ms=third,
         )
 
     def distribution(
