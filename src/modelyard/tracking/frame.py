@@ -30,7 +30,6 @@ import orjson
 from modelyard.store.base import RowBatch
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
 __all__ = ["ID_COLUMNS", "FrameBuilder", "batch_to_frame", "gc_paused"]
@@ -51,35 +50,43 @@ _FLOATISH = frozenset({float, int, _NONE})
 _FLOATS = frozenset({float, _NONE})
 
 
-def _to_chunk(values: Sequence[Any]) -> Any:
-    """A batch's values of one column: a NumPy array when they are all numbers, else a list."""
+def _to_chunk(values: Sequence[Any], types: set[type]) -> Any:
+    """A batch's values of one column (of the given value types): a NumPy array when they are
+    all numbers, else a list."""
     import numpy as np
 
-    types = set(map(type, values))
     if types <= _FLOATISH and types != {_NONE}:
         if types == {int}:
             try:
                 return np.array(values, dtype=np.int64)
             except OverflowError:
                 return list(values)
+        if types == {float}:
+            # fromiter with a known count fills the array in one pass, no size discovery.
+            return np.fromiter(values, dtype=np.float64, count=len(values))
         return np.array(values, dtype=np.float64)  # None becomes NaN
     if types == {bool}:
         return np.array(values, dtype=np.bool_)
     return list(values)
 
 
-def _flatten(name: str, values: Sequence[Any], out: dict[str, Sequence[Any]]) -> None:
-    """Put ``values`` under ``name`` in ``out``, splitting dict values into dotted columns."""
+_Column = tuple[Sequence[Any], set[type]]
+
+
+def _flatten(name: str, values: Sequence[Any], out: dict[str, _Column]) -> None:
+    """Put ``values`` (with their set of types) under ``name`` in ``out``, splitting dict values
+    into dotted columns. The types are found once here and reused by ``_to_chunk``."""
     types = set(map(type, values))
     if dict not in types:
-        out[name] = values
+        out[name] = (values, types)
         return
     subkeys: dict[str, None] = {}
     for v in values:
         if type(v) is dict:
             subkeys.update(dict.fromkeys(v))
     if types - {dict, _NONE}:
-        out[name] = [None if type(v) is dict else v for v in values]
+        rest = [None if type(v) is dict else v for v in values]
+        out[name] = (rest, set(map(type, rest)))
     for sub in subkeys:
         _flatten(f"{name}.{sub}", [v.get(sub) if type(v) is dict else None for v in values], out)
 
@@ -110,53 +117,35 @@ def _decode(texts: list[str]) -> list[dict[str, Any]]:
 
 def _metric_chunks(texts: list[str]) -> dict[str, Any]:
     """A batch's metric columns as chunks (NumPy arrays or lists), flattened and named."""
-    import numpy as np
-
     rows = _decode(texts)
     if not rows:
         return {}
     columns = _uniform_columns(rows)
-    if isinstance(columns, np.ndarray):
-        return {_name(k): np.ascontiguousarray(columns[:, j]) for j, k in enumerate(rows[0])}
     if columns is None:
         union: dict[str, None] = {}
         for r in rows:
             union.update(dict.fromkeys(r))
         columns = {k: [r.get(k) for r in rows] for k in union}
-    out: dict[str, Sequence[Any]] = {}
+    out: dict[str, _Column] = {}
     for key, values in columns.items():
         _flatten(_name(key), values, out)
-    return {name: _to_chunk(values) for name, values in out.items()}
+    return {name: _to_chunk(values, types) for name, (values, types) in out.items()}
 
 
-def _uniform_columns(
-    rows: list[dict[str, Any]],
-) -> np.ndarray[Any, Any] | dict[str, Sequence[Any]] | None:
+def _uniform_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
     """Columns of rows that all have the first row's keys, the common case; None otherwise.
 
     Equal lengths plus ``itemgetter`` finding every key in every row proves equal key sets,
-    without comparing key views row by row. When every value is a float (or None) the batch
-    becomes one float matrix in a single pass.
+    without comparing key views row by row. Each column is then one C-level pass over the rows
+    (measured: about half the time of transposing the rows to tuples first).
     """
-    import numpy as np
-
     keys = list(rows[0])
     if not keys or len(set(map(len, rows))) != 1:
         return None
-    getter = operator.itemgetter(*keys)
     try:
-        tuples = list(map(getter, rows)) if len(keys) > 1 else [(getter(r),) for r in rows]
+        return {k: list(map(operator.itemgetter(k), rows)) for k in keys}
     except KeyError:
         return None
-    types = set(map(type, itertools.chain.from_iterable(tuples)))
-    if types == {float}:
-        flat = np.fromiter(
-            itertools.chain.from_iterable(tuples), dtype=np.float64, count=len(rows) * len(keys)
-        )
-        return flat.reshape(len(rows), len(keys))
-    if types == _FLOATS:
-        return np.array(tuples, dtype=np.float64)  # None becomes NaN
-    return {k: [t[j] for t in tuples] for j, k in enumerate(keys)}
 
 
 def _name(key: str) -> str:
