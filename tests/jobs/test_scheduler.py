@@ -19,6 +19,7 @@ import pytest
 
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.jobs.notify import Notifier
+from modelyard.jobs.scheduler import default_owner
 from modelyard.registry import RunState, Trigger
 from modelyard.store.postgres import PostgresStore
 from modelyard.store.sqlite import SQLiteStore
@@ -296,6 +297,7 @@ def test_runs_left_running_by_a_crashed_server_are_marked_failed(world: World) -
 SERVER = """
 import sys, time
 from modelyard.jobs.notify import Notifier
+from modelyard.jobs.scheduler import default_owner
 from modelyard.jobs.scheduler import Scheduler
 from modelyard.registry import Registry
 from modelyard.runtime import LocalRuntime
@@ -360,3 +362,8 @@ def test_a_scheduler_needs_an_owner_and_does_not_start_again_once_stopped(world:
     scheduler.stop()
     with pytest.raises(Conflict, match="create a new Scheduler"):
         scheduler.start()
+
+
+def test_the_default_owner_is_stable_per_home(tmp_path: Path) -> None:
+    assert default_owner(tmp_path / "a") == default_owner(tmp_path / "a")
+    assert default_owner(tmp_path / "a") != default_owner(tmp_path / "b")

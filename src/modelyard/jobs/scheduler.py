@@ -29,8 +29,8 @@ in its log, so nothing stays running forever.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import random
 import socket
 import threading
@@ -59,9 +59,11 @@ DEFAULT_LEASE_MS = 60_000
 _LATE_MS = 10_000
 
 
-def default_owner() -> str:
-    """A name for this scheduler that is stable across restarts of one server on one host."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def default_owner(home: str | Path) -> str:
+    """A name that is stable across restarts of the server using ``home`` on this host, and
+    differs between servers with different homes or hosts."""
+    digest = hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()[:100]}:{digest}"
 
 
 def _wall_ms() -> int:
