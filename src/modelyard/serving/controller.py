@@ -43,6 +43,7 @@ from modelyard.registry import (
 )
 from modelyard.runtime import ReplicaState, Runtime, free_port
 from modelyard.serving._fleet import EventRelay, Fleet, Replica, ReplicaStartFailed
+from modelyard.serving._pool import DeploymentPool
 from modelyard.serving._replica_specs import (
     capacity,
     deployment_id,
@@ -425,20 +426,12 @@ class Controller:
             if pool is None:
                 pool = self._pools.make(identity(active), model.settings)
                 self.gateway.set_pool(model.name, pool)
-            failure: ReplicaStartFailed | None = None
+            failures: list[ModelyardError] = []
             if replicas > len(running):
                 built: Build = await self._reg(self.registry.get_build, active.build_crn)
-                start = self._starter(model, built, active)
-                outcomes = await asyncio.gather(
-                    *(start() for _ in range(replicas - len(running))), return_exceptions=True
+                failures = await self._start_into(
+                    pool, model, built, active, replicas - len(running)
                 )
-                for outcome in outcomes:
-                    if isinstance(outcome, Replica):
-                        self._pools.add(pool, outcome, capacity(model.settings))
-                    elif isinstance(outcome, ReplicaStartFailed):
-                        failure = failure or outcome
-                    else:
-                        raise outcome
             else:
                 extra = running[replicas:]
                 await asyncio.gather(*(self._pools.drain(pool, r) for r in extra))
@@ -447,9 +440,30 @@ class Controller:
             updated: Deployment = await self._reg(
                 self.registry.update_deployment, active.crn, replicas=now_running
             )
-            if failure is not None:
-                raise failure
+            if failures:
+                raise failures[0]
             return updated
+
+    async def _start_into(
+        self, pool: DeploymentPool, model: Model, built: Build, deployment: Deployment, count: int
+    ) -> list[ModelyardError]:
+        """Start ``count`` replicas side by side, each joining ``pool`` as soon as it is
+        healthy; return the errors of those that did not start."""
+        start = self._starter(model, built, deployment)
+
+        async def start_and_join() -> None:
+            self._pools.add(pool, await start(), capacity(model.settings))
+
+        outcomes = await asyncio.gather(
+            *(start_and_join() for _ in range(count)), return_exceptions=True
+        )
+        errors: list[ModelyardError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, ModelyardError):
+                errors.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return errors
 
     @_carried_through
     async def stop(self, name: str) -> Deployment:
@@ -577,19 +591,9 @@ class Controller:
                 return True, None  # already running here
             built: Build = await self._reg(self.registry.get_build, active.build_crn)
             pool = self._pools.make(identity(active), model.settings)
-            start = self._starter(model, built, active)
-            outcomes = await asyncio.gather(
-                *(start() for _ in range(active.replicas)), return_exceptions=True
-            )
-            errors: list[str] = []
-            for outcome in outcomes:
-                if isinstance(outcome, Replica):
-                    self._pools.add(pool, outcome, capacity(model.settings))
-                elif isinstance(outcome, ModelyardError):
-                    errors.append(outcome.message)
-                else:
-                    raise outcome
-            self.gateway.set_pool(model.name, pool)
+            self.gateway.set_pool(model.name, pool)  # 503 until a replica joins, as before
+            failed = await self._start_into(pool, model, built, active, active.replicas)
+            errors = [error.message for error in failed]
             if errors:
                 log.error("restoring %s: %s", model.name, "; ".join(errors))
                 return True, "; ".join(errors)
