@@ -163,6 +163,29 @@ def test_update_many_rejects_nan_naming_it() -> None:
     assert summary.count == 0  # nothing half-applied
 
 
+def test_update_many_accepts_read_only_arrays() -> None:
+    """pandas 3 returns read-only arrays from ``Series.to_numpy()``; DataSketches' binding
+    refuses those, so the summary copies them (and only them) before sketching."""
+    import pandas as pd
+
+    data = np.random.default_rng(11).lognormal(0.0, 1.0, size=500)
+    from_pandas = pd.Series(data).to_numpy()
+    frozen = data.copy()
+    frozen.flags.writeable = False
+    reference = numeric(data)
+    for values in (from_pandas, frozen):
+        assert not values.flags.writeable
+        summary = NumericSummary()
+        summary.update_many(values)
+        got, want = summary.to_dict(), reference.to_dict()
+        for key in ("count", "sum", "min", "max", "mean", "std"):
+            assert got[key] == want[key], key
+        for name, q in QUANTILES:  # KLL compaction is randomised: within its bound, not equal
+            assert_rank_within(data, q, got[name], SLACK * got["rank_error"])
+        assert not values.flags.writeable  # the caller's array is left as it was
+    np.testing.assert_array_equal(frozen, data)
+
+
 @pytest.mark.parametrize(
     ("edges", "message"),
     [([1.0], "at least two"), ([1.0, 1.0], "strictly increasing"), ([0.0, math.inf], "finite")],

@@ -162,6 +162,10 @@ class NumericSummary:
         array = np.ascontiguousarray(values, dtype=np.float64).ravel()
         if array.size == 0:
             return
+        if not array.flags.writeable:
+            # DataSketches' array binding refuses read-only arrays (a TypeError), and read-only
+            # is what pandas 3 hands out from ``Series.to_numpy()``; copy only then.
+            array = array.copy()
         finite = np.isfinite(array)
         if not finite.all():
             bad = array[~finite][0]
