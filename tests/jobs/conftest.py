@@ -21,6 +21,7 @@ from modelyard.jobs.scheduler import Scheduler
 from modelyard.registry import Registry
 from modelyard.runtime import LocalRuntime, SupervisorConfig, free_port
 from modelyard.store.base import MetricsStore
+from modelyard.store.postgres import PostgresStore
 from modelyard.store.sqlite import SQLiteStore
 
 T0 = 1_790_000_000_000  # a whole minute, 2026-09-21 UTC
@@ -124,6 +125,27 @@ def make_world(home: Path, store: MetricsStore, project: Path, clock: Clock | No
 @pytest.fixture
 def world(tmp_path: Path, modelyard_home: Path) -> Iterator[World]:
     built = make_world(modelyard_home, SQLiteStore(tmp_path / "modelyard.db"), tmp_path / "proj")
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def db_world(
+    request: pytest.FixtureRequest, tmp_path: Path, modelyard_home: Path
+) -> Iterator[World]:
+    """A ``world`` on a SQLite file, then on PostgreSQL."""
+    if request.param == "sqlite":
+        store: MetricsStore = SQLiteStore(tmp_path / "modelyard.db")
+    else:
+        store = PostgresStore(request.getfixturevalue("postgres_schema_url"))
+    built = make_world(modelyard_home, store, tmp_path / "proj")
     try:
         yield built
     finally:

@@ -64,7 +64,8 @@ def test_a_paused_job_gets_no_runs_until_it_is_resumed(world: World) -> None:
     assert scheduler.runner.wait_idle(20)
 
 
-def test_a_restarted_scheduler_does_not_run_a_slot_twice(world: World) -> None:
+def test_a_restarted_scheduler_does_not_run_a_slot_twice(db_world: World) -> None:
+    world = db_world
     world.job("every-minute", world.script("q.py", QUICK), every_ms=MINUTE, catch_up="all")
     world.clock.set(T0 + 3 * MINUTE + 500)
     first = world.scheduler()
@@ -232,7 +233,8 @@ def test_overlap_policies_with_a_job_slower_than_its_interval(
         assert not any("overlap=skip" in Path(r.log_path).read_text() for r in runs if r.log_path)
 
 
-def test_pipeline_stops_at_a_failed_step(world: World) -> None:
+def test_pipeline_stops_at_a_failed_step(db_world: World) -> None:
+    world = db_world
     ok = world.script("ok.py", QUICK)
     fail = world.script("fail.py", "import sys\nsys.exit(4)\n")
     world.job("a", ok)
