@@ -497,3 +497,39 @@ def test_the_scheduler_is_stopped_with_the_server(modelyard_home: Path, jobs_pro
             return str(api.services.registry.get_run(run_id).state)
 
     assert run(after()) == "cancelled"
+
+
+@pytest.mark.postgres
+def test_jobs_api_on_postgresql(
+    with_api: Any, jobs_project: Path, postgres_schema_url: str
+) -> None:
+    async def scenario(api: Api) -> None:
+        assert api.services.store.info().backend == "postgres"
+        c = api.client
+        for name, extra in (("a", {}), ("b", {"after": "a"})):
+            created = await c.post(
+                "/api/v1/jobs", json=_job(jobs_project, name, **extra), headers=api.auth()
+            )
+            assert created.status_code == 201, created.text
+        cycle = await c.patch("/api/v1/jobs/a", json={"after": "b"}, headers=api.auth())
+        assert cycle.status_code == 400 and "a -> b -> a" in cycle.json()["error"]["message"]
+        run = (await c.post("/api/v1/jobs/a/run", headers=api.auth())).json()
+        assert (await _wait_run(api, run["uuid"], {"succeeded", "failed"}))["state"] == "succeeded"
+        posted = await c.post(
+            f"/api/v1/runs/{run['uuid']}/metrics", json={"metrics": {"n": 2}}, headers=api.auth()
+        )
+        assert posted.status_code == 204
+        shown = (await c.get(f"/api/v1/runs/{run['uuid']}", headers=api.auth())).json()
+        assert shown["metrics"][0]["value"] == 2
+
+        async def child_done() -> Any:
+            runs = (await c.get("/api/v1/jobs/b/runs", headers=api.auth())).json()["runs"]
+            return runs and runs[0]["state"] == "succeeded" and runs[0]
+
+        deadline = time.monotonic() + 60
+        while not (child := await child_done()):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        assert child["trigger"] == "parent" and child["parent_run_id"] == run["id"]
+
+    with_api(scenario, database_url=postgres_schema_url)
