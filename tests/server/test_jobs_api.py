@@ -358,6 +358,18 @@ def test_cancel_a_running_run_and_follow_its_log(with_api: Any, jobs_project: Pa
 def test_monitor_jobs_run_the_monitor_runner(with_api: Any, jobs_project: Path) -> None:
     async def scenario(api: Api) -> None:
         (jobs_project / "churn.yaml").write_text("name: x\n")
+        refused = await api.client.post(
+            "/api/v1/jobs",
+            json={
+                "name": "churn-monitor",
+                "project": str(jobs_project),
+                "monitor": "churn.yaml",
+                "cron": "99 * * * *",
+            },
+            headers=api.auth(),
+        )
+        assert refused.status_code == 400
+        assert not (jobs_project / ".modelyard").exists()  # a refused job writes nothing
         answer = await api.client.post(
             "/api/v1/jobs",
             json={

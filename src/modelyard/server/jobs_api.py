@@ -210,7 +210,7 @@ def job_json(
 # -- checks that need this machine -------------------------------------------------------------
 def _check_script(project: str, script: str) -> None:
     """The script must be a file inside the project now (the runner checks the snapshot again
-    at each run); NotFound-free: a missing script is bad input (400) naming both paths."""
+    at each run); a missing one is bad input (400) naming both paths, so nothing is written."""
     root = check_project_dir(project)
     if os.path.isabs(script):
         raise InvalidInput(
@@ -227,8 +227,10 @@ def _check_script(project: str, script: str) -> None:
         )
 
 
-def _prepare(fields: dict[str, Any], current: Job | None) -> dict[str, Any]:
-    """Fields for the registry: the monitor shortcut expanded, the script checked on disk."""
+def _prepare(fields: dict[str, Any], current: Job | None) -> tuple[dict[str, Any], Path | None]:
+    """Fields for the registry (the monitor shortcut expanded, the script checked on disk) and,
+    for a monitor job, the project to write the launcher into once the registry took the job:
+    a refused job leaves the project as it was."""
     monitor = fields.pop("monitor", None)
     if monitor is not None:
         if fields.get("script") is not None:
@@ -239,11 +241,15 @@ def _prepare(fields: dict[str, Any], current: Job | None) -> dict[str, Any]:
             )
         project = fields.get("project") or (current.project if current else None)
         if project is None:
-            raise InvalidInput("monitor needs project", argument="project")
+            raise InvalidInput(
+                "project is missing; a monitor job needs the absolute path of the project "
+                "folder that holds its spec",
+                argument="project",
+            )
         _check_script(project, monitor)
-        ensure_monitor_script(check_project_dir(project))
         fields["script"] = MONITOR_SCRIPT
         fields["args"] = ["run", monitor, *(fields.get("args") or [])]
+        return fields, check_project_dir(project)
     if "project" in fields or "script" in fields:
         project = fields.get("project") or (current.project if current else None)
         script = fields.get("script") or (current.script if current else None)
@@ -255,7 +261,7 @@ def _prepare(fields: dict[str, Any], current: Job | None) -> dict[str, Any]:
                 argument=missing,
             )
         _check_script(project, script)
-    return fields
+    return fields, None
 
 
 def ensure_monitor_script(project: Path) -> None:
@@ -333,7 +339,7 @@ async def create_job(
     name = fields.pop("name")
 
     def create() -> tuple[dict[str, Any], list[str]]:
-        prepared = _prepare(fields, None)
+        prepared, launcher = _prepare(fields, None)
         if "project" not in prepared:
             raise InvalidInput(
                 "project is missing; give the project folder's absolute path", argument="project"
@@ -343,6 +349,8 @@ async def create_job(
         given = {k: v for k, v in prepared.items() if v is not None}  # None: the default
         project, script = given.pop("project"), given.pop("script")
         job = services.registry.create_job(name, project, script, **given)
+        if launcher is not None:
+            ensure_monitor_script(launcher)
         warnings = _warnings(list(job.notify))
         return job_json(services.registry, job, key), warnings
 
@@ -379,10 +387,12 @@ async def update_job(
 
     def update() -> tuple[dict[str, Any], list[str]]:
         current = services.registry.get_job(name)
-        prepared = _prepare(fields, current)
+        prepared, launcher = _prepare(fields, current)
         if "timezone" in prepared and prepared["timezone"] is None:
             prepared["timezone"] = "UTC"
         job = services.registry.update_job(current.name, **prepared)
+        if launcher is not None:
+            ensure_monitor_script(launcher)
         warnings = _warnings(prepared.get("notify"))
         return job_json(services.registry, job, key), warnings
 
