@@ -72,6 +72,13 @@ def test_state_changes_need_the_csrf_token(with_ui: Any) -> None:
         assert next(k for k in ui.services.registry.list_api_keys() if k.id == new.id).revoked_ms
         listed_api = await ui.client.get("/api/v1/keys")
         assert listed_api.status_code == 200
+        # The test form's call: the CSRF header is required, then the model must exist.
+        no_token = await ui.client.post("/ui/models/churn/try", json={"x": 1})
+        assert no_token.status_code == 403 and "CSRF" in no_token.text
+        unknown = await ui.client.post(
+            "/ui/models/churn/try", json={"x": 1}, headers={"X-CSRF-Token": csrf}
+        )
+        assert unknown.status_code == 404 and "churn" in unknown.text
         via_header = await ui.client.delete(
             f"/api/v1/keys/{new.id}", headers={"X-CSRF-Token": csrf}
         )

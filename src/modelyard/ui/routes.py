@@ -28,7 +28,7 @@ import modelyard
 from modelyard.errors import InvalidInput, ModelyardError, Unauthorized
 from modelyard.registry import ApiKey
 from modelyard.server import drift, insights
-from modelyard.server.auth import Capability, authorize
+from modelyard.server.auth import Capability, authorize, check_scope
 from modelyard.server.errors import error_response
 from modelyard.server.keys import CreateKeyRequest, new_key
 from modelyard.server.services import Services
@@ -326,6 +326,7 @@ async def try_model(name: str, request: Request) -> Response:
         authorize(key, Capability.CALL)
         body = await request.body()
         model = _services(request).models.get(name)
+        check_scope(key, model.crn)
         if len(body) > model.settings.max_body_bytes:
             raise InvalidInput(
                 f"the input is {len(body)} bytes; model {name!r} accepts at most "
