@@ -136,15 +136,20 @@ def _overview_row(services: Services, model: Model, now: int) -> dict[str, Any]:
         row["rps"] = _number(tech.metrics.get("tech.rps"))
         row["p99_ms"] = _number(tech.metrics.get("tech.latency_p99_ms"))
         row["error_rate"] = failures / requests if requests else None
-    monitor_query = Query(
-        deployment_crn=active.crn,
-        start_ms=now - OVERVIEW_MONITOR_MS,
-        end_ms=now,
-        kinds=_AGGREGATES,
-    )
-    monitor_records = [
-        r for r in store.read(monitor_query)[0] if not all(k.startswith("tech.") for k in r.metrics)
-    ]
+    # Monitor windows are usually an hour or a day: look back two hours first, and read the
+    # whole day (every tech interval in it too) only when nothing more recent is there.
+    monitor_records: list[Record] = []
+    for back in (2 * HOUR_MS, OVERVIEW_MONITOR_MS):
+        monitor_query = Query(
+            deployment_crn=active.crn, start_ms=now - back, end_ms=now, kinds=_AGGREGATES
+        )
+        monitor_records = [
+            r
+            for r in store.read(monitor_query)[0]
+            if not all(k.startswith("tech.") for k in r.metrics)
+        ]
+        if monitor_records:
+            break
     auc = _latest(monitor_records, "roc_auc")
     if auc is not None:
         row["roc_auc"] = _number(auc.metrics.get("roc_auc"))
