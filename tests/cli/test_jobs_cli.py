@@ -37,6 +37,8 @@ print("tick", run.job, run.scheduled_at.isoformat(), flush=True)
 MONITOR = """
 import os
 
+import httpx
+
 import modelyard
 
 run = modelyard.current_run()
@@ -49,7 +51,12 @@ modelyard.track_aggregate_metrics(
 )
 modelyard.track_metric("rows", n)
 print("read", n, "records for", run.job, "run", run.run_id, flush=True)
-assert os.environ["MODELYARD_API_KEY"]  # given by the runner, not written here
+# The key is the run's own (given by the runner, not written here): only it may read this run.
+me = httpx.get(
+    f"{run.url}/api/v1/runs/{run.run_id}",
+    headers={"Authorization": "Bearer " + os.environ["MODELYARD_API_KEY"]},
+)
+print("own run:", me.status_code, me.json()["state"], flush=True)
 """
 
 SLEEPER = """
@@ -193,6 +200,7 @@ def test_jobs_cli_against_a_real_server(
     assert shown["state"] == "succeeded", log
     assert [(m["key"], m["value"]) for m in shown["metrics"]] == [("rows", 7)]
     assert f"read 7 records for monitor run {run['uuid']}" in log
+    assert "own run: 200 running" in log
     aggregates = httpx.get(
         server.url + "/api/v1/metrics",
         params={"modelDeploymentCrn": DEPLOYMENT, "kind": "aggregate"},
