@@ -55,7 +55,7 @@ _env = jinja2.Environment(
 
 router = APIRouter(include_in_schema=False)
 
-# Pages of parts that have not landed yet are left out of the navigation rather than faked.
+# One entry per page; a page whose part is missing would be left out here rather than faked.
 NAV = (
     ("overview", "/ui/", "Overview"),
     ("metrics", "/ui/metrics", "Metrics"),
