@@ -38,6 +38,7 @@ translation only, against a small HTTP server started in the test.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -115,6 +116,21 @@ def error_from_response(response: httpx.Response, what: str) -> ModelyardError:
     return err
 
 
+_CLIENTS: dict[int, Any] = {}
+
+
+def _client() -> Any:
+    """One ``httpx.Client`` per process, so calls reuse connections and the CA store is loaded
+    once (a fresh client per call cost about 60 ms, nearly all of it ``load_verify_locations``)."""
+    import httpx
+
+    pid = os.getpid()  # a forked child must not share the parent's sockets
+    client = _CLIENTS.get(pid)
+    if client is None:
+        client = _CLIENTS.setdefault(pid, httpx.Client())
+    return client
+
+
 def request(
     method: str,
     url: str,
@@ -138,7 +154,7 @@ def request(
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
-        response = httpx.request(
+        response = _client().request(
             method, url, content=content, params=params, headers=headers, timeout=timeout
         )
     except httpx.HTTPError as exc:
