@@ -344,6 +344,8 @@ def test_jobs_cli_against_a_real_server(
         (["--script", "tick.py", "--after", "no-such-job"], "no-such-job"),
         (["--script", "tick.py", "--manual", "--timeout", "8d"], "timeout_ms"),
         (["--script", "tick.py", "--every", "soon"], "--every"),
+        (["--script", "tick.py"], "exactly one schedule, got none"),
+        (["--script", "tick.py", "--every", "1s", "--manual"], "got --every, --manual"),
     ):
         code, _, err = cli(capsys, "jobs", "create", "bad", "--project", p, *args)
         assert code == 2 and named in err, (args, err)

@@ -206,6 +206,15 @@ def create(name: str, as_json: bool, **options: Any) -> None:
     """Define job NAME: a script (or --monitor SPEC) and exactly one schedule (--cron, --every,
     --after or --manual). Bad input changes nothing; an unreachable webhook is a warning."""
     body = {"name": name, **_options(**options)}
+    given = [
+        f"--{k.replace('_ms', '')}" for k in ("cron", "every_ms", "after", "manual") if k in body
+    ]
+    if len(given) != 1:
+        raise InvalidInput(
+            f"job {name!r} needs exactly one schedule, got {', '.join(given) or 'none'}; give one "
+            "of --cron '*/5 * * * *' [--timezone Europe/Paris], --every 30s, --after PARENT or "
+            "--manual"
+        )
     answer = connect().call("POST", "/api/v1/jobs", body)
     _print_job(answer["job"], answer["warnings"], as_json)
 
