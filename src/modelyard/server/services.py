@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,21 +200,20 @@ async def open_services(config: ServerConfig) -> Services:
 def _start_scheduler(services: Services) -> None:
     """The job scheduler, told this server's URL so runs can call back with their own key.
 
-    Its owner name is stable across restarts of this server (host, port, home), so at start it
-    recognises the runs an earlier life left ``running`` as its own and ends them at once.
+    Its owner name is stable across restarts of this server (``default_owner``: host and home),
+    so at start it recognises the runs an earlier life left ``running`` as its own and ends them.
     """
-    from modelyard.jobs.scheduler import Scheduler
+    from modelyard.jobs.scheduler import Scheduler, default_owner
 
     config = services.config
     home = services.first_start.home
-    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
     scheduler = Scheduler(
         services.registry,
         services.runtime,
         services.store,
         home=home,
         server_url=config.base_url,
-        owner=f"{socket.gethostname()[:100]}:{config.port}:{digest}",
+        owner=default_owner(home),
     )
     scheduler.start()
     services.scheduler = scheduler
