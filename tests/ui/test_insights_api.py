@@ -237,3 +237,58 @@ def test_a_run_key_may_not_read_the_dashboard_routes(with_ui: Any) -> None:
             assert answer.status_code == 403, path
 
     with_ui(scenario)
+
+
+def test_a_drift_cell_has_both_distributions_numeric_and_categorical(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        import pandas as pd
+
+        from modelyard.monitors import upload_reference
+
+        ident = _identity(ui)
+        store = ui.services.store
+        now = _now()
+        start = now - HOUR
+        store.write_predictions(
+            [
+                Prediction(
+                    f"w{i}",
+                    ident,
+                    start + i,
+                    start + i,
+                    {"tenure": float(i), "plan": "pro" if i % 4 else "basic"},
+                )
+                for i in range(100)
+            ]
+        )
+        reference = pd.DataFrame(
+            {
+                "tenure": [float(50 + i % 50) for i in range(200)],
+                "plan": ["basic"] * 150 + ["pro"] * 50,
+            }
+        )
+        upload_reference(reference, ident.deployment_crn, "training", store=store)
+        params = {"deployment": ident.deployment_crn, "start": start, "end": start + HOUR}
+        numeric = await ui.client.get(
+            "/api/v1/drift/distributions", params={**params, "feature": "tenure"}, headers=_auth(ui)
+        )
+        n = numeric.json()
+        assert numeric.status_code == 200, n
+        assert n["kind"] == "numeric" and n["current"]["count"] == 100 and n["current"]["exact"]
+        assert abs(sum(n["current"]["shares"]) - 1) < 1e-9
+        assert abs(sum(n["reference"]["shares"]) - 1) < 1e-9
+        assert n["x_range"] == [0.0, 99.0]  # the window starts at 0, the reference ends at 99
+        categorical = await ui.client.get(
+            "/api/v1/drift/distributions", params={**params, "feature": "plan"}, headers=_auth(ui)
+        )
+        c = categorical.json()
+        assert c["kind"] == "categorical" and not c["current"]["sampled"]
+        assert c["reference"] == {"categories": ["basic", "pro"], "shares": [0.75, 0.25]}
+        assert c["current"]["categories"] == ["basic", "pro"]
+        assert c["current"]["shares"] == [0.25, 0.75]
+        unknown = await ui.client.get(
+            "/api/v1/drift/distributions", params={**params, "feature": "nope"}, headers=_auth(ui)
+        )
+        assert unknown.status_code == 400 and "tenure" in unknown.json()["error"]["message"]
+
+    with_ui(scenario)

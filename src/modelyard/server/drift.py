@@ -24,6 +24,7 @@ __all__ = ["METHODS", "drift_distributions", "drift_matrix"]
 # The drift effects the monitors write per feature (docs/monitors.md), numeric then categorical.
 METHODS = ("psi", "ks", "wasserstein", "jensen_shannon", "chi2", "unseen_share")
 _AGGREGATES = frozenset({RecordKind.AGGREGATE})
+CATEGORY_SAMPLE = 20_000  # raw records read for a window's categories (the rest is not scanned)
 
 
 def _finite(value: Any) -> float | None:
@@ -77,9 +78,9 @@ def drift_distributions(
 ) -> dict[str, Any]:
     """The reference sample's and the window's histograms of ``feature``, each on its own bin
     edges (the window's come from the store), as shares, with ``x_range`` covering both so the
-    dashboard draws them on one scale. Categorical features: the reference's
-    category shares; the window's side is left to the monitor's effects in the matrix, since a
-    window's categories would need a scan of its raw records."""
+    dashboard draws them on one scale. Categorical features: category shares on both sides (the
+    window's from rollup buckets and at most ``CATEGORY_SAMPLE`` raw records; ``sampled`` says
+    when the window held more)."""
     from modelyard.monitors import load_reference  # what the monitors compare against
 
     if not feature or len(feature) > 200:
@@ -101,10 +102,17 @@ def drift_distributions(
     numeric = column.dtype.kind in "if"
     if not numeric:
         shares = column.astype(str).value_counts(normalize=True).sort_index()
+        counts, sampled = _window_categories(services, deployment_crn, feature, start_ms, end_ms)
+        total = max(1, sum(counts.values()))
         answer.update(
             kind="categorical",
             reference={"categories": list(shares.index), "shares": [float(v) for v in shares]},
-            current=None,
+            current={
+                "count": sum(counts.values()),
+                "sampled": sampled,
+                "categories": sorted(counts),
+                "shares": [counts[c] / total for c in sorted(counts)],
+            },
         )
         return answer
     ref = column.to_numpy(dtype=float)
@@ -137,3 +145,38 @@ def drift_distributions(
         },
     )
     return answer
+
+
+def _window_categories(
+    services: Services, deployment_crn: str, feature: str, start_ms: int, end_ms: int
+) -> tuple[dict[str, int], bool]:
+    """Category counts of a window: summed from rollup buckets' ``categories`` where rolled up,
+    from at most ``CATEGORY_SAMPLE`` raw records otherwise (``sampled`` True when the window holds
+    more; a full count would be a scan of the window)."""
+    counts: dict[str, int] = {}
+    last = max(start_ms, end_ms - 1)
+    rollups = Query(
+        deployment_crn=deployment_crn,
+        start_ms=start_ms,
+        end_ms=last,
+        kinds=frozenset({RecordKind.ROLLUP}),
+    )
+    for record in services.store.read(rollups)[0]:
+        summary = record.metrics.get(feature)
+        if isinstance(summary, dict) and isinstance(summary.get("categories"), dict):
+            for category, n in summary["categories"].items():
+                counts[str(category)] = counts.get(str(category), 0) + int(n)
+    raw = Query(
+        deployment_crn=deployment_crn,
+        start_ms=start_ms,
+        end_ms=last,
+        kinds=frozenset({RecordKind.PREDICTION}),
+        limit=CATEGORY_SAMPLE,
+    )
+    records, more = services.store.read(raw)
+    for record in records:
+        value = record.metrics.get(feature)
+        if isinstance(value, str | bool):
+            key = str(value)  # as the reference's column reads (True -> "True")
+            counts[key] = counts.get(key, 0) + 1
+    return counts, more is not None

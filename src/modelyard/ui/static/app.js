@@ -374,10 +374,13 @@
       status.textContent = "Window " + when(w.start_ms) + " to " + when(w.end_ms) + ": " +
         (data.current.exact ? "exact, from raw records." : "from rollup sketches (rank error " + data.current.rank_error.toFixed(4) + ").");
     } else {
-      const lay = Object.assign(layout(title("reference category shares"), "share"), { xaxis: { type: "category" } });
-      draw("chart-reference", [{ type: "bar", x: data.reference.categories, y: data.reference.shares }], lay);
-      draw("chart-current", [], layout(feature + ": window categories are not read (see the effects)", "share"));
-      status.textContent = "Categorical feature: the window's side is summarised by the monitor's effects.";
+      const lay = (side) => Object.assign(layout(title(side), "share"), { xaxis: { type: "category" } });
+      draw("chart-reference", [{ type: "bar", x: data.reference.categories, y: data.reference.shares, marker: { color: "#0b5cad" } }],
+        lay("reference category shares"));
+      draw("chart-current", [{ type: "bar", x: data.current.categories, y: data.current.shares, marker: { color: "#a40e26" } }],
+        lay("window from " + when(w.start_ms) + " (" + data.current.count + " values)"));
+      status.textContent = "Window " + when(w.start_ms) + " to " + when(w.end_ms) + ": categories" +
+        (data.current.sampled ? " of the window's first records only (a sample)." : ".");
     }
   }
 
