@@ -329,6 +329,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
 
             # Keys: create (token shown once), then revoke.
             page.goto(running.url + "/ui/keys")
+            _focus_reaches(page, ["#key-name", "#key-role", "form[action='/ui/keys'] button"])
             page.fill("#key-name", "browser-made")
             page.click("form[action='/ui/keys'] button")
             token = page.input_value("#new-token")
