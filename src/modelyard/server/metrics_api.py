@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.errors import Forbidden, InvalidInput
+from modelyard.errors import Forbidden, InvalidInput, NotFound
 from modelyard.ids import is_uuid
 from modelyard.registry import ApiKey
 from modelyard.server.auth import RUN_SCOPE_PREFIX, Capability, check_scope, model_scope, requires
@@ -102,8 +102,16 @@ async def write_predictions(body: PredictionsIn, request: Request, key: Tracker)
 
 @router.post("/metrics/delayed", status_code=204, summary="Attach delayed metrics (ground truth)")
 async def add_delayed(body: DelayedIn, request: Request, key: Tracker) -> Response:
-    store = _services(request).store
-    await asyncio.to_thread(store.add_delayed, body.predictionUuid, body.metrics, body.source)
+    """A uuid the gateway answered a moment ago may still sit in the server's buffered writer
+    (flushed every ``MODELYARD_FLUSH_INTERVAL``); on NotFound the writer is flushed (on a worker
+    thread, so the event loop never waits) and the store asked once more before answering 404."""
+    services = _services(request)
+    args = (body.predictionUuid, body.metrics, body.source)
+    try:
+        await asyncio.to_thread(services.store.add_delayed, *args)
+    except NotFound:
+        await asyncio.to_thread(services.writer.flush)
+        await asyncio.to_thread(services.store.add_delayed, *args)
     return Response(status_code=204)
 
 
