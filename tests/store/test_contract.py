@@ -297,7 +297,7 @@ def test_delayed_for_an_unknown_uuid_is_not_found(store: MetricsStore) -> None:
 
 # -- aggregates -----------------------------------------------------------------------------------
 def test_aggregates_need_a_known_deployment_and_a_window(store: MetricsStore) -> None:
-    with pytest.raises(NotFound, match="deployment/ghost"):
+    with pytest.raises(InvalidInput, match="deployment/ghost"):
         store.add_aggregate("crn:modelyard:deployment/ghost", 0, 10, {"a": 1})
     who = ident()
     store.register_identity(who)
@@ -329,7 +329,7 @@ def test_replace_aggregate_keeps_one_record_per_window_and_source(store: Metrics
     )
     with pytest.raises(InvalidInput, match="source"):
         store.replace_aggregate(who.deployment_crn, T0, T0 + 1, {"a": 1}, "")
-    with pytest.raises(NotFound, match="deployment/ghost"):
+    with pytest.raises(InvalidInput, match="deployment/ghost"):
         store.replace_aggregate("crn:modelyard:deployment/ghost", 0, 1, {"a": 1}, "m")
     with pytest.raises(InvalidInput, match="start_ms=10"):
         store.replace_aggregate(who.deployment_crn, 10, 5, {"a": 1}, "m")

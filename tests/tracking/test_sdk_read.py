@@ -142,9 +142,12 @@ def test_aggregate_arguments_are_checked(args: tuple[object, ...], match: str) -
         modelyard.track_aggregate_metrics(*args)  # type: ignore[arg-type]
 
 
-def test_aggregate_for_an_unknown_deployment_is_not_found() -> None:
-    with pytest.raises(NotFound, match="crn:modelyard:deployment/nope"):
+def test_an_unknown_deployment_is_invalid_input_for_aggregates_as_for_reads() -> None:
+    with pytest.raises(InvalidInput, match="crn:modelyard:deployment/nope") as written:
         modelyard.track_aggregate_metrics({"a": 1}, 0, 5, "crn:modelyard:deployment/nope")
+    assert not isinstance(written.value, NotFound)  # NotFound is for unknown prediction uuids
+    with pytest.raises(InvalidInput, match="crn:modelyard:deployment/nope"):
+        modelyard.read_metrics("crn:modelyard:deployment/nope")
 
 
 def test_numpy_integer_timestamps_are_accepted_but_floats_and_bools_are_not() -> None:

@@ -77,7 +77,10 @@ def _services(request: Request) -> Services:
 
 async def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
     if model_scope(key) is not None:
-        identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
+        try:
+            identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
+        except NotFound as exc:  # an unknown identifier is bad input, whatever the key's scope
+            raise InvalidInput(exc.message, deployment_crn=deployment_crn) from None
         check_scope(key, identity.model_crn)
 
 

@@ -258,7 +258,8 @@ class MetricsStore(abc.ABC):
     def add_aggregate(
         self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
     ) -> None:
-        """Record metrics of a window. The deployment must be known (NotFound otherwise)."""
+        """Record metrics of a window. The deployment must be known: an unknown CRN is
+        InvalidInput naming it (as for reads; NotFound is kept for unknown prediction uuids)."""
 
     @abc.abstractmethod
     def replace_aggregate(
@@ -274,6 +275,7 @@ class MetricsStore(abc.ABC):
         Any earlier aggregate of the same (deployment, start_ms, end_ms, source) is removed in the
         same transaction, so a monitor that recomputes a window leaves one record, not two.
         Aggregates written by ``add_aggregate`` (no source) or by another source are untouched.
+        An unknown deployment is InvalidInput naming its CRN, as in ``add_aggregate``.
         """
 
     # -- reads ----------------------------------------------------------------------------------

@@ -582,10 +582,19 @@ class SQLStore(MetricsStore):
         self._write(transaction)
 
     def _aggregate_target(self, deployment_crn: str) -> int:
-        """The deployment's integer id; NotFound naming the CRN if the store does not know it."""
+        """The deployment's integer id; InvalidInput naming the CRN if the store does not know it
+        (an unknown identifier is bad input, as in reads; NotFound is for unknown uuids)."""
         dep_id = self._by_crn.get(deployment_crn, (None,))[0]
         if dep_id is None:
-            self.resolve(deployment_crn)  # NotFound naming the CRN if unknown
+            try:
+                self.resolve(deployment_crn)
+            except NotFound:
+                raise InvalidInput(
+                    f"unknown identifier: deployment {deployment_crn!r} is not known to this "
+                    "store; pass the CRN of a deployment that recorded predictions (or register "
+                    "it first)",
+                    deployment_crn=deployment_crn,
+                ) from None
             dep_id = self._by_crn[deployment_crn][0]
         return int(dep_id)
 
