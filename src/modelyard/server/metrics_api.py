@@ -178,10 +178,8 @@ async def read_metrics(
     records, token = await asyncio.to_thread(services.store.read, query)
     items = []
     for record in records:
-        item = record.to_reference()
+        item = record.to_reference()  # rollups already carry "kind" and "tierMs"
         item["kind"] = record.kind.value
-        if record.tier_ms is not None:
-            item["tierMs"] = record.tier_ms
         items.append(item)
     # orjson straight to bytes: a page can hold 100,000 records.
     return Response(

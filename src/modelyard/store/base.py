@@ -101,8 +101,14 @@ class Record:
     tier_ms: int | None = None
 
     def to_reference(self) -> dict[str, Any]:
-        """The record in the reference platform's exact shape (note ``TimeStamp``)."""
-        return {
+        """The record in the reference platform's exact shape (note ``TimeStamp``).
+
+        Prediction and aggregate records have exactly the reference's keys, so scripts written
+        for it see nothing new. Rollup records (which the reference never returns) carry two more,
+        ``"kind": "rollup"`` and ``"tierMs"`` (the bucket's width), so a bucket of summaries is
+        never mistaken for one prediction.
+        """
+        reference: dict[str, Any] = {
             "modelDeploymentCrn": self.identity.deployment_crn,
             "modelBuildCrn": self.identity.build_crn,
             "modelCrn": self.identity.model_crn,
@@ -111,6 +117,10 @@ class Record:
             "predictionUuid": self.uuid,
             "metrics": self.metrics,
         }
+        if self.kind == RecordKind.ROLLUP:
+            reference["kind"] = RecordKind.ROLLUP.value
+            reference["tierMs"] = self.tier_ms
+        return reference
 
 
 @dataclass(slots=True)
@@ -181,6 +191,7 @@ class RollupReport:
     raw_rolled: int = 0
     buckets_written: int = 0
     buckets_merged: int = 0
+    tech_rolled: int = 0  # technical aggregates (source "tech") merged into hourly/daily ones
 
 
 @dataclass(slots=True)
@@ -303,7 +314,8 @@ class MetricsStore(abc.ABC):
         """Fold raw records older than the horizon into buckets, then coarsen older buckets.
 
         Idempotent and safe to interrupt: each step commits buckets and deletes what they replace
-        in one transaction. Aggregate records are never touched.
+        in one transaction. Aggregate records are never touched, except the gateway's technical
+        ones (source ``tech``): older than a day merged hourly, older than 30 days daily.
         """
 
     @abc.abstractmethod
