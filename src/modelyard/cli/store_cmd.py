@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelyard.cli.output import print_json, print_mapping
 from modelyard.settings import get, parse_duration_ms
+
+if TYPE_CHECKING:
+    from modelyard.store import RollupPolicy
 
 __all__ = ["store"]
 
@@ -29,11 +32,16 @@ def store() -> None:
 @_database_option
 @_json_option
 def info(database_url: str | None, as_json: bool) -> None:
-    """Record counts, size on disk, rollup tiers and schema version."""
+    """Record counts, size on disk, the rollup policy in force and schema version.
+
+    The policy (raw horizon, each tier's width and horizon) is the one ``store rollup`` and the
+    server's scheduled rollup apply: MODELYARD_RAW_HORIZON and the built-in tiers.
+    """
     from modelyard.store import open_store
 
     with open_store(database_url) as opened:
         data = dataclasses.asdict(opened.info())
+    data["rollup_policy"] = dataclasses.asdict(_policy())
     if as_json:
         print_json(data)
     else:
@@ -62,11 +70,33 @@ def rollup(horizon: str | None, database_url: str | None, as_json: bool) -> None
         print_mapping("Rollup", data)
 
 
+def _policy() -> RollupPolicy:
+    """The policy in force: what ``store rollup`` (without --horizon) and the server apply."""
+    from modelyard.store import RollupPolicy
+
+    return RollupPolicy(raw_horizon_ms=get("raw_horizon"))
+
+
 def _readable_info(data: dict[str, Any]) -> dict[str, Any]:
     readable = dict(data)
-    tiers = readable.pop("rollup_buckets") or {}
-    for width_ms, count in sorted(tiers.items()):
-        readable[f"buckets of {_width(int(width_ms))}"] = count
+    counts = {int(w): n for w, n in (readable.pop("rollup_buckets") or {}).items()}
+    policy = readable.pop("rollup_policy")
+    readable["raw horizon"] = f"{_width(policy['raw_horizon_ms'])} (MODELYARD_RAW_HORIZON)"
+    tiers = policy["tiers"]
+    for i, tier in enumerate(tiers):
+        width = int(tier["width_ms"])
+        horizon = tier["horizon_ms"]
+        if horizon is None:
+            kept = "kept forever"
+        elif i + 1 < len(tiers):
+            kept = (
+                f"kept {_width(int(horizon))}, then merged into {_width(tiers[i + 1]['width_ms'])}"
+            )
+        else:
+            kept = f"kept {_width(int(horizon))}"
+        readable[f"buckets of {_width(width)}"] = f"{counts.pop(width, 0)} ({kept})"
+    for width_ms, count in sorted(counts.items()):  # widths of an earlier policy, if any
+        readable[f"buckets of {_width(width_ms)}"] = f"{count} (not a tier of this policy)"
     size = readable.get("size_bytes")
     if isinstance(size, int):
         readable["size_bytes"] = f"{size:,} ({size / 1024**2:.1f} MiB)"
