@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pandas as pd
 import pytest
 
 import modelyard
 from modelyard.errors import InvalidInput
 from modelyard.store.base import RowBatch
+from modelyard.tracking import frame
 from modelyard.tracking.frame import ID_COLUMNS, batch_to_frame
 
 
@@ -74,6 +78,64 @@ def test_batches_with_different_keys_are_padded() -> None:
     assert df["b"].tolist()[3] == 5 and pd.isna(df["b"].tolist()[2])
     assert df["b.c"].tolist()[2] == 3
     assert df["tierMs"].isna().all()
+
+
+def _rows_batch(metrics: list[dict[str, Any]], start: int = 0) -> RowBatch:
+    n = len(metrics)
+    return RowBatch(
+        kind=["prediction"] * n,
+        uuid=[f"u{start + i}" for i in range(n)],
+        model_crn=["m"] * n,
+        build_crn=["b"] * n,
+        deployment_crn=["d"] * n,
+        start_ms=list(range(start, start + n)),
+        end_ms=list(range(start, start + n)),
+        metrics=[orjson.dumps(m).decode() for m in metrics],
+        tier_ms=[None] * n,
+    )
+
+
+def _dotted(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The reference flattening, one record at a time."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_pieces_of_one_batch_keep_types_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch is decoded in pieces (for the CPU caches); columns must come out as if it were
+    decoded whole: booleans never turned into 1.0, ints kept as int64 only when all are ints,
+    keys absent from a piece missing there, and every value equal to a per-record reference."""
+    monkeypatch.setattr(frame, "_PIECE", 3)
+    metrics: list[dict[str, Any]] = [
+        {"f": 0.5, "n": 1, "flag": True, "nest": {"a": 1.5}},
+        {"f": 1.5, "n": 2, "flag": False, "nest": {"a": 2.5}},
+        {"f": 2.5, "n": 3, "flag": True, "nest": {"a": 3.5}},
+        {"f": 3, "n": 4, "flag": 0.25, "s": "x"},  # next piece: int f, float flag, new key
+        {"f": 4, "n": 5, "flag": 0.5, "s": "y"},
+        {"f": 5, "n": 6, "flag": 0.75, "s": None, "nest": {"a": None, "b": [1, 2]}},
+        {"f": 6.5, "n": 7, "flag": 1.0},
+    ]
+    df = batch_to_frame([_rows_batch(metrics[:6]), _rows_batch(metrics[6:], start=6)])
+    expected = [_dotted(m) for m in metrics]
+    names = list(dict.fromkeys(k for row in expected for k in row))
+    assert list(df.columns) == [*ID_COLUMNS, *names]
+    for name in names:
+        for i, row in enumerate(expected):
+            got, want = df[name].iloc[i], row.get(name)
+            if want is None:
+                assert got is None or pd.isna(got), (name, i, got)
+            elif isinstance(want, bool):
+                assert got is want, (name, i, got)
+            else:
+                assert got == want and not isinstance(got, bool), (name, i, got)
+    assert df["f"].dtype == "float64" and df["n"].dtype == "int64"
+    assert df["flag"].dtype == object and df["flag"].iloc[0] is True
+    assert df["nest.a"].dtype == "float64" and df["nest.b"].iloc[5] == [1, 2]
 
 
 def test_iter_metrics_yields_bounded_frames_covering_the_window() -> None:

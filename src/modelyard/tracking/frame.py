@@ -45,6 +45,10 @@ ID_COLUMNS = (
     "tierMs",
 )
 _ID_SET = frozenset(ID_COLUMNS)
+# Records decoded and turned into columns at a time. The decoded dicts of a piece stay in the CPU
+# caches while each column pass walks them; measured on 1M records of 10 floats, 2,000-record
+# pieces cut the frame's CPU time by about a fifth against whole 20,000-record batches.
+_PIECE = 2_000
 _NONE = type(None)
 _FLOATISH = frozenset({float, int, _NONE})
 _FLOATS = frozenset({float, _NONE})
@@ -183,22 +187,28 @@ class FrameBuilder:
         ids["startTimeStampMs"].append(np.array(batch.start_ms, dtype=np.int64))
         ids["endTimeStampMs"].append(np.array(batch.end_ms, dtype=np.int64))
         ids["tierMs"].extend(batch.tier_ms)
+        texts = batch.metrics
+        for i in range(0, n, _PIECE):
+            self._add_metrics(texts[i : i + _PIECE])
+
+    def _add_metrics(self, texts: list[str]) -> None:
         seen = len(self.lengths)
-        for name, chunk in _metric_chunks(batch.metrics).items():
+        for name, chunk in _metric_chunks(texts).items():
             chunks = self.metrics.get(name)
             if chunks is None:
                 chunks = self.metrics[name] = [None] * seen
             chunks.append(chunk)
-        self.lengths.append(n)
+        self.lengths.append(len(texts))
         for chunks in self.metrics.values():
             if len(chunks) == seen:
-                chunks.append(None)  # absent from this batch
+                chunks.append(None)  # absent from this piece
 
     def _column(self, chunks: list[Any]) -> Any:
         import numpy as np
 
         arrays = [c for c in chunks if isinstance(c, np.ndarray)]
-        if len(arrays) == len(chunks):
+        kinds = {"b" if a.dtype.kind == "b" else "n" for a in arrays}
+        if len(arrays) == len(chunks) and len(kinds) == 1:  # booleans never become 0.0/1.0
             return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         numeric = all(c is None or isinstance(c, np.ndarray) for c in chunks)
         if numeric and all(a.dtype.kind in "iuf" for a in arrays):
