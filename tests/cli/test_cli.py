@@ -152,17 +152,3 @@ def test_store_rollup_folds_old_records_and_info_shows_buckets() -> None:
     assert sum(info["rollup_buckets"].values()) >= 1
     again = orjson.loads(run("store", "rollup", "--horizon", "1d", "--json").output)
     assert again["raw_rolled"] == 0
-
-
-@pytest.mark.slow
-def test_demo_quick_runs_the_tour_end_to_end(tmp_path: Path) -> None:
-    exe = Path(sys.executable).parent / "modelyard"
-    done = subprocess.run(
-        [str(exe), "demo", "--quick", "--home", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "ROC AUC" in done.stdout
-    assert (tmp_path / "demo" / "modelyard.db").exists()

@@ -1,7 +1,8 @@
-"""``modelyard demo``: the main job."""
+"""``modelyard demo``: the main job (the churn story of ``modelyard.demo.story``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -10,29 +11,34 @@ __all__ = ["demo"]
 
 
 @click.command()
+@click.option("--quick", is_flag=True, help="Shorter windows and fewer of them (under a minute).")
+@click.option(
+    "--serve", is_flag=True, help="Keep the server up afterwards and print the dashboard URL."
+)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("modelyard-demo"),
     show_default=True,
-    help="Folder for the demo's store; kept afterwards.",
+    help="The demo's home (database, keys, project, CRM, report); kept afterwards. "
+    "A previous demo's home is replaced.",
 )
-@click.option(
-    "--predictions",
-    type=click.IntRange(min=10),
-    default=2000,
-    show_default=True,
-    help="How many predictions the simulated app makes.",
-)
-@click.option("--quick", is_flag=True, help="A smaller run, for tests.")
-def demo(home: Path, predictions: int, quick: bool) -> None:
-    """Run the churn tour: predict, record, join ground truth, compute ROC AUC, read back."""
-    from modelyard.demo import run_sdk_tour
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the customers.")
+def demo(quick: bool, serve: bool, home: Path, seed: int) -> None:
+    """Tell the churn story end to end and write an HTML report.
 
-    result = run_sdk_tour(home.resolve(), predictions=200 if quick else predictions)
-    click.echo(
-        f"done in {result.seconds:.1f}s; look inside with:\n"
-        f"  MODELYARD_HOME={result.home} .venv/bin/modelyard store info\n"
-        f"  MODELYARD_HOME={result.home} .venv/bin/modelyard metrics read "
-        f"--deployment {result.deployment_crn} --since 1h"
-    )
+    A server on 127.0.0.1 with a fresh home, a churn model with 2 replicas, a web app calling
+    it, churn arriving late, a monitoring job every few seconds, drift injected midway and an
+    alert to a local webhook. Stops its processes on exit and on Ctrl-C; exit status 1 if one
+    of the story's checks failed.
+    """
+    from modelyard.demo import DEFAULT, QUICK, run_story
+
+    config = dataclasses.replace(QUICK if quick else DEFAULT, seed=seed)
+    try:
+        results = run_story(home, config, serve=serve)
+    except KeyboardInterrupt:
+        click.echo("interrupted; the demo's processes are stopped", err=True)
+        raise SystemExit(130) from None
+    if not all(results.checks().values()):
+        raise SystemExit(1)
