@@ -68,17 +68,19 @@ def test_models_and_keys_commands_against_a_real_server(
     assert shown["model"]["settings"]["concurrency"] == 2
     assert ok_json(capsys, "models", "builds", "churn", "--json")[0]["crn"] == build1
 
-    answer = ok_json(capsys, "models", "predict", "churn", '{"x": 4}')
+    answer = ok_json(capsys, "models", "predict", "churn", '{"x": 4}', "--json")
     assert answer["success"] is True and answer["response"]["prediction"] == {"double": 8}
-    code, out, _ = cli(capsys, "models", "predict", "churn", '{"x": -4}')
-    assert code != 0 and "negative" in out
+    code, out, _ = cli(capsys, "models", "predict", "churn", '{"x": -4}', "--json")
+    assert code != 0 and "negative" in orjson.loads(out)["error"]["message"]
+    code, out, _ = cli(capsys, "models", "predict", "churn", '{"x": 21}')  # a table by default
+    assert code == 0 and "ReplicaID" in out and '"double":42' in out
 
     code, out, _ = cli(capsys, "models", "logs", "churn", "--tail", "50")
     assert code == 0 and "serving predict.py:predict" in out
 
     assert ok_json(capsys, "models", "scale", "churn", "2", "--json")["replicas"] == 2
     assert ok_json(capsys, "models", "stop", "churn", "--json")["state"] == "stopped"
-    code, out, err = cli(capsys, "models", "predict", "churn", '{"x": 1}')
+    code, out, err = cli(capsys, "models", "predict", "churn", '{"x": 1}', "--json")
     assert code == 1 and "no active deployment" in out
     assert ok_json(capsys, "models", "start", "churn", "--json")["ok"] is True
 
@@ -89,16 +91,15 @@ def test_models_and_keys_commands_against_a_real_server(
     assert second["access_key"] is None and second["build"]["crn"] != build1
     back = ok_json(capsys, "models", "rollback", "churn", "--json")
     assert back["build"]["crn"] == build1
-    assert ok_json(capsys, "models", "predict", "churn", '{"x": 2}')["response"]["prediction"] == {
-        "double": 4
-    }
+    again = ok_json(capsys, "models", "predict", "churn", '{"x": 2}', "--json")
+    assert again["response"]["prediction"] == {"double": 4}
 
     # a failed build: non-zero exit, the log tail printed, the running deployment untouched
     (project / "predict.py").write_text("raise RuntimeError('cannot import this')\n")
     code, out, err = cli(capsys, "models", "deploy", "churn", "--project", str(project))
     assert code == 2
     assert "cannot import this" in err and "Deploy failed" in out
-    assert ok_json(capsys, "models", "predict", "churn", '{"x": 2}')["success"] is True
+    assert ok_json(capsys, "models", "predict", "churn", '{"x": 2}', "--json")["success"] is True
 
     rotated = ok_json(capsys, "models", "rotate-key", "churn", "--json")
     assert rotated["access_key"].startswith("mya_")
@@ -114,7 +115,9 @@ def test_models_and_keys_commands_against_a_real_server(
     assert code == 2 and "role 'user'" in err
     monkeypatch.delenv("MODELYARD_URL")
     monkeypatch.delenv("MODELYARD_API_KEY")
-    code, out, _ = cli(capsys, "keys", "revoke", key_id)
+    revoked = ok_json(capsys, "keys", "revoke", key_id, "--json")
+    assert revoked["key"]["id"] == key_id and revoked["key"]["revoked_ms"] is not None
+    code, out, _ = cli(capsys, "keys", "revoke", key_id)  # idempotent; a line for people
     assert code == 0 and key_id in out
     monkeypatch.setenv("MODELYARD_URL", server.url)
     monkeypatch.setenv("MODELYARD_API_KEY", token)
@@ -123,8 +126,10 @@ def test_models_and_keys_commands_against_a_real_server(
     monkeypatch.delenv("MODELYARD_URL")
     monkeypatch.delenv("MODELYARD_API_KEY")
 
-    code, out, _ = cli(capsys, "models", "delete", "plain")
-    assert code == 0
+    assert ok_json(capsys, "models", "delete", "plain", "--json") == {
+        "model": "plain",
+        "deleted": True,
+    }
     code, _, err = cli(capsys, "models", "show", "plain")
     assert code == 2 and "plain" in err and len(err.strip().splitlines()) == 1
 

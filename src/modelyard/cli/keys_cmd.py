@@ -55,7 +55,11 @@ def list_keys(as_json: bool) -> None:
 
 @keys.command()
 @click.argument("key_id")
-def revoke(key_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the revoked key as JSON.")
+def revoke(key_id: str, as_json: bool) -> None:
     """Revoke a key by id; it stops working at once on this server."""
-    connect().call("DELETE", "/api/v1/keys/" + quote(key_id, safe=""))
-    click.echo(f"revoked key {key_id}")
+    answer = connect().call("DELETE", "/api/v1/keys/" + quote(key_id, safe=""))
+    if as_json:
+        print_json(answer)
+    else:
+        click.echo(f"revoked key {key_id}")

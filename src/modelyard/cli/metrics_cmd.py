@@ -36,6 +36,7 @@ def metrics() -> None:
     show_default=True,
     help="Output format.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 def read(
     deployment: str | None,
     build: str | None,
@@ -44,10 +45,15 @@ def read(
     until: str,
     limit: int | None,
     fmt: str,
+    as_json: bool,
 ) -> None:
     """Records of one model, build or deployment within a time window."""
     import modelyard
 
+    if as_json:
+        if fmt not in ("table", "json"):
+            raise InvalidInput(f"--json and --format {fmt} disagree; give one of them")
+        fmt = "json"
     if not (deployment or build or model):
         raise InvalidInput("give one of --deployment, --build or --model (a CRN)")
     start = parse_time_ms(since, "--since")

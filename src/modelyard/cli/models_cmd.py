@@ -70,7 +70,13 @@ def models() -> None:
 @click.option("--replicas", type=click.IntRange(0, 256), default=1, show_default=True)
 @click.option("--env", "env", multiple=True, help="K=V added to each replica's environment.")
 @click.option("--memory", default=None, help="Memory limit per replica, e.g. 512M.")
-@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option(
+    "--cpus",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="CPUs per replica: recorded with the deployment, NOT enforced by the local runtime "
+    "(no cgroups); bound CPU use with --replicas or --concurrency.",
+)
 @click.option("--batch-function", default=None, help="Function taking a list of inputs.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Calls at once.")
 @click.option("--timeout", type=float, default=None, help="Request timeout in seconds.")
@@ -252,10 +258,14 @@ def start(name: str, as_json: bool) -> None:
 
 @models.command()
 @click.argument("name")
-def delete(name: str) -> None:
+@_JSON
+def delete(name: str, as_json: bool) -> None:
     """Stop and delete a model with its builds and deployments (its metrics stay)."""
     connect().call("DELETE", _path(name), timeout=None)
-    click.echo(f"deleted model {name}")
+    if as_json:
+        print_json({"model": name, "deleted": True})
+    else:
+        click.echo(f"deleted model {name}")
 
 
 @models.command("rotate-key")
@@ -287,12 +297,17 @@ def logs(name: str, replica: str | None, tail: int, follow: bool) -> None:
 @models.command()
 @click.argument("name")
 @click.argument("request")
-def predict(name: str, request: str) -> None:
-    """Call a model with REQUEST (JSON) and print its answer envelope."""
+@click.option("--json", "as_json", is_flag=True, help="Print the answer envelope as JSON.")
+def predict(name: str, request: str, as_json: bool) -> None:
+    """Call a model with REQUEST (JSON) and print its answer envelope (exit 1 if it failed)."""
     _json_arg(request, "REQUEST")
     _, answer = connect().envelope(_path(name, "predict"), request.encode())
-    print_json(answer)
-    if not (isinstance(answer, dict) and answer.get("success") is True):
+    ok = isinstance(answer, dict) and answer.get("success") is True
+    if as_json or not isinstance(answer, dict):
+        print_json(answer)
+    else:
+        print_mapping(f"{name}: {'answer' if ok else 'failed'}", answer)
+    if not ok:
         sys.exit(1)  # the envelope above says what failed
 
 

@@ -1,0 +1,55 @@
+"""The command tree's shared conventions: every command that prints data takes ``--json``, and
+``models deploy --help`` says that ``--cpus`` is not enforced."""
+
+from __future__ import annotations
+
+import click
+import orjson
+from click.testing import CliRunner
+
+from modelyard.cli import cli
+from modelyard.store import Identity, Prediction, open_store
+
+# Commands that print no data of their own: a process's output or log text, or a version string.
+NO_DATA = {"demo", "server", "version", "models logs", "jobs logs"}
+
+
+def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    found: dict[str, click.Command] = {}
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            found.update(_commands(command, path + " "))
+        else:
+            found[path] = command
+    return found
+
+
+def test_every_command_that_prints_data_takes_json() -> None:
+    commands = _commands(cli)
+    assert set(commands) >= NO_DATA  # the exemptions still exist, so this list stays honest
+    missing = [
+        path
+        for path, command in sorted(commands.items())
+        if path not in NO_DATA
+        and "--json" not in {opt for p in command.params for opt in getattr(p, "opts", [])}
+    ]
+    assert missing == []
+
+
+def test_deploy_help_says_cpus_are_not_enforced() -> None:
+    result = CliRunner().invoke(cli, ["models", "deploy", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "NOT enforced" in " ".join(result.output.split())
+
+
+def test_metrics_read_json_is_format_json() -> None:
+    who = Identity("crn:m/1", "crn:b/1", "crn:d/1")
+    with open_store() as store:
+        store.write_predictions([Prediction("u1", who, 5, 6, {"s": 1})])
+    run = CliRunner().invoke
+    plain = run(cli, ["metrics", "read", "--deployment", "crn:d/1", "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert orjson.loads(plain.output)[0]["predictionUuid"] == "u1"
+    clash = run(cli, ["metrics", "read", "--deployment", "crn:d/1", "--json", "--format", "csv"])
+    assert clash.exit_code != 0 and "--format csv" in str(clash.exception)
