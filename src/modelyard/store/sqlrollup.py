@@ -17,6 +17,12 @@ Invariants that make rollup safe to interrupt and to repeat:
 
 A rolled-up prediction is found through ``prediction_uuids`` (uuid -> deployment, start_ms),
 written once at ingest: its bucket is the one covering that start, whatever tier it has reached.
+
+The gateway's technical aggregates (``source = "tech"``) are rolled up too, under the same rules:
+older than a day they are merged into hourly records, older than 30 days into daily ones
+(``techseries.TECH_TIERS``; ``techseries.merge`` says how each key combines). A chunk merges its
+records into the target record of their hour or day (creating or replacing it) and deletes them
+in one transaction. Every other aggregate is left alone.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import orjson
 
 from modelyard import settings
 from modelyard.errors import InvalidInput, NotFound
+from modelyard.store import techseries
 from modelyard.store.base import Distribution, Query, RecordKind, RollupPolicy, RollupReport
 from modelyard.store.query import check_window
 from modelyard.store.rollup import bucket_start, coarsen, fold, validate_policy
@@ -45,6 +52,7 @@ __all__ = ["add_to_bucket", "distribution", "rollup"]
 
 RAW_CHUNK = 20_000  # raw rows folded per transaction
 BUCKET_CHUNK = 500  # buckets coarsened per transaction
+TECH_CHUNK = 1_000  # technical aggregates merged per transaction (a day of minutes is 1,440)
 
 
 def _merged(metrics: str, delayed: str | None) -> dict[str, Any]:
@@ -180,6 +188,15 @@ def rollup(store: SQLStore, policy: RollupPolicy | None, now_ms: int | None) -> 
                 report.buckets_merged += merged
                 if sources < BUCKET_CHUNK:
                     break
+    for width_ms, age_ms in techseries.TECH_TIERS:
+        cutoff = bucket_start(now - age_ms, width_ms)
+        for dep_id in deployments:
+            tech_step = partial(_tech_chunk, store, dep_id=dep_id, width_ms=width_ms, cutoff=cutoff)
+            while True:
+                merged_away = store._write(tech_step)
+                report.tech_rolled += merged_away
+                if merged_away < TECH_CHUNK:
+                    break
     return report
 
 
@@ -262,6 +279,56 @@ def _coarsen_chunk(
         for (_, start), summary in targets.items()
     )
     return len(rows), len(targets) - merged, merged
+
+
+def _tech_chunk(store: SQLStore, cur: Cursor, dep_id: int, width_ms: int, cutoff: int) -> int:
+    """Merge one chunk of technical aggregates narrower than ``width_ms`` that start before
+    ``cutoff`` into the record of their bucket, deleting them: one transaction. Returns how many
+    records were merged away."""
+    store._lock_buckets(cur)
+    rows = store._exec(
+        cur,
+        "SELECT id, start_ms, metrics FROM aggregates "
+        "WHERE deployment_id = ? AND source = ? AND start_ms < ? AND end_ms - start_ms < ? "
+        "ORDER BY start_ms, id LIMIT ?" + store._for_update,
+        (dep_id, techseries.SOURCE, cutoff, width_ms, TECH_CHUNK),
+    ).fetchall()
+    if not rows:
+        return 0
+    groups: dict[int, list[tuple[int, str]]] = {}
+    for row in rows:
+        groups.setdefault(bucket_start(int(row[1]), width_ms), []).append((int(row[0]), row[2]))
+    for start, members in groups.items():
+        end = start + width_ms
+        target = store._exec(
+            cur,
+            "SELECT id, metrics FROM aggregates "
+            "WHERE deployment_id = ? AND source = ? AND start_ms = ? AND end_ms = ?",
+            (dep_id, techseries.SOURCE, start, end),
+        ).fetchall()
+        parts = [orjson.loads(text) for _, text in [*target, *members]]
+        merged = techseries.merge(parts, width_ms / 1000)
+        ids = [int(r[0]) for r in target] + [i for i, _ in members]
+        for i in range(0, len(ids), 250):
+            chunk = ids[i : i + 250]
+            store._exec(
+                cur, f"DELETE FROM aggregates WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+        store._exec(
+            cur,
+            "INSERT INTO aggregates "
+            "(deployment_id, start_ms, end_ms, metrics, created_ms, source) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                dep_id,
+                start,
+                end,
+                orjson.dumps(merged).decode(),
+                int(time.time() * 1000),
+                techseries.SOURCE,
+            ),
+        )
+    return len(rows)
 
 
 # -- distribution -------------------------------------------------------------------------------
