@@ -24,7 +24,8 @@ of the endpoint that answered, which is the pool's unless the endpoint carries i
 replacement mixes two builds in one pool): ``Prediction(uuid, identity, start, end, metrics)``.
 The record's metrics are the
 user's (plus ``_error`` on failure): latencies and statuses go to Prometheus and, when a store is
-given, to per-interval ``tech.*`` aggregate records.
+given, to per-interval ``tech.*`` aggregate records (with per-replica requests, CPU, memory and
+restarts when ``replica_stats`` is given).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +57,9 @@ from modelyard.serving._pool import (
     RecordSink,
     ReplicaEndpoint,
 )
-from modelyard.serving._techstats import IntervalStats
+from modelyard.serving._techstats import IntervalStats, ReplicaSample, replica_metrics
 from modelyard.store.base import MetricsStore, Prediction
+from modelyard.store.techseries import SOURCE as TECH_SOURCE
 
 __all__ = [
     "DeploymentPool",
@@ -121,8 +124,10 @@ class Gateway:
     """Routes a model's requests to its active ``DeploymentPool``.
 
     ``writer`` receives prediction records of pools that have none of their own. ``store``
-    (optional) turns on the per-interval ``tech.*`` aggregates, written every ``tech_interval_s``
-    by a task that ``start()`` launches and ``close()`` stops (writing the last interval).
+    (optional) turns on the per-interval ``tech.*`` aggregates (``source="tech"``), written every
+    ``tech_interval_s`` by a task that ``start()`` launches and ``close()`` stops (writing the last
+    interval). ``replica_stats`` (optional) returns the runtime's replica states (``cpu_percent``,
+    ``rss_bytes``, ``restarts``); each interval samples them for the replicas of each pool.
     """
 
     def __init__(
@@ -131,7 +136,8 @@ class Gateway:
         registry: CollectorRegistry | None = None,
         *,
         store: MetricsStore | None = None,
-        tech_interval_s: float = 10.0,
+        tech_interval_s: float = 60.0,
+        replica_stats: Callable[[], Iterable[ReplicaSample]] | None = None,
     ) -> None:
         if not tech_interval_s > 0:
             raise InvalidInput(f"tech_interval_s={tech_interval_s!r} must be a positive number")
@@ -139,6 +145,8 @@ class Gateway:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.store = store
         self.tech_interval_s = tech_interval_s
+        self.replica_stats = replica_stats
+        self._restarts_seen: dict[str, int] = {}
         self._metrics = GatewayMetrics(self.registry)
         self._active: dict[str, _Active] = {}
         self._retired: list[_Active] = []  # swapped-out pools whose last interval is unwritten
@@ -215,17 +223,23 @@ class Gateway:
                 model=model_name,
             )
             return _refusal(error, None)
+        stats = active.stats
+        if stats is not None:
+            stats.enter()
         try:
             _check_body(body, active.pool.settings.max_body_bytes, batch)
             exchange = await active.pool.call("/invoke_batch" if batch else "/invoke", body)
             result = self._answer(active, exchange, batch)
         except ModelyardError as error:
             result = _refusal(error, error.details.get("replica_id"))
+        finally:  # also when the caller is cancelled: the in-flight count must not drift
+            if stats is not None:
+                stats.leave()
         total_s = time.perf_counter() - started
         active.metrics.count(result.replica_id, result.http_status)
         active.metrics.total.observe(total_s)
-        if active.stats is not None:
-            active.stats.add(result.http_status, total_s * 1000)
+        if stats is not None:
+            stats.add(result.http_status, total_s * 1000, result.replica_id)
         return result
 
     def _answer(self, active: _Active, exchange: Exchange, batch: bool) -> GatewayResult:
@@ -270,7 +284,10 @@ class Gateway:
                 writer.submit(outcome.prediction)
         metrics = active.metrics
         first = outcomes[0] if outcomes else None
-        metrics.queue.observe(exchange.queue_s + (first.queue_ms / 1000 if first else 0.0))
+        queue_s = exchange.queue_s + (first.queue_ms / 1000 if first else 0.0)
+        metrics.queue.observe(queue_s)
+        if active.stats is not None:
+            active.stats.add_timing(queue_s * 1000, [o.function_ms for o in outcomes])
         for outcome in outcomes:
             metrics.function.observe(outcome.function_ms / 1000)
         # Items per user-function call that served this request, as the replica reports it (the
@@ -360,12 +377,19 @@ class Gateway:
         if store is None:
             return 0
         now = _now_ms()
+        samples: dict[str, dict[str, Any]] = {}
+        sample_replicas = self.replica_stats
+        if sample_replicas is not None:
+            states = await asyncio.to_thread(lambda: list(sample_replicas()))
+            samples = replica_metrics(states, self._restarts_seen)
         pending: list[tuple[Any, int, dict[str, Any]]] = []
         retired, self._retired = self._retired, []
         for active in [*self._active.values(), *retired]:
             if active.stats is None:
                 continue
-            taken = active.stats.take(now)
+            ids = {ep.replica_id for ep in active.pool.endpoints()} | set(active.stats.replicas)
+            replicas = {rid: samples.pop(rid) for rid in sorted(ids) if rid in samples}
+            taken = active.stats.take(now, replicas)
             if taken is not None:
                 pending.append((active.pool.identity, taken[0], taken[1]))
         if not pending:
@@ -374,7 +398,9 @@ class Gateway:
         def write() -> None:
             for identity, start_ms, metrics in pending:
                 store.register_identity(identity)
-                store.add_aggregate(identity.deployment_crn, start_ms, now, metrics)
+                store.replace_aggregate(
+                    identity.deployment_crn, start_ms, now, metrics, TECH_SOURCE
+                )
 
         await asyncio.to_thread(write)
         return len(pending)
