@@ -1,8 +1,9 @@
 """The parts one server composes, opened at startup and closed at shutdown, in that order.
 
-Opening: home -> store (creates the database) -> registry -> admin key -> writer -> gateway ->
-runtime -> controller -> ``controller.restore()`` (every active deployment comes back) -> the
-job scheduler (``modelyard.jobs.scheduler``: recovers a crashed life's runs, then ticks).
+Opening: home -> store (creates the database) -> registry -> admin key -> writer -> runtime ->
+gateway (samples the runtime's replicas) -> controller -> ``controller.restore()`` (every active
+deployment comes back) -> the job scheduler (``modelyard.jobs.scheduler``: recovers a crashed
+life's runs, then ticks).
 Closing is the reverse: the scheduler stops first (its runs are cancelled and recorded while the
 registry and the runtime still work), ``controller.shutdown()`` stops replicas (a restart restores
 them), the gateway writes its last ``tech.*`` interval, the writer flushes every buffered
@@ -44,7 +45,7 @@ class ServerConfig:
     port: int = 8765
     database_url: str | None = None
     public_metrics: bool = False
-    tech_interval_s: float = 10.0
+    tech_interval_s: float = 60.0  # one tech.* aggregate per deployment per minute
     url: str | None = None
     inject_env: bool = True
     jobs: bool = True  # run the job scheduler (False: jobs can be defined but nothing runs them)
@@ -160,9 +161,14 @@ async def open_services(config: ServerConfig) -> Services:
         first = ensure_admin_key(home, registry)
         env_before = _inject_env(config, registry)
         writer = BufferedWriter(store)
-        gateway = Gateway(writer, store=store, tech_interval_s=config.tech_interval_s)
         relay = EventRelay()
         runtime = LocalRuntime(home, on_event=relay)
+        gateway = Gateway(
+            writer,
+            store=store,
+            tech_interval_s=config.tech_interval_s,
+            replica_stats=runtime.replicas,  # per-replica CPU, memory, restarts in tech.*
+        )
         controller = Controller(home, store, registry, runtime, gateway, events=relay)
     except BaseException:
         store.close()
