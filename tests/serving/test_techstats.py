@@ -106,3 +106,24 @@ def test_replica_samples_give_cpu_memory_and_restarts_since_the_last_sample() ->
     assert metrics["tech.replica.r1.rss_bytes"] == 51_000_000
     assert metrics["tech.replica.r1.restarts"] == 1
     assert not any(key.endswith("_sketch") for key in metrics)  # no request, no latency
+
+
+def test_close_hands_the_interval_over_and_later_requests_start_the_next() -> None:
+    stats = IntervalStats(start_ms=0)
+    stats.enter()
+    stats.add(200, 5.0, "r1")
+    closed = stats.close(60_000)
+    stats.add(404, 7.0, "r1")  # arrives while the closed interval is being written
+    stats.leave()
+    _, first = closed.take(60_000) or (None, {})
+    _, second = stats.take(120_000) or (None, {})
+    assert (first["tech.requests"], first["tech.failures"], first["tech.latency_p50_ms"]) == (
+        1,
+        0,
+        5.0,
+    )
+    assert (second["tech.requests"], second["tech.status_404"], second["tech.in_flight_max"]) == (
+        1,
+        1,
+        1,  # the request still inside when the first interval closed
+    )

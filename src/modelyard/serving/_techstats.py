@@ -142,17 +142,35 @@ class IntervalStats:
         for value in function_ms:
             function.add(value)
 
+    def close(self, end_ms: int) -> IntervalStats:
+        """The interval so far, handed over, and a new one started at ``end_ms``.
+
+        Cheap (a few reassignments), so the event loop can call it; the returned interval's
+        ``take`` does the numeric work and may run in a thread.
+        """
+        closed = IntervalStats(
+            self.start_ms,
+            self.statuses,
+            self.requests,
+            self.series,
+            self.replicas,
+            0,
+            self.in_flight_max,
+        )
+        self.start_ms = end_ms
+        self.statuses, self.series, self.requests, self.replicas = {}, _series(), 0, {}
+        self.in_flight_max = self.in_flight  # requests still inside count in the next interval
+        return closed
+
     def take(
         self, end_ms: int, replicas: Mapping[str, dict[str, Any]] | None = None
     ) -> tuple[int, dict[str, Any]] | None:
         """The interval's start and ``tech.*`` metrics, ``replicas`` (per-replica keys from
         ``replica_metrics``) included; None without requests or replicas. Starts anew."""
-        statuses, series, start_ms = self.statuses, self.series, self.start_ms
-        requests, per_replica, peak = self.requests, self.replicas, self.in_flight_max
+        closed = self.close(end_ms)
+        statuses, series, start_ms = closed.statuses, closed.series, closed.start_ms
+        requests, per_replica, peak = closed.requests, closed.replicas, closed.in_flight_max
         seconds = max(end_ms - start_ms, 1) / 1000
-        self.start_ms = end_ms
-        self.statuses, self.series, self.requests, self.replicas = {}, _series(), 0, {}
-        self.in_flight_max = self.in_flight  # requests still inside count in the next interval
         if not requests and not replicas:
             return None
         metrics: dict[str, Any] = {

@@ -382,28 +382,29 @@ class Gateway:
         if sample_replicas is not None:
             states = await asyncio.to_thread(lambda: list(sample_replicas()))
             samples = replica_metrics(states, self._restarts_seen)
-        pending: list[tuple[Any, int, dict[str, Any]]] = []
+        closed: list[tuple[Any, IntervalStats, dict[str, dict[str, Any]]]] = []
         retired, self._retired = self._retired, []
         for active in [*self._active.values(), *retired]:
             if active.stats is None:
                 continue
             ids = {ep.replica_id for ep in active.pool.endpoints()} | set(active.stats.replicas)
             replicas = {rid: samples.pop(rid) for rid in sorted(ids) if rid in samples}
-            taken = active.stats.take(now, replicas)
-            if taken is not None:
-                pending.append((active.pool.identity, taken[0], taken[1]))
-        if not pending:
-            return 0
+            closed.append((active.pool.identity, active.stats.close(now), replicas))
 
-        def write() -> None:
-            for identity, start_ms, metrics in pending:
+        def write() -> int:  # percentiles and sketches are computed here, off the event loop
+            written = 0
+            for identity, interval, replicas in closed:
+                taken = interval.take(now, replicas)
+                if taken is None:
+                    continue
                 store.register_identity(identity)
                 store.replace_aggregate(
-                    identity.deployment_crn, start_ms, now, metrics, TECH_SOURCE
+                    identity.deployment_crn, taken[0], now, taken[1], TECH_SOURCE
                 )
+                written += 1
+            return written
 
-        await asyncio.to_thread(write)
-        return len(pending)
+        return await asyncio.to_thread(write)
 
     async def _tech_loop(self) -> None:
         while True:
