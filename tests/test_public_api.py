@@ -19,6 +19,7 @@ EXPECTED = [
     "flush",
     "iter_metrics",
     "model_metrics",
+    "read_distribution",
     "read_metrics",
     "read_metrics_frame",
     "track_aggregate_metrics",

@@ -4,20 +4,15 @@ server (uvicorn in a thread, loopback)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
 import modelyard
-from modelyard.runtime import free_port
-from modelyard.server import ServerConfig, create_app
 from modelyard.store import Identity, Prediction, RollupPolicy, open_store
 from modelyard.tracking import backends
+from tracking.live_server import remote_sdk
 
 REFERENCE_KEYS = {
     "modelDeploymentCrn",
@@ -72,32 +67,8 @@ def test_embedded_read_metrics_marks_rollups_only() -> None:
 
 @pytest.fixture
 def remote(modelyard_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = free_port()
-    app = create_app(ServerConfig(home=modelyard_home, port=port, inject_env=False, jobs=False))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-    monkeypatch.setenv("MODELYARD_URL", url)
-    monkeypatch.setenv("MODELYARD_API_KEY", (modelyard_home / "admin.key").read_text().strip())
-    backends.close_all()
-    try:
+    with remote_sdk(modelyard_home, monkeypatch) as url:
         yield url
-    finally:
-        backends.close_all()
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_remote_read_metrics_round_trips_the_rollup_marks(

@@ -25,6 +25,12 @@ from modelyard.server.auth import RUN_SCOPE_PREFIX, Capability, check_scope, mod
 from modelyard.server.services import Services
 from modelyard.store.base import Identity, Prediction, RecordKind
 from modelyard.store.base import Query as StoreQuery
+from modelyard.tracking.distribution import (
+    DEFAULT_QUANTILES,
+    MAX_BINS,
+    check_arguments,
+    to_dict,
+)
 
 __all__ = ["router"]
 
@@ -184,6 +190,65 @@ async def read_metrics(
     # orjson straight to bytes: a page can hold 100,000 records.
     return Response(
         orjson.dumps({"metrics": items, "nextPageToken": token}), media_type="application/json"
+    )
+
+
+@router.get("/metrics/distribution", summary="Quantiles and histogram of one metric")
+async def read_distribution(
+    request: Request,
+    key: Tracker,
+    metric: Annotated[str, Query(alias="key", min_length=1, description="The metric's name")],
+    modelCrn: str | None = None,
+    modelBuildCrn: str | None = None,
+    modelDeploymentCrn: str | None = None,
+    startTimeStampMs: int = 0,
+    endTimeStampMs: int | None = None,
+    quantile: Annotated[list[float] | None, Query()] = None,
+    bins: Annotated[int, Query(ge=1, le=MAX_BINS)] = 20,
+) -> Response:
+    """Exact from raw records; where the window reaches rolled-up time, from merged sketches with
+    ``rank_error`` stating the bound. ``quantiles`` maps each rank (as a string) to its value."""
+    services = _services(request)
+    query = await _read_query(
+        services, key, modelCrn, modelBuildCrn, modelDeploymentCrn, startTimeStampMs, endTimeStampMs
+    )
+    name, ranks = check_arguments(metric, quantile or list(DEFAULT_QUANTILES), bins)
+    found = await asyncio.to_thread(services.store.distribution, query, name, ranks, bins)
+    body = to_dict(found)
+    body["quantiles"] = {repr(q): v for q, v in body["quantiles"].items()}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def _read_query(
+    services: Services,
+    key: ApiKey,
+    model_crn: str | None,
+    build_crn: str | None,
+    deployment_crn: str | None,
+    start_ms: int,
+    end_ms: int | None,
+) -> StoreQuery:
+    """The store query of a read route, after the identifier and scope checks."""
+    if not (model_crn or build_crn or deployment_crn):
+        raise InvalidInput(
+            "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
+        )
+    if model_scope(key) is not None:
+        if model_crn is not None:
+            check_scope(key, model_crn)
+        elif deployment_crn is not None:
+            await _check_deployment_scope(services, key, deployment_crn)
+        else:
+            raise InvalidInput(
+                f"API key {key.id!r} is limited to {key.scope!r}: read by modelCrn or "
+                "modelDeploymentCrn"
+            )
+    return StoreQuery(
+        model_crn=model_crn,
+        build_crn=build_crn,
+        deployment_crn=deployment_crn,
+        start_ms=start_ms,
+        end_ms=end_ms,
     )
 
 

@@ -12,6 +12,7 @@ from modelyard.tracking import backends
 from modelyard.tracking.call import call_model
 from modelyard.tracking.capture import capture
 from modelyard.tracking.decorator import model_metrics
+from modelyard.tracking.distribution import read_distribution
 from modelyard.tracking.identity import DEV_IDENTITY
 from modelyard.tracking.later import flush, track_aggregate_metrics, track_delayed_metrics
 from modelyard.tracking.read import iter_metrics, read_metrics, read_metrics_frame
@@ -26,6 +27,7 @@ __all__ = [
     "flush",
     "iter_metrics",
     "model_metrics",
+    "read_distribution",
     "read_metrics",
     "read_metrics_frame",
     "track_aggregate_metrics",

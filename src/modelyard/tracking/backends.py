@@ -31,13 +31,13 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard import settings
 from modelyard.errors import InvalidInput
-from modelyard.store.base import Identity, Prediction, Query, Record, RowBatch
+from modelyard.store.base import Distribution, Identity, Prediction, Query, Record, RowBatch
 from modelyard.tracking import _env
 from modelyard.tracking.identity import DEV_IDENTITY, env_identity, local_identity
 
@@ -85,6 +85,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]: ...
+
+    @abc.abstractmethod
+    def distribution(
+        self, query: Query, key: str, quantiles: Sequence[float], bins: int
+    ) -> Distribution:
+        """Quantiles and histogram of ``key`` (``MetricsStore.distribution``'s contract)."""
 
     @abc.abstractmethod
     def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None: ...
@@ -157,6 +163,12 @@ class StoreBackend(Backend):
     def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]:
         self._register_own(query)
         return self.store.scan(query, batch_size)
+
+    def distribution(
+        self, query: Query, key: str, quantiles: Sequence[float], bins: int
+    ) -> Distribution:
+        self._register_own(query)
+        return self.store.distribution(query, key, quantiles, bins)
 
     def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None:
         self.store.add_delayed(uuid, metrics, source)

@@ -25,6 +25,12 @@ GET      ``/api/v1/metrics``                             query ``modelCrn``, ``m
                                                          "nextPageToken": str | null}``; each
                                                          record also carries ``"kind"`` and, for
                                                          rollups, ``"tierMs"``
+GET      ``/api/v1/metrics/distribution``                query ``key``, the identifiers and window
+                                                         as above, ``quantile`` (repeatable),
+                                                         ``bins`` -> ``{"key", "count", "exact",
+                                                         "rank_error", "quantiles": {"0.5": v},
+                                                         "bin_edges", "bin_counts", "min", "max",
+                                                         "mean"}``
 POST     ``/api/v1/runs/{run_id}/metrics``               ``{"metrics": {...}}`` -> 204
 =======  ==============================================  ===========================================
 
@@ -40,7 +46,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -57,7 +63,15 @@ from modelyard.errors import (
     StoreUnavailable,
     Unauthorized,
 )
-from modelyard.store.base import Identity, Prediction, Query, Record, RecordKind, RowBatch
+from modelyard.store.base import (
+    Distribution,
+    Identity,
+    Prediction,
+    Query,
+    Record,
+    RecordKind,
+    RowBatch,
+)
 from modelyard.tracking.backends import Backend
 from modelyard.tracking.identity import local_identity
 
@@ -199,6 +213,11 @@ def _record_from_json(item: dict[str, Any]) -> Record:
     )
 
 
+def _nan_if_none(value: Any) -> float:
+    """A quantile the server sent as null (no values) back to the store's NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def _guess_kind(item: dict[str, Any]) -> str:
     return "prediction" if item.get("predictionUuid") else "aggregate"
 
@@ -333,6 +352,42 @@ class RemoteBackend(Backend):
                 yield batch
             if after is None:
                 return
+
+    def distribution(
+        self, query: Query, key: str, quantiles: Sequence[float], bins: int
+    ) -> Distribution:
+        params: list[tuple[str, str | int | float]] = [
+            ("key", key),
+            ("startTimeStampMs", query.start_ms),
+            ("bins", bins),
+        ]
+        for name, value in (
+            ("modelCrn", query.model_crn),
+            ("modelBuildCrn", query.build_crn),
+            ("modelDeploymentCrn", query.deployment_crn),
+            ("endTimeStampMs", query.end_ms),
+        ):
+            if value is not None:
+                params.append((name, value))
+        params.extend(("quantile", repr(float(q))) for q in quantiles)
+        body = self._call(
+            "GET",
+            "/api/v1/metrics/distribution",
+            f"reading the distribution of {key!r}",
+            params=params,
+        )
+        return Distribution(
+            key=body["key"],
+            count=int(body["count"]),
+            exact=bool(body["exact"]),
+            rank_error=float(body["rank_error"]),
+            quantiles={float(q): _nan_if_none(v) for q, v in body["quantiles"].items()},
+            bin_edges=[float(e) for e in body["bin_edges"]],
+            bin_counts=[int(c) for c in body["bin_counts"]],
+            min=body["min"],
+            max=body["max"],
+            mean=body["mean"],
+        )
 
     def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None:
         self._call(
