@@ -102,7 +102,13 @@ def read(
     multiple=True,
     help="A rank to report, repeatable (default: 0.01 0.05 0.25 0.5 0.75 0.95 0.99).",
 )
-@click.option("--bins", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option(
+    "--bins",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="Histogram bins between the smallest and the largest value.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def distribution(
     key: str,
@@ -115,8 +121,8 @@ def distribution(
     bins: int,
     as_json: bool,
 ) -> None:
-    """Quantiles and a histogram of metric KEY over a window (exact from raw records, from
-    sketches with a stated rank error where the window is rolled up)."""
+    """Quantiles and a histogram of metric KEY over a window (exact, or with its rank error)."""
+    # Exact from raw records; where the window is rolled up, from merged sketches (rank_error).
     import modelyard
     from modelyard.tracking.distribution import DEFAULT_QUANTILES
 

@@ -32,11 +32,9 @@ def store() -> None:
 @_database_option
 @_json_option
 def info(database_url: str | None, as_json: bool) -> None:
-    """Record counts, size on disk, the rollup policy in force and schema version.
-
-    The policy (raw horizon, each tier's width and horizon) is the one ``store rollup`` and the
-    server's scheduled rollup apply: MODELYARD_RAW_HORIZON and the built-in tiers.
-    """
+    """Record counts, size on disk, the rollup policy in force and schema version."""
+    # The policy (raw horizon, each tier's width and horizon) is the one ``store rollup`` and the
+    # server's scheduled rollup apply: MODELYARD_RAW_HORIZON and the built-in tiers.
     from modelyard.store import open_store
 
     with open_store(database_url) as opened:
