@@ -13,7 +13,8 @@ the files); peak memory covers the whole child.
 - scipy loop: ``scipy.stats.ks_2samp`` and a numpy PSI per numeric feature,
   ``scipy.stats.chi2_contingency`` and a numpy PSI per categorical feature.
 - Evidently: its ``DataDriftPreset``, in its own virtualenv under ``benchmarks/.envs/evidently``
-  (created on first use with pip: ``evidently`` and ``pandas<3``, which Evidently 0.7 needs),
+  (created on first use with pip: ``evidently==0.7.23``, the version docs/analysis.md reports,
+  and ``pandas<3``, which Evidently 0.7 needs),
   capped at ``--evidently-timeout`` seconds and ``--evidently-memory-gb`` of address space.
 
 Usage::
@@ -269,17 +270,37 @@ def spawn(python: str, name: str, folder: Path, timeout: float, memory_gb: float
     return out
 
 
+# The version docs/analysis.md reports; a different one in an existing venv is reinstalled.
+EVIDENTLY_VERSION = "0.7.23"
+
+
 def ensure_evidently() -> str:
     python = EVIDENTLY_ENV / "bin" / "python"
     if not python.exists():
         EVIDENTLY_ENV.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_ENV)], check=True)
     probe = subprocess.run(
-        [str(python), "-c", "import evidently.presets, pyarrow"], capture_output=True, check=False
+        [
+            str(python),
+            "-c",
+            "import sys, evidently.presets, pyarrow; "
+            f"sys.exit(evidently.__version__ != {EVIDENTLY_VERSION!r})",
+        ],
+        capture_output=True,
+        check=False,
     )
     if probe.returncode != 0:
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "evidently", "pandas<3", "pyarrow"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                f"evidently=={EVIDENTLY_VERSION}",
+                "pandas<3",
+                "pyarrow",
+            ],
             check=True,
         )
     return str(python)
