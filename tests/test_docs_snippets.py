@@ -1,0 +1,213 @@
+"""Every code snippet in README.md and docs/ runs, so none can rot.
+
+- ```python blocks run page by page, in order, in one fresh process per page with a fresh
+  ``MODELYARD_HOME`` and an empty working folder: a later block of a page may use what an
+  earlier one defined, as a reader following the page would.
+- ```sh blocks run when marked ``<!-- test: run -->`` on the line before them (most shell blocks
+  start servers or need a reader's values; the marked ones are meant to run as written).
+- A block that cannot run by itself (a fragment, an excerpt of an answer) says so with
+  ``<!-- test: skip REASON -->``; the reason is required and listed by the test.
+- The README's two tours (``serve-tour``, ``monitor-tour``) need a server and values printed by
+  earlier steps: tests/test_readme_serve.py runs the first, ``test_monitor_tour`` below the
+  second, after doing what the first one did (against a real server process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_FENCE = re.compile(r"(?:<!--\s*(test:[^>]*?)\s*-->\s*\n)?```(\w+)\n(.*?)```", re.S)
+_TOUR = re.compile(r"<!-- (serve|monitor)-tour.*?<!-- /\1-tour -->", re.S)
+
+
+@dataclass(frozen=True)
+class Block:
+    page: Path
+    line: int
+    lang: str
+    code: str
+    marker: str  # "" or the text after "test:"
+
+    @property
+    def name(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(page: Path, *, in_tours: bool = False) -> list[Block]:
+    text = page.read_text()
+    tours = [m.span() for m in _TOUR.finditer(text)]
+    found = []
+    for match in _FENCE.finditer(text):
+        inside = any(a <= match.start() < b for a, b in tours)
+        if inside != in_tours:
+            continue
+        line = text.count("\n", 0, match.start(2)) + 1
+        marker = (match.group(1) or "").removeprefix("test:").strip()
+        found.append(Block(page, line, match.group(2), match.group(3), marker))
+    return found
+
+
+def _skip_reason(block: Block) -> str | None:
+    if block.marker.startswith("skip"):
+        return block.marker.removeprefix("skip").strip()
+    return None
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["MODELYARD_HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    return env
+
+
+_DRIVER = """
+import json, sys, traceback
+namespace = {"__name__": "__main__"}
+for name, code in json.load(open(sys.argv[1])):
+    try:
+        exec(compile(code, name, "exec"), namespace)
+    except BaseException:
+        traceback.print_exc()
+        print(f"snippet {name} failed", file=sys.stderr)
+        sys.exit(1)
+    print(f"--- snippet {name} ok", flush=True)
+"""
+
+PYTHON_PAGES = [p for p in PAGES if any(b.lang == "python" for b in blocks(p))]
+
+
+def test_every_skip_says_why() -> None:
+    for page in PAGES:
+        for block in blocks(page) + blocks(page, in_tours=True):
+            if block.marker:
+                assert block.marker == "run" or _skip_reason(block), (
+                    f"{block.name}: a marker is 'test: run' or 'test: skip REASON', "
+                    f"not {block.marker!r}"
+                )
+
+
+@pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
+    todo = [b for b in blocks(page) if b.lang == "python" and _skip_reason(b) is None]
+    script = tmp_path / "snippets.json"
+    script.write_text(json.dumps([(b.name, b.code) for b in todo]))
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(script)],
+        cwd=work,
+        env=_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert done.stdout.count("--- snippet ") == len(todo)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for p in PAGES for b in blocks(p) if b.lang == "sh" and b.marker == "run"],
+    ids=lambda b: b.name,
+)
+def test_marked_shell_snippets_run(block: Block, tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", _local(block.code)],
+        cwd=tmp_path,
+        env=_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"{block.name}\n{done.stdout}\n{done.stderr}"
+
+
+def _local(code: str) -> str:
+    """The snippet with ``.venv/bin/`` pointing at this interpreter's folder (tests run in
+    temporary folders)."""
+    return code.replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
+
+
+@pytest.mark.slow
+def test_monitor_tour(tmp_path: Path) -> None:
+    """The README's monitor tour, after what the serving tour leaves behind: a server, the churn
+    model deployed with two replicas, a few calls through ``POST /model``."""
+    from modelyard.demo.server_process import ServerProcess
+
+    readme_blocks = blocks(ROOT / "README.md", in_tours=True)
+    serve = [b for b in readme_blocks if b.code.startswith("mkdir -p churn")]
+    tour = [b for b in readme_blocks if b.line > _line_of("<!-- monitor-tour")]
+    assert serve and tour, "README.md lost its serve-tour project or its monitor-tour"
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    work = tmp_path / "work"
+    work.mkdir()
+    server = ServerProcess(home)
+    try:
+        env = _env(home)
+        project_step = serve[0].code.split("\n.venv/bin/")[0]  # the mkdir and the heredoc
+        subprocess.run(["bash", "-c", project_step], cwd=work, env=env, check=True)
+        exe = str(Path(sys.executable).parent / "modelyard")
+        deployed = subprocess.run(
+            [
+                exe,
+                "models",
+                "deploy",
+                "churn",
+                "--project",
+                "churn",
+                "--replicas",
+                "2",
+                "--example",
+                '{"support_calls": 3}',
+                "--json",
+            ],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outcome = json.loads(deployed.stdout)
+        env["MODEL_CRN"] = outcome["model"]["crn"]
+        admin = {"Authorization": f"Bearer {server.admin_key}"}
+        for calls in range(6):
+            answer = httpx.post(
+                f"{server.url}/model",
+                headers=admin,
+                json={"accessKey": outcome["access_key"], "request": {"support_calls": calls}},
+            )
+            assert answer.json()["success"], answer.text
+        outputs = []
+        for block in tour:
+            if block.lang == "python":
+                cmd = [sys.executable, "-c", block.code]
+            else:
+                assert block.marker == "run", f"{block.name} is part of the tour: mark it run"
+                cmd = ["bash", "-euo", "pipefail", "-c", _local(block.code)]
+            done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, f"{block.name}\n{done.stdout}\n{done.stderr}"
+            outputs.append(done.stdout)
+        assert "labelled 6 predictions" in outputs[0]
+        job = httpx.get(f"{server.url}/api/v1/jobs/churn-monitor", headers=admin).json()
+        assert job["name"] == "churn-monitor"
+        # The monitor computed this hour's window(s): ROC AUC 1.0 (churn = support_calls >= 3).
+        assert "roc_auc" in outputs[-1] and "label_coverage" in outputs[-1], outputs[-1]
+    finally:
+        server.stop()
+
+
+def _line_of(text: str) -> int:
+    readme = (ROOT / "README.md").read_text()
+    return readme.count("\n", 0, readme.index(text)) + 1
