@@ -11,7 +11,7 @@ from modelyard.cli import cli
 from modelyard.store import Identity, Prediction, open_store
 
 # Commands that print no data of their own: a process's output or log text, or a version string.
-NO_DATA = {"demo", "server", "version", "models logs", "jobs logs"}
+NO_DATA = {"demo", "server", "version", "models logs"}
 
 
 def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:

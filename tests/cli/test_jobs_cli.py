@@ -154,6 +154,8 @@ def test_jobs_cli_against_a_real_server(
     assert {r["trigger"] for r in done} <= {"schedule", "catch-up"}
     code, out, _ = cli(capsys, "jobs", "logs", done[0]["uuid"])
     assert code == 0 and "tick ticker" in out
+    as_json = ok_json(capsys, "jobs", "logs", done[0]["uuid"])
+    assert as_json == {"run": done[0]["id"], "state": "succeeded", "log": out}
     code, out, _ = cli(capsys, "jobs", "pause", "ticker")
     assert code == 0 and "paused job ticker" in out
     listed = {j["name"]: j for j in ok_json(capsys, "jobs", "list")}
@@ -277,6 +279,8 @@ def test_jobs_cli_against_a_real_server(
     assert b"going to sleep" in out_bytes
     code, _, err = cli(capsys, "jobs", "cancel", run["uuid"])
     assert code == 2 and "already ended" in err
+    followed = ok_json(capsys, "jobs", "logs", run["uuid"], "--follow")
+    assert followed["state"] == "cancelled" and "going to sleep" in followed["log"]
 
     # A pipeline: a -> b -> c, each after the success of the one before.
     ok_json(

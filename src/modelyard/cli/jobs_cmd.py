@@ -333,13 +333,27 @@ def show_run(run: str, as_json: bool) -> None:
 @click.argument("run")
 @click.option("--tail", type=click.IntRange(0, 100_000), default=None, help="Last N lines.")
 @click.option("--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-def logs(run: str, tail: int | None, follow: bool) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print {run, state, log} as JSON (with --follow: once the run has ended).",
+)
+def logs(run: str, tail: int | None, follow: bool, as_json: bool) -> None:
     """A run's output (stdout and stderr); RUN is its uuid or id."""
     params: dict[str, Any] = {"follow": follow}
     if tail is not None:
         params["tail"] = tail
-    for line in connect().lines(_run_path(run, "logs"), params):
-        click.echo(line)
+    client = connect()
+    lines = client.lines(_run_path(run, "logs"), params)
+    if not as_json:
+        for line in lines:
+            click.echo(line)
+        return
+    text = "".join(line + "\n" for line in lines)
+    # The state is read after the log, so a followed log comes with the state it ended in.
+    found = client.call("GET", _run_path(run))
+    print_json({"run": found["id"], "state": found["state"], "log": text})
 
 
 @jobs.command()
