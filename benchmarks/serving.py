@@ -181,9 +181,10 @@ class Run:
     ok: int
     errors: dict[str, int]
     generator_cpu_s: float
-    server_cpu_s: float
+    server_cpu_s: float  # the contender's processes with their children (replicas)
     seconds: float
     records: int | None = None
+    front_cpu_s: float = 0.0  # the contender's first process alone (modelyard: the server)
 
 
 def lua_string(data: bytes) -> str:
@@ -210,9 +211,10 @@ def ensure_wrk(console: Any) -> str | None:
     return shutil.which("wrk")
 
 
-def tree_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes and all their children, as now."""
-    total = 0.0
+def tree_cpu(pids: list[int]) -> tuple[float, float]:
+    """User + system CPU seconds, as now, of these processes with all their children, and of
+    the first process alone."""
+    total = front = 0.0
     for pid in pids:
         try:
             proc = psutil.Process(pid)
@@ -225,7 +227,9 @@ def tree_cpu(pids: list[int]) -> float:
             except psutil.NoSuchProcess:
                 continue
             total += times.user + times.system
-    return total
+            if p.pid == pids[0]:
+                front = times.user + times.system
+    return total, front
 
 
 def run_wrk(wrk: str, target: Target, concurrency: int, seconds: float, tmp: Path) -> Run:
@@ -339,7 +343,9 @@ class Load:
             import uvloop
 
             result = uvloop.run(_asyncio_load(target, concurrency, seconds))
-        result.server_cpu_s = tree_cpu(server_pids) - before
+        after = tree_cpu(server_pids)
+        result.server_cpu_s = after[0] - before[0]
+        result.front_cpu_s = after[1] - before[1]
         return result
 
 
@@ -552,7 +558,8 @@ def measure(
             print(
                 f"  {name} c={c}: {run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, "
                 f"p99 {run.p99_ms:.2f} ms, errors {run.errors or 0}, generator cpu "
-                f"{run.generator_cpu_s:.1f} s, server cpu {run.server_cpu_s:.1f} s{recorded}",
+                f"{run.generator_cpu_s:.1f} s, server cpu {run.server_cpu_s:.1f} s "
+                f"({run.front_cpu_s:.1f} s front process){recorded}",
                 flush=True,
             )
 
@@ -607,7 +614,8 @@ def report(results: dict[tuple[str, int], Series], params: dict[str, Any]) -> Re
         answered = [r.ok for r in series.runs if r.records is not None]
         figure.note = (
             f"p50 {series.median('p50_ms'):.2f} ms, p99 {series.median('p99_ms'):.2f} ms, "
-            f"server cpu {series.median('server_cpu_s'):.1f} s"
+            f"server cpu {series.median('server_cpu_s'):.1f} s "
+            f"(front {series.median('front_cpu_s'):.1f})"
             + (f", records {sum(records)}/{sum(answered)}" if records else "")
         )
         base = floors.get(c)
