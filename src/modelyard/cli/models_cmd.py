@@ -141,7 +141,7 @@ def deploy(
         if exc.code == "deploy_failed" and exc.details:
             _print_failed(exc.details, as_json)
         raise
-    _print_outcome(outcome, as_json)
+    _print_outcome(outcome, as_json, batching=True)
 
 
 def _ids(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -157,13 +157,25 @@ def _ids(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _print_outcome(outcome: dict[str, Any], as_json: bool) -> None:
+def _print_outcome(outcome: dict[str, Any], as_json: bool, batching: bool = False) -> None:
+    """The outcome's ids (all of it with --json); a deploy also says which batch function its
+    replicas serve, and its warnings go to stderr so --json output stays JSON."""
+    for warning in outcome.get("warnings") or ():
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json(outcome)
         return
     shown = _ids(outcome)
     if shown["access_key"] is None:
         shown["access_key"] = "(unchanged; 'modelyard models rotate-key' makes a new one)"
+    if batching:
+        name = outcome.get("batch_function")
+        if name is None:
+            shown["batch function"] = "none: each call runs the function alone"
+        elif outcome.get("batch_function_auto"):
+            shown["batch function"] = f"{name} (found in the file; it serves every call)"
+        else:
+            shown["batch function"] = f"{name} (--batch-function)"
     print_mapping("Deployed", shown)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -52,6 +53,7 @@ from modelyard.serving._replica_specs import (
     replica_spec,
 )
 from modelyard.serving._rollout import Pools, StartReplica, roll
+from modelyard.serving.batch_choice import batch_choice
 from modelyard.serving.builder import BuildResult, build, validate_function, validate_project_path
 from modelyard.serving.gateway import Gateway
 from modelyard.store.base import MetricsStore
@@ -85,6 +87,11 @@ class DeployOutcome:
     ok: bool
     log_tail: str
     error: str | None = None
+    # Deploys only: the batch function the replicas serve (``serving.batch_choice``), whether it
+    # was auto-detected by name, and what the user should know (such as a bypassed predict).
+    batch_function: str | None = None
+    batch_function_auto: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +291,21 @@ class Controller:
                 memory_bytes,
                 cpus,
             )
-            return await self._replace(model, built, deployment, access_key)
+            outcome = await self._replace(model, built, deployment, access_key)
+            choice = await asyncio.to_thread(
+                batch_choice,
+                result.snapshot_path / result.file,
+                result.function,
+                built.batch_function or model.settings.batch_function,
+            )
+            for warning in filter(None, [choice.warning]):
+                log.warning("model %s: %s", name, warning)
+            return dataclasses.replace(
+                outcome,
+                batch_function=choice.function,
+                batch_function_auto=choice.auto,
+                warnings=tuple(filter(None, [choice.warning])),
+            )
 
     async def _ensure_model(
         self, name: str, settings: ModelSettings | Mapping[str, Any] | None
