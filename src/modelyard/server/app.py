@@ -33,6 +33,7 @@ from modelyard.server import (
     keys,
     metrics_api,
     models,
+    openapi_paths,
     ops,
 )
 from modelyard.server.errors import install_error_handlers
@@ -88,6 +89,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(jobs_api.router)
     # The dashboard under /ui: its sign-in page and static files are its only public paths.
     ui.mount(app)
+    openapi_paths.install(app)  # the raw model-call routes, described in /openapi.json too
     return app
 
 
