@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from modelyard.errors import InvalidInput
-from modelyard.monitors import METRICS, MonitorSpec, ReferenceWindow
+from modelyard.monitors import MonitorSpec, ReferenceWindow
+from modelyard.monitors.spec import DEFAULT_METRICS
 
 DEP = "crn:modelyard:deployment/1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 YAML = f"""
@@ -48,7 +49,7 @@ def test_yaml_round_trips(tmp_path: Path) -> None:
     spec = MonitorSpec.from_yaml(path)
     assert spec.window_ms == 3_600_000
     assert spec.deployment == DEP and spec.reference_stored == "training"
-    assert spec.categorical == ("plan",) and spec.metrics == METRICS
+    assert spec.categorical == ("plan",) and spec.metrics == DEFAULT_METRICS["classification"]
     assert spec.thresholds == {"psi": 0.2}
     assert spec.alerts == ("roc_auc < 0.7", "label_coverage < 0.5 for 3 windows")
     assert spec.source == "monitor:churn"

@@ -8,6 +8,9 @@ Keys written (when the spec asks for the metric and the window has what it needs
 - ``classification`` (labelled rows only): ``roc_auc``, ``roc_auc_ci_low``, ``roc_auc_ci_high``
   (DeLong, 95 %), ``pr_auc``, ``log_loss``, ``brier``, ``accuracy``, ``precision``, ``recall``,
   ``f1``, ``ece``, ``positives``;
+- ``regression`` (specs with ``task: regression``; labelled rows only): ``mae``, ``rmse``,
+  ``mape``, ``r2``, each with ``<name>_ci_low`` / ``<name>_ci_high`` (bootstrap, 95 %, seeded),
+  and ``mape_excluded_zeros``;
 - ``estimated_performance`` (all scored rows, labels not needed): ``estimated_roc_auc``,
   ``estimated_accuracy``, ``estimated_precision``, ``estimated_recall``, ``estimated_f1``;
 - ``drift``: ``<method>.<feature>`` (the method's effect: ``psi.tenure``, ``ks.tenure``,
@@ -34,12 +37,13 @@ from modelyard.analysis import (
     estimate_performance,
     label_coverage,
     prediction_drift,
+    regression_metrics,
 )
 from modelyard.errors import InvalidInput
 from modelyard.monitors.spec import MonitorSpec
 from modelyard.monitors.window import WindowData
 
-__all__ = ["window_metrics"]
+__all__ = ["clean_metrics", "window_metrics"]
 
 _CLASSIFICATION_KEYS = (
     "roc_auc",
@@ -55,6 +59,14 @@ _CLASSIFICATION_KEYS = (
     "ece",
     "positives",
 )
+_REGRESSION_KEYS = (
+    *(
+        f"{name}{end}"
+        for name in ("mae", "rmse", "mape", "r2")
+        for end in ("", "_ci_low", "_ci_high")
+    ),
+    "mape_excluded_zeros",
+)
 _ESTIMATED_KEYS = ("roc_auc", "accuracy", "precision", "recall", "f1")
 
 
@@ -65,6 +77,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with NaN, infinities and numpy scalars made JSON-ready (see ``_clean``)."""
+    return {key: _clean(value) for key, value in metrics.items()}
 
 
 def _scores(frame: pd.DataFrame, key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -123,6 +140,8 @@ def window_metrics(
                     out[f"{key}.reason"] = why
         else:
             out["classification.reason"] = f"none of the {data.n} predictions is labelled yet"
+    if "regression" in wanted and spec.label is not None:
+        _regression(out, frame[spec.label], scores, data.n)
     if "estimated_performance" in wanted:
         present = scores[~np.isnan(scores)]
         if present.size:
@@ -160,4 +179,27 @@ def window_metrics(
                 for row in report.itertuples(index=False):
                     out[f"prediction_drift.{row.method}"] = row.effect
                 out["prediction_drift.flagged"] = int(report["flagged"].astype(bool).any())
-    return {key: _clean(value) for key, value in out.items()}
+    return clean_metrics(out)
+
+
+def _regression(
+    out: dict[str, Any],
+    labels: pd.Series[Any],
+    scores: np.ndarray[Any, np.dtype[np.float64]],
+    n: int,
+) -> None:
+    """Regression metrics over the rows that have both a numeric label and a prediction."""
+    y = np.asarray(pd.to_numeric(labels, errors="coerce"), dtype=np.float64)
+    usable = ~np.isnan(y) & ~np.isnan(scores)
+    if not usable.any():
+        out["regression.reason"] = f"none of the {n} predictions has a numeric label yet"
+        return
+    try:
+        got = regression_metrics(y[usable], scores[usable])
+    except InvalidInput as exc:
+        out["regression.reason"] = exc.message
+        return
+    for key in _REGRESSION_KEYS:
+        out[key] = got[key]
+    for key, why in got.get("reasons", {}).items():
+        out[f"{key}.reason"] = why

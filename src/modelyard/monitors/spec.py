@@ -11,6 +11,7 @@ an hour later inside a job::
     categorical: [plan]
     prediction: probability
     label: churned
+    task: classification                         # or regression (MAE, RMSE, MAPE, R²)
     positive_label: 1
     window: 1h
     metrics: [classification, drift, label_coverage, prediction_drift, estimated_performance]
@@ -32,15 +33,33 @@ from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
 from modelyard.timeparse import parse_time_ms
 
-__all__ = ["METRICS", "MonitorSpec", "ReferenceWindow"]
+__all__ = ["DEFAULT_METRICS", "METRICS", "TASKS", "MonitorSpec", "ReferenceWindow"]
 
 METRICS = (
     "classification",
+    "regression",
     "drift",
     "label_coverage",
     "prediction_drift",
     "estimated_performance",
 )
+TASKS = ("classification", "regression")
+# The metrics of a spec that does not list them, per task; and those a task may not ask for
+# (a score's calibration-based estimate and ROC AUC mean nothing for a regression).
+DEFAULT_METRICS = {
+    "classification": (
+        "classification",
+        "drift",
+        "label_coverage",
+        "prediction_drift",
+        "estimated_performance",
+    ),
+    "regression": ("regression", "drift", "label_coverage", "prediction_drift"),
+}
+_TASK_REFUSES = {
+    "classification": ("regression",),
+    "regression": ("classification", "estimated_performance"),
+}
 _FIELDS = (
     "name",
     "deployment",
@@ -50,6 +69,7 @@ _FIELDS = (
     "categorical",
     "prediction",
     "label",
+    "task",
     "positive_label",
     "window",
     "start",
@@ -85,9 +105,10 @@ class MonitorSpec:
     features: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     label: str | None = None
+    task: str = "classification"
     positive_label: Any = 1
     start_ms: int | None = None
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS["classification"]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     alerts: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
@@ -180,15 +201,30 @@ class MonitorSpec:
                 f"monitor spec field 'categorical' names {stray!r}, which are not in 'features' "
                 f"{list(features)!r}; list each categorical feature in 'features' too"
             )
-        metrics = _names(data, "metrics") if "metrics" in data else METRICS
+        task = _text(data, "task") or "classification"
+        if task not in TASKS:
+            raise InvalidInput(
+                f"monitor spec field 'task'={task!r} is not accepted; choose from "
+                f"{', '.join(TASKS)}"
+            )
+        metrics = _names(data, "metrics") if "metrics" in data else DEFAULT_METRICS[task]
         bad = [m for m in metrics if m not in METRICS]
         if bad or not metrics:
             raise InvalidInput(
                 f"monitor spec field 'metrics'={list(metrics)!r} is not accepted; choose from "
                 f"{', '.join(METRICS)}"
             )
+        wrong = [m for m in metrics if m in _TASK_REFUSES[task]]
+        if wrong:
+            raise InvalidInput(
+                f"monitor spec field 'metrics' asks for {wrong!r}, which a {task} monitor does "
+                f"not compute; for task {task!r} choose from "
+                f"{', '.join(m for m in METRICS if m not in _TASK_REFUSES[task])}"
+            )
         label = _text(data, "label")
-        needs_label = [m for m in metrics if m in ("classification", "label_coverage")]
+        needs_label = [
+            m for m in metrics if m in ("classification", "regression", "label_coverage")
+        ]
         if needs_label and label is None:
             raise InvalidInput(
                 f"monitor spec asks for {needs_label!r} but has no field 'label'; name the "
@@ -227,6 +263,7 @@ class MonitorSpec:
             features=features,
             categorical=categorical,
             label=label,
+            task=task,
             positive_label=positive,
             start_ms=start_ms,
             metrics=metrics,
@@ -252,6 +289,7 @@ class MonitorSpec:
         out["prediction"] = self.prediction
         if self.label is not None:
             out["label"] = self.label
+        out["task"] = self.task
         out["positive_label"] = self.positive_label
         out["window"] = f"{self.window_ms}ms"
         if self.start_ms is not None:
