@@ -10,6 +10,7 @@ standard error of a reference decile bin's share is then about 0.1 percentage po
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -21,7 +22,15 @@ from modelyard.monitors._store import monitor_store, now_ms
 from modelyard.store import sqlaccess
 from modelyard.store.base import MetricsStore
 
-__all__ = ["MAX_ROWS", "ReferenceInfo", "list_references", "load_reference", "upload_reference"]
+__all__ = [
+    "MAX_ROWS",
+    "ReferenceInfo",
+    "frame_from_columns",
+    "list_references",
+    "load_reference",
+    "reference_columns",
+    "upload_reference",
+]
 
 MAX_ROWS = 100_000
 
@@ -115,10 +124,24 @@ def upload_reference(
     }
 
 
-def load_reference(
+def frame_from_columns(columns: dict[str, list[Any]], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A reference frame from its columnar JSON (``None`` is NaN in a float column)."""
+    out: dict[str, pd.Series[Any]] = {}
+    for name, values in columns.items():
+        dtype = dtypes.get(name, "object")
+        if dtype == "float64":
+            out[name] = pd.Series([math.nan if v is None else v for v in values], dtype=dtype)
+        elif dtype in ("int64", "bool"):
+            out[name] = pd.Series(values, dtype=dtype)
+        else:
+            out[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(out, columns=list(columns))
+
+
+def reference_columns(
     deployment_crn: str, name: str = "training", *, store: MetricsStore | None = None
-) -> pd.DataFrame:
-    """The stored sample as a DataFrame; NotFound naming the deployment and the names it has."""
+) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """The stored sample as columnar JSON values and each column's dtype, in column order."""
     db = monitor_store(store)
     with sqlaccess.reading(db) as cur:
         row = cur.execute(
@@ -140,17 +163,18 @@ def load_reference(
         )
     columns = orjson.loads(row[0])
     payload = orjson.loads(zlib.decompress(bytes(row[1])))
-    out = {}
-    for column in columns:
-        dtype = payload["dtypes"][column]
-        values = payload["data"][column]
-        if dtype == "float64":
-            out[column] = pd.Series([float("nan") if v is None else v for v in values], dtype=dtype)
-        elif dtype in ("int64", "bool"):
-            out[column] = pd.Series(values, dtype=dtype)
-        else:
-            out[column] = pd.Series(values, dtype=object)
-    return pd.DataFrame(out, columns=columns)
+    return (
+        {c: payload["data"][c] for c in columns},
+        {c: payload["dtypes"][c] for c in columns},
+    )
+
+
+def load_reference(
+    deployment_crn: str, name: str = "training", *, store: MetricsStore | None = None
+) -> pd.DataFrame:
+    """The stored sample as a DataFrame; NotFound naming the deployment and the names it has."""
+    columns, dtypes = reference_columns(deployment_crn, name, store=store)
+    return frame_from_columns(columns, dtypes)
 
 
 def list_references(

@@ -9,6 +9,12 @@ not in the path, since a CRN holds ``/``.
 - ``GET /api/v1/references?deployment=CRN``: ``{"references": [...]}`` without their data.
 - ``POST /api/v1/references`` with ``{"deployment": CRN, "name": "training",
   "columns": {"tenure": [...], "plan": [...]}}``: stores the sample (at most 100,000 rows kept).
+  The body is read up to ``MAX_UPLOAD_BYTES`` (50 MB; 413 beyond, before any parsing) and may
+  hold at most ``MAX_UPLOAD_ROWS`` rows (413 beyond, checked on the parsed lists before a
+  DataFrame is built), so one request cannot make the server hold more than a bounded frame.
+- ``GET /api/v1/references/data?deployment=CRN&name=training``: the stored sample as columnar
+  JSON (``{"columns": {...}, "dtypes": {...}}``), for monitors that run against a server; it
+  needs the ``metrics`` capability (job-run keys have it) rather than ``read_models``.
 """
 
 from __future__ import annotations
@@ -16,20 +22,26 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from modelyard.errors import InvalidInput, NotFound
+from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
 from modelyard.registry import ApiKey
 from modelyard.server.auth import Capability, check_scope, requires
 from modelyard.server.services import Services
 
-__all__ = ["router"]
+__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "router"]
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_UPLOAD_ROWS = 1_000_000
 
 router = APIRouter(prefix="/api/v1", tags=["monitors"])
 # Admin and user keys, as for reading models; run keys (jobs) only track metrics under
 # /api/v1/metrics and /api/v1/runs, so an upload by a run key is refused too.
 Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
+# Monitors read the sample they compare with, also from inside a job (run keys).
+Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
 
 
 class ReferenceUpload(BaseModel):
@@ -92,13 +104,77 @@ async def references(
     return {"references": await asyncio.to_thread(work)}
 
 
-@router.post("/references", status_code=201, summary="Store a reference sample (columnar JSON)")
-async def upload(request: Request, key: Reader, body: ReferenceUpload) -> dict[str, Any]:
+async def _capped_body(request: Request) -> bytes:
+    """The body, refused with 413 once it passes ``MAX_UPLOAD_BYTES`` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise _too_large(f"{int(declared)} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > MAX_UPLOAD_BYTES:
+            raise _too_large(f"more than {MAX_UPLOAD_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(what: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the reference upload is {what}; POST /api/v1/references accepts at most "
+        f"{MAX_UPLOAD_BYTES} bytes (50 MB) and {MAX_UPLOAD_ROWS} rows; send a sample (at most "
+        "100,000 rows are kept anyway)",
+        limit_bytes=MAX_UPLOAD_BYTES,
+        limit_rows=MAX_UPLOAD_ROWS,
+    )
+
+
+def _parse_upload(raw: bytes) -> ReferenceUpload:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            f'the reference upload is not JSON ({exc}); send {{"deployment": CRN, '
+            '"name": "training", "columns": {"tenure": [...], ...}}'
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("columns"), dict):
+        for name, values in data["columns"].items():
+            if isinstance(values, list) and len(values) > MAX_UPLOAD_ROWS:
+                raise PayloadTooLarge(
+                    f"reference column {name!r} has {len(values)} rows; POST /api/v1/references "
+                    f"accepts at most {MAX_UPLOAD_ROWS} rows (at most 100,000 are kept); send a "
+                    "sample",
+                    limit_rows=MAX_UPLOAD_ROWS,
+                )
+    try:
+        return ReferenceUpload.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(
+            f'reference upload field {where!r}: {first["msg"]}; send {{"deployment": CRN, '
+            '"name": "training", "columns": {"tenure": [...], ...}}'
+        ) from None
+
+
+@router.post(
+    "/references",
+    status_code=201,
+    summary="Store a reference sample (columnar JSON, at most 50 MB and 1,000,000 rows)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ReferenceUpload.model_json_schema()}},
+        }
+    },
+)
+async def upload(request: Request, key: Reader) -> dict[str, Any]:
     import pandas as pd
 
     from modelyard.monitors import upload_reference
 
     services = _services(request)
+    body = _parse_upload(await _capped_body(request))
     lengths = {name: len(values) for name, values in body.columns.items()}
     if len(set(lengths.values())) > 1:
         raise InvalidInput(
@@ -111,5 +187,25 @@ async def upload(request: Request, key: Reader, body: ReferenceUpload) -> dict[s
         check_scope(key, identity.model_crn)
         frame = pd.DataFrame(body.columns)
         return upload_reference(frame, body.deployment, body.name, store=services.store)
+
+    return await asyncio.to_thread(work)
+
+
+@router.get("/references/data", summary="A stored reference sample as columnar JSON")
+async def reference_data(
+    request: Request,
+    key: Tracker,
+    deployment: Annotated[str, Query(min_length=1, max_length=300, description="CRN")],
+    name: Annotated[str, Query(min_length=1, max_length=100)] = "training",
+) -> dict[str, Any]:
+    from modelyard.monitors.references import reference_columns
+
+    services = _services(request)
+
+    def work() -> dict[str, Any]:
+        identity = services.store.resolve(deployment)
+        check_scope(key, identity.model_crn)
+        columns, dtypes = reference_columns(deployment, name, store=services.store)
+        return {"deployment_crn": deployment, "name": name, "columns": columns, "dtypes": dtypes}
 
     return await asyncio.to_thread(work)
