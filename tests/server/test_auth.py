@@ -110,8 +110,10 @@ def test_roles_reach_only_what_they_may(with_api: Any) -> None:
                 path.startswith("/api/v1/runs") and path.endswith("/cancel")
             )  # fmt: skip
             # Run keys read their own run (checked after the run id: tests/server/test_jobs_api)
-            metrics_route = path == "/metrics" or (
-                path.startswith(("/api/v1/metrics", "/api/v1/runs")) and not admin_only
+            # Monitors run inside jobs: their routes and the reference data take run keys too.
+            metrics_route = path in ("/metrics", "/api/v1/references/data") or (
+                path.startswith(("/api/v1/metrics", "/api/v1/runs", "/api/v1/monitors"))
+                and not admin_only
             )
             run = await api.client.request(method, path, json={}, headers=api.auth(run_key))
             user = await api.client.request(method, path, json={}, headers=api.auth(user_key))
