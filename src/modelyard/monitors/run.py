@@ -14,10 +14,20 @@ computes:
 3. with ``window=(start, end)``: exactly the aligned windows overlapping [start, end), recomputed
    whether or not they were due.
 
+A window whose raw records rollup has already folded into buckets is computed from what the
+buckets keep (``modelyard.monitors.sketched``): drift from sketches, with ``drift.source:
+"sketch"`` and its error bounds; label metrics are not recomputable that way.
+
 Each result goes to the store with ``replace_aggregate`` (source ``monitor:<name>``), so a
 recomputed window has one aggregate record, and to table ``monitor_results`` (the alerts'
-history and the mark of what was computed). Then the spec's alert rules are evaluated and their
-notifications sent (``modelyard.monitors.alerts``).
+history and the mark of what was computed), unless it would replace a better one
+(``keep_better``): a result from raw records is never replaced by one from sketches, nor by one
+from fewer raw records (retention or rollup took some away); the kept result only gains the
+drift keys it lacked. Then the spec's alert rules are evaluated and their notifications sent
+(``modelyard.monitors.alerts``).
+
+Where the data comes from is ``modelyard.monitors.access``: the embedded store, or the server
+over HTTP with the SDK's key when ``MODELYARD_URL`` is set.
 """
 
 from __future__ import annotations
@@ -25,21 +35,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from modelyard.analysis import DriftReference
-from modelyard.errors import InvalidInput, NotFound
+from modelyard.errors import InvalidInput
 from modelyard.monitors import alerts as alerts_mod
-from modelyard.monitors._store import monitor_store, now_ms
-from modelyard.monitors.compute import window_metrics
-from modelyard.monitors.references import load_reference
+from modelyard.monitors._store import now_ms
+from modelyard.monitors.access import MonitorAccess, StoredResult, open_access
+from modelyard.monitors.compute import clean_metrics, window_metrics
+from modelyard.monitors.sketched import sketch_window_metrics
 from modelyard.monitors.spec import MonitorSpec
-from modelyard.monitors.window import read_window
-from modelyard.store import sqlaccess
+from modelyard.monitors.window import WindowData, read_window
 from modelyard.store.base import MetricsStore, Query, RecordKind
 
-__all__ = ["DEFAULT_SETTLE_MS", "MAX_WINDOWS", "WindowResult", "parse_window", "run_monitor"]
+__all__ = [
+    "DEFAULT_SETTLE_MS",
+    "MAX_WINDOWS",
+    "WindowResult",
+    "keep_better",
+    "parse_window",
+    "run_monitor",
+]
 
 DEFAULT_SETTLE_MS = 60_000
 MAX_WINDOWS = 1000
@@ -47,99 +63,58 @@ MAX_WINDOWS = 1000
 
 @dataclass(frozen=True)
 class WindowResult:
-    """One computed window: [start_ms, end_ms), why it was computed, and what was written."""
+    """One computed window: [start_ms, end_ms), why it was computed, and what it now holds.
+
+    ``written`` is False when the stored result was kept because it came from more data
+    (``metrics`` is then that stored result).
+    """
 
     start_ms: int
     end_ms: int
     reason: str  # "new", "late_labels" or "requested"
     metrics: dict[str, Any]
+    written: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
             "reason": self.reason,
+            "written": self.written,
             "metrics": self.metrics,
         }
 
 
-def resolve_deployment(spec: MonitorSpec, store: MetricsStore) -> str:
-    """The deployment CRN the spec watches (a model name resolves to its active deployment)."""
-    if spec.deployment is not None:
-        store.resolve(spec.deployment)  # NotFound naming the CRN if unknown
-        return spec.deployment
-    from modelyard.registry import Registry
-
-    assert spec.model is not None
-    active = Registry(store).active_deployment(spec.model)
-    if active is None:
-        raise NotFound(
-            f"model {spec.model!r} of monitor {spec.name!r} has no active deployment; deploy it "
-            "or give the spec a 'deployment' CRN"
-        )
-    return active.crn
-
-
-def _first_prediction_ms(store: MetricsStore, deployment: str) -> int | None:
-    query = Query(deployment_crn=deployment, kinds=frozenset({RecordKind.PREDICTION}), limit=1)
-    records, _ = store.read(query)
-    return records[0].start_ms if records else None
-
-
-def _state(store: MetricsStore, monitor: str) -> tuple[int | None, int | None, set[int]]:
-    """(last window start, labels-through mark, starts of every computed window)."""
-    with sqlaccess.reading(store) as cur:
-        starts = {
-            int(r[0])
-            for r in cur.execute(
-                sqlaccess.sql(store, "SELECT start_ms FROM monitor_results WHERE monitor = ?"),
-                (monitor,),
-            ).fetchall()
-        }
-        row = cur.execute(
-            sqlaccess.sql(store, "SELECT labels_through_ms FROM monitor_state WHERE monitor = ?"),
-            (monitor,),
-        ).fetchone()
-    return (max(starts) if starts else None), (int(row[0]) if row else None), starts
-
-
-def _late_label_windows(
-    store: MetricsStore, deployment: str, key: str, after_ms: int, through_ms: int, window_ms: int
-) -> set[int]:
-    """Starts of the windows holding predictions whose ``key`` arrived in (after, through]."""
-    with sqlaccess.reading(store) as cur:
-        rows = cur.execute(
-            sqlaccess.sql(
-                store,
-                "SELECT DISTINCT p.start_ms FROM delayed_metrics d "
-                "JOIN prediction_uuids p ON p.uuid = d.uuid "
-                "JOIN identities i ON i.id = p.deployment_id "
-                "WHERE d.tracked_ms > ? AND d.tracked_ms <= ? AND d.key = ? "
-                "AND i.deployment_crn = ?",
-            ),
-            (after_ms, through_ms, key, deployment),
-        ).fetchall()
-    return {int(r[0]) // window_ms * window_ms for r in rows}
+def _first_record_ms(access: MonitorAccess, deployment: str) -> int | None:
+    """Start of the deployment's first prediction, raw or already rolled up."""
+    firsts = []
+    for kind in (RecordKind.PREDICTION, RecordKind.ROLLUP):
+        query = Query(deployment_crn=deployment, kinds=frozenset({kind}))
+        for batch in access.scan(query, 1):
+            if len(batch):
+                firsts.append(min(batch.start_ms))
+            break
+    return min(firsts) if firsts else None
 
 
 def _reference(
-    spec: MonitorSpec, store: MetricsStore, deployment: str
-) -> tuple[DriftReference | None, pd.Series[Any] | None]:
+    spec: MonitorSpec, access: MonitorAccess, deployment: str
+) -> tuple[pd.DataFrame | None, DriftReference | None, pd.Series[Any] | None]:
     needs_drift = "drift" in spec.metrics
     needs_prediction = "prediction_drift" in spec.metrics
     if not (needs_drift or needs_prediction):
-        return None, None
+        return None, None, None
     if spec.reference_stored is not None:
-        frame = load_reference(deployment, spec.reference_stored, store=store)
+        frame = access.reference(deployment, spec.reference_stored)
     else:
         assert spec.reference_window is not None
         w = spec.reference_window
         columns = [*spec.features, spec.prediction]
-        frame = read_window(store, deployment, w.start_ms, w.end_ms, columns, None).frame
+        frame = read_window(access, deployment, w.start_ms, w.end_ms, columns, None).frame
         if frame.empty:
             raise InvalidInput(
                 f"monitor {spec.name!r}: reference window {w.start_ms}..{w.end_ms} of "
-                f"{deployment} holds no predictions; pick a window with data"
+                f"{deployment} holds no raw predictions; pick a window with data"
             )
     drift_ref = None
     if needs_drift:
@@ -155,51 +130,53 @@ def _reference(
     predictions = None
     if needs_prediction and spec.prediction in frame.columns:
         predictions = pd.to_numeric(frame[spec.prediction], errors="coerce")
-    return drift_ref, predictions
+    return frame, drift_ref, predictions
 
 
-def _save(
-    store: MetricsStore, spec: MonitorSpec, deployment: str, result: WindowResult, n: int
-) -> None:
-    labelled = result.metrics.get("labelled") or 0
-    text = orjson.dumps(result.metrics).decode()
-
-    def write(cur: sqlaccess.Cursor) -> None:
-        cur.execute(
-            sqlaccess.sql(store, "DELETE FROM monitor_results WHERE monitor = ? AND start_ms = ?"),
-            (spec.name, result.start_ms),
-        )
-        cur.execute(
-            sqlaccess.sql(
-                store,
-                "INSERT INTO monitor_results (monitor, deployment_crn, start_ms, end_ms, n, "
-                "labelled, metrics, computed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ),
-            (spec.name, deployment, result.start_ms, result.end_ms, n, labelled, text, now_ms()),
-        )
-
-    store.replace_aggregate(deployment, result.start_ms, result.end_ms, result.metrics, spec.source)
-    sqlaccess.transaction(store, write)
+def _rank(metrics: dict[str, Any], n: int | None = None) -> tuple[bool, int]:
+    """(computed from raw records, predictions counted): the better result ranks higher."""
+    return metrics.get("window.source", "raw") == "raw", int(metrics.get("n") or n or 0)
 
 
-def _save_mark(store: MetricsStore, monitor: str, deployment: str, through: int) -> None:
-    def write(cur: sqlaccess.Cursor) -> None:
-        cur.execute(sqlaccess.sql(store, "DELETE FROM monitor_state WHERE monitor = ?"), (monitor,))
-        cur.execute(
-            sqlaccess.sql(
-                store,
-                "INSERT INTO monitor_state (monitor, deployment_crn, labels_through_ms, "
-                "updated_ms) VALUES (?, ?, ?, ?)",
-            ),
-            (monitor, deployment, through, now_ms()),
-        )
+_DRIFT_METHODS = ("psi", "ks", "wasserstein", "jensen_shannon", "chi2", "unseen_share")
 
-    sqlaccess.transaction(store, write)
+
+def _group(key: str) -> str:
+    """Which result a key belongs to: ``drift`` (its effects too), ``prediction_drift``, ..."""
+    head = key.split(".", 1)[0]
+    return "drift" if head in _DRIFT_METHODS else head
+
+
+def keep_better(
+    previous: StoredResult | None, metrics: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """What the window should hold, and whether that must be written.
+
+    The new result replaces the stored one unless it ranks lower (``_rank``: a result from raw
+    records beats one from sketches, then more predictions beat fewer). A kept raw result gains
+    the keys of a sketch result that it lacks (the drift of a window computed before the spec
+    asked for drift), never the reasons of metrics it has, and stays ``window.source: raw``.
+    """
+    if previous is None or _rank(metrics) >= _rank(previous.metrics, previous.n):
+        return metrics, True
+    old = previous.metrics
+    has = {_group(k) for k in old if k.endswith(".flagged")}
+    added = {
+        k: v
+        for k, v in metrics.items()
+        if k not in old
+        and k not in ("n", "window.source")
+        and not k.endswith(".reason")
+        and _group(k) not in has
+    }
+    if not added:
+        return old, False
+    return {**old, **added}, True
 
 
 def due_windows(
     spec: MonitorSpec,
-    store: MetricsStore,
+    access: MonitorAccess,
     deployment: str,
     *,
     window: tuple[int, int] | None,
@@ -209,7 +186,8 @@ def due_windows(
 ) -> tuple[list[tuple[int, str]], int | None]:
     """(window start, reason) pairs in time order, and the new labels-through mark."""
     w = spec.window_ms
-    last, mark, computed = _state(store, spec.name)
+    computed, mark = access.state(spec.name, deployment)
+    last = max(computed) if computed else None
     if window is not None:
         start, end = window
         if start >= end:
@@ -221,7 +199,7 @@ def due_windows(
     if spec.label is not None:
         through = now_ms() - settle_ms
         if mark is not None and computed and through > mark:
-            late = _late_label_windows(store, deployment, spec.label, mark, through, w)
+            late = access.late_label_windows(deployment, spec.label, mark, through, w)
             chosen.update((s, "late_labels") for s in late & computed)
         elif mark is not None:
             through = max(mark, through)
@@ -230,7 +208,7 @@ def due_windows(
     elif spec.start_ms is not None:
         begin = spec.start_ms // w * w
     else:
-        first_ms = _first_prediction_ms(store, deployment)
+        first_ms = _first_record_ms(access, deployment)
         begin = now if first_ms is None else first_ms // w * w
     for s in range(begin, now - w + 1, w):
         if len(chosen) >= max_windows:
@@ -252,36 +230,69 @@ def run_monitor(
     """Compute the due windows of ``spec`` (see the module docstring), write, alert, notify.
 
     ``now_ms`` (default: the clock) decides which windows are complete; ``window`` (epoch ms
-    start, end) recomputes exactly those windows. ``store`` defaults to the SDK's embedded store.
+    start, end) recomputes exactly those windows. ``store`` defaults to the SDK's backend: its
+    embedded store, or the server named by ``MODELYARD_URL`` (``modelyard.monitors.access``).
     Returns the windows computed, in time order.
     """
     if not isinstance(spec, MonitorSpec):
         raise InvalidInput(f"spec must be a MonitorSpec, got {type(spec).__name__}")
     if type(max_windows) is not int or max_windows < 1:
         raise InvalidInput(f"max_windows={max_windows!r} must be a positive int")
-    db = monitor_store(store)
-    deployment = resolve_deployment(spec, db)
+    access = open_access(store)
+    deployment = access.resolve(spec.deployment, spec.model)
     now = _clock() if now_ms is None else int(now_ms)
     todo, through = due_windows(
-        spec, db, deployment, window=window, now=now, settle_ms=settle_ms, max_windows=max_windows
+        spec,
+        access,
+        deployment,
+        window=window,
+        now=now,
+        settle_ms=settle_ms,
+        max_windows=max_windows,
     )
     results: list[WindowResult] = []
     if todo:
-        drift_ref, ref_predictions = _reference(spec, db, deployment)
+        ref_frame, drift_ref, ref_predictions = _reference(spec, access, deployment)
         columns = list(dict.fromkeys([*spec.features, spec.prediction, *_label(spec)]))
         for start, reason in todo:
             end = start + spec.window_ms
-            data = read_window(db, deployment, start, end, columns, spec.label)
-            metrics = window_metrics(spec, data, drift_ref, ref_predictions)
-            result = WindowResult(start, end, reason, metrics)
-            _save(db, spec, deployment, result, data.n)
-            results.append(result)
+            data = read_window(access, deployment, start, end, columns, spec.label)
+            metrics = _compute(
+                spec, data, ref_frame, drift_ref, ref_predictions, access, deployment, start, end
+            )
+            kept, write = keep_better(access.result(spec.name, deployment, start), metrics)
+            if write:
+                n = int(kept.get("n") or 0)
+                access.save(spec.name, spec.source, deployment, start, end, n, kept)
+            results.append(WindowResult(start, end, reason, kept, write))
     if through is not None:
-        _save_mark(db, spec.name, deployment, through)
-    fired = alerts_mod.evaluate_monitor(db, spec.name, deployment, spec.alerts)
+        access.save_mark(spec.name, deployment, through)
+    fired = access.evaluate_alerts(spec.name, deployment, spec.alerts)
     if notify and spec.notify and fired:
         alerts_mod.send_notifications(spec.notify, fired)
     return results
+
+
+def _compute(
+    spec: MonitorSpec,
+    data: WindowData,
+    ref_frame: pd.DataFrame | None,
+    drift_ref: DriftReference | None,
+    ref_predictions: pd.Series[Any] | None,
+    access: MonitorAccess,
+    deployment: str,
+    start: int,
+    end: int,
+) -> dict[str, Any]:
+    if data.rolled.buckets:
+        metrics = clean_metrics(
+            sketch_window_metrics(spec, data, ref_frame, access, deployment, start, end)
+        )
+        metrics["window.source"] = "sketch"
+    else:
+        metrics = window_metrics(spec, data, drift_ref, ref_predictions)
+        metrics["window.source"] = "raw"
+    return metrics
 
 
 def parse_window(text: str) -> tuple[int, int]:

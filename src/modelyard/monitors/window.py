@@ -1,29 +1,43 @@
 """One window of a deployment, read in batches and kept as the few columns a monitor needs.
 
-The window is read with the SDK's frame builder over the store's ``scan`` (bounded batches);
-each batch keeps only the feature, prediction, label, uuid and time columns, so memory grows with
-the window's rows times the monitored columns, not with everything each record carries.
-When a label is monitored, the arrival time of each prediction's first label comes from the
-store's provenance table (``delayed_metrics``), looked up by uuid in chunks.
+The window is read with ``MonitorAccess.scan`` (the SDK backend's scan: the embedded store, or
+``GET /api/v1/metrics`` pages on a server) in bounded batches; each batch keeps only the feature,
+prediction, label, uuid and time columns, so memory grows with the window's rows times the
+monitored columns, not with everything each record carries. Rollup buckets whose start lies in
+the window (raw records already folded, see ``modelyard.store.rollup``) are kept as what they
+still say about the window: how many predictions they folded, their categories' counts, and
+how far the widest one reaches. When a label is monitored, the arrival time of each prediction's
+first label comes from ``MonitorAccess.label_times``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
-from modelyard.store import sqlaccess
-from modelyard.store.base import MetricsStore, Query, RecordKind
+from modelyard.monitors.access import MonitorAccess
+from modelyard.store.base import Query, RecordKind, RowBatch
 from modelyard.tracking.frame import batch_to_frame
 
-__all__ = ["WindowData", "read_window"]
+__all__ = ["RolledUp", "WindowData", "read_window"]
 
 _BATCH = 20_000
-_IN_CHUNK = 500
+_KINDS = frozenset({RecordKind.PREDICTION, RecordKind.ROLLUP})
+
+
+@dataclass
+class RolledUp:
+    """What the window's rollup buckets keep: folded predictions, category counts per key."""
+
+    buckets: int = 0
+    records: int = 0
+    last_end_ms: int = 0  # the end of the bucket reaching furthest (may pass the window's end)
+    categories: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,31 +48,71 @@ class WindowData:
     uuids: list[str]
     prediction_ms: np.ndarray[Any, np.dtype[np.float64]]
     label_ms: np.ndarray[Any, np.dtype[np.float64]] | None
+    rolled: RolledUp = field(default_factory=RolledUp)
 
     @property
     def n(self) -> int:
+        """Raw predictions read (rolled-up ones are in ``rolled.records``)."""
         return len(self.uuids)
 
 
+def _split(batch: RowBatch) -> tuple[RowBatch, list[int]]:
+    """The batch's prediction rows as a batch, and the indexes of its rollup rows."""
+    if all(k == RecordKind.PREDICTION for k in batch.kind):
+        return batch, []
+    keep = [i for i, k in enumerate(batch.kind) if k == RecordKind.PREDICTION]
+    rolled = [i for i, k in enumerate(batch.kind) if k == RecordKind.ROLLUP]
+    out = RowBatch()
+    for name in ("kind", "uuid", "model_crn", "build_crn", "deployment_crn", "start_ms"):
+        getattr(out, name).extend(getattr(batch, name)[i] for i in keep)
+    for name in ("end_ms", "metrics", "tier_ms"):
+        getattr(out, name).extend(getattr(batch, name)[i] for i in keep)
+    return out, rolled
+
+
+def _fold_bucket(rolled: RolledUp, batch: RowBatch, i: int, columns: Sequence[str]) -> None:
+    summaries = orjson.loads(batch.metrics[i])
+    rolled.buckets += 1
+    records = summaries.get("_records")
+    rolled.records += int(records) if isinstance(records, int | float) else 0
+    width = batch.tier_ms[i] or (batch.end_ms[i] - batch.start_ms[i])
+    rolled.last_end_ms = max(rolled.last_end_ms, batch.start_ms[i] + int(width))
+    for column in columns:
+        summary = summaries.get(column)
+        if isinstance(summary, dict) and isinstance(summary.get("categories"), dict):
+            counts = rolled.categories.setdefault(column, {})
+            for category, count in summary["categories"].items():
+                counts[str(category)] = counts.get(str(category), 0.0) + float(count)
+
+
 def read_window(
-    store: MetricsStore,
+    access: MonitorAccess,
     deployment_crn: str,
     start_ms: int,
     end_ms: int,
     columns: Sequence[str],
     label: str | None,
+    *,
+    rollups: bool = True,
 ) -> WindowData:
-    """Predictions with ``start_ms <= start < end_ms`` (end exclusive), monitored columns only."""
+    """Predictions with ``start_ms <= start < end_ms`` (end exclusive), monitored columns only,
+    and (``rollups``) what the buckets starting in the window keep of the rest."""
     query = Query(
         deployment_crn=deployment_crn,
         start_ms=start_ms,
         end_ms=end_ms - 1,
-        kinds=frozenset({RecordKind.PREDICTION}),
+        kinds=_KINDS if rollups else frozenset({RecordKind.PREDICTION}),
     )
     parts: list[pd.DataFrame] = []
     uuids: list[str] = []
     times: list[Any] = []
-    for batch in store.scan(query, _BATCH):
+    rolled = RolledUp()
+    for raw in access.scan(query, _BATCH):
+        batch, rollup_rows = _split(raw)
+        for i in rollup_rows:
+            _fold_bucket(rolled, raw, i, columns)
+        if not len(batch):
+            continue
         chunk = batch_to_frame([batch])
         parts.append(
             pd.DataFrame(
@@ -76,26 +130,8 @@ def read_window(
         else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     )
     prediction_ms = np.concatenate(times) if times else np.zeros(0, dtype=np.float64)
-    label_ms = _label_times(store, uuids, label) if label is not None else None
-    return WindowData(frame, uuids, prediction_ms, label_ms)
-
-
-def _label_times(
-    store: MetricsStore, uuids: list[str], key: str
-) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """When each prediction's first value of ``key`` arrived (NaN if none has)."""
-    first: dict[str, int] = {}
-    with sqlaccess.reading(store) as cur:
-        for i in range(0, len(uuids), _IN_CHUNK):
-            chunk = uuids[i : i + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            rows = cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "SELECT uuid, MIN(tracked_ms) FROM delayed_metrics "
-                    f"WHERE key = ? AND uuid IN ({marks}) GROUP BY uuid",
-                ),
-                (key, *chunk),
-            ).fetchall()
-            first.update((str(u), int(t)) for u, t in rows)
-    return np.array([first.get(u, np.nan) for u in uuids], dtype=np.float64)
+    label_ms = None
+    if label is not None:
+        first = access.label_times(deployment_crn, label, uuids) if uuids else {}
+        label_ms = np.array([first.get(u, np.nan) for u in uuids], dtype=np.float64)
+    return WindowData(frame, uuids, prediction_ms, label_ms, rolled)

@@ -1,0 +1,183 @@
+"""``MonitorAccess`` over HTTP: what a monitor does when the SDK here talks to a server.
+
+Windows are read with the SDK's remote ``scan`` (``GET /api/v1/metrics``, paged); everything else
+goes to the server's ``/api/v1/monitors/*`` and ``/api/v1/references/data`` routes
+(``modelyard.server.monitors_api``), which run ``EmbeddedAccess`` on the server's store. Every
+call carries the SDK's key (``MODELYARD_API_KEY``), so inside a job the monitor acts with its
+run's scoped key and needs no database access of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from modelyard.monitors.access import MonitorAccess, StoredResult
+from modelyard.monitors.references import frame_from_columns
+from modelyard.store.base import Distribution, Query, RowBatch
+from modelyard.tracking.remote import RemoteBackend
+
+__all__ = ["LABEL_TIMES_CHUNK", "RemoteAccess"]
+
+LABEL_TIMES_CHUNK = 10_000  # uuids per POST /api/v1/monitors/label-times (the route's cap)
+
+
+class RemoteAccess(MonitorAccess):
+    """Each call is one request to the server with the SDK backend's URL and key."""
+
+    def __init__(self, backend: RemoteBackend) -> None:
+        self.backend = backend
+
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        return self.backend._call(method, path, what, **kwargs)
+
+    def resolve(self, deployment: str | None, model: str | None) -> str:
+        params = {"deployment": deployment} if deployment is not None else {"model": model}
+        body = self._call(
+            "GET", "/api/v1/monitors/resolve", "resolving a deployment", params=params
+        )
+        return str(body["deployment_crn"])
+
+    def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]:
+        return self.backend.scan(query, batch_size)
+
+    def label_times(self, deployment: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(uuids), LABEL_TIMES_CHUNK):
+            body = self._call(
+                "POST",
+                "/api/v1/monitors/label-times",
+                f"reading arrival times of label {key!r}",
+                json_body={
+                    "deployment": deployment,
+                    "key": key,
+                    "uuids": list(uuids[i : i + LABEL_TIMES_CHUNK]),
+                },
+            )
+            out.update((str(u), int(t)) for u, t in body["times"].items())
+        return out
+
+    def late_label_windows(
+        self, deployment: str, key: str, after_ms: int, through_ms: int, window_ms: int
+    ) -> set[int]:
+        body = self._call(
+            "GET",
+            "/api/v1/monitors/late-labels",
+            f"looking for late labels of {deployment!r}",
+            params={
+                "deployment": deployment,
+                "key": key,
+                "after_ms": after_ms,
+                "through_ms": through_ms,
+                "window_ms": window_ms,
+            },
+        )
+        return {int(s) for s in body["starts"]}
+
+    def state(self, monitor: str, deployment: str) -> tuple[set[int], int | None]:
+        body = self._call(
+            "GET",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/state",
+            f"reading the state of monitor {monitor!r}",
+            params={"deployment": deployment},
+        )
+        mark = body["labels_through_ms"]
+        return {int(s) for s in body["starts"]}, (None if mark is None else int(mark))
+
+    def result(self, monitor: str, deployment: str, start_ms: int) -> StoredResult | None:
+        body = self._call(
+            "GET",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/results",
+            f"result of monitor {monitor!r} at {start_ms}",
+            params={"deployment": deployment, "start_ms": start_ms},
+        )
+        found = body["results"]
+        if not found:
+            return None
+        r = found[0]
+        return StoredResult(int(r["start_ms"]), int(r["end_ms"]), int(r["n"]), r["metrics"])
+
+    def distribution(
+        self, deployment: str, start_ms: int, end_ms: int, key: str, ranks: Sequence[float]
+    ) -> Distribution:
+        body = self._call(
+            "POST",
+            "/api/v1/monitors/distribution",
+            f"distribution of {key!r} in {deployment!r}",
+            json_body={
+                "deployment": deployment,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+                "key": key,
+                "ranks": [float(r) for r in ranks],
+            },
+        )
+        values = [math.nan if v is None else float(v) for v in body["values"]]
+        return Distribution(
+            key=key,
+            count=int(body["count"]),
+            exact=bool(body["exact"]),
+            rank_error=float(body["rank_error"]),
+            quantiles=dict(zip([float(r) for r in ranks], values, strict=True)),
+            bin_edges=[],
+            bin_counts=[],
+            min=body["min"],
+            max=body["max"],
+            mean=body["mean"],
+        )
+
+    def reference(self, deployment: str, name: str) -> pd.DataFrame:
+        body = self._call(
+            "GET",
+            "/api/v1/references/data",
+            f"reading reference {name!r} of {deployment!r}",
+            params={"deployment": deployment, "name": name},
+        )
+        return frame_from_columns(body["columns"], body["dtypes"])
+
+    def save(
+        self,
+        monitor: str,
+        source: str,
+        deployment: str,
+        start_ms: int,
+        end_ms: int,
+        n: int,
+        metrics: dict[str, Any],
+    ) -> None:
+        self._call(
+            "PUT",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/results",
+            f"saving window {start_ms}..{end_ms} of monitor {monitor!r}",
+            json_body={
+                "deployment": deployment,
+                "source": source,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+                "n": n,
+                "metrics": metrics,
+            },
+        )
+
+    def save_mark(self, monitor: str, deployment: str, through_ms: int) -> None:
+        self._call(
+            "PUT",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/state",
+            f"saving the label mark of monitor {monitor!r}",
+            json_body={"deployment": deployment, "labels_through_ms": through_ms},
+        )
+
+    def evaluate_alerts(
+        self, monitor: str, deployment: str, rules: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        body = self._call(
+            "POST",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/alerts",
+            f"evaluating the alerts of monitor {monitor!r}",
+            json_body={"deployment": deployment, "rules": list(rules)},
+        )
+        return list(body["alerts"])

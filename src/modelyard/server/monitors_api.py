@@ -1,0 +1,278 @@
+"""``/api/v1/monitors/*``: what a monitor running against a server needs besides ``/metrics``.
+
+``modelyard.monitors.remote.RemoteAccess`` calls these when ``MODELYARD_URL`` is set (a job run,
+a notebook on another machine); each runs ``modelyard.monitors.access.EmbeddedAccess`` on the
+server's store, on a worker thread. They need the ``metrics`` capability, like reading and
+tracking metrics: admin, user and job-run keys. A key limited to one model may act only on that
+model's deployments (checked on the ``deployment`` every route names).
+
+- ``GET  /monitors/resolve?deployment=CRN | model=NAME`` -> ``{"deployment_crn"}``
+- ``POST /monitors/label-times`` ``{deployment, key, uuids}`` -> ``{"times": {uuid: ms}}``
+- ``GET  /monitors/late-labels?deployment&key&after_ms&through_ms&window_ms`` -> ``{"starts"}``
+- ``POST /monitors/distribution`` ``{deployment, start_ms, end_ms, key, ranks}`` ->
+  ``{count, exact, rank_error, min, max, mean, values}`` (quantiles at ``ranks``)
+- ``GET  /monitors/{name}/state?deployment`` -> ``{"starts", "labels_through_ms"}``;
+  ``PUT`` with ``{deployment, labels_through_ms}`` sets the mark
+- ``GET  /monitors/{name}/results?deployment&start_ms`` -> ``{"results": [...]}``;
+  ``PUT`` with ``{deployment, source, start_ms, end_ms, n, metrics}`` replaces one window
+- ``POST /monitors/{name}/alerts`` ``{deployment, rules}`` -> ``{"alerts": [due notifications]}``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from modelyard.errors import InvalidInput
+from modelyard.monitors.access import EmbeddedAccess
+from modelyard.registry import ApiKey
+from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.services import Services
+
+__all__ = ["MAX_LABEL_UUIDS", "MAX_RANKS", "router"]
+
+router = APIRouter(prefix="/api/v1/monitors", tags=["monitors"])
+Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+MAX_LABEL_UUIDS = 10_000
+MAX_RANKS = 10_001
+_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # as monitors.spec accepts
+Deployment = Annotated[str, Query(min_length=1, max_length=300, description="deployment CRN")]
+
+
+def _access(request: Request) -> EmbeddedAccess:
+    services: Services = request.app.state.services
+    return EmbeddedAccess(services.store)
+
+
+def _check(access: EmbeddedAccess, key: ApiKey, deployment: str) -> None:
+    """NotFound for an unknown deployment; Forbidden for a key limited to another model."""
+    identity = access.store.resolve(deployment)
+    check_scope(key, identity.model_crn)
+
+
+class LabelTimesIn(BaseModel):
+    deployment: str = Field(min_length=1, max_length=300)
+    key: str = Field(min_length=1, max_length=200)
+    uuids: list[str] = Field(description=f"at most {MAX_LABEL_UUIDS} prediction uuids")
+
+
+class DistributionIn(BaseModel):
+    deployment: str = Field(min_length=1, max_length=300)
+    start_ms: int
+    end_ms: int
+    key: str = Field(min_length=1, max_length=200)
+    ranks: list[float]
+
+
+class MarkIn(BaseModel):
+    deployment: str = Field(min_length=1, max_length=300)
+    labels_through_ms: int
+
+
+class ResultIn(BaseModel):
+    deployment: str = Field(min_length=1, max_length=300)
+    source: str = Field(min_length=1, max_length=200)
+    start_ms: int
+    end_ms: int
+    n: int = Field(ge=0)
+    metrics: dict[str, Any]
+
+
+class AlertsIn(BaseModel):
+    deployment: str = Field(min_length=1, max_length=300)
+    rules: list[str]
+
+
+@router.get("/resolve", summary="The deployment a monitor watches (a model's active one)")
+async def resolve(
+    request: Request,
+    key: Tracker,
+    deployment: Annotated[str | None, Query(max_length=300)] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        if (deployment is None) == (model is None):
+            raise InvalidInput(
+                f"give exactly one of deployment (a CRN) and model (a name); got "
+                f"deployment={deployment!r}, model={model!r}"
+            )
+        crn = access.resolve(deployment, model)
+        _check(access, key, crn)
+        return {"deployment_crn": crn}
+
+    return await asyncio.to_thread(work)
+
+
+@router.post("/label-times", summary="When each prediction's first label value arrived")
+async def label_times(request: Request, key: Tracker, body: LabelTimesIn) -> dict[str, Any]:
+    if len(body.uuids) > MAX_LABEL_UUIDS:
+        raise InvalidInput(
+            f"{len(body.uuids)} uuids in one request; send at most {MAX_LABEL_UUIDS} per request"
+        )
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, body.deployment)
+        return {"times": access.label_times(body.deployment, body.key, body.uuids)}
+
+    return await asyncio.to_thread(work)
+
+
+@router.get("/late-labels", summary="Windows whose predictions got a label in a time range")
+async def late_labels(
+    request: Request,
+    key: Tracker,
+    deployment: Deployment,
+    label: Annotated[str, Query(alias="key", min_length=1, max_length=200)],
+    after_ms: int,
+    through_ms: int,
+    window_ms: Annotated[int, Query(ge=1000)],
+) -> dict[str, Any]:
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, deployment)
+        starts = access.late_label_windows(deployment, label, after_ms, through_ms, window_ms)
+        return {"starts": sorted(starts)}
+
+    return await asyncio.to_thread(work)
+
+
+@router.post("/distribution", summary="Quantiles of a key over a window (sketches once rolled up)")
+async def distribution(request: Request, key: Tracker, body: DistributionIn) -> dict[str, Any]:
+    if not body.ranks or len(body.ranks) > MAX_RANKS:
+        raise InvalidInput(
+            f"{len(body.ranks)} ranks requested; give 1 to {MAX_RANKS} ranks in [0, 1]"
+        )
+    if body.start_ms >= body.end_ms:
+        raise InvalidInput(f"window {body.start_ms}..{body.end_ms} is empty; give start < end")
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, body.deployment)
+        dist = access.distribution(
+            body.deployment, body.start_ms, body.end_ms, body.key, body.ranks
+        )
+        values = [dist.quantiles[float(r)] for r in body.ranks]
+        return {
+            "count": dist.count,
+            "exact": dist.exact,
+            "rank_error": dist.rank_error,
+            "min": dist.min,
+            "max": dist.max,
+            "mean": dist.mean,
+            "values": [v if math.isfinite(v) else None for v in values],
+        }
+
+    return await asyncio.to_thread(work)
+
+
+@router.get("/{name}/state", summary="Windows a monitor computed and its label mark")
+async def state(
+    request: Request, key: Tracker, name: str, deployment: Deployment
+) -> dict[str, Any]:
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, deployment)
+        starts, mark = access.state(_name(name), deployment)
+        return {"starts": sorted(starts), "labels_through_ms": mark}
+
+    return await asyncio.to_thread(work)
+
+
+@router.put("/{name}/state", status_code=204, summary="Set a monitor's label mark")
+async def save_mark(request: Request, key: Tracker, name: str, body: MarkIn) -> Response:
+    access = _access(request)
+
+    def work() -> None:
+        _check(access, key, body.deployment)
+        access.save_mark(_name(name), body.deployment, body.labels_through_ms)
+
+    await asyncio.to_thread(work)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/results", summary="A monitor's stored result of one window")
+async def results(
+    request: Request, key: Tracker, name: str, deployment: Deployment, start_ms: int
+) -> dict[str, Any]:
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, deployment)
+        found = access.result(_name(name), deployment, start_ms)
+        if found is None:
+            return {"results": []}
+        return {
+            "results": [
+                {
+                    "start_ms": found.start_ms,
+                    "end_ms": found.end_ms,
+                    "n": found.n,
+                    "metrics": found.metrics,
+                }
+            ]
+        }
+
+    return await asyncio.to_thread(work)
+
+
+@router.put("/{name}/results", status_code=204, summary="Replace a monitor's result of a window")
+async def save_result(request: Request, key: Tracker, name: str, body: ResultIn) -> Response:
+    if body.start_ms >= body.end_ms:
+        raise InvalidInput(f"window {body.start_ms}..{body.end_ms} is empty; give start < end")
+    if body.source != f"monitor:{name}":
+        raise InvalidInput(
+            f"source {body.source!r} does not belong to monitor {name!r}; expected 'monitor:{name}'"
+        )
+    access = _access(request)
+
+    def work() -> None:
+        _check(access, key, body.deployment)
+        access.save(
+            _name(name),
+            body.source,
+            body.deployment,
+            body.start_ms,
+            body.end_ms,
+            body.n,
+            body.metrics,
+        )
+
+    await asyncio.to_thread(work)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/alerts", summary="Evaluate a monitor's alert rules over its results")
+async def evaluate_alerts(
+    request: Request, key: Tracker, name: str, body: AlertsIn
+) -> dict[str, Any]:
+    from modelyard.analysis import parse_rule
+
+    for rule in body.rules:
+        parse_rule(rule)  # InvalidInput naming the rule
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, body.deployment)
+        return {"alerts": access.evaluate_alerts(_name(name), body.deployment, body.rules)}
+
+    return await asyncio.to_thread(work)
+
+
+def _name(name: str) -> str:
+    if not re.match(_NAME, name):
+        raise InvalidInput(
+            f"monitor name {name!r} is not accepted; use lower-case letters, digits, '.', '_' "
+            "or '-' (at most 63, starting with a letter or digit)"
+        )
+    return name
