@@ -33,6 +33,7 @@ from modelyard.server import (
     keys,
     metrics_api,
     models,
+    monitors_api,
     openapi_paths,
     ops,
 )
@@ -85,6 +86,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(metrics_api.router)
     app.include_router(alerts_api.router)
+    app.include_router(monitors_api.router)
     app.include_router(insights_api.router)
     app.include_router(jobs_api.router)
     # The dashboard under /ui: its sign-in page and static files are its only public paths.
