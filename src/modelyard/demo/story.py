@@ -76,7 +76,7 @@ class StoryConfig:
         return self.window_s * 1000
 
 
-QUICK = StoryConfig(window_s=4, windows_before=3, windows_after=3, calls_per_s=90, horizon_s=2.5)
+QUICK = StoryConfig(window_s=3, windows_before=3, windows_after=3, calls_per_s=100, horizon_s=2)
 DEFAULT = StoryConfig(window_s=8, windows_before=6, windows_after=6, calls_per_s=60, horizon_s=5)
 
 
@@ -156,10 +156,17 @@ def run_story(
                 task = progress.add_task("starting the server", total=_steps(config))
                 server = ServerProcess(home)
                 run = _Run(home, config, server, receiver)
+                phases = run.extra.setdefault("phases_s", {})
+                phases["server start"] = time.perf_counter() - started
                 progress.advance(task)
-                _setup(run, progress, task)
-                _traffic(run, progress, task)
-                _final_run(run, progress, task)
+                for name, step in (
+                    ("setup", _setup),
+                    ("traffic", _traffic),
+                    ("final run", _final_run),
+                ):
+                    began = time.perf_counter()
+                    step(run, progress, task)
+                    phases[name] = time.perf_counter() - began
                 progress.update(task, description="writing the report")
                 results = collect(run.server.url, run.server.admin_key, run_info(run), receiver)
                 results.seconds = time.perf_counter() - started
@@ -378,6 +385,11 @@ def _final_run(run: _Run, progress: Progress, task: Any) -> None:
         run.extra["runs"] = [
             {k: r.get(k) for k in ("id", "state", "trigger", "duration_ms")} for r in runs
         ]
+    crm = Crm(run.home / "crm.db")
+    try:
+        run.extra["crm_counts"] = crm.counts()  # now with every outcome labelled
+    finally:
+        crm.close()
     progress.advance(task)
 
 
