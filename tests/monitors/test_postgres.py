@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from modelyard.monitors import MonitorSpec, list_alerts, run_monitor, upload_reference
 from modelyard.monitors.references import load_reference
-from modelyard.store.base import Query, RecordKind
+from modelyard.store.base import Query, RecordKind, RollupPolicy
 from modelyard.store.postgres import PostgresStore
 
 from .conftest import HOUR, T0, reference_frame, write_stream
@@ -54,3 +54,14 @@ def test_monitor_on_postgres(postgres_schema_url: str) -> None:
             Query(deployment_crn=dep, kinds=frozenset({RecordKind.AGGREGATE}), end_ms=T0 + 9 * HOUR)
         )
         assert [r.start_ms for r in records] == [T0 + w * HOUR for w in range(4)]
+
+        # after rollup: the raw results stay, and a new monitor gets drift from the sketches
+        store.rollup(RollupPolicy(raw_horizon_ms=1000), now_ms=T0 + 6 * HOUR)
+        again = run_monitor(spec, window=(T0, T0 + 4 * HOUR), store=store, settle_ms=0)
+        assert [r.written for r in again] == [False] * 4
+        assert again[0].metrics["roc_auc"] == first[0].metrics["roc_auc"]
+        late_spec = MonitorSpec.from_dict({**spec.to_dict(), "name": "late-pg", "alerts": []})
+        late = run_monitor(late_spec, window=(T0, T0 + 4 * HOUR), store=store, settle_ms=0)
+        assert [r.metrics["drift.source"] for r in late] == ["sketch"] * 4
+        assert [r.metrics["drift.flagged_features"] for r in late] == [[], [], [], ["tenure"]]
+        assert late[3].metrics["psi.plan"] == pytest.approx(first[3].metrics["psi.plan"])

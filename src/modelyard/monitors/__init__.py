@@ -3,8 +3,10 @@
 A ``MonitorSpec`` (YAML or Python) names a deployment, a reference, the features, the prediction
 and label keys and a window length; ``run_monitor(spec)`` computes every window due, writes one
 aggregate record per window (replaced, never duplicated, when a window is recomputed for late
-labels), evaluates the spec's alert rules and notifies their targets. ``python -m
-modelyard.monitors run SPEC`` does the same from a job. See docs/monitors.md.
+labels, never by a result from less data), evaluates the spec's alert rules and notifies their
+targets. ``python -m modelyard.monitors run SPEC`` does the same from a job, over HTTP with the
+job's key when ``MODELYARD_URL`` is set (``modelyard.monitors.access``). Rolled-up windows get
+drift from sketches (``modelyard.monitors.sketched``). See docs/monitors.md.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps([r.to_dict() for r in results]).decode() + "\n")
     else:
         for r in results:
-            print(f"{r.start_ms}..{r.end_ms} {r.reason} n={r.metrics.get('n')}")
+            kept = "" if r.written else " (kept: the stored result came from more data)"
+            print(f"{r.start_ms}..{r.end_ms} {r.reason} n={r.metrics.get('n')}{kept}")
         print(f"{len(results)} window(s) computed for monitor {spec.name}")
     return 0
 

@@ -1,8 +1,10 @@
-"""Which store a monitor uses: the one given, else the SDK's embedded store of this process.
+"""Which store the in-process helpers use: the one given, else the SDK's embedded store.
 
-Monitors keep tables of their own (references, results, alerts) next to the metrics, so they need
-the database itself, not the HTTP API: sharing the SDK's store object also shares its one writer
-(SQLite allows one per file) and its buffered predictions are flushed before a window is read.
+``upload_reference``, ``load_reference``, ``list_references`` and ``list_alerts`` work on the
+monitors' own tables in the database (their REST routes and the CLI cover remote use). Sharing
+the SDK's store object also shares its one writer (SQLite allows one per file) and its buffered
+predictions are flushed first. ``run_monitor`` itself chooses between this embedded path and the
+server over HTTP in ``modelyard.monitors.access``.
 """
 
 from __future__ import annotations
