@@ -82,8 +82,9 @@ def test_quick_demo_tells_the_whole_story(tmp_path: Path) -> None:
     after = [w for w in windows if w.start_ms >= injected]
     assert len(before) >= 2 and len(after) >= 2
     assert len(before) + len(after) == len(windows)  # no window straddles the injection
-    for w in windows:  # AUC with its interval in every window
+    for w in windows:  # AUC with its interval in every window, over every label
         assert w.metrics["roc_auc_ci_low"] <= w.metrics["roc_auc"] <= w.metrics["roc_auc_ci_high"]
+        assert w.metrics["label_coverage"] == 1.0, (w.start_ms, w.metrics["labelled"])
     assert not any(w.metrics["drift.flagged_features"] for w in before)
     assert all(w.metrics["drift.flagged_features"] for w in after)
     assert min(w.metrics["roc_auc"] for w in before) > max(w.metrics["roc_auc"] for w in after)
