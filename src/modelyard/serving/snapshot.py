@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_TOTAL_BYTES",
     "IGNORE_FILES",
     "Snapshot",
+    "ignore_reason",
     "remove_snapshot",
     "snapshot_project",
 ]
@@ -218,6 +219,52 @@ def _walk(
         yield rel, Path(child.path), is_dir, st
         if is_dir:
             yield from _walk(root, rel, rules, skip)
+
+
+def ignore_reason(project_dir: str | os.PathLike[str], rel: str) -> str | None:
+    """Why a snapshot of ``project_dir`` would leave out the file ``rel`` (a relative POSIX
+    path), or None when it would keep it. Asks the walk's own rules folder by folder, so a file
+    under an ignored folder is reported with that folder's pattern; the answer names the ignore
+    file and its pattern (or the always-excluded folder), for messages that say what to change.
+    """
+    root = Path(project_dir)
+    parts = PurePosixPath(rel).parts
+    rules: list[_Rules] = []
+    for depth, name in enumerate(parts):
+        rel_dir = "/".join(parts[:depth])
+        rules = rules + _rules_of(root / rel_dir if rel_dir else root, rel_dir)
+        sub = "/".join(parts[: depth + 1])
+        is_dir = depth < len(parts) - 1
+        if is_dir and name in ALWAYS_EXCLUDED:
+            return f"folder {sub + '/'!r} is always left out of snapshots"
+        if _ignored(sub, is_dir, rules):
+            return _deciding_pattern(root, sub, is_dir, rules)
+    return None
+
+
+def _deciding_pattern(root: Path, rel: str, is_dir: bool, rules: list[_Rules]) -> str:
+    """The pattern (and its ignore file) that made ``_ignored`` say yes for ``rel``."""
+    for rule in reversed(rules):
+        sub = rel[len(rule.base) + 1 :] if rule.base else rel
+        result = rule.spec.check_file(sub + "/" if is_dir else sub)
+        if result.include is None or result.index is None:
+            continue
+        pattern = rule.spec.patterns[result.index]
+        # _rules_of reads IGNORE_FILES in order into one spec: count patterns to find the file.
+        folder = root / rule.base if rule.base else root
+        seen = 0
+        source = IGNORE_FILES[-1]
+        for name in IGNORE_FILES:
+            candidate = folder / name
+            if candidate.is_file() and not candidate.is_symlink():
+                text = candidate.read_text(encoding="utf-8", errors="replace").splitlines()
+                seen += len(pathspec.GitIgnoreSpec.from_lines(text).patterns)
+                if result.index < seen:
+                    source = name
+                    break
+        where = f"{rule.base}/{source}" if rule.base else source
+        return f"pattern {getattr(pattern, 'pattern', pattern)!r} in {where}"
+    return "the ignore rules"  # not reached: _ignored said yes, so some rule matched
 
 
 def _rules_of(folder: Path, rel_dir: str) -> list[_Rules]:
