@@ -30,7 +30,14 @@ __all__ = [
 ]
 
 # Schema version -> the first Modelyard release that writes it. Extend with every new migration.
-RELEASES: dict[int, str] = {1: "0.1.0", 2: "0.1.0", 3: "0.1.0", 4: "0.1.0", 5: "0.1.0"}
+RELEASES: dict[int, str] = {
+    1: "0.1.0",
+    2: "0.1.0",
+    3: "0.1.0",
+    4: "0.1.0",
+    5: "0.1.0",
+    6: "0.1.0",
+}
 SCHEMA_VERSION = max(RELEASES)
 
 CREATE_MIGRATIONS_TABLE = (
