@@ -241,8 +241,10 @@ class Registry:
         self,
         name: str,
         project: str | os.PathLike[str],
-        script: str,
+        script: str | None,
         *,
+        monitor: str | None = None,
+        requirements: str | None = None,
         args: Sequence[str] = (),
         cron: str | None = None,
         timezone: str = "UTC",
@@ -259,7 +261,9 @@ class Registry:
         notify_on: Sequence[str] = ("failure", "timeout"),
         builtin: bool = False,
     ) -> Job:
-        """Define a job running ``script`` (a path inside the absolute ``project`` folder).
+        """Define a job running ``script`` (a path inside the absolute ``project`` folder), or
+        with ``script=None`` the monitor spec ``monitor``, in the environment of the project's
+        ``requirements`` file if one is named.
 
         Exactly one schedule: ``cron`` (five fields, matched in ``timezone``), ``every_ms``
         (slots every so many ms from the job's creation), ``after`` (a parent job's name or id:
@@ -270,6 +274,8 @@ class Registry:
         fields = {
             "project": os.fspath(project) if isinstance(project, os.PathLike) else project,
             "script": script,
+            "monitor": monitor,
+            "requirements": requirements,
             "args": args,
             "cron": cron,
             "timezone": timezone,
