@@ -240,7 +240,7 @@ def test_jobs_cli_against_a_real_server(
     job = ok_json(
         capsys, "jobs", "create", "watch", "--project", p, "--monitor", "watch.yaml", "--manual"
     )["job"]
-    assert job["script"] == ".modelyard/run_monitor.py" and job["args"] == ["run", "watch.yaml"]
+    assert job["script"] is None and job["monitor"] == "watch.yaml" and job["args"] == []
     run = ok_json(capsys, "jobs", "run", "watch")
     shown = finished_run(capsys, run["uuid"])
     code, log, _ = cli(capsys, "jobs", "logs", run["uuid"])

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import modelyard
@@ -120,3 +121,73 @@ def test_a_version_3_database_gains_the_job_tables_and_keeps_its_data(
         assert registry.get_run(run.id) == run
         assert registry.last_slot(job.id) == T0
         assert dialect(store) == backend
+
+
+def _legacy_job(name: str, script: str, args: list[str]) -> tuple[str, tuple[Any, ...]]:
+    """A job row as version-5 code wrote it (22 columns, no requirements or monitor)."""
+    return (
+        "INSERT INTO jobs (id, name, project, script, args, cron, timezone, every_ms, after_id, "
+        "manual, timeout_ms, retries, retry_backoff_ms, env, overlap, catch_up, notify, "
+        "notify_on, paused, builtin, created_ms, updated_ms) VALUES "
+        "(?, ?, ?, ?, ?, NULL, 'UTC', NULL, NULL, 1, 60000, 0, 1000, '{}', 'skip', 'latest', "
+        "'[]', '[\"failure\"]', 0, 0, ?, ?)",
+        (f"crn:modelyard:job/{name}", name, "/srv/p", script, orjson.dumps(args).decode(), T0, T0),
+    )
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_version_6_turns_launcher_monitor_jobs_into_monitor_jobs(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Before version 6 a --monitor job ran a launcher written to .modelyard/run_monitor.py with
+    args ['run', SPEC, ...]; after it, the job records the spec and runs the installed runner."""
+    rows = [
+        _legacy_job("watch", ".modelyard/run_monitor.py", ["run", "w.yaml", "--json"]),
+        _legacy_job("plain", "tick.py", ["run", "x"]),
+    ]
+    if backend == "sqlite":
+        import sqlite3
+
+        path = tmp_path / "v5.db"
+        with sqlite3.connect(path) as conn:
+            _build_v5(conn.execute, "sqlite", rows)
+        opener: Callable[[], MetricsStore] = lambda: SQLiteStore(path)  # noqa: E731
+    else:
+        import psycopg
+
+        url = request.getfixturevalue("postgres_schema_url")
+        with psycopg.connect(url) as conn:
+            _build_v5(
+                lambda text, params: conn.execute(text.replace("?", "%s"), params),  # type: ignore[call-overload]
+                "postgres",
+                rows,
+            )
+        opener = lambda: PostgresStore(url)  # noqa: E731
+    with opener() as store:
+        assert store.info().schema_version == SCHEMA_VERSION >= 6
+        registry = Registry(store)
+        watch = registry.get_job("watch")
+        assert (watch.script, watch.monitor, watch.args) == (None, "w.yaml", ("--json",))
+        plain = registry.get_job("plain")
+        assert (plain.script, plain.monitor, plain.args) == ("tick.py", None, ("run", "x"))
+        assert watch.requirements is None and plain.requirements is None
+
+
+def _build_v5(
+    execute: Callable[[str, tuple[Any, ...]], Any],
+    kind: str,
+    rows: list[tuple[str, tuple[Any, ...]]],
+) -> None:
+    build_v3(execute, kind)
+    for migration in migrations(kind)[3:5]:
+        for statement in migration.statements:
+            execute(statement, ())
+        execute(
+            "INSERT INTO schema_migrations (version, name, modelyard_version, applied_ms) "
+            "VALUES (?, ?, ?, ?)",
+            (migration.version, migration.name, "0.1.0", T0),
+        )
+    for text, params in rows:
+        execute(text, params)

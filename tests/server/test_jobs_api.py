@@ -187,6 +187,8 @@ def test_create_show_list_update_pause_resume_delete(with_api: Any, jobs_project
         ({"catch_up": "some"}, 400, "catch_up"),
         ({"script": "missing.py"}, 400, "missing.py"),
         ({"script": "../hello.py"}, 400, "script"),
+        ({"requirements": "missing.txt"}, 400, "missing.txt"),
+        ({"requirements": "../requirements.txt"}, 400, "requirements"),
         ({"project": "relative/dir"}, 400, "project"),
         ({"env": {"MODELYARD_API_KEY": "x"}}, 400, "MODELYARD_API_KEY"),
         ({"notify": ["ftp://example.com/x"]}, 400, "ftp"),
@@ -382,9 +384,9 @@ def test_monitor_jobs_run_the_monitor_runner(with_api: Any, jobs_project: Path) 
         )
         assert answer.status_code == 201, answer.text
         job = answer.json()["job"]
-        assert job["script"] == ".modelyard/run_monitor.py"
-        assert job["args"] == ["run", "churn.yaml"]
-        assert (jobs_project / ".modelyard" / "run_monitor.py").is_file()
+        # The job runs the installed monitor runner: no launcher file is written to the project.
+        assert job["script"] is None and job["monitor"] == "churn.yaml" and job["args"] == []
+        assert not (jobs_project / ".modelyard").exists()
         missing = await api.client.post(
             "/api/v1/jobs",
             json={
@@ -402,12 +404,90 @@ def test_monitor_jobs_run_the_monitor_runner(with_api: Any, jobs_project: Path) 
             headers=api.auth(),
         )
         assert both.status_code == 400 and "either" in both.json()["error"]["message"]
-        # The launcher really runs the monitor runner: a bad spec is its error, in the run's log.
+        # The monitor runner really runs, even in a project whose ignore rules leave out
+        # .modelyard/: a bad spec is its error, in the run's log.
+        (jobs_project / ".gitignore").write_text(".modelyard/\n")
         run = (await api.client.post("/api/v1/jobs/churn-monitor/run", headers=api.auth())).json()
         done = await _wait_run(api, run["uuid"], {"succeeded", "failed"})
         assert done["state"] == "failed" and done["exit_code"] == 2
         log = (await api.client.get(f"/api/v1/runs/{run['uuid']}/logs", headers=api.auth())).text
         assert "error:" in log
+
+    with_api(scenario)
+
+
+def test_files_the_snapshot_leaves_out_are_refused_naming_the_rule(
+    with_api: Any, jobs_project: Path
+) -> None:
+    """Runs execute in the project's snapshot, which applies .gitignore/.modelyardignore: a
+    script, monitor spec or requirements file those rules leave out is refused at creation and
+    at update (naming the file, the ignore file and its pattern), and nothing changes."""
+    (jobs_project / ".gitignore").write_text("generated/\n*.txt\n")
+    (jobs_project / ".modelyardignore").write_text("private_*.py\n")
+    (jobs_project / "generated").mkdir()
+    (jobs_project / "generated" / "job.py").write_text("print('hi')\n")
+    (jobs_project / "private_job.py").write_text("print('hi')\n")
+    (jobs_project / "watch.yaml").write_text("name: w\n")
+    (jobs_project / "requirements.txt").write_text("numpy\n")
+    (jobs_project / "reqs.in").write_text("--no-index\n")
+
+    async def scenario(api: Api) -> None:
+        c = api.client
+        refused = [
+            (_job(jobs_project, "a", script="generated/job.py"), "generated/job.py",
+             "pattern 'generated/' in .gitignore"),
+            (_job(jobs_project, "b", script="private_job.py"), "private_job.py",
+             "pattern 'private_*.py' in .modelyardignore"),
+            (_job(jobs_project, "c", requirements="requirements.txt"), "requirements.txt",
+             "pattern '*.txt' in .gitignore"),
+        ]  # fmt: skip
+        for body, named, rule in refused:
+            answer = await c.post("/api/v1/jobs", json=body, headers=api.auth())
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert named in error["message"] and rule in error["message"], error
+        (jobs_project / ".gitignore").write_text("generated/\n*.txt\n*.yaml\n")
+        answer = await c.post(
+            "/api/v1/jobs",
+            json={
+                "name": "m",
+                "project": str(jobs_project),
+                "monitor": "watch.yaml",
+                "manual": True,
+            },
+            headers=api.auth(),
+        )
+        assert answer.status_code == 400 and "'*.yaml' in .gitignore" in answer.text
+        listed = (await c.get("/api/v1/jobs", headers=api.auth())).json()["jobs"]
+        assert [j["name"] for j in listed if not j["builtin"]] == []
+
+        created = await c.post(
+            "/api/v1/jobs", json=_job(jobs_project, requirements="reqs.in"), headers=api.auth()
+        )
+        assert created.status_code == 201, created.text
+        before = created.json()["job"]
+        assert before["requirements"] == "reqs.in" and before["monitor"] is None
+        for change, rule in (
+            ({"script": "generated/job.py"}, "'generated/'"),
+            ({"requirements": "requirements.txt"}, "'*.txt'"),
+            ({"monitor": "watch.yaml"}, "'*.yaml'"),
+        ):
+            answer = await c.patch("/api/v1/jobs/hello", json=change, headers=api.auth())
+            assert answer.status_code == 400 and rule in answer.text, answer.text
+        # A rule added after creation is caught by the next change of the job's files too.
+        (jobs_project / ".modelyardignore").write_text("reqs.in\n")
+        answer = await c.patch("/api/v1/jobs/hello", json={"retries": 1}, headers=api.auth())
+        assert answer.status_code == 200  # not a change of its files: not re-checked
+        answer = await c.patch(
+            "/api/v1/jobs/hello", json={"project": str(jobs_project)}, headers=api.auth()
+        )
+        assert answer.status_code == 400 and "'reqs.in' in .modelyardignore" in answer.text
+        after = (await c.get("/api/v1/jobs/hello", headers=api.auth())).json()
+        assert after["requirements"] == "reqs.in" and after["retries"] == 1
+        cleared = await c.patch(
+            "/api/v1/jobs/hello", json={"requirements": None}, headers=api.auth()
+        )
+        assert cleared.status_code == 200 and cleared.json()["job"]["requirements"] is None
 
     with_api(scenario)
 

@@ -58,6 +58,7 @@ def _options(
     project: Path | None,
     script: str | None,
     monitor: str | None,
+    requirements: str | None,
     args: tuple[str, ...],
     cron: str | None,
     timezone: str | None,
@@ -78,6 +79,7 @@ def _options(
         "project": None if project is None else str(project.resolve()),
         "script": script,
         "monitor": monitor,
+        "requirements": requirements,
         "cron": cron,
         "timezone": timezone,
         "every_ms": _duration(every, "--every"),
@@ -120,6 +122,13 @@ def _job_options(required: bool) -> Callable[[F], F]:
                 metavar="SPEC",
                 help="Instead of --script: run the monitor spec SPEC (a YAML file in the "
                 "project) with 'python -m modelyard.monitors run SPEC'.",
+            ),
+            click.option(
+                "--requirements",
+                default=None,
+                metavar="FILE",
+                help="Requirements file inside the project: runs use its environment (built "
+                "once, reused while the requirements stay the same, as for model builds).",
             ),
             click.option(
                 "--args",

@@ -7,7 +7,9 @@ carries it out on a thread of its own:
    with model builds) and its environment (``serving.ensure_environment`` for the job's
    ``requirements`` file if it names one, else the base interpreter);
 2. mint a ``run``-role API key scoped to the run, expiring at the timeout plus a margin;
-3. launch ``[python, script, *args]`` in the snapshot through the runtime, with
+3. launch ``[python, script, *args]`` (a monitor job: ``[python, -m, modelyard.monitors, run,
+   spec, *args]``, the runner from the installed package, so no launcher file has to be in the
+   project) in the snapshot through the runtime, with
    ``MODELYARD_URL``, ``MODELYARD_API_KEY``, ``MODELYARD_JOB``, ``MODELYARD_RUN_ID`` and
    ``MODELYARD_SCHEDULED_AT`` on top of the job's env; wait with the job's timeout (the runtime
    kills the whole process group on timeout or cancel);
@@ -46,6 +48,7 @@ from modelyard.serving import ensure_environment, snapshot_project
 
 __all__ = [
     "KEY_MARGIN_MS",
+    "MONITOR_MODULE",
     "RETRY_CAP_MS",
     "BuiltinFn",
     "Runner",
@@ -58,6 +61,8 @@ log = logging.getLogger(__name__)
 # A run's key outlives its timeout by this much, so a run killed at its deadline still had a
 # working key until the end; the key is revoked as soon as the run ends anyway.
 KEY_MARGIN_MS = 5 * 60_000
+# What a monitor job runs with ``python -m``: the monitor runner of the installed package.
+MONITOR_MODULE = "modelyard.monitors"
 # Back-off between retries doubles per attempt up to this.
 RETRY_CAP_MS = 6 * 3_600_000
 _JITTER = 0.2
@@ -373,11 +378,16 @@ class Runner:
         builds = self.home / "builds"
         snap = snapshot_project(job.project, builds / "snapshots")
         _note(note, f"snapshot {snap.digest[:12]} of {job.project} ({len(snap.files)} files)")
-        script = _inside(snap.path, job.script, "script")
-        requirements = getattr(job, "requirements", None)
+        if job.monitor is not None:
+            _inside(snap.path, job.monitor, "monitor")
+            command = ["-m", MONITOR_MODULE, "run", job.monitor]  # relative to cwd, the snapshot
+        else:
+            command = [str(_inside(snap.path, job.script or "", "script"))]
+        requirements = job.requirements
         req_path = None if not requirements else _inside(snap.path, requirements, "requirements")
+        # The same environments as model builds: one per distinct requirements, reused.
         env = ensure_environment(req_path, builds / "envs", note, cwd=snap.path)
-        return [str(env.python), str(script), *job.args], snap.path
+        return [str(env.python), *command, *job.args], snap.path
 
     def _env(self, job: Job, run: Run, token: str) -> dict[str, str]:
         # The server's home, so a run tracking without a server (embedded) writes where the

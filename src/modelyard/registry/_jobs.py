@@ -1,4 +1,5 @@
-"""Jobs: a script in a project folder, run on a schedule by the scheduler (``modelyard.jobs``).
+"""Jobs: a script (or a monitor spec) in a project folder, run on a schedule by the scheduler
+(``modelyard.jobs``), optionally in the environment of a requirements file of the project.
 
 The registry only records them. Every change is checked in full before anything is written, in
 one transaction: the schedule (exactly one kind; cron and time zone through
@@ -62,6 +63,8 @@ _SCHEDULE_KEYS = ("cron", "every_ms", "after", "manual")
 UPDATABLE = (
     "project",
     "script",
+    "monitor",
+    "requirements",
     "args",
     "cron",
     "timezone",
@@ -82,7 +85,7 @@ _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _COLUMNS = (
     "id, name, project, script, args, cron, timezone, every_ms, after_id, manual, timeout_ms, "
     "retries, retry_backoff_ms, env, overlap, catch_up, notify, notify_on, paused, builtin, "
-    "created_ms, updated_ms"
+    "created_ms, updated_ms, requirements, monitor"
 )
 
 
@@ -100,12 +103,16 @@ class Overlap(StrEnum):
 class Job:
     """A job as recorded. ``schedule.after`` is the parent job's id; ``schedule.anchor_ms`` is
     ``created_ms`` (interval slots count from it). ``notify`` holds webhook URLs and e-mail
-    addresses, ``notify_on`` the run outcomes that notify (subset of ``NOTIFY_ON``)."""
+    addresses, ``notify_on`` the run outcomes that notify (subset of ``NOTIFY_ON``).
+
+    A job runs exactly one of ``script`` (``python SCRIPT ARGS``) and ``monitor`` (a monitor
+    spec: ``python -m modelyard.monitors run SPEC ARGS``); ``requirements`` names the project's
+    requirements file whose environment runs use (None: the base interpreter)."""
 
     id: str
     name: str
     project: str
-    script: str
+    script: str | None
     args: tuple[str, ...]
     schedule: JobSchedule
     timeout_ms: int
@@ -120,6 +127,8 @@ class Job:
     builtin: bool
     created_ms: int
     updated_ms: int
+    requirements: str | None = None
+    monitor: str | None = None
 
 
 def _job(row: Any) -> Job:
@@ -151,6 +160,8 @@ def _job(row: Any) -> Job:
         builtin=bool(row[19]),
         created_ms=created,
         updated_ms=int(row[21]),
+        requirements=row[22],
+        monitor=row[23],
     )
 
 
@@ -207,15 +218,19 @@ def _project(value: object) -> str:
     return text
 
 
-def _script(value: object) -> str:
-    text = check_relative_path("script", value)
-    if text is None:
+def _script_or_monitor(script: object, monitor: object) -> tuple[str | None, str | None]:
+    """Exactly one of a script and a monitor spec, each a path inside the project."""
+    checked_script = check_relative_path("script", script)
+    checked_monitor = check_relative_path("monitor", monitor)
+    if (checked_script is None) == (checked_monitor is None):
+        given = "both were given" if checked_script is not None else "neither was given"
         raise InvalidInput(
-            "script=None is not accepted; expected the script's path inside the project, such "
-            "as 'monitor.py'",
+            f"script={checked_script!r} and monitor={checked_monitor!r}: {given}; a job runs "
+            "either a script (its path inside the project, such as 'monitor.py') or a monitor "
+            "spec (such as 'monitor.yaml')",
             argument="script",
         )
-    return text
+    return checked_script, checked_monitor
 
 
 def _strings(argument: str, value: object, limit: int) -> tuple[str, ...]:
@@ -286,9 +301,12 @@ def _notify_on(value: object) -> tuple[str, ...]:
 
 def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Every field but the name and the parent, checked and normalised for storage."""
+    script, monitor = _script_or_monitor(fields.get("script"), fields.get("monitor"))
     return {
         "project": _project(fields["project"]),
-        "script": _script(fields["script"]),
+        "script": script,
+        "monitor": monitor,
+        "requirements": check_relative_path("requirements", fields.get("requirements")),
         "args": _strings("args", fields["args"], MAX_ARGS),
         "timeout_ms": _int_in(
             "timeout_ms",
@@ -397,7 +415,7 @@ class Jobs:
             )
             inserted = self._db.exec(
                 cur,
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 24)}) "
                 "ON CONFLICT (name) DO NOTHING",
                 _row(job),
             ).rowcount
@@ -445,6 +463,8 @@ class Jobs:
             fields: dict[str, Any] = {
                 "project": job.project,
                 "script": job.script,
+                "monitor": job.monitor,
+                "requirements": job.requirements,
                 "args": job.args,
                 "timeout_ms": job.timeout_ms,
                 "retries": job.retries,
@@ -466,6 +486,11 @@ class Jobs:
                     fields[key] = changes.get(key, False if key == "manual" else None)
                 if changes.get("cron") is None or old.cron is None:
                     fields["timezone"] = "UTC"
+            # A new script replaces a monitor spec and the other way round.
+            if changes.get("script") is not None and "monitor" not in changes:
+                fields["monitor"] = None
+            if changes.get("monitor") is not None and "script" not in changes:
+                fields["script"] = None
             fields.update(changes)
             checked = _checked(fields)
             schedule = _schedule(fields, job.created_ms)
@@ -574,4 +599,6 @@ def _row(job: Job) -> tuple[Any, ...]:
         int(job.builtin),
         job.created_ms,
         job.updated_ms,
+        job.requirements,
+        job.monitor,
     )

@@ -8,10 +8,12 @@ run's metrics, in ``metrics_api``). Runs are named in paths by the uuid part of 
 ``MODELYARD_RUN_ID``.
 
 Persistence and checks live in the registry (schedule, bounds, parent, cycle: a refused change
-writes nothing); this module adds what needs the server's machine: the project folder and the
-script must exist at creation, and webhooks are tried once so an unreachable receiver comes back
-as a ``warnings`` entry instead of a failure. Every job in an answer carries its next run time
-(``jobs.schedule.next_slot``) and its last run.
+writes nothing); this module adds what needs the server's machine: the project folder must exist
+and the script (or monitor spec) and requirements file must be files of it that its snapshot
+keeps (runs execute in the snapshot, which applies .gitignore/.modelyardignore: a file the rules
+leave out would pass here and fail every run), and webhooks are tried once so an unreachable
+receiver comes back as a ``warnings`` entry instead of a failure. Every job in an answer
+carries its next run time (``jobs.schedule.next_slot``) and its last run.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from modelyard.runtime.logs import read_log, run_log_path
 from modelyard.server.auth import Capability, requires
 from modelyard.server.models import check_project_dir
 from modelyard.server.services import Services
+from modelyard.serving.snapshot import ignore_reason
 
 __all__ = ["JobIn", "JobPatch", "job_json", "router", "run_json"]
 
@@ -47,17 +50,6 @@ Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
 RunReader = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
 
 _RUN_PREFIX = "crn:modelyard:run/"
-# ``--monitor SPEC`` jobs run this launcher, written into the project (the runner runs a script
-# of the project snapshot, and the monitor runner lives in the installed package, not there).
-MONITOR_SCRIPT = ".modelyard/run_monitor.py"
-_MONITOR_LAUNCHER = """\
-# Written by Modelyard for jobs created with --monitor: 'python -m modelyard.monitors run SPEC'.
-import sys
-
-from modelyard.monitors.__main__ import main
-
-sys.exit(main(sys.argv[1:]))
-"""
 _MAX_TAIL = 100_000
 _RECENT_RUNS = 20
 
@@ -75,6 +67,11 @@ class _Fields(BaseModel):
         None,
         description="Instead of script: a monitor spec (YAML) inside the project; the job runs "
         "'python -m modelyard.monitors run SPEC'.",
+    )
+    requirements: str | None = Field(
+        None,
+        description="A requirements file inside the project: runs use its environment (built "
+        "once per distinct requirements and reused, as for model builds).",
     )
     args: list[str] | None = None
     cron: str | None = Field(None, description="Five cron fields, e.g. '*/5 * * * *'.")
@@ -182,6 +179,8 @@ def job_json(
         "name": job.name,
         "project": job.project,
         "script": job.script,
+        "monitor": job.monitor,
+        "requirements": job.requirements,
         "args": list(job.args),
         "schedule": schedule.kind,
         "cron": schedule.cron,
@@ -208,71 +207,78 @@ def job_json(
 
 
 # -- checks that need this machine -------------------------------------------------------------
-def _check_script(project: str, script: str) -> None:
-    """The script must be a file inside the project now (the runner checks the snapshot again
-    at each run); a missing one is bad input (400) naming both paths, so nothing is written."""
+def _check_file(project: str, value: str, argument: str) -> str:
+    """``value`` must be a file inside the project now, and one its snapshot keeps (the runner
+    checks the snapshot again at each run); otherwise bad input (400) naming the file and, for
+    an ignored one, the ignore file and pattern, so nothing is written. Returns the path
+    relative to the project."""
     root = check_project_dir(project)
-    if os.path.isabs(script):
+    if os.path.isabs(value):
         raise InvalidInput(
-            f"script={script!r} is absolute; expected a path inside the project, such as "
-            "'monitor.py'",
-            argument="script",
+            f"{argument}={value!r} is absolute; expected a path inside the project, such as "
+            f"{_EXAMPLES[argument]!r}",
+            argument=argument,
         )
-    full = (root / script).resolve()
+    full = (root / value).resolve()
     if not full.is_relative_to(root.resolve()) or not full.is_file():
         raise InvalidInput(
-            f"script={script!r} is not a file inside the project {project!r}; expected the "
-            "path of an existing script relative to the project folder",
+            f"{argument}={value!r} is not a file inside the project {project!r}; expected the "
+            "path of an existing file relative to the project folder",
+            argument=argument,
+        )
+    reason = ignore_reason(root, Path(os.path.normpath(value)).as_posix())
+    if reason is not None:
+        raise InvalidInput(
+            f"{argument}={value!r} is left out of the project's snapshot by {reason}, and runs "
+            "execute in the snapshot; accepted: a file the ignore rules keep (change the rule "
+            "or move the file)",
+            argument=argument,
+            ignored_by=reason,
+        )
+    return value
+
+
+_EXAMPLES = {"script": "monitor.py", "monitor": "monitor.yaml", "requirements": "requirements.txt"}
+
+
+def _prepare(fields: dict[str, Any], current: Job | None) -> dict[str, Any]:
+    """Fields for the registry, with the files they name checked on disk and against the
+    snapshot's ignore rules: the script or monitor spec and the requirements file, whenever
+    the project or one of them changes."""
+    if fields.get("script") is not None and fields.get("monitor") is not None:
+        raise InvalidInput(
+            f"script={fields['script']!r} and monitor={fields['monitor']!r} were both given; a "
+            "job runs either a script or a monitor spec",
+            argument="monitor",
+        )
+    if not ({"project", "script", "monitor", "requirements"} & set(fields)):
+        return fields
+    project = fields.get("project") or (current.project if current else None)
+    if project is None:
+        raise InvalidInput(
+            "project is missing; a job needs the absolute path of the project folder that "
+            "holds its script or monitor spec",
+            argument="project",
+        )
+    if fields.get("monitor") is not None:
+        runs: tuple[str, str | None] = ("monitor", fields["monitor"])
+    elif fields.get("script") is not None:
+        runs = ("script", fields["script"])
+    elif current is not None:
+        runs = ("monitor", current.monitor) if current.monitor else ("script", current.script)
+    else:
+        runs = ("script", None)
+    if runs[1] is None:
+        raise InvalidInput(
+            "script is missing; a job needs the script to run inside the project (or a "
+            "monitor spec)",
             argument="script",
         )
-
-
-def _prepare(fields: dict[str, Any], current: Job | None) -> tuple[dict[str, Any], Path | None]:
-    """Fields for the registry (the monitor shortcut expanded, the script checked on disk) and,
-    for a monitor job, the project to write the launcher into once the registry took the job:
-    a refused job leaves the project as it was."""
-    monitor = fields.pop("monitor", None)
-    if monitor is not None:
-        if fields.get("script") is not None:
-            raise InvalidInput(
-                f"script={fields['script']!r} and monitor={monitor!r} were both given; a job "
-                "runs either a script or a monitor spec",
-                argument="monitor",
-            )
-        project = fields.get("project") or (current.project if current else None)
-        if project is None:
-            raise InvalidInput(
-                "project is missing; a monitor job needs the absolute path of the project "
-                "folder that holds its spec",
-                argument="project",
-            )
-        _check_script(project, monitor)
-        fields["script"] = MONITOR_SCRIPT
-        fields["args"] = ["run", monitor, *(fields.get("args") or [])]
-        return fields, check_project_dir(project)
-    if "project" in fields or "script" in fields:
-        project = fields.get("project") or (current.project if current else None)
-        script = fields.get("script") or (current.script if current else None)
-        if project is None or script is None:
-            missing = "project" if project is None else "script"
-            raise InvalidInput(
-                f"{missing} is missing; a job needs the project folder's absolute path and "
-                "the script to run inside it",
-                argument=missing,
-            )
-        _check_script(project, script)
-    return fields, None
-
-
-def ensure_monitor_script(project: Path) -> None:
-    """Write the monitor launcher into ``project`` unless it is there already, unchanged."""
-    path = project / MONITOR_SCRIPT
-    if path.is_file() and path.read_text() == _MONITOR_LAUNCHER:
-        return
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(_MONITOR_LAUNCHER)
-    os.replace(tmp, path)
+    _check_file(project, runs[1], runs[0])
+    requirements = fields.get("requirements", current.requirements if current else None)
+    if requirements is not None:
+        _check_file(project, requirements, "requirements")
+    return fields
 
 
 def _warnings(notify: list[str] | None) -> list[str]:
@@ -339,7 +345,7 @@ async def create_job(
     name = fields.pop("name")
 
     def create() -> tuple[dict[str, Any], list[str]]:
-        prepared, launcher = _prepare(fields, None)
+        prepared = _prepare(fields, None)
         if "project" not in prepared:
             raise InvalidInput(
                 "project is missing; give the project folder's absolute path", argument="project"
@@ -347,10 +353,8 @@ async def create_job(
         if prepared.get("timezone") is None:
             prepared.pop("timezone", None)
         given = {k: v for k, v in prepared.items() if v is not None}  # None: the default
-        project, script = given.pop("project"), given.pop("script")
+        project, script = given.pop("project"), given.pop("script", None)
         job = services.registry.create_job(name, project, script, **given)
-        if launcher is not None:
-            ensure_monitor_script(launcher)
         warnings = _warnings(list(job.notify))
         return job_json(services.registry, job, key), warnings
 
@@ -387,12 +391,10 @@ async def update_job(
 
     def update() -> tuple[dict[str, Any], list[str]]:
         current = services.registry.get_job(name)
-        prepared, launcher = _prepare(fields, current)
+        prepared = _prepare(fields, current)
         if "timezone" in prepared and prepared["timezone"] is None:
             prepared["timezone"] = "UTC"
         job = services.registry.update_job(current.name, **prepared)
-        if launcher is not None:
-            ensure_monitor_script(launcher)
         warnings = _warnings(prepared.get("notify"))
         return job_json(services.registry, job, key), warnings
 
