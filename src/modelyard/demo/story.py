@@ -97,12 +97,17 @@ def prepare_home(home: Path) -> Path:
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the demo like Ctrl-C does: through every ``finally`` below."""
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP end the demo through every ``finally`` below.
+
+    SIGINT is set explicitly too: a shell starts background commands with it ignored, and
+    Python then never raises KeyboardInterrupt, so ``kill -INT`` would leave the demo running.
+    """
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, stop) for s in caught}
     try:
         yield
     finally:
