@@ -119,6 +119,14 @@ class StoryResults:
         lines.append(f"  alerts      {', '.join(rules) or 'none'}; {hooks} webhook call(s)")
         for claim, ok in self.checks().items():
             lines.append(f"  {'[green]ok[/]  ' if ok else '[red]NOT[/] '} {claim}")
+        home = info["home"]
+        lines += [
+            "\n[bold]Look inside[/] (the home is kept):",
+            f"  MODELYARD_HOME={home} modelyard server      # dashboard at /ui/, key in admin.key",
+            f"  MODELYARD_HOME={home} modelyard alerts --all",
+            f"  MODELYARD_HOME={home} modelyard metrics read --deployment {info['deployment']} "
+            "--since 1h --format csv",
+        ]
         if self.report is not None:
             lines.append(f"\n[bold]Report:[/] {self.report}")
         return "\n".join(lines)
