@@ -342,7 +342,11 @@ def test_jobs_cli_against_a_real_server(
         return [(j["name"], j["updated_ms"]) for j in ok_json(capsys, "jobs", "list")]
 
     before = definitions()
+    (project / ".gitignore").write_text("ignored_*.py\n")
+    (project / "ignored_job.py").write_text(STEP)
     for args, named in (
+        (["--script", "ignored_job.py", "--manual"], "pattern 'ignored_*.py' in .gitignore"),
+        (["--script", "tick.py", "--manual", "--requirements", "missing.txt"], "missing.txt"),
         (["--script", "tick.py", "--cron", "*/5 * * 13 *"], "month"),
         (["--script", "missing.py", "--manual"], "missing.py"),
         (["--script", "tick.py", "--after", "no-such-job"], "no-such-job"),
@@ -370,6 +374,24 @@ def test_jobs_cli_against_a_real_server(
     )
     assert code == 0 and "warning: webhook http://127.0.0.1:9/hook is not reachable" in err
     assert ok_json(capsys, "jobs", "show", "step-a")["notify"] == ["http://127.0.0.1:9/hook"]
+
+    # --requirements: stored with the job and used by its runs (this file lists nothing, so the
+    # run says it keeps the base environment; tests/jobs/test_project_files.py installs one).
+    (project / "requirements.txt").write_text("# nothing to install\n")
+    code, _, err = cli(capsys, "jobs", "update", "step-a", "--requirements", "requirements.txt")
+    assert code == 0, err
+    assert ok_json(capsys, "jobs", "show", "step-a")["requirements"] == "requirements.txt"
+    run = ok_json(capsys, "jobs", "run", "step-a")
+    assert finished_run(capsys, run["uuid"])["state"] == "succeeded"
+    log = ok_json(capsys, "jobs", "logs", run["uuid"])["log"]
+    assert "requirements file requirements.txt lists nothing" in log and "step a" in log
+    # That run started the pipeline again: let step-c finish before it is deleted.
+    wait_for(
+        lambda: (
+            [r["state"] for r in ok_json(capsys, "jobs", "runs", "step-c")]
+            == ["succeeded", "succeeded"]
+        )
+    )
 
     code, out, _ = cli(capsys, "jobs", "delete", "step-c")
     assert code == 0 and "deleted job step-c" in out
