@@ -9,18 +9,22 @@ browser tests fail with the reason under CI and skip with the reason elsewhere.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+import uvicorn
 
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, Services, create_app
@@ -114,3 +118,83 @@ def chromium_path() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return CHROMIUM
+
+
+# -- a served app and a browser page -------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    url: str
+    admin: str
+    app: Any
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin}"}
+
+
+@contextmanager
+def serve_in_thread(home: Path, **config: Any) -> Iterator[Running]:
+    """The server app (lifespan and all: store, registry, runtime, scheduler) on uvicorn in a
+    thread, on a free loopback port; stopped through uvicorn's own shutdown."""
+    port = free_port()
+    app = create_app(ServerConfig(home=home, port=port, inject_env=False, **config))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    said: list[str] = []  # uvicorn's own error log: a failed startup's traceback is there
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 90
+    while not server.started:
+        alive = thread.is_alive() and time.monotonic() < deadline
+        assert alive, "the server did not start:\n" + "\n".join(said)[-5000:]
+        time.sleep(0.05)
+    try:
+        admin = (home / "admin.key").read_text().strip()
+        yield Running(f"http://127.0.0.1:{port}", admin, app)
+    finally:
+        server.should_exit = True
+        thread.join(90)
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+
+
+def watch(page: Any, problems: list[str]) -> None:
+    """Collect console errors and warnings, page errors and failed requests of ``page``."""
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(  # a fetch() cut short by leaving the page is aborted, not failed
+        "requestfailed",
+        lambda r: (
+            problems.append(f"request failed: {r.url} {r.failure}")
+            if r.failure != "net::ERR_ABORTED"
+            else None
+        ),
+    )
+
+
+def focus_reaches(page: Any, selectors: list[str], presses: int = 60) -> None:
+    """Tab from the top of the page until each selector has had the keyboard focus."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.focus("body")
+    seen: set[str] = set()
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        for selector in selectors:
+            if page.evaluate(
+                "(s) => document.activeElement === document.querySelector(s)", selector
+            ):
+                seen.add(selector)
+        if seen == set(selectors):
+            return
+    raise AssertionError(f"Tab never reached {sorted(set(selectors) - seen)}")

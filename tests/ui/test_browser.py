@@ -11,22 +11,17 @@ git) for a person to look at.
 from __future__ import annotations
 
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from modelyard.monitors import MonitorSpec, run_monitor
-from modelyard.runtime import free_port
-from modelyard.server import ServerConfig, create_app
 
-from .conftest import CHROMIUM_ARGS, SCREENSHOTS
+from .conftest import CHROMIUM_ARGS, SCREENSHOTS, Running, focus_reaches, serve_in_thread, watch
 
 pytestmark = pytest.mark.slow
 
@@ -43,38 +38,11 @@ VERSION = %d
 """
 
 
-@dataclass
-class Running:
-    url: str
-    admin: str
-    app: Any
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.admin}"}
-
-
 @pytest.fixture
 def running(modelyard_home: Path) -> Iterator[Running]:
     """The server app on uvicorn in a thread (one-second tech intervals for the charts)."""
-    port = free_port()
-    app = create_app(
-        ServerConfig(home=modelyard_home, port=port, tech_interval_s=1.0, inject_env=False)
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        admin = (modelyard_home / "admin.key").read_text().strip()
-        yield Running(f"http://127.0.0.1:{port}", admin, app)
-    finally:
-        server.should_exit = True
-        thread.join(90)
+    with serve_in_thread(modelyard_home, tech_interval_s=1.0) as run:
+        yield run
 
 
 def _deploy(run: Running, project: Path, version: int) -> dict[str, Any]:
@@ -150,23 +118,6 @@ def _data(run: Running, tmp_path: Path) -> dict[str, Any]:
     return {"first": first, "second": second, "uuids": uuids, "deployment": deployment}
 
 
-def _focus_reaches(page: Any, selectors: list[str], presses: int = 60) -> None:
-    """Tab from the top of the page until each selector has had the keyboard focus."""
-    page.evaluate("document.activeElement && document.activeElement.blur()")
-    page.focus("body")
-    seen: set[str] = set()
-    for _ in range(presses):
-        page.keyboard.press("Tab")
-        for selector in selectors:
-            if page.evaluate(
-                "(s) => document.activeElement === document.querySelector(s)", selector
-            ):
-                seen.add(selector)
-        if seen == set(selectors):
-            return
-    raise AssertionError(f"Tab never reached {sorted(set(selectors) - seen)}")
-
-
 def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -178,29 +129,13 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
         browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on(  # a fetch() cut short by leaving the page is aborted, not failed
-                "requestfailed",
-                lambda r: (
-                    problems.append(f"request failed: {r.url} {r.failure}")
-                    if r.failure != "net::ERR_ABORTED"
-                    else None
-                ),
-            )
+            watch(page, problems)
 
             # Sign in (any page sends the browser to the sign-in form first).
             page.goto(running.url + "/ui/models/churn")
             assert page.url.startswith(running.url + "/ui/login")
             page.screenshot(path=str(SCREENSHOTS / "login.png"))
-            _focus_reaches(page, ["#api_key", "button[type=submit]"])
+            focus_reaches(page, ["#api_key", "button[type=submit]"])
             page.fill("#api_key", running.admin)
             page.keyboard.press("Enter")
             page.wait_for_url(running.url + "/ui/models/churn")
@@ -215,7 +150,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             assert cells[8] == "1 firing: drift.flagged > 0", cells
             assert cells[3] != "–", cells  # requests/s from the tech intervals
             page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
-            _focus_reaches(page, ["nav a[href='/ui/metrics']", ".signout button", "#models a"])
+            focus_reaches(page, ["nav a[href='/ui/metrics']", ".signout button", "#models a"])
 
             # Model page: replicas, charts, the test form, search by uuid, build log.
             page.click("#models a")
@@ -238,7 +173,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             page.locator("#predictions tbody button").first.wait_for()
             assert "smoke test" in page.inner_text("pre.log")  # the active build's log
             page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
-            _focus_reaches(
+            focus_reaches(
                 page, ["#range", "form.rollback button", "#try-input", "#search-uuid"], 120
             )
 
@@ -266,7 +201,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
                 "document.getElementById('resolution').textContent.includes('raw')"
             )
             page.screenshot(path=str(SCREENSHOTS / "metrics.png"), full_page=True)
-            _focus_reaches(page, ["#deployment", "#metric", "#range", "#explore button"])
+            focus_reaches(page, ["#deployment", "#metric", "#range", "#explore button"])
             page.fill("#metric", "roc_auc")
             page.click("#explore button")
             page.wait_for_function(
@@ -277,7 +212,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             page.goto(running.url + "/ui/drift?deployment=" + data["deployment"])
             page.locator("#chart-heatmap .main-svg").first.wait_for()
             assert "1 features over" in page.inner_text("#drift-status")
-            _focus_reaches(page, ["#deployment", "#method", "#range", "#cell"])
+            focus_reaches(page, ["#deployment", "#method", "#range", "#cell"])
             page.select_option("#cell", index=1)
             page.wait_for_function(
                 "document.getElementById('cell-status').textContent.includes('exact')"
@@ -289,7 +224,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             page.click("nav a[href='/ui/jobs']")
             page.locator("#jobs td", has_text="after prepare succeeds").wait_for()
             page.locator("#chart-pipeline .main-svg").first.wait_for()
-            _focus_reaches(page, ["button[aria-label='Run prepare now']", "#job-select"])
+            focus_reaches(page, ["button[aria-label='Run prepare now']", "#job-select"])
             page.click("button[aria-label='Run prepare now']")
             page.wait_for_function(
                 "document.getElementById('run-log').textContent.includes('prepared')",
@@ -329,7 +264,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
 
             # Keys: create (token shown once), then revoke.
             page.goto(running.url + "/ui/keys")
-            _focus_reaches(page, ["#key-name", "#key-role", "form[action='/ui/keys'] button"])
+            focus_reaches(page, ["#key-name", "#key-role", "form[action='/ui/keys'] button"])
             page.fill("#key-name", "browser-made")
             page.click("form[action='/ui/keys'] button")
             token = page.input_value("#new-token")
