@@ -7,6 +7,8 @@ with uvicorn (uvloop, httptools) and stops cleanly on SIGTERM/SIGINT.
 
 Public routes (no API key): ``/healthz``, ``/openapi.json`` and ``/docs`` (the API's description
 is not a secret: the project is open source), and ``/metrics`` only with ``public_metrics``.
+The dashboard (``modelyard.ui``, under ``/ui``) serves its sign-in page and static files to
+anyone and every other page only to a signed-in session.
 Every other route needs a key; ``POST /model`` and the predict routes skip the check only for a
 model whose ``auth_required`` setting is off.
 """
