@@ -292,3 +292,30 @@ def test_a_drift_cell_has_both_distributions_numeric_and_categorical(with_ui: An
         assert unknown.status_code == 400 and "tenure" in unknown.json()["error"]["message"]
 
     with_ui(scenario)
+
+
+def test_a_key_scoped_to_another_model_is_refused(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        other = _identity(ui, "other")
+        now = _now()
+        ui.services.store.write_predictions([Prediction("mine", ident, now, now, {"v": 1})])
+        _, token = ui.services.registry.create_api_key("scoped", role="user", scope=other.model_crn)
+        scoped = {"Authorization": f"Bearer {token}"}
+        for path, params in (
+            ("/api/v1/models/churn/tech", {}),
+            ("/api/v1/models/churn/predictions", {}),
+            ("/api/v1/predictions/mine", {}),
+            ("/api/v1/series", {"deployment": ident.deployment_crn, "metric": "v"}),
+            ("/api/v1/drift", {"deployment": ident.deployment_crn}),
+        ):
+            answer = await ui.client.get(path, params=params, headers=scoped)
+            assert answer.status_code == 403, (path, answer.text)
+        own = await ui.client.get(
+            "/api/v1/series",
+            params={"deployment": other.deployment_crn, "metric": "v"},
+            headers=scoped,
+        )
+        assert own.status_code == 200
+
+    with_ui(scenario)
