@@ -7,19 +7,15 @@ flush-and-retry every delayed call below would find no record and answer 404.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 import modelyard
+from _live import admin_key, live_server
 from modelyard.errors import NotFound
-from modelyard.runtime import free_port
-from modelyard.server import ServerConfig, create_app
 from modelyard.tracking import backends
 
 pytestmark = pytest.mark.slow
@@ -30,29 +26,8 @@ def slow_flush_server(
     modelyard_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, str]]:
     monkeypatch.setenv("MODELYARD_FLUSH_INTERVAL", "5s")
-    port = free_port()
-    app = create_app(ServerConfig(home=modelyard_home, port=port, inject_env=False, jobs=False))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-    try:
-        yield url, (modelyard_home / "admin.key").read_text().strip()
-    finally:
-        backends.close_all()
-        server.should_exit = True
-        thread.join(60)
+    with live_server(modelyard_home, jobs=False) as url:
+        yield url, admin_key(modelyard_home)
 
 
 def test_delayed_metrics_right_after_a_served_call_find_the_prediction(

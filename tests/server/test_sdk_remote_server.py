@@ -3,20 +3,15 @@ the four tracking calls, reads as records, pages, frames and iterators, errors t
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
 import modelyard
+from _live import remote_sdk
 from modelyard.errors import InvalidInput, NotFound, Unauthorized
 from modelyard.registry import Registry
-from modelyard.runtime import free_port
-from modelyard.server import ServerConfig, create_app
 from modelyard.store import open_store
 from modelyard.tracking import backends
 
@@ -26,43 +21,14 @@ MODEL = "crn:modelyard:model/22222222-2222-4222-8222-222222222224"
 
 
 @pytest.fixture
-def live_server(modelyard_home: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
-    app = create_app(ServerConfig(home=modelyard_home, port=port, inject_env=False))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-    try:
-        yield url, modelyard_home
-    finally:
+def sdk(modelyard_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    with remote_sdk(modelyard_home, monkeypatch, jobs=True) as url:
+        monkeypatch.setenv("MODELYARD_DEPLOYMENT_CRN", DEPLOYMENT)
+        monkeypatch.setenv("MODELYARD_BUILD_CRN", BUILD)
+        monkeypatch.setenv("MODELYARD_MODEL_CRN", MODEL)
+        monkeypatch.delenv("MODELYARD_RUN_ID", raising=False)
         backends.close_all()
-        server.should_exit = True
-        thread.join(30)
-
-
-@pytest.fixture
-def sdk(live_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
-    url, home = live_server
-    monkeypatch.setenv("MODELYARD_URL", url)
-    monkeypatch.setenv("MODELYARD_API_KEY", (home / "admin.key").read_text().strip())
-    monkeypatch.setenv("MODELYARD_DEPLOYMENT_CRN", DEPLOYMENT)
-    monkeypatch.setenv("MODELYARD_BUILD_CRN", BUILD)
-    monkeypatch.setenv("MODELYARD_MODEL_CRN", MODEL)
-    monkeypatch.delenv("MODELYARD_RUN_ID", raising=False)
-    backends.close_all()
-    return live_server
+        yield url, modelyard_home
 
 
 def test_track_read_delayed_aggregate_and_frames(sdk: tuple[str, Path]) -> None:

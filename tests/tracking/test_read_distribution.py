@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 import modelyard
+from _live import remote_sdk
 from modelyard.cli import cli
 from modelyard.errors import InvalidInput
 from modelyard.store import Identity, Prediction, RollupPolicy, open_store
 from modelyard.tracking import DEV_IDENTITY, backends
-from tracking.live_server import remote_sdk
 
 WHO = Identity(
     "crn:modelyard:model/44444444-4444-4444-8444-444444444441",

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import modelyard
+from _live import remote_sdk
 from modelyard.store import Identity, Prediction, RollupPolicy, open_store
 from modelyard.tracking import backends
-from tracking.live_server import remote_sdk
 
 REFERENCE_KEYS = {
     "modelDeploymentCrn",
