@@ -8,24 +8,18 @@ takes about a second to import and load). Records go to a real SQLite store thro
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from _processes import Replica, start_replica, stop_replica, wait_healthy
 from modelyard.serving.gateway import (
     DeploymentPool,
     Gateway,
@@ -55,55 +49,11 @@ MODEL = """
 """
 
 
-@dataclass
-class Replica:
-    replica_id: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start(snapshot: Path, home: Path, replica_id: str) -> Replica:
-    port = free_port()
-    argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
-    argv += ["--file", "predict.py", "--function", "predict", "--port", str(port)]
-    argv += ["--replica-id", replica_id, "--concurrency", "2", "--max-body-bytes", "4K"]
-    argv += ["--batch-function", "none"]  # /invoke_batch calls predict once per item
+    args = ["--function", "predict", "--concurrency", "2", "--max-body-bytes", "4K"]
+    args += ["--batch-function", "none"]  # /invoke_batch calls predict once per item
     log = snapshot.parent / f"{replica_id}.log"
-    env = {**os.environ, "MODELYARD_HOME": str(home)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    return Replica(replica_id, f"http://127.0.0.1:{port}", process, log)
-
-
-def wait_healthy(replica: Replica, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if replica.process.poll() is not None:
-            raise AssertionError(f"replica exited early:\n{replica.log.read_text()}")
-        try:
-            if httpx.get(f"{replica.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"replica not healthy after {timeout_s}s:\n{replica.log.read_text()}")
-
-
-def stop(replica: Replica) -> None:
-    if replica.process.poll() is None:
-        replica.process.terminate()
-        try:
-            replica.process.wait(10)
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-            replica.process.wait()
+    return start_replica(snapshot, home, log, "predict.py", *args, replica_id=replica_id)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +74,7 @@ def replicas(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield started
     finally:
         for replica in started:
-            stop(replica)
+            stop_replica(replica)
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
@@ -270,4 +220,4 @@ def test_a_killed_replica_is_routed_around(snapshot: Path, tmp_path: Path) -> No
         run(scenario)
     finally:
         for replica in pair:
-            stop(replica)
+            stop_replica(replica)

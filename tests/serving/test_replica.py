@@ -9,18 +9,15 @@ pointed at a folder that must still not exist at the end: a replica never opens 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import httpx
 import psutil
 import pytest
 
+from _processes import Replica, replica_argv, start_replica, stop_replica, wait_healthy
 from modelyard.runtime import (
     LocalRuntime,
     ReplicaSpec,
@@ -117,55 +115,6 @@ BROKEN = """
 """
 
 
-@dataclass
-class Replica:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def invoke(self, body: Any, **kw: Any) -> httpx.Response:
-        return httpx.post(f"{self.url}/invoke", json=body, timeout=30, **kw)
-
-    def invoke_batch(self, body: Any) -> httpx.Response:
-        return httpx.post(f"{self.url}/invoke_batch", json=body, timeout=30)
-
-
-def _start(
-    snapshot: Path, home: Path, log: Path, file: str, *args: str, env: dict[str, str] | None = None
-) -> Replica:
-    port = free_port()
-    argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
-    argv += ["--file", file, "--port", str(port), "--replica-id", f"r-{port}", *args]
-    env = {**os.environ, **(env or {}), "MODELYARD_HOME": str(home)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    return Replica(f"http://127.0.0.1:{port}", process, log)
-
-
-def _wait_healthy(replica: Replica, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if replica.process.poll() is not None:
-            raise AssertionError(f"replica exited early:\n{replica.log.read_text()}")
-        try:
-            if httpx.get(f"{replica.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"replica not healthy after {timeout_s} s:\n{replica.log.read_text()}")
-
-
-def _stop(replica: Replica) -> None:
-    if replica.process.poll() is None:
-        replica.process.terminate()
-        try:
-            replica.process.wait(10)
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-            replica.process.wait()
-
-
 def _write(folder: Path, files: dict[str, str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -210,19 +159,21 @@ def replicas(snapshot: Path, shared_home: Path) -> Iterator[dict[str, Replica]]:
     logs = snapshot.parent / "logs"
     logs.mkdir(exist_ok=True)
     started = {
-        name: _start(snapshot, shared_home, logs / f"{name}.log", *args, env=SHARED_ENV.get(name))
+        name: start_replica(
+            snapshot, shared_home, logs / f"{name}.log", *args, env=SHARED_ENV.get(name)
+        )
         for name, args in SHARED.items()
     }
     try:
         for replica in started.values():
-            _wait_healthy(replica)
+            wait_healthy(replica)
         yield started
     finally:
         for replica in started.values():
             if replica.process.poll() is None:
                 replica.process.terminate()
         for replica in started.values():
-            _stop(replica)
+            stop_replica(replica)
     # No replica opened a store or wrote anything under its home.
     assert not shared_home.exists()
 
@@ -510,12 +461,12 @@ def test_a_function_that_cannot_be_loaded_exits_with_the_smoke_test_codes(
         ("model.py", "nope", EXIT_NOT_CALLABLE, "defines no 'nope'"),
         ("broken.py", "predict", EXIT_IMPORT_FAILED, "the model file cannot be imported"),
     ]:
-        replica = _start(
+        replica = start_replica(
             snapshot, tmp_path / "home", tmp_path / "log", file, "--function", function
         )
         assert replica.process.wait(60) == code
         assert text in replica.log.read_text()
-    replica = _start(
+    replica = start_replica(
         snapshot,
         tmp_path / "home",
         tmp_path / "log",
@@ -534,17 +485,14 @@ def test_a_taken_port_exits_1_saying_so(snapshot: Path, tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
-        argv += ["--file", "model.py", "--function", "plain", "--port", str(port)]
-        done = subprocess.run(
-            [*argv, "--replica-id", "r"], capture_output=True, text=True, timeout=60
-        )
+        argv = replica_argv(snapshot, "model.py", port, "r", "--function", "plain")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "address already in use" in done.stderr.lower()
 
 
 def test_bad_arguments_exit_2_naming_the_value(snapshot: Path, tmp_path: Path) -> None:
-    replica = _start(
+    replica = start_replica(
         snapshot,
         tmp_path / "home",
         tmp_path / "log",
@@ -559,11 +507,11 @@ def test_bad_arguments_exit_2_naming_the_value(snapshot: Path, tmp_path: Path) -
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(snapshot: Path, tmp_path: Path) -> None:
-    replica = _start(
+    replica = start_replica(
         snapshot, tmp_path / "home", tmp_path / "log", "model.py", "--function", "slow"
     )
     try:
-        _wait_healthy(replica)
+        wait_healthy(replica)
         result: dict[str, Any] = {}
 
         mark = tmp_path / "running"
@@ -587,7 +535,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(snapshot: Path, tmp_
         assert replica.process.wait(10) == 0
         assert "stopped" in replica.log.read_text()
     finally:
-        _stop(replica)
+        stop_replica(replica)
 
 
 def test_config_argv_parses_back_to_the_same_config() -> None:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
 import textwrap
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from _processes import replica_argv
 from modelyard.runtime import LocalRuntime, ReplicaSpec, ReplicaStatus, SupervisorConfig, free_port
 from modelyard.serving.gateway import DeploymentPool, Gateway, ReplicaEndpoint
 from modelyard.store import Identity, Query, RecordKind, techseries
@@ -51,9 +51,8 @@ def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
 
 def spec(snapshot: Path, replica_id: str) -> ReplicaSpec:
     port = free_port()
-    argv = [sys.executable, "-m", "modelyard.serving.replica", "--snapshot", str(snapshot)]
-    argv += ["--file", "predict.py", "--function", "predict", "--port", str(port)]
-    argv += ["--replica-id", replica_id, "--concurrency", "2"]
+    args = ("--function", "predict", "--concurrency", "2")
+    argv = replica_argv(snapshot, "predict.py", port, replica_id, *args)
     return ReplicaSpec("dep", replica_id, argv, port=port, health_path="/healthz")
 
 
