@@ -52,24 +52,10 @@ def test_empty_result_has_the_id_columns() -> None:
 
 
 def test_batches_with_different_keys_are_padded() -> None:
-    def batch(metrics: list[str], start: int) -> RowBatch:
-        n = len(metrics)
-        return RowBatch(
-            kind=["prediction"] * n,
-            uuid=[f"u{start + i}" for i in range(n)],
-            model_crn=["m"] * n,
-            build_crn=["b"] * n,
-            deployment_crn=["d"] * n,
-            start_ms=list(range(start, start + n)),
-            end_ms=list(range(start, start + n)),
-            metrics=metrics,
-            tier_ms=[None] * n,
-        )
-
     df = batch_to_frame(
         [
-            batch(['{"a":1}', '{"a":2,"kind":"x"}'], 0),
-            batch(['{"b":{"c":3}}', '{"b":5,"a":null}'], 2),
+            _json_batch(['{"a":1}', '{"a":2,"kind":"x"}'], 0),
+            _json_batch(['{"b":{"c":3}}', '{"b":5,"a":null}'], 2),
         ]
     )
     assert list(df.columns) == [*ID_COLUMNS, "a", "metrics.kind", "b", "b.c"]
@@ -80,7 +66,8 @@ def test_batches_with_different_keys_are_padded() -> None:
     assert df["tierMs"].isna().all()
 
 
-def _rows_batch(metrics: list[dict[str, Any]], start: int = 0) -> RowBatch:
+def _json_batch(metrics: list[str], start: int = 0) -> RowBatch:
+    """Prediction rows with these metrics (JSON texts), uuids and times counting from start."""
     n = len(metrics)
     return RowBatch(
         kind=["prediction"] * n,
@@ -90,9 +77,13 @@ def _rows_batch(metrics: list[dict[str, Any]], start: int = 0) -> RowBatch:
         deployment_crn=["d"] * n,
         start_ms=list(range(start, start + n)),
         end_ms=list(range(start, start + n)),
-        metrics=[orjson.dumps(m).decode() for m in metrics],
+        metrics=metrics,
         tier_ms=[None] * n,
     )
+
+
+def _rows_batch(metrics: list[dict[str, Any]], start: int = 0) -> RowBatch:
+    return _json_batch([orjson.dumps(m).decode() for m in metrics], start)
 
 
 def _dotted(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
