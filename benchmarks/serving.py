@@ -41,7 +41,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -429,8 +429,11 @@ class Modelyard:
             raise RuntimeError(f"{method} {path} answered {answer.status_code}: {answer.text}")
         return answer.json() if answer.content else None
 
-    def deploy(self, name: str, project: Path, example: Any, **settings: Any) -> dict[str, Any]:
-        body = {"project": str(project), "example": example, "settings": settings}
+    def deploy(
+        self, name: str, project: Path, example: Any, replicas: int = 1, **settings: Any
+    ) -> dict[str, Any]:
+        body = {"project": str(project), "example": example, "replicas": replicas}
+        body["settings"] = settings
         outcome: dict[str, Any] = self.api("POST", f"/api/v1/models/{name}/deploy", body)
         return outcome
 
@@ -535,67 +538,81 @@ class Series:
         return statistics.median(getattr(r, key) for r in self.runs)
 
 
+@dataclass
+class Contender:
+    """One thing under load: its target, the processes whose CPU counts, and how to count its
+    prediction records (None when it keeps none)."""
+
+    name: str
+    target: Target
+    pids: list[int]
+    count_records: Callable[[], int] | None = None
+
+
 def measure(
     load: Load,
-    name: str,
-    target: Target,
-    pids: list[int],
+    contenders: list[Contender],
     args: argparse.Namespace,
     results: dict[tuple[str, int], Series],
-    count_records: Callable[[], int] | None = None,
 ) -> None:
-    # Warm-up: connections, the replicas' thread pools, scikit-learn's first calls.
-    load.run(target, 8, min(2.0, args.seconds), pids)
+    """Every contender at every concurrency, ``repeat`` rounds. The rounds are interleaved
+    (round 1 of all, then round 2...), so a burst of load from the machine's other users hits
+    every contender alike instead of one of them."""
+    for contender in contenders:  # warm-up: connections, thread pools, sklearn's first calls
+        load.run(contender.target, 8, min(2.0, args.seconds), contender.pids)
     for _ in range(args.repeat):
-        for c in args.concurrency:
-            before = count_records() if count_records else 0
-            run = load.run(target, c, args.seconds, pids)
-            if count_records is not None:
-                run.records = count_records() - before
-            series = results.setdefault((name, c), Series(name, c))
-            series.runs.append(run)
-            recorded = f", records {run.records}/{run.ok}" if run.records is not None else ""
-            print(
-                f"  {name} c={c}: {run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, "
-                f"p99 {run.p99_ms:.2f} ms, errors {run.errors or 0}, generator cpu "
-                f"{run.generator_cpu_s:.1f} s, server cpu {run.server_cpu_s:.1f} s "
-                f"({run.front_cpu_s:.1f} s front process){recorded}",
-                flush=True,
-            )
+        for contender in contenders:
+            for c in args.concurrency:
+                count = contender.count_records
+                before = count() if count else 0
+                run = load.run(contender.target, c, args.seconds, contender.pids)
+                if count is not None:
+                    run.records = count() - before
+                series = results.setdefault((contender.name, c), Series(contender.name, c))
+                series.runs.append(run)
+                recorded = f", records {run.records}/{run.ok}" if run.records is not None else ""
+                print(
+                    f"  {contender.name} c={c}: {run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, "
+                    f"p99 {run.p99_ms:.2f} ms, errors {run.errors or 0}, generator cpu "
+                    f"{run.generator_cpu_s:.1f} s, server cpu {run.server_cpu_s:.1f} s "
+                    f"({run.front_cpu_s:.1f} s front process){recorded}",
+                    flush=True,
+                )
 
 
-def modelyard_runs(
-    load: Load,
-    tmp: Path,
-    body_native: bytes,
-    example: dict[str, Any],
-    args: argparse.Namespace,
-    results: dict[tuple[str, int], Series],
-) -> None:
-    with Modelyard(tmp) as yard:
-        project = write_project(tmp / "project", batch=False)
-        outcome = yard.deploy("lr", project, example)
-        crn = outcome["deployment"]["crn"]
-        key = outcome["access_key"]
-        native = Target(f"{yard.base}/api/v1/models/lr/predict", body_native, yard.auth)
+def modelyard_contenders(
+    yard: Modelyard, tmp: Path, body_native: bytes, example: dict[str, Any]
+) -> list[Contender]:
+    """Three models on one server: ``lr`` (1 replica), ``lr2`` (2 replicas) of the same project,
+    ``lr-batch`` (the file with ``predict_batch``). Idle replicas cost next to nothing."""
+    out = []
+
+    def counter(crn: str) -> Callable[[], int]:
+        return lambda: yard.records(crn)
+
+    project = write_project(tmp / "project", batch=False)
+    for model, replicas in (("lr", 1), ("lr2", 2)):
+        outcome = yard.deploy(model, project, example, replicas=replicas)
+        crn, key = outcome["deployment"]["crn"], outcome["access_key"]
+        native = Target(f"{yard.base}/api/v1/models/{model}/predict", body_native, yard.auth)
         envelope = orjson.dumps({"accessKey": key, "request": example})
         reference = Target(f"{yard.base}/model", envelope, yard.auth)
-        for replicas in (1, 2):
-            if replicas == 2:
-                yard.api("POST", "/api/v1/models/lr/scale", {"replicas": 2})
-            for route, target in (("predict", native), ("/model", reference)):
-                name = f"modelyard {replicas}r {route}"
-                measure(load, name, target, yard.pids(), args, results, lambda: yard.records(crn))
-        yard.api("POST", "/api/v1/models/lr/stop")
-        batched = write_project(tmp / "project-batch", batch=True)
-        # concurrency 64: the gateway sends a replica at most its --concurrency requests at once,
-        # so with the default (8) no batch could hold more than 8 items and each would wait the
-        # full max_batch_wait_ms for a 9th; 64 lets batches fill up to max_batch_size (32).
-        outcome = yard.deploy("lr-batch", batched, example, track_io=True, concurrency=64)
-        crn = outcome["deployment"]["crn"]
-        target = Target(f"{yard.base}/api/v1/models/lr-batch/predict", body_native, yard.auth)
-        name = "modelyard batch predict"
-        measure(load, name, target, yard.pids(), args, results, lambda: yard.records(crn))
+        for route, target in (("predict", native), ("/model", reference)):
+            out.append(
+                Contender(f"modelyard {replicas}r {route}", target, yard.pids(), counter(crn))
+            )
+    batched = write_project(tmp / "project-batch", batch=True)
+    # concurrency 64: the gateway sends a replica at most its --concurrency requests at once,
+    # so with the default (8) no batch could hold more than 8 items and each would wait the
+    # full max_batch_wait_ms for a 9th; 64 lets batches fill up to max_batch_size (32).
+    outcome = yard.deploy("lr-batch", batched, example, track_io=True, concurrency=64)
+    target = Target(f"{yard.base}/api/v1/models/lr-batch/predict", body_native, yard.auth)
+    out.append(
+        Contender(
+            "modelyard batch predict", target, yard.pids(), counter(outcome["deployment"]["crn"])
+        )
+    )
+    return out
 
 
 def report(results: dict[tuple[str, int], Series], params: dict[str, Any]) -> Report:
@@ -700,21 +717,26 @@ def main() -> None:
             raise SystemExit("wrk was asked for and could not be installed")
         load = Load(wrk, tmp)
         console.print(f"load generator: {load.name}; {args.seconds:g} s runs x {args.repeat}")
-        console.print("(a) the floor: bare uvicorn + the model")
-        with floor(tmp, body) as (target, pids):
-            measure(load, "floor", target, pids, args, results)
-        console.print("(b, c) Modelyard: real server, recording on")
-        modelyard_runs(load, tmp, body, example, args, results)
-        if args.mlflow == "yes" or (args.mlflow == "auto" and not args.quick):
-            console.print("(d) MLflow models serve")
-            try:
-                with mlflow_server(tmp, features, console, info) as (target, pids):
-                    measure(load, "mlflow", target, pids, args, results)
-            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                skipped["mlflow"] = str(exc)
-                console.print(f"  MLflow not measured: {exc}")
-        else:
-            skipped["mlflow"] = "quick mode; pass --mlflow yes to include it"
+        with ExitStack() as running:  # every server stops at the end, also on error
+            console.print("starting (a) the floor: bare uvicorn + the model")
+            target, pids = running.enter_context(floor(tmp, body))
+            contenders = [Contender("floor", target, pids)]
+            console.print("starting (b, c) Modelyard: a real server, recording on")
+            yard = running.enter_context(Modelyard(tmp))
+            contenders += modelyard_contenders(yard, tmp, body, example)
+            if args.mlflow == "yes" or (args.mlflow == "auto" and not args.quick):
+                console.print("starting (d) MLflow models serve")
+                try:
+                    target, pids = running.enter_context(
+                        mlflow_server(tmp, features, console, info)
+                    )
+                    contenders.append(Contender("mlflow", target, pids))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    skipped["mlflow"] = str(exc)
+                    console.print(f"  MLflow not measured: {exc}")
+            else:
+                skipped["mlflow"] = "quick mode; pass --mlflow yes to include it"
+            measure(load, contenders, args, results)
     params = {
         "seconds": args.seconds,
         "repeat": args.repeat,
