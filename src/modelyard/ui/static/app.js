@@ -394,7 +394,7 @@
   }
 
   // -- jobs --------------------------------------------------------------------------------
-  const jobsState = { jobs: [], admin: false, job: "", logRun: null, logTimer: null };
+  const jobsState = { jobs: [], admin: false, job: "", logRun: null, logAbort: null };
 
   function duration(ms) {
     if (ms === null || ms === undefined) return "–";
@@ -549,33 +549,45 @@
     }
   }
 
-  async function pollLog() {
-    const uuid = jobsState.logRun;
-    if (!uuid) return;
-    const status = document.getElementById("log-status");
-    const out = document.getElementById("run-log");
-    try {
-      const run = await api("/api/v1/runs/" + encodeURIComponent(uuid));
-      const response = await fetch("/api/v1/runs/" + encodeURIComponent(uuid) + "/logs?tail=500", { credentials: "same-origin" });
-      const text = response.ok ? await response.text() : "";
-      const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-      out.textContent = text;
-      if (atEnd) out.scrollTop = out.scrollHeight;
-      const live = run.state === "running" || run.state === "queued";
-      status.textContent = "Run " + run.state + (live ? " (live: refreshed every 2 s)" : "") +
-        (response.ok ? "" : "; no log yet");
-      if (!live && jobsState.logTimer) { clearInterval(jobsState.logTimer); jobsState.logTimer = null; refreshJobs(); }
-    } catch (e) {
-      status.textContent = e.message;
-    }
-  }
-
-  function showLog(uuid) {
+  async function showLog(uuid) {
+    // A finished run's log is read once; a running one is followed as the server streams it
+    // (GET .../logs?follow=true ends when the run ends), then its final state is shown.
+    if (jobsState.logAbort) jobsState.logAbort.abort();
+    const controller = new AbortController();
+    jobsState.logAbort = controller;
     jobsState.logRun = uuid;
     document.getElementById("log-run").textContent = uuid;
-    if (jobsState.logTimer) clearInterval(jobsState.logTimer);
-    jobsState.logTimer = setInterval(pollLog, 2000);
-    pollLog();
+    const status = document.getElementById("log-status");
+    const out = document.getElementById("run-log");
+    const base = "/api/v1/runs/" + encodeURIComponent(uuid);
+    out.textContent = "";
+    try {
+      const run = await api(base);
+      const live = run.state === "running" || run.state === "queued";
+      status.textContent = "Run " + run.state + (live ? " (live)" : "");
+      const response = await fetch(base + "/logs?tail=500" + (live ? "&follow=true" : ""),
+        { credentials: "same-origin", signal: controller.signal });
+      if (!response.ok) {
+        status.textContent = "Run " + run.state + "; no log yet";
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+        out.textContent += decoder.decode(value, { stream: true });
+        if (atEnd) out.scrollTop = out.scrollHeight;
+      }
+      if (live) {
+        const final = await api(base);
+        status.textContent = "Run " + final.state;
+        refreshJobs();
+      }
+    } catch (e) {
+      if (e.name !== "AbortError") status.textContent = e.message;
+    }
   }
 
   function jobsPage() {
