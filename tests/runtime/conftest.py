@@ -11,15 +11,18 @@ import contextlib
 import os
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from _wait import wait_until
 from modelyard.runtime import Event, LocalRuntime, SupervisorConfig
+
+# wait_until lives in tests/_wait.py; the runtime tests import it from here.
+__all__ = ["FAST", "kinds", "tagged_processes", "wait_until"]
 
 FAST = SupervisorConfig(
     poll_interval_s=0.05,
@@ -170,16 +173,6 @@ def runtime(no_orphans: str, modelyard_home: Path, events: list[Event]) -> Itera
     rt = LocalRuntime(modelyard_home, on_event=events.append, config=FAST)
     yield rt
     rt.stop_all()
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float = 15.0, what: str = "") -> None:
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
 
 
 def kinds(events: list[Event], replica_id: str | None = None) -> list[str]:

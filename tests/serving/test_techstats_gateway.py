@@ -12,15 +12,14 @@ import os
 import signal
 import sqlite3
 import textwrap
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from _processes import replica_argv
+from _wait import wait_until
 from modelyard.runtime import LocalRuntime, ReplicaSpec, ReplicaStatus, SupervisorConfig, free_port
 from modelyard.serving.gateway import DeploymentPool, Gateway, ReplicaEndpoint
 from modelyard.store import Identity, Query, RecordKind, techseries
@@ -38,15 +37,6 @@ MODEL = """
         time.sleep(args["sleep"])
         return {"ok": True}
 """
-
-
-def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def spec(snapshot: Path, replica_id: str) -> ReplicaSpec:
@@ -77,7 +67,7 @@ def test_per_replica_requests_cpu_memory_and_restarts_reach_the_store(tmp_path: 
             states = runtime.replicas()
             return all(s.status is ReplicaStatus.HEALTHY for s in states)
 
-        wait_for(healthy, "two healthy replicas")
+        wait_until(healthy, timeout_s=60, what="two healthy replicas")
 
         async def scenario() -> tuple[int, int]:
             gateway = Gateway(store=store, tech_interval_s=3600, replica_stats=runtime.replicas)
@@ -94,12 +84,13 @@ def test_per_replica_requests_cpu_memory_and_restarts_reach_the_store(tmp_path: 
             r1 = next(s for s in runtime.replicas() if s.replica_id == "r1")
             assert r1.pid is not None
             os.kill(r1.pid, signal.SIGKILL)
-            wait_for(
+            wait_until(
                 lambda: any(
                     s.replica_id == "r1" and s.restarts == 1 and s.status is ReplicaStatus.HEALTHY
                     for s in runtime.replicas()
                 ),
-                "r1's restart",
+                timeout_s=60,
+                what="r1's restart",
             )
             second = await gateway.write_tech_aggregates()
             await gateway.close()
