@@ -6,12 +6,12 @@ import re
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from _threads import in_threads
 from modelyard.errors import InvalidInput
 from modelyard.serving import build, ensure_environment
 from modelyard.serving.environments import BASE_KEY, environment_key, normalise_requirements
@@ -134,11 +134,7 @@ def test_concurrent_builds_with_the_same_requirements_install_once(
         except BaseException as exc:  # pragma: no cover - reported by the assert below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(run, 3)
     assert not errors
     assert sorted(r.reused for r in results) == [False, True, True]
     assert len({r.python for r in results}) == 1

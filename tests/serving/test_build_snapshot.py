@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from _threads import in_threads
 from modelyard.errors import InvalidInput, PayloadTooLarge
 from modelyard.serving.snapshot import remove_snapshot, snapshot_project
 
@@ -218,17 +218,13 @@ def test_concurrent_snapshots_of_equal_content_share_one_folder(project: Writer,
     results = []
     errors: list[BaseException] = []
 
-    def run() -> None:
+    def run(_: int) -> None:
         try:
             results.append(snapshot_project(root, tmp_path / "snaps"))
         except BaseException as exc:  # pragma: no cover - reported by the assert below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(run, 4)
     assert not errors
     assert len({r.path for r in results}) == 1
     assert [p.name for p in (tmp_path / "snaps").iterdir()] == [results[0].digest]

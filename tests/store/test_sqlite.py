@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import modelyard
+from _threads import in_threads
 from modelyard.errors import InvalidInput, StoreUnavailable
 from modelyard.store import Identity, Prediction, Query
 from modelyard.store.schema import SCHEMA_VERSION, migrations
@@ -111,11 +112,7 @@ def test_memory_store_is_shared_by_threads() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work, 4)
     assert errors == []
     assert store.info().predictions == 800
     store.close()

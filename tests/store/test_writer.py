@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _threads import in_threads
 from modelyard.errors import Conflict, InvalidInput, StoreUnavailable
 from modelyard.store import BufferedWriter, Identity, Prediction
 from modelyard.store.sqlite import SQLiteStore
@@ -150,13 +151,12 @@ def test_normal_interpreter_exit_flushes(tmp_path: Path) -> None:
 
 
 def test_many_threads_submit_and_each_flush_covers_its_own_records(tmp_path: Path) -> None:
-    import threading
 
     path = tmp_path / "threads.db"
     with SQLiteStore(path) as store, BufferedWriter(store, flush_interval_ms=10, max_batch=64) as w:
         problems: list[str] = []
 
-        def producer() -> None:
+        def producer(_: int) -> None:
             mine = records(500)
             for p in mine:
                 w.submit(p)
@@ -165,10 +165,6 @@ def test_many_threads_submit_and_each_flush_covers_its_own_records(tmp_path: Pat
             if missing:
                 problems.append(f"{len(missing)} records not durable after flush")
 
-        threads = [threading.Thread(target=producer) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(producer, 6)
         assert problems == []
     assert len(stored(path)) == 3000

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import modelyard
+from _threads import in_threads
 from modelyard.tracking import backends, capture
 from modelyard.tracking.capture import active
 
@@ -75,11 +76,7 @@ def test_captures_in_threads_and_tasks_stay_apart(monkeypatch: pytest.MonkeyPatc
         assert {r.metrics["tenure"] for r in captured.records} == {i}
         seen[i] = uuids
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work, 4)
     assert sorted(seen) == [0, 1, 2, 3]
 
     @modelyard.model_metrics

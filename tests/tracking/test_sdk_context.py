@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import modelyard
+from _threads import in_threads
 from modelyard.tracking import context
 
 
@@ -25,11 +26,7 @@ def test_threads_each_get_their_own_record() -> None:
     def run(n: int) -> None:
         results[n] = predict(n)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(run, 8)
     ident = modelyard.current_identity(dev=True)
     records = modelyard.read_metrics(ident.deployment_crn, dev=True)["metrics"]
     by_uuid = {r["predictionUuid"]: r["metrics"] for r in records}
