@@ -9,6 +9,7 @@ another store object on the same database each call (SQLite file and PostgreSQL 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,15 @@ from modelyard.store import MetricsStore
 from modelyard.store.postgres import PostgresStore
 from modelyard.store.sqlite import SQLiteStore
 
-__all__ = ["BACKENDS", "PERSISTENT", "Opener", "opener_for", "store", "store_opener"]
+__all__ = [
+    "BACKENDS",
+    "PERSISTENT",
+    "Opener",
+    "open_stores",
+    "opener_for",
+    "store",
+    "store_opener",
+]
 
 Opener = Callable[[], MetricsStore]
 
@@ -56,3 +65,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetricsSto
 def store_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     """Opens a new store object on the same database each call (close what you open)."""
     return opener_for(request.param, request, tmp_path)
+
+
+@contextmanager
+def open_stores(opener: Opener, n: int) -> Iterator[list[MetricsStore]]:
+    """``n`` store objects on one database, as ``n`` server processes hold; closed at the end."""
+    stores = [opener() for _ in range(n)]
+    try:
+        yield stores
+    finally:
+        for s in stores:
+            s.close()

@@ -4,37 +4,16 @@ invariants (one name, one active deployment per model)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
+from _backends import open_stores
+from _threads import run_together
 from modelyard.errors import Conflict, Unauthorized
 from modelyard.registry import DeploymentState, Registry
 
 from .conftest import StoreOpener
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[Any]:
-    """Start the workers at one barrier; return what each returned or raised."""
-    barrier = threading.Barrier(len(workers))
-    results: list[Any] = [None] * len(workers)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = workers[i]()
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 def test_a_rotation_in_one_registry_reaches_the_other_after_the_ttl(opener: StoreOpener) -> None:
@@ -59,8 +38,7 @@ def test_a_rotation_in_one_registry_reaches_the_other_after_the_ttl(opener: Stor
 
 
 def test_racing_creates_of_one_name_give_one_model_and_conflicts(opener: StoreOpener) -> None:
-    stores = [opener() for _ in range(4)]
-    try:
+    with open_stores(opener, 4) as stores:
         registries = [Registry(s) for s in stores]
         results = run_together([lambda r=r: r.create_model("churn") for r in registries])
         created = [r for r in results if isinstance(r, tuple)]
@@ -70,14 +48,10 @@ def test_racing_creates_of_one_name_give_one_model_and_conflicts(opener: StoreOp
         for registry in registries:
             assert registry.list_models() == [model]
             assert registry.model_by_access_key(key) == model
-    finally:
-        for s in stores:
-            s.close()
 
 
 def test_racing_activations_leave_exactly_one_active_deployment(opener: StoreOpener) -> None:
-    stores = [opener() for _ in range(3)]
-    try:
+    with open_stores(opener, 3) as stores:
         registries = [Registry(s) for s in stores]
         setup = registries[0]
         setup.create_model("churn")
@@ -103,6 +77,3 @@ def test_racing_activations_leave_exactly_one_active_deployment(opener: StoreOpe
         assert states.count(DeploymentState.REPLACED) == 5
         active = setup.active_deployment("churn")
         assert active is not None and active.state is DeploymentState.ACTIVE
-    finally:
-        for s in stores:
-            s.close()

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from _backends import open_stores
+from _threads import run_together
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.registry import Registry, RunState
 
 from .conftest import T0, MsClock, StoreOpener
-from .test_concurrency import run_together
 
 PROJECT = "/srv/projects/churn"
 LEASE = 60_000
@@ -19,8 +20,7 @@ SLOTS = 12
 
 
 def test_racing_claims_of_one_slot_have_exactly_one_winner(opener: StoreOpener) -> None:
-    stores = [opener() for _ in range(2)]
-    try:
+    with open_stores(opener, 2) as stores:
         servers = [Registry(store) for store in stores]
         job = servers[0].create_job("race", PROJECT, "monitor.py", every_ms=60_000)
         for k in range(SLOTS):
@@ -44,15 +44,11 @@ def test_racing_claims_of_one_slot_have_exactly_one_winner(opener: StoreOpener) 
             winner = ("a1", "b1", "a2", "b2")[results.index(True)]
             assert claim is not None and claim.owner == winner
         assert servers[0].last_slot(job.id) == T0 + (SLOTS - 1) * 60_000
-    finally:
-        for store in stores:
-            store.close()
 
 
 def test_racing_take_overs_of_an_expired_claim_have_one_winner(opener: StoreOpener) -> None:
     clock = MsClock(T0)
-    stores = [opener() for _ in range(3)]
-    try:
+    with open_stores(opener, 3) as stores:
         servers = [Registry(store, clock=clock) for store in stores]
         job = servers[0].create_job("take", PROJECT, "monitor.py", every_ms=60_000)
         for k in range(SLOTS):
@@ -70,15 +66,11 @@ def test_racing_take_overs_of_an_expired_claim_have_one_winner(opener: StoreOpen
             assert sorted(results) == [False, True], results
             claim = servers[0].slot_claim(job.id, T0 + k, 1)
             assert claim is not None and claim.owner == ("b", "c")[results.index(True)]
-    finally:
-        for store in stores:
-            store.close()
 
 
 def test_two_servers_starting_runs_of_one_slot_start_one(opener: StoreOpener) -> None:
     clock = MsClock(T0)
-    stores = [opener() for _ in range(2)]
-    try:
+    with open_stores(opener, 2) as stores:
         servers = [Registry(store, clock=clock) for store in stores]
         job = servers[0].create_job("start", PROJECT, "monitor.py", every_ms=60_000)
         for k in range(SLOTS):
@@ -94,14 +86,10 @@ def test_two_servers_starting_runs_of_one_slot_start_one(opener: StoreOpener) ->
             started = [r for r in results if r is RunState.RUNNING]
             refused = [r for r in results if isinstance(r, Conflict)]
             assert (len(started), len(refused)) == (1, 1), results
-    finally:
-        for store in stores:
-            store.close()
 
 
 def test_racing_after_links_cannot_close_a_cycle(opener: StoreOpener) -> None:
-    stores = [opener() for _ in range(2)]
-    try:
+    with open_stores(opener, 2) as stores:
         servers = [Registry(store) for store in stores]
         for name in ("root", "left", "right"):
             servers[0].create_job(name, PROJECT, "monitor.py", manual=True)
@@ -118,6 +106,3 @@ def test_racing_after_links_cannot_close_a_cycle(opener: StoreOpener) -> None:
             # Reset for the next round.
             for name in ("left", "right"):
                 servers[0].update_job(name, manual=True)
-    finally:
-        for store in stores:
-            store.close()
