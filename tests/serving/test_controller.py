@@ -15,15 +15,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psutil
 import pytest
 
+from _scenarios import run_scenario
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import DeploymentState, Registry
 from modelyard.runtime import LocalRuntime, ReplicaStatus, SupervisorConfig
@@ -33,8 +34,6 @@ from modelyard.store import BufferedWriter, Identity, MetricsStore, Query, open_
 from modelyard.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow
-
-T = TypeVar("T")
 
 PREDICT = """
     import os
@@ -78,8 +77,7 @@ FAST = SupervisorConfig(
 )
 
 
-def run(scenario: Callable[[], Awaitable[T]], timeout_s: float = 90) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), timeout_s))  # type: ignore[arg-type]
+run = partial(run_scenario, timeout_s=90)  # each scenario fails after 90 s
 
 
 def project(root: Path, source: str, version: str = "v1") -> Path:

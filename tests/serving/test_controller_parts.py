@@ -9,13 +9,14 @@ import http.server
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 import modelyard.serving
+from _scenarios import run_scenario
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import ModelSettings, Registry
 from modelyard.runtime import Event, LocalRuntime, check_name
@@ -32,11 +33,7 @@ from modelyard.serving.gateway import DeploymentPool, Gateway, ReplicaEndpoint
 from modelyard.serving.replica import parse_args
 from modelyard.store.sqlite import SQLiteStore
 
-T = TypeVar("T")
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
+run = partial(run_scenario, timeout_s=30)  # each scenario fails after 30 s
 
 
 @pytest.fixture

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from _scenarios import run_scenario
 from modelyard.errors import Conflict, GatewayTimeout, InvalidInput, NotFound
+from modelyard.runtime import free_port
 from modelyard.serving.gateway import (
     DeploymentPool,
     Gateway,
@@ -32,11 +34,7 @@ from modelyard.serving.gateway import (
 from modelyard.store import BufferedWriter, Identity, Query, RecordKind
 from modelyard.store.sqlite import SQLiteStore
 
-T = TypeVar("T")
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
+run = partial(run_scenario, timeout_s=30)  # each scenario fails after 30 s
 
 
 def identity(tag: str = "a") -> Identity:
@@ -45,12 +43,6 @@ def identity(tag: str = "a") -> Identity:
         f"crn:modelyard:build/{uuid.uuid4()}",
         f"crn:modelyard:deployment/{uuid.uuid4()}",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class FakeReplica:

@@ -11,15 +11,17 @@ import asyncio
 import signal
 import textwrap
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from _processes import Replica, start_replica, stop_replica, wait_healthy
+from _scenarios import run_scenario
 from modelyard.serving.gateway import (
     DeploymentPool,
     Gateway,
@@ -30,8 +32,6 @@ from modelyard.store import BufferedWriter, Identity, Query
 from modelyard.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow
-
-T = TypeVar("T")
 
 MODEL = """
     import time
@@ -77,8 +77,7 @@ def replicas(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             stop_replica(replica)
 
 
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), 60))  # type: ignore[arg-type]
+run = partial(run_scenario, timeout_s=60)  # each scenario fails after 60 s
 
 
 def identity() -> Identity:
