@@ -122,6 +122,11 @@ def _write(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
+def _start_in(tmp_path: Path, snapshot: Path, file: str, *args: str) -> Replica:
+    """A replica of its own for one test: home and log under the test's ``tmp_path``."""
+    return start_replica(snapshot, tmp_path / "home", tmp_path / "log", file, *args)
+
+
 SHARED = {
     "decorated": ("model.py", "--function", "decorated"),
     "plain": ("model.py", "--function", "plain", "--max-body-bytes", "64K"),
@@ -461,20 +466,11 @@ def test_a_function_that_cannot_be_loaded_exits_with_the_smoke_test_codes(
         ("model.py", "nope", EXIT_NOT_CALLABLE, "defines no 'nope'"),
         ("broken.py", "predict", EXIT_IMPORT_FAILED, "the model file cannot be imported"),
     ]:
-        replica = start_replica(
-            snapshot, tmp_path / "home", tmp_path / "log", file, "--function", function
-        )
+        replica = _start_in(tmp_path, snapshot, file, "--function", function)
         assert replica.process.wait(60) == code
         assert text in replica.log.read_text()
-    replica = start_replica(
-        snapshot,
-        tmp_path / "home",
-        tmp_path / "log",
-        "model.py",
-        "--function",
-        "plain",
-        "--batch-function",
-        "missing",
+    replica = _start_in(
+        tmp_path, snapshot, "model.py", "--function", "plain", "--batch-function", "missing"
     )
     assert replica.process.wait(60) == EXIT_NOT_CALLABLE
     assert "--batch-function 'missing'" in replica.log.read_text()
@@ -492,24 +488,13 @@ def test_a_taken_port_exits_1_saying_so(snapshot: Path, tmp_path: Path) -> None:
 
 
 def test_bad_arguments_exit_2_naming_the_value(snapshot: Path, tmp_path: Path) -> None:
-    replica = start_replica(
-        snapshot,
-        tmp_path / "home",
-        tmp_path / "log",
-        "model.py",
-        "--function",
-        "plain",
-        "--concurrency",
-        "0",
-    )
+    replica = _start_in(tmp_path, snapshot, "model.py", "--function", "plain", "--concurrency", "0")
     assert replica.process.wait(60) == 2
     assert "'0' is below 1" in replica.log.read_text()
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(snapshot: Path, tmp_path: Path) -> None:
-    replica = start_replica(
-        snapshot, tmp_path / "home", tmp_path / "log", "model.py", "--function", "slow"
-    )
+    replica = _start_in(tmp_path, snapshot, "model.py", "--function", "slow")
     try:
         wait_healthy(replica)
         result: dict[str, Any] = {}
