@@ -129,6 +129,7 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
         browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)  # the machine is shared: waits, not sleeps
             watch(page, problems)
 
             # Sign in (any page sends the browser to the sign-in form first).

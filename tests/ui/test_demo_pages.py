@@ -41,6 +41,7 @@ def test_every_page_on_the_demo_data(chromium_path: str, tmp_path: Path) -> None
         browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)  # the machine is shared: waits, not sleeps
             watch(page, problems)
             page.goto(running.url + "/")
             page.fill("#api_key", running.admin)
