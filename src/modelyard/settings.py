@@ -118,6 +118,14 @@ SETTINGS: dict[str, Setting] = {
             lambda v: parse_duration_ms(v, "MODELYARD_FLUSH_INTERVAL"),
         ),
         Setting(
+            "tech_interval",
+            "MODELYARD_TECH_INTERVAL",
+            "60s",
+            "How often the server's gateway writes its tech.* aggregates (latency, errors, "
+            "replicas) per deployment.",
+            lambda v: parse_duration_ms(v, "MODELYARD_TECH_INTERVAL"),
+        ),
+        Setting(
             "deployment_crn",
             "MODELYARD_DEPLOYMENT_CRN",
             None,

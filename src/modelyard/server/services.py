@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard import settings
+from modelyard.errors import InvalidInput
 from modelyard.registry import Model, Registry
 from modelyard.server.home import FirstStart, ensure_admin_key, prepare_home
 from modelyard.store import BufferedWriter, MetricsStore, open_store
@@ -45,7 +47,8 @@ class ServerConfig:
     port: int = 8765
     database_url: str | None = None
     public_metrics: bool = False
-    tech_interval_s: float = 60.0  # one tech.* aggregate per deployment per minute
+    # One tech.* aggregate per deployment per interval; None: MODELYARD_TECH_INTERVAL (60 s).
+    tech_interval_s: float | None = None
     url: str | None = None
     inject_env: bool = True
     jobs: bool = True  # run the job scheduler (False: jobs can be defined but nothing runs them)
@@ -166,7 +169,7 @@ async def open_services(config: ServerConfig) -> Services:
         gateway = Gateway(
             writer,
             store=store,
-            tech_interval_s=config.tech_interval_s,
+            tech_interval_s=_tech_interval_s(config),
             replica_stats=runtime.replicas,  # per-replica CPU, memory, restarts in tech.*
         )
         controller = Controller(home, store, registry, runtime, gateway, events=relay)
@@ -245,3 +248,16 @@ def _inject_env(config: ServerConfig, registry: Registry) -> dict[str, str | Non
     os.environ["MODELYARD_API_KEY"] = token
     before["_key_id"] = key.id
     return before
+
+
+def _tech_interval_s(config: ServerConfig) -> float:
+    """The config's interval, else the setting (a short one lets a demo show tech.* at once)."""
+    if config.tech_interval_s is not None:
+        return config.tech_interval_s
+    interval_ms = int(settings.get("tech_interval"))
+    if interval_ms <= 0:
+        raise InvalidInput(
+            f"MODELYARD_TECH_INTERVAL={os.environ.get('MODELYARD_TECH_INTERVAL')!r} must be "
+            "a positive duration, such as 5s or 60s"
+        )
+    return interval_ms / 1000.0
