@@ -29,39 +29,51 @@ import modelyard
 from modelyard.demo.crm import Crm
 from modelyard.monitors import MonitorSpec, run_monitor
 
-__all__ = ["main"]
+__all__ = ["label_due", "main"]
+
+
+def label_due(crm: Crm, deployment: str, slot_ms: int, horizon_ms: int) -> int:
+    """Send the outcomes due by ``slot_ms`` as delayed metrics; how many were sent.
+
+    Only the predictions Modelyard holds are sent and marked labelled in the CRM: a uuid it does
+    not hold yet (a record not flushed, or outside the read range) stays unlabelled and is tried
+    again by the next run, rather than losing its label for good.
+    """
+    outcomes = crm.outcomes_due(slot_ms - horizon_ms)
+    if not outcomes:
+        return 0
+    due = {uuid: churned for uuid, churned, _ in outcomes}
+    # Read the interval's predictions from Modelyard (a second of slack on each side for the
+    # web app's clock reading) and join the CRM's outcomes to them by uuid.
+    frame = modelyard.read_metrics_frame(
+        deployment,
+        start_timestamp_ms=outcomes[0][2] - 1000,
+        end_timestamp_ms=slot_ms - horizon_ms + 1000,
+    )
+    if frame.empty:
+        return 0
+    predictions = frame[frame["kind"] == "prediction"]
+    known = [(u, due[u]) for u in predictions["predictionUuid"] if u in due]
+    # One HTTP call per label; a few at a time, as the server commits them one by one.
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda item: modelyard.track_delayed_metrics({"churned": item[1]}, item[0]),
+                known,
+            )
+        )
+    crm.mark_labelled([u for u, _ in known], slot_ms)
+    return len(known)
 
 
 def main() -> int:
     run = modelyard.current_run()
     slot_ms = run.scheduled_ms if run is not None else time.time_ns() // 1_000_000
-    horizon_ms = int(os.environ["DEMO_HORIZON_MS"])
-    deployment = os.environ["DEMO_DEPLOYMENT"]
     crm = Crm(Path(os.environ["DEMO_CRM"]))
     try:
-        outcomes = crm.outcomes_due(slot_ms - horizon_ms)
-        due = {uuid: churned for uuid, churned, _ in outcomes}
-        labelled = 0
-        if outcomes:
-            # Read the interval's predictions from Modelyard (a second of slack on each side for
-            # the web app's clock reading) and join the CRM's outcomes to them by uuid.
-            frame = modelyard.read_metrics_frame(
-                deployment,
-                start_timestamp_ms=outcomes[0][2] - 1000,
-                end_timestamp_ms=slot_ms - horizon_ms + 1000,
-            )
-            predictions = frame[frame["kind"] == "prediction"]
-            known = [(u, due[u]) for u in predictions["predictionUuid"] if u in due]
-            # One HTTP call per label; a few at a time, as the server commits them one by one.
-            with ThreadPoolExecutor(8) as pool:
-                list(
-                    pool.map(
-                        lambda item: modelyard.track_delayed_metrics({"churned": item[1]}, item[0]),
-                        known,
-                    )
-                )
-            labelled = len(known)
-            crm.mark_labelled(list(due), slot_ms)
+        labelled = label_due(
+            crm, os.environ["DEMO_DEPLOYMENT"], slot_ms, int(os.environ["DEMO_HORIZON_MS"])
+        )
     finally:
         crm.close()
     spec = MonitorSpec.from_yaml(Path(__file__).parent / "monitor.yaml")
