@@ -34,7 +34,12 @@ def _results() -> StoryResults:
         "url": "http://127.0.0.1:1",
         "deployment": "crn:modelyard:deployment/x",
         "window_ms": 4000,
+        "traffic_start_ms": 0,
+        "windows_before": 2,
+        "windows_after": 2,
         "injected_ms": 8000,
+        "replicas": 2,
+        "replicas_served": {"r1": 610, "r2": 590},
         "train_auc": 0.83,
         "calls": 1200,
         "model": "churn",
@@ -74,3 +79,21 @@ def test_checks_follow_the_windows() -> None:
     assert not checks["ROC AUC computed for every window"]
     assert math.isnan(results.windows[3].value("roc_auc"))
     assert "NOT" in results.summary_text()
+
+
+def test_a_missing_window_fails_the_auc_check() -> None:
+    results = _results()
+    del results.windows[1]  # the monitor dropped (or wrote an empty) window
+    assert all(not math.isnan(w.value("roc_auc")) for w in results.windows)
+    assert not results.checks()["ROC AUC computed for every window"]
+    results = _results()
+    results.info["windows_after"] = 3  # the story's grid has a window the results lack
+    assert not results.checks()["ROC AUC computed for every window"]
+
+
+def test_replicas_that_served_are_counted_not_assumed() -> None:
+    results = _results()
+    assert "2 replicas served calls: r1 610, r2 590" in results.summary_text()
+    results.info["replicas_served"] = {"r1": 1200}
+    assert not results.checks()["every replica served calls"]
+    assert "1 replicas served calls" in results.summary_text()

@@ -23,7 +23,13 @@ __all__ = ["demo"]
     help="The demo's home (database, keys, project, CRM, report); kept afterwards. "
     "A previous demo's home is replaced.",
 )
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the customers.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),  # numpy's generators take no negative seed
+    default=7,
+    show_default=True,
+    help="Seed of the customers (0 or more).",
+)
 def demo(quick: bool, serve: bool, home: Path, seed: int) -> None:
     """Tell the churn story end to end and write an HTML report.
 

@@ -51,8 +51,9 @@ def _num(v: float) -> float | None:
 
 def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
     windows = results.windows
-    # Windows are placed at their middle on a time axis, so the gateway's own intervals (10 s)
-    # and the drift line fall where they happened.
+    # Windows are placed at their middle on a time axis, so the gateway's own intervals (the
+    # server's MODELYARD_TECH_INTERVAL, which the demo sets to StoryConfig.tech_interval_s) and
+    # the drift line fall where they happened.
     x = [_at((w.start_ms + w.end_ms) / 2) for w in windows]
     injected = _at(int(results.info["injected_ms"]))
     marker = {

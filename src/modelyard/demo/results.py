@@ -59,10 +59,23 @@ class StoryResults:
     def after(self) -> list[Window]:
         return [w for w in self.windows if w.drifted]
 
+    def expected_window_starts(self) -> list[int]:
+        """The windows' grid: traffic starts on a window boundary, one window after another."""
+        info = self.info
+        count = int(info["windows_before"]) + int(info["windows_after"])
+        return [int(info["traffic_start_ms"]) + i * int(info["window_ms"]) for i in range(count)]
+
+    @property
+    def replicas_served(self) -> dict[str, int]:
+        """Calls answered per replica (the ``ReplicaID`` of each answer)."""
+        return {str(k): int(v) for k, v in self.info.get("replicas_served", {}).items() if k}
+
     def checks(self) -> dict[str, bool]:
         """The story's claims, each checked against what was read back."""
         return {
-            "ROC AUC computed for every window": bool(self.windows)
+            # Every window of the grid, none missing or empty (collect keeps windows with n > 0).
+            "ROC AUC computed for every window": [w.start_ms for w in self.windows]
+            == self.expected_window_starts()
             and all(not math.isnan(w.value("roc_auc")) for w in self.windows),
             "no drift flagged before the injection": bool(self.before)
             and all(not w.flagged for w in self.before),
@@ -71,6 +84,9 @@ class StoryResults:
             "an alert reached the webhook": any(
                 r.get("kind") == "modelyard.alert" for r in self.received
             ),
+            "every replica served calls": len(self.replicas_served)
+            == int(self.info.get("replicas", 0))
+            and all(n > 0 for n in self.replicas_served.values()),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,7 +117,8 @@ class StoryResults:
             "",
             f"[bold]The churn story, told in {self.seconds:.0f} s[/]",
             f"  server      {info['url']}  (home {info['home']})",
-            f"  model       {info['model']} (2 replicas)",
+            f"  model       {info['model']} ({len(self.replicas_served)} replicas served calls: "
+            f"{', '.join(f'{r} {n}' for r, n in sorted(self.replicas_served.items()))})",
             f"  deployment  {info['deployment']}",
             f"  calls       {info.get('calls', 0)} through POST /model; "
             f"{info.get('crm_counts', {}).get('churn_events', 0)} churn events in the CRM",

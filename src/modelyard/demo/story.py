@@ -57,6 +57,7 @@ __all__ = ["DEFAULT", "QUICK", "StoryConfig", "prepare_home", "run_story"]
 _MARKER = "modelyard-demo.json"
 MODEL_NAME = "churn"
 JOB_NAME = "churn-monitor"
+REPLICAS = 2
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,17 @@ class StoryConfig:
     horizon_s: float  # how long after a prediction its outcome is known (weeks, compressed)
     train_rows: int = 4000
     seed: int = 7
+    # The gateway's tech.* interval (latency percentiles per deployment): a few per story.
+    tech_interval_s: float = 10.0
 
     @property
     def window_ms(self) -> int:
         return self.window_s * 1000
 
 
-QUICK = StoryConfig(window_s=3, windows_before=3, windows_after=3, calls_per_s=100, horizon_s=2)
+QUICK = StoryConfig(
+    window_s=3, windows_before=3, windows_after=3, calls_per_s=100, horizon_s=2, tech_interval_s=5
+)
 DEFAULT = StoryConfig(window_s=8, windows_before=6, windows_after=6, calls_per_s=60, horizon_s=5)
 
 
@@ -159,7 +164,7 @@ def run_story(
         try:
             with _progress(console) as progress:
                 task = progress.add_task("starting the server", total=_steps(config))
-                server = ServerProcess(home)
+                server = ServerProcess(home, tech_interval_s=config.tech_interval_s)
                 run = _Run(home, config, server, receiver)
                 phases = run.extra.setdefault("phases_s", {})
                 phases["server start"] = time.perf_counter() - started
@@ -180,7 +185,7 @@ def run_story(
                 progress.advance(task)
             _summary(console, results, serve)
             if serve:
-                _serve(console, server)
+                _serve(console, server, run)
             return results
         finally:
             if server is not None:
@@ -213,6 +218,9 @@ def run_info(run: _Run) -> dict[str, Any]:
         "job": JOB_NAME,
         "deployment": run.deployment,
         "window_ms": run.config.window_ms,
+        "windows_before": run.config.windows_before,
+        "windows_after": run.config.windows_after,
+        "replicas": REPLICAS,
         "traffic_start_ms": run.traffic_start_ms,
         "injected_ms": run.injected_ms,
         "traffic_end_ms": run.traffic_end_ms,
@@ -234,13 +242,13 @@ def _setup(run: _Run, progress: Progress, task: Any) -> None:
     project = _write_project(run, params)
     progress.advance(task)
 
-    progress.update(task, description="deploying it with 2 replicas")
+    progress.update(task, description=f"deploying it with {REPLICAS} replicas")
     began = time.perf_counter()
     example = json.dumps(_plain_record({str(k): v for k, v in training.iloc[0].items()}))
     deployed = _cli(
         run,
         "models", "deploy", MODEL_NAME, "--project", str(project), "--file", "predict.py",
-        "--function", "predict", "--example", example, "--replicas", "2", "--json",
+        "--function", "predict", "--example", example, "--replicas", str(REPLICAS), "--json",
     )  # fmt: skip
     run.deploy_s = time.perf_counter() - began
     run.deployment = deployed["deployment"]["crn"]
@@ -360,6 +368,7 @@ def _traffic(run: _Run, progress: Progress, task: Any) -> None:
             _release(crm, pending, _now_ms())
             time.sleep(0.1)
         run.extra["calls"] = app.calls
+        run.extra["replicas_served"] = dict(app.replicas)
         run.extra["crm_counts"] = crm.counts()
     finally:
         app.close()
@@ -465,10 +474,14 @@ def _summary(console: Console, results: StoryResults, serve: bool) -> None:
     console.print(results.summary_text())
 
 
-def _serve(console: Console, server: ServerProcess) -> None:
+def _serve(console: Console, server: ServerProcess, run: _Run) -> None:
+    # The final run paused the schedule; resume it so the dashboard keeps updating.
+    with run.admin as admin:
+        _ok(admin.post(f"/api/v1/jobs/{JOB_NAME}/resume"))
     console.print(
         f"\n[bold]Dashboard:[/] {server.url}/ui/  (sign in with the admin key in "
-        f"{server.home / 'admin.key'})\nThe server keeps running; press Ctrl-C to stop it."
+        f"{server.home / 'admin.key'})\nThe server keeps running, and the job {JOB_NAME} runs "
+        f"again every {run.config.window_s} s; press Ctrl-C to stop them."
     )
     try:
         while server.proc.poll() is None:

@@ -9,6 +9,7 @@ users at once), over keep-alive connections to 127.0.0.1 only.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,12 +37,13 @@ class WebApp:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webapp")
         self._crm = crm
         self.calls = 0
+        self.replicas: Counter[str] = Counter()  # answers per replica (ReplicaID of each)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._client.close()
 
-    def _call(self, customer: dict[str, Any]) -> tuple[str, int, float, float]:
+    def _call(self, customer: dict[str, Any]) -> tuple[str, int, float, float, str]:
         started = time.perf_counter()
         at_ms = time.time_ns() // 1_000_000
         answer = self._client.post(
@@ -55,7 +57,8 @@ class WebApp:
                 "the demo expects every call to succeed"
             )
         prediction = body["response"]["prediction"]
-        return body["uuid"], at_ms, float(prediction["churn_probability"]), latency_ms
+        probability = float(prediction["churn_probability"])
+        return body["uuid"], at_ms, probability, latency_ms, str(body.get("ReplicaID", ""))
 
     def score(self, customers: pd.DataFrame, customer_ids: list[str]) -> list[str]:
         """Call the model once per customer; store each uuid with its customer id; the uuids."""
@@ -63,9 +66,12 @@ class WebApp:
         answers = list(self._pool.map(self._call, [_plain(r) for r in records]))
         self._crm.record_predictions(
             (uuid, cid, at_ms, probability, latency)
-            for (uuid, at_ms, probability, latency), cid in zip(answers, customer_ids, strict=True)
+            for (uuid, at_ms, probability, latency, _), cid in zip(
+                answers, customer_ids, strict=True
+            )
         )
         self.calls += len(answers)
+        self.replicas.update(a[4] for a in answers)
         return [a[0] for a in answers]
 
 
