@@ -3,10 +3,18 @@
 - ```python blocks run page by page, in order, in one fresh process per page with a fresh
   ``MODELYARD_HOME`` and an empty working folder: a later block of a page may use what an
   earlier one defined, as a reader following the page would.
-- ```sh blocks run when marked ``<!-- test: run -->`` on the line before them (most shell blocks
-  start servers or need a reader's values; the marked ones are meant to run as written).
-- A block that cannot run by itself (a fragment, an excerpt of an answer) says so with
-  ``<!-- test: skip REASON -->``; the reason is required and listed by the test.
+- Every ```sh or ```console block says what the suite does with it (an unmarked one fails
+  ``test_every_shell_block_is_run_or_says_why``):
+  ``<!-- test: run -->`` runs it as written, in an empty folder with a fresh home;
+  ``<!-- test: run server -->`` runs it against a real server process
+  (``test_snippets_against_a_server``), with ``$URL``, ``$KEY`` (admin), ``MODELYARD_URL``,
+  ``MODELYARD_API_KEY`` and ``MODELYARD_HOME`` set, a ``churn`` model deployed from the project
+  ``./churn``, and the docs' placeholders for a reader's own values (``PLACEHOLDERS``) replaced
+  by real ones; a ```console block's commands are its ``$ `` lines (and their continuations),
+  the rest is the answer shown to the reader; ``curl`` gets ``--fail-with-body`` so an HTTP
+  error fails the test. ```python blocks may be marked ``run server`` too.
+- A block that cannot run by itself (a fragment, an excerpt of an answer, a command that needs
+  another machine) says so with ``<!-- test: skip REASON -->``; the reason is required.
 - The README's two tours (``serve-tour``, ``monitor-tour``) need a server and values printed by
   earlier steps: tests/test_readme_serve.py runs the first, ``test_monitor_tour`` below the
   second, after doing what the first one did (against a real server process).
@@ -19,15 +27,18 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-_FENCE = re.compile(r"(?:<!--\s*(test:[^>]*?)\s*-->\s*\n)?```(\w+)\n(.*?)```", re.S)
+_FENCE = re.compile(r"(?:<!--\s*(test:[^>]*?)\s*-->[ \t]*\n[ \t]*)?```(\w+)\n(.*?)```", re.S)
 _TOUR = re.compile(r"<!-- (serve|monitor)-tour.*?<!-- /\1-tour -->", re.S)
 
 
@@ -87,19 +98,32 @@ for name, code in json.load(open(sys.argv[1])):
 PYTHON_PAGES = [p for p in PAGES if any(b.lang == "python" for b in blocks(p))]
 
 
+SHELL = ("sh", "console", "bash", "shell")
+RUN_MARKERS = ("run", "run server")
+
+
 def test_every_skip_says_why() -> None:
     for page in PAGES:
         for block in blocks(page) + blocks(page, in_tours=True):
             if block.marker:
-                assert block.marker == "run" or _skip_reason(block), (
-                    f"{block.name}: a marker is 'test: run' or 'test: skip REASON', "
-                    f"not {block.marker!r}"
+                assert block.marker in RUN_MARKERS or _skip_reason(block), (
+                    f"{block.name}: a marker is 'test: run', 'test: run server' or "
+                    f"'test: skip REASON', not {block.marker!r}"
                 )
+
+
+def test_every_shell_block_is_run_or_says_why() -> None:
+    """Outside the README's tours (run by their own tests), no shell block goes unnoticed."""
+    unmarked = [b.name for p in PAGES for b in blocks(p) if b.lang in SHELL and not b.marker]
+    assert unmarked == [], (
+        "mark each with <!-- test: run -->, <!-- test: run server --> or "
+        f"<!-- test: skip REASON -->: {unmarked}"
+    )
 
 
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
-    todo = [b for b in blocks(page) if b.lang == "python" and _skip_reason(b) is None]
+    todo = [b for b in blocks(page) if b.lang == "python" and b.marker in ("", "run")]
     script = tmp_path / "snippets.json"
     script.write_text(json.dumps([(b.name, b.code) for b in todo]))
     work = tmp_path / "work"
@@ -211,3 +235,123 @@ def test_monitor_tour(tmp_path: Path) -> None:
 def _line_of(text: str) -> int:
     readme = (ROOT / "README.md").read_text()
     return readme.count("\n", 0, readme.index(text)) + 1
+
+
+# Placeholders the docs use for a reader's own values, and what test_snippets_against_a_server
+# puts in their place (keys of the ``live`` fixture).
+PLACEHOLDERS = {
+    "<crn>": "deployment",
+    "mya_...": "access_key",
+    "crn:modelyard:deployment/...": "deployment",
+    "/srv/projects/churn": "project",
+    "0b7e...": "run_uuid",
+}
+LIVE = [b for p in PAGES for b in blocks(p) if b.marker == "run server"]
+
+_PREDICT = """
+import modelyard
+
+
+@modelyard.model_metrics
+def predict(args):
+    tenure = int(args.get("tenure", 0))
+    modelyard.track_metrics({"tenure": tenure})
+    return {"churn": tenure < 12}
+"""
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A server process, the ``churn`` model deployed (1 replica) and one finished job run."""
+    from modelyard.demo.server_process import ServerProcess
+
+    root = tmp_path_factory.mktemp("live")
+    home, work = root / "home", root / "work"
+    home.mkdir(mode=0o700)
+    project = work / "churn"
+    project.mkdir(parents=True)
+    (project / "predict.py").write_text(_PREDICT)
+    for script in ("monitor.py", "tick.py"):
+        (project / script).write_text(f"print('{script} ran')\n")
+    server = ServerProcess(home)
+    try:
+        env = _env(home)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+
+        def cli(*args: str) -> Any:
+            done = subprocess.run(
+                ["modelyard", *args, "--json"], cwd=work, env=env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            return json.loads(done.stdout)
+
+        deployed = cli(
+            "models", "deploy", "churn", "--project", "churn", "--file", "predict.py",
+            "--function", "predict", "--example", '{"tenure": 3}',
+        )  # fmt: skip
+        cli("jobs", "create", "warmup", "--project", "churn", "--script", "tick.py", "--manual")
+        run = cli("jobs", "run", "warmup")
+        env.update(
+            URL=server.url,
+            KEY=server.admin_key,
+            MODELYARD_URL=server.url,
+            MODELYARD_API_KEY=server.admin_key,
+        )
+        yield {
+            "work": str(work),
+            "env": json.dumps(env),
+            "access_key": deployed["access_key"],
+            "deployment": deployed["deployment"]["crn"],
+            "project": str(project),
+            "run_uuid": str(run.get("uuid") or run["run"]["uuid"]),
+        }
+    finally:
+        server.stop()
+
+
+def _fill(code: str, live: dict[str, str]) -> str:
+    for placeholder, key in PLACEHOLDERS.items():
+        code = code.replace(placeholder, live[key])
+    return code
+
+
+def console_commands(code: str) -> list[str]:
+    """The ``$ `` commands of a console block, each with its continuation lines."""
+    commands: list[str] = []
+    open_command = False
+    for line in textwrap.dedent(code).splitlines():
+        if line.startswith("$ ") and not open_command:
+            commands.append(line[2:])
+        elif open_command:
+            commands[-1] += "\n" + line
+        else:
+            continue  # the answer shown to the reader
+        text = commands[-1]
+        open_command = text.endswith("\\") or text.count("'") % 2 == 1
+    return commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", LIVE, ids=lambda b: b.name)
+def test_snippets_against_a_server(block: Block, live: dict[str, str]) -> None:
+    env = json.loads(live["env"])
+    if block.lang == "python":
+        commands = [[sys.executable, "-c", _fill(block.code, live)]]
+    else:
+        lines = console_commands(block.code) if block.lang == "console" else [_local(block.code)]
+        assert lines, f"{block.name}: a console block shows its commands with '$ '"
+        commands = [
+            [
+                "bash",
+                "-euo",
+                "pipefail",
+                "-c",
+                _fill(c, live).replace("curl ", "curl --fail-with-body "),
+            ]
+            for c in lines
+        ]
+    for cmd in commands:
+        done = subprocess.run(
+            cmd, cwd=live["work"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{block.name}: {cmd[-1]}\n{done.stdout}\n{done.stderr}"
