@@ -18,11 +18,12 @@ LogisticRegression fitted on ``load_breast_cancer``), on 127.0.0.1:
 The load generator is ``wrk`` (installed with apt-get if missing, saying so) with a Lua script for
 the POST body; without it, a small asyncio keep-alive client. It shares the two cores with the
 servers, so its CPU time is reported next to each figure, as is the servers' own CPU time. Each
-figure (req/s, p50, p99 at concurrency 1, 8 and 64) is the median of ``--repeat`` runs. After each
+figure (req/s, p50, p99 at concurrency 1, 8 and 64) is the median of ``--repeat`` rounds, every
+contender measured in each round (interleaved, all servers up at once). After each
 Modelyard run the prediction records of the deployment are counted in the store and compared
 with the requests the generator saw answered with 200.
 
-    .venv/bin/python benchmarks/serving.py            # 10 s runs, 3 repeats: about 15 minutes
+    .venv/bin/python benchmarks/serving.py            # 10 s runs, 3 rounds: about 13 minutes
     .venv/bin/python benchmarks/serving.py --quick    # 2 s runs, 1 repeat, no MLflow: a smoke run
 """
 
