@@ -40,6 +40,6 @@ def test_store_info_shows_the_policy_in_force(monkeypatch: pytest.MonkeyPatch) -
 
     table = _info()
     assert "raw horizon" in table and "12d (MODELYARD_RAW_HORIZON)" in table
-    assert "1 (kept 60d, then merged into 1h)" in table  # the one bucket, with its tier's horizon
+    assert "1 (kept 35d, then merged into 1h)" in table  # the one bucket, with its tier's horizon
     assert "0 (kept 395d, then merged into 1d)" in table
     assert "0 (kept forever)" in table

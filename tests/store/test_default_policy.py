@@ -18,7 +18,7 @@ def test_every_default_tier_outlives_the_raw_horizon() -> None:
 
 
 def test_defaults_put_each_age_in_its_own_tier(tmp_path: Path) -> None:
-    ages_days = {"minute": 35, "hour": 100, "day": 500}
+    ages_days = {"minute": 32, "hour": 100, "day": 500}
     with SQLiteStore(tmp_path / "m.db") as store:
         store.write_predictions(
             [

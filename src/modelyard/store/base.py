@@ -175,10 +175,11 @@ class Tier:
 
 # Each tier's horizon must exceed the raw horizon (30 days by default): a prediction reaches the
 # tiers only once it is that old, and one older than a tier's horizon skips that tier. So by default
-# minute buckets cover days 30-60, hour buckets up to about 13 months (a year back, compared
-# hour by hour), and day buckets everything older, forever.
+# minute buckets cover days 30-35 (7,200 a deployment: enough to look closely at the days just
+# past the raw horizon, few enough for charts to read), hour buckets up to about 13 months (a year
+# back, compared hour by hour), and day buckets everything older, forever.
 DEFAULT_TIERS: tuple[Tier, ...] = (
-    Tier(MINUTE_MS, 60 * DAY_MS),
+    Tier(MINUTE_MS, 35 * DAY_MS),
     Tier(HOUR_MS, 395 * DAY_MS),
     Tier(DAY_MS, None),
 )
