@@ -31,7 +31,7 @@ from modelyard.registry import ApiKey
 from modelyard.server.auth import Capability, check_scope, requires
 from modelyard.server.services import Services
 
-__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "router"]
+__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "router", "visible_alerts"]
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_UPLOAD_ROWS = 1_000_000
@@ -70,19 +70,29 @@ async def alerts(
     monitor: Annotated[str | None, Query()] = None,
     deployment: Annotated[str | None, Query(description="deployment CRN")] = None,
 ) -> dict[str, Any]:
+    found = await asyncio.to_thread(
+        visible_alerts, _services(request), key, all, monitor, deployment
+    )
+    return {"alerts": found}
+
+
+def visible_alerts(
+    services: Services,
+    key: ApiKey,
+    all_states: bool = False,
+    monitor: str | None = None,
+    deployment: str | None = None,
+) -> list[dict[str, Any]]:
+    """The alerts ``key`` may see (a scoped key: its model's only), newest first. Blocking (store
+    reads): the route and the dashboard's alerts page both call it on a worker thread."""
     from modelyard.monitors import list_alerts
 
-    services = _services(request)
-
-    def work() -> list[dict[str, Any]]:
-        found = list_alerts(
-            store=services.store, all_states=all, monitor=monitor, deployment_crn=deployment
-        )
-        if key.scope is None:
-            return found
-        return [a for a in found if _model_of(services, a["deployment_crn"]) == key.scope]
-
-    return {"alerts": await asyncio.to_thread(work)}
+    found = list_alerts(
+        store=services.store, all_states=all_states, monitor=monitor, deployment_crn=deployment
+    )
+    if key.scope is None:
+        return found
+    return [a for a in found if _model_of(services, a["deployment_crn"]) == key.scope]
 
 
 @router.get("/references", summary="Reference samples stored for deployments (no data)")
