@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import Any
 
@@ -302,20 +304,40 @@ def test_a_key_scoped_to_another_model_is_refused(with_ui: Any) -> None:
         ui.services.store.write_predictions([Prediction("mine", ident, now, now, {"v": 1})])
         _, token = ui.services.registry.create_api_key("scoped", role="user", scope=other.model_crn)
         scoped = {"Authorization": f"Bearer {token}"}
-        for path, params in (
+        mine = {"deployment": ident.deployment_crn}
+        for path, params in (  # every insights route that names a model or deployment
             ("/api/v1/models/churn/tech", {}),
+            ("/api/v1/models/churn/builds/b-churn/log", {}),
             ("/api/v1/models/churn/predictions", {}),
             ("/api/v1/predictions/mine", {}),
-            ("/api/v1/series", {"deployment": ident.deployment_crn, "metric": "v"}),
-            ("/api/v1/drift", {"deployment": ident.deployment_crn}),
+            ("/api/v1/series", {**mine, "metric": "v"}),
+            ("/api/v1/series/keys", mine),
+            ("/api/v1/drift", mine),
+            ("/api/v1/drift/distributions", {**mine, "feature": "v", "start": 0, "end": now}),
         ):
             answer = await ui.client.get(path, params=params, headers=scoped)
             assert answer.status_code == 403, (path, answer.text)
+            assert "limited to" in answer.json()["error"]["message"], path
         own = await ui.client.get(
             "/api/v1/series",
             params={"deployment": other.deployment_crn, "metric": "v"},
             headers=scoped,
         )
         assert own.status_code == 200
+        listed = await ui.client.get("/api/v1/overview", headers=scoped)
+        assert [m["name"] for m in listed.json()["models"]] == ["other"]
+        everyone = await ui.client.get("/api/v1/overview", headers=_auth(ui))
+        assert sorted(m["name"] for m in everyone.json()["models"]) == ["churn", "other"]
+        # The dashboard's pages follow the same rule for a session of that key.
+        await ui.sign_in(token)
+        page = await ui.client.get("/ui/")
+        data = re.search(r'id="page-data">(.*?)</script>', page.text, re.S)
+        assert page.status_code == 200 and data is not None
+        assert [m["name"] for m in json.loads(data.group(1))["models"]] == ["other"]
+        refused = await ui.client.get("/ui/models/churn")
+        assert refused.status_code == 403 and "limited to" in refused.text
+        # A page's scripts call the API with the session cookie: the same refusal.
+        api = await ui.client.get("/api/v1/series", params={**mine, "metric": "v"})
+        assert api.status_code == 403
 
     with_ui(scenario)

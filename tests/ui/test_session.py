@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from typing import Any
+
+from modelyard.registry import DEFAULT_TTL_S
 
 from .conftest import Ui
 
@@ -101,7 +105,49 @@ def test_sign_out_and_revoked_key_end_the_session(with_ui: Any) -> None:
         await ui.sign_in(user_token)
         key = next(k for k in ui.services.registry.list_api_keys() if k.name == "viewer")
         ui.services.registry.revoke_api_key(key.id)
-        assert (await ui.client.get("/ui/")).status_code == 303
+        # The session re-reads its key at most every DEFAULT_TTL_S (the registry's own TTL).
+        deadline = time.monotonic() + DEFAULT_TTL_S + 1
+        while (await ui.client.get("/ui/")).status_code != 303:
+            assert time.monotonic() < deadline, "the revoked key still opens the dashboard"
+            await asyncio.sleep(0.2)
+
+
+def test_a_run_key_is_refused_at_sign_in(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        _, run_token = ui.services.registry.create_api_key("job", role="run")
+        page = await ui.client.get("/ui/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        answer = await ui.client.post(
+            "/ui/login", data={"csrf": token.group(1), "api_key": run_token}
+        )
+        assert answer.status_code == 403 and "modelyard_session" not in ui.client.cookies
+        assert "&#39;run&#39;" in answer.text and "cannot use the dashboard" in answer.text
+
+    with_ui(scenario)
+
+
+def test_cookie_calls_reuse_the_session_key_for_the_registry_ttl(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        await ui.sign_in()
+        registry = ui.services.registry
+        reads = 0
+        original = registry.list_api_keys
+
+        def counted() -> Any:  # the real method, counted
+            nonlocal reads
+            reads += 1
+            return original()
+
+        registry.list_api_keys = counted  # type: ignore[method-assign]
+        try:
+            for _ in range(10):
+                assert (await ui.client.get("/api/v1/overview")).status_code == 200
+        finally:
+            registry.list_api_keys = original  # type: ignore[method-assign]
+        assert reads <= 1, reads  # ten calls within the TTL: at most one read of the keys
+
+    with_ui(scenario)
 
     with_ui(scenario)
 

@@ -8,6 +8,7 @@ looked up by hash through the registry's 2-second cache, so checking one costs m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 
@@ -130,7 +131,8 @@ def requires(capability: Capability) -> Callable[[Request], Awaitable[ApiKey]]:
         # dashboard's fetch() calls); the hook checks the CSRF header on state-changing methods.
         session_key: SessionKey | None = getattr(request.app.state, "session_key", None)
         if authorization is None and session_key is not None:
-            key = session_key(request)
+            # Off the event loop: on a cache miss the session's key is read from the registry.
+            key = await asyncio.to_thread(session_key, request)
             if key is not None:
                 return authorize(key, capability)
         return authenticate(registry, authorization, capability)

@@ -94,14 +94,18 @@ def _latest(records: Iterable[Record], prefix: str) -> Record | None:
     return latest
 
 
-def overview(services: Services, now_ms: int | None = None) -> dict[str, Any]:
+def overview(
+    services: Services, now_ms: int | None = None, scope: str | None = None
+) -> dict[str, Any]:
     """Every model with its state, replicas, requests/s, p99 latency, error rate (the last
     ``tech.*`` interval of the last five minutes), latest ROC AUC and drift flags (the latest
-    monitor aggregate of the last day that carries them)."""
+    monitor aggregate of the last day that carries them). ``scope`` (a model CRN, from
+    ``auth.model_scope``) keeps only that model: a scoped key never sees the others."""
     now = _now_ms() if now_ms is None else now_ms
     rows = []
     for model in services.registry.list_models():
-        rows.append(_overview_row(services, model, now))
+        if scope is None or model.crn == scope:
+            rows.append(_overview_row(services, model, now))
     return {"models": rows, "generated_ms": now}
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from modelyard.registry import ApiKey
 from modelyard.server import drift, insights
-from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.auth import Capability, check_scope, model_scope, requires
 from modelyard.server.services import Services
 
 __all__ = ["router"]
@@ -43,7 +43,7 @@ async def _scope_deployment(services: Services, key: ApiKey, deployment_crn: str
 
 @router.get("/overview", summary="Every model: state, replicas, traffic, latest monitor results")
 async def overview(request: Request, key: Reader) -> dict[str, Any]:
-    return await asyncio.to_thread(insights.overview, _services(request))
+    return await asyncio.to_thread(insights.overview, _services(request), None, model_scope(key))
 
 
 @router.get("/models/{name}/tech", summary="Requests/s, latency percentiles and failures")
@@ -70,6 +70,7 @@ async def build_log(
     tail: Annotated[int, Query(ge=0, le=100_000)] = 400,
 ) -> dict[str, Any]:
     services = _services(request)
+    await _scope_model(services, key, name)
     lines = await asyncio.to_thread(insights.build_log, services, name, build_id, tail)
     return {"model": name, "build": build_id, "lines": lines}
 

@@ -28,7 +28,7 @@ import modelyard
 from modelyard.errors import InvalidInput, ModelyardError, Unauthorized
 from modelyard.registry import ApiKey
 from modelyard.server import drift, insights
-from modelyard.server.auth import Capability, authorize, check_scope
+from modelyard.server.auth import Capability, authorize, check_scope, model_scope
 from modelyard.server.errors import error_response
 from modelyard.server.keys import CreateKeyRequest, new_key
 from modelyard.server.services import Services
@@ -255,7 +255,9 @@ async def _checked_form(request: Request, session: Session) -> dict[str, str]:
 async def overview_page(request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        data = await asyncio.to_thread(insights.overview, _services(request))
+        data = await asyncio.to_thread(
+            insights.overview, _services(request), None, model_scope(key)
+        )
         return _render(request, "overview.html", 200, session, active="overview", data=data)
 
     return await _page(request, page)
@@ -266,6 +268,7 @@ async def model_page(name: str, request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
         services = _services(request)
+        await _check_model_scope(services, key, name)
         status = await asyncio.to_thread(insights.model_status, services, name)
         builds = status.get("builds", [])
         active = status.get("active") or {}
@@ -302,6 +305,7 @@ async def rollback_action(name: str, request: Request) -> Response:
         authorize(key, Capability.ADMIN)
         build = form.get("build") or None
         services = _services(request)
+        await _check_model_scope(services, key, name)
         outcome = await services.controller.rollback(name, build)  # what the REST route calls
         services.models.drop(name)
         if not getattr(outcome, "ok", True):
@@ -342,7 +346,7 @@ async def try_model(name: str, request: Request) -> Response:
 async def metrics_page(request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        options = await _deployment_options(_services(request))
+        options = await _deployment_options(_services(request), key)
         chosen = request.query_params.get("deployment") or (options[0]["crn"] if options else "")
         return _render(
             request,
@@ -358,9 +362,19 @@ async def metrics_page(request: Request) -> Response:
     return await _page(request, page)
 
 
-async def _deployment_options(services: Services) -> list[dict[str, str]]:
+async def _check_model_scope(services: Services, key: ApiKey, name: str) -> None:
+    """Forbidden when ``key`` is limited to another model (the API's ``_scope_model`` rule)."""
+    if model_scope(key) is not None:
+        model = await asyncio.to_thread(services.registry.get_model, name)
+        check_scope(key, model.crn)
+
+
+async def _deployment_options(services: Services, key: ApiKey) -> list[dict[str, str]]:
+    """The deployments ``key`` may read (a scoped key: its model's only), for the pickers."""
+    scope = model_scope(key)
     deployments = await asyncio.to_thread(services.registry.list_deployments)
     models = {m.crn: m.name for m in await asyncio.to_thread(services.registry.list_models)}
+    deployments = [d for d in deployments if scope is None or d.model_crn == scope]
     return [
         {
             "crn": d.crn,
@@ -375,7 +389,7 @@ async def _deployment_options(services: Services) -> list[dict[str, str]]:
 async def drift_page(request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        options = await _deployment_options(_services(request))
+        options = await _deployment_options(_services(request), key)
         chosen = request.query_params.get("deployment") or (options[0]["crn"] if options else "")
         return _render(
             request,
@@ -420,18 +434,11 @@ async def jobs_page(request: Request) -> Response:
 @router.get("/ui/alerts")
 async def alerts_page(request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
-        from modelyard.monitors import list_alerts  # what GET /api/v1/alerts calls
+        from modelyard.server.alerts_api import visible_alerts  # what GET /api/v1/alerts calls
 
         authorize(key, Capability.READ_MODELS)
-        services = _services(request)
         show_all = request.query_params.get("all") == "1"
-        found = await asyncio.to_thread(list_alerts, store=services.store, all_states=show_all)
-        if key.scope is not None:  # as the API does: a scoped key sees its model's alerts only
-            found = [
-                a
-                for a in found
-                if services.store.resolve(a["deployment_crn"]).model_crn == key.scope
-            ]
+        found = await asyncio.to_thread(visible_alerts, _services(request), key, show_all)
         return _render(
             request, "alerts.html", 200, session, active="alerts", alerts=found, show_all=show_all
         )

@@ -2,9 +2,12 @@
 
 The cookie holds only a random session id (``secrets.token_urlsafe(32)``); the server maps it, in
 memory, to the key's id and role, an expiry and the session's CSRF token. The API key itself is
-never kept: each request looks the key up again by id, so a revoked or expired key ends its
-sessions at once. Sessions live in the server process and end when it stops (signing in again is
-one paste of a key).
+never kept: the key is looked up again by id at most every ``DEFAULT_TTL_S`` (2 s, the registry's
+own cache lifetime for API keys), so a revoked or expired key ends its sessions within that time,
+as it does for bearer calls seen by another server process. Only ``admin`` and ``user`` keys may
+sign in: a ``run`` key (a job's) may not read model state, so every page would refuse it.
+Sessions live in the server process and end when it stops (signing in again is one paste of a
+key).
 
 Cookie: ``HttpOnly`` (page scripts cannot read it), ``SameSite=Strict`` (no other site's page can
 make the browser send it), ``Path=/``, ``Secure`` when the dashboard is served over HTTPS.
@@ -23,7 +26,8 @@ import time
 from dataclasses import dataclass
 
 from modelyard.errors import Forbidden, Unauthorized
-from modelyard.registry import ApiKey, Registry
+from modelyard.registry import DEFAULT_TTL_S, ApiKey, Registry
+from modelyard.server.auth import ALLOWED_ROLES, Capability
 
 __all__ = [
     "COOKIE",
@@ -65,6 +69,9 @@ class SessionStore:
         self._ttl_ms = ttl_ms
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        # key id -> (when read, key): a cookie-authenticated call costs no database read while
+        # the entry is younger than the registry's own TTL for API keys.
+        self._keys: dict[str, tuple[float, ApiKey]] = {}
 
     def sign_in(self, token: str) -> Session:
         """A new session for the API key ``token``; Unauthorized if the key is not valid."""
@@ -72,6 +79,15 @@ class SessionStore:
         if not token:
             raise Unauthorized("no API key given; paste a key created with 'modelyard keys create'")
         key = self._registry.authenticate(token)
+        allowed = ALLOWED_ROLES[Capability.READ_MODELS]
+        if key.role not in allowed:
+            roles = ", ".join(sorted(str(r) for r in allowed))
+            raise Forbidden(
+                f"API key {key.name!r} has role {str(key.role)!r}, which cannot use the "
+                f"dashboard (it may only track metrics); sign in with a key of role: {roles}",
+                key_id=key.id,
+                role=str(key.role),
+            )
         session = Session(
             id=secrets.token_urlsafe(32),
             key_id=key.id,
@@ -108,11 +124,22 @@ class SessionStore:
         """The session's API key as the registry has it now; Unauthorized once it is revoked or
         expired (the session ends with it)."""
         now = _now_ms()
-        for key in self._registry.list_api_keys():
-            if key.id == session.key_id:
-                if key.active_at(now):
-                    return key
-                break
+        with self._lock:
+            cached = self._keys.get(session.key_id)
+        if cached is not None and time.monotonic() - cached[0] < DEFAULT_TTL_S:
+            if cached[1].active_at(now):
+                return cached[1]
+        else:
+            read = time.monotonic()
+            for key in self._registry.list_api_keys():
+                if key.id == session.key_id:
+                    with self._lock:
+                        if len(self._keys) >= _MAX_SESSIONS:
+                            self._keys.clear()
+                        self._keys[key.id] = (read, key)
+                    if key.active_at(now):
+                        return key
+                    break
         self.sign_out(session.id)
         raise Unauthorized(
             f"the API key {session.key_id!r} behind this session was revoked or has expired; "
