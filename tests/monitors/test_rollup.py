@@ -109,8 +109,9 @@ def test_buckets_wider_than_the_window_give_no_drift_and_say_why(sdk_store: Metr
     stream = write_stream(sdk_store, 2)
     dep = stream.ident.deployment_crn
     upload_reference(reference_frame(), dep)
-    # 100 days on: the records sit in day buckets, wider than a 1h window
-    sdk_store.rollup(RollupPolicy(raw_horizon_ms=1000), now_ms=T0 + 100 * 24 * HOUR)
+    # 400 days on (past the default hour tier's 395): the records sit in day buckets, wider
+    # than a 1h window
+    sdk_store.rollup(RollupPolicy(raw_horizon_ms=1000), now_ms=T0 + 400 * 24 * HOUR)
     day = (T0 // (24 * HOUR)) * 24 * HOUR
     (result,) = run_monitor(spec(dep, "wide", ["drift"]), window=(day, day + HOUR))
     assert result.metrics["n"] == 600
