@@ -162,6 +162,9 @@ class Query:
     kinds: frozenset[RecordKind] = frozenset(RecordKind)
     limit: int | None = None
     after: str | None = None
+    # Rollup buckets of this width only (None: every tier). A chart over a long range reads one
+    # tier per time span instead of decoding every bucket of every tier in it.
+    tier_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +301,12 @@ class MetricsStore(abc.ABC):
     @abc.abstractmethod
     def read(self, query: Query) -> tuple[list[Record], str | None]:
         """One page of records and the continuation token (None when nothing remains)."""
+
+    @abc.abstractmethod
+    def recent(self, query: Query, limit: int) -> list[Record]:
+        """The newest ``limit`` records of ``query``, newest first (``query.limit`` and
+        ``query.after`` are not used): an index range read backwards, so a busy deployment's last
+        few predictions cost as little as a quiet one's."""
 
     @abc.abstractmethod
     def scan(self, query: Query, batch_size: int = 100_000) -> Iterator[RowBatch]:

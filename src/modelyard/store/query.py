@@ -38,6 +38,7 @@ class Window:
     limit: int | None
     after: SortKey | None
     kinds: frozenset[RecordKind]
+    tier_ms: int | None = None
 
 
 def _is_int(value: object) -> bool:
@@ -81,8 +82,13 @@ def check_window(query: Query) -> Window:
             f"kinds {sorted(map(str, query.kinds))!r} must be record kinds: "
             f"{', '.join(k.value for k in RecordKind)}"
         ) from exc
+    if query.tier_ms is not None and (not _is_int(query.tier_ms) or query.tier_ms < 1):
+        raise InvalidInput(
+            f"tier_ms={query.tier_ms!r} must be a bucket width in milliseconds (a positive "
+            "integer, e.g. 3600000) or None (every tier)"
+        )
     after = None if query.after is None else decode_token(query.after)
-    return Window(query.start_ms, end_ms, query.limit, after, kinds)
+    return Window(query.start_ms, end_ms, query.limit, after, kinds, query.tier_ms)
 
 
 def encode_token(key: SortKey) -> str:

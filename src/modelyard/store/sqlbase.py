@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import heapq
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -608,6 +609,7 @@ class SQLStore(MetricsStore):
         after: SortKey | None,
         limit: int | None,
         with_deployment: bool = True,
+        newest_first: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Rows of one kind in sort order after ``after``.
 
@@ -646,7 +648,11 @@ class SQLStore(MetricsStore):
         if same_rank is not None:
             sql += f" AND ({start_col}, {tie_col}) > (?, ?)"
             params += same_rank
-        sql += f" ORDER BY {start_col}, {tie_col}"
+        if kind is RecordKind.ROLLUP and window.tier_ms is not None:
+            sql += " AND tier_ms = ?"
+            params.append(window.tier_ms)
+        order = " DESC" if newest_first else ""
+        sql += f" ORDER BY {start_col}{order}, {tie_col}{order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -686,6 +692,25 @@ class SQLStore(MetricsStore):
                 token = encode_token(merged[-1][0])
             records = [self._record(cur, kind, row) for _, kind, row in merged]
         return records, token
+
+    def recent(self, query: Query, limit: int) -> list[Record]:
+        if not _is_int(limit) or limit < 1:
+            raise InvalidInput(f"limit={limit!r} must be a positive integer")
+        window = check_window(query)
+        with self._reading() as cur:
+            dep_ids = self._deployment_ids(cur, query)
+            streams = []
+            for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
+                rank = KIND_RANK[kind]
+                for dep_id in dep_ids:  # each its own backward index range, at most ``limit``
+                    rows = self._kind_rows(
+                        cur, kind, [dep_id], window, None, limit, newest_first=True
+                    )
+                    streams.append([((row[1], rank, row[2]), kind, row) for row in rows])
+            merged = heapq.merge(*streams, key=lambda item: item[0], reverse=True)
+            return [
+                self._record(cur, kind, row) for _, kind, row in itertools.islice(merged, limit)
+            ]
 
     def scan(self, query: Query, batch_size: int = 100_000) -> Iterator[RowBatch]:
         """Batches kind by kind (predictions, aggregates, rollups), deployment by deployment.
