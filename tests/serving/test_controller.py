@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from _scenarios import run_scenario
 from modelyard.errors import Conflict, NotFound
@@ -453,6 +454,109 @@ def test_scale_stop_start_and_delete(tmp_path: Path) -> None:
                 s.registry.get_model("doubler")
             assert s.runtime.replicas() == []
             assert len(s.records(crn)) == len(served)  # the metrics store keeps them
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+# -- capacity -------------------------------------------------------------------------------------
+class Peak:
+    """The most requests a model's replicas held at once and the deepest gateway queue, sampled
+    on the event loop the calls run on (every 2 ms, between the pool's own steps)."""
+
+    def __init__(self, s: Stack, model: str) -> None:
+        self.gateway, self.model = s.gateway, model
+        self.in_flight = self.queued = 0
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            pool = self.gateway.pool(self.model)
+            if pool is not None:
+                for ep in pool.endpoints():
+                    self.in_flight = max(self.in_flight, ep.in_flight)
+                self.queued = max(self.queued, pool.queue_depth)
+            await asyncio.sleep(0.002)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def capacities(s: Stack, model: str) -> list[int]:
+    pool = s.gateway.pool(model)
+    assert pool is not None
+    return [ep.capacity for ep in pool.endpoints()]
+
+
+def batch_sizes(s: Stack, model: str) -> dict[float, float]:
+    """The gateway's ``modelyard_batch_size`` histogram of ``model`` (fed by the replicas'
+    ``timing.batch_size``): upper bound -> cumulative count."""
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(s.gateway.metrics_text()):
+        for sample in family.samples:
+            if sample.name == "modelyard_batch_size_bucket" and sample.labels["model"] == model:
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def test_a_batched_deployment_fills_batches_past_concurrency_and_a_plain_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """Capacity = concurrency x max_batch_size with a batch function, concurrency without.
+
+    A 200 ms batch wait makes the outcome independent of the machine's speed: a group closes
+    early only once it holds max_batch_size (32) items, so with the gateway capped at the
+    default concurrency (8) every batch would hold at most 8."""
+
+    async def scenario() -> None:
+        s = stack(tmp_path / "home", tmp_path / "metrics.db")
+        try:
+            batched = await s.controller.deploy(
+                "batched", project(tmp_path / "batch", BATCH), "predict.py", "predict",
+                settings={"max_batch_wait_ms": 200},
+            )  # fmt: skip
+            assert batched.ok and batched.batch_function == "predict_batch"
+            plain = await s.controller.deploy(
+                "plain", project(tmp_path / "plain", PREDICT), "predict.py", "predict",
+                settings={"concurrency": 4},
+            )  # fmt: skip
+            assert plain.ok and plain.batch_function is None
+            assert capacities(s, "batched") == [8 * 32]  # default concurrency x max_batch_size
+            assert capacities(s, "plain") == [4]
+
+            peak = Peak(s, "batched")
+            results = await asyncio.gather(*(s.call("batched", x=i) for i in range(64)))
+            await peak.stop()
+            assert failures(list(results)) == []
+            assert [r.envelope["response"]["double"] for r in results] == [2 * i for i in range(64)]
+            sizes = [r.envelope["response"]["batch"] for r in results]
+            assert max(sizes) > 8 and max(sizes) <= 32, sizes
+            assert peak.in_flight > 8  # the replica held more than its concurrency
+            histogram = batch_sizes(s, "batched")
+            assert histogram[float("inf")] == 64
+            assert histogram[8.0] < 64  # some answers said batch_size > 8
+            assert histogram[32.0] == 64
+
+            peak = Peak(s, "plain")
+            results = await asyncio.gather(*(s.call("plain", x=i, sleep=0.02) for i in range(64)))
+            await peak.stop()
+            assert failures(list(results)) == []
+            assert peak.in_flight == 4  # reached, never exceeded: the rest waited in the gateway
+            assert peak.queued > 0
+            histogram = batch_sizes(s, "plain")
+            assert histogram[1.0] == histogram[float("inf")] == 64
+
+            # A rollout to a build with a batch function, then a scale-up: every endpoint of the
+            # new deployment gets concurrency x max_batch_size (4 x 32).
+            again = await s.controller.deploy(
+                "plain", project(tmp_path / "plain-batch", BATCH), "predict.py", "predict"
+            )
+            assert again.ok and again.batch_function == "predict_batch"
+            await s.controller.scale("plain", 2)
+            assert capacities(s, "plain") == [4 * 32, 4 * 32]
         finally:
             await s.close()
 

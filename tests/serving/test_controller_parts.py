@@ -22,15 +22,17 @@ from modelyard.registry import ModelSettings, Registry
 from modelyard.runtime import Event, LocalRuntime, check_name
 from modelyard.serving._fleet import Fleet, Replica, _answers_as
 from modelyard.serving._replica_specs import (
+    capacity,
     deployment_id,
     identity,
     new_replica_id,
     replica_spec,
+    served_batch,
     snapshot_path,
 )
 from modelyard.serving.controller import Controller, EventRelay
 from modelyard.serving.gateway import DeploymentPool, Gateway, ReplicaEndpoint
-from modelyard.serving.replica import parse_args
+from modelyard.serving.replica import DEFAULT_CONCURRENCY, parse_args
 from modelyard.store.sqlite import SQLiteStore
 
 run = partial(run_scenario, timeout_s=30)  # each scenario fails after 30 s
@@ -101,6 +103,41 @@ def test_replica_spec_follows_the_replica_protocol(registry: Registry, tmp_path:
         model, built, deployment, home=tmp_path, replica_id=rid, port=1, python="/usr/bin/python3"
     )
     assert override.argv[0] == "/usr/bin/python3"
+
+
+def test_capacity_is_concurrency_or_a_full_batch_per_worker_slot() -> None:
+    assert capacity(ModelSettings()) == DEFAULT_CONCURRENCY == 8  # the replica's default
+    assert capacity(ModelSettings(concurrency=3, max_batch_size=7)) == 3
+    assert capacity(ModelSettings(concurrency=3, max_batch_size=7), "predict_batch") == 21
+    assert capacity(ModelSettings(max_batch_size=32), "many") == 8 * 32
+    assert capacity(ModelSettings(concurrency=1, max_batch_size=1), "many") == 1
+
+
+def test_the_served_batch_function_is_read_from_the_snapshot(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The same rule the replica follows, from the file the replica will load: the model's
+    setting (``none`` turns it off), else ``predict_batch`` when the file defines one."""
+    deployed(registry)
+    model = registry.get_model("churn")
+    built = registry.list_builds("churn")[0]
+    source = snapshot_path(built, tmp_path) / built.file
+    source.parent.mkdir(parents=True)
+    source.write_text("def predict(args):\n    return args\n")
+    assert served_batch(built, model.settings, tmp_path).function is None
+    source.write_text(
+        "def predict(args):\n    return args\n\n\ndef predict_batch(items):\n    return items\n"
+    )
+    choice = served_batch(built, model.settings, tmp_path)
+    assert (choice.function, choice.auto) == ("predict_batch", True)
+    model = registry.update_model("churn", batch_function="none")
+    assert served_batch(built, model.settings, tmp_path).function is None
+    model = registry.update_model("churn", batch_function="many")
+    assert served_batch(built, model.settings, tmp_path).function == "many"
+    # No snapshot on disk (another home): no batch function is assumed, so capacity stays at
+    # the replica's concurrency.
+    model = registry.update_model("churn", batch_function=None)
+    assert served_batch(built, model.settings, tmp_path / "elsewhere").function is None
 
 
 def test_replica_ids_are_short_unique_and_safe_as_file_names() -> None:

@@ -96,7 +96,11 @@ class PoolSettings:
 
 @dataclass(eq=False)
 class ReplicaEndpoint:
-    """A replica the pool may route to: ``capacity`` requests at once (its ``--concurrency``).
+    """A replica the pool may route to: ``capacity`` requests at once.
+
+    The controller sets it to what the replica can work on at once: its ``--concurrency``, or
+    ``concurrency x max_batch_size`` when it serves a batch function, so batches can fill
+    (``serving._replica_specs.capacity`` says why).
 
     ``identity`` (optional) overrides the pool's identity on the records of requests this
     replica served: during a one-at-a-time rolling replacement one pool holds replicas of the old

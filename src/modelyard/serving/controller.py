@@ -51,9 +51,10 @@ from modelyard.serving._replica_specs import (
     identity,
     new_replica_id,
     replica_spec,
+    served_batch,
 )
 from modelyard.serving._rollout import Pools, StartReplica, roll
-from modelyard.serving.batch_choice import batch_choice
+from modelyard.serving.batch_choice import BatchChoice
 from modelyard.serving.builder import BuildResult, build, validate_function, validate_project_path
 from modelyard.serving.gateway import Gateway
 from modelyard.store.base import MetricsStore
@@ -291,13 +292,8 @@ class Controller:
                 memory_bytes,
                 cpus,
             )
-            outcome = await self._replace(model, built, deployment, access_key)
-            choice = await asyncio.to_thread(
-                batch_choice,
-                result.snapshot_path / result.file,
-                result.function,
-                built.batch_function or model.settings.batch_function,
-            )
+            choice = await self._batch_choice(model, built)
+            outcome = await self._replace(model, built, deployment, access_key, choice)
             for warning in filter(None, [choice.warning]):
                 log.warning("model %s: %s", name, warning)
             return dataclasses.replace(
@@ -322,16 +318,35 @@ class Controller:
         changes = settings.to_dict() if isinstance(settings, ModelSettings) else dict(settings)
         return model, None, changes
 
+    async def _batch_choice(self, model: Model, built: Build) -> BatchChoice:
+        """The batch function ``built``'s replicas serve (the file's syntax tree, in a thread)."""
+        return await asyncio.to_thread(served_batch, built, model.settings, self.home)
+
+    async def _capacity(self, model: Model, built: Build) -> int:
+        """Requests the gateway sends one replica of ``built`` at once (``capacity``)."""
+        return capacity(model.settings, (await self._batch_choice(model, built)).function)
+
     async def _replace(
-        self, model: Model, built: Build, deployment: Deployment, access_key: str | None
+        self,
+        model: Model,
+        built: Build,
+        deployment: Deployment,
+        access_key: str | None,
+        choice: BatchChoice | None = None,
     ) -> DeployOutcome:
-        """Roll ``deployment`` out over whatever serves ``model`` now; make it active."""
+        """Roll ``deployment`` out over whatever serves ``model`` now; make it active.
+
+        ``choice``: the new build's batch function when the caller already knows it."""
         previous: Deployment | None = await self._reg(self.registry.active_deployment, model.crn)
         old = [] if previous is None else self._fleet.of_deployment(previous.crn)
         start_old = None
+        old_capacity = capacity(model.settings)
         if previous is not None and old:
             old_build: Build = await self._reg(self.registry.get_build, previous.build_crn)
             start_old = self._starter(model, old_build, previous)
+            old_capacity = await self._capacity(model, old_build)
+        if choice is None:
+            choice = await self._batch_choice(model, built)
         try:
             await roll(
                 model=model.name,
@@ -339,11 +354,11 @@ class Controller:
                 fleet=self._fleet,
                 identity=identity(deployment),
                 settings=model.settings,
-                capacity=capacity(model.settings),
+                capacity=capacity(model.settings, choice.function),
                 count=deployment.replicas,
                 start_new=self._starter(model, built, deployment),
                 old=old,
-                old_capacity=capacity(model.settings),
+                old_capacity=old_capacity,
                 start_old=start_old,
             )
         except ReplicaStartFailed as exc:
@@ -471,9 +486,10 @@ class Controller:
         """Start ``count`` replicas side by side, each joining ``pool`` as soon as it is
         healthy; return the errors of those that did not start."""
         start = self._starter(model, built, deployment)
+        slots = await self._capacity(model, built)
 
         async def start_and_join() -> None:
-            self._pools.add(pool, await start(), capacity(model.settings))
+            self._pools.add(pool, await start(), slots)
 
         outcomes = await asyncio.gather(
             *(start_and_join() for _ in range(count)), return_exceptions=True
