@@ -392,6 +392,10 @@ def close_all() -> None:
             item.close()
         except Exception as exc:  # close the others before reporting
             errors.append(exc)
+    # The remote backends share one HTTP client per process: close it once they have flushed.
+    remote = sys.modules.get("modelyard.tracking.remote")
+    if remote is not None:
+        remote.close_clients()
     if errors:
         raise errors[0]
 

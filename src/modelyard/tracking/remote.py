@@ -78,7 +78,7 @@ from modelyard.tracking.identity import local_identity
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["RemoteBackend", "ServerUnreachable", "error_from_response", "request"]
+__all__ = ["RemoteBackend", "ServerUnreachable", "close_clients", "error_from_response", "request"]
 
 _BATCH = 1_000
 _STATUS_ERRORS: dict[int, type[ModelyardError]] = {
@@ -143,6 +143,13 @@ def _client() -> Any:
     if client is None:
         client = _CLIENTS.setdefault(pid, httpx.Client())
     return client
+
+
+def close_clients() -> None:
+    """Close this process's shared client (at exit, after the backends' last flush)."""
+    client = _CLIENTS.pop(os.getpid(), None)
+    if client is not None:
+        client.close()
 
 
 def request(
