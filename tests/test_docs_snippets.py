@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import pytest
 
+from _wait import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCE = re.compile(r"(?:<!--\s*(test:[^>]*?)\s*-->[ \t]*\n[ \t]*)?```(\w+)\n(.*?)```", re.S)
@@ -213,6 +215,18 @@ def test_monitor_tour(tmp_path: Path) -> None:
                 json={"accessKey": outcome["access_key"], "request": {"support_calls": calls}},
             )
             assert answer.json()["success"], answer.text
+
+        # The server writes prediction records in batches (MODELYARD_FLUSH_INTERVAL); a reader
+        # labels them minutes later, the test waits until all six are readable.
+        def stored() -> int:
+            page = httpx.get(
+                f"{server.url}/api/v1/metrics",
+                headers=admin,
+                params={"modelCrn": outcome["model"]["crn"], "kind": "prediction"},
+            ).json()
+            return len(page["metrics"])
+
+        wait_until(lambda: stored() == 6, what="the six prediction records")
         outputs = []
         for block in tour:
             if block.lang == "python":
