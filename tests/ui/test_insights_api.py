@@ -124,24 +124,64 @@ def test_series_has_raw_rollups_and_aggregates_and_names_the_resolution(with_ui:
     with_ui(scenario)
 
 
-def test_series_truncates_raw_beyond_its_limit(with_ui: Any) -> None:
+def test_series_samples_raw_evenly_beyond_its_limit(with_ui: Any) -> None:
     async def scenario(ui: Ui) -> None:
         ident = _identity(ui)
-        now = _now()
-        ui.services.store.write_predictions(
+        end = _now()
+        start = end - HOUR
+        ui.services.store.write_predictions(  # a busy hour: 20,000 predictions, 180 ms apart
             [
-                Prediction(f"p{i}", ident, now - 6000 + i, now - 6000 + i, {"v": i})
-                for i in range(5_200)
+                Prediction(f"p{i}", ident, start + i * 180, start + i * 180, {"v": i})
+                for i in range(20_000)
             ]
         )
         answer = await ui.client.get(
             "/api/v1/series",
-            params={"deployment": ident.deployment_crn, "metric": "v"},
+            params={"deployment": ident.deployment_crn, "metric": "v", "start": start, "end": end},
             headers=_auth(ui),
         )
-        raw = answer.json()["raw"]
-        assert raw["truncated"] and len(raw["t"]) == 5_000
-        assert "first records only" in answer.json()["resolution"]
+        body = answer.json()
+        raw = body["raw"]
+        assert raw["sampled"] and 4_000 <= len(raw["t"]) <= 5_000
+        assert raw["t"] == sorted(raw["t"])
+        # Drawn across the whole hour, not only its first records.
+        assert raw["t"][0] - start < HOUR // 100 and end - raw["t"][-1] < HOUR // 50
+        assert "raw, sampled: the first 20 predictions of each 14.4 s" in body["resolution"]
+
+    with_ui(scenario)
+
+
+def test_series_reads_one_tier_per_span_and_skips_rollups_without_the_key(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        store = ui.services.store
+        now = _now()
+        old = now - 60 * 24 * HOUR
+        # 40 days of traffic from 60 days ago, one prediction every 10 minutes: days 30-35 of age
+        # rolled into minute buckets, days 35-60 into hour buckets (the default tiers).
+        store.write_predictions(
+            [
+                Prediction(f"o{i}", ident, old + i * 10 * MIN, old + i * 10 * MIN, {"score": 1.0})
+                for i in range(40 * 24 * 6)
+            ]
+        )
+        store.rollup(RollupPolicy(raw_horizon_ms=30 * 24 * HOUR), now_ms=now)
+        store.add_aggregate(ident.deployment_crn, now - HOUR, now, {"roc_auc": 0.8})
+        params = {"deployment": ident.deployment_crn, "start": old, "end": now}
+        score = await ui.client.get(
+            "/api/v1/series", params={**params, "metric": "score"}, headers=_auth(ui)
+        )
+        body = score.json()
+        rolled = body["rollup"]
+        assert set(rolled["tier_ms"]) == {MIN, HOUR}
+        assert rolled["tier_ms"].count(MIN) <= 250 < 5 * 24 * 6  # minute tier sampled
+        assert 24 * 25 - 2 <= rolled["tier_ms"].count(HOUR) <= 24 * 25  # whole (600 <= 1,500)
+        assert len(rolled["t"]) <= 1_500 and "1 min (sampled: one in each" in body["resolution"]
+        auc = await ui.client.get(
+            "/api/v1/series", params={**params, "metric": "roc_auc"}, headers=_auth(ui)
+        )
+        assert auc.json()["rollup"]["t"] == [] and auc.json()["aggregate"]["value"] == [0.8]
+        assert auc.json()["resolution"] == "aggregates (one point per window)"
 
     with_ui(scenario)
 

@@ -21,6 +21,7 @@ from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import Model
 from modelyard.runtime import ReplicaStatus
 from modelyard.server.jsonable import jsonable
+from modelyard.server.series import RAW_LIMIT, metric_series
 from modelyard.server.services import Services
 from modelyard.store.base import Query, Record, RecordKind
 
@@ -42,7 +43,6 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 MAX_RANGE_MS = 400 * DAY_MS
-RAW_LIMIT = 5_000  # raw records one series answer may hold; beyond, the answer says truncated
 TECH_POINTS = 300  # a chart's points: tech intervals are merged into wider buckets beyond this
 OVERVIEW_TECH_MS = 5 * MINUTE_MS  # "now" for requests/s, p99 and errors on the overview
 OVERVIEW_MONITOR_MS = DAY_MS  # where the overview looks for the latest monitor results
@@ -248,80 +248,6 @@ def tech_series(
         "resolution_ms": resolution,
         "merged": merged,
         "series": out,
-    }
-
-
-def metric_series(
-    services: Services,
-    deployment_crn: str,
-    key: str,
-    start_ms: int,
-    end_ms: int,
-    raw_limit: int = RAW_LIMIT,
-) -> dict[str, Any]:
-    """One metric of a deployment over a range, from every place it lives: aggregate records
-    (exact, one point per window), rollup buckets (count, mean and quantiles per bucket, the
-    bucket width is the resolution) and raw records (one point per prediction, at most
-    ``raw_limit``; ``raw.truncated`` says when the range holds more: narrow it)."""
-    if not key or len(key) > 200:
-        raise InvalidInput(f"key={key!r} is not accepted; give a metric key of 1 to 200 characters")
-    services.store.resolve(deployment_crn)  # NotFound naming the CRN
-    base = Query(deployment_crn=deployment_crn, start_ms=start_ms, end_ms=end_ms)
-    store = services.store
-
-    aggregates: dict[str, list[Any]] = {"t": [], "end": [], "value": []}
-    for record in store.read(_with(base, _AGGREGATES))[0]:
-        value = _number(record.metrics.get(key))
-        if value is not None:
-            aggregates["t"].append(record.start_ms)
-            aggregates["end"].append(record.end_ms)
-            aggregates["value"].append(value)
-
-    rollups: dict[str, list[Any]] = {
-        "t": [],
-        "tier_ms": [],
-        "count": [],
-        "mean": [],
-        "p05": [],
-        "p50": [],
-        "p95": [],
-    }
-    for record in store.read(_with(base, _ROLLUPS))[0]:
-        summary = record.metrics.get(key)
-        if not isinstance(summary, dict) or _number(summary.get("mean")) is None:
-            continue
-        rollups["t"].append(record.start_ms)
-        rollups["tier_ms"].append(record.tier_ms)
-        rollups["count"].append(summary.get("count"))
-        for name in ("mean", "p05", "p50", "p95"):
-            rollups[name].append(_number(summary.get(name)))
-
-    raw_records, token = store.read(_with(base, _RAW, limit=raw_limit))
-    raw: dict[str, Any] = {"t": [], "value": [], "uuid": []}
-    for record in raw_records:
-        value = _number(record.metrics.get(key))
-        if value is not None:
-            raw["t"].append(record.start_ms)
-            raw["value"].append(value)
-            raw["uuid"].append(record.uuid)
-    raw["truncated"] = token is not None
-    tiers = sorted({t for t in rollups["tier_ms"] if t})
-    parts = []
-    if raw["t"]:
-        parts.append("raw (one point per prediction)" + (", first records only" if token else ""))
-    if tiers:
-        parts.append("rollups of " + ", ".join(_width(t) for t in tiers))
-    if aggregates["t"]:
-        parts.append("aggregates (one point per window)")
-    return {
-        "deployment_crn": deployment_crn,
-        "key": key,
-        "start_ms": start_ms,
-        "end_ms": end_ms,
-        "resolution": "; ".join(parts) or "no values in this range",
-        "aggregate": aggregates,
-        "rollup": rollups,
-        "raw": raw,
     }
 
 

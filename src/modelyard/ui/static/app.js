@@ -289,7 +289,7 @@
       traces.push({ x: data.aggregate.t.map((ms) => new Date(ms)), y: data.aggregate.value, name: "aggregate",
         mode: "lines+markers", type: "scatter" });
     }
-    status.textContent = "Resolution: " + data.resolution + (data.raw.truncated ? " (the range holds more raw records: narrow it to see them all)" : "") + ".";
+    status.textContent = "Resolution: " + data.resolution + ".";
     const lay = layout(metric, metric);
     lay.height = 420;
     lay.yaxis.rangemode = "normal";
