@@ -221,6 +221,42 @@ def test_recent_predictions_and_one_by_uuid_with_its_delayed_history(with_ui: An
     with_ui(scenario)
 
 
+def test_recent_predictions_read_newest_first_whatever_the_traffic(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        ident = _identity(ui)
+        store = ui.services.store
+        now = _now()
+        store.write_predictions(  # a quiet spell three days ago, then a busy last minute
+            [Prediction(f"q{i}", ident, now - 3 * 24 * HOUR + i, now, {"x": i}) for i in range(3)]
+        )
+        reads: list[Any] = []
+        original = store.read
+
+        def counted(query: Any) -> Any:  # the real read, counted
+            reads.append(query)
+            return original(query)
+
+        store.read = counted  # type: ignore[method-assign]
+        try:
+            quiet = await ui.client.get(
+                "/api/v1/models/churn/predictions", params={"limit": 5}, headers=_auth(ui)
+            )
+            assert [p["predictionUuid"] for p in quiet.json()["predictions"]] == ["q2", "q1", "q0"]
+            store.write_predictions(
+                [Prediction(f"b{i:05d}", ident, now - 30_000 + i, now, {}) for i in range(6_000)]
+            )
+            busy = await ui.client.get(
+                "/api/v1/models/churn/predictions", params={"limit": 3}, headers=_auth(ui)
+            )
+        finally:
+            store.read = original  # type: ignore[method-assign]
+        uuids = [p["predictionUuid"] for p in busy.json()["predictions"]]
+        assert uuids == ["b05999", "b05998", "b05997"]
+        assert reads == []  # no forward pages through the busy minute
+
+    with_ui(scenario)
+
+
 def test_overview_and_drift_from_monitor_records(with_ui: Any) -> None:
     async def scenario(ui: Ui) -> None:
         ident = _identity(ui)

@@ -301,36 +301,14 @@ def _reference(record: Record) -> dict[str, Any]:
 def recent_predictions(
     services: Services, name: str, limit: int = 20, now_ms: int | None = None
 ) -> dict[str, Any]:
-    """The model's latest ``limit`` raw prediction records, newest first. Windows widen from a
-    minute to a day until enough are found; each read is bounded, so a busy model costs one
-    small read, not a scan."""
+    """The model's latest ``limit`` raw prediction records, newest first: one backward index
+    read per deployment (``store.recent``), so a busy model costs what a quiet one does."""
     if not 1 <= limit <= 500:
         raise InvalidInput(f"limit={limit!r} is not accepted; give 1 to 500")
     model = services.registry.get_model(name)
     now = _now_ms() if now_ms is None else now_ms
-    found: list[Record] = []
-    for window in (MINUTE_MS, 15 * MINUTE_MS, HOUR_MS, DAY_MS):
-        start = now - window
-        records: list[Record] = []
-        after = None
-        while True:  # the newest records of the window: page to its end, keep the last ones
-            page, after = services.store.read(
-                Query(
-                    model_crn=model.crn,
-                    start_ms=start,
-                    end_ms=now,
-                    kinds=_RAW,
-                    limit=2_000,
-                    after=after,
-                )
-            )
-            records = (records + page)[-limit:]
-            if after is None:
-                break
-        found = records
-        if len(found) >= limit:
-            break
-    return {"model": name, "predictions": [_reference(r) for r in reversed(found)]}
+    found = services.store.recent(Query(model_crn=model.crn, end_ms=now, kinds=_RAW), limit)
+    return {"model": name, "predictions": [_reference(r) for r in found]}
 
 
 def find_prediction(services: Services, uuid: str) -> dict[str, Any]:
