@@ -25,6 +25,7 @@ with the requests the generator saw answered with 200.
 
     .venv/bin/python benchmarks/serving.py            # 10 s runs, 3 rounds: about 13 minutes
     .venv/bin/python benchmarks/serving.py --quick    # 2 s runs, 1 repeat, no MLflow: a smoke run
+    .venv/bin/python benchmarks/serving.py --only floor,batch --concurrency 64   # batching alone
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ MLFLOW_ENV = HERE / ".envs" / "mlflow"
 # flavour saves with skops by default, and the model itself needs scikit-learn and pandas.
 MLFLOW_REQUIREMENTS = ["mlflow-skinny>=3", "scikit-learn", "pandas", "skops"]
 CONCURRENCY = (1, 8, 64)
+# What --only selects from: the floor, Modelyard with 1 or 2 replicas (both routes), Modelyard
+# with batching, MLflow.
+GROUPS = ("floor", "1r", "2r", "batch", "mlflow")
 
 # The model, shared by every contender's files: fitted at import (about 50 ms, deterministic).
 LR_MODEL = """
@@ -582,10 +586,15 @@ def measure(
 
 
 def modelyard_contenders(
-    yard: Modelyard, tmp: Path, body_native: bytes, example: dict[str, Any]
+    yard: Modelyard,
+    tmp: Path,
+    body_native: bytes,
+    example: dict[str, Any],
+    only: frozenset[str] = frozenset(GROUPS),
 ) -> list[Contender]:
     """Three models on one server: ``lr`` (1 replica), ``lr2`` (2 replicas) of the same project,
-    ``lr-batch`` (the file with ``predict_batch``). Idle replicas cost next to nothing."""
+    ``lr-batch`` (the file with ``predict_batch``). Idle replicas cost next to nothing. ``only``:
+    the groups (``1r``, ``2r``, ``batch``) to deploy and measure."""
     out = []
 
     def counter(crn: str) -> Callable[[], int]:
@@ -593,6 +602,8 @@ def modelyard_contenders(
 
     project = write_project(tmp / "project", batch=False)
     for model, replicas in (("lr", 1), ("lr2", 2)):
+        if f"{replicas}r" not in only:
+            continue
         outcome = yard.deploy(model, project, example, replicas=replicas)
         crn, key = outcome["deployment"]["crn"], outcome["access_key"]
         native = Target(f"{yard.base}/api/v1/models/{model}/predict", body_native, yard.auth)
@@ -602,11 +613,12 @@ def modelyard_contenders(
             out.append(
                 Contender(f"modelyard {replicas}r {route}", target, yard.pids(), counter(crn))
             )
+    if "batch" not in only:
+        return out
     batched = write_project(tmp / "project-batch", batch=True)
-    # concurrency 64: the gateway sends a replica at most its --concurrency requests at once,
-    # so with the default (8) no batch could hold more than 8 items and each would wait the
-    # full max_batch_wait_ms for a 9th; 64 lets batches fill up to max_batch_size (32).
-    outcome = yard.deploy("lr-batch", batched, example, track_io=True, concurrency=64)
+    # Default concurrency (8): the gateway gives a replica that serves a batch function
+    # concurrency x max_batch_size requests at once (8 x 32), so batches fill up to 32.
+    outcome = yard.deploy("lr-batch", batched, example, track_io=True)
     target = Target(f"{yard.base}/api/v1/models/lr-batch/predict", body_native, yard.auth)
     out.append(
         Contender(
@@ -696,7 +708,16 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--mlflow", choices=("auto", "yes", "no"), default="auto")
     parser.add_argument("--generator", choices=("auto", "wrk", "asyncio"), default="auto")
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"contenders to start and measure, comma-separated from {','.join(GROUPS)} "
+        "(default all; mlflow also follows --mlflow)",
+    )
     args = parser.parse_args()
+    only = frozenset(g.strip() for g in args.only.split(",") if g.strip())
+    if not only or not only <= set(GROUPS):
+        parser.error(f"--only {args.only!r}: expected names from {','.join(GROUPS)}")
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -719,13 +740,18 @@ def main() -> None:
         load = Load(wrk, tmp)
         console.print(f"load generator: {load.name}; {args.seconds:g} s runs x {args.repeat}")
         with ExitStack() as running:  # every server stops at the end, also on error
-            console.print("starting (a) the floor: bare uvicorn + the model")
-            target, pids = running.enter_context(floor(tmp, body))
-            contenders = [Contender("floor", target, pids)]
-            console.print("starting (b, c) Modelyard: a real server, recording on")
-            yard = running.enter_context(Modelyard(tmp))
-            contenders += modelyard_contenders(yard, tmp, body, example)
-            if args.mlflow == "yes" or (args.mlflow == "auto" and not args.quick):
+            contenders: list[Contender] = []
+            if "floor" in only:
+                console.print("starting (a) the floor: bare uvicorn + the model")
+                target, pids = running.enter_context(floor(tmp, body))
+                contenders.append(Contender("floor", target, pids))
+            if only & {"1r", "2r", "batch"}:
+                console.print("starting (b, c) Modelyard: a real server, recording on")
+                yard = running.enter_context(Modelyard(tmp))
+                contenders += modelyard_contenders(yard, tmp, body, example, only)
+            if "mlflow" not in only:
+                skipped["mlflow"] = "not among --only"
+            elif args.mlflow == "yes" or (args.mlflow == "auto" and not args.quick):
                 console.print("starting (d) MLflow models serve")
                 try:
                     target, pids = running.enter_context(
@@ -739,6 +765,7 @@ def main() -> None:
                 skipped["mlflow"] = "quick mode; pass --mlflow yes to include it"
             measure(load, contenders, args, results)
     params = {
+        "only": sorted(only),
         "seconds": args.seconds,
         "repeat": args.repeat,
         "concurrency": args.concurrency,
