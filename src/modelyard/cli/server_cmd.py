@@ -49,7 +49,9 @@ def server(
     url: str | None,
     log_level: str,
 ) -> None:
-    """Run the Modelyard server: REST API under /api/v1, POST /model, /metrics.
+    """Run the Modelyard server: REST API under /api/v1, POST /model, /metrics, dashboard.
+
+    The dashboard is at /ui/ (the start prints its URL): sign in with an admin or user API key.
 
     Binds to 127.0.0.1 unless told otherwise. The first start creates the home, the database and
     an admin API key (written to HOME/admin.key, mode 0600, and printed once). A restart brings
@@ -68,4 +70,5 @@ def server(
         public_metrics=public_metrics,
         url=url,
     )
+    click.echo(f"Dashboard: {config.base_url}/ui/ (sign in with an admin or user API key)")
     run_server(config, log_level=log_level)
