@@ -273,6 +273,16 @@ async def model_page(name: str, request: Request) -> Response:
         builds = status.get("builds", [])
         active = status.get("active") or {}
         log_build = active.get("build_crn") or (builds[0]["crn"] if builds else None)
+        wanted = request.query_params.get("log")  # any build's log, a failed one's especially
+        if wanted:
+            crns = [b["crn"] for b in builds]
+            chosen = [c for c in crns if c.rsplit("/", 1)[-1] == wanted]
+            if not chosen:
+                ids = ", ".join(c.rsplit("/", 1)[-1] for c in crns) or "none"
+                raise InvalidInput(
+                    f"log={wanted!r} is not a build of model {name!r}; its builds: {ids}"
+                )
+            log_build = chosen[0]
         log: list[str] = []
         if log_build:
             build_id = log_build.rsplit("/", 1)[-1]
