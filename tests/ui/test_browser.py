@@ -262,6 +262,9 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             page.locator("#alerts td", has_text="drift.flagged > 0").wait_for()
             assert "firing" in page.inner_text("#alerts tbody")
             page.screenshot(path=str(SCREENSHOTS / "alerts.png"), full_page=True)
+            # Refreshed by fetch() from GET /api/v1/alerts, no reload: the rows are drawn again.
+            page.locator("#refreshed", has_text="Updated").wait_for(timeout=15_000)
+            assert "drift.flagged > 0" in page.inner_text("#alerts tbody")
 
             # Keys: create (token shown once), then revoke.
             page.goto(running.url + "/ui/keys")
@@ -275,6 +278,17 @@ def test_dashboard_in_chromium(running: Running, chromium_path: str, tmp_path: P
             assert token not in page.content()
             page.click("button[aria-label='Revoke key browser-made']")
             page.wait_for_url("**/ui/keys?notice=revoked")
+            # A key made elsewhere appears without a reload, and its fetched row can revoke it.
+            httpx.post(
+                f"{running.url}/api/v1/keys",
+                json={"name": "made-elsewhere"},
+                headers=running.auth(),
+            ).raise_for_status()
+            page.locator("#keys td", has_text="made-elsewhere").wait_for(timeout=15_000)
+            page.click("button[aria-label='Revoke key made-elsewhere']")
+            page.wait_for_url("**/ui/keys?notice=revoked")
+            elsewhere = page.locator("#keys tr", has_text="made-elsewhere")
+            assert "revoked" in elsewhere.inner_text()
             assert (
                 httpx.get(
                     f"{running.url}/api/v1/overview", headers={"Authorization": f"Bearer {token}"}

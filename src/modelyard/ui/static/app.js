@@ -301,6 +301,7 @@
     form.addEventListener("submit", (event) => { event.preventDefault(); loadSeries(); });
     document.getElementById("deployment").addEventListener("change", () => loadKeys().catch(() => {}));
     loadKeys().catch(() => {}).then(loadSeries);
+    setInterval(() => { if (!document.hidden) loadSeries(); }, 30000);  // new values without a reload
   }
 
   // -- drift -------------------------------------------------------------------------------
@@ -330,6 +331,7 @@
       texttemplate: "%{text}", colorscale: "YlOrRd", hoverongaps: false,
       colorbar: { title: { text: d.method } } }], lay);
     const select = document.getElementById("cell");
+    const chosen = select.value;  // kept across a refresh
     select.replaceChildren(el("option", "choose a feature and window"));
     select.firstChild.value = "";
     d.features.forEach((f, i) => d.windows.forEach((w, j) => {
@@ -338,6 +340,7 @@
       option.value = i + ":" + j;
       select.appendChild(option);
     }));
+    if (chosen && select.querySelector('option[value="' + chosen + '"]')) select.value = chosen;
     const chart = document.getElementById("chart-heatmap");
     if (chart.on && !chart.dataset.bound) {
       chart.dataset.bound = "1";
@@ -384,13 +387,80 @@
     }
   }
 
+  // -- alerts and keys: the server renders the first view, fetch() keeps it current -----------
+  function refreshed() {
+    const node = document.getElementById("refreshed");
+    if (node) node.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+  }
+
+  function renderAlerts(alerts, all) {
+    const body = document.querySelector("#alerts tbody");
+    body.replaceChildren();
+    for (const a of alerts) {
+      const state = el("span", a.state, a.state === "firing" ? "bad" : "ok");
+      const link = el("a", a.deployment_crn.split("/").pop().slice(0, 8), "mono");
+      link.href = "/ui/drift?deployment=" + encodeURIComponent(a.deployment_crn);
+      body.appendChild(row([state, a.monitor, el("span", a.rule, "mono"), a.value,
+        el("span", JSON.stringify(a.breaching), "mono"), when(a.first_window_start_ms),
+        when(a.fired_ms), a.resolved_ms ? when(a.resolved_ms) : null, link]));
+    }
+    if (!alerts.length) {
+      const tr = row(["No alerts" + (all ? "" : " firing") + "."]);
+      tr.firstChild.colSpan = 9;
+      body.appendChild(tr);
+    }
+    refreshed();
+  }
+
+  function alertsPage() {
+    localTimes();
+    const all = document.getElementById("alerts").dataset.all === "true";
+    setInterval(async () => {
+      if (document.hidden) return;
+      try { renderAlerts((await api("/api/v1/alerts?all=" + all)).alerts, all); } catch (e) { /* next tick */ }
+    }, 10000);
+  }
+
+  function renderKeys(keys) {
+    const table = document.getElementById("keys");
+    const body = table.querySelector("tbody");
+    body.replaceChildren();
+    for (const k of keys) {
+      let action = "";
+      if (!k.revoked_ms && k.id !== table.dataset.self) {
+        action = el("form", null, "inline");
+        action.method = "post";
+        action.action = "/ui/keys/" + encodeURIComponent(k.id) + "/revoke";
+        const hidden = el("input");
+        hidden.type = "hidden";
+        hidden.name = "csrf";
+        hidden.value = csrf;
+        const button = el("button", "Revoke");
+        button.type = "submit";
+        button.setAttribute("aria-label", "Revoke key " + k.name);
+        action.append(hidden, button);
+      }
+      body.appendChild(row([k.name, k.role, el("span", k.prefix, "mono"), when(k.created_ms),
+        k.expires_ms ? when(k.expires_ms) : "never", k.revoked_ms ? "revoked" : "active", action]));
+    }
+    refreshed();
+  }
+
+  function keysPage() {
+    localTimes();
+    setInterval(async () => {
+      if (document.hidden) return;
+      try { renderKeys((await api("/api/v1/keys")).keys); } catch (e) { /* next tick */ }
+    }, 10000);
+  }
+
   function driftPage() {
     document.getElementById("drift-form").addEventListener("submit", (event) => { event.preventDefault(); loadDrift(); });
     document.getElementById("cell").addEventListener("change", (event) => {
       const [i, j] = event.target.value.split(":").map(Number);
       if (event.target.value) openCell(i, j);
     });
-    loadDrift();
+    every(60, () => loadDrift().catch(() => {}));  // new monitor windows appear without a reload
   }
 
   // -- jobs --------------------------------------------------------------------------------
@@ -610,5 +680,7 @@
   else if (page === "drift") driftPage();
   else if (page === "model") model();
   else if (page === "metrics") metrics();
+  else if (page === "alerts") alertsPage();
+  else if (page === "keys") keysPage();
   else localTimes();
 })();
