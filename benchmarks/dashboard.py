@@ -6,6 +6,8 @@ Data: ``--predictions`` records (default 1,000,000) with five numeric metrics sp
 the last 60 days, the older half rolled up by ``store.rollup()`` (default policy: raw for 30 days,
 then minute/hour/day buckets); one day of ``tech.*`` intervals every 10 s; hourly monitor results
 (psi/ks per feature, ROC AUC, flags) for the 60 days; a reference sample; some delayed labels.
+A second, busy model ("busy", a store-only deployment): ``--busy`` predictions (default 200,000)
+in the last hour, about 3,300 a minute, for recent predictions and raw series under load.
 
 Each request is timed ``--repeat`` times (default 3); the table shows the median wall time and
 the process CPU time of the same runs. Baseline in the same run: one ``store.scan`` of the 30 days
@@ -117,6 +119,22 @@ def _fill(services: Any, ident: Identity, n: int, now: int) -> dict[str, float]:
     return took
 
 
+def _fill_busy(services: Any, n: int, now: int) -> Identity:
+    """``n`` predictions of model "busy" spread over the last hour (a store-only deployment)."""
+    model, _ = services.registry.create_model("busy")
+    ident = Identity(model.crn, "crn:modelyard:build/busy", "crn:modelyard:deployment/busy")
+    services.store.register_identity(ident)
+    step = HOUR / n
+    for lo in range(0, n, 50_000):
+        services.store.write_predictions(
+            [
+                Prediction(f"busy{i:08d}", ident, now - HOUR + int(i * step), now, {"score": 0.5})
+                for i in range(lo, min(n, lo + 50_000))
+            ]
+        )
+    return ident
+
+
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="modelyard-dash-bench-"))
     project = home.parent / (home.name + "-project")
@@ -141,6 +159,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             ident = Identity(d["model"]["crn"], d["build"]["crn"], d["deployment"]["crn"])
             now = time.time_ns() // 1_000_000
             fill = await asyncio.to_thread(_fill, services, ident, args.predictions, now)
+            busy = await asyncio.to_thread(_fill_busy, services, args.busy, now)
             info = services.store.info()
             print(f"store: {info}")
             login = await client.get("/ui/login")
@@ -164,7 +183,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                     "/api/v1/series",
                     {"deployment": dep, "metric": "score", "start": now - HOUR},
                 ),
-                "api series score, last day (raw, truncated)": (
+                "api series score, last day (raw, sampled)": (
                     "/api/v1/series",
                     {"deployment": dep, "metric": "score", "start": now - DAY},
                 ),
@@ -192,6 +211,15 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                         "start": now - 2 * HOUR,
                         "end": now - HOUR,
                     },
+                ),
+                "busy: api recent predictions": "/api/v1/models/busy/predictions",
+                "busy: api series score, last hour (sampled)": (
+                    "/api/v1/series",
+                    {"deployment": busy.deployment_crn, "metric": "score", "start": now - HOUR},
+                ),
+                "busy: api series score, last day (sampled)": (
+                    "/api/v1/series",
+                    {"deployment": busy.deployment_crn, "metric": "score", "start": now - DAY},
                 ),
                 "api drift cell, rolled-up window": (
                     "/api/v1/drift/distributions",
@@ -257,6 +285,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--busy", type=int, default=200_000)
     args = parser.parse_args()
     result = asyncio.run(_main(args))
     print(f"\n{'what':<48} {'median wall':>12} {'cpu':>8} {'bytes':>10}")
