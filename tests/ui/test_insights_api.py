@@ -417,3 +417,38 @@ def test_a_key_scoped_to_another_model_is_refused(with_ui: Any) -> None:
         assert api.status_code == 403
 
     with_ui(scenario)
+
+
+def test_the_alerts_page_filters_as_the_api_does(with_ui: Any) -> None:
+    async def scenario(ui: Ui) -> None:
+        from modelyard.store import sqlaccess
+
+        mine = _identity(ui, "mine")
+        theirs = _identity(ui, "theirs")
+        store = ui.services.store
+        with sqlaccess.reading(store) as cur:  # alert rows as a monitor run would leave them
+            for monitor, dep in (
+                ("watch-mine", mine.deployment_crn),
+                ("watch-theirs", theirs.deployment_crn),
+                ("watch-gone", "crn:modelyard:deployment/gone"),  # unknown to the store
+            ):
+                cur.execute(
+                    sqlaccess.sql(
+                        store,
+                        "INSERT INTO alerts (monitor, deployment_crn, rule, state, "
+                        "first_window_start_ms, last_window_end_ms, value, breaching, "
+                        "fired_ms, resolved_ms, resolved_window_start_ms) "
+                        "VALUES (?, ?, 'psi.x > 0.2', 'firing', 1, 2, 0.5, '[]', 3, NULL, NULL)",
+                    ),
+                    (monitor, dep),
+                )
+        _, token = ui.services.registry.create_api_key("scoped", role="user", scope=mine.model_crn)
+        api = await ui.client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {token}"})
+        assert [a["monitor"] for a in api.json()["alerts"]] == ["watch-mine"]
+        await ui.sign_in(token)
+        page = await ui.client.get("/ui/alerts")
+        assert page.status_code == 200, page.text  # an unknown deployment does not break it
+        assert "watch-mine" in page.text
+        assert "watch-theirs" not in page.text and "watch-gone" not in page.text
+
+    with_ui(scenario)
