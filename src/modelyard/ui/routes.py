@@ -507,6 +507,7 @@ async def revoke_key_action(key_id: str, request: Request) -> Response:
         await _checked_form(request, session)
         authorize(key, Capability.ADMIN)
         await asyncio.to_thread(_services(request).registry.revoke_api_key, key_id)
+        _sessions(request).forget_key(key_id)
         return RedirectResponse("/ui/keys?notice=revoked", 303)
 
     return await _page(request, page)

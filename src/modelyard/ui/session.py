@@ -146,6 +146,12 @@ class SessionStore:
             "sign in again with a valid key"
         )
 
+    def forget_key(self, key_id: str) -> None:
+        """Drop the cached copy of a key (the dashboard revoked it: its sessions end now, not
+        within the cache's lifetime)."""
+        with self._lock:
+            self._keys.pop(key_id, None)
+
     @staticmethod
     def check_csrf(session: Session, given: str | None) -> None:
         """Forbidden unless ``given`` is this session's CSRF token."""
