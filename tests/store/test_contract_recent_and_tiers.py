@@ -4,11 +4,10 @@ rollup tier), on every backend (SQLite file, SQLite in memory, PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
+from test_contract import DAY, HOUR, MIN, T0, ident, preds
 
 from modelyard.errors import InvalidInput
 from modelyard.store import MetricsStore, Query, RecordKind, RollupPolicy, Tier
-
-from test_contract import DAY, HOUR, MIN, T0, ident, preds
 
 PRED = frozenset({RecordKind.PREDICTION})
 ROLL = frozenset({RecordKind.ROLLUP})
