@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import click
 
+from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
 from modelyard.cli.output import print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput
@@ -37,16 +38,6 @@ def _job_path(name: str, *rest: str) -> str:
 def _run_path(run: str, *rest: str) -> str:
     uuid = run.removeprefix(_RUN_PREFIX)
     return "/api/v1/runs/" + "/".join(quote(p, safe="") for p in (uuid, *rest))
-
-
-def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise InvalidInput(f"--env {pair!r} is not NAME=VALUE; give for example --env K=V")
-        env[name] = value
-    return env
 
 
 def _duration(text: str | None, option: str) -> int | None:
@@ -96,7 +87,7 @@ def _options(
     if args:
         body["args"] = [word for text in args for word in shlex.split(text)]
     if env:
-        body["env"] = _env_pairs(env)
+        body["env"] = env_pairs(env)
     if notify:
         body["notify"] = list(notify)
     if notify_on is not None:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import click
 import orjson
 
+from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
 from modelyard.cli.output import print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput, ModelyardError
@@ -33,16 +34,6 @@ def _json_arg(text: str, what: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"{what}={text!r} is not JSON ({exc}); give a JSON document") from None
-
-
-def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise InvalidInput(f"--env {pair!r} is not NAME=VALUE; give for example --env K=V")
-        env[name] = value
-    return env
 
 
 @click.group()
@@ -110,7 +101,7 @@ def deploy(
         "file": file,
         "function": function,
         "replicas": replicas,
-        "env": _env_pairs(env),
+        "env": env_pairs(env),
     }
     if example is not None:
         body["example"] = _json_arg(example, "--example")
