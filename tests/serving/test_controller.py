@@ -9,6 +9,7 @@ rollouts is an asyncio loop of calls on the same event loop; every call must ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -695,8 +696,20 @@ def test_restore_after_a_server_crash_brings_the_active_deployment_back(tmp_path
             server.send_signal(signal.SIGKILL)
             server.wait()
     first = orjson.loads(line)
-    assert first["status"] == 200
     orphans = [psutil.Process(pid) for pid in first["pids"]]
+    try:
+        _restore_after_crash(home, db, first, orphans)
+    finally:
+        # Whatever happened above, no replica of the killed server may outlive the test.
+        for orphan in orphans:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                orphan.kill()
+
+
+def _restore_after_crash(
+    home: Path, db: Path, first: dict[str, Any], orphans: list[psutil.Process]
+) -> None:
+    assert first["status"] == 200
     assert len(orphans) == 2 and all(p.is_running() for p in orphans)
 
     async def second_server() -> None:
