@@ -1,18 +1,24 @@
 """Every code snippet in README.md and docs/ runs, so none can rot.
 
-- ```python blocks run page by page, in order, in one fresh process per page with a fresh
-  ``MODELYARD_HOME`` and an empty working folder: a later block of a page may use what an
-  earlier one defined, as a reader following the page would.
+- ```python blocks run page by page, in order, in one process per page: a later block of a page
+  may use what an earlier one defined, as a reader following the page would. Each page runs
+  **twice**, from a **clean environment**: no ``MODELYARD_*`` variable at all (so no
+  ``MODELYARD_HOME`` either: the SDK picks its backend as on a new machine) and ``HOME`` a fresh
+  empty folder (so ``~/.modelyard`` does not exist at first), in an empty working folder; the
+  second run has the same ``HOME`` and folder, with whatever the first run left there (as a
+  reader who runs an example again has).
 - Every ```sh or ```console block says what the suite does with it (an unmarked one fails
   ``test_every_shell_block_is_run_or_says_why``):
-  ``<!-- test: run -->`` runs it as written, in an empty folder with a fresh home;
+  ``<!-- test: run -->`` runs it as written, twice, from a clean environment as above;
   ``<!-- test: run server -->`` runs it against a real server process
   (``test_snippets_against_a_server``), with ``$URL``, ``$KEY`` (admin), ``MODELYARD_URL``,
   ``MODELYARD_API_KEY`` and ``MODELYARD_HOME`` set, a ``churn`` model deployed from the project
   ``./churn``, and the docs' placeholders for a reader's own values (``PLACEHOLDERS``) replaced
   by real ones; a ```console block's commands are its ``$ `` lines (and their continuations),
-  the rest is the answer shown to the reader; ``curl`` gets ``--fail-with-body`` so an HTTP
-  error fails the test. ```python blocks may be marked ``run server`` too.
+  run in order in one shell as in a reader's terminal (a variable set by one is seen by the
+  next), the rest is the answer shown to the reader; ``curl`` gets ``--fail-with-body`` so an
+  HTTP error fails the test. ```python blocks may be marked ``run server`` too. These run once:
+  they change a shared server (a job created twice is rightly refused).
 - A block that cannot run by itself (a fragment, an excerpt of an answer, a command that needs
   another machine) says so with ``<!-- test: skip REASON -->``; the reason is required.
 - The README's two tours (``serve-tour``, ``monitor-tour``) need a server and values printed by
@@ -84,6 +90,21 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _clean_env(root: Path) -> dict[str, str]:
+    """A new user's environment: no ``MODELYARD_*`` variable, ``HOME`` a fresh empty folder."""
+    user, scratch = root / "user", root / "tmp"
+    user.mkdir(exist_ok=True)
+    scratch.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["HOME"] = str(user)
+    env["TMPDIR"] = str(scratch)  # examples' temporary homes go with the test's folder
+    env["COLUMNS"] = "200"
+    return env
+
+
+RUNS = ("first run", "second run")
+
+
 _DRIVER = """
 import json, sys, traceback
 namespace = {"__name__": "__main__"}
@@ -121,6 +142,15 @@ def test_every_shell_block_is_run_or_says_why() -> None:
         "mark each with <!-- test: run -->, <!-- test: run server --> or "
         f"<!-- test: skip REASON -->: {unmarked}"
     )
+    # 'test: run' without a server runs ```sh and ```python blocks only: anything else so marked
+    # would pass without ever running.
+    never_run = [
+        b.name
+        for p in PAGES
+        for b in blocks(p)
+        if b.marker == "run" and b.lang not in ("sh", "python")
+    ]
+    assert never_run == [], f"make these ```sh (or mark them run server): {never_run}"
 
 
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -130,16 +160,18 @@ def test_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
     script.write_text(json.dumps([(b.name, b.code) for b in todo]))
     work = tmp_path / "work"
     work.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", _DRIVER, str(script)],
-        cwd=work,
-        env=_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert done.stdout.count("--- snippet ") == len(todo)
+    env = _clean_env(tmp_path)
+    for run in RUNS:
+        done = subprocess.run(
+            [sys.executable, "-c", _DRIVER, str(script)],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, f"{run}: " + done.stdout[-2000:] + done.stderr[-4000:]
+        assert done.stdout.count("--- snippet ") == len(todo), run
 
 
 @pytest.mark.parametrize(
@@ -148,15 +180,19 @@ def test_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
     ids=lambda b: b.name,
 )
 def test_marked_shell_snippets_run(block: Block, tmp_path: Path) -> None:
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", _local(block.code)],
-        cwd=tmp_path,
-        env=_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"{block.name}\n{done.stdout}\n{done.stderr}"
+    work = tmp_path / "work"
+    work.mkdir()
+    env = _clean_env(tmp_path)
+    for run in RUNS:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", _local(block.code)],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"{block.name} ({run})\n{done.stdout}\n{done.stderr}"
 
 
 def _local(code: str) -> str:
@@ -345,25 +381,37 @@ def console_commands(code: str) -> list[str]:
     return commands
 
 
+_DEFINES = re.compile(r"^\$ (URL|KEY)=", re.M)
+
+
+def test_url_and_key_are_defined_where_used() -> None:
+    """A block using ``$URL`` or ``$KEY`` sets them itself, or its page says what they are."""
+    undefined = []
+    for block in LIVE:
+        text = block.page.read_text()
+        for name in ("URL", "KEY"):
+            used = f"${name}" in block.code
+            defined = f"$ {name}=" in block.code or f"`${name}`" in text  # prose names it
+            if used and not defined:
+                undefined.append(f"{block.name}: ${name}")
+    assert undefined == [], f"say what these are, or set them in the block: {undefined}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", LIVE, ids=lambda b: b.name)
 def test_snippets_against_a_server(block: Block, live: dict[str, str]) -> None:
     env = json.loads(live["env"])
+    if _DEFINES.search(block.code):  # it finds the server and key itself: prove it
+        env.pop("URL")
+        env.pop("KEY")
     if block.lang == "python":
         commands = [[sys.executable, "-c", _fill(block.code, live)]]
     else:
         lines = console_commands(block.code) if block.lang == "console" else [_local(block.code)]
         assert lines, f"{block.name}: a console block shows its commands with '$ '"
-        commands = [
-            [
-                "bash",
-                "-euo",
-                "pipefail",
-                "-c",
-                _fill(c, live).replace("curl ", "curl --fail-with-body "),
-            ]
-            for c in lines
-        ]
+        # One shell for the block, as the reader's terminal: variables set earlier are seen.
+        script = _fill("\n".join(lines), live).replace("curl ", "curl --fail-with-body ")
+        commands = [["bash", "-euo", "pipefail", "-c", script]]
     for cmd in commands:
         done = subprocess.run(
             cmd, cwd=live["work"], env=env, capture_output=True, text=True, timeout=120

@@ -196,13 +196,15 @@ def test_run_history_prunes_old_runs_and_their_logs(
     assert scheduler.runner.wait_idle(20)
     old_log = Path(world.registry.get_run(old.id).log_path)
     assert old_log.is_file()
+    rotated = old_log.with_name(old_log.name + ".1")  # a copy kept by log rotation goes too
+    rotated.write_text("older lines\n")
     world.clock.set(world.clock() + 2 * 3_600_000)  # two hours later: the run is past 1h
     recent = scheduler.trigger("old")
     prune = scheduler.trigger(builtin.RUN_HISTORY)
     assert scheduler.runner.wait_idle(20)
     remaining = {r.id for r in world.registry.list_runs(job="old")}
     assert old.id not in remaining and recent.id in remaining
-    assert not old_log.exists()
+    assert not old_log.exists() and not rotated.exists()
     text = Path(world.registry.get_run(prune.id).log_path).read_text()
     assert "1 deleted" in text
 

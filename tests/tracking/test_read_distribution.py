@@ -150,7 +150,7 @@ def test_cli_prints_tables_or_json() -> None:
     run = CliRunner().invoke
     as_json = run(cli, [*args, "--quantile", "0.5", "--bins", "4", "--json"])
     assert as_json.exit_code == 0, as_json.output
-    data = orjson.loads(as_json.output)
+    data = orjson.loads(as_json.stdout)  # stderr has the SDK's note on which store it uses
     assert data["count"] == N and data["quantiles"] == {
         "0.5": pytest.approx(float(np.quantile(values, 0.5, method="inverted_cdf")))
     }

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from modelyard import settings
 from modelyard.errors import NotFound
 from modelyard.registry import Job, Registry
+from modelyard.runtime.logs import log_files
 from modelyard.store.base import RollupPolicy
 
 if TYPE_CHECKING:
@@ -65,10 +66,10 @@ def prune_run_history(ctx: BuiltinContext) -> None:
     files = 0
     for run in pruned:
         if run.log_path:
-            path = Path(run.log_path)
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                files += 1
+            for path in log_files(Path(run.log_path)):  # with its rotated copies
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    files += 1
         # Run metrics tracked through the SDK live next to the run's other files.
         folder = ctx.home / "runs" / run.id.rsplit("/", 1)[-1]
         if folder.is_dir():

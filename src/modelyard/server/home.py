@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelyard.errors import InvalidInput
+from modelyard.homedir import make_home
 from modelyard.registry import Registry
 
 __all__ = ["ADMIN_KEY_FILE", "SERVER_FILE", "FirstStart", "ensure_admin_key", "prepare_home"]
@@ -31,12 +31,12 @@ class FirstStart:
 
 
 def prepare_home(home: str | os.PathLike[str]) -> Path:
-    """Create ``home`` (mode 0700) if needed; InvalidInput if it exists and is not a folder."""
-    path = Path(home).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise InvalidInput(f"home={str(path)!r} exists and is not a folder; give a folder path")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    """Create ``home`` (mode 0700) if needed; InvalidInput if it exists and is not a folder.
+
+    The same function the SDK and the store use (``modelyard.homedir``), so the home has the same
+    modes whoever creates it first.
+    """
+    return make_home(Path(home).expanduser().resolve())
 
 
 def ensure_admin_key(home: Path, registry: Registry) -> FirstStart:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from modelyard import settings
 from modelyard.errors import InvalidInput
+from modelyard.homedir import make_home
 from modelyard.store.base import MetricsStore
 
 __all__ = ["default_sqlite_path", "open_store"]
@@ -20,8 +21,7 @@ _ACCEPTED = "sqlite:///path/to/file.db, sqlite://:memory: or postgresql://user@h
 
 
 def default_sqlite_path() -> str:
-    home = settings.home()
-    home.mkdir(parents=True, exist_ok=True)
+    home = make_home(settings.home())
     return str(home / "modelyard.db")
 
 

@@ -56,6 +56,7 @@ class PostgresStore(SQLStore):
         self._closed = False
         self._conn = self._connect()
         try:
+            self._check_schema()
             self._write(self._migrate)
         except ModelyardError:
             self.close()
@@ -76,6 +77,40 @@ class PostgresStore(SQLStore):
                 f"{str(exc).strip()}); check the server is running and MODELYARD_DATABASE_URL",
                 location=self.location,
             ) from exc
+
+    def _check_schema(self) -> None:
+        """Refuse, saying which SQL fixes it, a connection whose search_path names no schema
+        that exists (a schema per installation, ``options=-csearch_path=NAME``, not created yet).
+
+        PostgreSQL itself only says "no schema has been selected to create in" at the first
+        CREATE TABLE, which names neither the schema nor the way out.
+        """
+        import psycopg
+        from psycopg import sql
+
+        try:
+            row = self._conn.execute(
+                "SELECT current_schema(), current_setting('search_path'), current_user"
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        assert row is not None
+        current, search_path, user = row
+        if current is not None:
+            return
+        names = [n.strip().strip('"') for n in str(search_path).split(",") if n.strip()]
+        wanted = next((n for n in names if n != "$user"), user)
+        create = sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+            sql.Identifier(wanted), sql.Identifier(user)
+        )
+        raise StoreUnavailable(
+            f"PostgreSQL at {self.location}: schema {wanted!r} does not exist (search_path is "
+            f"{search_path!r}, and none of its schemas exists), so Modelyard has nowhere to create "
+            f"its tables; create it once, as a role allowed to: {create.as_string(self._conn)}; "
+            "or leave search_path out of the URL to use the database's default schema",
+            location=self.location,
+            schema=wanted,
+        )
 
     def _migrate(self, cur: Cursor) -> int:
         # Processes starting together must not apply the same migration twice.

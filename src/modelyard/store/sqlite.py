@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modelyard.errors import InvalidInput, ModelyardError, StoreUnavailable
+from modelyard.homedir import make_private_file, make_private_folder
 from modelyard.store.schema import SCHEMA_VERSION
 from modelyard.store.sqlbase import Cursor, SQLStore
 
@@ -83,7 +84,11 @@ class SQLiteStore(SQLStore):
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Private whoever opens it first (the server, the CLI or the SDK): the folder 0700
+            # if it is new, the database 0600, and SQLite gives -wal and -shm the database's mode.
+            make_private_folder(Path(self.path).parent, "database folder")
+            with suppress(OSError):  # unwritable or not a file: SQLite's error says so below
+                make_private_file(self.path)
         self._conn = self._connect(writer=True)
         self._migrate()
 

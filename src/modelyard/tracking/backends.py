@@ -18,6 +18,12 @@ The identity predictions are recorded under comes from ``modelyard.tracking.iden
 environment in replicas and jobs, the fixed dev identity in dev mode, else the home's local
 identity.
 
+The first time a process opens a backend it says on stderr, in one line, where its records go
+and which of these rules chose it (``modelyard: using the store at ..., because
+MODELYARD_HOME is set``), so a script that quietly kept its records in memory, or wrote them into
+an old ``~/.modelyard``, is noticed at once. Only the first call says it, and only on stderr, so
+``--json`` output and pipes are untouched.
+
 Each backend is opened once per process and target and kept until exit; at exit every backend's
 buffered records are flushed (the writer also flushes itself at exit).
 """
@@ -37,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard import settings
 from modelyard.errors import InvalidInput
+from modelyard.homedir import make_home
 from modelyard.store.base import Distribution, Identity, Prediction, Query, Record, RowBatch
 from modelyard.tracking import _env
 from modelyard.tracking.identity import DEV_IDENTITY, env_identity, local_identity
@@ -186,7 +193,7 @@ class StoreBackend(Backend):
             raise InvalidInput(
                 f"{RUN_ID_ENV}={run_id!r} is not a run id; expected a single path-safe name"
             )
-        folder = settings.home() / "runs" / run_id
+        folder = make_home(settings.home()) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         line = orjson.dumps({"trackedMs": _now_ms(), "metrics": metrics}) + b"\n"
         with open(folder / "metrics.jsonl", "ab") as fh:  # one write: appends stay whole lines
@@ -241,11 +248,37 @@ _select_lock = threading.Lock()
 _dev_announced = False
 
 
+def _default_home() -> Path:
+    return Path(os.path.expanduser(str(settings.SETTINGS["home"].default)))
+
+
 def _home_configured(
     home_env: str | None, database_url: str | None, deployment: str | None
 ) -> bool:
-    default = Path(os.path.expanduser(str(settings.SETTINGS["home"].default)))
-    return bool(home_env or database_url or deployment or default.is_dir())
+    return bool(home_env or database_url or deployment or _default_home().is_dir())
+
+
+def _why(raw: tuple[str | None, ...]) -> str:
+    """Why ``_key(raw)`` chose what it chose, in the words of the module docstring's rules."""
+    url, _, home_env, database_url, deployment, *_ = raw
+    if url:
+        return "MODELYARD_URL is set"
+    if database_url:
+        return "MODELYARD_DATABASE_URL is set"
+    if home_env:
+        return "MODELYARD_HOME is set"
+    if deployment:
+        return "MODELYARD_DEPLOYMENT_CRN is set"
+    default = _default_home()
+    if default.is_dir():
+        return (
+            f"the default home {default} exists; without it and without MODELYARD_HOME, "
+            "records would be kept in memory only"
+        )
+    return (
+        "no MODELYARD_URL, MODELYARD_HOME or MODELYARD_DATABASE_URL is set and the default home "
+        f"{default} does not exist (set one of them, or create that folder, to keep records)"
+    )
 
 
 def _key(raw: tuple[str | None, ...]) -> tuple[str, ...]:
@@ -292,24 +325,26 @@ def select(dev: bool = False) -> Backend:
         return backend
     key = _key(raw)
     if key == ("dev",):
-        backend = _select_dev()
+        backend = _select_dev(_why(raw))
     else:
         with _select_lock:
             backend = _backends.get(key)
             if backend is None:
                 backend = _open(key)
                 _backends[key] = backend
+                _announce(backend, _why(raw))
     _by_env[raw] = backend
     return backend
 
 
-def _select_dev() -> Backend:
+def _select_dev(why: str = "dev=True was passed") -> Backend:
     global _dev
     with _select_lock:
         if _dev is None:
             backend = _backends.get(("dev",))
             if backend is None:
                 backend = _backends[("dev",)] = _open(("dev",))
+                _announce_dev(why)
             _dev = backend
         return _dev
 
@@ -319,7 +354,6 @@ def _open(key: tuple[str, ...]) -> Backend:
     if kind == "dev":
         from modelyard.store.sqlite import SQLiteStore
 
-        _announce_dev()
         return StoreBackend("dev", StoreSink(SQLiteStore(":memory:")), DEV_IDENTITY)
     if kind == "remote":
         from modelyard.tracking.remote import RemoteBackend
@@ -347,7 +381,7 @@ def _known_identity(store: MetricsStore, identity: Identity) -> Identity:
         return identity
 
 
-def _announce_dev() -> None:
+def _announce_dev(why: str) -> None:
     global _dev_announced
     if _dev_announced:
         return
@@ -358,10 +392,25 @@ def _announce_dev() -> None:
         "modelDeploymentCrn": DEV_IDENTITY.deployment_crn,
     }
     print(
-        "modelyard: dev mode, metrics are kept in memory for this process only; "
-        f"identifiers: {json.dumps(names)}",
+        "modelyard: dev mode, metrics are kept in memory for this process only, because "
+        f"{why}; identifiers: {json.dumps(names)}",
         file=sys.stderr,
     )
+
+
+def _announce(backend: Backend, why: str) -> None:
+    """One line on stderr when a process first opens a store or server backend: where its
+    records go and which rule chose it, so nobody has to guess (see the module docstring)."""
+    from modelyard.store.sqlbase import SQLStore
+    from modelyard.tracking.remote import RemoteBackend
+
+    if isinstance(backend, RemoteBackend):
+        where = f"the server at {backend.url}"
+    elif isinstance(backend, StoreBackend) and isinstance(backend.store, SQLStore):
+        where = f"the store at {backend.store.location}"  # a PostgreSQL URL without its password
+    else:
+        where = f"the {backend.name} backend"
+    print(f"modelyard: using {where}, because {why}", file=sys.stderr)
 
 
 def flush_all() -> None:

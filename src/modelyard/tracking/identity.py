@@ -21,6 +21,7 @@ from pathlib import Path
 
 from modelyard import ids, settings
 from modelyard.errors import InvalidInput
+from modelyard.homedir import make_home
 from modelyard.store.base import Identity
 
 __all__ = ["DEV_IDENTITY", "LOCAL_IDENTITY_FILE", "env_identity", "local_identity"]
@@ -63,7 +64,7 @@ def local_identity(home: Path | None = None) -> Identity:
     home = settings.home() if home is None else home
     path = home / LOCAL_IDENTITY_FILE
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
+        make_home(home)
         fresh = {
             "modelCrn": ids.new_crn("model"),
             "modelBuildCrn": ids.new_crn("build"),
