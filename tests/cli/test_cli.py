@@ -63,14 +63,14 @@ def test_entry_point_is_installed() -> None:
 
 def test_settings_json_lists_every_setting() -> None:
     result = run("settings", "--json")
-    names = {row["name"] for row in orjson.loads(result.output)}
+    names = {row["name"] for row in orjson.loads(result.stdout)}
     assert {"home", "database_url", "raw_horizon", "max_record_bytes"} <= names
 
 
 def test_store_info_json_on_a_fresh_home(modelyard_home: Path) -> None:
     result = run("store", "info", "--json")
     assert result.exit_code == 0, result.output
-    info = orjson.loads(result.output)
+    info = orjson.loads(result.stdout)
     assert info["backend"] == "sqlite"
     assert info["predictions"] == 0
     assert info["schema_version"] >= 1
@@ -85,7 +85,7 @@ def test_store_info_table_for_people(deployment: str) -> None:
 
 def test_metrics_read_json_returns_reference_records(deployment: str) -> None:
     result = run("metrics", "read", "--deployment", deployment, "--format", "json")
-    records = orjson.loads(result.output)
+    records = orjson.loads(result.stdout)
     assert len(records) == 30
     assert set(records[0]) == {
         "modelDeploymentCrn",
@@ -146,9 +146,9 @@ def test_store_rollup_folds_old_records_and_info_shows_buckets() -> None:
         )
     result = run("store", "rollup", "--horizon", "1d", "--json")
     assert result.exit_code == 0, result.output
-    assert orjson.loads(result.output)["raw_rolled"] == 100
-    info = orjson.loads(run("store", "info", "--json").output)
+    assert orjson.loads(result.stdout)["raw_rolled"] == 100
+    info = orjson.loads(run("store", "info", "--json").stdout)
     assert info["predictions"] == 0
     assert sum(info["rollup_buckets"].values()) >= 1
-    again = orjson.loads(run("store", "rollup", "--horizon", "1d", "--json").output)
+    again = orjson.loads(run("store", "rollup", "--horizon", "1d", "--json").stdout)
     assert again["raw_rolled"] == 0

@@ -50,6 +50,6 @@ def test_metrics_read_json_is_format_json() -> None:
     run = CliRunner().invoke
     plain = run(cli, ["metrics", "read", "--deployment", "crn:d/1", "--json"])
     assert plain.exit_code == 0, plain.output
-    assert orjson.loads(plain.output)[0]["predictionUuid"] == "u1"
+    assert orjson.loads(plain.stdout)[0]["predictionUuid"] == "u1"
     clash = run(cli, ["metrics", "read", "--deployment", "crn:d/1", "--json", "--format", "csv"])
     assert clash.exit_code != 0 and "--format csv" in str(clash.exception)

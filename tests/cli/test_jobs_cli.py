@@ -27,6 +27,7 @@ DEPLOYMENT = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333333"
 BUILD = "crn:modelyard:build/33333333-3333-4333-8333-333333333334"
 MODEL = "crn:modelyard:model/33333333-3333-4333-8333-333333333335"
 WATCHED = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333336"
+T0 = 1_764_925_200_000  # 2025-12-05T09:00:00Z (the API takes times from 2000 on)
 
 TICK = """
 import modelyard
@@ -47,7 +48,8 @@ records = modelyard.read_metrics(model_deployment_crn=deployment)["metrics"]
 n = sum(1 for r in records if r.get("kind", "prediction") == "prediction")
 positives = sum(1 for r in records if r["metrics"].get("label") == 1)
 modelyard.track_aggregate_metrics(
-    {"count": n, "positives": positives}, 0, run.scheduled_ms, model_deployment_crn=deployment
+    {"count": n, "positives": positives}, run.scheduled_ms - 86_400_000, run.scheduled_ms,
+    model_deployment_crn=deployment,
 )
 modelyard.track_metric("rows", n)
 print("read", n, "records for", run.job, "run", run.run_id, flush=True)
@@ -171,8 +173,8 @@ def test_jobs_cli_against_a_real_server(
             "modelCrn": MODEL,
             "modelBuildCrn": BUILD,
             "modelDeploymentCrn": DEPLOYMENT,
-            "startTimeStampMs": 1000 + i,
-            "endTimeStampMs": 1001 + i,
+            "startTimeStampMs": T0 + i,
+            "endTimeStampMs": T0 + 1 + i,
             "metrics": {"label": i % 2},
         }
         for i in range(7)

@@ -98,7 +98,8 @@ def test_models_and_keys_commands_against_a_real_server(
     (project / "predict.py").write_text("raise RuntimeError('cannot import this')\n")
     code, out, err = cli(capsys, "models", "deploy", "churn", "--project", str(project))
     assert code == 2
-    assert "cannot import this" in err and "Deploy failed" in out
+    assert "cannot import this" in err and "Deploy failed" in err  # piped: the title on stderr
+    assert "crn:modelyard:build/" in out
     assert ok_json(capsys, "models", "predict", "churn", '{"x": 2}', "--json")["success"] is True
 
     rotated = ok_json(capsys, "models", "rotate-key", "churn", "--json")

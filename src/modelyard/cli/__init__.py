@@ -22,7 +22,7 @@ from modelyard.cli import (
     server_cmd,
     store_cmd,
 )
-from modelyard.cli.output import error, print_json, print_rows
+from modelyard.cli.output import error, json_option, print_json, print_rows
 from modelyard.errors import ModelyardError
 
 __all__ = ["cli", "main"]
@@ -30,7 +30,16 @@ __all__ = ["cli", "main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
-    """Modelyard: record every prediction, join late ground truth, monitor models."""
+    """Modelyard: record every prediction, join late ground truth, monitor models.
+
+    \b
+    Output: tables on a terminal (times in your local time zone, ISO 8601); when stdout is
+    not a terminal, plain tab-separated rows with a header line (the title goes to stderr);
+    --json on any command that prints a table gives the complete answer as JSON, times as
+    epoch milliseconds. Identifiers are never cut short.
+    Models, deployments and builds can be named by model name or CRN; runs and builds also
+    by an unambiguous prefix of their id (at least 4 characters), as git does.
+    """
 
 
 cli.add_command(store_cmd.store)
@@ -51,7 +60,7 @@ def version() -> None:
 
 
 @cli.command("settings")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option()
 def show_settings(as_json: bool) -> None:
     """List every setting: its environment variable, default and current value."""
     from modelyard.settings import SETTINGS

@@ -3,8 +3,10 @@ server's REST API, ``/api/v1/jobs`` and ``/api/v1/runs``).
 
 The project folder is read by the server, so the CLI and the server run on the same machine (the
 CLI sends the folder's absolute path). Durations take units (``30s``, ``10m``, ``2h``); the API
-itself speaks milliseconds. Runs are named by their uuid (or their full ``crn:modelyard:run/``
-id, which the CLI shortens).
+itself speaks milliseconds. Runs are named by their uuid, an unambiguous prefix of it (4 or more
+characters, as git names commits), or their full ``crn:modelyard:run/`` id. Prefixes are resolved
+by the server (``Registry.resolve_run``), not here: there is no list of every run to search
+client-side, every REST client gets them too, and a run key's lookups stay within its own run.
 """
 
 from __future__ import annotations
@@ -19,16 +21,27 @@ import click
 
 from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
-from modelyard.cli.output import print_json, print_mapping, print_rows
+from modelyard.cli.output import format_time, json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
 
 __all__ = ["jobs"]
 
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+_JSON = json_option()
 _RUN_PREFIX = "crn:modelyard:run/"
 F = TypeVar("F", bound=Callable[..., Any])
-_RUN_COLUMNS = ["uuid", "state", "trigger", "attempt", "scheduled_at", "exit_code", "duration_ms"]
+# Column -> field of a run: times in ms print as local ISO 8601 (the API's *_at are UTC strings).
+_RUN_COLUMNS = {
+    "uuid": "uuid",
+    "state": "state",
+    "trigger": "trigger",
+    "attempt": "attempt",
+    "scheduled_ms": "slot_ms",
+    "exit_code": "exit_code",
+    "duration_ms": "duration_ms",
+}
+# UTC text copies of times a table already shows (as local time) from their *_ms field.
+_UTC_COPIES = ("scheduled_at", "next_run_at")
 
 
 def _job_path(name: str, *rest: str) -> str:
@@ -181,16 +194,24 @@ def _print_job(job: dict[str, Any], warnings: list[str], as_json: bool) -> None:
     if as_json:
         print_json({"job": job, "warnings": warnings})
     else:
-        print_mapping(f"Job {job['name']}", {"schedule": _schedule(job), **job})
+        print_mapping(f"Job {job['name']}", _readable(job))
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _readable(job: dict[str, Any]) -> dict[str, Any]:
+    """A job for a table: its schedule in words first, without the UTC copies of its times."""
+    shown = {"schedule": _schedule(job), **job}
+    for key in _UTC_COPIES:
+        shown.pop(key, None)
+    return shown
 
 
 def _print_run(run: dict[str, Any], title: str, as_json: bool) -> None:
     if as_json:
         print_json(run)
     else:
-        print_mapping(title, run)
+        print_mapping(title, {k: v for k, v in run.items() if k not in _UTC_COPIES})
 
 
 @click.group()
@@ -251,13 +272,13 @@ def list_jobs(as_json: bool) -> None:
                 job["name"],
                 _schedule(job),
                 "yes" if job["paused"] else "",
-                job.get("next_run_at"),
+                job.get("next_run_ms"),
                 last.get("state"),
-                last.get("scheduled_at"),
+                last.get("slot_ms"),
                 "yes" if job["builtin"] else "",
             ]
         )
-    columns = ["name", "schedule", "paused", "next run", "last run", "last slot", "built in"]
+    columns = ["name", "schedule", "paused", "next_run_ms", "last run", "last_slot_ms", "built in"]
     print_rows("Jobs", columns, rows)
 
 
@@ -270,7 +291,7 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         print_json(job)
     else:
-        print_mapping(f"Job {name}", {"schedule": _schedule(job), **job})
+        print_mapping(f"Job {name}", _readable(job))
 
 
 @jobs.command()
@@ -291,7 +312,9 @@ def resume(name: str, as_json: bool) -> None:
     if as_json:
         print_json(job)
     else:
-        click.echo(f"resumed job {job['name']}; next run {job.get('next_run_at') or '-'}")
+        upcoming = job.get("next_run_ms")
+        when = "-" if upcoming is None else format_time(upcoming)
+        click.echo(f"resumed job {job['name']}; next run {when}")
 
 
 @jobs.command("run")
@@ -317,14 +340,15 @@ def runs(name: str, limit: int, states: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    print_rows(f"Runs of {name}", _RUN_COLUMNS, [[r[c] for c in _RUN_COLUMNS] for r in found])
+    rows = [[r.get(field) for field in _RUN_COLUMNS.values()] for r in found]
+    print_rows(f"Runs of {name}", list(_RUN_COLUMNS), rows)
 
 
 @jobs.command("show-run")
 @click.argument("run")
 @_JSON
 def show_run(run: str, as_json: bool) -> None:
-    """One run (RUN: its uuid or id) with the metrics it tracked."""
+    """One run (RUN: its uuid, a prefix of 4+ characters, or its id) with its metrics."""
     found = connect().call("GET", _run_path(run))
     _print_run(found, f"Run {found['uuid']}", as_json)
 
@@ -340,7 +364,7 @@ def show_run(run: str, as_json: bool) -> None:
     help="Print {run, state, log} as JSON (with --follow: once the run has ended).",
 )
 def logs(run: str, tail: int | None, follow: bool, as_json: bool) -> None:
-    """A run's output (stdout and stderr); RUN is its uuid or id."""
+    """A run's output (stdout and stderr); RUN is its uuid, a prefix of it, or its id."""
     params: dict[str, Any] = {"follow": follow}
     if tail is not None:
         params["tail"] = tail
@@ -360,7 +384,7 @@ def logs(run: str, tail: int | None, follow: bool, as_json: bool) -> None:
 @click.argument("run")
 @_JSON
 def cancel(run: str, as_json: bool) -> None:
-    """Cancel a queued or running run (its whole process group is killed)."""
+    """Cancel a queued or running run (its whole process group is killed); RUN as in logs."""
     found = connect().call("POST", _run_path(run, "cancel"), timeout=None)
     if as_json:
         print_json(found)

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import click
 
 from modelyard.cli.client import connect
-from modelyard.cli.output import print_json, print_mapping, print_rows
+from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
 
 __all__ = ["keys"]
 
@@ -27,8 +27,10 @@ def keys() -> None:
     help="admin: everything; user: call models, metrics, read models; run: metrics only.",
 )
 @click.option("--expires", default="365d", show_default=True, help="Lifetime, or 'never' (admin).")
-@click.option("--scope", default=None, help="Limit the key to one model (its CRN).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--scope", default=None, help="Limit a user or run key to one model (its name or CRN)."
+)
+@json_option()
 def create(name: str, role: str, expires: str, scope: str | None, as_json: bool) -> None:
     """Create a key; its token is printed this once (only its hash is stored)."""
     answer = connect().call(
@@ -38,11 +40,11 @@ def create(name: str, role: str, expires: str, scope: str | None, as_json: bool)
         print_json(answer)
         return
     print_mapping("API key", {**answer["key"], "token": answer["token"]})
-    click.echo("Store the token now: it is not shown again.")
+    click.echo("Store the token now: it is not shown again.", err=True)  # stdout: data only
 
 
 @keys.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option()
 def list_keys(as_json: bool) -> None:
     """Every key with its role, prefix, expiry and revocation."""
     found = connect().call("GET", "/api/v1/keys")["keys"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
-from modelyard.cli.output import print_json, print_mapping, print_rows
+from modelyard.cli.names import resolve, unknown_crn_note
+from modelyard.cli.output import JSON_HELP, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput
 from modelyard.timeparse import parse_time_ms
 
@@ -14,6 +17,44 @@ __all__ = ["metrics"]
 
 _TABLE_ROWS = 20
 _TIME_HELP = "epoch ms, ISO 8601, 'now', or a duration before now such as 2h"
+_DEPLOYMENT_HELP = "Deployment CRN, or a model name (its active deployment)."
+_BUILD_HELP = "Build CRN or uuid prefix, or a model name (its active deployment's build)."
+_MODEL_HELP = "Model name or CRN."
+_NEEDED = "give one of --deployment, --build or --model (a model name or a CRN)"
+
+
+def _identifiers(
+    deployment: str | None, build: str | None, model: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """The CRNs the options name (names and prefixes resolved; see ``cli.names``)."""
+    if not (deployment or build or model):
+        raise InvalidInput(_NEEDED)
+    return (
+        None if deployment is None else resolve(deployment, "deployment", "--deployment"),
+        None if build is None else resolve(build, "build", "--build"),
+        None if model is None else resolve(model, "model", "--model"),
+    )
+
+
+@contextmanager
+def _known_on_error(*crns: str | None) -> Iterator[None]:
+    """A store that has never seen a CRN refuses it: add which models are registered."""
+    try:
+        yield
+    except InvalidInput as exc:
+        notes = [n for n in (unknown_crn_note(c) for c in crns if c is not None) if n]
+        if not notes:
+            raise
+        raise InvalidInput(f"{exc.message}; {'; '.join(notes)}", **exc.details) from None
+
+
+def _say_if_unknown(*crns: str | None) -> None:
+    """Nothing was found: say so on stderr when a CRN given is not registered (a typo, or a
+    CRN from another installation), with the models that are."""
+    for crn in crns:
+        note = None if crn is None else unknown_crn_note(crn)
+        if note is not None:
+            click.echo(f"warning: no records found; {note}", err=True)
 
 
 @click.group()
@@ -22,9 +63,9 @@ def metrics() -> None:
 
 
 @metrics.command()
-@click.option("--deployment", default=None, help="Deployment CRN.")
-@click.option("--build", default=None, help="Build CRN.")
-@click.option("--model", default=None, help="Model CRN.")
+@click.option("--deployment", default=None, help=_DEPLOYMENT_HELP)
+@click.option("--build", default=None, help=_BUILD_HELP)
+@click.option("--model", default=None, help=_MODEL_HELP)
 @click.option("--since", default="0", show_default=True, help=f"Window start: {_TIME_HELP}.")
 @click.option("--until", default="now", show_default=True, help=f"Window end: {_TIME_HELP}.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
@@ -34,9 +75,10 @@ def metrics() -> None:
     type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="table: ISO local times, plain tab-separated rows when piped; json and csv: every "
+    "record, times as epoch ms.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json (times as epoch ms).")
 def read(
     deployment: str | None,
     build: str | None,
@@ -48,16 +90,29 @@ def read(
     as_json: bool,
 ) -> None:
     """Records of one model, build or deployment within a time window."""
-    import modelyard
 
     if as_json:
         if fmt not in ("table", "json"):
             raise InvalidInput(f"--json and --format {fmt} disagree; give one of them")
         fmt = "json"
-    if not (deployment or build or model):
-        raise InvalidInput("give one of --deployment, --build or --model (a CRN)")
     start = parse_time_ms(since, "--since")
     end = parse_time_ms(until, "--until")
+    deployment, build, model = _identifiers(deployment, build, model)
+    with _known_on_error(deployment, build, model):
+        _read(deployment, build, model, start, end, limit, fmt)
+
+
+def _read(
+    deployment: str | None,
+    build: str | None,
+    model: str | None,
+    start: int,
+    end: int,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    import modelyard
+
     if fmt == "json":
         page = modelyard.read_metrics(
             model_deployment_crn=deployment,
@@ -68,6 +123,8 @@ def read(
             limit=limit,
         )
         print_json(page["metrics"])
+        if not page["metrics"]:
+            _say_if_unknown(deployment, build, model)
         return
     frame = modelyard.read_metrics_frame(
         model_deployment_crn=deployment,
@@ -78,6 +135,8 @@ def read(
     )
     if limit is not None:
         frame = frame.head(limit)
+    if frame.empty:
+        _say_if_unknown(deployment, build, model)
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
         return
@@ -90,9 +149,9 @@ def read(
 
 @metrics.command()
 @click.argument("key")
-@click.option("--deployment", default=None, help="Deployment CRN.")
-@click.option("--build", default=None, help="Build CRN.")
-@click.option("--model", default=None, help="Model CRN.")
+@click.option("--deployment", default=None, help=_DEPLOYMENT_HELP)
+@click.option("--build", default=None, help=_BUILD_HELP)
+@click.option("--model", default=None, help=_MODEL_HELP)
 @click.option("--since", default="0", show_default=True, help=f"Window start: {_TIME_HELP}.")
 @click.option("--until", default="now", show_default=True, help=f"Window end: {_TIME_HELP}.")
 @click.option(
@@ -109,7 +168,7 @@ def read(
     show_default=True,
     help="Histogram bins between the smallest and the largest value.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def distribution(
     key: str,
     deployment: str | None,
@@ -126,18 +185,20 @@ def distribution(
     import modelyard
     from modelyard.tracking.distribution import DEFAULT_QUANTILES
 
-    if not (deployment or build or model):
-        raise InvalidInput("give one of --deployment, --build or --model (a CRN)")
-    found = modelyard.read_distribution(
-        key,
-        model_deployment_crn=deployment,
-        start_timestamp_ms=parse_time_ms(since, "--since"),
-        end_timestamp_ms=parse_time_ms(until, "--until"),
-        model_crn=model,
-        model_build_crn=build,
-        quantiles=quantiles or DEFAULT_QUANTILES,
-        bins=bins,
-    )
+    deployment, build, model = _identifiers(deployment, build, model)
+    with _known_on_error(deployment, build, model):
+        found = modelyard.read_distribution(
+            key,
+            model_deployment_crn=deployment,
+            start_timestamp_ms=parse_time_ms(since, "--since"),
+            end_timestamp_ms=parse_time_ms(until, "--until"),
+            model_crn=model,
+            model_build_crn=build,
+            quantiles=quantiles or DEFAULT_QUANTILES,
+            bins=bins,
+        )
+    if not found["count"]:
+        _say_if_unknown(deployment, build, model)
     if as_json:
         print_json(found)
         return

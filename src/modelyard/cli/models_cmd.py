@@ -17,12 +17,12 @@ import orjson
 
 from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
-from modelyard.cli.output import print_json, print_mapping, print_rows
+from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput, ModelyardError
 
 __all__ = ["models"]
 
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+_JSON = json_option()
 
 
 def _path(name: str, *rest: str) -> str:
@@ -58,7 +58,7 @@ def models() -> None:
     default=None,
     help="requirements.txt inside the project.",
 )
-@click.option("--replicas", type=click.IntRange(0, 256), default=1, show_default=True)
+@click.option("--replicas", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--env", "env", multiple=True, help="K=V added to each replica's environment.")
 @click.option("--memory", default=None, help="Memory limit per replica, e.g. 512M.")
 @click.option(
@@ -217,12 +217,16 @@ def builds(name: str, as_json: bool) -> None:
         print_json(found)
         return
     rows = [[b["crn"], b["ok"], b["file"], b["function"], b["created_ms"]] for b in found]
-    print_rows(f"Builds of {name}", ["crn", "ok", "file", "function", "created ms"], rows)
+    print_rows(f"Builds of {name}", ["crn", "ok", "file", "function", "created_ms"], rows)
 
 
 @models.command()
 @click.argument("name")
-@click.option("--build", default=None, help="Build CRN (default: the previous deployment's).")
+@click.option(
+    "--build",
+    default=None,
+    help="Build CRN, uuid or unambiguous uuid prefix (default: the previous deployment's).",
+)
 @_JSON
 def rollback(name: str, build: str | None, as_json: bool) -> None:
     """Deploy an earlier build again (no rebuild)."""

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import PurePath
 
 import click
@@ -23,6 +24,10 @@ def render() -> str:
         "a test fails when this page and `modelyard --help` disagree.",
         "",
     ]
+    if root.help:
+        text = inspect.cleandoc(root.help)
+        lines += [line for line in text.splitlines() if line.strip() != "\b"]
+        lines.append("")
     _walk(root, ["modelyard"], lines)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -221,6 +221,21 @@ class Builds:
         with self._db.read() as cur:
             return find_build(self._db, cur, crn)
 
+    def ids_with_prefix(self, prefix: str, model: str | None, limit: int) -> list[str]:
+        """CRNs of the builds (of ``model`` if given) whose uuid starts with ``prefix`` (checked
+        by ``check_prefix``: hex digits and hyphens, so no LIKE wildcard), at most ``limit``."""
+        where, params = "crn LIKE ?", [f"crn:modelyard:build/{prefix}%"]
+        with self._db.read() as cur:
+            if model is not None:
+                where += " AND model_crn = ?"
+                params.append(find_model(self._db, cur, model).crn)
+            rows = self._db.exec(
+                cur,
+                f"SELECT crn FROM builds WHERE {where} ORDER BY crn LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def list(self, model: str) -> list[Build]:
         with self._db.read() as cur:
             owner = find_model(self._db, cur, model)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelyard.errors import InvalidInput
+from modelyard.ids import is_uuid
 from modelyard.registry._apikeys import YEAR_MS, ApiKeys
 from modelyard.registry._cache import DEFAULT_TTL_S, TTLCache
 from modelyard.registry._db import Clock, Db, wall_ms
@@ -20,6 +21,7 @@ from modelyard.registry._deployments import UNSET, Builds, Deployments
 from modelyard.registry._events import DEFAULT_KEPT, Events
 from modelyard.registry._jobs import Job, Jobs
 from modelyard.registry._models import Models
+from modelyard.registry._prefix import SHOWN, check_prefix, choose
 from modelyard.registry._records import ApiKey, Build, Deployment, Model, ReplicaEvent
 from modelyard.registry._runs import Run, RunMetric, Runs, SlotClaim
 from modelyard.registry._settings import ModelSettings
@@ -148,6 +150,17 @@ class Registry:
 
     def get_build(self, crn: str) -> Build:
         return self._builds.get(crn)
+
+    def resolve_build(self, text: str, model: str | None = None) -> str:
+        """The CRN of the build ``text`` names (of ``model`` if given): its CRN, its uuid, or an
+        unambiguous prefix of its uuid (4 characters or more); errors as ``resolve_run``."""
+        head = "crn:modelyard:build/"
+        if is_uuid(text.removeprefix(head)):
+            return head + text.removeprefix(head)
+        prefix = check_prefix(text, "build", "--build 3f2a9c")
+        found = self._builds.ids_with_prefix(prefix, model, SHOWN + 1)
+        where = f"model {model!r}'s builds" if model is not None else "the builds"
+        return choose(text, "build", found, f"'modelyard models builds MODEL' lists {where}")
 
     def list_builds(self, model: str) -> list[Build]:
         """The model's builds, newest first."""
@@ -377,6 +390,17 @@ class Registry:
 
     def get_run(self, run_id: str) -> Run:
         return self._runs.get(run_id)
+
+    def resolve_run(self, text: str) -> str:
+        """The id of the run ``text`` names: its id, its uuid, or an unambiguous prefix of its
+        uuid (4 characters or more, as git names commits). InvalidInput for a short or
+        ambiguous prefix (listing the candidates), NotFound when no run starts so."""
+        head = "crn:modelyard:run/"
+        if is_uuid(text.removeprefix(head)):
+            return head + text.removeprefix(head)
+        prefix = check_prefix(text, "run", "'modelyard jobs logs 8f5c3d1a'")
+        found = self._runs.ids_with_prefix(prefix, SHOWN + 1)
+        return choose(text, "run", found, "'modelyard jobs runs JOB' lists a job's runs")
 
     def list_runs(
         self,

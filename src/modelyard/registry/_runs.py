@@ -37,6 +37,7 @@ __all__ = [
 
 MAX_LEASE_MS = 86_400_000
 MAX_LIST = 10_000
+_RUN_CRN = "crn:modelyard:run/"
 MAX_METRICS = 1_000
 MAX_METRIC_BYTES = 64 * 1024
 _COLUMNS = (
@@ -375,6 +376,18 @@ class Runs:
     def get(self, run_id: str) -> Run:
         with self._db.read() as cur:
             return find_run(self._db, cur, run_id)
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Ids of the runs whose uuid starts with ``prefix`` (checked by ``check_prefix``: hex
+        digits and hyphens only, so no LIKE wildcard), in id order, at most ``limit``."""
+        limit = _positive("limit", limit, MAX_LIST)
+        with self._db.read() as cur:
+            rows = self._db.exec(
+                cur,
+                "SELECT id FROM job_runs WHERE id LIKE ? ORDER BY id LIMIT ?",
+                (f"{_RUN_CRN}{prefix}%", limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def select(
         self,
