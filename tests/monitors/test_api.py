@@ -67,9 +67,8 @@ async def scenario(home: Path) -> None:
             assert other.json() == {"alerts": []}
 
             # a key scoped to another model sees none of this deployment's alerts or samples
-            _, token = services.registry.create_api_key(
-                "scoped", "user", scope="crn:modelyard:model/someone-else"
-            )
+            services.registry.create_model("someone-else")  # a scope names an existing model
+            _, token = services.registry.create_api_key("scoped", "user", scope="someone-else")
             scoped = {"Authorization": f"Bearer {token}"}
             assert (await client.get("/api/v1/alerts", headers=scoped)).json() == {"alerts": []}
             seen = await client.get("/api/v1/references", headers=scoped)

@@ -65,3 +65,43 @@ def test_monitor_on_postgres(postgres_schema_url: str) -> None:
         assert [r.metrics["drift.source"] for r in late] == ["sketch"] * 4
         assert [r.metrics["drift.flagged_features"] for r in late] == [[], [], [], ["tenure"]]
         assert late[3].metrics["psi.plan"] == pytest.approx(first[3].metrics["psi.plan"])
+
+
+def test_open_windows_and_spec_keys_on_postgres(postgres_schema_url: str) -> None:
+    """Issue 11 on PostgreSQL: a partial window is recomputed once closed (the state query's
+    LIKE on the stored JSON), and a label never recorded but close to a recorded key is an
+    error (the delayed-values lookup)."""
+    from modelyard.errors import InvalidInput
+
+    with PostgresStore(postgres_schema_url) as store:
+        stream = write_stream(store, 4, unlabelled=frozenset(range(4)))
+        dep = stream.ident.deployment_crn
+        # One label, on a prediction older than the latest 1,000 records the keys come from.
+        store.add_delayed(stream.uuids[0][0], {"churned": 1}, source="test")
+        said: list[str] = []
+        known = {"name": "k", "deployment": dep, "prediction": "probability", "label": "churned"}
+        run_monitor(
+            MonitorSpec.from_dict({**known, "window": "1h", "metrics": ["label_coverage"]}),
+            now_ms=T0,
+            store=store,
+            warn=said.append,
+        )
+        assert said == []
+        data = {
+            "name": "open-pg",
+            "deployment": dep,
+            "prediction": "probability",
+            "window": "1h",
+            "metrics": ["estimated_performance"],
+        }
+        spec = MonitorSpec.from_dict(data)
+        half = T0 + HOUR // 2
+        (opened,) = run_monitor(spec, window=(T0, half), now_ms=half, store=store)
+        assert opened.partial
+        assert run_monitor(spec, now_ms=half + 60_000, store=store) == []
+        (closed,) = run_monitor(spec, now_ms=T0 + HOUR, store=store)
+        assert (closed.start_ms, closed.reason, closed.partial) == (T0, "new", False)
+        with pytest.raises(InvalidInput) as caught:
+            labelled = {**data, "label": "charge", "metrics": ["label_coverage"]}
+            run_monitor(MonitorSpec.from_dict(labelled), now_ms=T0 + HOUR, store=store)
+        assert "'charge'" in caught.value.message and "'charges'" in caught.value.message

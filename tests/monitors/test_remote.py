@@ -19,6 +19,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import modelyard
+from modelyard.errors import InvalidInput
 from modelyard.ids import new_crn
 from modelyard.monitors import MonitorSpec, run_monitor, upload_reference
 from modelyard.registry import Registry
@@ -114,8 +115,18 @@ def test_a_monitor_runs_with_only_a_server_url_and_a_run_key(
     # the routes check keys: none is 401, a key limited to another model is 403
     path = f"{server.url}/api/v1/monitors/resolve"
     assert httpx.get(path, params={"deployment": dep}, timeout=30).status_code == 401
-    _, scoped = registry.create_api_key("other model", "user", scope=new_crn("model"))
+    registry.create_model("other-model")  # a scope names an existing model
+    _, scoped = registry.create_api_key("other model", "user", scope="other-model")
     refused = httpx.get(
         path, params={"deployment": dep}, headers={"Authorization": f"Bearer {scoped}"}, timeout=30
     )
     assert refused.status_code == 403, refused.text
+    keys = f"{server.url}/api/v1/monitors/keys"
+    other = {"Authorization": f"Bearer {scoped}"}
+    assert httpx.get(keys, params={"deployment": dep}, headers=other).status_code == 403
+
+    # Over HTTP too, a key the deployment never recorded is an error naming the closest ones.
+    typo = MonitorSpec.from_yaml(spec_file).to_dict() | {"prediction": "probabilty"}
+    with pytest.raises(InvalidInput) as caught:
+        run_monitor(MonitorSpec.from_dict(typo), now_ms=T0 + 3 * HOUR, settle_ms=0)
+    assert "'probabilty'" in caught.value.message and "'probability'" in caught.value.message

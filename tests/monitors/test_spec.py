@@ -121,3 +121,55 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     listed.write_text("- a\n- b\n")
     with pytest.raises(InvalidInput, match=r"list\.yaml.*not a mapping"):
         MonitorSpec.from_yaml(listed)
+
+
+MINIMAL = {"name": "c", "model": "churn", "prediction": "p", "label": "churned", "window": "1m"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        # the bad value and the nearest accepted one
+        ({"metrics": ["classification", "label_covrage"]}, ["'label_covrage'", "'label_coverage'"]),
+        ({"metrics": ["accuracy"]}, ["'accuracy'", "outputs of 'classification'"]),
+        ({"metrics": ["roc_auc"]}, ["'roc_auc'", "outputs of 'classification'"]),
+        ({"lable": "churned"}, ["'lable'", "'label'"]),
+        ({"task": "clasification"}, ["'clasification'", "'classification'"]),
+        ({"thresholds": {"pssi": 0.2}}, ["'thresholds.pssi'", "'psi'"]),
+        # alert rules that could never fire
+        ({"alerts": ["rocauc < 0.7"]}, ["alerts[0]", "'rocauc'", "did you mean 'roc_auc'"]),
+        (
+            {"alerts": ["roc_auc < 0.7", "psi.tenure > 0.2"]},
+            ["alerts[1]", "'psi.tenure'", "'drift'", "does not compute"],
+        ),
+        ({"alerts": ["label_coverage < 0.5"], "metrics": ["classification"]}, ["label_coverage"]),
+    ],
+)
+def test_errors_name_the_bad_value_and_the_nearest_accepted(
+    changes: dict[str, Any], says: list[str]
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        MonitorSpec.from_dict({**MINIMAL, **changes})
+    for text in says:
+        assert text in caught.value.message, caught.value.message
+
+
+def test_rules_on_produced_metrics_and_patterns_are_accepted() -> None:
+    spec = MonitorSpec.from_dict(
+        {
+            **MINIMAL,
+            "reference": {"stored": "training"},
+            "features": ["tenure"],
+            "alerts": ["roc_auc < 0.7", "psi.* > 0.2", "drift.flagged > 0", "n < 10"],
+        }
+    )
+    assert "drift" in spec.metrics
+
+
+def test_defaults_ask_only_for_what_the_spec_can_feed() -> None:
+    """No `metrics:` and no `features`: no complaint about a 'drift' nobody wrote."""
+    spec = MonitorSpec.from_dict(MINIMAL)
+    assert spec.metrics == ("classification", "label_coverage", "estimated_performance")
+    with pytest.raises(InvalidInput) as caught:
+        MonitorSpec.from_dict({**MINIMAL, "features": ["tenure"]})
+    assert "default metrics" in caught.value.message and "'reference'" in caught.value.message

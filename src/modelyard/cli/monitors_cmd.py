@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelyard.cli.output import print_json, print_mapping, print_rows
 
+if TYPE_CHECKING:
+    from modelyard.monitors import WindowResult
+
 __all__ = ["monitors"]
 
 _SHOWN = ("n", "label_coverage", "roc_auc", "estimated_roc_auc", "drift.flagged")
+_ROWS = 10  # windows listed by `monitors run` (the rest are counted in the title)
 
 
 @click.group()
@@ -28,21 +33,65 @@ def monitors() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
 def run_command(spec: Path, window: str | None, as_json: bool) -> None:
-    """Compute the due windows of the monitor SPEC (a YAML file) and evaluate its alerts."""
+    """Compute the due windows of the monitor SPEC (a YAML file) and evaluate its alerts.
+
+    A window that has not ended is stored partial and computed again by the first run after it
+    closes; windows without predictions are counted, not stored. The table lists the last 10
+    windows with predictions; --json prints every window.
+    """
     from modelyard.monitors import MonitorSpec, run_monitor
     from modelyard.monitors.run import parse_window
 
     loaded = MonitorSpec.from_yaml(spec)
-    results = run_monitor(loaded, window=parse_window(window) if window else None)
+    results = run_monitor(
+        loaded,
+        window=parse_window(window) if window else None,
+        warn=lambda message: click.echo(f"warning: {message}", err=True),
+    )
     if as_json:
         print_json([r.to_dict() for r in results])
         return
-    rows = [[r.start_ms, r.end_ms, r.reason, *(r.metrics.get(k) for k in _SHOWN)] for r in results]
-    print_rows(
-        f"Monitor {loaded.name}: {len(results)} window(s)",
-        ["start_ms", "end_ms", "reason", *_SHOWN],
-        rows,
-    )
+    title, results = _summary(loaded.name, results)
+    from modelyard.monitors.extra_groups import shown_keys
+
+    shown = [*_SHOWN, *shown_keys(loaded)]  # the largest segment gap, the domain AUC
+    rows = [
+        [r.start_ms, r.end_ms, r.reason, _state(r), *(r.metrics.get(k) for k in shown)]
+        for r in results
+    ]
+    print_rows(title, ["start_ms", "end_ms", "reason", "state", *shown], rows)
+
+
+def _state(result: WindowResult) -> str:
+    if result.partial:
+        return "partial: open, computed again once it closes"
+    if not result.written:
+        return "kept: the stored result came from more data"
+    return "complete"
+
+
+def _summary(name: str, results: list[WindowResult]) -> tuple[str, list[WindowResult]]:
+    """The title (counts of complete, partial and empty windows) and the rows worth a line: the
+    windows with predictions, the last ``_ROWS`` of them (``--json`` prints every window)."""
+    from modelyard.cli.output import format_time
+
+    full = [r for r in results if not r.empty]
+    partial = [r for r in full if r.partial]
+    parts = [f"{len(full) - len(partial)} complete"]
+    if partial:
+        closes = format_time(partial[-1].end_ms)
+        parts.append(
+            f"{len(partial)} partial (still open until {closes}: stored marked partial and "
+            "computed again by the first run after it closes)"
+        )
+    empty = len(results) - len(full)
+    if empty:
+        parts.append(f"{empty} empty (no predictions: no aggregate record written)")
+    title = f"Monitor {name}: {len(results)} window(s) computed: {', '.join(parts)}"
+    shown = full[-_ROWS:]
+    if len(shown) < len(results):
+        title += f"; showing the last {len(shown)} with predictions (--json prints all)"
+    return title, shown
 
 
 @monitors.group()
@@ -51,7 +100,11 @@ def reference() -> None:
 
 
 @reference.command("upload")
-@click.option("--deployment", required=True, help="Deployment CRN the sample belongs to.")
+@click.option(
+    "--deployment",
+    required=True,
+    help="Deployment the sample belongs to: its CRN, or a model name (its active deployment).",
+)
 @click.option("--name", default="training", show_default=True, help="Name of the sample.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
@@ -59,9 +112,11 @@ def upload(deployment: str, name: str, file: Path, as_json: bool) -> None:
     """Store FILE (CSV with a header row) as a reference; at most 100,000 rows are kept."""
     import pandas as pd
 
+    from modelyard.cli.names import resolve
     from modelyard.errors import InvalidInput
     from modelyard.monitors import upload_reference
 
+    deployment = resolve(deployment, "deployment", "--deployment")
     try:
         frame = pd.read_csv(file)
     except (ValueError, OSError) as exc:
@@ -76,12 +131,19 @@ def upload(deployment: str, name: str, file: Path, as_json: bool) -> None:
 
 
 @reference.command("list")
-@click.option("--deployment", default=None, help="Only this deployment's samples.")
+@click.option(
+    "--deployment",
+    default=None,
+    help="Only this deployment's samples: its CRN, or a model name (its active deployment).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
 def list_command(deployment: str | None, as_json: bool) -> None:
     """Stored reference samples (without their data)."""
+    from modelyard.cli.names import resolve
     from modelyard.monitors import list_references
 
+    if deployment is not None:
+        deployment = resolve(deployment, "deployment", "--deployment")
     found = list_references(deployment)
     if as_json:
         print_json(found)

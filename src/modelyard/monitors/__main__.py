@@ -1,7 +1,9 @@
 """``python -m modelyard.monitors run SPEC [--window START..END] [--json]``: what a job runs.
 
-Prints one line per computed window (or a JSON list with ``--json``); a Modelyard error is one
-line on stderr and exit status 2, as with the ``modelyard`` command.
+Prints one line per computed window with predictions (the last 20; empty windows are counted),
+then a summary line with how many windows were complete, partial and empty (or a JSON list of
+every window with ``--json``); warnings go to stderr. A Modelyard error is one line on stderr and
+exit status 2, as with the ``modelyard`` command.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from modelyard.monitors.spec import MonitorSpec
 
 __all__ = ["main"]
 
+_LINES = 20
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modelyard.monitors")
@@ -29,17 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = MonitorSpec.from_yaml(args.spec)
         window = parse_window(args.window) if args.window else None
-        results = run_monitor(spec, window=window)
+        results = run_monitor(
+            spec, window=window, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+        )
     except ModelyardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     if args.json:
         sys.stdout.write(orjson.dumps([r.to_dict() for r in results]).decode() + "\n")
     else:
-        for r in results:
+        full = [r for r in results if not r.empty]
+        for r in full[-_LINES:]:
             kept = "" if r.written else " (kept: the stored result came from more data)"
-            print(f"{r.start_ms}..{r.end_ms} {r.reason} n={r.metrics.get('n')}{kept}")
-        print(f"{len(results)} window(s) computed for monitor {spec.name}")
+            partial = " partial (still open: computed again once it closes)" if r.partial else ""
+            print(f"{r.start_ms}..{r.end_ms} {r.reason} n={r.metrics.get('n')}{partial}{kept}")
+        partial_n = sum(r.partial for r in full)
+        print(
+            f"{len(results)} window(s) computed for monitor {spec.name}: "
+            f"{len(full) - partial_n} complete, {partial_n} partial, "
+            f"{len(results) - len(full)} empty (no predictions, no aggregate record)"
+        )
     return 0
 
 

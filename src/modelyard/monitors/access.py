@@ -24,12 +24,16 @@ import orjson
 import pandas as pd
 
 from modelyard.errors import InvalidInput, NotFound
+from modelyard.monitors.spec import closest
 from modelyard.store import sqlaccess
 from modelyard.store.base import Distribution, MetricsStore, Query, RecordKind, RowBatch
 
-__all__ = ["EmbeddedAccess", "MonitorAccess", "StoredResult", "open_access"]
+__all__ = ["EmbeddedAccess", "MonitorAccess", "RecordedKeys", "StoredResult", "open_access"]
 
 _IN_CHUNK = 500
+KEY_SAMPLE = 1000  # latest prediction records whose keys a spec is checked against
+LABEL_SAMPLE = 10_000  # latest delayed values (all deployments) looked through for labels
+_PARTIAL_LIKE = '%"window.partial":true%'  # orjson writes no spaces
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,20 @@ class StoredResult:
     end_ms: int
     n: int
     metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordedKeys:
+    """The keys a deployment's latest records carry (metrics, merged labels, rolled-up columns),
+    plus those of ``wanted`` found among its delayed values; ``records`` read (0: none yet).
+
+    Bounded reads: the latest ``KEY_SAMPLE`` records, and the latest ``LABEL_SAMPLE`` delayed
+    values of any deployment (index range on ``tracked_ms``). A wanted key found in neither is
+    looked for among all the deployment's delayed values (a scan of ``delayed_metrics``) only
+    when a found key has a close name, i.e. when leaving it out would make an error of it."""
+
+    keys: frozenset[str]
+    records: int
 
 
 class MonitorAccess(abc.ABC):
@@ -54,6 +72,10 @@ class MonitorAccess(abc.ABC):
         """Records of ``query`` in column-wise batches (the SDK backend's or the store's)."""
 
     @abc.abstractmethod
+    def recorded_keys(self, deployment: str, wanted: Sequence[str]) -> RecordedKeys:
+        """What the deployment has recorded, to check a spec's keys against (``RecordedKeys``)."""
+
+    @abc.abstractmethod
     def label_times(self, deployment: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
         """When each prediction's first value of ``key`` arrived (uuids of ``deployment`` only;
         those without a value left out)."""
@@ -66,7 +88,9 @@ class MonitorAccess(abc.ABC):
 
     @abc.abstractmethod
     def state(self, monitor: str, deployment: str) -> tuple[set[int], int | None]:
-        """(starts of every window computed for ``deployment``, labels-through mark)."""
+        """(starts of the windows computed for ``deployment``, labels-through mark). A window
+        stored partial (``window.partial``: computed before it ended) is not among them, so the
+        next run after its end computes it again."""
 
     @abc.abstractmethod
     def result(self, monitor: str, deployment: str, start_ms: int) -> StoredResult | None:
@@ -131,6 +155,58 @@ class EmbeddedAccess(MonitorAccess):
     def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]:
         return self.store.scan(query, batch_size)
 
+    def recorded_keys(self, deployment: str, wanted: Sequence[str]) -> RecordedKeys:
+        store = self.store
+        self.store.resolve(deployment)
+        query = Query(deployment_crn=deployment, kinds=frozenset({RecordKind.PREDICTION}))
+        records = store.recent(query, KEY_SAMPLE)
+        keys = {k for r in records for k in _flat_keys(r.metrics)}
+        if not records:  # everything rolled up already: the buckets' summarised columns
+            rolled = Query(deployment_crn=deployment, kinds=frozenset({RecordKind.ROLLUP}))
+            records = store.recent(rolled, 20)
+            keys = {str(k) for r in records for k in r.metrics if not str(k).startswith("_")}
+        missing = [w for w in dict.fromkeys(wanted) if w not in keys]
+        if missing and records:
+            keys |= self._recent_label_keys(deployment, missing)
+            missing = [w for w in missing if w not in keys and closest(w, keys)]
+        if missing and records:
+            # Labels arrive weeks after their predictions: look for a close-named key's values
+            # among all of the deployment's delayed values before calling it unknown.
+            with sqlaccess.reading(store) as cur:
+                for key in missing:
+                    row = cur.execute(
+                        sqlaccess.sql(
+                            store,
+                            "SELECT 1 FROM delayed_metrics d "
+                            "JOIN prediction_uuids p ON p.uuid = d.uuid "
+                            "JOIN identities i ON i.id = p.deployment_id "
+                            "WHERE d.key = ? AND i.deployment_crn = ? LIMIT 1",
+                        ),
+                        (key, deployment),
+                    ).fetchone()
+                    if row is not None:
+                        keys.add(key)
+        return RecordedKeys(frozenset(keys), len(records))
+
+    def _recent_label_keys(self, deployment: str, wanted: Sequence[str]) -> set[str]:
+        """Those of ``wanted`` among the latest ``LABEL_SAMPLE`` delayed values, for this
+        deployment."""
+        store = self.store
+        marks = ", ".join("?" * len(wanted))
+        with sqlaccess.reading(store) as cur:
+            rows = cur.execute(
+                sqlaccess.sql(
+                    store,
+                    "SELECT DISTINCT r.key FROM (SELECT uuid, key FROM delayed_metrics "
+                    "ORDER BY tracked_ms DESC LIMIT ?) r "
+                    "JOIN prediction_uuids p ON p.uuid = r.uuid "
+                    "JOIN identities i ON i.id = p.deployment_id "
+                    f"WHERE i.deployment_crn = ? AND r.key IN ({marks})",
+                ),
+                (LABEL_SAMPLE, deployment, *wanted),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def label_times(self, deployment: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
         first: dict[str, int] = {}
         store = self.store
@@ -179,9 +255,9 @@ class EmbeddedAccess(MonitorAccess):
                     sqlaccess.sql(
                         store,
                         "SELECT start_ms FROM monitor_results WHERE monitor = ? "
-                        "AND deployment_crn = ?",
+                        "AND deployment_crn = ? AND metrics NOT LIKE ?",
                     ),
-                    (monitor, deployment),
+                    (monitor, deployment, _PARTIAL_LIKE),
                 ).fetchall()
             }
             row = cur.execute(
@@ -256,7 +332,10 @@ class EmbeddedAccess(MonitorAccess):
                 (monitor, deployment, start_ms, end_ms, n, labelled, text, now_ms()),
             )
 
-        store.replace_aggregate(deployment, start_ms, end_ms, metrics, source)
+        # An empty window is a mark that it was looked at (monitor_results), not a result: no
+        # aggregate record of n=0 for `metrics read` to show.
+        if n > 0 or metrics.get("n"):
+            store.replace_aggregate(deployment, start_ms, end_ms, metrics, source)
         sqlaccess.transaction(store, write)
 
     def save_mark(self, monitor: str, deployment: str, through_ms: int) -> None:
@@ -285,6 +364,16 @@ class EmbeddedAccess(MonitorAccess):
         from modelyard.monitors.alerts import evaluate_monitor
 
         return evaluate_monitor(self.store, monitor, deployment, rules)
+
+
+def _flat_keys(metrics: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """A record's keys as a monitor names them (``read_metrics_frame``'s columns): a dict value
+    gives dotted names too (``input`` -> ``input.tenure``)."""
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        yield name
+        if isinstance(value, dict):
+            yield from _flat_keys(value, f"{name}.")
 
 
 def open_access(store: MetricsStore | None) -> MonitorAccess:

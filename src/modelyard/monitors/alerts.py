@@ -110,7 +110,13 @@ def evaluate_monitor(
             ),
             (monitor,),
         ).fetchall()
-    windows = [(int(s), int(e), orjson.loads(m)) for s, e, m in results]
+    # A partial window (computed before it ended) is no evidence yet: a few predictions of an
+    # open minute would fire and resolve alerts that its complete result may never support.
+    windows = [
+        (int(s), int(e), metrics)
+        for s, e, m in results
+        if not (metrics := orjson.loads(m)).get("window.partial")
+    ]
     episodes = derive_episodes(rules, windows)
     now = now_ms()
 

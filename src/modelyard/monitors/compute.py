@@ -40,33 +40,15 @@ from modelyard.analysis import (
     regression_metrics,
 )
 from modelyard.errors import InvalidInput
-from modelyard.monitors.spec import MonitorSpec
+from modelyard.monitors.spec import CLASSIFICATION_OUTPUTS, REGRESSION_OUTPUTS, MonitorSpec
 from modelyard.monitors.window import WindowData
 
 __all__ = ["clean_metrics", "window_metrics"]
 
-_CLASSIFICATION_KEYS = (
-    "roc_auc",
-    "roc_auc_ci_low",
-    "roc_auc_ci_high",
-    "pr_auc",
-    "log_loss",
-    "brier",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "ece",
-    "positives",
-)
-_REGRESSION_KEYS = (
-    *(
-        f"{name}{end}"
-        for name in ("mae", "rmse", "mape", "r2")
-        for end in ("", "_ci_low", "_ci_high")
-    ),
-    "mape_excluded_zeros",
-)
+# The names each group writes are declared once, in ``spec.GROUP_OUTPUTS`` (alert rules are
+# checked against them).
+_CLASSIFICATION_KEYS = CLASSIFICATION_OUTPUTS
+_REGRESSION_KEYS = REGRESSION_OUTPUTS
 _ESTIMATED_KEYS = ("roc_auc", "accuracy", "precision", "recall", "f1")
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from modelyard.monitors.access import MonitorAccess, StoredResult
+from modelyard.monitors.access import MonitorAccess, RecordedKeys, StoredResult
 from modelyard.monitors.references import frame_from_columns
 from modelyard.store.base import Distribution, Query, RowBatch
 from modelyard.tracking.remote import RemoteBackend
@@ -44,6 +44,15 @@ class RemoteAccess(MonitorAccess):
 
     def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]:
         return self.backend.scan(query, batch_size)
+
+    def recorded_keys(self, deployment: str, wanted: Sequence[str]) -> RecordedKeys:
+        body = self._call(
+            "GET",
+            "/api/v1/monitors/keys",
+            f"reading the keys {deployment!r} has recorded",
+            params={"deployment": deployment, "wanted": list(wanted)},
+        )
+        return RecordedKeys(frozenset(str(k) for k in body["keys"]), int(body["records"]))
 
     def label_times(self, deployment: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}

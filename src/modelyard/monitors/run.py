@@ -11,8 +11,22 @@ computes:
    the values of the label key tracked in (previous run's mark, now - ``settle_ms``]; the mark
    stays ``settle_ms`` (60 s) behind the clock so a label stamped just before a run but committed
    just after it is still seen by the next one;
-3. with ``window=(start, end)``: exactly the aligned windows overlapping [start, end), recomputed
-   whether or not they were due.
+3. with ``window=(start, end)``: exactly the aligned windows overlapping [start, end) that have
+   begun, recomputed whether or not they were due, plus the late-label windows of 2. (every path
+   that writes a window keeps the label mark, so labels arriving after it are found later).
+
+A window that has not ended yet (only a requested one can be) is stored *partial*:
+``window.partial: true`` in its metrics, left out of the monitor's computed windows
+(``MonitorAccess.state``), so the next scheduled run computes it again once it has closed, with
+every prediction it holds. An empty window (no prediction, raw or rolled up) is kept in
+``monitor_results`` as the mark that it was looked at, but written as no aggregate record
+(``EmbeddedAccess.save``): `metrics read` shows results, not 60 rows of n=0.
+
+Before computing, the spec's keys are checked against what the deployment has recorded
+(``check_spec``): a ``prediction`` or feature no recent record carries is an error naming the
+closest recorded keys; a ``label`` no value of which has arrived is a warning (labels come late)
+unless a recorded key is close to it (``churn`` for ``churned``: an error); a deployment with no
+records yet is a warning. ``jobs create --monitor`` runs the same checks on the server.
 
 A window whose raw records rollup has already folded into buckets is computed from what the
 buckets keep (``modelyard.monitors.sketched``): drift from sketches, with ``drift.source:
@@ -32,6 +46,8 @@ over HTTP with the SDK's key when ``MODELYARD_URL`` is set.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +56,12 @@ import pandas as pd
 from modelyard.analysis import DriftReference
 from modelyard.errors import InvalidInput
 from modelyard.monitors import alerts as alerts_mod
+from modelyard.monitors import extra_groups
 from modelyard.monitors._store import now_ms
 from modelyard.monitors.access import MonitorAccess, StoredResult, open_access
 from modelyard.monitors.compute import clean_metrics, window_metrics
 from modelyard.monitors.sketched import sketch_window_metrics
-from modelyard.monitors.spec import MonitorSpec
+from modelyard.monitors.spec import MonitorSpec, closest
 from modelyard.monitors.window import WindowData, read_window
 from modelyard.store.base import MetricsStore, Query, RecordKind
 
@@ -52,6 +69,7 @@ __all__ = [
     "DEFAULT_SETTLE_MS",
     "MAX_WINDOWS",
     "WindowResult",
+    "check_spec",
     "keep_better",
     "parse_window",
     "run_monitor",
@@ -59,6 +77,10 @@ __all__ = [
 
 DEFAULT_SETTLE_MS = 60_000
 MAX_WINDOWS = 1000
+PARTIAL = "window.partial"  # in a window's metrics: computed before it ended
+
+log = logging.getLogger(__name__)
+Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -75,12 +97,24 @@ class WindowResult:
     metrics: dict[str, Any]
     written: bool = True
 
+    @property
+    def partial(self) -> bool:
+        """Computed before the window ended: the next run after its end computes it again."""
+        return bool(self.metrics.get(PARTIAL))
+
+    @property
+    def empty(self) -> bool:
+        """No prediction in the window (kept as looked at, written as no aggregate record)."""
+        return not self.metrics.get("n")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
             "reason": self.reason,
             "written": self.written,
+            "partial": self.partial,
+            "empty": self.empty,
             "metrics": self.metrics,
         }
 
@@ -98,11 +132,12 @@ def _first_record_ms(access: MonitorAccess, deployment: str) -> int | None:
 
 
 def _reference(
-    spec: MonitorSpec, access: MonitorAccess, deployment: str
+    spec: MonitorSpec, access: MonitorAccess, deployment: str, warn: Warn | None = None
 ) -> tuple[pd.DataFrame | None, DriftReference | None, pd.Series[Any] | None]:
     needs_drift = "drift" in spec.metrics
     needs_prediction = "prediction_drift" in spec.metrics
-    if not (needs_drift or needs_prediction):
+    needs_multivariate = "multivariate_drift" in spec.metrics  # reads the frame itself
+    if not (needs_drift or needs_prediction or needs_multivariate):
         return None, None, None
     if spec.reference_stored is not None:
         frame = access.reference(deployment, spec.reference_stored)
@@ -117,18 +152,32 @@ def _reference(
                 f"{deployment} holds no raw predictions; pick a window with data"
             )
     drift_ref = None
-    if needs_drift:
+    if needs_drift or needs_multivariate:
         missing = [f for f in spec.features if f not in frame.columns]
         if missing:
+            near = {m: closest(m, [str(c) for c in frame.columns]) for m in missing}
             raise InvalidInput(
-                f"monitor {spec.name!r}: features {missing!r} are not columns of the reference "
-                f"(it has {list(frame.columns)!r}); upload a reference with those columns"
+                f"monitor {spec.name!r}: field 'features' names {missing!r}, which are not "
+                f"columns of the reference (closest columns: {near!r}; it has "
+                f"{list(frame.columns)!r}); fix the names or upload a reference with them"
             )
+    if needs_drift:
         drift_ref = DriftReference(
             frame[list(spec.features)], categorical=list(spec.categorical), workers=1
         )
     predictions = None
-    if needs_prediction and spec.prediction in frame.columns:
+    if needs_prediction and spec.prediction not in frame.columns:
+        nearest = closest(spec.prediction, [str(c) for c in frame.columns])
+        problem = (
+            f"monitor {spec.name!r} asks for 'prediction_drift' but the reference has no "
+            f"column 'prediction'={spec.prediction!r} (closest columns: {nearest!r}; it has "
+            f"{list(frame.columns)!r}); add the scores to the reference or leave "
+            "'prediction_drift' out of 'metrics'"
+        )
+        if spec.metrics_given:
+            raise InvalidInput(problem)
+        (warn or log.warning)(f"{problem}; it is a default, so it is not computed")
+    elif needs_prediction:
         predictions = pd.to_numeric(frame[spec.prediction], errors="coerce")
     return frame, drift_ref, predictions
 
@@ -157,7 +206,11 @@ def keep_better(
     the keys of a sketch result that it lacks (the drift of a window computed before the spec
     asked for drift), never the reasons of metrics it has, and stays ``window.source: raw``.
     """
-    if previous is None or _rank(metrics) >= _rank(previous.metrics, previous.n):
+    if (
+        previous is None
+        or previous.metrics.get(PARTIAL)
+        or _rank(metrics) >= _rank(previous.metrics, previous.n)
+    ):
         return metrics, True
     old = previous.metrics
     has = {_group(k) for k in old if k.endswith(".flagged")}
@@ -186,23 +239,32 @@ def due_windows(
 ) -> tuple[list[tuple[int, str]], int | None]:
     """(window start, reason) pairs in time order, and the new labels-through mark."""
     w = spec.window_ms
-    computed, mark = access.state(spec.name, deployment)
+    computed, mark = access.state(spec.name, deployment)  # partial windows are not in computed
     last = max(computed) if computed else None
+    chosen: dict[int, str] = {}
     if window is not None:
         start, end = window
         if start >= end:
             raise InvalidInput(f"window {start}..{end} is empty; give START < END")
         first = start // w * w
-        return [(s, "requested") for s in range(first, end, w)][:max_windows], mark
-    chosen: dict[int, str] = {}
+        # Windows that have not begun hold nothing yet; the open one is computed partial.
+        chosen.update((s, "requested") for s in range(first, min(end, now + 1), w))
     through = None
     if spec.label is not None:
+        # Every path keeps the label mark: labels arriving after the windows computed now were
+        # read are found by the next run, whichever path computed them.
         through = now_ms() - settle_ms
         if mark is not None and computed and through > mark:
             late = access.late_label_windows(deployment, spec.label, mark, through, w)
-            chosen.update((s, "late_labels") for s in late & computed)
+            for s in sorted(late & computed):
+                chosen.setdefault(s, "late_labels")
         elif mark is not None:
             through = max(mark, through)
+    if window is not None:
+        todo = sorted(chosen.items())
+        if len(todo) > max_windows:  # late-label windows may be among those left: keep the mark
+            return todo[:max_windows], mark
+        return todo, through
     if last is not None:
         begin = last + w
     elif spec.start_ms is not None:
@@ -226,12 +288,15 @@ def run_monitor(
     settle_ms: int = DEFAULT_SETTLE_MS,
     max_windows: int = MAX_WINDOWS,
     notify: bool = True,
+    warn: Warn | None = None,
 ) -> list[WindowResult]:
     """Compute the due windows of ``spec`` (see the module docstring), write, alert, notify.
 
     ``now_ms`` (default: the clock) decides which windows are complete; ``window`` (epoch ms
     start, end) recomputes exactly those windows. ``store`` defaults to the SDK's backend: its
     embedded store, or the server named by ``MODELYARD_URL`` (``modelyard.monitors.access``).
+    ``warn`` receives what the user should know but is no error (a deployment with no records
+    yet, a label none of whose values has arrived); by default it goes to this module's logger.
     Returns the windows computed, in time order.
     """
     if not isinstance(spec, MonitorSpec):
@@ -239,8 +304,13 @@ def run_monitor(
     if type(max_windows) is not int or max_windows < 1:
         raise InvalidInput(f"max_windows={max_windows!r} must be a positive int")
     access = open_access(store)
-    deployment = access.resolve(spec.deployment, spec.model)
+    deployment = check_spec(spec, access, warn, reference=False)  # read below when needed
     now = _clock() if now_ms is None else int(now_ms)
+    if window is not None and window[1] > (now // spec.window_ms + 1) * spec.window_ms:
+        (warn or log.warning)(
+            f"windows of monitor {spec.name!r} after now ({now}) have not begun and are not "
+            f"computed; the window asked for ends at {window[1]}"
+        )
     todo, through = due_windows(
         spec,
         access,
@@ -252,14 +322,18 @@ def run_monitor(
     )
     results: list[WindowResult] = []
     if todo:
-        ref_frame, drift_ref, ref_predictions = _reference(spec, access, deployment)
-        columns = list(dict.fromkeys([*spec.features, spec.prediction, *_label(spec)]))
+        ref_frame, drift_ref, ref_predictions = _reference(spec, access, deployment, warn)
+        columns = list(
+            dict.fromkeys([*spec.features, *spec.segments, spec.prediction, *_label(spec)])
+        )
         for start, reason in todo:
             end = start + spec.window_ms
             data = read_window(access, deployment, start, end, columns, spec.label)
             metrics = _compute(
                 spec, data, ref_frame, drift_ref, ref_predictions, access, deployment, start, end
             )
+            if end > now:  # still open: stored partial, computed again once it has closed
+                metrics[PARTIAL] = True
             kept, write = keep_better(access.result(spec.name, deployment, start), metrics)
             if write:
                 n = int(kept.get("n") or 0)
@@ -271,6 +345,64 @@ def run_monitor(
     if notify and spec.notify and fired:
         alerts_mod.send_notifications(spec.notify, fired)
     return results
+
+
+def check_spec(
+    spec: MonitorSpec, access: MonitorAccess, warn: Warn | None = None, *, reference: bool = True
+) -> str:
+    """The deployment ``spec`` watches, with the spec's keys checked against its records and
+    its reference (see the module docstring); what a run checks first, and ``jobs create``.
+
+    InvalidInput names the field, the bad key and the closest recorded keys; ``warn`` (default:
+    the logger) gets a deployment with no records yet and a label not seen yet.
+    """
+    say = warn or log.warning
+    deployment = access.resolve(spec.deployment, spec.model)
+    wanted = list(dict.fromkeys([spec.prediction, *spec.features, *spec.segments, *_label(spec)]))
+    found = access.recorded_keys(deployment, wanted)
+    if found.records == 0:
+        say(
+            f"deployment {deployment} has recorded no prediction yet: monitor {spec.name!r} "
+            f"cannot check its keys {wanted!r} against the records, and its windows stay empty "
+            "until predictions arrive"
+        )
+    else:
+        keys = sorted(found.keys)
+
+        def unknown(name: str, key: str, why: str) -> InvalidInput:
+            near = closest(key, keys)
+            shown = ", ".join(keys[:40]) + (" ..." if len(keys) > 40 else "")
+            return InvalidInput(
+                f"monitor spec field {name!r} names {key!r}, {why}; closest recorded keys: "
+                f"{near!r} (recorded: {shown})",
+                field=name,
+                value=key,
+                closest=near,
+            )
+
+        seen = f"which deployment {deployment} has not recorded (in its latest records)"
+        if spec.prediction not in found.keys:
+            raise unknown("prediction", spec.prediction, seen)
+        for name, values in (("features", spec.features), ("segments", spec.segments)):
+            for key in values:
+                if key not in found.keys:
+                    raise unknown(name, key, seen)
+        if spec.label is not None and spec.label not in found.keys:
+            if closest(spec.label, keys):
+                raise unknown(
+                    "label",
+                    spec.label,
+                    f"no value of which deployment {deployment} has recorded, while a recorded "
+                    "key has a close name",
+                )
+            say(
+                f"no value of label {spec.label!r} has arrived for deployment {deployment} yet: "
+                "its label metrics stay empty until one does (if the label has another name, "
+                f"the recorded keys are {keys[:40]!r})"
+            )
+    if reference and spec.reference_stored is not None:
+        _reference(spec, access, deployment, say)  # exists, has the features and prediction
+    return deployment
 
 
 def _compute(
@@ -288,9 +420,11 @@ def _compute(
         metrics = clean_metrics(
             sketch_window_metrics(spec, data, ref_frame, access, deployment, start, end)
         )
+        metrics.update(extra_groups.rolled_up_metrics(spec, data, start, end))
         metrics["window.source"] = "sketch"
     else:
         metrics = window_metrics(spec, data, drift_ref, ref_predictions)
+        metrics.update(clean_metrics(extra_groups.raw_window_metrics(spec, data, ref_frame)))
         metrics["window.source"] = "raw"
     return metrics
 

@@ -9,6 +9,7 @@ an hour later inside a job::
     reference: {stored: training}                # or  {window: {start: ..., end: ...}}
     features: [tenure, monthly_charges, plan]
     categorical: [plan]
+    segments: [region, contract]                 # metrics per segment and their largest gaps
     prediction: probability
     label: churned
     task: classification                         # or regression (MAE, RMSE, MAPE, R²)
@@ -22,18 +23,32 @@ an hour later inside a job::
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelyard.analysis import DEFAULT_THRESHOLDS, parse_rule
 from modelyard.errors import InvalidInput
+from modelyard.monitors.multivariate_group import multivariate_outputs
+from modelyard.monitors.segment_group import segment_outputs
 from modelyard.settings import parse_duration_ms
 from modelyard.timeparse import parse_time_ms
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "TASKS", "MonitorSpec", "ReferenceWindow"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "GROUP_OUTPUTS",
+    "METRICS",
+    "TASKS",
+    "MonitorSpec",
+    "ReferenceWindow",
+    "closest",
+    "group_of_output",
+    "produced_metrics",
+]
 
 METRICS = (
     "classification",
@@ -42,6 +57,8 @@ METRICS = (
     "label_coverage",
     "prediction_drift",
     "estimated_performance",
+    "multivariate_drift",  # not a default: it fits a classifier per window
+    "segments",  # asked for by the field 'segments' (the columns), see monitors.segment_group
 )
 TASKS = ("classification", "regression")
 # The metrics of a spec that does not list them, per task; and those a task may not ask for
@@ -67,6 +84,7 @@ _FIELDS = (
     "reference",
     "features",
     "categorical",
+    "segments",
     "prediction",
     "label",
     "task",
@@ -104,6 +122,7 @@ class MonitorSpec:
     reference_window: ReferenceWindow | None = None
     features: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()  # columns of the ``segments`` group (monitors.segment_group)
     label: str | None = None
     task: str = "classification"
     positive_label: Any = 1
@@ -112,6 +131,9 @@ class MonitorSpec:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     alerts: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
+    # False when ``metrics`` are the defaults: a default group the data cannot feed (a reference
+    # without the prediction column) is then a warning, not an error about what nobody wrote.
+    metrics_given: bool = field(default=True, compare=False, repr=False)
 
     @property
     def source(self) -> str:
@@ -153,10 +175,12 @@ class MonitorSpec:
         """Check ``data`` field by field; InvalidInput names the field and what is accepted."""
         if not isinstance(data, Mapping):
             raise InvalidInput(f"a monitor spec must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(_FIELDS))
+        unknown = sorted(set(data) - set(_FIELDS), key=str)
         if unknown:
             raise InvalidInput(
-                f"monitor spec field(s) {unknown!r} are not known; accepted: {', '.join(_FIELDS)}"
+                f"monitor spec field(s) {unknown!r} are not known"
+                f"{_did_you_mean([str(u) for u in unknown], _FIELDS)}; accepted: "
+                f"{', '.join(_FIELDS)}"
             )
         name = _text(data, "name", required=True)
         assert name is not None
@@ -204,16 +228,17 @@ class MonitorSpec:
         task = _text(data, "task") or "classification"
         if task not in TASKS:
             raise InvalidInput(
-                f"monitor spec field 'task'={task!r} is not accepted; choose from "
-                f"{', '.join(TASKS)}"
+                f"monitor spec field 'task'={task!r} is not accepted"
+                f"{_did_you_mean([task], TASKS)}; choose from {', '.join(TASKS)}"
             )
-        metrics = _names(data, "metrics") if "metrics" in data else DEFAULT_METRICS[task]
-        bad = [m for m in metrics if m not in METRICS]
-        if bad or not metrics:
-            raise InvalidInput(
-                f"monitor spec field 'metrics'={list(metrics)!r} is not accepted; choose from "
-                f"{', '.join(METRICS)}"
-            )
+        metrics = (
+            _names(data, "metrics")
+            if "metrics" in data
+            else _default_metrics(task, data.get("features"), data.get("reference"))
+        )
+        _check_groups(metrics)
+        # What a message says of metrics the user did not write.
+        chosen = "" if "metrics" in data else " (the default metrics: 'metrics' is not given)"
         wrong = [m for m in metrics if m in _TASK_REFUSES[task]]
         if wrong:
             raise InvalidInput(
@@ -227,8 +252,23 @@ class MonitorSpec:
         ]
         if needs_label and label is None:
             raise InvalidInput(
-                f"monitor spec asks for {needs_label!r} but has no field 'label'; name the "
-                "delayed metric holding the ground truth, or drop those metrics"
+                f"monitor spec asks for {needs_label!r}{chosen} but has no field 'label'; name "
+                "the delayed metric holding the ground truth, or list only metric groups that "
+                "need no label in 'metrics' (e.g. [estimated_performance])"
+            )
+        segments = _names(data, "segments")
+        if segments and "segments" not in metrics:
+            metrics = (*metrics, "segments")  # the field is what asks for the group
+        if "segments" in metrics and not segments:
+            raise InvalidInput(
+                "monitor spec field 'metrics' asks for 'segments' but field 'segments' is empty; "
+                "list the columns to split each window by, e.g. segments: [region, contract]"
+            )
+        if "multivariate_drift" in metrics and len(features) < 2:
+            raise InvalidInput(
+                f"monitor spec asks for 'multivariate_drift' but field 'features' lists "
+                f"{list(features)!r}; it needs at least 2 features (how they move together), "
+                "or drop 'multivariate_drift' from 'metrics'"
             )
         if "drift" in metrics and not features:
             raise InvalidInput(
@@ -243,16 +283,16 @@ class MonitorSpec:
             )
         stored, window = _reference(data.get("reference"))
         if (stored is None and window is None) and (
-            "drift" in metrics or "prediction_drift" in metrics
+            "drift" in metrics or "prediction_drift" in metrics or "multivariate_drift" in metrics
         ):
             raise InvalidInput(
-                "monitor spec asks for drift but has no field 'reference'; give "
+                f"monitor spec asks for drift{chosen} but has no field 'reference'; give "
                 "{stored: <sample name>} or {window: {start: ..., end: ...}}"
             )
         start_ms = None
         if data.get("start") is not None:
             start_ms = parse_time_ms(str(data["start"]), "monitor spec field 'start'")
-        return cls(
+        spec = cls(
             name=name,
             prediction=prediction,
             window_ms=window_ms,
@@ -262,6 +302,7 @@ class MonitorSpec:
             reference_window=window,
             features=features,
             categorical=categorical,
+            segments=segments,
             label=label,
             task=task,
             positive_label=positive,
@@ -270,7 +311,10 @@ class MonitorSpec:
             thresholds=_thresholds(data.get("thresholds")),
             alerts=_alerts(data.get("alerts")),
             notify=_notify(data.get("notify")),
+            metrics_given="metrics" in data,
         )
+        _check_alert_metrics(spec)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as YAML-ready plain values; ``from_dict(spec.to_dict()) == spec``."""
@@ -286,6 +330,8 @@ class MonitorSpec:
             out["reference"] = {"window": {"start": w.start_ms, "end": w.end_ms}}
         out["features"] = list(self.features)
         out["categorical"] = list(self.categorical)
+        if self.segments:
+            out["segments"] = list(self.segments)
         out["prediction"] = self.prediction
         if self.label is not None:
             out["label"] = self.label
@@ -364,7 +410,10 @@ def _reference(value: Any) -> tuple[str | None, ReferenceWindow | None]:
                 f"{end}; give start < end"
             )
         return None, ReferenceWindow(start, end)
-    raise InvalidInput(f"monitor spec field 'reference'={value!r} is not accepted; {accepted}")
+    hint = _did_you_mean([str(k) for k in value], ("stored", "window"))
+    raise InvalidInput(
+        f"monitor spec field 'reference'={value!r} is not accepted{hint}; {accepted}"
+    )
 
 
 def _thresholds(value: Any) -> dict[str, float]:
@@ -380,8 +429,8 @@ def _thresholds(value: Any) -> dict[str, float]:
     for key, limit in value.items():
         if key not in DEFAULT_THRESHOLDS:
             raise InvalidInput(
-                f"monitor spec field 'thresholds.{key}' is not a drift method; accepted: "
-                f"{', '.join(methods)}"
+                f"monitor spec field 'thresholds.{key}' is not a drift method"
+                f"{_did_you_mean([str(key)], methods)}; accepted: {', '.join(methods)}"
             )
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
             raise InvalidInput(
@@ -429,3 +478,184 @@ def _notify(value: Any) -> tuple[str, ...]:
         except InvalidInput as exc:
             raise InvalidInput(f"monitor spec field 'notify[{i}]': {exc.message}") from None
     return tuple(str(t).strip() for t in value)
+
+
+# -- metric groups and what they produce --------------------------------------------------------
+
+CLASSIFICATION_OUTPUTS = (
+    "roc_auc",
+    "roc_auc_ci_low",
+    "roc_auc_ci_high",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "ece",
+    "positives",
+)
+REGRESSION_OUTPUTS = (
+    *(
+        f"{name}{end}"
+        for name in ("mae", "rmse", "mape", "r2")
+        for end in ("", "_ci_low", "_ci_high")
+    ),
+    "mape_excluded_zeros",
+)
+ESTIMATED_OUTPUTS = tuple(
+    f"estimated_{k}" for k in ("roc_auc", "accuracy", "precision", "recall", "f1")
+)
+LABEL_COVERAGE_OUTPUTS = (
+    "label_coverage",
+    "labelled",
+    *(f"label_delay_{q}_ms" for q in ("p50", "p90", "p99", "mean", "max")),
+)
+# Written for every window whatever the groups (``n``: predictions in the window).
+COMMON_OUTPUTS = ("n",)
+
+
+def _drift_outputs(spec: MonitorSpec) -> tuple[str, ...]:
+    features = spec.features or ("*",)
+    return (
+        *(f"{method}.{f}" for method in DEFAULT_THRESHOLDS for f in features),
+        "drift.flagged",
+        "drift.ks_error_bound",
+        "drift.share_error_bound",
+    )
+
+
+GROUP_OUTPUTS: dict[str, Callable[[MonitorSpec], Iterable[str]]] = {
+    "classification": lambda spec: CLASSIFICATION_OUTPUTS,
+    "regression": lambda spec: REGRESSION_OUTPUTS,
+    "label_coverage": lambda spec: LABEL_COVERAGE_OUTPUTS,
+    "estimated_performance": lambda spec: ESTIMATED_OUTPUTS,
+    "drift": _drift_outputs,
+    "prediction_drift": lambda spec: (
+        *(f"prediction_drift.{method}" for method in DEFAULT_THRESHOLDS),
+        "prediction_drift.flagged",
+    ),
+    "segments": lambda spec: segment_outputs(spec.segments or ("*",), spec.task),
+    "multivariate_drift": lambda spec: multivariate_outputs(spec.features or ("*",)),
+}
+"""The numeric metric names each metric group writes for a spec: what alert rules are checked
+against (``_check_alert_metrics``), so a rule that can never fire (``rocauc < 0.7``) is refused
+when the spec is loaded, with the closest produced name.
+
+A new metric group registers here, next to its entry in ``METRICS``:
+``GROUP_OUTPUTS["segments"] = lambda spec: (f"fairness.gap.{m}" ..., "segments.*.roc_auc")``.
+Names may hold fnmatch wildcards (``*``) for the parts only the data knows (a segment's value);
+a group missing from this mapping is not checked (its rules are accepted as written)."""
+
+
+def produced_metrics(spec: MonitorSpec) -> tuple[str, ...]:
+    """Every metric name (or fnmatch pattern) the spec's metric groups write."""
+    names = list(COMMON_OUTPUTS)
+    for group in spec.metrics:
+        outputs = GROUP_OUTPUTS.get(group)
+        if outputs is not None:
+            names.extend(outputs(spec))
+    return tuple(dict.fromkeys(names))
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """Whether a metric name and a produced name can be the same metric (either may be a
+    pattern: a rule's ``psi.*`` matches ``psi.tenure``, a produced ``segments.*.f1`` matches a
+    rule's ``segments.north.f1``)."""
+    return fnmatch.fnmatchcase(name.replace("*", "x"), pattern) or fnmatch.fnmatchcase(
+        pattern.replace("*", "x"), name
+    )
+
+
+def group_of_output(name: str, spec: MonitorSpec | None = None) -> str | None:
+    """The metric group (of all known) whose outputs include ``name``, if any."""
+    probe = spec or MonitorSpec(name="probe", prediction="p", window_ms=_MIN_WINDOW_MS)
+    for group, outputs in GROUP_OUTPUTS.items():
+        if any(_matches(name, o) for o in outputs(probe)):
+            return group
+    return None
+
+
+def closest(name: str, accepted: Iterable[str], n: int = 3) -> list[str]:
+    """The accepted names closest to ``name`` (difflib), best first."""
+    return difflib.get_close_matches(name, list(accepted), n=n, cutoff=0.6)
+
+
+def _did_you_mean(names: Iterable[str], accepted: Iterable[str]) -> str:
+    """``" (did you mean 'label_coverage'?)"`` for the first name with a close match, or ''."""
+    options = list(accepted)
+    for name in names:
+        near = closest(name, options, 1)
+        if near:
+            return f" (did you mean {near[0]!r} for {name!r}?)"
+    return ""
+
+
+def _default_metrics(task: str, features: Any, reference: Any) -> tuple[str, ...]:
+    """The task's default groups that the spec can feed: no ``drift`` without ``features``, no
+    ``prediction_drift`` without a ``reference`` (features without a reference still ask for
+    drift, and are refused for lacking the reference)."""
+    return tuple(
+        m
+        for m in DEFAULT_METRICS[task]
+        if not (m == "drift" and not features)
+        and not (m == "prediction_drift" and reference is None)
+    )
+
+
+def _check_groups(metrics: tuple[str, ...]) -> None:
+    """Each name in ``metrics`` is a metric group; a metric name gets the group that writes it."""
+    if not metrics:
+        raise InvalidInput(
+            "monitor spec field 'metrics'=[] is empty; list metric groups from "
+            f"{', '.join(METRICS)}"
+        )
+    for name in metrics:
+        if name in METRICS:
+            continue
+        group = group_of_output(name)
+        if group is not None:
+            raise InvalidInput(
+                f"monitor spec field 'metrics' names {name!r}, which is not a metric group: "
+                f"{name!r} and the metrics next to it are outputs of {group!r}; write "
+                f"{group!r} in 'metrics' (groups: {', '.join(METRICS)})"
+            )
+        near = closest(name, METRICS, 1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise InvalidInput(
+            f"monitor spec field 'metrics' names {name!r}, which is not a metric group; "
+            f"{hint}choose from {', '.join(METRICS)}"
+        )
+
+
+def _check_alert_metrics(spec: MonitorSpec) -> None:
+    """Every alert rule names a metric the spec's groups write (see ``GROUP_OUTPUTS``)."""
+    if not spec.alerts:
+        return
+    from modelyard.analysis import parse_rule
+
+    checked = [g for g in spec.metrics if g in GROUP_OUTPUTS]
+    if len(checked) < len(spec.metrics):
+        return  # a group that declares no outputs could write anything
+    produced = produced_metrics(spec)
+    for i, text in enumerate(spec.alerts):
+        metric = parse_rule(text).metric
+        if any(_matches(metric, p) for p in produced):
+            continue
+        where = f"monitor spec field 'alerts[{i}]'={text!r}"
+        group = group_of_output(metric, spec)
+        if group is not None:
+            raise InvalidInput(
+                f"{where} watches {metric!r}, an output of the metric group {group!r}, which "
+                f"this spec does not compute (metrics: {list(spec.metrics)!r}); add {group!r} "
+                "to 'metrics' or drop the rule"
+            )
+        concrete = [p for p in produced if "*" not in p]
+        near = closest(metric, concrete)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise InvalidInput(
+            f"{where} watches {metric!r}, which no metric group of this spec writes, so it "
+            f"could never fire; {hint}the spec's groups {list(spec.metrics)!r} write: "
+            f"{', '.join(concrete)}"
+        )

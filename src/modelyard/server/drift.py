@@ -19,7 +19,7 @@ from modelyard.errors import InvalidInput
 from modelyard.server.services import Services
 from modelyard.store.base import Query, RecordKind
 
-__all__ = ["METHODS", "drift_distributions", "drift_matrix"]
+__all__ = ["METHODS", "drift_distributions", "drift_groups", "drift_matrix"]
 
 # The drift effects the monitors write per feature (docs/monitors.md), numeric then categorical.
 METHODS = ("psi", "ks", "wasserstein", "jensen_shannon", "chi2", "unseen_share")
@@ -180,3 +180,25 @@ def _window_categories(
             key = str(value)  # as the reference's column reads (True -> "True")
             counts[key] = counts.get(key, 0) + 1
     return counts, more is not None
+
+
+def drift_groups(
+    services: Services, deployment_crn: str, start_ms: int, end_ms: int
+) -> dict[str, Any]:
+    """Per monitor window, the ``multivariate_drift`` and ``segments`` groups' values (domain
+    AUC with its interval and driving features; the largest gap per metric and its segments),
+    from the monitors' aggregate records like the matrix; a rolled-up window shows its reason.
+    ``gap_metrics``: the metrics with a gap in any window, in order, for the table's columns."""
+    from modelyard.monitors.extra_groups import window_summary
+
+    services.store.resolve(deployment_crn)
+    query = Query(
+        deployment_crn=deployment_crn, start_ms=start_ms, end_ms=end_ms, kinds=_AGGREGATES
+    )
+    windows = []
+    for record in services.store.read(query)[0]:
+        summary = window_summary(record.metrics)
+        if summary is not None:
+            windows.append({"start_ms": record.start_ms, "end_ms": record.end_ms, **summary})
+    gap_metrics = list(dict.fromkeys(m for w in windows for m in w["gaps"]))
+    return {"deployment_crn": deployment_crn, "windows": windows, "gap_metrics": gap_metrics}
