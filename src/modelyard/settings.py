@@ -29,13 +29,22 @@ _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2
 
 
 def parse_duration_ms(text: str, name: str = "duration") -> int:
-    """``'30s'``, ``'5m'``, ``'30d'``, ``'250ms'`` or a bare number of milliseconds."""
+    """``'30s'``, ``'5m'``, ``'30d'``, ``'250ms'`` (or ``0``) as milliseconds.
+
+    A bare number other than 0 is refused: people mean seconds or minutes as often as
+    milliseconds (``--every 5``), and a guess would be a silent wrong answer.
+    """
     raw = str(text).strip()
     for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
         if raw.endswith(unit) and raw[: -len(unit)].strip().replace(".", "", 1).isdigit():
             return int(float(raw[: -len(unit)]) * _DURATION_UNITS[unit])
-    if raw.isdigit():
-        return int(raw)
+    if raw.replace(".", "", 1).isdigit():
+        if float(raw) == 0:
+            return 0
+        raise InvalidInput(
+            f"{name}={text!r} has no unit; add a unit (30s, 5m, 1h; also 250ms, 7d), "
+            f"e.g. {raw}s or {raw}m"
+        )
     raise InvalidInput(
         f"{name}={text!r} is not a duration; "
         "use a number with a unit such as 250ms, 30s, 5m, 2h, 30d"
@@ -73,6 +82,13 @@ def _parse_port(text: str, name: str) -> int:
     return int(raw)
 
 
+def _parse_count(text: str, name: str) -> int:
+    raw = str(text).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{name}={text!r} is not a count; use a whole number >= 1")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -104,6 +120,24 @@ SETTINGS: dict[str, Setting] = {
             lambda v: parse_size_bytes(v, "MODELYARD_MAX_RECORD_BYTES"),
         ),
         Setting(
+            "max_request_bytes",
+            "MODELYARD_MAX_REQUEST_BYTES",
+            "2MB",
+            "Largest request body the server reads on control-plane routes (keys, models, jobs, "
+            "delayed, aggregate and run metrics, dashboard), and never less than one record "
+            "(MODELYARD_MAX_RECORD_BYTES) plus 64 KiB; larger: 413. Model calls have their "
+            "model's max_body_bytes.",
+            lambda v: parse_size_bytes(v, "MODELYARD_MAX_REQUEST_BYTES"),
+        ),
+        Setting(
+            "max_batch_bytes",
+            "MODELYARD_MAX_BATCH_BYTES",
+            "64MB",
+            "Largest request body of POST /api/v1/metrics/predictions (batches of up to 10,000 "
+            "records); larger: 413.",
+            lambda v: parse_size_bytes(v, "MODELYARD_MAX_BATCH_BYTES"),
+        ),
+        Setting(
             "raw_horizon",
             "MODELYARD_RAW_HORIZON",
             "30d",
@@ -124,6 +158,60 @@ SETTINGS: dict[str, Setting] = {
             "How often the server's gateway writes its tech.* aggregates (latency, errors, "
             "replicas) per deployment.",
             lambda v: parse_duration_ms(v, "MODELYARD_TECH_INTERVAL"),
+        ),
+        Setting(
+            "log_follow_per_key",
+            "MODELYARD_LOG_FOLLOW_PER_KEY",
+            "4",
+            "Most logs one API key may follow (?follow=true) at once; beyond, 429.",
+            lambda v: _parse_count(v, "MODELYARD_LOG_FOLLOW_PER_KEY"),
+        ),
+        Setting(
+            "log_follow_total",
+            "MODELYARD_LOG_FOLLOW_TOTAL",
+            "32",
+            "Most followed logs the server streams at once, over all keys; beyond, 429.",
+            lambda v: _parse_count(v, "MODELYARD_LOG_FOLLOW_TOTAL"),
+        ),
+        Setting(
+            "log_max_bytes",
+            "MODELYARD_LOG_MAX_BYTES",
+            "10MB",
+            "A replica or run log reaching this size is rotated: copied to <name>.log.<n> (n one "
+            "more than the newest copy's) and emptied, about once a second; 0: never rotate.",
+            lambda v: parse_size_bytes(v, "MODELYARD_LOG_MAX_BYTES"),
+        ),
+        Setting(
+            "log_backups",
+            "MODELYARD_LOG_BACKUPS",
+            "5",
+            "Rotated copies kept per replica or run log; beyond this count the oldest (lowest "
+            "numbered) is deleted.",
+            lambda v: _parse_count(v, "MODELYARD_LOG_BACKUPS"),
+        ),
+        Setting(
+            "http_header_timeout",
+            "MODELYARD_HTTP_HEADER_TIMEOUT",
+            "10s",
+            "A request's whole header section must arrive within this time of the connection "
+            "opening (or of the request's first byte on a kept-alive one); else 408 and close.",
+            lambda v: parse_duration_ms(v, "MODELYARD_HTTP_HEADER_TIMEOUT"),
+        ),
+        Setting(
+            "http_body_timeout",
+            "MODELYARD_HTTP_BODY_TIMEOUT",
+            "30s",
+            "Longest wait for the next part of a request body the server is reading; else the "
+            "connection is closed.",
+            lambda v: parse_duration_ms(v, "MODELYARD_HTTP_BODY_TIMEOUT"),
+        ),
+        Setting(
+            "http_max_connections",
+            "MODELYARD_HTTP_MAX_CONNECTIONS",
+            "1000",
+            "Most client connections the server holds open at once; one more gets 503 and is "
+            "closed at once.",
+            lambda v: _parse_count(v, "MODELYARD_HTTP_MAX_CONNECTIONS"),
         ),
         Setting(
             "deployment_crn",

@@ -125,9 +125,14 @@ class ServerProcess:
         return (self.home / "admin.key").read_text().strip()
 
 
-def start_server(home: Path, port: int, log: Path, timeout: float = 60) -> ServerProcess:
-    """``modelyard server`` as a process (output to ``log``); returns once ``/healthz`` answers."""
+def start_server(
+    home: Path, port: int, log: Path, timeout: float = 60, settings: dict[str, str] | None = None
+) -> ServerProcess:
+    """``modelyard server`` as a process (output to ``log``); returns once ``/healthz`` answers.
+
+    ``settings``: extra ``MODELYARD_*`` environment variables for the server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env.update(settings or {})
     env["MODELYARD_HOME"] = str(home)
     with open(log, "ab") as out:
         proc = subprocess.Popen(

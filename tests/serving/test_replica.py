@@ -36,6 +36,8 @@ from modelyard.runtime import (
 from modelyard.serving._smoke import EXIT_IMPORT_FAILED, EXIT_NOT_CALLABLE
 from modelyard.serving.replica import ReplicaConfig, parse_args
 
+JSON = {"Content-Type": "application/json"}
+
 MODEL = """
     import asyncio
     import threading
@@ -311,7 +313,7 @@ def test_output_that_is_not_json_fails_the_item(replicas: dict[str, Replica]) ->
 def test_a_body_that_is_not_json_is_400(
     replicas: dict[str, Replica], content: bytes, fragment: str
 ) -> None:
-    answer = httpx.post(f"{replicas['plain'].url}/invoke", content=content)
+    answer = httpx.post(f"{replicas['plain'].url}/invoke", content=content, headers=JSON)
     assert answer.status_code == 400
     body = answer.json()
     assert body["ok"] is False
@@ -325,7 +327,7 @@ def test_oversized_body_is_413_and_the_connection_stays_usable(
     url = replicas["plain"].url
     big = b'{"x": "' + b"a" * 70_000 + b'"}'
     with httpx.Client() as client:
-        answer = client.post(f"{url}/invoke", content=big)
+        answer = client.post(f"{url}/invoke", content=big, headers=JSON)
         assert answer.status_code == 413
         body = answer.json()
         assert body["ok"] is False
@@ -334,8 +336,43 @@ def test_oversized_body_is_413_and_the_connection_stays_usable(
         assert "--max-body-bytes" in body["error"]["message"]
         # Chunked (no Content-Length): caught while reading.
         chunks = iter([big[:40_000], big[40_000:]])
-        assert client.post(f"{url}/invoke", content=chunks).status_code == 413
+        assert client.post(f"{url}/invoke", content=chunks, headers=JSON).status_code == 413
         assert client.post(f"{url}/invoke", json={"ok": 1}).json()["ok"] is True
+
+
+def test_only_json_for_this_replica_by_name_is_served(replicas: dict[str, Replica]) -> None:
+    """A page in a browser on this machine cannot call a replica: a cross-site "simple" POST
+    (text/plain, or no type), a rebound DNS name and a foreign Origin are all refused before any
+    user code runs; the gateway's own way of calling still works."""
+    replica = replicas["plain"]
+    port = replica.url.rsplit(":", 1)[1]
+    body = b'{"n": 1}'
+    refused = [
+        ({"Content-Type": "text/plain"}, 415, "unsupported_media_type", "'text/plain'"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type",
+         "application/json"),
+        ({}, 415, "unsupported_media_type", "None"),
+        ({**JSON, "Host": f"evil.example:{port}"}, 403, "forbidden", "evil.example"),
+        ({**JSON, "Host": "127.0.0.1:1"}, 403, "forbidden", "127.0.0.1:1"),
+        ({**JSON, "Origin": "http://evil.example"}, 403, "forbidden", "http://evil.example"),
+        ({**JSON, "Origin": "null"}, 403, "forbidden", "'null'"),
+    ]  # fmt: skip
+    for path in ("/invoke", "/invoke_batch"):
+        for headers, status, code, named in refused:
+            data = b"[" + body + b"]" if path == "/invoke_batch" else body
+            answer = httpx.post(replica.url + path, content=data, headers=headers)
+            assert answer.status_code == status, (path, headers, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == code and named in error["message"], error
+    assert httpx.get(replica.url + "/healthz", headers={"Host": "evil.example"}).status_code == 403
+    accepted = [
+        {"Content-Type": "application/json; charset=utf-8"},
+        {**JSON, "Host": f"localhost:{port}"},
+        {**JSON, "Origin": f"http://127.0.0.1:{port}"},
+    ]
+    for headers in accepted:
+        answer = httpx.post(replica.url + "/invoke", content=body, headers=headers)
+        assert answer.status_code == 200 and answer.json()["ok"] is True, (headers, answer.text)
 
 
 def test_routes_and_methods_answer_in_the_one_error_shape(replicas: dict[str, Replica]) -> None:

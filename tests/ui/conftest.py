@@ -163,7 +163,11 @@ def serve_in_thread(home: Path, **config: Any) -> Iterator[Running]:
 
 
 def watch(page: Any, problems: list[str]) -> None:
-    """Collect console errors and warnings, page errors and failed requests of ``page``."""
+    """Collect console errors and warnings, page errors and failed requests of ``page``.
+
+    CSP violations are console errors, so they are caught here. (Give ``wait_for_function`` an
+    arrow function, ``"() => ..."``: Playwright polls a bare expression through ``eval``, which
+    the dashboard's Content-Security-Policy refuses.)"""
     page.on(
         "console",
         lambda m: (

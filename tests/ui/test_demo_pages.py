@@ -67,7 +67,7 @@ def test_every_page_on_the_demo_data(chromium_path: str, tmp_path: Path) -> None
             page.locator("#predictions tbody button").first.wait_for()
             page.click("#try-form button")
             page.wait_for_function(
-                "document.getElementById('try-output').textContent.includes('HTTP 200')",
+                "() => document.getElementById('try-output').textContent.includes('HTTP 200')",
                 timeout=60_000,
             )
             assert '"success": true' in page.inner_text("#try-output")
@@ -77,10 +77,11 @@ def test_every_page_on_the_demo_data(chromium_path: str, tmp_path: Path) -> None
 
             # Metrics explorer: the monitor's ROC AUC per window.
             page.click("nav a[href='/ui/metrics']")
+            page.wait_for_load_state()  # app.js bound the form (else the click submits it)
             page.fill("#metric", "roc_auc")
             page.click("#explore button")
             page.wait_for_function(
-                "document.getElementById('resolution').textContent.includes('aggregates')"
+                "() => document.getElementById('resolution').textContent.includes('aggregates')"
             )
             page.locator("#chart-metric .main-svg").first.wait_for()
             page.screenshot(path=str(SCREENSHOTS / "demo-metrics.png"), full_page=True)
@@ -88,13 +89,14 @@ def test_every_page_on_the_demo_data(chromium_path: str, tmp_path: Path) -> None
             # Drift: the features by windows heatmap, a flagged cell's two distributions.
             page.click("nav a[href='/ui/drift']")
             page.wait_for_function(
-                "document.getElementById('drift-status').textContent.includes('features over')"
+                "() => document.getElementById('drift-status').textContent"
+                ".includes('features over')"
             )
             page.locator("#chart-heatmap .main-svg").first.wait_for()
             flagged = page.locator("#cell option", has_text="flagged")
             page.select_option("#cell", value=flagged.first.get_attribute("value"))
             page.wait_for_function(
-                "document.getElementById('cell-status').textContent.includes('Window')"
+                "() => document.getElementById('cell-status').textContent.includes('Window')"
             )
             page.locator("#chart-current .main-svg").first.wait_for()
             page.screenshot(path=str(SCREENSHOTS / "demo-drift.png"), full_page=True)
@@ -107,7 +109,8 @@ def test_every_page_on_the_demo_data(chromium_path: str, tmp_path: Path) -> None
             focus_reaches(page, ["button[aria-label='Run churn-monitor now']", "#job-select"])
             page.click("button[aria-label='Run churn-monitor now']")
             page.wait_for_function(
-                "/Run (succeeded|failed)/.test(document.getElementById('log-status').textContent)",
+                "() => /Run (succeeded|failed)/"
+                ".test(document.getElementById('log-status').textContent)",
                 timeout=180_000,
             )
             assert "succeeded" in page.inner_text("#log-status"), page.inner_text("#run-log")

@@ -192,6 +192,7 @@ class Runtime(Protocol):
         replica_id: str,
         tail_lines: int | None = None,
         follow: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[str]: ...
 
     def read_run_log(

@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +26,14 @@ from modelyard import settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.runtime import leftovers
 from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, RunSpec, Runtime
-from modelyard.runtime.logs import check_name, read_log, replica_log_path, run_log_path
+from modelyard.runtime.logs import (
+    Rotation,
+    check_name,
+    read_log,
+    replica_log_path,
+    rotate_all,
+    run_log_path,
+)
 from modelyard.runtime.procs import check_command, sample_groups
 from modelyard.runtime.runs import LocalRun
 from modelyard.runtime.supervised import SupervisedReplica, SupervisorConfig
@@ -42,6 +49,8 @@ def _now_ms() -> int:
 
 # Time allowed beyond the grace period for the supervisor to notice a group has gone.
 _STOP_SLACK_S = 10.0
+# How often the supervisor looks at the size of running replicas' and runs' logs.
+_ROTATE_EVERY_S = 1.0
 
 
 class LocalRuntime:
@@ -62,6 +71,9 @@ class LocalRuntime:
     ) -> None:
         self.home = Path(home) if home is not None else settings.home()
         self.config = config or SupervisorConfig()
+        # Logs are rotated by size (MODELYARD_LOG_MAX_BYTES, MODELYARD_LOG_BACKUPS): see logs.py.
+        self.log_rotation = Rotation.from_settings()
+        self._next_rotation = 0.0
         self._on_event = on_event
         self._lock = threading.RLock()
         self._replicas: dict[str, SupervisedReplica] = {}
@@ -230,11 +242,15 @@ class LocalRuntime:
         replica_id: str,
         tail_lines: int | None = None,
         follow: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[str]:
-        """Lines of a replica's log (every start of it); ``follow`` ends when it is stopped."""
+        """Lines of a replica's log (every start of it); ``follow`` ends when it is stopped, or
+        when ``stop()`` turns true (the server's follow stream sets it when its client goes)."""
         path = replica_log_path(self.home, deployment_id, replica_id)
 
         def gone() -> bool:
+            if stop is not None and stop():
+                return True
             with self._lock:
                 return self._closed or replica_id not in self._replicas
 
@@ -404,6 +420,13 @@ class LocalRuntime:
                 replica.tick(
                     now, samples.get(pgid) if pgid is not None else None, self._health_pool
                 )
+            logs: list[Path] = []
+            if now >= self._next_rotation:
+                self._next_rotation = now + _ROTATE_EVERY_S
+                logs = [r.log_path for r in replicas]
+                logs += [run.log_path for run in self._runs.values() if not run.status.finished]
+        if logs:  # outside the lock: copying a log takes a while
+            rotate_all(logs, self.log_rotation)
 
     def _queue_event_locked(self, event: Event) -> None:
         with self._lock:

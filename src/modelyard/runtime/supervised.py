@@ -36,6 +36,7 @@ from modelyard.runtime import leftovers
 from modelyard.runtime.backoff import Backoff
 from modelyard.runtime.base import Event, ReplicaSpec, ReplicaState, ReplicaStatus
 from modelyard.runtime.health import check_health
+from modelyard.runtime.memlimit import MEMORY_LIMIT_ENV
 from modelyard.runtime.procs import GroupSample, build_env, signal_group, spawn
 
 __all__ = ["SupervisedReplica", "SupervisorConfig"]
@@ -194,6 +195,8 @@ class SupervisedReplica:
         }
         if spec.port is not None:
             added["MODELYARD_PORT"] = str(spec.port)
+        if spec.memory_limit_bytes is not None:  # the replica asks the kernel to enforce it
+            added[MEMORY_LIMIT_ENV] = str(spec.memory_limit_bytes)
         marker = leftovers.new_marker()
         added.update(marker)
         self.started_at_ms = _now_ms()

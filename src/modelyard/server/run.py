@@ -2,6 +2,8 @@
 
 uvicorn turns SIGTERM and SIGINT into a graceful shutdown that runs the app's lifespan exit:
 deployments are stopped (and come back at the next start), the last records are flushed.
+Client connections get header and body read deadlines and a cap on how many are open
+(``modelyard.server.connections``, settings ``MODELYARD_HTTP_*``, see docs/server.md).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import ipaddress
 import sys
 
 from modelyard.errors import InvalidInput
+from modelyard.server.connections import ConnectionLimits, guarded_protocol
 from modelyard.server.services import ServerConfig
 
 __all__ = ["is_loopback", "run_server"]
@@ -38,12 +41,15 @@ def run_server(config: ServerConfig, log_level: str = "info") -> None:
             "/healthz and the OpenAPI docs needs an API key, but traffic is plain HTTP: put a "
             "TLS proxy in front\n"
         )
+    limits = ConnectionLimits.from_settings()
     uvicorn.run(
         create_app(config),
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, plus header and body read deadlines and a cap on open connections
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_s,
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=30,

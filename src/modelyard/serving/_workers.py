@@ -13,7 +13,9 @@ the batch function in the pool; ``invoke_batch`` calls the batch function once w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -50,6 +52,16 @@ class Workers:
                 self._run_batch, self._slots, self._max_batch_size, self._max_batch_wait_s
             )
             self._batcher.start()
+
+    def start_threads(self) -> None:
+        """Start every worker thread now rather than on the first calls. Each thread maps its
+        stack when it starts; a kernel memory limit set after this counts the stacks as memory
+        the replica already had, not as growth (``modelyard.runtime.memlimit``)."""
+        barrier = threading.Barrier(self.concurrency)
+        waits = [self._executor.submit(barrier.wait, 10.0) for _ in range(self.concurrency)]
+        for wait in waits:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                wait.result()
 
     async def stop(self) -> None:
         if self._batcher is not None:

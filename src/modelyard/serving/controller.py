@@ -249,59 +249,102 @@ class Controller:
             )
         async with self._locks[name]:
             model, access_key, changes = await self._ensure_model(name, settings)
-            # New settings of an existing model are checked now and stored only once the build
-            # succeeded: a failed deploy leaves the model as it was.
-            future = model.settings.replace(**changes) if changes else model.settings
-            result: BuildResult = await asyncio.to_thread(
-                build,
-                project,
-                file,
-                function,
-                example=example,
-                requirements=requirements,
-                home=self.home,
-            )
-            built: Build = await self._reg(
-                self.registry.add_build,
-                model.crn,
-                digest=result.digest,
-                file=result.file,
-                function=result.function,
-                python=str(result.python),
-                env_key=result.environment_key or "none",
-                ok=result.ok,
-                error=result.error,
-                log_path=str(result.log_path),
-                batch_function=future.batch_function,
-                example=example,
-                requirements=requirements,
-                crn=result.build_crn,
-            )
-            if not result.ok:
-                return DeployOutcome(
-                    model, built, None, access_key, False, result.log_tail, result.error
+            try:
+                outcome = await self._build_and_roll(
+                    model,
+                    access_key,
+                    changes,
+                    project,
+                    file,
+                    function,
+                    example=example,
+                    requirements=requirements,
+                    replicas=replicas,
+                    env=env,
+                    memory_bytes=memory_bytes,
+                    cpus=cpus,
                 )
-            if changes:
-                model = await self._reg(self.registry.update_model, model.crn, **changes)
-            deployment: Deployment = await self._reg(
-                self.registry.add_deployment,
-                model.crn,
-                built.crn,
-                replicas,
-                env,
-                memory_bytes,
-                cpus,
+            except BaseException:
+                if access_key is not None:  # the model's first deploy: leave nothing behind
+                    await self._forget(model)
+                raise
+            if not outcome.ok and access_key is not None:
+                await self._forget(model)
+                # The key belonged to the model just removed; the next deploy creates another.
+                outcome = dataclasses.replace(outcome, access_key=None)
+            return outcome
+
+    async def _build_and_roll(
+        self,
+        model: Model,
+        access_key: str | None,
+        changes: dict[str, Any],
+        project: str | os.PathLike[str],
+        file: str,
+        function: str,
+        *,
+        example: dict[str, Any] | None,
+        requirements: str | None,
+        replicas: int,
+        env: dict[str, str] | None,
+        memory_bytes: int | None,
+        cpus: float | None,
+    ) -> DeployOutcome:
+        """``deploy``'s build, records and rollout, under the model's lock."""
+        name = model.name
+        # New settings of an existing model are checked now and stored only once the build
+        # succeeded: a failed deploy leaves the model as it was.
+        future = model.settings.replace(**changes) if changes else model.settings
+        result: BuildResult = await asyncio.to_thread(
+            build,
+            project,
+            file,
+            function,
+            example=example,
+            requirements=requirements,
+            home=self.home,
+        )
+        built: Build = await self._reg(
+            self.registry.add_build,
+            model.crn,
+            digest=result.digest,
+            file=result.file,
+            function=result.function,
+            python=str(result.python),
+            env_key=result.environment_key or "none",
+            ok=result.ok,
+            error=result.error,
+            log_path=str(result.log_path),
+            batch_function=future.batch_function,
+            example=example,
+            requirements=requirements,
+            crn=result.build_crn,
+        )
+        if not result.ok:
+            return DeployOutcome(
+                model, built, None, access_key, False, result.log_tail, result.error
             )
-            choice = await self._batch_choice(model, built)
-            outcome = await self._replace(model, built, deployment, access_key, choice)
-            for warning in filter(None, [choice.warning]):
-                log.warning("model %s: %s", name, warning)
-            return dataclasses.replace(
-                outcome,
-                batch_function=choice.function,
-                batch_function_auto=choice.auto,
-                warnings=tuple(filter(None, [choice.warning])),
-            )
+        if changes:
+            model = await self._reg(self.registry.update_model, model.crn, **changes)
+        deployment: Deployment = await self._reg(
+            self.registry.add_deployment,
+            model.crn,
+            built.crn,
+            replicas,
+            env,
+            memory_bytes,
+            cpus,
+        )
+        choice = await self._batch_choice(model, built)
+        outcome = await self._replace(model, built, deployment, access_key, choice)
+        for warning in filter(None, [choice.warning]):
+            log.warning("model %s: %s", name, warning)
+        return dataclasses.replace(
+            outcome,
+            batch_function=choice.function,
+            batch_function_auto=choice.auto,
+            warnings=tuple(filter(None, [choice.warning])),
+        )
 
     async def _ensure_model(
         self, name: str, settings: ModelSettings | Mapping[str, Any] | None
@@ -553,18 +596,31 @@ class Controller:
         self._bind()
         async with self._locks[name]:
             model: Model = await self._reg(self.registry.get_model, name)
-            await self._take_down(model.name)
-            busy: list[Deployment] = await self._reg(
-                self.registry.list_deployments,
-                model.crn,
-                [DeploymentState.ACTIVE, DeploymentState.DEPLOYING],
-            )
-            for deployment in busy:
-                await self._reg(
-                    self.registry.set_deployment_state, deployment.crn, DeploymentState.STOPPED
-                )
-            await self._reg(self.registry.delete_model, model.crn)
+            await self._remove(model)
         self._locks.pop(name, None)
+
+    async def _remove(self, model: Model) -> None:
+        """Take ``model`` down and delete its records (under its lock)."""
+        await self._take_down(model.name)
+        busy: list[Deployment] = await self._reg(
+            self.registry.list_deployments,
+            model.crn,
+            [DeploymentState.ACTIVE, DeploymentState.DEPLOYING],
+        )
+        for deployment in busy:
+            await self._reg(
+                self.registry.set_deployment_state, deployment.crn, DeploymentState.STOPPED
+            )
+        await self._reg(self.registry.delete_model, model.crn)
+
+    async def _forget(self, model: Model) -> None:
+        """Undo a model's failed first deploy: no model, build or deployment stays registered
+        (a retry then creates the model again and is shown its access key). Logged, never
+        raised: the deploy's own failure is what the caller needs to see."""
+        try:
+            await self._remove(model)
+        except Exception:
+            log.exception("removing model %s after its failed first deploy", model.name)
 
     async def _active_or_conflict(self, model: Model, action: str) -> Deployment:
         active: Deployment | None = await self._reg(self.registry.active_deployment, model.crn)

@@ -45,6 +45,7 @@ from types import FrameType
 from typing import Any
 
 from modelyard.errors import InvalidInput
+from modelyard.runtime.memlimit import apply_memory_limit, limit_from_env
 from modelyard.serving._calls import BatchOutputError, UserCode
 from modelyard.serving._replica_app import ReplicaApp
 from modelyard.serving._smoke import (
@@ -234,7 +235,26 @@ def build_app(config: ReplicaConfig, code: UserCode) -> ReplicaApp:
         max_batch_size=config.max_batch_size,
         max_batch_wait_s=config.max_batch_wait_ms / 1000,
     )
-    return ReplicaApp(workers, config.replica_id, config.max_body_bytes)
+    limit = limit_from_env()
+
+    def limit_memory() -> None:
+        if limit is None:
+            return
+        workers.start_threads()  # their stacks count as already there, not as growth
+        try:
+            applied = apply_memory_limit(limit)
+        except OSError as exc:
+            print(
+                f"replica {config.replica_id}: the kernel refused a memory limit ({exc}); the "
+                "supervisor's polling alone enforces it",
+                flush=True,
+            )
+            return
+        print(f"replica {config.replica_id}: {applied.describe()}", flush=True)
+
+    return ReplicaApp(
+        workers, config.replica_id, config.max_body_bytes, config.port, on_started=limit_memory
+    )
 
 
 def _server_class() -> type[Any]:

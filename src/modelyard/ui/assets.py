@@ -3,17 +3,28 @@
 ``plotly.min.js`` is the copy bundled inside the installed ``plotly`` Python package (the
 dashboard's charts work offline, with no CDN and no build step); ``app.js`` and ``app.css`` are
 the dashboard's own, beside this module.
+
+The dashboard's Content-Security-Policy refuses inline ``<style>`` elements, and Plotly injects
+two kinds: its own rules (modebar, hover labels), unless the page holds an element with id
+``plotly.js-style-global`` and class ``no-inline-styles`` (Plotly's switch for strict CSP) -- the
+pages then link ``plotly.css``, those rules as a file -- and, when it loads, the CSS of the map
+library it bundles, unless an element with that style's id is already there
+(``plotly_style_ids``; the dashboard draws no maps). ``plotly.css`` holds the rules of the
+plotly.js version named in its first line; a test compares it with the installed one. To
+regenerate it, draw any chart without the policy and copy the ``cssRules`` of
+``#plotly.js-style-global`` in insertion order (Plotly inserts each at index 0).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from functools import cache
 from pathlib import Path
 
 from modelyard.errors import NotFound
 
-__all__ = ["STATIC", "plotly_js", "static_path"]
+__all__ = ["STATIC", "plotly_js", "plotly_style_ids", "static_path"]
 
 _HERE = Path(__file__).parent / "static"
 
@@ -21,7 +32,15 @@ STATIC: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "plotly.min.js": "text/javascript; charset=utf-8",
+    "plotly.css": "text/css; charset=utf-8",
 }
+
+# ``if(!document.getElementById("<id>")){var e=document.createElement("style")``: a style
+# element plotly.min.js adds when it loads, unless one with that id exists.
+_INJECTED_STYLE = re.compile(
+    r'getElementById\("([A-Za-z0-9_.-]+)"\)\)\{var [A-Za-z_$][\w$]*=document\.createElement'
+    r'\("style"\)'
+)
 
 
 @cache
@@ -36,6 +55,12 @@ def plotly_js() -> Path:
             "'pip install --force-reinstall plotly'"
         )
     return path
+
+
+@cache
+def plotly_style_ids() -> tuple[str, ...]:
+    """Ids of the style elements plotly.min.js injects as it loads (read from the file once)."""
+    return tuple(_INJECTED_STYLE.findall(plotly_js().read_text(encoding="utf-8", errors="replace")))
 
 
 def static_path(name: str) -> tuple[Path, str]:

@@ -351,6 +351,58 @@
     }
   }
 
+  // Multivariate drift and segment gaps per window (GET /api/v1/drift/groups).
+  async function loadGroups() {
+    const deployment = document.getElementById("deployment").value;
+    const status = document.getElementById("groups-status");
+    if (!deployment) { status.textContent = "No deployments yet."; return; }
+    const span = Number(document.getElementById("range").value);
+    const end = Date.now();
+    const q = new URLSearchParams({ deployment, start: String(end - span), end: String(end) });
+    let d;
+    try { d = await api("/api/v1/drift/groups?" + q); } catch (e) { status.textContent = e.message; return; }
+    status.textContent = d.windows.length
+      ? d.windows.length + " monitor windows with multivariate drift or segments."
+      : "No monitor windows with multivariate drift or segments in this range.";
+    const x = d.windows.map((w) => when(w.start_ms));
+    const mv = d.windows.map((w) => w.multivariate || {});
+    const auc = mv.map((m) => (m.auc === undefined ? null : m.auc));
+    const low = mv.map((m) => (m.auc_ci_low === undefined ? null : m.auc_ci_low));
+    const high = mv.map((m) => (m.auc_ci_high === undefined ? null : m.auc_ci_high));
+    const lay = layout("Domain classifier AUC (0.5: no drift)", "AUC");
+    lay.xaxis = { type: "category", automargin: true };
+    lay.yaxis = { title: { text: "AUC" }, range: [0.3, 1] };
+    draw("chart-multivariate", [{ type: "scatter", mode: "lines+markers", x, y: auc, name: "AUC",
+      error_y: { type: "data", symmetric: false, array: auc.map((a, k) => (a === null ? null : high[k] - a)),
+        arrayminus: auc.map((a, k) => (a === null ? null : a - low[k])) } }], lay);
+    const gapLay = layout("Largest gap between segments", "gap");
+    gapLay.xaxis = { type: "category", automargin: true };
+    draw("chart-gaps", d.gap_metrics.map((m) => ({ type: "scatter", mode: "lines+markers", name: m, x,
+      y: d.windows.map((w) => (w.gaps[m] ? w.gaps[m].value : null)) })), gapLay);
+    const body = document.querySelector("#groups tbody");
+    body.replaceChildren();
+    for (const w of d.windows) {
+      const m = w.multivariate;
+      const interval = m && m.auc !== null && m.auc !== undefined
+        ? fixed(m.auc, 3) + " [" + fixed(m.auc_ci_low, 3) + ", " + fixed(m.auc_ci_high, 3) + "]" : null;
+      const flag = m && m.flagged !== null && m.flagged !== undefined
+        ? el("span", m.flagged ? "yes" : "no", m.flagged ? "bad" : "ok") : null;
+      const gaps = Object.entries(w.gaps).filter(([, g]) => g.value !== null)
+        .map(([name, g]) => name + " " + g.value.toFixed(3) + " (lowest " + g.min_segment + ", highest " + g.max_segment + ")");
+      const notes = [w.segments_reason, m ? m.reason : null,
+        ...Object.entries(w.gaps).filter(([, g]) => g.value === null && g.reason).map(([name, g]) => name + " gap: " + g.reason)]
+        .filter((n) => n);
+      body.appendChild(row([when(w.start_ms), w.n, interval, flag,
+        m && m.top_features && m.top_features.length ? m.top_features.join(", ") : null,
+        gaps.length ? gaps.join("; ") : null, notes.length ? notes.join(" ") : null]));
+    }
+    if (!d.windows.length) {
+      const tr = row(["No windows."]);
+      tr.firstChild.colSpan = 7;
+      body.appendChild(tr);
+    }
+  }
+
   async function openCell(i, j) {
     const d = driftData;
     const feature = d.features[i];
@@ -460,7 +512,8 @@
       const [i, j] = event.target.value.split(":").map(Number);
       if (event.target.value) openCell(i, j);
     });
-    every(60, () => loadDrift().catch(() => {}));  // new monitor windows appear without a reload
+    document.getElementById("drift-form").addEventListener("submit", () => { loadGroups().catch(() => {}); });
+    every(60, () => { loadDrift().catch(() => {}); loadGroups().catch(() => {}); });  // new windows without a reload
   }
 
   // -- jobs --------------------------------------------------------------------------------
