@@ -45,7 +45,8 @@ def test_track_read_delayed_aggregate_and_frames(sdk: tuple[str, Path]) -> None:
     with pytest.raises(NotFound, match="HTTP 404") as missing:
         modelyard.track_delayed_metrics({"label": 1}, "no-such-uuid")
     assert "no-such-uuid" in str(missing.value) and '{"error"' not in str(missing.value)
-    modelyard.track_aggregate_metrics({"accuracy": 0.75}, 0, 10, model_deployment_crn=DEPLOYMENT)
+    window = (1_767_225_600_000, 1_767_225_600_010)  # the server takes 2000-01-01 .. 2200-01-01
+    modelyard.track_aggregate_metrics({"accuracy": 0.75}, *window, model_deployment_crn=DEPLOYMENT)
 
     page = modelyard.read_metrics(model_deployment_crn=DEPLOYMENT, limit=10)
     assert len(page["metrics"]) == 10

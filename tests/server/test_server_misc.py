@@ -32,8 +32,8 @@ def test_the_api_on_postgresql(with_api: Any, postgres_schema_url: str) -> None:
         "modelCrn": "crn:modelyard:model/m",
         "modelBuildCrn": "crn:modelyard:build/b",
         "modelDeploymentCrn": deployment,
-        "startTimeStampMs": 10,
-        "endTimeStampMs": 11,
+        "startTimeStampMs": 1_767_225_600_010,  # the API takes 2000-01-01 .. 2200-01-01
+        "endTimeStampMs": 1_767_225_600_011,
         "metrics": {"score": 0.5},
     }
 

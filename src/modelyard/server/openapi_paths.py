@@ -6,6 +6,10 @@ injection, so FastAPI does not see them when it writes ``/openapi.json``. ``inst
 the app's ``openapi()`` so the generated document gains hand-written path items for them, with
 the reference envelope's request and answer schemas. Only the description changes; the routes
 themselves stay as lean as before.
+
+It also completes FastAPI's own operations (the control plane): each declares the bearer
+``security`` it needs and the error answers it can give (``CONTROL_ANSWERS``), all in the one
+error shape (``ApiError``), so a client or a fuzzer knows what to expect.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-__all__ = ["PREDICT_PATHS", "SCHEMAS", "install"]
+__all__ = ["CONTROL_ANSWERS", "PREDICT_PATHS", "SCHEMAS", "install"]
 
 _REF = "#/components/schemas/"
 
@@ -85,6 +89,33 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         "required": ["success"],
     },
+}
+
+SCHEMAS["ApiError"] = {
+    "title": "ApiError",
+    "type": "object",
+    "description": "The one error shape of the control-plane routes (the model calls carry the "
+    "same inner object in their envelope).",
+    "properties": {"error": {"$ref": _REF + "ModelError"}},
+    "required": ["error"],
+}
+
+# What a control-plane route can answer besides success, in the shape above (``_control``
+# decides which apply to an operation). 422 replaces FastAPI's own HTTPValidationError: the
+# server answers validation errors in the one shape too (``errors.py``).
+CONTROL_ANSWERS: dict[str, str] = {
+    "400": "A value is not accepted (code invalid_input); the message names it and what would be",
+    "401": "No API key, or an unknown, revoked or expired one (code unauthorized)",
+    "403": "The key's role or scope does not allow this (code forbidden)",
+    "404": "What the path or the query names does not exist (code not_found)",
+    "409": "The change conflicts with the current state (code conflict)",
+    "413": "The body is over the route's cap or a record over MODELYARD_MAX_RECORD_BYTES "
+    "(code payload_too_large)",
+    "422": "The body or a parameter does not match this schema (code invalid_input; "
+    "details.errors lists each field)",
+    "429": "Too many followed logs for this key or in all (code overloaded; see Retry-After)",
+    "503": "The database or the part the route needs is unavailable (code store_unavailable or "
+    "unavailable)",
 }
 
 _SECURITY: list[dict[str, list[str]]] = [
@@ -187,6 +218,23 @@ PREDICT_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+def _control(path: str, method: str, operation: dict[str, Any]) -> None:
+    """Give a FastAPI operation its ``security`` (every control-plane route needs a key) and
+    the error answers it can give, each in the one error shape."""
+    operation["security"] = [{"bearer": []}]
+    statuses = ["400", "401", "403", "404", "422", "503"]
+    if method != "get":
+        statuses.append("409")
+    if "requestBody" in operation:
+        statuses.append("413")
+    if path.endswith("/logs"):  # ?follow=true streams are bounded
+        statuses.append("429")
+    error = {"application/json": {"schema": {"$ref": _REF + "ApiError"}}}
+    responses = operation.setdefault("responses", {})
+    for status in sorted(statuses):
+        responses[status] = {"description": CONTROL_ANSWERS[status], "content": error}
+
+
 def install(app: FastAPI) -> None:
     """Make ``app.openapi()`` (and so ``/openapi.json``) include the model-call routes."""
     generate: Callable[[], dict[str, Any]] = app.openapi
@@ -195,9 +243,15 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()  # FastAPI's own document of the control-plane routes
+        for path, item in document.get("paths", {}).items():
+            for method, operation in item.items():
+                _control(path, method, operation)
         document["paths"] = {**PREDICT_PATHS, **document.get("paths", {})}
         components = document.setdefault("components", {})
-        components.setdefault("schemas", {}).update(SCHEMAS)
+        schemas = components.setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):  # replaced by ApiError
+            schemas.pop(unused, None)
+        schemas.update(SCHEMAS)
         components.setdefault("securitySchemes", {})["bearer"] = {
             "type": "http",
             "scheme": "bearer",
