@@ -493,8 +493,9 @@ def test_api_keys_authenticate_and_expire_after_a_year_by_default(
 
 
 def test_key_lifetimes_and_roles(registry: Registry, clock: MsClock) -> None:
+    m1, _ = registry.create_model("m1")  # a scope names a model, stored as its CRN
     short, token = registry.create_api_key("run-7", role="run", expires_in_ms=1000, scope="m1")
-    assert (short.role, short.scope, short.expires_ms) == (Role.RUN, "m1", T0 + 1000)
+    assert (short.role, short.scope, short.expires_ms) == (Role.RUN, m1.crn, T0 + 1000)
     admin, admin_token = registry.create_api_key("admin", role="admin", expires_in_ms=None)
     assert admin.expires_ms is None
     clock.advance(999)
@@ -517,10 +518,17 @@ BAD_KEY_REQUESTS: list[tuple[dict[str, Any], str]] = [
     ({"expires_in_ms": True}, "expires_in_ms=True"),
     ({"name": ""}, "name='' is not accepted"),
     ({"scope": ""}, "scope='' is not accepted"),
+    # a scope names an existing model; run scopes are the runner's, admin keys are never scoped
+    ({"scope": "../../"}, "scope='../../' is not an existing model"),
+    ({"scope": "crn:modelyard:model/00000000-0000-4000-8000-000000000000"}, "not an existing"),
+    ({"scope": "crn:modelyard:run/whatever"}, "is a job run's scope"),
+    ({"scope": "crn:modelyard:run/00000000-0000-4000-8000-000000000000"}, "a job run's scope"),
+    ({"role": "admin", "scope": "churn"}, "refused for an admin key"),
 ]
 
 
 def test_bad_api_key_requests_are_refused(registry: Registry) -> None:
+    registry.create_model("churn")
     for arguments, words in BAD_KEY_REQUESTS:
         chosen: dict[str, Any] = {"name": "k", **arguments}
         with pytest.raises(InvalidInput) as info:

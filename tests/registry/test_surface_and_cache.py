@@ -15,6 +15,7 @@ EXPECTED = [
     "API_KEY_PREFIX",
     "DEFAULT_TTL_S",
     "MODEL_NAME_RULE",
+    "RUN_SCOPE_PREFIX",
     "SETTINGS_BOUNDS",
     "YEAR_MS",
     "ApiKey",

@@ -359,7 +359,28 @@ def test_cancel_a_running_run_and_follow_its_log(with_api: Any, jobs_project: Pa
 
 def test_monitor_jobs_run_the_monitor_runner(with_api: Any, jobs_project: Path) -> None:
     async def scenario(api: Api) -> None:
+        from modelyard.ids import new_crn
+        from modelyard.store.base import Identity
+
         (jobs_project / "churn.yaml").write_text("name: x\n")
+        invalid = await api.client.post(
+            "/api/v1/jobs",
+            json={
+                "name": "bad",
+                "project": str(jobs_project),
+                "monitor": "churn.yaml",
+                "manual": True,
+            },
+            headers=api.auth(),
+        )
+        # The spec is checked at creation, as a run would check it (issue 11).
+        assert invalid.status_code == 400 and "'deployment'" in invalid.text, invalid.text
+        watched = Identity(new_crn("model"), new_crn("build"), new_crn("deployment"))
+        api.services.store.register_identity(watched)
+        (jobs_project / "churn.yaml").write_text(
+            f"name: x\ndeployment: {watched.deployment_crn}\nprediction: p\nwindow: 1h\n"
+            "metrics: [estimated_performance]\n"
+        )
         refused = await api.client.post(
             "/api/v1/jobs",
             json={
@@ -405,7 +426,8 @@ def test_monitor_jobs_run_the_monitor_runner(with_api: Any, jobs_project: Path) 
         )
         assert both.status_code == 400 and "either" in both.json()["error"]["message"]
         # The monitor runner really runs, even in a project whose ignore rules leave out
-        # .modelyard/: a bad spec is its error, in the run's log.
+        # .modelyard/: a spec broken after the job was created is its error, in the run's log.
+        (jobs_project / "churn.yaml").write_text("name: x\n")
         (jobs_project / ".gitignore").write_text(".modelyard/\n")
         run = (await api.client.post("/api/v1/jobs/churn-monitor/run", headers=api.auth())).json()
         done = await _wait_run(api, run["uuid"], {"succeeded", "failed"})

@@ -295,6 +295,25 @@ def test_delayed_for_an_unknown_uuid_is_not_found(store: MetricsStore) -> None:
         store.add_delayed(missing, {}, source="test")
 
 
+def test_prediction_identity_finds_raw_and_rolled_up_uuids(store: MetricsStore) -> None:
+    """What a scope check asks: whose prediction is this uuid, even after its raw row was
+    rolled up (a delayed label can still arrive then)."""
+    who, other = ident(), ident()
+    old, fresh = preds(who, 3, start=T0), preds(other, 2, start=T0 + 5 * DAY)
+    store.write_predictions(old + fresh)
+    assert store.prediction_identity(old[0].uuid) == who
+    assert store.prediction_identity(fresh[1].uuid) == other
+    store.rollup(POLICY, now_ms=T0 + 2 * DAY)
+    with pytest.raises(NotFound):
+        store.find_prediction(old[0].uuid)  # its raw row is gone
+    assert store.prediction_identity(old[0].uuid) == who
+    missing = str(uuidlib.uuid4())
+    with pytest.raises(NotFound, match=missing):
+        store.prediction_identity(missing)
+    with pytest.raises(InvalidInput):
+        store.prediction_identity("")
+
+
 # -- aggregates -----------------------------------------------------------------------------------
 def test_aggregates_need_a_known_deployment_and_a_window(store: MetricsStore) -> None:
     with pytest.raises(InvalidInput, match="deployment/ghost"):

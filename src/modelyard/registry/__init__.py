@@ -8,7 +8,7 @@ schema version series, through the store's SQL seam (``modelyard.store.sqlaccess
 from __future__ import annotations
 
 from modelyard.jobs.schedule import CatchUp, JobSchedule
-from modelyard.registry._apikeys import YEAR_MS
+from modelyard.registry._apikeys import RUN_SCOPE_PREFIX, YEAR_MS
 from modelyard.registry._cache import DEFAULT_TTL_S
 from modelyard.registry._checks import MODEL_NAME_RULE
 from modelyard.registry._jobs import Job, Overlap
@@ -31,6 +31,7 @@ __all__ = [
     "API_KEY_PREFIX",
     "DEFAULT_TTL_S",
     "MODEL_NAME_RULE",
+    "RUN_SCOPE_PREFIX",
     "SETTINGS_BOUNDS",
     "YEAR_MS",
     "ApiKey",

@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from modelyard.errors import InvalidInput, NotFound, Unauthorized
+from modelyard.ids import is_uuid
 from modelyard.registry._cache import TTLCache
 from modelyard.registry._checks import check_text
 from modelyard.registry._db import Clock, Cursor, Db, format_ms
@@ -22,14 +23,16 @@ from modelyard.registry._keys import (
     new_token,
     same_hash,
 )
+from modelyard.registry._models import find_model
 from modelyard.registry._records import ApiKey, Role
 
-__all__ = ["DAY_MS", "MAX_EXPIRY_MS", "YEAR_MS", "ApiKeys"]
+__all__ = ["DAY_MS", "MAX_EXPIRY_MS", "RUN_SCOPE_PREFIX", "YEAR_MS", "ApiKeys"]
 
 DAY_MS = 86_400_000
 YEAR_MS = 365 * DAY_MS
 MAX_EXPIRY_MS = 10 * YEAR_MS
 _COLUMNS = "id, name, role, prefix, scope, created_ms, expires_ms, revoked_ms"
+RUN_SCOPE_PREFIX = "crn:modelyard:run/"
 
 
 def _key(row: Any) -> ApiKey:
@@ -77,6 +80,41 @@ def check_expiry(expires_in_ms: object, role: Role) -> int | None:
     return expires_in_ms
 
 
+def _check_scope(db: Db, cur: Cursor, scope: object, role: Role) -> str | None:
+    """The scope to store: None, a job run's CRN (``run`` keys only: the runner mints them), or
+    the CRN of an existing model (given as its name or CRN). Anything else would fail open or
+    name nothing, so it is bad input; admin keys are never scoped (a scope cannot hold what an
+    admin does: deploy and run jobs, which run code on the server's machine, and mint keys)."""
+    text: str | None = check_text("scope", scope, max_len=1000, optional=True)
+    if text is None:
+        return None
+    if text.startswith(RUN_SCOPE_PREFIX):
+        if role is not Role.RUN or not is_uuid(text[len(RUN_SCOPE_PREFIX) :]):
+            raise InvalidInput(
+                f"scope={text!r} is a job run's scope, which only the key of that run (role "
+                "'run', minted when the run starts) carries; accepted for this key: a model's "
+                "name or CRN, or no scope",
+                argument="scope",
+            )
+        return text
+    if role is Role.ADMIN:
+        raise InvalidInput(
+            f"scope={text!r} is refused for an admin key: an admin deploys models and defines "
+            "jobs, which run code on the server's machine, and mints keys, so no scope could "
+            "hold it; accepted: an unscoped admin key, or a 'user' (or 'run') key scoped to "
+            "one model",
+            argument="scope",
+        )
+    try:
+        return find_model(db, cur, text).crn
+    except (NotFound, InvalidInput) as exc:
+        raise InvalidInput(
+            f"scope={text!r} is not an existing model ({exc.message}); accepted: the name or "
+            "CRN of a registered model (the CRN is what is stored), or no scope",
+            argument="scope",
+        ) from None
+
+
 class ApiKeys:
     def __init__(self, db: Db, clock: Clock, cache: TTLCache[ApiKey]) -> None:
         self._db = db
@@ -93,21 +131,20 @@ class ApiKeys:
         name = check_text("name", name, max_len=200)
         chosen = check_role(role)
         lifetime = check_expiry(expires_in_ms, chosen)
-        scope = check_text("scope", scope, max_len=1000, optional=True)
         token = new_token(API_KEY_PREFIX)
         now = self._now()
-        key = ApiKey(
-            id=secrets.token_hex(8),
-            name=name,
-            role=chosen,
-            prefix=display_prefix(token),
-            scope=scope,
-            created_ms=now,
-            expires_ms=None if lifetime is None else now + lifetime,
-            revoked_ms=None,
-        )
 
-        def insert(cur: Cursor) -> None:
+        def insert(cur: Cursor) -> ApiKey:
+            key = ApiKey(
+                id=secrets.token_hex(8),
+                name=name,
+                role=chosen,
+                prefix=display_prefix(token),
+                scope=_check_scope(self._db, cur, scope, chosen),
+                created_ms=now,
+                expires_ms=None if lifetime is None else now + lifetime,
+                revoked_ms=None,
+            )
             self._db.exec(
                 cur,
                 "INSERT INTO api_keys (id, name, key_hash, prefix, role, scope, created_ms, "
@@ -123,9 +160,9 @@ class ApiKeys:
                     key.expires_ms,
                 ),
             )
+            return key
 
-        self._db.write(insert)
-        return key, token
+        return self._db.write(insert), token
 
     def authenticate(self, token: object) -> ApiKey:
         if not isinstance(token, str) or not token:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
 from modelyard.registry import ApiKey
-from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.auth import Capability, check_deployment_scope, requires, visible
 from modelyard.server.services import Services
 
 __all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "router", "visible_alerts"]
@@ -90,9 +90,7 @@ def visible_alerts(
     found = list_alerts(
         store=services.store, all_states=all_states, monitor=monitor, deployment_crn=deployment
     )
-    if key.scope is None:
-        return found
-    return [a for a in found if _model_of(services, a["deployment_crn"]) == key.scope]
+    return [a for a in found if visible(key, _model_of(services, a["deployment_crn"]) or "")]
 
 
 @router.get("/references", summary="Reference samples stored for deployments (no data)")
@@ -107,9 +105,7 @@ async def references(
 
     def work() -> list[dict[str, Any]]:
         found = list_references(deployment, store=services.store)
-        if key.scope is None:
-            return found
-        return [r for r in found if _model_of(services, r["deployment_crn"]) == key.scope]
+        return [r for r in found if visible(key, _model_of(services, r["deployment_crn"]) or "")]
 
     return {"references": await asyncio.to_thread(work)}
 
@@ -193,8 +189,8 @@ async def upload(request: Request, key: Reader) -> dict[str, Any]:
         )
 
     def work() -> dict[str, Any]:
-        identity = services.store.resolve(body.deployment)
-        check_scope(key, identity.model_crn)
+        check_deployment_scope(services.store, key, body.deployment)
+        services.store.resolve(body.deployment)  # NotFound for an unknown deployment
         frame = pd.DataFrame(body.columns)
         return upload_reference(frame, body.deployment, body.name, store=services.store)
 
@@ -213,8 +209,8 @@ async def reference_data(
     services = _services(request)
 
     def work() -> dict[str, Any]:
-        identity = services.store.resolve(deployment)
-        check_scope(key, identity.model_crn)
+        check_deployment_scope(services.store, key, deployment)
+        services.store.resolve(deployment)  # NotFound for an unknown deployment
         columns, dtypes = reference_columns(deployment, name, store=services.store)
         return {"deployment_crn": deployment, "name": name, "columns": columns, "dtypes": dtypes}
 

@@ -39,7 +39,9 @@ from modelyard.server import (
     openapi_paths,
     ops,
 )
+from modelyard.server.body_limit import BodyLimit, BodyLimits
 from modelyard.server.errors import install_error_handlers
+from modelyard.server.follow import LogFollows
 from modelyard.server.home import SERVER_FILE
 from modelyard.server.services import ServerConfig, open_services
 
@@ -81,6 +83,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Every request body capped by route (see body_limit): 413 before a byte too many is held.
+    app.add_middleware(BodyLimit, limits=BodyLimits())
+    app.state.log_follows = LogFollows()  # ?follow=true streams, bounded per key and in all
     # The hot path first: plain Starlette routes, matched before any FastAPI route.
     for route in [*gateway_routes.routes(), *ops.routes()]:
         app.router.routes.append(route)

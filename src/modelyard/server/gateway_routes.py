@@ -25,11 +25,13 @@ from starlette.routing import Route
 from modelyard.errors import InvalidInput, ModelyardError, NotFound, PayloadTooLarge, Unauthorized
 from modelyard.registry import ApiKey, Model, ModelSettings
 from modelyard.server.auth import Capability, authenticate, check_scope
+from modelyard.server.errors import json_bytes
 from modelyard.server.services import Services
 
-__all__ = ["ENVELOPE_ROOM", "read_body", "routes"]
+__all__ = ["ENVELOPE_ROOM", "MAX_REQUEST_DEPTH", "read_body", "routes"]
 
 ENVELOPE_ROOM = 64 * 1024  # the {"accessKey": ..., "request": ...} around a model's input
+MAX_REQUEST_DEPTH = 254  # levels of nesting orjson encodes (it refuses the 255th)
 _JSON = "application/json"
 
 
@@ -64,6 +66,19 @@ def _too_large(size: int, limit: int, streamed: bool = False) -> PayloadTooLarge
     )
 
 
+def _encode_request(value: Any) -> bytes:
+    """The ``request`` of a ``/model`` body as the model's input bytes. orjson writes at most
+    ``MAX_REQUEST_DEPTH`` levels of nesting (reading the body took up to 1,024)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise InvalidInput(
+            f'"request" nests deeper than {MAX_REQUEST_DEPTH} levels of lists and objects, the '
+            "most POST /model accepts; send a flatter input (or its JSON text as a string)",
+            limit=MAX_REQUEST_DEPTH,
+        ) from None
+
+
 def _refusal(error: ModelyardError) -> Response:
     headers: dict[str, str] = {}
     retry = error.details.get("retry_after_s")
@@ -71,7 +86,7 @@ def _refusal(error: ModelyardError) -> Response:
         headers["Retry-After"] = str(retry)
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    body = orjson.dumps({"success": False, "error": error.to_dict()}, default=str)
+    body = json_bytes({"success": False, "error": error.to_dict()})  # never fails itself
     return Response(body, status_code=error.status, media_type=_JSON, headers=headers)
 
 
@@ -131,7 +146,7 @@ async def model_call(request: Request) -> Response:
                 )
             model = registry.model_by_access_key(body_key)
             _caller(services, request, model)
-        inner = orjson.dumps(document["request"])
+        inner = _encode_request(document["request"])
     except ModelyardError as error:
         return _refusal(error)
     result = await services.gateway.invoke(model.name, inner)
@@ -147,8 +162,12 @@ async def _native(request: Request, batch: bool) -> Response:
         try:
             model = services.models.get(name)
         except NotFound:
-            # Authenticate first, so a caller without a key cannot probe for model names.
-            authenticate(services.registry, request.headers.get("authorization"), Capability.CALL)
+            # Authenticate first, so a caller without a key cannot probe for model names; a key
+            # limited to one model gets the 403 it gets for another model (no names listed).
+            key = authenticate(
+                services.registry, request.headers.get("authorization"), Capability.CALL
+            )
+            check_scope(key, "", f"model {name!r}")
             raise
         _caller(services, request, model)
         raw = await read_body(request, model.settings.max_body_bytes)

@@ -13,15 +13,25 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from modelyard.registry import ApiKey
 from modelyard.server import drift, insights
-from modelyard.server.auth import Capability, check_scope, model_scope, requires
+from modelyard.server.auth import (
+    Capability,
+    check_deployment_scope,
+    check_prediction_scope,
+    model_scope,
+    requires,
+    scoped_model,
+)
+from modelyard.server.limits import ReadMs
 from modelyard.server.services import Services
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["insights"])
 Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
-Start = Annotated[int | None, Query(description="epoch ms; default: an hour before end")]
-End = Annotated[int | None, Query(description="epoch ms; default: now")]
+Start = Annotated[
+    ReadMs | None, Query(description="epoch ms (0 to 2200-01-01); default: an hour before end")
+]
+End = Annotated[ReadMs | None, Query(description="epoch ms (0 to 2200-01-01); default: now")]
 
 
 def _services(request: Request) -> Services:
@@ -30,15 +40,12 @@ def _services(request: Request) -> Services:
 
 
 async def _scope_model(services: Services, key: ApiKey, name: str) -> None:
-    if key.scope is not None:
-        model = await asyncio.to_thread(services.registry.get_model, name)
-        check_scope(key, model.crn)
+    """The rule of ``auth.scoped_model``: a scoped key names its own model or gets 403."""
+    await asyncio.to_thread(scoped_model, services.registry, key, name)
 
 
 async def _scope_deployment(services: Services, key: ApiKey, deployment_crn: str) -> None:
-    if key.scope is not None:
-        identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
-        check_scope(key, identity.model_crn)
+    await asyncio.to_thread(check_deployment_scope, services.store, key, deployment_crn)
 
 
 @router.get("/overview", summary="Every model: state, replicas, traffic, latest monitor results")
@@ -90,9 +97,9 @@ async def recent_predictions(
 @router.get("/predictions/{uuid}", summary="One prediction and when each delayed value arrived")
 async def prediction(uuid: str, request: Request, key: Reader) -> dict[str, Any]:
     services = _services(request)
-    found = await asyncio.to_thread(insights.find_prediction, services, uuid)
-    check_scope(key, found["prediction"]["modelCrn"])
-    return found
+    # First, so a scoped key gets one answer for an unknown uuid and another model's.
+    await asyncio.to_thread(check_prediction_scope, services.store, key, uuid)
+    return await asyncio.to_thread(insights.find_prediction, services, uuid)
 
 
 @router.get("/series", summary="One metric of a deployment: raw, rollups and aggregates")
@@ -139,16 +146,31 @@ async def drift_matrix(
     return await asyncio.to_thread(drift.drift_matrix, services, deployment, lo, hi, method)
 
 
+@router.get("/drift/groups", summary="Multivariate drift and segment gaps per monitor window")
+async def drift_groups(
+    request: Request,
+    key: Reader,
+    deployment: Annotated[str, Query(description="deployment CRN")],
+    start: Start = None,
+    end: End = None,
+) -> dict[str, Any]:
+    services = _services(request)
+    await _scope_deployment(services, key, deployment)
+    lo, hi = insights.check_range(start, end, default_ms=7 * insights.DAY_MS)
+    return await asyncio.to_thread(drift.drift_groups, services, deployment, lo, hi)
+
+
 @router.get("/drift/distributions", summary="Reference and window histograms of one feature")
 async def drift_distributions(
     request: Request,
     key: Reader,
     deployment: Annotated[str, Query(description="deployment CRN")],
     feature: str,
-    start: int,
-    end: int,
+    start: Start = None,
+    end: End = None,
     reference: str = "training",
 ) -> dict[str, Any]:
+    """``start``/``end`` default to the last hour, as on every dashboard route."""
     services = _services(request)
     await _scope_deployment(services, key, deployment)
     lo, hi = insights.check_range(start, end)

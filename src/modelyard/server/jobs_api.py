@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,13 +35,22 @@ from modelyard.jobs.current import format_slot
 from modelyard.jobs.notify import check_target, check_webhook
 from modelyard.jobs.schedule import next_slot
 from modelyard.registry import ApiKey, Job, Registry, Role, Run, RunState
+from modelyard.registry._prefix import check_prefix
 from modelyard.runtime.logs import read_log, run_log_path
-from modelyard.server.auth import Capability, requires
+from modelyard.server.auth import (
+    Capability,
+    check_unscoped,
+    model_scope,
+    requires,
+    shown_env,
+)
+from modelyard.server.follow import LogFollows, follow_response
+from modelyard.server.limits import check_path
 from modelyard.server.models import check_project_dir
 from modelyard.server.services import Services
 from modelyard.serving.snapshot import ignore_reason
 
-__all__ = ["JobIn", "JobPatch", "job_json", "router", "run_json"]
+__all__ = ["JobIn", "JobPatch", "job_json", "router", "run_json", "visible_jobs"]
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 Admin = Annotated[ApiKey, Depends(requires(Capability.ADMIN))]
@@ -173,7 +182,7 @@ def job_json(
             parent = schedule.after
     upcoming = None if job.paused else next_slot(schedule, now)
     last = registry.list_runs(job=job.id, limit=1)
-    env = job.env if key.role == Role.ADMIN else {k: "***" for k in job.env}
+    env = shown_env(job.env, key)
     return {
         "id": job.id,
         "name": job.name,
@@ -213,14 +222,24 @@ def _check_file(project: str, value: str, argument: str) -> str:
     an ignored one, the ignore file and pattern, so nothing is written. Returns the path
     relative to the project."""
     root = check_project_dir(project)
+    check_path(value, argument, f"a path inside the project, such as {_EXAMPLES[argument]!r}")
     if os.path.isabs(value):
         raise InvalidInput(
             f"{argument}={value!r} is absolute; expected a path inside the project, such as "
             f"{_EXAMPLES[argument]!r}",
             argument=argument,
         )
-    full = (root / value).resolve()
-    if not full.is_relative_to(root.resolve()) or not full.is_file():
+    try:
+        full = (root / value).resolve()
+        inside = full.is_relative_to(root.resolve()) and full.is_file()
+    except OSError as exc:  # too long for this file system, a loop of links, no permission
+        raise InvalidInput(
+            f"{argument}={value!r:.200} cannot be read in the project {project!r} "
+            f"({exc.strerror}); expected the path of an existing file relative to the project "
+            "folder",
+            argument=argument,
+        ) from None
+    if not inside:
         raise InvalidInput(
             f"{argument}={value!r} is not a file inside the project {project!r}; expected the "
             "path of an existing file relative to the project folder",
@@ -281,6 +300,33 @@ def _prepare(fields: dict[str, Any], current: Job | None) -> dict[str, Any]:
     return fields
 
 
+def _check_monitor(services: Services, fields: dict[str, Any], current: Job | None) -> list[str]:
+    """The job's monitor spec, when it runs one and the project or spec changes, checked as a
+    run would check it (``MonitorSpec.from_yaml`` and ``monitors.run.check_spec``) against this
+    server's store: a bad field, an unknown model or a key the deployment never recorded is
+    refused now with the run's message, not at every run. Returns the run's warnings (a
+    deployment with no records yet, a label not seen yet)."""
+    if fields.get("script") is not None:
+        return []
+    monitor = fields.get("monitor") or (current.monitor if current is not None else None)
+    if monitor is None or not ({"project", "monitor"} & set(fields)):
+        return []
+    from modelyard.errors import ModelyardError
+    from modelyard.monitors.access import EmbeddedAccess
+    from modelyard.monitors.run import check_spec
+    from modelyard.monitors.spec import MonitorSpec
+
+    project = fields.get("project") or (current.project if current is not None else "")
+    found: list[str] = []
+    try:
+        spec = MonitorSpec.from_yaml(Path(project) / monitor)
+        check_spec(spec, EmbeddedAccess(services.store), found.append)
+    except ModelyardError as exc:
+        details = {**exc.details, "argument": "monitor"}
+        raise InvalidInput(f"monitor={monitor!r}: {exc.message}", **details) from None
+    return [f"monitor={monitor!r}: {w}" for w in found]
+
+
 def _warnings(notify: list[str] | None) -> list[str]:
     """One warning per webhook that does not answer now (the job is kept all the same)."""
     found = []
@@ -292,19 +338,28 @@ def _warnings(notify: list[str] | None) -> list[str]:
     return found
 
 
-def _run_id(value: str) -> str:
-    """``crn:modelyard:run/<uuid>`` from the uuid in a path; InvalidInput for anything else."""
-    if not is_uuid(value):
-        raise InvalidInput(
-            f"run {value!r} is not accepted; expected the run's uuid (the last part of "
-            "'crn:modelyard:run/<uuid>', as in MODELYARD_RUN_ID)",
-            run=value,
+def _run_id(registry: Registry, key: ApiKey, value: str) -> str:
+    """``crn:modelyard:run/<uuid>`` from the uuid, or an unambiguous prefix of it, in a path.
+
+    Prefixes are resolved here, not in the CLI, so every client gets them and a run key's
+    lookups stay within its own run: a prefix never tells a run key which other runs exist.
+    """
+    if key.role == Role.RUN and not is_uuid(value):
+        own = key.scope or ""
+        prefix = check_prefix(value, "run", "'modelyard jobs logs 8f5c3d1a'")
+        if own.removeprefix(_RUN_PREFIX).startswith(prefix):
+            return own
+        raise Forbidden(
+            f"API key {key.id!r} is a run key and may read only its own run, not {value!r}; "
+            "use a user or admin key",
+            key_id=key.id,
         )
-    return _RUN_PREFIX + value
+    return registry.resolve_run(value)
 
 
 def _readable_run(registry: Registry, key: ApiKey, value: str) -> Run:
-    run = registry.get_run(_run_id(value))
+    check_unscoped(key, "jobs and runs")  # before the lookup: not found tells nothing either
+    run = registry.get_run(_run_id(registry, key, value))
     if key.role == Role.RUN and key.scope != run.id:
         raise Forbidden(
             f"API key {key.id!r} is a run key and may read only its own run, not {run.id!r}; "
@@ -353,28 +408,35 @@ async def create_job(
         if prepared.get("timezone") is None:
             prepared.pop("timezone", None)
         given = {k: v for k, v in prepared.items() if v is not None}  # None: the default
+        checked = _check_monitor(services, given, None)
         project, script = given.pop("project"), given.pop("script", None)
         job = services.registry.create_job(name, project, script, **given)
-        warnings = _warnings(list(job.notify))
+        warnings = checked + _warnings(list(job.notify))
         return job_json(services.registry, job, key), warnings
 
     job, warnings = await asyncio.to_thread(create)
     return JSONResponse({"job": job, "warnings": warnings}, status_code=201)
 
 
+def visible_jobs(registry: Registry, key: ApiKey) -> list[dict[str, Any]]:
+    """The jobs ``key`` may see (``GET /api/v1/jobs`` and the dashboard's jobs page): none for a
+    key limited to one model, since a job belongs to no model (its script may read or write any
+    model's data). Blocking (registry reads)."""
+    if model_scope(key) is not None:
+        return []
+    now = time.time_ns() // 1_000_000
+    return [job_json(registry, job, key, now) for job in registry.list_jobs()]
+
+
 @router.get("/jobs", summary="List jobs with their next run time and last run")
 async def list_jobs(request: Request, key: Reader) -> dict[str, Any]:
     registry = _services(request).registry
-
-    def listed() -> list[dict[str, Any]]:
-        now = time.time_ns() // 1_000_000
-        return [job_json(registry, job, key, now) for job in registry.list_jobs()]
-
-    return {"jobs": await asyncio.to_thread(listed)}
+    return {"jobs": await asyncio.to_thread(visible_jobs, registry, key)}
 
 
 @router.get("/jobs/{name}", summary="A job with its next run time and last run")
 async def show_job(name: str, request: Request, key: Reader) -> dict[str, Any]:
+    check_unscoped(key, "jobs")
     registry = _services(request).registry
     return await asyncio.to_thread(lambda: job_json(registry, registry.get_job(name), key))
 
@@ -394,8 +456,9 @@ async def update_job(
         prepared = _prepare(fields, current)
         if "timezone" in prepared and prepared["timezone"] is None:
             prepared["timezone"] = "UTC"
+        checked = _check_monitor(services, prepared, current)
         job = services.registry.update_job(current.name, **prepared)
-        warnings = _warnings(prepared.get("notify"))
+        warnings = checked + _warnings(prepared.get("notify"))
         return job_json(services.registry, job, key), warnings
 
     job, warnings = await asyncio.to_thread(update)
@@ -445,6 +508,7 @@ async def job_runs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     state: Annotated[list[str] | None, Query(description="only runs in these states")] = None,
 ) -> dict[str, Any]:
+    check_unscoped(key, "jobs and runs")
     registry = _services(request).registry
 
     def listed() -> list[dict[str, Any]]:
@@ -497,21 +561,29 @@ async def run_logs(
         except NotFound:
             return True
 
-    if not path.is_file():
-        if run.state == RunState.QUEUED and follow:
-            lines: Iterator[str] = _after_start(path, tail, finished)
-        else:
-            raise NotFound(
-                f"run {run.id} has no log yet (state {run.state.value}); a log appears when the "
-                "run starts",
-                run=run.id,
-            )
-    else:
-        lines = read_log(path, tail, follow, 0.2, finished)
+    if not path.is_file() and not (run.state == RunState.QUEUED and follow):
+        raise NotFound(
+            f"run {run.id} has no log yet (state {run.state.value}); a log appears when the "
+            "run starts",
+            run=run.id,
+        )
+    if follow:  # a stream of its own: ends with its client, bounded per key and in all
+
+        def open_lines(stop: Callable[[], bool]) -> Iterator[str]:
+            def done() -> bool:
+                return stop() or finished()
+
+            if not path.is_file():
+                return _after_start(path, tail, done)
+            return read_log(path, tail, True, 0.2, done)
+
+        follows: LogFollows = request.app.state.log_follows
+        return await follow_response(follows, key.id, open_lines)
+    lines = await asyncio.to_thread(lambda: list(read_log(path, tail)))
     return StreamingResponse(_newlines(lines), media_type="text/plain; charset=utf-8")
 
 
-def _after_start(path: Path, tail: int | None, finished: Any) -> Iterator[str]:
+def _after_start(path: Path, tail: int | None, finished: Callable[[], bool]) -> Iterator[str]:
     """Follow a queued run: wait for its log to appear (or the run to end), then follow it."""
     while not path.is_file():
         if finished():
@@ -520,15 +592,15 @@ def _after_start(path: Path, tail: int | None, finished: Any) -> Iterator[str]:
     yield from read_log(path, tail, True, 0.2, finished)
 
 
-def _newlines(lines: Iterator[str]) -> Iterator[bytes]:
-    for line in lines:
-        yield (line + "\n").encode()
+async def _newlines(lines: list[str]) -> AsyncIterator[bytes]:
+    """Every line at once: a list needs no thread (a sync iterator would take one per line)."""
+    yield b"".join((line + "\n").encode() for line in lines)
 
 
 @router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
 async def cancel_run(run_id: str, request: Request, key: Admin) -> dict[str, Any]:
     services = _services(request)
     scheduler = _scheduler(services)
-    full = _run_id(run_id)
+    full = await asyncio.to_thread(_run_id, services.registry, key, run_id)
     run = await asyncio.to_thread(scheduler.cancel, full)
     return run_json(run, await asyncio.to_thread(_job_name, services.registry, run))

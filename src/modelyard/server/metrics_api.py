@@ -21,7 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.errors import Forbidden, InvalidInput, NotFound
 from modelyard.ids import is_uuid
 from modelyard.registry import ApiKey
-from modelyard.server.auth import RUN_SCOPE_PREFIX, Capability, check_scope, model_scope, requires
+from modelyard.server.auth import (
+    RUN_SCOPE_PREFIX,
+    Capability,
+    check_deployment_scope,
+    check_prediction_scope,
+    check_scope,
+    check_unscoped,
+    model_scope,
+    requires,
+)
+from modelyard.server.limits import MAX_TEXT, ReadMs, StoredMs, check_record
 from modelyard.server.services import Services
 from modelyard.store.base import Identity, Prediction, RecordKind
 from modelyard.store.base import Query as StoreQuery
@@ -42,12 +52,12 @@ _MAX_PREDICTIONS = 10_000
 class PredictionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    predictionUuid: str = Field(min_length=1, max_length=200)  # reference (camelCase) names
-    modelCrn: str
-    modelBuildCrn: str
-    modelDeploymentCrn: str
-    startTimeStampMs: int
-    endTimeStampMs: int
+    predictionUuid: str = Field(min_length=1, max_length=MAX_TEXT)  # reference (camelCase) names
+    modelCrn: str = Field(max_length=MAX_TEXT)
+    modelBuildCrn: str = Field(max_length=MAX_TEXT)
+    modelDeploymentCrn: str = Field(max_length=MAX_TEXT)
+    startTimeStampMs: StoredMs
+    endTimeStampMs: StoredMs
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -58,16 +68,16 @@ class PredictionsIn(BaseModel):
 
 class DelayedIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    predictionUuid: str = Field(min_length=1, max_length=200)  # reference (camelCase) names
+    predictionUuid: str = Field(min_length=1, max_length=MAX_TEXT)  # reference (camelCase) names
     metrics: dict[str, Any]
-    source: str = "api"
+    source: str = Field(default="api", min_length=1, max_length=MAX_TEXT)
 
 
 class AggregateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    modelDeploymentCrn: str
-    startTimeStampMs: int
-    endTimeStampMs: int
+    modelDeploymentCrn: str = Field(max_length=MAX_TEXT)
+    startTimeStampMs: StoredMs
+    endTimeStampMs: StoredMs
     metrics: dict[str, Any]
 
 
@@ -82,12 +92,53 @@ def _services(request: Request) -> Services:
 
 
 async def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
-    if model_scope(key) is not None:
+    """A key limited to one model: Forbidden for another model's deployment and, alike, for an
+    unknown one (an unscoped key gets the store's InvalidInput naming an unknown CRN)."""
+    await asyncio.to_thread(check_deployment_scope, services.store, key, deployment_crn)
+
+
+async def _check_read_scope(
+    services: Services,
+    key: ApiKey,
+    model_crn: str | None,
+    build_crn: str | None,
+    deployment_crn: str | None,
+) -> None:
+    """A key limited to one model reads by its model or deployment, and every identifier given
+    must be its model's (an unknown one is refused alike, so nothing tells it what exists)."""
+    if model_scope(key) is None:
+        return
+    if model_crn is None and deployment_crn is None:
+        raise InvalidInput(
+            f"API key {key.id!r} is limited to {key.scope!r}: read by modelCrn or "
+            "modelDeploymentCrn",
+            argument="modelCrn",
+        )
+    if model_crn is not None:
+        check_scope(key, model_crn, f"modelCrn {model_crn!r}")
+    if deployment_crn is not None:
+        await _check_deployment_scope(services, key, deployment_crn)
+    if build_crn is not None:
+
+        def build_model() -> str | None:
+            try:
+                return services.registry.get_build(build_crn).model_crn
+            except (NotFound, InvalidInput):
+                return None
+
+        owner = await asyncio.to_thread(build_model)
+        check_scope(key, owner or "", f"modelBuildCrn {build_crn!r}")
+
+
+def _new_or_own_deployments(services: Services, key: ApiKey, deployment_crns: set[str]) -> None:
+    """A scoped key writes to its model's deployments or new ones, never onto another model's
+    (whose store Conflict would name that model). Blocking (store reads on a cache miss)."""
+    for crn in sorted(deployment_crns):
         try:
-            identity = await asyncio.to_thread(services.store.resolve, deployment_crn)
-        except NotFound as exc:  # an unknown identifier is bad input, whatever the key's scope
-            raise InvalidInput(exc.message, deployment_crn=deployment_crn) from None
-        check_scope(key, identity.model_crn)
+            owner = services.store.resolve(crn).model_crn
+        except NotFound:
+            continue  # a deployment the store has not seen yet: the write registers it
+        check_scope(key, owner, f"modelDeploymentCrn {crn!r}")
 
 
 @router.post("/metrics/predictions", status_code=204, summary="Write prediction records")
@@ -99,12 +150,15 @@ async def write_predictions(body: PredictionsIn, request: Request, key: Tracker)
             Identity(p.modelCrn, p.modelBuildCrn, p.modelDeploymentCrn),
             p.startTimeStampMs,
             p.endTimeStampMs,
-            p.metrics,
+            check_record(p.metrics, f"prediction {p.predictionUuid!r}", size=False),
         )
         for p in body.predictions
     ]
     for p in batch:
-        check_scope(key, p.identity.model_crn)
+        check_scope(key, p.identity.model_crn, f"modelCrn {p.identity.model_crn!r}")
+    if model_scope(key) is not None:
+        deployments = {p.identity.deployment_crn for p in batch}
+        await asyncio.to_thread(_new_or_own_deployments, services, key, deployments)
     await asyncio.to_thread(services.store.write_predictions, batch)
     return Response(status_code=204)
 
@@ -115,7 +169,13 @@ async def add_delayed(body: DelayedIn, request: Request, key: Tracker) -> Respon
     (flushed every ``MODELYARD_FLUSH_INTERVAL``); on NotFound the writer is flushed (on a worker
     thread, so the event loop never waits) and the store asked once more before answering 404."""
     services = _services(request)
-    args = (body.predictionUuid, body.metrics, body.source)
+    metrics = check_record(body.metrics, f"delayed metrics of {body.predictionUuid!r}")
+    args = (body.predictionUuid, metrics, body.source)
+    # A key limited to one model labels its own model's predictions only; an unknown uuid gets
+    # the same 403 as another model's, so the answer does not tell it which uuids exist.
+    await asyncio.to_thread(
+        check_prediction_scope, services.store, key, body.predictionUuid, services.writer.flush
+    )
     try:
         await asyncio.to_thread(services.store.add_delayed, *args)
     except NotFound:
@@ -127,13 +187,14 @@ async def add_delayed(body: DelayedIn, request: Request, key: Tracker) -> Respon
 @router.post("/metrics/aggregate", status_code=204, summary="Write an aggregate record")
 async def add_aggregate(body: AggregateIn, request: Request, key: Tracker) -> Response:
     services = _services(request)
+    metrics = check_record(body.metrics, f"aggregate of {body.modelDeploymentCrn!r}")
     await _check_deployment_scope(services, key, body.modelDeploymentCrn)
     await asyncio.to_thread(
         services.store.add_aggregate,
         body.modelDeploymentCrn,
         body.startTimeStampMs,
         body.endTimeStampMs,
-        body.metrics,
+        metrics,
     )
     return Response(status_code=204)
 
@@ -145,8 +206,8 @@ async def read_metrics(
     modelCrn: str | None = None,
     modelBuildCrn: str | None = None,
     modelDeploymentCrn: str | None = None,
-    startTimeStampMs: int = 0,
-    endTimeStampMs: int | None = None,
+    startTimeStampMs: Annotated[ReadMs, Query()] = 0,
+    endTimeStampMs: Annotated[ReadMs | None, Query()] = None,
     kind: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     pageToken: str | None = None,
@@ -161,16 +222,7 @@ async def read_metrics(
     except ValueError as exc:
         accepted = ", ".join(k.value for k in RecordKind)
         raise InvalidInput(f"kind={kind!r} is not accepted; accepted: {accepted}") from exc
-    if model_scope(key) is not None:
-        if modelCrn is not None:
-            check_scope(key, modelCrn)
-        elif modelDeploymentCrn is not None:
-            await _check_deployment_scope(services, key, modelDeploymentCrn)
-        else:
-            raise InvalidInput(
-                f"API key {key.id!r} is limited to {key.scope!r}: read by modelCrn or "
-                "modelDeploymentCrn"
-            )
+    await _check_read_scope(services, key, modelCrn, modelBuildCrn, modelDeploymentCrn)
     query = StoreQuery(
         model_crn=modelCrn,
         build_crn=modelBuildCrn,
@@ -201,8 +253,8 @@ async def read_distribution(
     modelCrn: str | None = None,
     modelBuildCrn: str | None = None,
     modelDeploymentCrn: str | None = None,
-    startTimeStampMs: int = 0,
-    endTimeStampMs: int | None = None,
+    startTimeStampMs: Annotated[ReadMs, Query()] = 0,
+    endTimeStampMs: Annotated[ReadMs | None, Query()] = None,
     quantile: Annotated[list[float] | None, Query()] = None,
     bins: Annotated[int, Query(ge=1, le=MAX_BINS)] = 20,
 ) -> Response:
@@ -233,16 +285,7 @@ async def _read_query(
         raise InvalidInput(
             "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
         )
-    if model_scope(key) is not None:
-        if model_crn is not None:
-            check_scope(key, model_crn)
-        elif deployment_crn is not None:
-            await _check_deployment_scope(services, key, deployment_crn)
-        else:
-            raise InvalidInput(
-                f"API key {key.id!r} is limited to {key.scope!r}: read by modelCrn or "
-                "modelDeploymentCrn"
-            )
+    await _check_read_scope(services, key, model_crn, build_crn, deployment_crn)
     return StoreQuery(
         model_crn=model_crn,
         build_crn=build_crn,
@@ -266,6 +309,7 @@ async def track_run_metrics(
             run=run_id,
         )
     full = RUN_SCOPE_PREFIX + run_id
+    check_unscoped(key, "jobs and runs")
     if key.scope is not None and key.scope.startswith(RUN_SCOPE_PREFIX) and key.scope != full:
         raise Forbidden(
             f"API key {key.id!r} belongs to run {key.scope!r} and may not track metrics of "
@@ -273,5 +317,6 @@ async def track_run_metrics(
             key_id=key.id,
         )
     registry = _services(request).registry
-    await asyncio.to_thread(registry.add_run_metrics, full, body.metrics)
+    metrics = check_record(body.metrics, f"metrics of run {run_id!r}")
+    await asyncio.to_thread(registry.add_run_metrics, full, metrics)
     return Response(status_code=204)

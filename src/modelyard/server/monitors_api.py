@@ -7,6 +7,8 @@ tracking metrics: admin, user and job-run keys. A key limited to one model may a
 model's deployments (checked on the ``deployment`` every route names).
 
 - ``GET  /monitors/resolve?deployment=CRN | model=NAME`` -> ``{"deployment_crn"}``
+- ``GET  /monitors/keys?deployment&wanted=K...`` -> ``{"keys", "records"}``: the keys its latest
+  records carry (and those of ``wanted`` among its delayed values), to check a spec against
 - ``POST /monitors/label-times`` ``{deployment, key, uuids}`` -> ``{"times": {uuid: ms}}``
 - ``GET  /monitors/late-labels?deployment&key&after_ms&through_ms&window_ms`` -> ``{"starts"}``
 - ``POST /monitors/distribution`` ``{deployment, start_ms, end_ms, key, ranks}`` ->
@@ -14,7 +16,8 @@ model's deployments (checked on the ``deployment`` every route names).
 - ``GET  /monitors/{name}/state?deployment`` -> ``{"starts", "labels_through_ms"}``;
   ``PUT`` with ``{deployment, labels_through_ms}`` sets the mark
 - ``GET  /monitors/{name}/results?deployment&start_ms`` -> ``{"results": [...]}``;
-  ``PUT`` with ``{deployment, source, start_ms, end_ms, n, metrics}`` replaces one window
+  ``PUT`` with ``{deployment, source, start_ms, end_ms, n, metrics}`` replaces one window (one
+  that has not ended by the server's clock is stored partial: ``window.partial``)
 - ``POST /monitors/{name}/alerts`` ``{deployment, rules}`` -> ``{"alerts": [due notifications]}``
 """
 
@@ -30,9 +33,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from modelyard.errors import InvalidInput
+from modelyard.monitors._store import now_ms
 from modelyard.monitors.access import EmbeddedAccess
 from modelyard.registry import ApiKey
-from modelyard.server.auth import Capability, check_scope, requires
+from modelyard.server.auth import Capability, check_deployment_scope, requires, scoped_model
+from modelyard.server.limits import MAX_TIME_MS, ReadMs
 from modelyard.server.services import Services
 
 __all__ = ["MAX_LABEL_UUIDS", "MAX_RANKS", "router"]
@@ -51,9 +56,10 @@ def _access(request: Request) -> EmbeddedAccess:
 
 
 def _check(access: EmbeddedAccess, key: ApiKey, deployment: str) -> None:
-    """NotFound for an unknown deployment; Forbidden for a key limited to another model."""
-    identity = access.store.resolve(deployment)
-    check_scope(key, identity.model_crn)
+    """Forbidden for a key limited to another model (and, alike, for an unknown deployment);
+    NotFound for an unknown deployment otherwise."""
+    check_deployment_scope(access.store, key, deployment)
+    access.store.resolve(deployment)
 
 
 class LabelTimesIn(BaseModel):
@@ -64,23 +70,23 @@ class LabelTimesIn(BaseModel):
 
 class DistributionIn(BaseModel):
     deployment: str = Field(min_length=1, max_length=300)
-    start_ms: int
-    end_ms: int
+    start_ms: ReadMs
+    end_ms: ReadMs
     key: str = Field(min_length=1, max_length=200)
     ranks: list[float]
 
 
 class MarkIn(BaseModel):
     deployment: str = Field(min_length=1, max_length=300)
-    labels_through_ms: int
+    labels_through_ms: ReadMs
 
 
 class ResultIn(BaseModel):
     deployment: str = Field(min_length=1, max_length=300)
     source: str = Field(min_length=1, max_length=200)
-    start_ms: int
-    end_ms: int
-    n: int = Field(ge=0)
+    start_ms: ReadMs
+    end_ms: ReadMs
+    n: int = Field(ge=0, le=2**53)  # a count of predictions, stored in a 64-bit column
     metrics: dict[str, Any]
 
 
@@ -97,6 +103,7 @@ async def resolve(
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     access = _access(request)
+    services: Services = request.app.state.services
 
     def work() -> dict[str, Any]:
         if (deployment is None) == (model is None):
@@ -104,9 +111,28 @@ async def resolve(
                 f"give exactly one of deployment (a CRN) and model (a name); got "
                 f"deployment={deployment!r}, model={model!r}"
             )
+        if model is not None:  # a scoped key: 403 before a not-found could name other models
+            scoped_model(services.registry, key, model)
         crn = access.resolve(deployment, model)
         _check(access, key, crn)
         return {"deployment_crn": crn}
+
+    return await asyncio.to_thread(work)
+
+
+@router.get("/keys", summary="The keys a deployment has recorded (to check a monitor spec)")
+async def recorded_keys(
+    request: Request,
+    key: Tracker,
+    deployment: Deployment,
+    wanted: Annotated[list[str] | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    access = _access(request)
+
+    def work() -> dict[str, Any]:
+        _check(access, key, deployment)
+        found = access.recorded_keys(deployment, [w[:200] for w in wanted or ()])
+        return {"keys": sorted(found.keys), "records": found.records}
 
     return await asyncio.to_thread(work)
 
@@ -132,9 +158,9 @@ async def late_labels(
     key: Tracker,
     deployment: Deployment,
     label: Annotated[str, Query(alias="key", min_length=1, max_length=200)],
-    after_ms: int,
-    through_ms: int,
-    window_ms: Annotated[int, Query(ge=1000)],
+    after_ms: Annotated[ReadMs, Query()],
+    through_ms: Annotated[ReadMs, Query()],
+    window_ms: Annotated[int, Query(ge=1000, le=MAX_TIME_MS)],
 ) -> dict[str, Any]:
     access = _access(request)
 
@@ -203,7 +229,11 @@ async def save_mark(request: Request, key: Tracker, name: str, body: MarkIn) -> 
 
 @router.get("/{name}/results", summary="A monitor's stored result of one window")
 async def results(
-    request: Request, key: Tracker, name: str, deployment: Deployment, start_ms: int
+    request: Request,
+    key: Tracker,
+    name: str,
+    deployment: Deployment,
+    start_ms: Annotated[ReadMs, Query()],
 ) -> dict[str, Any]:
     access = _access(request)
 
@@ -235,6 +265,11 @@ async def save_result(request: Request, key: Tracker, name: str, body: ResultIn)
             f"source {body.source!r} does not belong to monitor {name!r}; expected 'monitor:{name}'"
         )
     access = _access(request)
+    metrics = body.metrics
+    if body.end_ms > now_ms() and not metrics.get("window.partial"):
+        # By this server's clock the window has not ended: whatever the client's clock said, it
+        # is stored partial, so the next run after its end computes it again (issue 11).
+        metrics = {**metrics, "window.partial": True}
 
     def work() -> None:
         _check(access, key, body.deployment)
@@ -245,7 +280,7 @@ async def save_result(request: Request, key: Tracker, name: str, body: ResultIn)
             body.start_ms,
             body.end_ms,
             body.n,
-            body.metrics,
+            metrics,
         )
 
     await asyncio.to_thread(work)

@@ -20,7 +20,7 @@ from starlette.routing import Route
 import modelyard
 from modelyard.errors import ModelyardError
 from modelyard.runtime import ReplicaStatus
-from modelyard.server.auth import Capability, authenticate
+from modelyard.server.auth import Capability, authenticate, check_unscoped
 from modelyard.server.errors import error_response
 from modelyard.server.services import Services
 
@@ -70,9 +70,10 @@ async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
     if not services.config.public_metrics:
         try:
-            authenticate(
+            key = authenticate(
                 services.registry, request.headers.get("authorization"), Capability.METRICS
             )
+            check_unscoped(key, "the server's Prometheus metrics (every model's)")
         except ModelyardError as error:
             return error_response(error)
     registry: CollectorRegistry = request.app.state.replica_metrics

@@ -269,6 +269,11 @@ class MetricsStore(abc.ABC):
         """Every delayed value of a prediction in arrival order (empty list if none)."""
 
     @abc.abstractmethod
+    def prediction_identity(self, uuid: str) -> Identity:
+        """The (model, build, deployment) a prediction belongs to, raw or rolled up (through the
+        uuid index): what a scope check needs. NotFound naming the uuid if it is unknown."""
+
+    @abc.abstractmethod
     def find_prediction(self, uuid: str) -> Record:
         """The raw prediction record of ``uuid``, delayed values merged (found through the uuid
         index, not a scan). NotFound naming the uuid if it is unknown or already rolled up."""

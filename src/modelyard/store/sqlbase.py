@@ -477,6 +477,18 @@ class SQLStore(MetricsStore):
 
         self._write(transaction)
 
+    def prediction_identity(self, uuid: str) -> Identity:
+        if not isinstance(uuid, str) or not uuid or "\x00" in uuid:
+            raise InvalidInput(f"uuid={uuid!r} must be a prediction's uuid string")
+        with self._reading() as cur:
+            row = self._exec(
+                cur, "SELECT deployment_id FROM prediction_uuids WHERE uuid = ?", (uuid,)
+            ).fetchone()
+            identity = None if row is None else self._identity(cur, int(row[0]))
+        if identity is None:
+            raise NotFound(f"no prediction with uuid {uuid!r} is stored", uuid=uuid)
+        return identity
+
     def find_prediction(self, uuid: str) -> Record:
         if not isinstance(uuid, str) or not uuid or "\x00" in uuid:
             raise InvalidInput(f"uuid={uuid!r} must be a prediction's uuid string")

@@ -11,6 +11,8 @@ session; without one the browser is sent to the sign-in page.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import secrets
 import time
 import urllib.parse
@@ -28,11 +30,17 @@ import modelyard
 from modelyard.errors import InvalidInput, ModelyardError, Unauthorized
 from modelyard.registry import ApiKey
 from modelyard.server import drift, insights
-from modelyard.server.auth import Capability, authorize, check_scope, model_scope
+from modelyard.server.auth import (
+    Capability,
+    authorize,
+    may_administer,
+    model_scope,
+    scoped_model,
+)
 from modelyard.server.errors import error_response
 from modelyard.server.keys import CreateKeyRequest, new_key
 from modelyard.server.services import Services
-from modelyard.ui.assets import static_path
+from modelyard.ui.assets import plotly_style_ids, static_path
 from modelyard.ui.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, SessionStore
 
 __all__ = ["mount", "router"]
@@ -40,7 +48,41 @@ __all__ = ["mount", "router"]
 _HERE = Path(__file__).parent
 _LOGIN_CSRF = "modelyard_login_csrf"
 _MAX_FORM_BYTES = 64 * 1024
+
+
+def _style_hash(value: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(value.encode()).digest()).decode() + "'"
+
+
+# Plotly sets two fixed style attributes: an empty one (colour bars, heatmap images) and
+# image-rendering on heatmap images. 'unsafe-hashes' with their hashes allows exactly these two
+# values, no other style attribute and no <style> element (see ui/assets.py for Plotly's own).
+_PLOTLY_STYLE_ATTRIBUTES = (
+    "",
+    "".join(
+        f"image-rendering: {value}; "
+        for value in (
+            "optimizeSpeed",
+            "-moz-crisp-edges",
+            "-o-crisp-edges",
+            "-webkit-optimize-contrast",
+            "optimize-contrast",
+            "crisp-edges",
+            "pixelated",
+        )
+    ),
+)
+# The dashboard serves every script, style sheet and chart library itself, with no inline
+# script or style: a policy of 'self' holds, so an injected <script> or handler cannot run.
+# img-src allows data: for Plotly's heatmap images and the page's empty favicon.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-hashes' "
+    + " ".join(_style_hash(value) for value in _PLOTLY_STYLE_ATTRIBUTES)
+    + "; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 _SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -53,6 +95,7 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 
+_env.globals["plotly_style_ids"] = plotly_style_ids
 router = APIRouter(include_in_schema=False)
 
 # One entry per page; a page whose part is missing would be left out here rather than faked.
@@ -266,10 +309,11 @@ async def overview_page(request: Request) -> Response:
 @router.get("/ui/models/{name}")
 async def model_page(name: str, request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
+        from modelyard.server.models import model_view  # what GET /api/v1/models/{name} shows
+
         authorize(key, Capability.READ_MODELS)
         services = _services(request)
-        await _check_model_scope(services, key, name)
-        status = await asyncio.to_thread(insights.model_status, services, name)
+        status = await asyncio.to_thread(model_view, services, name, key)
         builds = status.get("builds", [])
         active = status.get("active") or {}
         log_build = active.get("build_crn") or (builds[0]["crn"] if builds else None)
@@ -302,7 +346,7 @@ async def model_page(name: str, request: Request) -> Response:
             log_build=log_build,
             log=log,
             example=orjson.dumps(example, option=orjson.OPT_INDENT_2).decode(),
-            is_admin=key.role.value == "admin",
+            is_admin=may_administer(key),
         )
 
     return await _page(request, page)
@@ -339,8 +383,8 @@ async def try_model(name: str, request: Request) -> Response:
             raise Unauthorized("sign in to the dashboard first")
         authorize(key, Capability.CALL)
         body = await request.body()
+        await _check_model_scope(_services(request), key, name)
         model = _services(request).models.get(name)
-        check_scope(key, model.crn)
         if len(body) > model.settings.max_body_bytes:
             raise InvalidInput(
                 f"the input is {len(body)} bytes; model {name!r} accepts at most "
@@ -373,10 +417,9 @@ async def metrics_page(request: Request) -> Response:
 
 
 async def _check_model_scope(services: Services, key: ApiKey, name: str) -> None:
-    """Forbidden when ``key`` is limited to another model (the API's ``_scope_model`` rule)."""
-    if model_scope(key) is not None:
-        model = await asyncio.to_thread(services.registry.get_model, name)
-        check_scope(key, model.crn)
+    """Forbidden when ``key`` is limited to another model, the same answer for an unknown one
+    (``auth.scoped_model``: the rule every REST route uses)."""
+    await asyncio.to_thread(scoped_model, services.registry, key, name)
 
 
 async def _deployment_options(services: Services, key: ApiKey) -> list[dict[str, str]]:
@@ -418,23 +461,17 @@ async def drift_page(request: Request) -> Response:
 @router.get("/ui/jobs")
 async def jobs_page(request: Request) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
-        from modelyard.server.jobs_api import job_json  # what GET /api/v1/jobs answers with
+        from modelyard.server.jobs_api import visible_jobs  # what GET /api/v1/jobs answers
 
         authorize(key, Capability.READ_MODELS)
-        registry = _services(request).registry
-
-        def listed() -> list[dict[str, Any]]:
-            now = time.time_ns() // 1_000_000
-            return [job_json(registry, job, key, now) for job in registry.list_jobs()]
-
-        jobs = await asyncio.to_thread(listed)
+        jobs = await asyncio.to_thread(visible_jobs, _services(request).registry, key)
         return _render(
             request,
             "jobs.html",
             200,
             session,
             active="jobs",
-            data={"jobs": jobs, "admin": key.role.value == "admin"},
+            data={"jobs": jobs, "admin": may_administer(key)},
             chosen=request.query_params.get("job", ""),
         )
 
@@ -521,5 +558,7 @@ async def static(name: str) -> Response:
     """Only the files in ``STATIC`` (a fixed table): the request never becomes a path."""
     path, media_type = static_path(name)
     return FileResponse(
-        path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"}
+        path,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
