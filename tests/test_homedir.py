@@ -57,6 +57,9 @@ def test_a_home_created_by_the_sdk_is_private(modelyard_home: Path) -> None:
     backends.flush_all()
     # While the store is open: SQLite's -wal and -shm files exist only then.
     assert _modes(modelyard_home) == PRIVATE
+    # Every other file the SDK leaves in the home is private too.
+    others = {p.name: _mode(p) for p in modelyard_home.iterdir() if p.is_file()}
+    assert others and set(others.values()) == {0o600}, others
 
 
 def test_a_home_created_by_the_server_is_private(modelyard_home: Path) -> None:

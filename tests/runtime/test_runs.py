@@ -33,7 +33,8 @@ def test_run_succeeds_and_keeps_exit_code_times_and_output(
     assert run.duration_ms == run.ended_ms - run.started_ms
     assert run.log_path == runtime.home / "logs" / "runs" / "ok-1.log"
     lines = list(runtime.read_run_log("ok-1"))
-    assert lines[0].startswith("=== modelyard run ok-1 started at")
+    assert lines[0].startswith("=== modelyard run ok-1 started at 20")  # ISO 8601, UTC
+    assert "+00:00 (" in lines[0]
     assert "out: bonjour" in lines and "err: to stderr" in lines
     assert lines[-1].startswith("=== modelyard run ok-1 succeeded exit_code=0")
     finished = [e for e in events if e.kind == "run_finished"]

@@ -40,7 +40,9 @@ def _walk(command: click.Command, path: list[str], lines: list[str]) -> None:
     lines.append(f"## `{' '.join(path)}`")
     lines.append("")
     if command.help:
-        lines.append(command.help.strip())
+        # cleandoc, as click does for --help: a docstring's later paragraphs are indented, which
+        # Markdown would render as code blocks.
+        lines += [line for line in inspect.cleandoc(command.help).splitlines() if line != "\b"]
         lines.append("")
     rows = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
     if rows:

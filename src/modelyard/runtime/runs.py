@@ -11,6 +11,7 @@ import logging
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modelyard.runtime import leftovers
@@ -53,7 +54,8 @@ class LocalRun:
         self._started_ms = _now_ms()
         self._started_mono = time.monotonic()
         header = (
-            f"=== modelyard run {spec.run_id} started at {self._started_ms} ms "
+            f"=== modelyard run {spec.run_id} started at {_utc_iso(self._started_ms)} "
+            f"({self._started_ms} ms) "
             f"argv={list(spec.argv)!r} ==="
         )
         self._popen = spawn(spec.argv, spec.cwd, env, log_path, header)
@@ -183,3 +185,9 @@ class LocalRun:
             self._on_event(Event(kind, _now_ms(), run_id=self.run_id, details=dict(details)))
         except Exception:
             log.exception("event handler failed on %s of run %s", kind, self.run_id)
+
+
+def _utc_iso(ms: int) -> str:
+    """``ms`` as ISO 8601 in UTC: a log is read on other machines than the server's, so its
+    header names the zone rather than assuming the reader's."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

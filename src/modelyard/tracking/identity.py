@@ -21,7 +21,7 @@ from pathlib import Path
 
 from modelyard import ids, settings
 from modelyard.errors import InvalidInput
-from modelyard.homedir import make_home
+from modelyard.homedir import make_home, make_private_file
 from modelyard.store.base import Identity
 
 __all__ = ["DEV_IDENTITY", "LOCAL_IDENTITY_FILE", "env_identity", "local_identity"]
@@ -71,6 +71,7 @@ def local_identity(home: Path | None = None) -> Identity:
             "modelDeploymentCrn": ids.new_crn("deployment"),
         }
         tmp = home / f".{LOCAL_IDENTITY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"
+        make_private_file(tmp)  # 0600 like every file in the home, before anything is in it
         tmp.write_text(json.dumps(fresh, indent=2) + "\n", encoding="utf-8")
         try:
             os.link(tmp, path)  # fails if another process won the race: then read theirs
