@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -22,7 +23,8 @@ def predict(x: int) -> int:
 def test_frame_has_id_columns_kinds_and_flattened_metrics() -> None:
     outs = [predict(i) for i in range(3)]
     modelyard.track_delayed_metrics({"actual": 1}, outs[0]["uuid"])
-    modelyard.track_aggregate_metrics({"accuracy": 0.5}, 0, 1)
+    now = int(time.time() * 1000)
+    modelyard.track_aggregate_metrics({"accuracy": 0.5}, now - 1, now)
     ident = modelyard.current_identity()
     df = modelyard.read_metrics_frame(ident.deployment_crn)
     assert list(df.columns[: len(ID_COLUMNS)]) == list(ID_COLUMNS)

@@ -7,6 +7,8 @@ import pytest
 import modelyard
 from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
 
+T0 = 1_700_000_000_000  # a time a record may carry (2023-11-14)
+
 
 @modelyard.model_metrics
 def predict(x: int) -> int:
@@ -123,7 +125,7 @@ def test_aggregate_metrics_come_back_with_their_window() -> None:
 
 
 def test_aggregate_for_the_default_identity_works_before_any_prediction() -> None:
-    modelyard.track_aggregate_metrics({"drift": {"psi": 0.02}}, 0, 10)
+    modelyard.track_aggregate_metrics({"drift": {"psi": 0.02}}, T0, T0 + 10)
     (record,) = modelyard.read_metrics(_deployment())["metrics"]
     assert record["metrics"] == {"drift": {"psi": 0.02}}
 
@@ -131,10 +133,13 @@ def test_aggregate_for_the_default_identity_works_before_any_prediction() -> Non
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (({"a": 1}, 10, 5), "start <= end"),
-        (({"a": 1}, "0", 5), "start_timestamp_ms must be an int"),
-        (({"a": 1}, 0, 5.0), "end_timestamp_ms must be an int"),
-        (([1], 0, 5), "metrics must be a dict"),
+        (({"a": 1}, T0 + 10, T0 + 5), "start <= end"),
+        (({"a": 1}, "0", T0 + 5), "start_timestamp_ms must be an int"),
+        (({"a": 1}, T0, 5.0), "end_timestamp_ms must be an int"),
+        (([1], T0, T0 + 5), "metrics must be a dict"),
+        # the REST API's range, so a script that works embedded works against a server too
+        (({"a": 1}, 0, T0), r"start_timestamp_ms=0 is outside .* from 2000-01-01"),
+        (({"a": 1}, T0, 2**63), r"end_timestamp_ms=9223372036854775808 is outside"),
     ],
 )
 def test_aggregate_arguments_are_checked(args: tuple[object, ...], match: str) -> None:
@@ -144,7 +149,7 @@ def test_aggregate_arguments_are_checked(args: tuple[object, ...], match: str) -
 
 def test_an_unknown_deployment_is_invalid_input_for_aggregates_as_for_reads() -> None:
     with pytest.raises(InvalidInput, match="crn:modelyard:deployment/nope") as written:
-        modelyard.track_aggregate_metrics({"a": 1}, 0, 5, "crn:modelyard:deployment/nope")
+        modelyard.track_aggregate_metrics({"a": 1}, T0, T0 + 5, "crn:modelyard:deployment/nope")
     assert not isinstance(written.value, NotFound)  # NotFound is for unknown prediction uuids
     with pytest.raises(InvalidInput, match="crn:modelyard:deployment/nope"):
         modelyard.read_metrics("crn:modelyard:deployment/nope")

@@ -108,11 +108,11 @@ def test_delayed_aggregate_and_run_metrics_requests(
     with pytest.raises(NotFound, match="prediction 'missing' not found"):
         modelyard.track_delayed_metrics({"actual": 1}, "missing")
     with pytest.raises(Forbidden, match="may not write"):
-        modelyard.track_aggregate_metrics({"auc": 0.7}, 0, 10)
+        modelyard.track_aggregate_metrics({"auc": 0.7}, 1_700_000_000_000, 1_700_000_000_010)
     assert remote.requests[-1].body == {
         "modelDeploymentCrn": DEPLOYMENT,
-        "startTimeStampMs": 0,
-        "endTimeStampMs": 10,
+        "startTimeStampMs": 1_700_000_000_000,
+        "endTimeStampMs": 1_700_000_000_010,
         "metrics": {"auc": 0.7},
     }
     monkeypatch.setenv("MODELYARD_RUN_ID", "r 1")

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from modelyard.errors import InvalidInput, PayloadTooLarge
-from modelyard.tracking.validate import check_metrics, check_size
+from modelyard.tracking.validate import MAX_TIME_MS, MIN_TIME_MS, check_metrics, check_size
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -39,8 +39,6 @@ __all__ = [
     "check_record",
 ]
 
-MIN_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_TIME_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z
 MAX_TEXT = 200  # identifiers and labels (uuids, CRNs, a delayed value's source)
 MAX_PATH_BYTES = 4_096  # PATH_MAX on Linux
 MAX_NAME_BYTES = 255  # NAME_MAX: one part of a path

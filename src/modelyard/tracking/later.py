@@ -11,7 +11,7 @@ from typing import Any
 from modelyard.errors import InvalidInput
 from modelyard.tracking import backends
 from modelyard.tracking.read import check_ms
-from modelyard.tracking.validate import check_metrics, check_size
+from modelyard.tracking.validate import check_metrics, check_size, check_stored_ms
 
 __all__ = ["flush", "track_aggregate_metrics", "track_delayed_metrics"]
 
@@ -54,8 +54,10 @@ def track_aggregate_metrics(
     The deployment defaults to the one this process records predictions under.
     """
     checked = check_metrics(metrics)
-    start = check_ms(start_timestamp_ms, "start_timestamp_ms")
-    end = check_ms(end_timestamp_ms, "end_timestamp_ms")
+    start = check_stored_ms(
+        check_ms(start_timestamp_ms, "start_timestamp_ms"), "start_timestamp_ms"
+    )
+    end = check_stored_ms(check_ms(end_timestamp_ms, "end_timestamp_ms"), "end_timestamp_ms")
     if start > end:
         raise InvalidInput(
             f"start_timestamp_ms={start} is after end_timestamp_ms={end}; "

@@ -21,15 +21,34 @@ from modelyard.errors import InvalidInput, PayloadTooLarge
 from modelyard.tracking import _env
 
 __all__ = [
+    "MAX_TIME_MS",
+    "MIN_TIME_MS",
     "check_key",
     "check_metrics",
     "check_size",
+    "check_stored_ms",
     "check_value",
     "encoded_size",
     "max_record_bytes",
 ]
 
 _ACCEPTED = "None, bool, int, finite float, str, list or dict with string keys"
+
+# The times a record may carry, here and in the REST API alike (``modelyard.server.limits``), so
+# a script that works against the embedded store works against a server too.
+MIN_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_TIME_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z
+
+
+def check_stored_ms(value: int, argument: str) -> int:
+    """``value`` (epoch milliseconds) if a record may carry it; InvalidInput naming the range
+    otherwise (0 or a time in seconds is a mistake, not "the beginning")."""
+    if not MIN_TIME_MS <= value <= MAX_TIME_MS:
+        raise InvalidInput(
+            f"{argument}={value} is outside the times a record may carry: epoch milliseconds "
+            f"from 2000-01-01 ({MIN_TIME_MS}) to 2200-01-01 ({MAX_TIME_MS})"
+        )
+    return value
 
 
 def check_key(key: object) -> str:
