@@ -66,6 +66,9 @@ def test_quick_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert all(results["checks"].values()), results["checks"]
     info = results["info"]
     injected = info["injected_ms"]
+    # Piped output keeps each command it suggests on one line, identifiers whole, to copy.
+    suggested = f"modelyard metrics read --deployment {info['deployment']} --since 1h"
+    assert any(suggested in line for line in done.stdout.splitlines()), done.stdout[-1500:]
 
     # The monitor's windows, read from the demo's store directly.
     from modelyard.store import open_store

@@ -471,7 +471,9 @@ def _now_ms() -> int:
 
 
 def _summary(console: Console, results: StoryResults, serve: bool) -> None:
-    console.print(results.summary_text())
+    # soft_wrap: lines are printed whole (the terminal wraps them), so the commands and
+    # identifiers it names can be copied from a terminal or a log into the next command.
+    console.print(results.summary_text(), soft_wrap=True)
 
 
 def _serve(console: Console, server: ServerProcess, run: _Run) -> None:
@@ -481,7 +483,8 @@ def _serve(console: Console, server: ServerProcess, run: _Run) -> None:
     console.print(
         f"\n[bold]Dashboard:[/] {server.url}/ui/  (sign in with the admin key in "
         f"{server.home / 'admin.key'})\nThe server keeps running, and the job {JOB_NAME} runs "
-        f"again every {run.config.window_s} s; press Ctrl-C to stop them."
+        f"again every {run.config.window_s} s; press Ctrl-C to stop them.",
+        soft_wrap=True,
     )
     try:
         while server.proc.poll() is None:
