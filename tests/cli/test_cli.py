@@ -10,28 +10,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 
 import modelyard
-from modelyard.cli import cli, main
+from _cli import run, run_main
 from modelyard.ids import new_crn
 from modelyard.store import Identity, Prediction, open_store
 from modelyard.timeparse import now_ms
 
 DAY_MS = 86_400_000
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Through ``main`` so ModelyardError handling (one line, exit 2) is covered."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 from rich.console import Console
 
-from modelyard.cli import cli, main, output
+from _cli import run, run_main
+from modelyard.cli import output
 from modelyard.cli.output import format_time, print_mapping, print_rows
 from modelyard.errors import InvalidInput
 from modelyard.registry import Registry
@@ -22,18 +22,6 @@ from modelyard.store import Identity, Prediction, open_store
 
 T0 = 1_764_925_200_000  # 2025-12-05T09:00:00Z
 BOX = set("│┃━─┏┗┡╇╭╰┌└")
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 @pytest.fixture

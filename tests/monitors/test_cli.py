@@ -11,18 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from modelyard.cli import main
+from _cli import run_main
 from modelyard.store.base import MetricsStore
 
 from .conftest import HOUR, T0, reference_frame, write_stream
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 def test_reference_upload_run_and_alerts(
