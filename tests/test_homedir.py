@@ -63,13 +63,16 @@ def test_a_home_created_by_the_sdk_is_private(modelyard_home: Path) -> None:
 
 
 def test_a_home_created_by_the_server_is_private(modelyard_home: Path) -> None:
-    async def started() -> dict[str, int]:
+    async def started() -> tuple[dict[str, int], dict[str, int]]:
         async with serve(modelyard_home):
-            return _modes(modelyard_home)
+            files = {p.name: _mode(p) for p in modelyard_home.iterdir() if p.is_file()}
+            return _modes(modelyard_home), files
 
     assert not modelyard_home.exists()
-    assert run(started()) == PRIVATE
-    assert _mode(modelyard_home / "admin.key") == 0o600
+    modes, files = run(started())
+    assert modes == PRIVATE
+    # admin.key, server.json and the rest: every file the server writes in the home
+    assert {"admin.key", "server.json"} <= set(files) and set(files.values()) == {0o600}, files
 
 
 def test_an_existing_home_keeps_its_modes(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 import modelyard
 from modelyard import ui
+from modelyard.homedir import make_private_file
 from modelyard.server import (
     alerts_api,
     gateway_routes,
@@ -107,6 +108,8 @@ def _write_server_file(home: Path, config: ServerConfig) -> None:
     text = json.dumps({"url": config.base_url, "pid": os.getpid()}) + "\n"
     path = home / SERVER_FILE
     tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)  # a crashed start's leftover would keep its own mode
+    make_private_file(tmp)  # 0600 like every file in the home
     tmp.write_text(text)
     os.replace(tmp, path)
 
