@@ -66,10 +66,16 @@ def test_sketch_report_agrees_with_the_raw_report() -> None:
     report = sketch_drift(ref, cur)
     exact = drift(raw_ref, raw_cur)
     assert list(report.columns[:-1]) == list(exact.columns) and report.columns[-1] == "error_bound"
-    for method in ("psi", "ks", "jensen_shannon"):
+    # KLL compaction is random (DataSketches seeds it itself), so each run draws other sketches:
+    # KS must stay within its derived bound; PSI and JS have none, and are held to 0.04, above
+    # the largest gap measured over 2,000 draws of these sketches (PSI 0.031, JS 0.018; median
+    # 0.007 and 0.004) and well below the 0.1 effect threshold. (0.1 x the statistic, as before,
+    # failed about one run in ten.)
+    for method, tolerance in (("psi", 0.04), ("ks", None), ("jensen_shannon", 0.04)):
         row, raw = _row(report, "x", method), _row(exact, "x", method)
         assert row["flagged"] == raw["flagged"] == True  # noqa: E712
-        assert abs(row["statistic"] - raw["statistic"]) <= max(0.1 * raw["statistic"], 0.01)
+        bound = row["error_bound"] if tolerance is None else tolerance
+        assert abs(row["statistic"] - raw["statistic"]) <= bound, (method, row, raw)
     for method in ("psi", "chi2", "jensen_shannon", "unseen_share"):
         row, raw = _row(report, "c", method), _row(exact, "c", method)
         assert row["statistic"] == pytest.approx(raw["statistic"], rel=1e-9)  # counts are exact
