@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from modelyard.cli import main
+from _cli import run_main as cli
 from server.conftest import PREDICT, ServerProcess, server_process  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -25,15 +25,6 @@ def project(tmp_path: Path) -> Path:
 
     (root / "predict.py").write_text(textwrap.dedent(PREDICT))
     return root
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``modelyard ARGS`` through ``main`` (errors: one line on stderr, exit 2)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 def ok_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from modelyard.cli import main
+from _cli import run_main as cli
 from server.conftest import PREDICT, ServerProcess, server_process  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -46,14 +46,6 @@ def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     time.tzset()
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 def ok(capsys: pytest.CaptureFixture[str], *args: str) -> str:
