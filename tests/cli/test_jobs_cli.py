@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from _wait import wait_until
 from modelyard.cli import main
 from server.conftest import ServerProcess, server_process  # noqa: F401 (fixture)
 
@@ -103,14 +104,9 @@ def ok_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     return orjson.loads(out)
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.2)
+def wait_for(predicate: Callable[[], Any]) -> Any:
+    """A CLI call per poll against a real server: poll gently, allow a loaded machine a minute."""
+    return wait_until(predicate, timeout_s=60.0, step_s=0.2)
 
 
 def finished_run(capsys: pytest.CaptureFixture[str], run: str) -> Any:

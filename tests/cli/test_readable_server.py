@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from _cli import run_main as cli
+from _wait import wait_until
 from server.conftest import PREDICT, ServerProcess, server_process  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -65,14 +66,9 @@ def pairs(out: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in out.splitlines())
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.2)
+def wait_for(predicate: Callable[[], Any]) -> Any:
+    """A CLI call per poll against a real server: poll gently, allow a loaded machine a minute."""
+    return wait_until(predicate, timeout_s=60.0, step_s=0.2)
 
 
 def test_models_output_is_complete_and_names_and_prefixes_work(
