@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
 
-__all__ = ["now_ms", "parse_time_ms"]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+__all__ = ["parse_time_ms"]
 
 
 def parse_time_ms(text: str, name: str, now: int | None = None) -> int:

@@ -20,6 +20,7 @@ from modelyard.jobs.notify import Delivery, Notifier
 from modelyard.jobs.scheduler import Scheduler
 from modelyard.registry import Registry
 from modelyard.runtime import LocalRuntime, SupervisorConfig, free_port
+from modelyard.specs import JobSpec
 from modelyard.store.base import MetricsStore
 from modelyard.store.postgres import PostgresStore
 from modelyard.store.sqlite import SQLiteStore
@@ -79,12 +80,12 @@ class World:
             "catch_up": "latest",
             "notify": [],
             "notify_on": ["failure"],
-            "builtin": False,
         }
         if not any(k in options for k in ("cron", "every_ms", "after", "manual")):
             options["manual"] = True
         defaults.update(options)
-        return self.registry.create_job(name, str(self.project), script, **defaults)
+        spec = JobSpec(name=name, project=str(self.project), script=script, **defaults)
+        return self.registry.create_job(spec)
 
     def scheduler(self, owner: str = "server-a", **options: Any) -> Scheduler:
         notifier = options.pop("notifier", None) or Notifier(

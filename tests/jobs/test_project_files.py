@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from builds.conftest import tiny_package  # noqa: F401 (fixture)
+from modelyard.builds import snapshot_project
+from modelyard.builds.snapshot import ignore_reason
 from modelyard.registry import RunState
-from modelyard.serving import snapshot_project
-from modelyard.serving.snapshot import ignore_reason
-from serving.conftest import tiny_package  # noqa: F401 (fixture)
+from modelyard.specs import JobSpec
 
 from .conftest import World
 
@@ -104,7 +105,14 @@ def test_a_monitor_job_runs_the_installed_runner_in_a_project_ignoring_modelyard
     (world.project / ".gitignore").write_text(".modelyard/\n")
     (world.project / "watch.yaml").write_text(textwrap.dedent("name: watch\n"))
     job = world.registry.create_job(
-        "watch", str(world.project), None, monitor="watch.yaml", manual=True, args=["--json"]
+        JobSpec(
+            name="watch",
+            project=str(world.project),
+            script=None,
+            monitor="watch.yaml",
+            manual=True,
+            args=["--json"],
+        )
     )
     assert job.script is None and job.monitor == "watch.yaml"
     scheduler = world.scheduler()

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from modelyard.jobs.schedule import CATCH_UP_LIMIT, DEFAULT_GRACE_MS, MAX_EVERY_MS, MIN_EVERY_MS
-from modelyard.registry import Registry
-from modelyard.registry._jobs import (
+from modelyard.specs.job import (
     JOB_RESERVED_ENV,
     MAX_RETRIES,
     MAX_TIMEOUT_MS,
     MIN_TIMEOUT_MS,
     NOTIFY_ON,
+    JobSpec,
 )
+from modelyard.specs.schedule import CATCH_UP_LIMIT, DEFAULT_GRACE_MS, MAX_EVERY_MS, MIN_EVERY_MS
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "jobs.md"
 
@@ -43,16 +42,9 @@ def test_the_page_states_the_code_s_limits_and_defaults() -> None:
     assert MAX_RETRIES == 10 and "| `retries` | 0 | 0 to 10 |" in text
     assert all(f"`{name}`" in text for name in JOB_RESERVED_ENV)
     assert all(f"`{event}`" in text for event in NOTIFY_ON)
-    options = inspect.signature(Registry.create_job).parameters
-    for name, option in options.items():
-        if option.kind is inspect.Parameter.KEYWORD_ONLY and name not in (
-            "cron",
-            "timezone",
-            "every_ms",
-            "after",
-            "manual",
-            "builtin",
-        ):
+    options = JobSpec.model_fields
+    for name in options:
+        if name not in ("name", "cron", "timezone", "every_ms", "after", "manual"):
             assert f"| `{name}` |" in text, f"option {name} is not in the limits table"
     assert options["timeout_ms"].default == 3_600_000 and "| `timeout_ms` | 3,600,000" in text
     assert options["overlap"].default == "skip" and "| `overlap` | `skip` |" in text

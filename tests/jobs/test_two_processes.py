@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.registry import Registry, RunState
+from modelyard.specs import JobSpec
 from modelyard.store.postgres import PostgresStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -67,13 +68,15 @@ def test_two_server_processes_on_one_postgres_run_each_slot_once(
     trace = tmp_path / "trace.txt"
     with PostgresStore(postgres_schema_url) as store:
         Registry(store).create_job(
-            "shared",
-            str(project),
-            "trace.py",
-            every_ms=1000,
-            overlap="allow",
-            timeout_ms=30_000,
-            env={"TRACE": str(trace)},
+            JobSpec(
+                name="shared",
+                project=str(project),
+                script="trace.py",
+                every_ms=1000,
+                overlap="allow",
+                timeout_ms=30_000,
+                env={"TRACE": str(trace)},
+            )
         )
     start_at = time.time() + 3.0  # both processes import first, then start together
     servers = [

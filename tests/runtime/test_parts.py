@@ -1,10 +1,9 @@
-"""The small parts: backoff delays, environment building, health checks, ports, public names."""
+"""The small parts: environment building, health checks, ports, public names."""
 
 from __future__ import annotations
 
 import doctest
 import http.server
-import random
 import socket
 import threading
 import time
@@ -14,53 +13,16 @@ import pytest
 
 import modelyard.runtime as runtime_pkg
 from modelyard.errors import InvalidInput
-from modelyard.runtime import Backoff, SupervisorConfig, free_port, local
+from modelyard.runtime import SupervisorConfig, free_port, local
 from modelyard.runtime.health import check_health
 from modelyard.runtime.procs import build_env
-
-
-def test_backoff_doubles_to_its_cap_without_jitter() -> None:
-    backoff = Backoff(base_s=1.0, cap_s=30.0, jitter=0.0, stable_after_s=60.0)
-    delays = [backoff.next_delay(ran_for_s=0.1) for _ in range(8)]
-    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-
-
-def test_backoff_resets_after_a_stable_run() -> None:
-    backoff = Backoff(base_s=1.0, cap_s=30.0, jitter=0.0, stable_after_s=60.0)
-    for _ in range(4):
-        backoff.next_delay(ran_for_s=1.0)
-    assert backoff.next_delay(ran_for_s=59.0) == 16.0
-    assert backoff.next_delay(ran_for_s=60.0) == 1.0
-    assert backoff.next_delay(ran_for_s=0.0) == 2.0
-
-
-def test_backoff_jitter_stays_within_its_fraction_and_spreads() -> None:
-    delays = []
-    for seed in range(200):
-        backoff = Backoff(base_s=2.0, jitter=0.2, rng=random.Random(seed))
-        delays.append(backoff.next_delay(0.0))
-    assert all(1.6 <= d <= 2.4 for d in delays)
-    assert max(delays) - min(delays) > 0.5  # not all the same: replicas do not restart in step
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"base_s": 0}, "base_s=0"),
-        ({"base_s": 5, "cap_s": 1}, "cap_s=1"),
-        ({"factor": 0.5}, "factor=0.5"),
-        ({"jitter": 1.0}, "jitter=1.0"),
-    ],
-)
-def test_backoff_refuses_bad_settings(kwargs: dict[str, float], fragment: str) -> None:
-    with pytest.raises(InvalidInput, match=fragment):
-        Backoff(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
         ({"poll_interval_s": 0}, "poll_interval_s=0"),
+        ({"backoff_base_s": 0}, "backoff_base_s=0"),  # a restart loop must wait
         ({"stop_grace_s": -1}, "stop_grace_s=-1"),
         ({"health_failures_to_recycle": 0}, "health_failures_to_recycle=0"),
     ],
@@ -87,10 +49,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/slow":
             time.sleep(1.0)
-        code = 200 if self.path in ("/ok", "/slow") else 503
+        code = 200 if self.path in ("/ok", "/slow", "/named", "/text") else 503
+        body = {"/named": b'{"status": "ok", "replica": "r1"}', "/text": b"ok"}.get(self.path, b"")
         self.send_response(code)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -116,6 +80,15 @@ def test_health_check_answers(http_port: int) -> None:
     assert time.monotonic() - started < 0.9
     ok, why = check_health(free_port(), "/ok", 1.0)
     assert not ok and "ConnectionRefusedError" in why
+
+
+def test_health_check_naming_a_replica_accepts_only_that_replica(http_port: int) -> None:
+    assert check_health(http_port, "/named", 2.0, replica_id="r1") == (True, "")
+    ok, why = check_health(http_port, "/named", 2.0, replica_id="r2")
+    assert not ok and "not from replica 'r2'" in why
+    assert not check_health(http_port, "/text", 2.0, replica_id="r1")[0]  # not JSON
+    assert not check_health(http_port, "/ok", 2.0, replica_id="r1")[0]  # names nobody
+    assert check_health(http_port, "/bad", 2.0, replica_id="r1") == (False, "HTTP 503")
 
 
 def test_free_port_is_bindable_on_loopback() -> None:

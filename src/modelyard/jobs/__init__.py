@@ -1,13 +1,15 @@
 """Jobs: recurring, dependent and manual runs of a script (see ``docs/jobs.md``).
 
-``modelyard.jobs.schedule`` is pure (cron, intervals, catch-up, cycles) and the registry imports
-it to check schedules. Keep this package's ``__init__`` as light as that: importing a scheduler
-or runner here (which use the registry) would make ``import modelyard.registry`` circular.
+The schedule vocabulary lives in ``modelyard.specs.schedule`` (the CLI, REST and the registry
+check schedules there too) and is re-exported here for code that knows it by its old home. The
+scheduler and the runner are imported from their modules (``modelyard.jobs.scheduler``,
+``modelyard.jobs.runner``): ``import modelyard`` loads this package, and they pull in the
+registry, the runtime and builds, which a notebook that only tracks metrics never needs.
 """
 
 from __future__ import annotations
 
-from modelyard.jobs.schedule import (
+from modelyard.specs.schedule import (
     CATCH_UP_LIMIT,
     DEFAULT_GRACE_MS,
     CatchUp,

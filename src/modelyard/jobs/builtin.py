@@ -19,6 +19,8 @@ from modelyard import settings
 from modelyard.errors import NotFound
 from modelyard.registry import Job, Registry
 from modelyard.runtime.logs import log_files
+from modelyard.specs.job import JobSpec, Overlap
+from modelyard.specs.schedule import CatchUp
 from modelyard.store.base import RollupPolicy
 
 if TYPE_CHECKING:
@@ -95,18 +97,20 @@ def ensure_builtin_jobs(registry: Registry, home: Path) -> list[Job]:
         try:
             jobs.append(
                 registry.create_job(
-                    name,
-                    str(Path(home).resolve()),
-                    BUILTIN_SCRIPT,
-                    every_ms=every_ms,
-                    timeout_ms=_TIMEOUTS[name],
-                    retries=0,
-                    retry_backoff_ms=60_000,
-                    env={},
-                    overlap="skip",
-                    catch_up="latest",
-                    notify=[],
-                    notify_on=["failure"],
+                    JobSpec(
+                        name=name,
+                        project=str(Path(home).resolve()),
+                        script=BUILTIN_SCRIPT,
+                        every_ms=every_ms,
+                        timeout_ms=_TIMEOUTS[name],
+                        retries=0,
+                        retry_backoff_ms=60_000,
+                        env={},
+                        overlap=Overlap.SKIP,
+                        catch_up=CatchUp.LATEST,
+                        notify=(),
+                        notify_on=("failure",),
+                    ),
                     builtin=True,
                 )
             )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import re
 import smtplib
 import threading
 import time
@@ -25,13 +24,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from modelyard import settings
+from modelyard.backoff import Backoff
 from modelyard.errors import InvalidInput
+from modelyard.specs.notify import check_target
 
 __all__ = [
     "LOG_TAIL_LINES",
@@ -52,39 +52,9 @@ NOTIFY_EVENTS: dict[str, frozenset[str]] = {
     "timeout": frozenset({"timed_out"}),
     "cancelled": frozenset({"cancelled"}),
 }
-_EMAIL = re.compile(r"^[^@\s<>,;:\"]+@[A-Za-z0-9.-]+\.?[A-Za-z0-9-]*$")
 _TAIL_LINE_CHARS = 500
 
 log = logging.getLogger(__name__)
-
-
-def check_target(target: object) -> str:
-    """``'webhook'`` or ``'email'`` for a valid notify target; InvalidInput otherwise.
-
-    Only http and https URLs are webhooks: a ``file://`` or ``ftp://`` target would let a job
-    definition make the server read or send elsewhere than to an HTTP receiver.
-    """
-    accepted = "an http:// or https:// URL, or an e-mail address such as ops@example.com"
-    if not isinstance(target, str) or not target.strip():
-        raise InvalidInput(
-            f"notify target {target!r} is empty or not a string; expected {accepted}"
-        )
-    text = target.strip()
-    if "://" in text:
-        parts = urlsplit(text)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise InvalidInput(
-                f"notify target {target!r} uses the scheme {parts.scheme!r}; only http and "
-                f"https webhooks are sent; expected {accepted}"
-            )
-        if not parts.hostname:
-            raise InvalidInput(f"notify target {target!r} names no host; expected {accepted}")
-        return "webhook"
-    if _EMAIL.match(text):
-        return "email"
-    raise InvalidInput(
-        f"notify target {target!r} is neither a URL nor an e-mail; expected {accepted}"
-    )
 
 
 def check_webhook(url: str, timeout_s: float = 3.0) -> str | None:
@@ -188,6 +158,7 @@ class Notifier:
             )
         self.attempts = attempts
         self.backoff_s = backoff_s
+        self._backoff = Backoff(base_s=backoff_s, cap_s=None, jitter=0.2)
         self.timeout_s = timeout_s
         self.smtp = smtp if smtp is not None or not use_settings else SmtpConfig.from_settings()
         self._on_delivery = on_delivery
@@ -270,16 +241,14 @@ class Notifier:
                 send(target, body)
             except Exception as exc:  # every failure of a receiver is retried the same way
                 error = f"{exc.__class__.__name__}: {exc}"
-                if attempt < self.attempts and not self._stop.wait(self._delay(attempt)):
+                wait_s = self._backoff.delay(attempt, self._rng)
+                if attempt < self.attempts and not self._stop.wait(wait_s):
                     continue
                 break
             self._report(Delivery(target, kind, True, attempt, None))
             return
         log.warning("notification to %s gave up after %d attempts: %s", target, attempt, error)
         self._report(Delivery(target, kind, False, attempt, error))
-
-    def _delay(self, attempt: int) -> float:
-        return float(self.backoff_s * 2 ** (attempt - 1) * self._rng.uniform(0.8, 1.2))
 
     def _post(self, url: str, body: dict[str, Any]) -> None:
         response = self._client.post(

@@ -3,8 +3,8 @@
 A run the scheduler claimed and recorded (state ``queued``) is handed to ``Runner.start``, which
 carries it out on a thread of its own:
 
-1. prepare: snapshot the job's project (``serving.snapshot_project``, content-addressed, shared
-   with model builds) and its environment (``serving.ensure_environment`` for the job's
+1. prepare: snapshot the job's project (``builds.snapshot_project``, content-addressed, shared
+   with model builds) and its environment (``builds.ensure_environment`` for the job's
    ``requirements`` file if it names one, else the base interpreter);
 2. mint a ``run``-role API key scoped to the run, expiring at the timeout plus a margin;
 3. launch ``[python, script, *args]`` (a monitor job: ``[python, -m, modelyard.monitors, run,
@@ -38,13 +38,15 @@ from typing import IO, Any
 
 import orjson
 
+from modelyard.backoff import Backoff
+from modelyard.builds import ensure_environment, snapshot_project
+from modelyard.clock import now_ms
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.jobs.current import format_slot
 from modelyard.jobs.notify import NOTIFY_EVENTS, Notifier, log_tail
 from modelyard.registry import Job, Registry, Run, RunState, Trigger
 from modelyard.runtime import RunHandle, RunSpec, RunStatus, Runtime
 from modelyard.runtime.logs import run_log_path
-from modelyard.serving import ensure_environment, snapshot_project
 
 __all__ = [
     "KEY_MARGIN_MS",
@@ -65,7 +67,6 @@ KEY_MARGIN_MS = 5 * 60_000
 MONITOR_MODULE = "modelyard.monitors"
 # Back-off between retries doubles per attempt up to this.
 RETRY_CAP_MS = 6 * 3_600_000
-_JITTER = 0.2
 
 # An in-process job: gets the store-facing context and a text log; raises to fail the run.
 BuiltinFn = Callable[["BuiltinContext"], None]
@@ -86,8 +87,8 @@ def run_uuid(run_id: str) -> str:
 def retry_delay_ms(backoff_ms: int, attempt: int, rng: random.Random) -> int:
     """Wait before retrying after ``attempt`` failed: ``backoff_ms * 2**(attempt-1)``, capped at
     ``RETRY_CAP_MS``, shaken by +-20 % so jobs that failed together do not retry in lockstep."""
-    base = min(RETRY_CAP_MS, backoff_ms * 2 ** max(0, attempt - 1))
-    return max(0, int(base * (1 + rng.uniform(-_JITTER, _JITTER))))
+    policy = Backoff(base_s=min(backoff_ms, RETRY_CAP_MS) / 1000, cap_s=RETRY_CAP_MS / 1000)
+    return max(0, int(policy.delay(attempt, rng) * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ class Runner:
     queued and before a retry starts.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 the parts a runner works with; keyword-only, one call site
         self,
         registry: Registry,
         runtime: Runtime,
@@ -145,7 +146,7 @@ class Runner:
         self._on_finished = on_finished
         self._builtins = dict(builtins or {})
         self._link = link
-        self._clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self._clock = clock or now_ms
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
@@ -326,27 +327,8 @@ class Runner:
             if active is not None and active.cancelled.is_set():
                 state = RunState.CANCELLED
             else:
-                handle = self.runtime.launch_run(
-                    RunSpec(
-                        run_uuid(run.id),
-                        argv,
-                        cwd=cwd,
-                        env=self._env(job, run, token),
-                        timeout_s=job.timeout_ms / 1000,
-                    )
-                )
-                if active is not None:
-                    active.handle = handle
-                    if active.cancelled.is_set():  # cancelled while launching
-                        self.cancel(run.id)
-                launched = self._clock()
-                status = handle.wait()
-                # Times on the scheduler's clock (injectable), the duration measured by the
-                # runtime around the process itself.
-                started = launched
-                ended = launched + (handle.duration_ms or 0)
-                exit_code = handle.exit_code
-                state = _FINAL.get(status, RunState.FAILED)
+                launched = self._launch(job, run, active, argv, cwd, token)
+                state, started, ended, exit_code = launched
         except ModelyardError as exc:
             # A project that cannot be snapshotted, a missing script, an environment that cannot
             # be installed: the run fails with the reason in its log, the scheduler goes on.
@@ -373,6 +355,31 @@ class Runner:
             ended_ms=ended if ended is not None else self._clock(),
             log_path=str(path),
         )
+
+    def _launch(
+        self, job: Job, run: Run, active: _Active | None, argv: list[str], cwd: Path, token: str
+    ) -> tuple[RunState, int, int, int | None]:
+        """Launch the run's process and wait for it to end: its state, start and end (epoch
+        ms) and exit code."""
+        handle = self.runtime.launch_run(
+            RunSpec(
+                run_uuid(run.id),
+                argv,
+                cwd=cwd,
+                env=self._env(job, run, token),
+                timeout_s=job.timeout_ms / 1000,
+            )
+        )
+        if active is not None:
+            active.handle = handle
+            if active.cancelled.is_set():  # cancelled while launching
+                self.cancel(run.id)
+        launched = self._clock()
+        status = handle.wait()
+        # Times on the scheduler's clock (injectable), the duration measured by the runtime
+        # around the process itself.
+        ended = launched + (handle.duration_ms or 0)
+        return _FINAL.get(status, RunState.FAILED), launched, ended, handle.exit_code
 
     def _prepare(self, job: Job, note: IO[str]) -> tuple[list[str], Path]:
         builds = self.home / "builds"

@@ -39,13 +39,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.jobs import builtin
 from modelyard.jobs.notify import Notifier
 from modelyard.jobs.runner import Runner, run_uuid
-from modelyard.jobs.schedule import due_slots
 from modelyard.registry import Job, Overlap, Registry, Run, RunState, Trigger
 from modelyard.runtime import Runtime
+from modelyard.specs.schedule import due_slots
 
 __all__ = ["DEFAULT_LEASE_MS", "Scheduler", "default_owner"]
 
@@ -66,10 +67,6 @@ def default_owner(home: str | Path) -> str:
     return f"{socket.gethostname()[:100]}:{digest}"
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Scheduler:
     """Runs jobs on schedule inside a server; see the module docstring.
 
@@ -79,7 +76,7 @@ class Scheduler:
     the SMTP settings; ``link`` builds the ``link`` of notifications from a run.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 the parts a scheduler works with and its knobs, keyword-only
         self,
         registry: Registry,
         runtime: Runtime,
@@ -89,7 +86,7 @@ class Scheduler:
         server_url: str | None,
         owner: str,
         tick_s: float = 0.5,
-        clock: Callable[[], int] = _wall_ms,
+        clock: Callable[[], int] = now_ms,
         lease_ms: int = DEFAULT_LEASE_MS,
         notifier: Notifier | None = None,
         builtin_jobs: bool = True,

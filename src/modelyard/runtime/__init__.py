@@ -5,7 +5,6 @@ gateway and scheduler program against; ``LocalRuntime`` implements it with proce
 machine, and a Ray backend can implement the same later. See ``docs/runtime.md``.
 """
 
-from modelyard.runtime.backoff import Backoff
 from modelyard.runtime.base import (
     Event,
     EventSink,
@@ -17,6 +16,7 @@ from modelyard.runtime.base import (
     RunStatus,
     Runtime,
 )
+from modelyard.runtime.health import check_health
 from modelyard.runtime.local import LocalRuntime
 from modelyard.runtime.logs import check_name, replica_log_path, run_log_path
 from modelyard.runtime.ports import free_port
@@ -24,7 +24,6 @@ from modelyard.runtime.runs import LocalRun
 from modelyard.runtime.supervised import SupervisorConfig
 
 __all__ = [
-    "Backoff",
     "Event",
     "EventSink",
     "LocalRun",
@@ -37,6 +36,7 @@ __all__ = [
     "RunStatus",
     "Runtime",
     "SupervisorConfig",
+    "check_health",
     "check_name",
     "free_port",
     "replica_log_path",

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import psutil
 
+from modelyard.clock import now_ms
 from modelyard.runtime.logs import check_name
 from modelyard.runtime.procs import sample_groups, signal_group
 
@@ -66,7 +67,7 @@ def record(path: Path, pgid: int, marker: dict[str, str], argv: list[str]) -> No
     A record that cannot be written (disk full, folder removed) is logged and skipped: the
     process runs anyway, and only the clean-up after a crash would miss it.
     """
-    body = {"pgid": pgid, "marker": marker, "argv": argv, "recorded_ms": int(time.time() * 1000)}
+    body = {"pgid": pgid, "marker": marker, "argv": argv, "recorded_ms": now_ms()}
     tmp = path.with_suffix(".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from modelyard import settings
+from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.runtime import leftovers
 from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, RunSpec, Runtime
@@ -41,10 +42,6 @@ from modelyard.runtime.supervised import SupervisedReplica, SupervisorConfig
 __all__ = ["LocalRuntime"]
 
 log = logging.getLogger(__name__)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # Time allowed beyond the grace period for the supervisor to notice a group has gone.
@@ -289,7 +286,7 @@ class LocalRuntime:
                 )
         killed = leftovers.reap(self.home, grace)
         for body in killed:
-            self._queue_event_locked(Event("leftover_killed", _now_ms(), details=dict(body)))
+            self._queue_event_locked(Event("leftover_killed", now_ms(), details=dict(body)))
         self._flush_events()
         return killed
 

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from modelyard.clock import now_ms
 from modelyard.runtime import leftovers
 from modelyard.runtime.base import Event, EventSink, RunSpec, RunStatus
 from modelyard.runtime.procs import build_env, spawn, terminate_group
@@ -21,10 +22,6 @@ from modelyard.runtime.procs import build_env, spawn, terminate_group
 __all__ = ["LocalRun"]
 
 log = logging.getLogger(__name__)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class LocalRun:
@@ -51,7 +48,7 @@ class LocalRun:
         marker = leftovers.new_marker()
         env = build_env(spec.env, spec.inherit_env, {"MODELYARD_RUN_ID": spec.run_id, **marker})
         self._record_path = record_path
-        self._started_ms = _now_ms()
+        self._started_ms = now_ms()
         self._started_mono = time.monotonic()
         header = (
             f"=== modelyard run {spec.run_id} started at {_utc_iso(self._started_ms)} "
@@ -160,7 +157,7 @@ class LocalRun:
             else:
                 status = RunStatus.FAILED
             self._exit_code = code
-            self._ended_ms = _now_ms()
+            self._ended_ms = now_ms()
             self._status = status
         if self._record_path is not None:
             leftovers.forget(self._record_path)
@@ -182,7 +179,7 @@ class LocalRun:
         if self._on_event is None:
             return
         try:
-            self._on_event(Event(kind, _now_ms(), run_id=self.run_id, details=dict(details)))
+            self._on_event(Event(kind, now_ms(), run_id=self.run_id, details=dict(details)))
         except Exception:
             log.exception("event handler failed on %s of run %s", kind, self.run_id)
 

@@ -31,19 +31,16 @@ from typing import Any
 
 import psutil
 
+from modelyard.backoff import Backoff, CrashLoop
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.runtime import leftovers
-from modelyard.runtime.backoff import Backoff
 from modelyard.runtime.base import Event, ReplicaSpec, ReplicaState, ReplicaStatus
 from modelyard.runtime.health import check_health
 from modelyard.runtime.memlimit import MEMORY_LIMIT_ENV
 from modelyard.runtime.procs import GroupSample, build_env, signal_group, spawn
 
 __all__ = ["SupervisedReplica", "SupervisorConfig"]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +104,12 @@ class SupervisedReplica:
         self._record_path = record_path
         self._config = config
         self._emit_event = emit
-        self._backoff = Backoff(
-            base_s=config.backoff_base_s,
-            cap_s=config.backoff_cap_s,
-            jitter=config.backoff_jitter,
+        self._backoff = CrashLoop(
+            Backoff(
+                base_s=config.backoff_base_s,
+                cap_s=config.backoff_cap_s,
+                jitter=config.backoff_jitter,
+            ),
             stable_after_s=config.stable_after_s,
         )
         self._popen: subprocess.Popen[bytes] | None = None
@@ -199,7 +198,7 @@ class SupervisedReplica:
             added[MEMORY_LIMIT_ENV] = str(spec.memory_limit_bytes)
         marker = leftovers.new_marker()
         added.update(marker)
-        self.started_at_ms = _now_ms()
+        self.started_at_ms = now_ms()
         self._started_mono = time.monotonic()
         first = self._starts == 0
         self._starts += 1
@@ -412,7 +411,7 @@ class SupervisedReplica:
         self._emit_event(
             Event(
                 kind,
-                _now_ms(),
+                now_ms(),
                 deployment_id=self.spec.deployment_id,
                 replica_id=self.spec.replica_id,
                 details=details,
