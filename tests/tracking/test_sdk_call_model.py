@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 import modelyard
-from modelyard.errors import InvalidInput, NotFound, Overloaded, Unauthorized
-from modelyard.tracking.remote import ServerUnreachable
+from modelyard.errors import InvalidInput, NotFound, Overloaded, ServerUnreachable, Unauthorized
 
 LoopbackServer = Any  # the fixture type lives in conftest.py
 

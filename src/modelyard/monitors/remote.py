@@ -3,7 +3,8 @@
 Windows are read with the SDK's remote ``scan`` (``GET /api/v1/metrics``, paged); everything else
 goes to the server's ``/api/v1/monitors/*`` and ``/api/v1/references/data`` routes
 (``modelyard.server.monitors_api``), which run ``EmbeddedAccess`` on the server's store. Every
-call carries the SDK's key (``MODELYARD_API_KEY``), so inside a job the monitor acts with its
+call goes through the remote backend's ``client`` (``modelyard.client``: its URL, the SDK's key
+``MODELYARD_API_KEY``, the same error translation), so inside a job the monitor acts with its
 run's scoped key and needs no database access of its own.
 """
 
@@ -31,9 +32,10 @@ class RemoteAccess(MonitorAccess):
 
     def __init__(self, backend: RemoteBackend) -> None:
         self.backend = backend
+        self.client = backend.client
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        return self.backend._call(method, path, what, **kwargs)
+    def _call(self, method: str, path: str, what: str, body: Any = None, params: Any = None) -> Any:
+        return self.client.call(method, path, body, params=params, what=what)
 
     def resolve(self, deployment: str | None, model: str | None) -> str:
         params = {"deployment": deployment} if deployment is not None else {"model": model}
@@ -61,7 +63,7 @@ class RemoteAccess(MonitorAccess):
                 "POST",
                 "/api/v1/monitors/label-times",
                 f"reading arrival times of label {key!r}",
-                json_body={
+                body={
                     "deployment": deployment,
                     "key": key,
                     "uuids": list(uuids[i : i + LABEL_TIMES_CHUNK]),
@@ -117,7 +119,7 @@ class RemoteAccess(MonitorAccess):
             "POST",
             "/api/v1/monitors/distribution",
             f"distribution of {key!r} in {deployment!r}",
-            json_body={
+            body={
                 "deployment": deployment,
                 "start_ms": start_ms,
                 "end_ms": end_ms,
@@ -162,7 +164,7 @@ class RemoteAccess(MonitorAccess):
             "PUT",
             f"/api/v1/monitors/{quote(monitor, safe='')}/results",
             f"saving window {start_ms}..{end_ms} of monitor {monitor!r}",
-            json_body={
+            body={
                 "deployment": deployment,
                 "source": source,
                 "start_ms": start_ms,
@@ -177,7 +179,7 @@ class RemoteAccess(MonitorAccess):
             "PUT",
             f"/api/v1/monitors/{quote(monitor, safe='')}/state",
             f"saving the label mark of monitor {monitor!r}",
-            json_body={"deployment": deployment, "labels_through_ms": through_ms},
+            body={"deployment": deployment, "labels_through_ms": through_ms},
         )
 
     def evaluate_alerts(
@@ -187,6 +189,6 @@ class RemoteAccess(MonitorAccess):
             "POST",
             f"/api/v1/monitors/{quote(monitor, safe='')}/alerts",
             f"evaluating the alerts of monitor {monitor!r}",
-            json_body={"deployment": deployment, "rules": list(rules)},
+            body={"deployment": deployment, "rules": list(rules)},
         )
         return list(body["alerts"])

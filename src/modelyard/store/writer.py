@@ -14,11 +14,19 @@ What a crash can lose: records submitted but not yet flushed, at most about ``fl
 of traffic (or ``max_batch`` records) when the process dies without running its exit hooks
 (SIGKILL, power loss, ``os._exit``). At a normal interpreter exit an ``atexit`` hook flushes.
 
-When a batch fails: if the store is unavailable (locked, unreachable) the batch goes back to the
-head of the queue and is retried with back-off, and ``flush`` raises the error so the caller
-knows records are waiting. If the batch itself is at fault (a duplicate uuid, an oversized
-record), it is split in halves until the bad records are isolated; those are dropped, every other
-record is written, and the next ``flush`` raises the error that named them.
+When a batch fails: if the store is unavailable (locked, unreachable; over HTTP also a server
+that is overloaded, times out or does not answer) the batch goes back to the head of the queue
+and is retried with back-off, and ``flush`` raises the error so the caller knows records are
+waiting. If the batch itself is at fault (a duplicate uuid, an oversized record, a
+record outside the key's scope), it is split in halves until the bad records are isolated; those
+are dropped, every other record is written, and the next ``flush`` raises the error that named
+them. A refusal that is no record's fault and will not pass on retry (``Unauthorized``: the key
+is wrong) drops the whole batch at once and ``flush`` raises it.
+
+Where batches go is a ``PredictionSink``: any object with ``write_predictions(batch)`` that
+returns once the records are durable. A ``MetricsStore`` is one (the embedded backend and the
+server); the SDK's remote backend gives one that POSTs to a server
+(``modelyard.tracking.remote.HttpSink``).
 """
 
 from __future__ import annotations
@@ -28,32 +36,64 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
 
 from modelyard import settings
-from modelyard.errors import InvalidInput, ModelyardError, StoreUnavailable
-from modelyard.store.base import MetricsStore, Prediction
+from modelyard.backoff import Backoff
+from modelyard.errors import (
+    GatewayTimeout,
+    InvalidInput,
+    ModelyardError,
+    Overloaded,
+    StoreUnavailable,
+    Unauthorized,
+    Unavailable,
+)
+from modelyard.store.base import Prediction
 
-__all__ = ["BufferedWriter"]
+__all__ = ["BufferedWriter", "PredictionSink"]
 
-_MAX_BACKOFF_S = 1.0
+# Failures that say "not now" rather than "not these records": the batch is retried with back-off.
+# (Unavailable covers ServerUnreachable.)
+_TRY_LATER: tuple[type[ModelyardError], ...] = (
+    StoreUnavailable,
+    Unavailable,
+    Overloaded,
+    GatewayTimeout,
+)
+# Failures that are no record's fault and no retry would pass: the whole batch is dropped at once.
+_REFUSED_WHOLE = (Unauthorized,)
+
+# Waits while the store is unavailable: 50 ms doubling to 1 s (the flush interval if longer).
+_RETRY_BACKOFF = Backoff(base_s=0.05, cap_s=1.0, jitter=0.0)
 _MAX_ERRORS = 100
 
 
-class _Retry(Exception):
-    """The store was unavailable; ``remaining`` records were not written and must be retried."""
+class PredictionSink(Protocol):
+    """Where a ``BufferedWriter`` writes. ``write_predictions`` returns once the records are
+    durable; it raises StoreUnavailable (or Unavailable, Overloaded, GatewayTimeout) when it could
+    not write now, and any other error when it refused the records."""
 
-    def __init__(self, remaining: list[Prediction], error: StoreUnavailable) -> None:
+    def write_predictions(self, predictions: Sequence[Prediction]) -> None: ...
+
+
+class _Retry(Exception):
+    """The sink could not write now; ``remaining`` records were not written and must be retried."""
+
+    def __init__(self, remaining: list[Prediction], error: ModelyardError) -> None:
         super().__init__(str(error))
         self.remaining = remaining
         self.error = error
 
 
 class BufferedWriter:
-    """Batches ``submit``-ted predictions into ``store.write_predictions`` on a daemon thread."""
+    """Batches ``submit``-ted predictions into ``store.write_predictions`` on a daemon thread
+    (``store`` is any ``PredictionSink``: a MetricsStore, or the remote backend's HTTP sink)."""
 
     def __init__(
         self,
-        store: MetricsStore,
+        store: PredictionSink,
         flush_interval_ms: int | None = None,
         max_batch: int = 10_000,
     ) -> None:
@@ -158,8 +198,9 @@ class BufferedWriter:
 
     # -- the background thread ------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = 0.0
+        failures = 0
         while True:
+            backoff = _RETRY_BACKOFF.delay(failures) if failures else 0.0
             self._wake.wait(max(self.flush_interval_ms / 1000, backoff))
             self._wake.clear()
             while self._queue:
@@ -169,11 +210,11 @@ class BufferedWriter:
                 except _Retry as retry:
                     self._queue.extendleft(reversed(retry.remaining))  # first in line again
                     self._report(retry.error, len(batch) - len(retry.remaining))
-                    backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
+                    failures += 1
                     if self._closed:
                         return  # close() gave up waiting; what is left stays unwritten
                     break
-                backoff = 0.0  # the store answers again
+                failures = 0  # the store answers again
                 self._report(None, len(batch))
             if self._closed and not self._queue:
                 return
@@ -192,8 +233,11 @@ class BufferedWriter:
         """
         try:
             self.store.write_predictions(batch)
-        except StoreUnavailable as exc:
+        except _TRY_LATER as exc:
             raise _Retry(batch, exc) from exc
+        except _REFUSED_WHOLE as exc:
+            self._report(exc, 0)  # every record dropped with one error, none retried
+            return
         except Exception as exc:
             if len(batch) == 1:
                 error = (

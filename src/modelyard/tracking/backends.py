@@ -30,7 +30,6 @@ buffered records are flushed (the writer also flushes itself at exit).
 
 from __future__ import annotations
 
-import abc
 import atexit
 import json
 import os
@@ -42,10 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard import settings
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.homedir import make_home
 from modelyard.store.base import Distribution, Identity, Prediction, Query, Record, RowBatch
 from modelyard.tracking import _env
+from modelyard.tracking.base import Backend
 from modelyard.tracking.identity import DEV_IDENTITY, env_identity, local_identity
 
 if TYPE_CHECKING:
@@ -63,56 +64,6 @@ __all__ = [
 ]
 
 RUN_ID_ENV = "MODELYARD_RUN_ID"
-
-
-class Backend(abc.ABC):
-    """What the SDK functions need from wherever metrics live.
-
-    ``StoreBackend`` (dev and embedded) and ``RemoteBackend`` implement the same methods, so the
-    SDK code above them has one path whatever the deployment looks like.
-    """
-
-    name: str
-
-    @property
-    @abc.abstractmethod
-    def identity(self) -> Identity:
-        """The identity new predictions are recorded under."""
-
-    @abc.abstractmethod
-    def submit(self, prediction: Prediction) -> None:
-        """Queue a prediction record; never waits on the database."""
-
-    @abc.abstractmethod
-    def flush(self) -> None:
-        """Return once every record submitted so far is durable."""
-
-    @abc.abstractmethod
-    def read(self, query: Query) -> tuple[list[Record], str | None]: ...
-
-    @abc.abstractmethod
-    def scan(self, query: Query, batch_size: int) -> Iterator[RowBatch]: ...
-
-    @abc.abstractmethod
-    def distribution(
-        self, query: Query, key: str, quantiles: Sequence[float], bins: int
-    ) -> Distribution:
-        """Quantiles and histogram of ``key`` (``MetricsStore.distribution``'s contract)."""
-
-    @abc.abstractmethod
-    def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None: ...
-
-    @abc.abstractmethod
-    def add_aggregate(
-        self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
-    ) -> None: ...
-
-    @abc.abstractmethod
-    def track_run_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
-        """Metrics of a job run: tracked outside a prediction while ``MODELYARD_RUN_ID`` is set."""
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
 
 
 class StoreBackend(Backend):
@@ -195,7 +146,7 @@ class StoreBackend(Backend):
             )
         folder = make_home(settings.home()) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        line = orjson.dumps({"trackedMs": _now_ms(), "metrics": metrics}) + b"\n"
+        line = orjson.dumps({"trackedMs": now_ms(), "metrics": metrics}) + b"\n"
         with open(folder / "metrics.jsonl", "ab") as fh:  # one write: appends stay whole lines
             fh.write(line)
 
@@ -223,12 +174,6 @@ class StoreSink:
             self.writer.close()
         finally:
             self.store.close()
-
-
-def _now_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 def source_string() -> str:
@@ -441,10 +386,10 @@ def close_all() -> None:
             item.close()
         except Exception as exc:  # close the others before reporting
             errors.append(exc)
-    # The remote backends share one HTTP client per process: close it once they have flushed.
-    remote = sys.modules.get("modelyard.tracking.remote")
-    if remote is not None:
-        remote.close_clients()
+    # Calls to a server share one connection pool per process: close it once backends flushed.
+    client = sys.modules.get("modelyard.client")
+    if client is not None:
+        client.close_pool()
     if errors:
         raise errors[0]
 

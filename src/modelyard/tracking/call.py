@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard import settings
+from modelyard.client import Client
 from modelyard.errors import InvalidInput
-from modelyard.tracking.remote import request
 
 __all__ = ["call_model"]
 
@@ -15,8 +15,9 @@ def call_model(model_access_key: str, ipt: Any, api_key: str | None = None) -> A
     """POST ``{"accessKey": ..., "request": ipt}`` to ``$MODELYARD_URL/model``.
 
     Returns the parsed JSON answer; the model's output is under ``["response"]``. The API key
-    defaults to ``MODELYARD_API_KEY``. HTTP errors raise the ModelyardError of their status
-    (401 Unauthorized, 404 NotFound, 429 Overloaded, ...) with the server's message.
+    defaults to ``MODELYARD_API_KEY``. HTTP errors raise the ModelyardError of the server's error
+    code, or of the status when there is none (401 Unauthorized, 404 NotFound, 429 Overloaded,
+    ...), with the server's message; no answer at all raises ``ServerUnreachable``.
     """
     url = settings.get("url")
     if not url:
@@ -29,10 +30,9 @@ def call_model(model_access_key: str, ipt: Any, api_key: str | None = None) -> A
             f"model_access_key must be the model's access key string, got {model_access_key!r:.80}"
         )
     key = api_key if api_key is not None else settings.get("api_key")
-    return request(
+    return Client(str(url), key).call(
         "POST",
-        f"{str(url).rstrip('/')}/model",
-        key,
-        f"calling model {model_access_key!r}",
-        json_body={"accessKey": model_access_key, "request": ipt},
+        "/model",
+        {"accessKey": model_access_key, "request": ipt},
+        what=f"calling model {model_access_key!r}",
     )

@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from modelyard.clock import now_ms
 from modelyard.store.base import Prediction
 from modelyard.tracking import backends, context
 from modelyard.tracking.capture import active as _active_capture
@@ -54,7 +54,7 @@ def _error_marker(exc: BaseException) -> dict[str, str]:
 
 
 def _record(ctx: context.PredictionContext, start_ms: int, dev: bool) -> None:
-    end_ms = time.time_ns() // 1_000_000
+    end_ms = now_ms()
     sink = _active_capture()
     if sink is not None:  # a replica: the gateway writes the record, no backend is opened here
         sink.add(ctx.uuid, start_ms, end_ms, ctx.metrics)
@@ -88,7 +88,7 @@ def _decorate(fn: Callable[..., Any], dev: bool) -> Callable[..., dict[str, Any]
         async def async_wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
             uid = _uuid4()
             ctx, token = context.enter(uid)
-            start_ms = time.time_ns() // 1_000_000
+            start_ms = now_ms()
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -106,7 +106,7 @@ def _decorate(fn: Callable[..., Any], dev: bool) -> Callable[..., dict[str, Any]
     def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
         uid = _uuid4()
         ctx, token = context.enter(uid)
-        start_ms = time.time_ns() // 1_000_000
+        start_ms = now_ms()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:

@@ -68,7 +68,7 @@ def _number(value: float | None) -> float | None:
     return float(value)
 
 
-def read_distribution(
+def read_distribution(  # noqa: PLR0913 the public SDK call: the read_metrics window's keywords
     key: str,
     model_deployment_crn: str | None = None,
     start_timestamp_ms: int | None = None,

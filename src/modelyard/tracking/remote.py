@@ -34,35 +34,29 @@ GET      ``/api/v1/metrics/distribution``                query ``key``, the iden
 POST     ``/api/v1/runs/{run_id}/metrics``               ``{"metrics": {...}}`` -> 204
 =======  ==============================================  ===========================================
 
-Prediction records are buffered in the process and sent in batches by a background thread
-(every ``MODELYARD_FLUSH_INTERVAL`` or 1,000 records), so a prediction never waits on the
-network; ``flush()`` sends what is queued and returns once the server has answered.
+Prediction records are buffered in the process and sent in batches (every
+``MODELYARD_FLUSH_INTERVAL`` or 1,000 records) by the same ``BufferedWriter`` the embedded
+backend uses, over an ``HttpSink``: a prediction never waits on the network, a batch the server
+cannot take now (no answer, 429, 503, 504) is retried with back-off, and a batch it refuses is
+split until the refused records are isolated and named, the others sent. ``flush()`` returns once
+the server has answered for everything queued, and raises the first error not yet reported.
 
-Until the server part exists this backend is tested for the requests it sends and for its error
-translation only, against a small HTTP server started in the test.
+Every call goes through ``modelyard.client``, so an error answer raises the same exception here
+as in the CLI (the server's ``code`` first, its status second), with a message saying which call
+failed: ``"reading metrics failed with HTTP 404: <the server's message>"``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import quote
 
 import orjson
 
-from modelyard import settings
-from modelyard.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    ModelyardError,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    StoreUnavailable,
-    Unauthorized,
-)
+from modelyard.client import Client
+from modelyard.errors import ModelyardError
 from modelyard.store.base import (
     Distribution,
     Identity,
@@ -72,128 +66,14 @@ from modelyard.store.base import (
     RecordKind,
     RowBatch,
 )
-from modelyard.tracking.backends import Backend
+from modelyard.store.writer import BufferedWriter
+from modelyard.tracking.base import Backend
 from modelyard.tracking.identity import local_identity
 
-if TYPE_CHECKING:
-    import httpx
-
-__all__ = ["RemoteBackend", "ServerUnreachable", "close_clients", "error_from_response", "request"]
+__all__ = ["HttpSink", "RemoteBackend"]
 
 _BATCH = 1_000
-_STATUS_ERRORS: dict[int, type[ModelyardError]] = {
-    400: InvalidInput,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    422: InvalidInput,
-    429: Overloaded,
-    503: Overloaded,
-}
-
-
-class ServerUnreachable(ModelyardError):
-    """No answer from the server at all (refused, timed out, name not resolved)."""
-
-    status = 503
-    code = "server_unreachable"
-
-
-def error_from_response(response: httpx.Response, what: str) -> ModelyardError:
-    """The ModelyardError for an HTTP error answer, carrying the server's own message."""
-    message = response.text.strip()[:2000]
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, str):
-        message = body
-    elif isinstance(body, dict):
-        nested = body.get("error")
-        if isinstance(nested, dict):  # the server's {"error": {"code", "message", ...}}
-            body = nested
-        for field in ("message", "error", "detail"):
-            if isinstance(body.get(field), str):
-                message = body[field]
-                break
-    cls = _STATUS_ERRORS.get(response.status_code)
-    if cls is None:
-        cls = StoreUnavailable if response.status_code >= 500 else ModelyardError
-    err = cls(
-        f"{what} failed with HTTP {response.status_code}: {message or response.reason_phrase}",
-        status=response.status_code,
-    )
-    if cls is ModelyardError:
-        err.status = response.status_code
-    return err
-
-
-_CLIENTS: dict[int, Any] = {}
-
-
-def _client() -> Any:
-    """One ``httpx.Client`` per process, so calls reuse connections and the CA store is loaded
-    once (a fresh client per call cost about 60 ms, nearly all of it ``load_verify_locations``)."""
-    import httpx
-
-    pid = os.getpid()  # a forked child must not share the parent's sockets
-    client = _CLIENTS.get(pid)
-    if client is None:
-        client = _CLIENTS.setdefault(pid, httpx.Client())
-    return client
-
-
-def close_clients() -> None:
-    """Close this process's shared client (at exit, after the backends' last flush)."""
-    client = _CLIENTS.pop(os.getpid(), None)
-    if client is not None:
-        client.close()
-
-
-def request(
-    method: str,
-    url: str,
-    api_key: str | None,
-    what: str,
-    json_body: Any = None,
-    params: Any = None,
-    timeout: float = 30.0,
-) -> Any:
-    """One HTTP call: the parsed JSON answer (None for an empty one) or a ModelyardError."""
-    import httpx
-
-    headers = {"Accept": "application/json"}
-    content = None
-    if json_body is not None:
-        try:
-            content = orjson.dumps(json_body)
-        except orjson.JSONEncodeError as exc:
-            raise InvalidInput(f"{what}: the request body is not JSON-encodable ({exc})") from exc
-        headers["Content-Type"] = "application/json"
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    try:
-        response = _client().request(
-            method, url, content=content, params=params, headers=headers, timeout=timeout
-        )
-    except httpx.HTTPError as exc:
-        raise ServerUnreachable(
-            f"{what}: no answer from {url} ({exc.__class__.__name__}: {exc}); check that the "
-            "server runs and that MODELYARD_URL points at it"
-        ) from exc
-    if response.status_code >= 400:
-        raise error_from_response(response, what)
-    if not response.content:
-        return None
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
-        raise ModelyardError(
-            f"{what}: {url} answered HTTP {response.status_code} with a body that is not JSON "
-            f"({response.text[:200]!r})"
-        ) from exc
+_PREDICTIONS_PATH = "/api/v1/metrics/predictions"
 
 
 def _record_json(p: Prediction) -> dict[str, Any]:
@@ -229,21 +109,45 @@ def _guess_kind(item: dict[str, Any]) -> str:
     return "prediction" if item.get("predictionUuid") else "aggregate"
 
 
+class HttpSink:
+    """A ``PredictionSink`` (``modelyard.store.writer``) that POSTs a batch to the server.
+
+    A batch of one names its record in the error (``sending prediction 'u1' failed with HTTP
+    409: ...``), which is how the writer reports the records it isolated.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def write_predictions(self, predictions: Sequence[Prediction]) -> None:
+        if not predictions:
+            return
+        what = (
+            f"sending prediction {predictions[0].uuid!r}"
+            if len(predictions) == 1
+            else "sending prediction records"
+        )
+        body = {"predictions": [_record_json(p) for p in predictions]}
+        self.client.call("POST", _PREDICTIONS_PATH, body, what=what)
+
+    def __repr__(self) -> str:
+        return f"the server at {self.client.url}"
+
+
 class RemoteBackend(Backend):
-    """The SDK's backend over HTTP (paths in the module docstring)."""
+    """The SDK's backend over HTTP (paths in the module docstring). ``client`` is the shared
+    client with this backend's URL and key, for other calls to the same server (monitors)."""
 
     name = "remote"
 
     def __init__(self, url: str, api_key: str | None, identity: Identity | None) -> None:
-        self.url = url.rstrip("/")
+        self.client = Client(url, api_key)
+        self.url = self.client.url
         self.api_key = api_key
         self._identity = identity
-        self._queue: list[Prediction] = []
-        self._cond = threading.Condition()
-        self._sending = 0
-        self._error: ModelyardError | None = None
+        self._lock = threading.Lock()
+        self._writer: BufferedWriter | None = None  # started by the first record
         self._closed = False
-        self._thread: threading.Thread | None = None
 
     @property
     def identity(self) -> Identity:
@@ -251,66 +155,26 @@ class RemoteBackend(Backend):
             self._identity = local_identity()
         return self._identity
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        return request(method, f"{self.url}{path}", self.api_key, what, **kwargs)
-
     # -- buffered predictions -------------------------------------------------------------------
     def submit(self, prediction: Prediction) -> None:
-        with self._cond:
+        writer = self._writer
+        if writer is None or self._closed:
+            writer = self._open_writer()
+        writer.submit(prediction)
+
+    def _open_writer(self) -> BufferedWriter:
+        with self._lock:
             if self._closed:
                 raise ModelyardError(
                     "the remote backend is closed; records can no longer be submitted"
                 )
-            self._queue.append(prediction)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="modelyard-remote-writer", daemon=True
-                )
-                self._thread.start()
-            if len(self._queue) >= _BATCH:
-                self._cond.notify_all()
-
-    def _run(self) -> None:
-        interval_s = settings.get("flush_interval") / 1000
-        while True:
-            with self._cond:
-                if not self._queue and not self._closed:
-                    self._cond.wait(interval_s)
-                if not self._queue and self._closed:
-                    return
-                batch, self._queue = self._queue, []
-                self._sending += 1
-            try:
-                if batch:
-                    self._send(batch)
-            except ModelyardError as exc:
-                self._error = exc
-            finally:
-                with self._cond:
-                    self._sending -= 1
-                    self._cond.notify_all()
-
-    def _send(self, batch: list[Prediction]) -> None:
-        for i in range(0, len(batch), _BATCH):
-            self._call(
-                "POST",
-                "/api/v1/metrics/predictions",
-                "sending prediction records",
-                json_body={"predictions": [_record_json(p) for p in batch[i : i + _BATCH]]},
-            )
+            if self._writer is None:
+                self._writer = BufferedWriter(HttpSink(self.client), max_batch=_BATCH)
+            return self._writer
 
     def flush(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-            while self._queue or self._sending:
-                if self._thread is None or not self._thread.is_alive():
-                    batch, self._queue = self._queue, []
-                    self._send(batch)
-                    break
-                self._cond.wait(0.05)
-            error, self._error = self._error, None
-        if error is not None:
-            raise error
+        if self._writer is not None:
+            self._writer.flush()
 
     # -- direct calls ---------------------------------------------------------------------------
     def read(self, query: Query) -> tuple[list[Record], str | None]:
@@ -326,7 +190,7 @@ class RemoteBackend(Backend):
             if value is not None:
                 params.append((name, value))
         params.extend(("kind", str(k)) for k in sorted(query.kinds))
-        body = self._call("GET", "/api/v1/metrics", "reading metrics", params=params)
+        body = self.client.call("GET", "/api/v1/metrics", params=params, what="reading metrics")
         records = [_record_from_json(item) for item in body.get("metrics", [])]
         return records, body.get("nextPageToken")
 
@@ -377,11 +241,11 @@ class RemoteBackend(Backend):
             if value is not None:
                 params.append((name, value))
         params.extend(("quantile", repr(float(q))) for q in quantiles)
-        body = self._call(
+        body = self.client.call(
             "GET",
             "/api/v1/metrics/distribution",
-            f"reading the distribution of {key!r}",
             params=params,
+            what=f"reading the distribution of {key!r}",
         )
         return Distribution(
             key=body["key"],
@@ -397,44 +261,38 @@ class RemoteBackend(Backend):
         )
 
     def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None:
-        self._call(
+        self.client.call(
             "POST",
             "/api/v1/metrics/delayed",
-            f"tracking delayed metrics for prediction {uuid!r}",
-            json_body={"predictionUuid": uuid, "metrics": metrics, "source": source},
+            {"predictionUuid": uuid, "metrics": metrics, "source": source},
+            what=f"tracking delayed metrics for prediction {uuid!r}",
         )
 
     def add_aggregate(
         self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
     ) -> None:
-        self._call(
+        self.client.call(
             "POST",
             "/api/v1/metrics/aggregate",
-            f"tracking aggregate metrics for {deployment_crn!r}",
-            json_body={
+            {
                 "modelDeploymentCrn": deployment_crn,
                 "startTimeStampMs": start_ms,
                 "endTimeStampMs": end_ms,
                 "metrics": metrics,
             },
+            what=f"tracking aggregate metrics for {deployment_crn!r}",
         )
 
     def track_run_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
-        from urllib.parse import quote
-
-        self._call(
+        self.client.call(
             "POST",
             f"/api/v1/runs/{quote(run_id, safe='')}/metrics",
-            f"tracking metrics of run {run_id!r}",
-            json_body={"metrics": metrics},
+            {"metrics": metrics},
+            what=f"tracking metrics of run {run_id!r}",
         )
 
     def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
+        with self._lock:
+            self._closed = True
+        if self._writer is not None:
+            self._writer.close()
