@@ -36,8 +36,8 @@ import httpx
 import uvloop
 
 from modelyard import tracking
-from modelyard.serving._client import ReplicaClient
 from modelyard.serving.gateway import DeploymentPool, Gateway, ReplicaEndpoint
+from modelyard.serving.gateway.replica_client import ReplicaClient
 from modelyard.store import BufferedWriter, Identity
 from modelyard.store.sqlite import SQLiteStore
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import uvloop
 
-from modelyard.serving._client import ReplicaClient
+from modelyard.serving.gateway.replica_client import ReplicaClient
 
 APP = textwrap.dedent(
     """

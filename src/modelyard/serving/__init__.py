@@ -1,16 +1,14 @@
-"""Serving: builds (snapshot + environment + smoke test), the gateway in front of replica
-processes, and the controller that deploys, rolls out, scales and restores models.
+"""Serving: the predict path and the deployments behind it, in three parts.
 
-A build turns a project folder into something a replica can run::
+- ``gateway/``: model name -> deployment pool -> replica, the records written, Prometheus and
+  per-interval technical metrics (runs in the server's process, on its event loop);
+- ``replica/``: the process that serves one build (``python -m modelyard.serving.replica``);
+- ``controller/``: deploy, roll out, roll back, scale, stop/start and restore: it starts the
+  replicas (through the runtime) and hands them to the gateway.
 
-    from modelyard.serving import build
-
-    result = build("churn-project", "predict.py", "predict", example={"tenure": 3})
-    if not result.ok:
-        print(result.log_tail)
-
-See ``docs/builds.md`` (builds), ``docs/gateway.md`` (routing, records, metrics) and
-``docs/deployments.md`` (the controller: deploy, rollback, scale, stop/start, restore).
+Builds (snapshot, environment, smoke test) are their own part, ``modelyard.builds``. See
+``docs/gateway.md`` (routing, records, metrics), ``docs/replica.md`` (the replica process) and
+``docs/deployments.md`` (the controller).
 """
 
 from __future__ import annotations
@@ -18,24 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from modelyard.serving.builder import (
-    BuildResult,
-    build,
-    build_log_path,
-    read_build_log,
-    validate_function,
-    validate_project_path,
-)
-from modelyard.serving.environments import Environment, EnvironmentFailed, ensure_environment
-from modelyard.serving.snapshot import Snapshot, snapshot_project
-
 __all__ = [
-    "BuildResult",
     "Controller",
     "DeployOutcome",
     "DeploymentPool",
-    "Environment",
-    "EnvironmentFailed",
     "EventRelay",
     "Gateway",
     "GatewayResult",
@@ -44,14 +28,6 @@ __all__ = [
     "ReplicaEndpoint",
     "ReplicaStartFailed",
     "ReplicaView",
-    "Snapshot",
-    "build",
-    "build_log_path",
-    "ensure_environment",
-    "read_build_log",
-    "snapshot_project",
-    "validate_function",
-    "validate_project_path",
 ]
 
 # The gateway and the controller load on first use: every replica process imports this package
