@@ -10,6 +10,7 @@ import pytest
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import CatchUp, Job, JobSchedule, Overlap, Registry
+from modelyard.specs import JobSpec
 
 from .conftest import T0, MsClock
 
@@ -19,22 +20,24 @@ PROJECT = str(Path("/srv/projects/churn").absolute())
 def job(registry: Registry, name: str, **options: Any) -> Job:
     if not {"cron", "every_ms", "after", "manual"} & set(options):
         options["manual"] = True
-    return registry.create_job(name, PROJECT, "monitor.py", **options)
+    return registry.create_job(JobSpec(name=name, project=PROJECT, script="monitor.py", **options))
 
 
 def test_a_job_is_stored_with_its_defaults_and_read_back_by_name_or_id(
     registry: Registry,
 ) -> None:
     created = registry.create_job(
-        "nightly-drift",
-        PROJECT,
-        "jobs/monitor.py",
-        args=["--window", "1d", "ünïcode"],
-        cron="30 2 * * *",
-        timezone="Europe/Paris",
-        env={"THRESHOLD": "0.2"},
-        notify=["https://hooks.example.com/x", "ops@example.com"],
-        notify_on=["timeout", "success"],
+        JobSpec(
+            name="nightly-drift",
+            project=PROJECT,
+            script="jobs/monitor.py",
+            args=["--window", "1d", "ünïcode"],
+            cron="30 2 * * *",
+            timezone="Europe/Paris",
+            env={"THRESHOLD": "0.2"},
+            notify=["https://hooks.example.com/x", "ops@example.com"],
+            notify_on=["timeout", "success"],
+        )
     )
     assert created.id.startswith("crn:modelyard:job/")
     assert created.name == "nightly-drift"
@@ -107,8 +110,9 @@ def test_bad_job_definitions_are_refused_and_write_nothing(registry: Registry) -
         options.update(change)
         if not {"cron", "every_ms", "after", "manual"} & set(options):
             options["manual"] = True
+        builtin = options.pop("builtin", False)
         with pytest.raises(error) as caught:
-            registry.create_job(**options)
+            registry.create_job(JobSpec(**options), builtin=builtin)
         assert message in str(caught.value), (change, str(caught.value))
         assert registry.list_jobs() == [existing], change
 
@@ -117,7 +121,8 @@ def test_a_builtin_job_is_created_like_the_scheduler_does_and_cannot_be_deleted(
     registry: Registry,
 ) -> None:
     rollup = registry.create_job(
-        "maintenance-rollup", PROJECT, "builtin", every_ms=3_600_000, builtin=True
+        JobSpec(name="maintenance-rollup", project=PROJECT, script="builtin", every_ms=3_600_000),
+        builtin=True,
     )
     assert rollup.builtin
     with pytest.raises(Conflict, match=r"'maintenance-rollup' is built in .* pause it instead"):

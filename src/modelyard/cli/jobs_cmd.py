@@ -12,7 +12,7 @@ client-side, every REST client gets them too, and a run key's lookups stay withi
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -24,6 +24,7 @@ from modelyard.cli.client import connect
 from modelyard.cli.output import format_time, json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
+from modelyard.specs.job import JobSpec
 
 __all__ = ["jobs"]
 
@@ -57,52 +58,35 @@ def _duration(text: str | None, option: str) -> int | None:
     return None if text is None else parse_duration_ms(text, option)
 
 
-def _options(
-    *,
-    project: Path | None,
-    script: str | None,
-    monitor: str | None,
-    requirements: str | None,
-    args: tuple[str, ...],
-    cron: str | None,
-    timezone: str | None,
-    every: str | None,
-    after: str | None,
-    manual: bool,
-    timeout: str | None,
-    retries: int | None,
-    retry_backoff: str | None,
-    env: tuple[str, ...],
-    overlap: str | None,
-    catch_up: str | None,
-    notify: tuple[str, ...],
-    notify_on: str | None,
-) -> dict[str, Any]:
-    """The request body for the options given (what is not given is left out)."""
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The request body for the options given to ``create`` or ``update`` (the click options of
+    ``_job_options``; what is not given is left out)."""
+    project: Path | None = options["project"]
     body: dict[str, Any] = {
         "project": None if project is None else str(project.resolve()),
-        "script": script,
-        "monitor": monitor,
-        "requirements": requirements,
-        "cron": cron,
-        "timezone": timezone,
-        "every_ms": _duration(every, "--every"),
-        "after": after,
-        "timeout_ms": _duration(timeout, "--timeout"),
-        "retries": retries,
-        "retry_backoff_ms": _duration(retry_backoff, "--retry-backoff"),
-        "overlap": overlap,
-        "catch_up": catch_up,
+        "script": options["script"],
+        "monitor": options["monitor"],
+        "requirements": options["requirements"],
+        "cron": options["cron"],
+        "timezone": options["timezone"],
+        "every_ms": _duration(options["every"], "--every"),
+        "after": options["after"],
+        "timeout_ms": _duration(options["timeout"], "--timeout"),
+        "retries": options["retries"],
+        "retry_backoff_ms": _duration(options["retry_backoff"], "--retry-backoff"),
+        "overlap": options["overlap"],
+        "catch_up": options["catch_up"],
     }
     body = {k: v for k, v in body.items() if v is not None}
-    if manual:
+    if options["manual"]:
         body["manual"] = True
-    if args:
-        body["args"] = [word for text in args for word in shlex.split(text)]
-    if env:
-        body["env"] = env_pairs(env)
-    if notify:
-        body["notify"] = list(notify)
+    if options["args"]:
+        body["args"] = [word for text in options["args"] for word in shlex.split(text)]
+    if options["env"]:
+        body["env"] = env_pairs(options["env"])
+    if options["notify"]:
+        body["notify"] = list(options["notify"])
+    notify_on = options["notify_on"]
     if notify_on is not None:
         body["notify_on"] = [word.strip() for word in notify_on.split(",") if word.strip()]
     return body
@@ -226,7 +210,8 @@ def jobs() -> None:
 def create(name: str, as_json: bool, **options: Any) -> None:
     """Define job NAME: a script (or --monitor SPEC) and exactly one schedule (--cron, --every,
     --after or --manual). Bad input changes nothing; an unreachable webhook is a warning."""
-    body = {"name": name, **_options(**options)}
+    # The schedule is checked first in the words of the options; the rest by the spec.
+    body = {"name": name, **_options(options)}
     given = [
         f"--{k.replace('_ms', '')}" for k in ("cron", "every_ms", "after", "manual") if k in body
     ]
@@ -236,7 +221,9 @@ def create(name: str, as_json: bool, **options: Any) -> None:
             "of --cron '*/5 * * * *' [--timezone Europe/Paris], --every 30s, --after PARENT or "
             "--manual"
         )
-    answer = connect().call("POST", "/api/v1/jobs", body)
+    spec = JobSpec(**body)  # checked here as the server checks it: bad input sends nothing
+    sent = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
+    answer = connect().call("POST", "/api/v1/jobs", sent)
     _print_job(answer["job"], answer["warnings"], as_json)
 
 
@@ -246,7 +233,7 @@ def create(name: str, as_json: bool, **options: Any) -> None:
 @_JSON
 def update(name: str, as_json: bool, **options: Any) -> None:
     """Change the options given; a schedule option replaces the whole schedule."""
-    body = _options(**options)
+    body = _options(options)
     if not body:
         raise InvalidInput(
             f"nothing to change for job {name!r}; give at least one option (see "

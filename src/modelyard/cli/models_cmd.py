@@ -19,6 +19,7 @@ from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
 from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.specs.deploy import DeploySpec
 
 __all__ = ["models"]
 
@@ -34,6 +35,23 @@ def _json_arg(text: str, what: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"{what}={text!r} is not JSON ({exc}); give a JSON document") from None
+
+
+def _model_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``ModelSettings`` fields the deploy options set (what is not given is left out)."""
+    chosen: dict[str, Any] = {
+        "batch_function": options["batch_function"],
+        "concurrency": options["concurrency"],
+        "request_timeout_s": options["timeout"],
+    }
+    settings = {k: v for k, v in chosen.items() if v is not None}
+    if options["no_auth"]:
+        settings["auth_required"] = False
+    if options["track_io"]:
+        settings["track_io"] = True
+    if options["debug"]:
+        settings["debug"] = True
+    return settings
 
 
 @click.group()
@@ -75,57 +93,24 @@ def models() -> None:
 @click.option("--track-io", is_flag=True, help="Record inputs and outputs as metrics.")
 @click.option("--debug", is_flag=True, help="Tracebacks in error answers.")
 @_JSON
-def deploy(
-    name: str,
-    project: Path,
-    file: str,
-    function: str,
-    example: str | None,
-    requirements: Path | None,
-    replicas: int,
-    env: tuple[str, ...],
-    memory: str | None,
-    cpus: float | None,
-    batch_function: str | None,
-    concurrency: int | None,
-    timeout: float | None,
-    no_auth: bool,
-    track_io: bool,
-    debug: bool,
-    as_json: bool,
-) -> None:
+def deploy(name: str, as_json: bool, **options: Any) -> None:
     """Create the model if new, build the project and deploy it (rolling, no downtime)."""
-    root = project.resolve()
-    body: dict[str, Any] = {
-        "project": str(root),
-        "file": file,
-        "function": function,
-        "replicas": replicas,
-        "env": env_pairs(env),
-    }
-    if example is not None:
-        body["example"] = _json_arg(example, "--example")
-    if requirements is not None:
-        body["requirements"] = str(
-            requirements if requirements.is_absolute() else Path(os.getcwd()) / requirements
-        )
-    if memory is not None:
-        body["memory"] = memory
-    if cpus is not None:
-        body["cpus"] = cpus
-    chosen: dict[str, Any] = {
-        "batch_function": batch_function,
-        "concurrency": concurrency,
-        "request_timeout_s": timeout,
-    }
-    model_settings = {k: v for k, v in chosen.items() if v is not None}
-    if no_auth:
-        model_settings["auth_required"] = False
-    if track_io:
-        model_settings["track_io"] = True
-    if debug:
-        model_settings["debug"] = True
-    body["settings"] = model_settings
+    requirements: Path | None = options["requirements"]
+    if requirements is not None and not requirements.is_absolute():
+        requirements = Path(os.getcwd()) / requirements
+    spec = DeploySpec(  # checked here as the server reads it: bad input sends nothing
+        project=str(options["project"].resolve()),
+        file=options["file"],
+        function=options["function"],
+        example=None if options["example"] is None else _json_arg(options["example"], "--example"),
+        requirements=None if requirements is None else str(requirements),
+        replicas=options["replicas"],
+        env=env_pairs(options["env"]),
+        memory=options["memory"],
+        cpus=options["cpus"],
+        settings=_model_settings(options),
+    )
+    body = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
     try:
         outcome = connect().call("POST", _path(name, "deploy"), body, timeout=None)
     except ModelyardError as exc:

@@ -39,8 +39,9 @@ def run_command(spec: Path, window: str | None, as_json: bool) -> None:
     closes; windows without predictions are counted, not stored. The table lists the last 10
     windows with predictions; --json prints every window.
     """
-    from modelyard.monitors import MonitorSpec, run_monitor
+    from modelyard.monitors import run_monitor
     from modelyard.monitors.run import parse_window
+    from modelyard.specs.monitor import MonitorSpec
 
     loaded = MonitorSpec.from_yaml(spec)
     results = run_monitor(

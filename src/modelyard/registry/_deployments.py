@@ -12,7 +12,6 @@ store before the deployment row is written, so records and aggregates for it are
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,18 +19,17 @@ import orjson
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.ids import check_crn, new_crn
-from modelyard.registry._checks import (
-    check_cpus,
-    check_env,
-    check_memory,
-    check_relative_path,
-    check_replicas,
-    check_text,
-    encode_json,
-)
 from modelyard.registry._db import Clock, Cursor, Db
 from modelyard.registry._models import find_model
 from modelyard.registry._records import Build, Deployment, DeploymentState, Model
+from modelyard.specs.checks import (
+    check_cpus,
+    check_env,
+    check_memory,
+    check_replicas,
+    encode_json,
+)
+from modelyard.specs.deploy import BuildSpec
 from modelyard.store.base import Identity
 
 __all__ = ["UNSET", "Builds", "Deployments", "check_state"]
@@ -97,19 +95,6 @@ def check_state(state: object) -> DeploymentState:
     )
 
 
-def _function_name(argument: str, value: object, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value.isidentifier():
-        extra = ", or None" if optional else ""
-        raise InvalidInput(
-            f"{argument}={value!r} is not a Python function name; expected an identifier such "
-            f"as 'predict'{extra}",
-            argument=argument,
-        )
-    return value
-
-
 def find_build(db: Db, cur: Cursor, crn: object) -> Build:
     crn = check_crn(crn, "build", "build")
     row = db.exec(cur, f"SELECT {_BUILD_COLUMNS} FROM builds WHERE crn = ?", (crn,)).fetchone()
@@ -140,49 +125,14 @@ class Builds:
         self._db = db
         self._now = clock
 
-    def add(
-        self,
-        model: str,
-        *,
-        digest: str,
-        file: str,
-        function: str,
-        python: str | os.PathLike[str],
-        env_key: str,
-        ok: bool,
-        error: str | None = None,
-        log_path: str | os.PathLike[str] | None = None,
-        batch_function: str | None = None,
-        example: Any = None,
-        requirements: str | None = None,
-        crn: str | None = None,
-        created_ms: int | None = None,
-    ) -> Build:
-        if not isinstance(ok, bool):
-            raise InvalidInput(f"ok={ok!r} is not accepted; expected True or False")
-        if created_ms is None:
-            created_ms = self._now()
-        elif isinstance(created_ms, bool) or not isinstance(created_ms, int) or created_ms < 0:
+    def add(self, model: str, spec: BuildSpec) -> Build:
+        if not isinstance(spec, BuildSpec):
             raise InvalidInput(
-                f"created_ms={created_ms!r} is not accepted; expected epoch milliseconds "
-                "(an integer >= 0) or None for now"
+                f"spec={spec!r:.200} is not accepted; expected a BuildSpec "
+                "(modelyard.specs.BuildSpec)"
             )
-        build_crn = new_crn("build") if crn is None else check_crn(crn, "build", "crn")
-        fields = {
-            "digest": check_text("digest", digest, max_len=200),
-            "file": check_relative_path("file", file),
-            "function": _function_name("function", function),
-            "batch_function": _function_name("batch_function", batch_function, optional=True),
-            "python": check_text("python", python, max_len=4096),
-            "env_key": check_text("env_key", env_key, max_len=200),
-            "error": check_text("error", error, max_len=100_000, optional=True),
-            "log_path": check_text("log_path", log_path, max_len=4096, optional=True),
-            "example": None if example is None else encode_json("example", example),
-            "requirements": check_relative_path("requirements", requirements),
-        }
-        if fields["file"] is None:
-            raise InvalidInput("file=None is not accepted; expected the path of the model's file")
-        when = created_ms
+        when = self._now() if spec.created_ms is None else spec.created_ms
+        build_crn = new_crn("build") if spec.crn is None else spec.crn
 
         def insert(cur: Cursor) -> Build:
             owner = find_model(self._db, cur, model)
@@ -193,17 +143,17 @@ class Builds:
                 (
                     build_crn,
                     owner.crn,
-                    fields["digest"],
-                    fields["file"],
-                    fields["function"],
-                    fields["batch_function"],
-                    fields["python"],
-                    fields["env_key"],
-                    int(ok),
-                    fields["error"],
-                    fields["log_path"],
-                    fields["example"],
-                    fields["requirements"],
+                    spec.digest,
+                    spec.file,
+                    spec.function,
+                    spec.batch_function,
+                    spec.python,
+                    spec.env_key,
+                    int(spec.ok),
+                    spec.error,
+                    spec.log_path,
+                    spec.example_json,
+                    spec.requirements,
                     when,
                 ),
             ).rowcount

@@ -1,102 +1,32 @@
 """Jobs: a script (or a monitor spec) in a project folder, run on a schedule by the scheduler
 (``modelyard.jobs``), optionally in the environment of a requirements file of the project.
 
-The registry only records them. Every change is checked in full before anything is written, in
-one transaction: the schedule (exactly one kind; cron and time zone through
-``modelyard.jobs.schedule``), bounds, the parent of a dependent job (it must exist, and the
-``after`` links must not form a cycle), so a refused change leaves the database as it was.
+The registry only records them. A job's fields are checked by its spec (``modelyard.specs.JobSpec``:
+bounds, the schedule's kind, cron and time zone); the registry adds what needs the other jobs, in
+the one transaction that writes: the parent of a dependent job must exist and the ``after`` links
+must not form a cycle, so a refused change leaves the database as it was.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.ids import new_crn
-from modelyard.jobs.schedule import CatchUp, JobSchedule, find_cycle, format_cycle
-from modelyard.registry._checks import (
-    MODEL_NAME_RULE,
-    check_env,
-    check_relative_path,
-    check_text,
-)
 from modelyard.registry._db import Clock, Cursor, Db
+from modelyard.specs.job import JobSpec, Overlap, check_changes
+from modelyard.specs.schedule import CatchUp, JobSchedule, find_cycle, format_cycle
 
-__all__ = [
-    "JOB_RESERVED_ENV",
-    "MAX_RETRIES",
-    "MAX_TIMEOUT_MS",
-    "MIN_TIMEOUT_MS",
-    "NOTIFY_ON",
-    "UPDATABLE",
-    "Job",
-    "Jobs",
-    "Overlap",
-    "find_job",
-]
+__all__ = ["Job", "Jobs", "find_job", "spec_of"]
 
-MIN_TIMEOUT_MS = 1_000
-MAX_TIMEOUT_MS = 7 * 86_400_000
-MAX_RETRIES = 10
-MAX_BACKOFF_MS = 86_400_000
-MAX_ARGS = 256
-MAX_NOTIFY = 20
-NOTIFY_ON = ("success", "failure", "timeout", "cancelled")
-# The runner sets these for every run; a job's env must not override them.
-JOB_RESERVED_ENV = frozenset(
-    {
-        "MODELYARD_URL",
-        "MODELYARD_API_KEY",
-        "MODELYARD_JOB",
-        "MODELYARD_RUN_ID",
-        "MODELYARD_SCHEDULED_AT",
-    }
-)
-_SCHEDULE_KEYS = ("cron", "every_ms", "after", "manual")
-UPDATABLE = (
-    "project",
-    "script",
-    "monitor",
-    "requirements",
-    "args",
-    "cron",
-    "timezone",
-    "every_ms",
-    "after",
-    "manual",
-    "timeout_ms",
-    "retries",
-    "retry_backoff_ms",
-    "env",
-    "overlap",
-    "catch_up",
-    "notify",
-    "notify_on",
-)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _COLUMNS = (
     "id, name, project, script, args, cron, timezone, every_ms, after_id, manual, timeout_ms, "
     "retries, retry_backoff_ms, env, overlap, catch_up, notify, notify_on, paused, builtin, "
     "created_ms, updated_ms, requirements, monitor"
 )
-
-
-class Overlap(StrEnum):
-    """What the scheduler does with a slot while a run of the job is still going: ``skip`` it
-    (recorded, not run), ``queue`` it (runs when the previous run ends) or ``allow`` it (runs
-    at once, side by side)."""
-
-    SKIP = "skip"
-    QUEUE = "queue"
-    ALLOW = "allow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +59,11 @@ class Job:
     updated_ms: int
     requirements: str | None = None
     monitor: str | None = None
+
+    @property
+    def spec(self) -> JobSpec:
+        """The spec this job was made from (its ``after`` as the parent's id)."""
+        return spec_of(self)
 
 
 def _job(row: Any) -> Job:
@@ -187,160 +122,55 @@ def find_job(db: Db, cur: Cursor, ref: object, *, lock: bool = False) -> Job:
     return _job(row)
 
 
-# -- checks --------------------------------------------------------------------------------------
-def check_job_name(name: object) -> str:
-    if not isinstance(name, str) or MODEL_NAME_RULE.match(name) is None:
-        raise InvalidInput(
-            f"job name {name!r} is not accepted; a name is 1 to 63 characters of lowercase "
-            "letters, digits and '-', starting with a letter or digit (e.g. 'nightly-drift'), "
-            "because it appears in URLs",
-            name=repr(name),
-        )
-    return name
-
-
-def _int_in(argument: str, value: object, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(
-            f"{argument}={value!r} is not accepted; expected {what}", argument=argument
-        )
-    return value
-
-
-def _project(value: object) -> str:
-    text: str = check_text("project", value, max_len=4096)
-    if not os.path.isabs(text):
-        raise InvalidInput(
-            f"project={text!r} is not an absolute path; expected the project folder's absolute "
-            "path (the CLI resolves --project DIR for you)",
-            argument="project",
-        )
-    return text
-
-
-def _script_or_monitor(script: object, monitor: object) -> tuple[str | None, str | None]:
-    """Exactly one of a script and a monitor spec, each a path inside the project."""
-    checked_script = check_relative_path("script", script)
-    checked_monitor = check_relative_path("monitor", monitor)
-    if (checked_script is None) == (checked_monitor is None):
-        given = "both were given" if checked_script is not None else "neither was given"
-        raise InvalidInput(
-            f"script={checked_script!r} and monitor={checked_monitor!r}: {given}; a job runs "
-            "either a script (its path inside the project, such as 'monitor.py') or a monitor "
-            "spec (such as 'monitor.yaml')",
-            argument="script",
-        )
-    return checked_script, checked_monitor
-
-
-def _strings(argument: str, value: object, limit: int) -> tuple[str, ...]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise InvalidInput(
-            f"{argument}={value!r} is not accepted; expected a list of strings",
-            argument=argument,
-        )
-    items = tuple(value)
-    if len(items) > limit:
-        raise InvalidInput(
-            f"{argument} has {len(items)} items; accepted: at most {limit}", argument=argument
-        )
-    for item in items:
-        if not isinstance(item, str) or "\x00" in item or len(item) > 4096:
-            raise InvalidInput(
-                f"{argument} item {item!r} is not accepted; expected a string of at most 4096 "
-                "characters without NUL bytes",
-                argument=argument,
-            )
-    return items
-
-
-def _job_env(value: object) -> dict[str, str]:
-    env = check_env(value)
-    reserved = sorted(JOB_RESERVED_ENV & set(env))
-    if reserved:
-        raise InvalidInput(
-            f"env variable {reserved[0]!r} is set by Modelyard for every run; accepted: any name "
-            f"except {', '.join(sorted(JOB_RESERVED_ENV))}",
-            argument="env",
-        )
-    return env
-
-
-def _choice(argument: str, value: object, enum: type[StrEnum]) -> Any:
-    if isinstance(value, str) and value in {m.value for m in enum}:
-        return enum(value)
-    raise InvalidInput(
-        f"{argument}={value!r} is not accepted; accepted: {', '.join(m.value for m in enum)}",
-        argument=argument,
+def spec_of(job: Job) -> JobSpec:
+    """The spec ``job`` was made from (its ``after`` as the parent's id)."""
+    schedule = job.schedule
+    return JobSpec(
+        name=job.name,
+        project=job.project,
+        script=job.script,
+        monitor=job.monitor,
+        requirements=job.requirements,
+        args=job.args,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        every_ms=schedule.every_ms,
+        after=schedule.after,
+        manual=schedule.manual,
+        timeout_ms=job.timeout_ms,
+        retries=job.retries,
+        retry_backoff_ms=job.retry_backoff_ms,
+        env=job.env,
+        overlap=job.overlap,
+        catch_up=job.catch_up,
+        notify=job.notify,
+        notify_on=job.notify_on,
     )
 
 
-def _notify(value: object) -> tuple[str, ...]:
-    targets = _strings("notify", value, MAX_NOTIFY)
-    for target in targets:
-        if _URL.match(target) is None and _EMAIL.match(target) is None:
-            raise InvalidInput(
-                f"notify target {target!r} is neither a webhook URL nor an e-mail address; "
-                "expected 'https://hooks.example.com/path' or 'ops@example.com'",
-                argument="notify",
-            )
-    return tuple(dict.fromkeys(targets))
-
-
-def _notify_on(value: object) -> tuple[str, ...]:
-    events = _strings("notify_on", value, len(NOTIFY_ON) * 4)
-    unknown = [e for e in events if e not in NOTIFY_ON]
-    if unknown:
-        raise InvalidInput(
-            f"notify_on={list(events)!r}: {unknown[0]!r} is not an outcome; accepted: any of "
-            f"{', '.join(NOTIFY_ON)}",
-            argument="notify_on",
-        )
-    return tuple(e for e in NOTIFY_ON if e in events)
-
-
-def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Every field but the name and the parent, checked and normalised for storage."""
-    script, monitor = _script_or_monitor(fields.get("script"), fields.get("monitor"))
-    return {
-        "project": _project(fields["project"]),
-        "script": script,
-        "monitor": monitor,
-        "requirements": check_relative_path("requirements", fields.get("requirements")),
-        "args": _strings("args", fields["args"], MAX_ARGS),
-        "timeout_ms": _int_in(
-            "timeout_ms",
-            fields["timeout_ms"],
-            MIN_TIMEOUT_MS,
-            MAX_TIMEOUT_MS,
-            f"milliseconds from {MIN_TIMEOUT_MS} (1 s) to {MAX_TIMEOUT_MS} (7 days)",
+def _job_of(spec: JobSpec, job_id: str, parent: str | None, **state: Any) -> Job:
+    """The record of ``spec``: ``parent`` is the parent's id, ``state`` the fields the spec does
+    not hold (paused, builtin, created_ms, updated_ms)."""
+    return Job(
+        id=job_id,
+        name=spec.name,
+        project=spec.project,
+        script=spec.script,
+        monitor=spec.monitor,
+        requirements=spec.requirements,
+        args=spec.args,
+        schedule=JobSchedule(
+            spec.cron, spec.timezone, spec.every_ms, parent, spec.manual, state["created_ms"]
         ),
-        "retries": _int_in(
-            "retries", fields["retries"], 0, MAX_RETRIES, f"an integer from 0 to {MAX_RETRIES}"
-        ),
-        "retry_backoff_ms": _int_in(
-            "retry_backoff_ms",
-            fields["retry_backoff_ms"],
-            0,
-            MAX_BACKOFF_MS,
-            f"milliseconds from 0 to {MAX_BACKOFF_MS} (1 day)",
-        ),
-        "env": _job_env(fields["env"]),
-        "overlap": _choice("overlap", fields["overlap"], Overlap),
-        "catch_up": _choice("catch_up", fields["catch_up"], CatchUp),
-        "notify": _notify(fields["notify"]),
-        "notify_on": _notify_on(fields["notify_on"]),
-    }
-
-
-def _schedule(fields: Mapping[str, Any], anchor_ms: int) -> JobSchedule:
-    return JobSchedule.of(
-        cron=fields["cron"],
-        timezone=fields["timezone"],
-        every_ms=fields["every_ms"],
-        after=fields["after"],
-        manual=fields["manual"],
-        anchor_ms=anchor_ms,
+        timeout_ms=spec.timeout_ms,
+        retries=spec.retries,
+        retry_backoff_ms=spec.retry_backoff_ms,
+        env=dict(spec.env),
+        overlap=spec.overlap,
+        catch_up=spec.catch_up,
+        notify=spec.notify,
+        notify_on=spec.notify_on,
+        **state,
     )
 
 
@@ -383,35 +213,23 @@ class Jobs:
                 )
         return parent.id
 
-    def create(self, name: str, fields: dict[str, Any], builtin: bool) -> Job:
-        name = check_job_name(name)
+    def create(self, spec: JobSpec, builtin: bool) -> Job:
+        if not isinstance(spec, JobSpec):
+            raise InvalidInput(
+                f"spec={spec!r:.200} is not accepted; expected a JobSpec (modelyard.specs.JobSpec)"
+            )
         if not isinstance(builtin, bool):
             raise InvalidInput(f"builtin={builtin!r} is not accepted; expected True or False")
-        checked = _checked(fields)
+        name = spec.name
         now = self._now()
-        schedule = _schedule(fields, now)  # checks the kinds, cron and time zone
         job_id = new_crn("job")
 
         def insert(cur: Cursor) -> Job:
-            if schedule.after is not None:
+            if spec.after is not None:
                 self._lock_links(cur)
-            parent = self._parent(cur, name, None, schedule.after)
-            job = Job(
-                id=job_id,
-                name=name,
-                schedule=JobSchedule(
-                    schedule.cron,
-                    schedule.timezone,
-                    schedule.every_ms,
-                    parent,
-                    schedule.manual,
-                    now,
-                ),
-                paused=False,
-                builtin=builtin,
-                created_ms=now,
-                updated_ms=now,
-                **checked,
+            parent = self._parent(cur, name, None, spec.after)
+            job = _job_of(
+                spec, job_id, parent, paused=False, builtin=builtin, created_ms=now, updated_ms=now
             )
             inserted = self._db.exec(
                 cur,
@@ -447,75 +265,26 @@ class Jobs:
         return [_job(row) for row in rows]
 
     def update(self, ref: str, changes: dict[str, Any]) -> Job:
-        unknown = sorted(set(changes) - set(UPDATABLE))
-        if unknown:
-            raise InvalidInput(
-                f"job field {unknown[0]!r} cannot be updated; accepted: {', '.join(UPDATABLE)} "
-                "(set_paused pauses and resumes)",
-                argument=unknown[0],
-            )
+        check_changes(changes)  # before any read
 
         def update(cur: Cursor) -> Job:
             if "after" in changes:
                 self._lock_links(cur)  # first, before any row lock: no lock-order deadlock
             job = find_job(self._db, cur, ref, lock=True)
-            old = job.schedule
-            fields: dict[str, Any] = {
-                "project": job.project,
-                "script": job.script,
-                "monitor": job.monitor,
-                "requirements": job.requirements,
-                "args": job.args,
-                "timeout_ms": job.timeout_ms,
-                "retries": job.retries,
-                "retry_backoff_ms": job.retry_backoff_ms,
-                "env": job.env,
-                "overlap": job.overlap.value,
-                "catch_up": job.catch_up.value,
-                "notify": job.notify,
-                "notify_on": job.notify_on,
-                "cron": old.cron,
-                "timezone": old.timezone,
-                "every_ms": old.every_ms,
-                "after": old.after,
-                "manual": old.manual,
-            }
-            if any(key in changes for key in _SCHEDULE_KEYS):
-                # A new schedule replaces the old one whole; the time zone stays with cron.
-                for key in _SCHEDULE_KEYS:
-                    fields[key] = changes.get(key, False if key == "manual" else None)
-                if changes.get("cron") is None or old.cron is None:
-                    fields["timezone"] = "UTC"
-            # A new script replaces a monitor spec and the other way round.
-            if changes.get("script") is not None and "monitor" not in changes:
-                fields["monitor"] = None
-            if changes.get("monitor") is not None and "script" not in changes:
-                fields["script"] = None
-            fields.update(changes)
-            checked = _checked(fields)
-            schedule = _schedule(fields, job.created_ms)
+            spec = job.spec.changed(changes)
             parent = (
-                self._parent(cur, job.name, job.id, schedule.after)
+                self._parent(cur, job.name, job.id, spec.after)
                 if "after" in changes
-                else schedule.after
+                else spec.after
             )
-            now = self._now()
-            updated = Job(
-                id=job.id,
-                name=job.name,
-                schedule=JobSchedule(
-                    schedule.cron,
-                    schedule.timezone,
-                    schedule.every_ms,
-                    parent,
-                    schedule.manual,
-                    job.created_ms,
-                ),
+            updated = _job_of(
+                spec,
+                job.id,
+                parent,
                 paused=job.paused,
                 builtin=job.builtin,
                 created_ms=job.created_ms,
-                updated_ms=now,
-                **checked,
+                updated_ms=self._now(),
             )
             columns = _COLUMNS.split(", ")[2:]
             self._db.exec(

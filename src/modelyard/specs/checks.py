@@ -14,11 +14,14 @@ import orjson
 from modelyard.errors import InvalidInput
 
 __all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
     "MODEL_NAME_RULE",
     "check_cpus",
     "check_env",
     "check_memory",
     "check_model_name",
+    "check_path",
     "check_relative_path",
     "check_replicas",
     "check_text",
@@ -66,10 +69,18 @@ def check_text(argument: str, value: object, *, max_len: int = 1000, optional: b
 
 
 def check_relative_path(argument: str, value: object) -> str | None:
-    """A path inside the project: relative, without '..' (None: no file)."""
-    text: str | None = check_text(argument, value, optional=True)
-    if text is None:
+    """A path inside the project: relative, without '..', one the file system can take (None:
+    no file)."""
+    accepted = "a relative path without '..' such as 'requirements.txt', or None"
+    if value is None:
         return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(
+            f"{argument}={value!r} is not accepted; expected {accepted}", argument=argument
+        )
+    text = check_path(value, argument, accepted)
     posix, windows = PurePosixPath(text), PureWindowsPath(text)
     if posix.is_absolute() or windows.is_absolute() or ".." in posix.parts or ".." in windows.parts:
         raise InvalidInput(
@@ -78,6 +89,41 @@ def check_relative_path(argument: str, value: object) -> str | None:
             argument=argument,
         )
     return text
+
+
+MAX_PATH_BYTES = 4_096  # PATH_MAX on Linux
+MAX_NAME_BYTES = 255  # NAME_MAX: one part of a path
+
+
+def check_path(value: str, argument: str, accepted: str) -> str:
+    """``value`` if the file system can take it as a path: no NUL, at most 4,096 bytes (UTF-8)
+    and 255 per part; InvalidInput naming ``argument``, the limit and ``accepted`` otherwise."""
+    if "\x00" in value:
+        raise InvalidInput(
+            f"{argument}={value!r:.200} has a NUL character; expected {accepted}",
+            argument=argument,
+        )
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no file has such a name
+        raise InvalidInput(
+            f"{argument}={value!r:.200} is not valid UTF-8; expected {accepted}", argument=argument
+        ) from None
+    if size > MAX_PATH_BYTES:
+        raise InvalidInput(
+            f"{argument}={value[:80]!r}... is {size} bytes long; a path has at most "
+            f"{MAX_PATH_BYTES} bytes; expected {accepted}",
+            argument=argument,
+        )
+    longest = max((part for part in value.split("/")), key=lambda part: len(part.encode()))
+    if len(longest.encode()) > MAX_NAME_BYTES:
+        raise InvalidInput(
+            f"{argument}={value[:80]!r}... has a part of {len(longest.encode())} bytes "
+            f"({longest[:40]!r}...); one part of a path has at most {MAX_NAME_BYTES} bytes; "
+            f"expected {accepted}",
+            argument=argument,
+        )
+    return value
 
 
 def check_replicas(value: object) -> int:

@@ -1,0 +1,163 @@
+"""What ``modelyard models deploy`` asks the server to build and run (``DeploySpec``), and what
+a finished build is recorded as (``BuildSpec``).
+
+The CLI builds one and sends it; the REST API reads the request body as one (a body that does not
+fit is a 422 naming the field, the framework's answer for bodies). The checks that need the
+server's machine (the project folder exists, ``requirements`` lies inside it) stay with the
+server; the build checks the files again against the project's snapshot; the registry checks
+what it stores (replicas, env, memory, cpus) with the same rules (``specs.checks``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from modelyard.errors import InvalidInput
+from modelyard.ids import check_crn
+from modelyard.settings import parse_size_bytes
+from modelyard.specs._base import Spec
+from modelyard.specs.checks import check_relative_path, check_text, encode_json
+
+__all__ = ["BuildSpec", "DeploySpec"]
+
+
+class DeploySpec(Spec):
+    """A deploy: the ``project`` folder (an absolute path on the server's host), the ``file``
+    and ``function`` that predict, optionally a ``requirements`` file, replicas and their limits.
+    ``settings`` takes ``ModelSettings`` fields (``auth_required``, ``concurrency``,
+    ``request_timeout_s``, ``batch_function``, ``track_io``, ``debug``...); for an existing model
+    only the fields given change."""
+
+    # Bodies arrive as JSON (numbers for cpus may be integers); a spec is not changed in place.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    project: str = Field(description="Absolute path of the project folder on the server's host.")
+    file: str = "predict.py"
+    function: str = "predict"
+    example: Any = None
+    requirements: str | None = Field(
+        default=None,
+        description="requirements file, relative to the project (or absolute inside it)",
+    )
+    replicas: int = Field(default=1, ge=1, le=256)  # deploy runs at least one (scale may go to 0)
+    env: dict[str, str] = Field(default_factory=dict)
+    memory: str | int | None = Field(default=None, description="per replica, e.g. 512M or bytes")
+    cpus: float | None = Field(default=None, gt=0)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """``memory`` in bytes (``512M``, ``2G`` or a number); InvalidInput naming it."""
+        return None if self.memory is None else parse_size_bytes(str(self.memory), "memory")
+
+
+class BuildSpec(Spec):
+    """A finished build as the registry records it (``Registry.add_build(model, spec)``): the
+    snapshot's ``digest``, the ``file`` and ``function`` (and ``batch_function``) it serves, the
+    ``python`` of its environment (``env_key``), whether it is ``ok`` (else its ``error``), its
+    log, its smoke-test ``example`` (stored as JSON) and ``requirements``. ``crn`` is the
+    builder's build CRN (None: the registry mints one), ``created_ms`` None: now."""
+
+    digest: str
+    file: str
+    function: str
+    python: str
+    env_key: str
+    ok: bool
+    error: str | None = None
+    log_path: str | None = None
+    batch_function: str | None = None
+    example: Any = None
+    requirements: str | None = None
+    crn: str | None = None
+    created_ms: int | None = None
+
+    @field_validator("digest", "env_key", mode="before")
+    @classmethod
+    def _short_text(cls, value: Any, info: ValidationInfo) -> str:
+        text: str = check_text(str(info.field_name), value, max_len=200)
+        return text
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _python(cls, value: Any) -> str:
+        text: str = check_text("python", value, max_len=4096)
+        return text
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _file(cls, value: Any) -> str:
+        file = check_relative_path("file", value)
+        if file is None:
+            raise InvalidInput("file=None is not accepted; expected the path of the model's file")
+        return file
+
+    @field_validator("requirements", mode="before")
+    @classmethod
+    def _requirements(cls, value: Any) -> str | None:
+        return check_relative_path("requirements", value)
+
+    @field_validator("function", "batch_function", mode="before")
+    @classmethod
+    def _function(cls, value: Any, info: ValidationInfo) -> str | None:
+        optional = info.field_name == "batch_function"
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value.isidentifier():
+            extra = ", or None" if optional else ""
+            raise InvalidInput(
+                f"{info.field_name}={value!r} is not a Python function name; expected an "
+                f"identifier such as 'predict'{extra}",
+                argument=info.field_name,
+            )
+        return value
+
+    @field_validator("ok", mode="before")
+    @classmethod
+    def _ok(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidInput(f"ok={value!r} is not accepted; expected True or False")
+        return value
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error(cls, value: Any) -> str | None:
+        text: str | None = check_text("error", value, max_len=100_000, optional=True)
+        return text
+
+    @field_validator("log_path", mode="before")
+    @classmethod
+    def _log_path(cls, value: Any) -> str | None:
+        text: str | None = check_text("log_path", value, max_len=4096, optional=True)
+        return text
+
+    @field_validator("example", mode="before")
+    @classmethod
+    def _example(cls, value: Any) -> Any:
+        if value is not None:
+            encode_json("example", value)  # refuses what cannot be stored, naming it
+        return value
+
+    @field_validator("crn", mode="before")
+    @classmethod
+    def _crn(cls, value: Any) -> str | None:
+        return None if value is None else check_crn(value, "build", "crn")
+
+    @field_validator("created_ms", mode="before")
+    @classmethod
+    def _created(cls, value: Any) -> int | None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise InvalidInput(
+                f"created_ms={value!r} is not accepted; expected epoch milliseconds "
+                "(an integer >= 0) or None for now"
+            )
+        return value
+
+    @property
+    def example_json(self) -> str | None:
+        """``example`` as the JSON text stored (None: no example)."""
+        return None if self.example is None else encode_json("example", self.example)
