@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from _async import run
 from modelyard.monitors import MonitorSpec, run_monitor
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, Services, create_app
@@ -78,4 +79,4 @@ async def scenario(home: Path) -> None:
 
 
 def test_alerts_and_references_routes(modelyard_home: Path) -> None:
-    asyncio.run(asyncio.wait_for(scenario(modelyard_home), 120))
+    run(scenario(modelyard_home))

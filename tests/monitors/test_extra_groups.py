@@ -22,7 +22,7 @@ from modelyard.ids import new_prediction_uuid
 from modelyard.monitors import MonitorSpec, list_alerts, run_monitor, upload_reference
 from modelyard.monitors.extra_groups import window_summary
 from modelyard.monitors.multivariate_group import auc_interval
-from modelyard.monitors.spec import produced_metrics
+from modelyard.specs.monitor_outputs import produced_metrics
 from modelyard.store.base import MetricsStore, Prediction, RollupPolicy
 
 from .conftest import HOUR, T0, identity

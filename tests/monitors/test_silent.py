@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import modelyard
+from _async import run
 from modelyard.cli import cli
 from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.ids import new_prediction_uuid
@@ -342,7 +343,7 @@ def test_the_server_stores_a_window_not_over_by_its_clock_as_partial(tmp_path: P
                 )
                 assert stored.json()["results"][0]["metrics"]["window.partial"] is True
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_nested_keys_are_checked_by_their_dotted_names(sdk_store: MetricsStore) -> None:

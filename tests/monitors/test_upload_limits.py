@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from _async import run
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, alerts_api, create_app
 
@@ -71,4 +72,4 @@ async def scenario(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_reference_uploads_are_capped(
     modelyard_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asyncio.run(asyncio.wait_for(scenario(modelyard_home, monkeypatch), 120))
+    run(scenario(modelyard_home, monkeypatch))

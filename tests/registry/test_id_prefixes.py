@@ -9,6 +9,7 @@ import pytest
 
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import Registry, _deployments, _runs
+from modelyard.specs import JobSpec
 
 RUN = "crn:modelyard:run/"
 BUILD = "crn:modelyard:build/"
@@ -30,7 +31,9 @@ def _minted(kind: str) -> Iterator[str]:
 def runs(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     minted = _minted("run")
     monkeypatch.setattr(_runs, "new_crn", lambda kind: next(minted))
-    job = registry.create_job("monitor", "/srv/project", "monitor.py", manual=True)
+    job = registry.create_job(
+        JobSpec(name="monitor", project="/srv/project", script="monitor.py", manual=True)
+    )
     return [registry.create_run(job.id, 1_000 * i, 1, "manual").id for i in range(3)]
 
 

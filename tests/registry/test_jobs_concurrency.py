@@ -11,6 +11,7 @@ from _backends import open_stores
 from _threads import run_together
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.registry import Registry, RunState
+from modelyard.specs import JobSpec
 
 from .conftest import T0, MsClock, StoreOpener
 
@@ -22,7 +23,9 @@ SLOTS = 12
 def test_racing_claims_of_one_slot_have_exactly_one_winner(opener: StoreOpener) -> None:
     with open_stores(opener, 2) as stores:
         servers = [Registry(store) for store in stores]
-        job = servers[0].create_job("race", PROJECT, "monitor.py", every_ms=60_000)
+        job = servers[0].create_job(
+            JobSpec(name="race", project=PROJECT, script="monitor.py", every_ms=60_000)
+        )
         for k in range(SLOTS):
             slot = T0 + k * 60_000
             # Two threads per server, as a scheduler and a retrying runner might.
@@ -50,7 +53,9 @@ def test_racing_take_overs_of_an_expired_claim_have_one_winner(opener: StoreOpen
     clock = MsClock(T0)
     with open_stores(opener, 3) as stores:
         servers = [Registry(store, clock=clock) for store in stores]
-        job = servers[0].create_job("take", PROJECT, "monitor.py", every_ms=60_000)
+        job = servers[0].create_job(
+            JobSpec(name="take", project=PROJECT, script="monitor.py", every_ms=60_000)
+        )
         for k in range(SLOTS):
             assert servers[0].claim_slot(job.id, T0 + k, 1, "dead", LEASE)
         clock.advance(LEASE)  # the dead server's leases lapse; its runs never started
@@ -72,7 +77,9 @@ def test_two_servers_starting_runs_of_one_slot_start_one(opener: StoreOpener) ->
     clock = MsClock(T0)
     with open_stores(opener, 2) as stores:
         servers = [Registry(store, clock=clock) for store in stores]
-        job = servers[0].create_job("start", PROJECT, "monitor.py", every_ms=60_000)
+        job = servers[0].create_job(
+            JobSpec(name="start", project=PROJECT, script="monitor.py", every_ms=60_000)
+        )
         for k in range(SLOTS):
             assert servers[0].claim_slot(job.id, T0 + k, 1, "a", LEASE)
             runs = [server.create_run(job.id, T0 + k, 1, "schedule") for server in servers]
@@ -92,7 +99,9 @@ def test_racing_after_links_cannot_close_a_cycle(opener: StoreOpener) -> None:
     with open_stores(opener, 2) as stores:
         servers = [Registry(store) for store in stores]
         for name in ("root", "left", "right"):
-            servers[0].create_job(name, PROJECT, "monitor.py", manual=True)
+            servers[0].create_job(
+                JobSpec(name=name, project=PROJECT, script="monitor.py", manual=True)
+            )
         for _ in range(4):
             results = run_together(
                 [

@@ -14,6 +14,7 @@ import pytest
 import modelyard
 from modelyard.registry import Registry
 from modelyard.registry._keys import hash_token
+from modelyard.specs import JobSpec
 from modelyard.store import MetricsStore, Query
 from modelyard.store.postgres import PostgresStore
 from modelyard.store.schema import CREATE_MIGRATIONS_TABLE, SCHEMA_VERSION, migrations
@@ -97,7 +98,9 @@ def test_a_version_3_database_gains_the_job_tables_and_keeps_its_data(
         assert [r.uuid for r in records if r.uuid is not None] == UUIDS
         registry = Registry(store)
         assert registry.model_by_access_key(ACCESS_KEY).crn == WHO.model_crn
-        job = registry.create_job("monitor", "/srv/p", "m.py", cron="*/5 * * * *")
+        job = registry.create_job(
+            JobSpec(name="monitor", project="/srv/p", script="m.py", cron="*/5 * * * *")
+        )
         assert registry.claim_slot(job.id, T0, 1, "a", 60_000)
         run = registry.create_run(job.id, T0, 1, "schedule")
     with opener() as store:  # reopening applies nothing twice and finds the new rows

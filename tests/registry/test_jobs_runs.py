@@ -10,6 +10,7 @@ import pytest
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import Job, Registry, Run, RunState, SlotClaim, Trigger
+from modelyard.specs import JobSpec
 
 from .conftest import T0, MsClock
 
@@ -20,7 +21,7 @@ LEASE = 60_000
 def make_job(registry: Registry, name: str = "monitor", **options: Any) -> Job:
     if not {"cron", "every_ms", "after", "manual"} & set(options):
         options["every_ms"] = 60_000
-    return registry.create_job(name, PROJECT, "monitor.py", **options)
+    return registry.create_job(JobSpec(name=name, project=PROJECT, script="monitor.py", **options))
 
 
 def test_a_run_is_queued_then_moves_through_its_states(registry: Registry, clock: MsClock) -> None:

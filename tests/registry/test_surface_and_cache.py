@@ -1,14 +1,11 @@
-"""The registry's public names, and the lookup cache's rules (TTL, invalidation, bound)."""
+"""The registry's public names and its key tokens (the cache: tests/test_ttlcache.py)."""
 
 from __future__ import annotations
 
 import hashlib
 
 import modelyard.registry
-from modelyard.registry._cache import TTLCache
 from modelyard.registry._keys import display_prefix, hash_token, new_token, same_hash
-
-from .conftest import FakeClock
 
 EXPECTED = [
     "ACCESS_KEY_PREFIX",
@@ -27,6 +24,7 @@ EXPECTED = [
     "JobSchedule",
     "Model",
     "ModelSettings",
+    "MonitorRecords",
     "Overlap",
     "Registry",
     "ReplicaEvent",
@@ -35,6 +33,7 @@ EXPECTED = [
     "RunMetric",
     "RunState",
     "SlotClaim",
+    "StoredResult",
     "Trigger",
 ]
 
@@ -56,40 +55,3 @@ def test_tokens_are_random_prefixed_and_hashed_with_sha256() -> None:
     assert display_prefix(token) == token[:12]
     assert same_hash(hash_token(token), hash_token(token))
     assert not same_hash(hash_token(token), hash_token(token + "x"))
-
-
-def test_entries_live_for_the_ttl() -> None:
-    ticks = FakeClock(0.0)
-    cache: TTLCache[str] = TTLCache(2.0, ticks)
-    cache.put("a", "A", cache.generation())
-    ticks.advance(1.999)
-    assert cache.get("a") == "A"
-    ticks.advance(0.001)
-    assert cache.get("a") is None
-    assert len(cache) == 0
-
-
-def test_an_invalidation_wins_over_a_lookup_that_started_before_it() -> None:
-    cache: TTLCache[str] = TTLCache(2.0, FakeClock(0.0))
-    cache.put("keep", "K", cache.generation())
-    started = cache.generation()  # a lookup reads the database...
-    cache.discard_where(lambda v: v == "OLD")  # ...while the key is rotated
-    cache.put("old", "OLD", started)  # the lookup's stale answer is not cached
-    assert cache.get("old") is None
-    assert cache.get("keep") == "K"
-    cache.put("old", "NEW", cache.generation())
-    assert cache.get("old") == "NEW"
-    cache.clear()
-    assert cache.get("keep") is None
-
-
-def test_the_cache_stays_bounded() -> None:
-    ticks = FakeClock(0.0)
-    cache: TTLCache[int] = TTLCache(2.0, ticks, max_entries=10)
-    for i in range(5):
-        cache.put(f"old{i}", i, cache.generation())
-    ticks.advance(3)  # the first five are stale now
-    for i in range(100):
-        cache.put(f"k{i}", i, cache.generation())
-        assert len(cache) <= 10
-    assert cache.get("k99") == 99

@@ -19,6 +19,7 @@ import pytest
 
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.registry import Registry
+from modelyard.specs import JobSpec
 from modelyard.store import (
     Identity,
     MetricsStore,
@@ -71,8 +72,12 @@ def _fill(store: MetricsStore, predictions: int = 300) -> dict[str, Any]:
     registry.revoke_api_key(revoked.id)
     registry.record_event(deployment.crn, "r1", "started", {"pid": 1})
     # A child whose id sorts before its parent's: key order alone would insert it first.
-    first = registry.create_job("first", "/srv/project", "train.py", cron="0 * * * *")
-    second = registry.create_job("second", "/srv/project", "score.py", cron="0 * * * *")
+    first = registry.create_job(
+        JobSpec(name="first", project="/srv/project", script="train.py", cron="0 * * * *")
+    )
+    second = registry.create_job(
+        JobSpec(name="second", project="/srv/project", script="score.py", cron="0 * * * *")
+    )
     parent, child = (first, second) if first.id > second.id else (second, first)
     registry.update_job(child.name, after=parent.name)
     registry.claim_slot(parent.id, NOW - NOW % 3_600_000, 1, "scheduler-1", 60_000)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from modelyard.errors import InvalidInput
-from modelyard.serving._techstats import IntervalStats
+from modelyard.serving.gateway.techstats import IntervalStats
 from modelyard.store import Identity, MetricsStore, Query, RecordKind, sqlrollup, techseries
 from modelyard.store.base import DAY_MS, HOUR_MS, MINUTE_MS
 from modelyard.store.rollup import bucket_start

@@ -19,7 +19,7 @@ from modelyard.monitors.references import (
     upload_reference,
 )
 from modelyard.monitors.run import WindowResult, run_monitor
-from modelyard.monitors.spec import METRICS, MonitorSpec, ReferenceWindow
+from modelyard.specs.monitor import METRICS, MonitorSpec, ReferenceWindow
 
 __all__ = [
     "MAX_ROWS",

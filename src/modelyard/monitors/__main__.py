@@ -15,7 +15,7 @@ import orjson
 
 from modelyard.errors import ModelyardError
 from modelyard.monitors.run import parse_window, run_monitor
-from modelyard.monitors.spec import MonitorSpec
+from modelyard.specs.monitor import MonitorSpec
 
 __all__ = ["main"]
 

@@ -1,7 +1,8 @@
 """Which store the in-process helpers use: the one given, else the SDK's embedded store.
 
 ``upload_reference``, ``load_reference``, ``list_references`` and ``list_alerts`` work on the
-monitors' own tables in the database (their REST routes and the CLI cover remote use). Sharing
+monitors' state, which the registry keeps in the store's database (``Registry.monitors``; their
+REST routes and the CLI cover remote use). Sharing
 the SDK's store object also shares its one writer (SQLite allows one per file) and its buffered
 predictions are flushed first. ``run_monitor`` itself chooses between this embedded path and the
 server over HTTP in ``modelyard.monitors.access``.
@@ -15,13 +16,7 @@ import os
 from modelyard.errors import InvalidInput
 from modelyard.store.base import MetricsStore
 
-__all__ = ["monitor_store", "now_ms"]
-
-
-def now_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
+__all__ = ["monitor_store"]
 
 
 def monitor_store(store: MetricsStore | None) -> MetricsStore:

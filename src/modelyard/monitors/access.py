@@ -4,13 +4,18 @@ A monitor needs more than the SDK's reads: when labels arrived (late-label detec
 coverage), its own history (``monitor_results``, ``monitor_state``), the stored reference sample,
 merged sketches of rolled-up windows, and its alerts. ``MonitorAccess`` is that narrow surface.
 
-- ``EmbeddedAccess(store)`` runs it against a store in this process. Used when ``run_monitor`` is
-  given a ``store``, or when the SDK's backend here is the embedded one (``MODELYARD_HOME`` or
-  ``MODELYARD_DATABASE_URL`` set, no ``MODELYARD_URL``). The server's routes use it too.
+- ``EmbeddedAccess(store)`` runs it against a store in this process: predictions and labels
+  through the store's query interface (``scan``, ``recent``, ``distribution``, ``label_times``,
+  ``label_arrivals``, ``delayed_keys``), the monitor's own state through ``Registry.monitors``;
+  no SQL here. Used when ``run_monitor`` is given a ``store``, or when the SDK's backend here is
+  the embedded one (``MODELYARD_HOME`` or ``MODELYARD_DATABASE_URL`` set, no ``MODELYARD_URL``).
+  The server's routes use it too.
 - ``RemoteAccess`` (``modelyard.monitors.remote``) sends each call to the server's
   ``/api/v1/monitors/*`` routes with the SDK's key, and reads windows with the SDK's remote
   ``scan`` (``GET /api/v1/metrics``): used whenever the SDK's backend is remote, i.e. whenever
   ``MODELYARD_URL`` is set, as in a job run, which then acts with its run's scoped key only.
+
+``modelyard.monitors.open_access`` picks one of the two for the SDK's backend here.
 """
 
 from __future__ import annotations
@@ -20,30 +25,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.monitors.spec import closest
-from modelyard.store import sqlaccess
+from modelyard.registry import Registry, StoredResult
+from modelyard.specs.monitor_outputs import closest
 from modelyard.store.base import Distribution, MetricsStore, Query, RecordKind, RowBatch
 
-__all__ = ["EmbeddedAccess", "MonitorAccess", "RecordedKeys", "StoredResult", "open_access"]
+__all__ = [
+    "EmbeddedAccess",
+    "MonitorAccess",
+    "RecordedKeys",
+    "StoredResult",  # kept by the registry (``Registry.monitors``)
+]
 
-_IN_CHUNK = 500
 KEY_SAMPLE = 1000  # latest prediction records whose keys a spec is checked against
 LABEL_SAMPLE = 10_000  # latest delayed values (all deployments) looked through for labels
-_PARTIAL_LIKE = '%"window.partial":true%'  # orjson writes no spaces
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    """A window result as kept in ``monitor_results``."""
-
-    start_ms: int
-    end_ms: int
-    n: int
-    metrics: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -131,20 +128,20 @@ class MonitorAccess(abc.ABC):
 
 
 class EmbeddedAccess(MonitorAccess):
-    """``MonitorAccess`` over a store in this process (SQL on the monitors' own tables)."""
+    """``MonitorAccess`` over a store in this process: predictions and labels through the
+    store's query interface, the monitor's own state through ``Registry.monitors``."""
 
     def __init__(self, store: MetricsStore) -> None:
         self.store = store
+        self.registry = Registry(store)
 
     def resolve(self, deployment: str | None, model: str | None) -> str:
         if deployment is not None:
             self.store.resolve(deployment)  # NotFound naming the CRN if unknown
             return deployment
-        from modelyard.registry import Registry
-
         if model is None:
             raise InvalidInput("give a deployment CRN or a model name to resolve")
-        active = Registry(self.store).active_deployment(model)
+        active = self.registry.active_deployment(model)
         if active is None:
             raise NotFound(
                 f"model {model!r} has no active deployment; deploy it or give the monitor spec "
@@ -157,7 +154,7 @@ class EmbeddedAccess(MonitorAccess):
 
     def recorded_keys(self, deployment: str, wanted: Sequence[str]) -> RecordedKeys:
         store = self.store
-        self.store.resolve(deployment)
+        store.resolve(deployment)
         query = Query(deployment_crn=deployment, kinds=frozenset({RecordKind.PREDICTION}))
         records = store.recent(query, KEY_SAMPLE)
         keys = {k for r in records for k in _flat_keys(r.metrics)}
@@ -167,121 +164,28 @@ class EmbeddedAccess(MonitorAccess):
             keys = {str(k) for r in records for k in r.metrics if not str(k).startswith("_")}
         missing = [w for w in dict.fromkeys(wanted) if w not in keys]
         if missing and records:
-            keys |= self._recent_label_keys(deployment, missing)
+            keys |= store.delayed_keys(deployment, missing, latest=LABEL_SAMPLE)
             missing = [w for w in missing if w not in keys and closest(w, keys)]
         if missing and records:
             # Labels arrive weeks after their predictions: look for a close-named key's values
             # among all of the deployment's delayed values before calling it unknown.
-            with sqlaccess.reading(store) as cur:
-                for key in missing:
-                    row = cur.execute(
-                        sqlaccess.sql(
-                            store,
-                            "SELECT 1 FROM delayed_metrics d "
-                            "JOIN prediction_uuids p ON p.uuid = d.uuid "
-                            "JOIN identities i ON i.id = p.deployment_id "
-                            "WHERE d.key = ? AND i.deployment_crn = ? LIMIT 1",
-                        ),
-                        (key, deployment),
-                    ).fetchone()
-                    if row is not None:
-                        keys.add(key)
+            keys |= store.delayed_keys(deployment, missing)
         return RecordedKeys(frozenset(keys), len(records))
 
-    def _recent_label_keys(self, deployment: str, wanted: Sequence[str]) -> set[str]:
-        """Those of ``wanted`` among the latest ``LABEL_SAMPLE`` delayed values, for this
-        deployment."""
-        store = self.store
-        marks = ", ".join("?" * len(wanted))
-        with sqlaccess.reading(store) as cur:
-            rows = cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "SELECT DISTINCT r.key FROM (SELECT uuid, key FROM delayed_metrics "
-                    "ORDER BY tracked_ms DESC LIMIT ?) r "
-                    "JOIN prediction_uuids p ON p.uuid = r.uuid "
-                    "JOIN identities i ON i.id = p.deployment_id "
-                    f"WHERE i.deployment_crn = ? AND r.key IN ({marks})",
-                ),
-                (LABEL_SAMPLE, deployment, *wanted),
-            ).fetchall()
-        return {str(r[0]) for r in rows}
-
     def label_times(self, deployment: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
-        first: dict[str, int] = {}
-        store = self.store
-        with sqlaccess.reading(store) as cur:
-            for i in range(0, len(uuids), _IN_CHUNK):
-                chunk = list(uuids[i : i + _IN_CHUNK])
-                marks = ", ".join("?" * len(chunk))
-                rows = cur.execute(
-                    sqlaccess.sql(
-                        store,
-                        "SELECT d.uuid, MIN(d.tracked_ms) FROM delayed_metrics d "
-                        "JOIN prediction_uuids p ON p.uuid = d.uuid "
-                        "JOIN identities i ON i.id = p.deployment_id "
-                        f"WHERE d.key = ? AND i.deployment_crn = ? AND d.uuid IN ({marks}) "
-                        "GROUP BY d.uuid",
-                    ),
-                    (key, deployment, *chunk),
-                ).fetchall()
-                first.update((str(u), int(t)) for u, t in rows)
-        return first
+        return self.store.label_times(deployment, key, uuids)
 
     def late_label_windows(
         self, deployment: str, key: str, after_ms: int, through_ms: int, window_ms: int
     ) -> set[int]:
-        store = self.store
-        with sqlaccess.reading(store) as cur:
-            rows = cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "SELECT DISTINCT p.start_ms FROM delayed_metrics d "
-                    "JOIN prediction_uuids p ON p.uuid = d.uuid "
-                    "JOIN identities i ON i.id = p.deployment_id "
-                    "WHERE d.tracked_ms > ? AND d.tracked_ms <= ? AND d.key = ? "
-                    "AND i.deployment_crn = ?",
-                ),
-                (after_ms, through_ms, key, deployment),
-            ).fetchall()
-        return {int(r[0]) // window_ms * window_ms for r in rows}
+        starts = self.store.label_arrivals(deployment, key, after_ms, through_ms)
+        return {start // window_ms * window_ms for start in starts}
 
     def state(self, monitor: str, deployment: str) -> tuple[set[int], int | None]:
-        store = self.store
-        with sqlaccess.reading(store) as cur:
-            starts = {
-                int(r[0])
-                for r in cur.execute(
-                    sqlaccess.sql(
-                        store,
-                        "SELECT start_ms FROM monitor_results WHERE monitor = ? "
-                        "AND deployment_crn = ? AND metrics NOT LIKE ?",
-                    ),
-                    (monitor, deployment, _PARTIAL_LIKE),
-                ).fetchall()
-            }
-            row = cur.execute(
-                sqlaccess.sql(
-                    store, "SELECT labels_through_ms FROM monitor_state WHERE monitor = ?"
-                ),
-                (monitor,),
-            ).fetchone()
-        return starts, (int(row[0]) if row else None)
+        return self.registry.monitors.state(monitor, deployment)
 
     def result(self, monitor: str, deployment: str, start_ms: int) -> StoredResult | None:
-        store = self.store
-        with sqlaccess.reading(store) as cur:
-            row = cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "SELECT start_ms, end_ms, n, metrics FROM monitor_results "
-                    "WHERE monitor = ? AND deployment_crn = ? AND start_ms = ?",
-                ),
-                (monitor, deployment, start_ms),
-            ).fetchone()
-        if row is None:
-            return None
-        return StoredResult(int(row[0]), int(row[1]), int(row[2]), orjson.loads(row[3]))
+        return self.registry.monitors.result(monitor, deployment, start_ms)
 
     def distribution(
         self, deployment: str, start_ms: int, end_ms: int, key: str, ranks: Sequence[float]
@@ -310,53 +214,14 @@ class EmbeddedAccess(MonitorAccess):
         n: int,
         metrics: dict[str, Any],
     ) -> None:
-        from modelyard.monitors._store import now_ms
-
-        store = self.store
-        labelled = metrics.get("labelled") or 0
-        text = orjson.dumps(metrics).decode()
-
-        def write(cur: sqlaccess.Cursor) -> None:
-            cur.execute(
-                sqlaccess.sql(
-                    store, "DELETE FROM monitor_results WHERE monitor = ? AND start_ms = ?"
-                ),
-                (monitor, start_ms),
-            )
-            cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "INSERT INTO monitor_results (monitor, deployment_crn, start_ms, end_ms, n, "
-                    "labelled, metrics, computed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                ),
-                (monitor, deployment, start_ms, end_ms, n, labelled, text, now_ms()),
-            )
-
         # An empty window is a mark that it was looked at (monitor_results), not a result: no
         # aggregate record of n=0 for `metrics read` to show.
         if n > 0 or metrics.get("n"):
-            store.replace_aggregate(deployment, start_ms, end_ms, metrics, source)
-        sqlaccess.transaction(store, write)
+            self.store.replace_aggregate(deployment, start_ms, end_ms, metrics, source)
+        self.registry.monitors.save_result(monitor, deployment, start_ms, end_ms, n, metrics)
 
     def save_mark(self, monitor: str, deployment: str, through_ms: int) -> None:
-        from modelyard.monitors._store import now_ms
-
-        store = self.store
-
-        def write(cur: sqlaccess.Cursor) -> None:
-            cur.execute(
-                sqlaccess.sql(store, "DELETE FROM monitor_state WHERE monitor = ?"), (monitor,)
-            )
-            cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "INSERT INTO monitor_state (monitor, deployment_crn, labels_through_ms, "
-                    "updated_ms) VALUES (?, ?, ?, ?)",
-                ),
-                (monitor, deployment, through_ms, now_ms()),
-            )
-
-        sqlaccess.transaction(store, write)
+        self.registry.monitors.save_mark(monitor, deployment, through_ms)
 
     def evaluate_alerts(
         self, monitor: str, deployment: str, rules: Sequence[str]
@@ -374,27 +239,3 @@ def _flat_keys(metrics: dict[str, Any], prefix: str = "") -> Iterator[str]:
         yield name
         if isinstance(value, dict):
             yield from _flat_keys(value, f"{name}.")
-
-
-def open_access(store: MetricsStore | None) -> MonitorAccess:
-    """``store`` if given; else the SDK's backend here: embedded store, or the server (remote)."""
-    if store is not None:
-        return EmbeddedAccess(store)
-    from modelyard.tracking import backends
-
-    backend = backends.select()
-    if isinstance(backend, backends.StoreBackend) and backend.name == "embedded":
-        backend.flush()  # predictions this process tracked are in the window it reads
-        return EmbeddedAccess(backend.store)
-    if backend.name == "remote":
-        from modelyard.monitors.remote import RemoteAccess
-        from modelyard.tracking.remote import RemoteBackend
-
-        assert isinstance(backend, RemoteBackend)
-        backend.flush()
-        return RemoteAccess(backend)
-    raise InvalidInput(
-        f"monitors need a metrics store or a server, but the SDK backend here is "
-        f"{backend.name!r}; set MODELYARD_URL (and MODELYARD_API_KEY) to a server, or "
-        "MODELYARD_HOME / MODELYARD_DATABASE_URL to a store"
-    )

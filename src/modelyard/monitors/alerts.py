@@ -7,7 +7,8 @@ thousand small dicts at most) instead of keeping evaluator state is what makes r
 alert it had started into one that never happened, which is then marked resolved.
 
 An *episode* of a rule starts at the window where it fires and ends at the window where it
-recovers. Each is one row of table ``alerts`` (keyed by monitor, rule and first window), with
+recovers. Each is one row of table ``alerts`` (kept by the registry, ``Registry.monitors``;
+keyed by monitor, rule and first window), with
 ``state`` ``firing`` or ``resolved``, the first window's start, the end of the last breaching
 window, the worst breaching value, and when it fired and resolved. A notification goes to the
 spec's ``notify`` targets, through the jobs part's ``Notifier`` (webhook POST with a JSON body,
@@ -21,19 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from modelyard.analysis import AlertEvaluator
-from modelyard.monitors._store import monitor_store, now_ms
-from modelyard.store import sqlaccess
+from modelyard.monitors._store import monitor_store
+from modelyard.registry import Registry
 from modelyard.store.base import MetricsStore
 
 __all__ = ["Episode", "evaluate_monitor", "list_alerts", "send_notifications"]
-
-_COLUMNS = (
-    "id, monitor, deployment_crn, rule, state, first_window_start_ms, last_window_end_ms, value, "
-    "breaching, fired_ms, resolved_ms, resolved_window_start_ms"
-)
 
 
 @dataclass
@@ -84,125 +78,29 @@ def derive_episodes(
     return done + list(open_.values())
 
 
-def _row(row: Sequence[Any]) -> dict[str, Any]:
-    names = [c.strip() for c in _COLUMNS.split(",")]
-    out = dict(zip(names, row, strict=True))
-    out["breaching"] = orjson.loads(out["breaching"])
-    return out
-
-
 def evaluate_monitor(
     store: MetricsStore, monitor: str, deployment_crn: str, rules: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Reconcile table ``alerts`` with the episodes of ``rules`` over the monitor's results.
+    """Reconcile the stored alerts (``Registry.monitors``) with the episodes of ``rules`` over the
+    monitor's results.
 
     Returns the notifications due: new episodes (state as derived) and episodes that resolved
     since they were stored, each as the alert row after the change.
     """
     if not rules:
         return []
-    with sqlaccess.reading(store) as cur:
-        results = cur.execute(
-            sqlaccess.sql(
-                store,
-                "SELECT start_ms, end_ms, metrics FROM monitor_results WHERE monitor = ? "
-                "ORDER BY start_ms",
-            ),
-            (monitor,),
-        ).fetchall()
+    records = Registry(store).monitors
     # A partial window (computed before it ended) is no evidence yet: a few predictions of an
     # open minute would fire and resolve alerts that its complete result may never support.
     windows = [
-        (int(s), int(e), metrics)
-        for s, e, m in results
-        if not (metrics := orjson.loads(m)).get("window.partial")
+        (start, end, metrics)
+        for start, end, metrics in records.results(monitor)
+        if not metrics.get("window.partial")
     ]
-    episodes = derive_episodes(rules, windows)
-    now = now_ms()
-
-    def reconcile(cur: sqlaccess.Cursor) -> list[int]:
-        stored = {
-            (r[3], int(r[5])): _row(r)
-            for r in cur.execute(
-                sqlaccess.sql(store, f"SELECT {_COLUMNS} FROM alerts WHERE monitor = ?"),
-                (monitor,),
-            ).fetchall()
-        }
-        changed: list[int] = []
-        seen = set()
-        for ep in episodes:
-            key = (ep.rule, ep.first_start_ms)
-            seen.add(key)
-            state = "firing" if ep.resolved_start_ms is None else "resolved"
-            old = stored.get(key)
-            if old is None:
-                cur.execute(
-                    sqlaccess.sql(
-                        store,
-                        "INSERT INTO alerts (monitor, deployment_crn, rule, state, "
-                        "first_window_start_ms, last_window_end_ms, value, breaching, fired_ms, "
-                        "resolved_ms, resolved_window_start_ms) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    ),
-                    (
-                        monitor,
-                        deployment_crn,
-                        ep.rule,
-                        state,
-                        ep.first_start_ms,
-                        ep.last_end_ms,
-                        ep.value,
-                        orjson.dumps(ep.breaching).decode(),
-                        now,
-                        now if state == "resolved" else None,
-                        ep.resolved_start_ms,
-                    ),
-                )
-                found = cur.execute(
-                    sqlaccess.sql(
-                        store,
-                        "SELECT id FROM alerts WHERE monitor = ? AND rule = ? "
-                        "AND first_window_start_ms = ?",
-                    ),
-                    (monitor, ep.rule, ep.first_start_ms),
-                ).fetchone()
-                changed.append(int(found[0]))
-                continue
-            newly_resolved = old["state"] == "firing" and state == "resolved"
-            cur.execute(
-                sqlaccess.sql(
-                    store,
-                    "UPDATE alerts SET state = ?, last_window_end_ms = ?, value = ?, "
-                    "resolved_ms = ?, resolved_window_start_ms = ? WHERE id = ?",
-                ),
-                (
-                    state,
-                    ep.last_end_ms,
-                    ep.value,
-                    now if newly_resolved else old["resolved_ms"] if state == "resolved" else None,
-                    ep.resolved_start_ms,
-                    old["id"],
-                ),
-            )
-            if newly_resolved:
-                changed.append(int(old["id"]))
-        # An episode no recomputed history supports any more (late labels lifted the metric):
-        # it is over, and says so once.
-        for key, old in stored.items():
-            if key not in seen and old["state"] == "firing":
-                cur.execute(
-                    sqlaccess.sql(
-                        store, "UPDATE alerts SET state = 'resolved', resolved_ms = ? WHERE id = ?"
-                    ),
-                    (now, old["id"]),
-                )
-                changed.append(int(old["id"]))
-        return changed
-
-    ids = sqlaccess.transaction(store, reconcile)
+    ids = records.reconcile_alerts(monitor, deployment_crn, derive_episodes(rules, windows))
     if not ids:
         return []
-    by_id = {a["id"]: a for a in list_alerts(store=store, monitor=monitor, all_states=True)}
+    by_id = {a["id"]: a for a in records.alerts(monitor=monitor, all_states=True)}
     return [by_id[i] for i in ids]
 
 
@@ -235,18 +133,5 @@ def list_alerts(
     deployment_crn: str | None = None,
 ) -> list[dict[str, Any]]:
     """Alerts, newest first: only those firing unless ``all_states``."""
-    db = monitor_store(store)
-    sql = f"SELECT {_COLUMNS} FROM alerts WHERE 1 = 1"
-    params: list[Any] = []
-    if not all_states:
-        sql += " AND state = 'firing'"
-    if monitor is not None:
-        sql += " AND monitor = ?"
-        params.append(monitor)
-    if deployment_crn is not None:
-        sql += " AND deployment_crn = ?"
-        params.append(deployment_crn)
-    sql += " ORDER BY id DESC"
-    with sqlaccess.reading(db) as cur:
-        rows = cur.execute(sqlaccess.sql(db, sql), params).fetchall()
-    return [_row(r) for r in rows]
+    records = Registry(monitor_store(store)).monitors
+    return records.alerts(all_states=all_states, monitor=monitor, deployment_crn=deployment_crn)

@@ -40,8 +40,9 @@ from modelyard.analysis import (
     regression_metrics,
 )
 from modelyard.errors import InvalidInput
-from modelyard.monitors.spec import CLASSIFICATION_OUTPUTS, REGRESSION_OUTPUTS, MonitorSpec
 from modelyard.monitors.window import WindowData
+from modelyard.specs.monitor import MonitorSpec
+from modelyard.specs.monitor_outputs import CLASSIFICATION_OUTPUTS, REGRESSION_OUTPUTS
 
 __all__ = ["clean_metrics", "window_metrics"]
 
@@ -95,73 +96,111 @@ def window_metrics(
     frame = data.frame
     wanted = set(spec.metrics)
     scores = _scores(frame, spec.prediction)
-    if "label_coverage" in wanted and spec.label is not None:
-        labelled_at = data.label_ms
-        assert labelled_at is not None
-        # A label value may also arrive with the prediction itself (no delayed record).
-        has_value = frame[spec.label].notna().to_numpy()
-        labelled_at = np.where(has_value & np.isnan(labelled_at), data.prediction_ms, labelled_at)
-        cov = label_coverage(data.prediction_ms, labelled_at)
-        out["label_coverage"] = cov["coverage"]
-        out["labelled"] = cov["labelled"]
-        for key, value in cov.items():
-            if key.startswith("delay_"):
-                out[f"label_{key}"] = value
-    if "classification" in wanted and spec.label is not None:
-        y = _positive(frame[spec.label], spec.positive_label)
-        usable = ~np.isnan(y) & ~np.isnan(scores)
-        if usable.any():
-            try:
-                got = classification_metrics(y[usable], scores[usable])
-            except InvalidInput as exc:
-                out["classification.reason"] = exc.message
-            else:
-                for key in _CLASSIFICATION_KEYS:
-                    out[key] = got[key]
-                for key, why in got["reasons"].items():
-                    out[f"{key}.reason"] = why
-        else:
-            out["classification.reason"] = f"none of the {data.n} predictions is labelled yet"
-    if "regression" in wanted and spec.label is not None:
-        _regression(out, frame[spec.label], scores, data.n)
+    if spec.label is not None:
+        if "label_coverage" in wanted:
+            _label_coverage(out, frame[spec.label], data)
+        if "classification" in wanted:
+            _classification(out, _positive(frame[spec.label], spec.positive_label), scores, data.n)
+        if "regression" in wanted:
+            _regression(out, frame[spec.label], scores, data.n)
     if "estimated_performance" in wanted:
-        present = scores[~np.isnan(scores)]
-        if present.size:
-            try:
-                est = estimate_performance(present)
-            except InvalidInput as exc:
-                out["estimated.reason"] = exc.message
-            else:
-                for key in _ESTIMATED_KEYS:
-                    out[f"estimated_{key}"] = est[f"expected_{key}"]
+        _estimated(out, scores)
     if "drift" in wanted and reference is not None:
-        current = frame[list(spec.features)]
-        try:
-            report = reference.compare(current, thresholds=spec.thresholds or None)
-        except InvalidInput as exc:
-            out["drift.reason"] = exc.message
-        else:
-            for row in report.itertuples(index=False):
-                out[f"{row.method}.{row.feature}"] = row.effect
-            flagged = sorted(set(report.loc[report["flagged"].astype(bool), "feature"]))
-            out["drift.flagged"] = len(flagged)
-            out["drift.flagged_features"] = flagged
+        _feature_drift(out, spec, frame, reference)
     if "prediction_drift" in wanted and reference_predictions is not None:
-        current_scores = scores[~np.isnan(scores)]
-        if current_scores.size:
-            try:
-                report = prediction_drift(
-                    reference_predictions.dropna().to_numpy(),
-                    current_scores,
-                    thresholds=spec.thresholds or None,
-                )
-            except InvalidInput as exc:
-                out["prediction_drift.reason"] = exc.message
-            else:
-                for row in report.itertuples(index=False):
-                    out[f"prediction_drift.{row.method}"] = row.effect
-                out["prediction_drift.flagged"] = int(report["flagged"].astype(bool).any())
+        _prediction_drift(out, spec, scores, reference_predictions)
     return clean_metrics(out)
+
+
+def _label_coverage(out: dict[str, Any], labels: pd.Series[Any], data: WindowData) -> None:
+    """How many predictions have a label, and how long labels took to arrive."""
+    labelled_at = data.label_ms
+    assert labelled_at is not None
+    # A label value may also arrive with the prediction itself (no delayed record).
+    has_value = labels.notna().to_numpy()
+    labelled_at = np.where(has_value & np.isnan(labelled_at), data.prediction_ms, labelled_at)
+    cov = label_coverage(data.prediction_ms, labelled_at)
+    out["label_coverage"] = cov["coverage"]
+    out["labelled"] = cov["labelled"]
+    for key, value in cov.items():
+        if key.startswith("delay_"):
+            out[f"label_{key}"] = value
+
+
+def _classification(
+    out: dict[str, Any],
+    y: np.ndarray[Any, np.dtype[np.float64]],
+    scores: np.ndarray[Any, np.dtype[np.float64]],
+    n: int,
+) -> None:
+    """Classification metrics over the rows that have both a label and a score."""
+    usable = ~np.isnan(y) & ~np.isnan(scores)
+    if not usable.any():
+        out["classification.reason"] = f"none of the {n} predictions is labelled yet"
+        return
+    try:
+        got = classification_metrics(y[usable], scores[usable])
+    except InvalidInput as exc:
+        out["classification.reason"] = exc.message
+        return
+    for key in _CLASSIFICATION_KEYS:
+        out[key] = got[key]
+    for key, why in got["reasons"].items():
+        out[f"{key}.reason"] = why
+
+
+def _estimated(out: dict[str, Any], scores: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+    """Performance estimated from the scores alone (no labels needed)."""
+    present = scores[~np.isnan(scores)]
+    if not present.size:
+        return
+    try:
+        est = estimate_performance(present)
+    except InvalidInput as exc:
+        out["estimated.reason"] = exc.message
+        return
+    for key in _ESTIMATED_KEYS:
+        out[f"estimated_{key}"] = est[f"expected_{key}"]
+
+
+def _feature_drift(
+    out: dict[str, Any], spec: MonitorSpec, frame: pd.DataFrame, reference: DriftReference
+) -> None:
+    """Per-feature drift against the reference, and which features were flagged."""
+    try:
+        report = reference.compare(frame[list(spec.features)], thresholds=spec.thresholds or None)
+    except InvalidInput as exc:
+        out["drift.reason"] = exc.message
+        return
+    for row in report.itertuples(index=False):
+        out[f"{row.method}.{row.feature}"] = row.effect
+    flagged = sorted(set(report.loc[report["flagged"].astype(bool), "feature"]))
+    out["drift.flagged"] = len(flagged)
+    out["drift.flagged_features"] = flagged
+
+
+def _prediction_drift(
+    out: dict[str, Any],
+    spec: MonitorSpec,
+    scores: np.ndarray[Any, np.dtype[np.float64]],
+    reference_predictions: pd.Series[Any],
+) -> None:
+    """Drift of the scores themselves against the reference's predictions."""
+    current_scores = scores[~np.isnan(scores)]
+    if not current_scores.size:
+        return
+    try:
+        report = prediction_drift(
+            reference_predictions.dropna().to_numpy(),
+            current_scores,
+            thresholds=spec.thresholds or None,
+        )
+    except InvalidInput as exc:
+        out["prediction_drift.reason"] = exc.message
+        return
+    for row in report.itertuples(index=False):
+        out[f"prediction_drift.{row.method}"] = row.effect
+    out["prediction_drift.flagged"] = int(report["flagged"].astype(bool).any())
 
 
 def _regression(

@@ -9,9 +9,9 @@ What ``run_monitor`` calls for them, in one place:
   needs raw rows. Computing them from the rows left would be computing them from a part of the
   window nobody chose, so they are refused, never silently skipped; a result computed from raw
   records before rollup is kept (``run.keep_better``);
-- the keys each group writes, for checking alert rules against, are registered in
-  ``modelyard.monitors.spec.GROUP_OUTPUTS`` from ``segment_group.segment_outputs`` and
-  ``multivariate_group.multivariate_outputs``;
+- the keys each group writes, for checking alert rules against, are declared in
+  ``modelyard.specs.monitor_outputs`` (``GROUP_OUTPUTS``, ``segment_outputs``,
+  ``multivariate_outputs``), below the groups, next to the spec that checks the rules;
 - ``shown_keys(spec)``: the columns ``modelyard monitors run`` adds for them;
 - ``window_summary(metrics)``: one window's values of both groups as the dashboard shows them.
 """
@@ -25,8 +25,8 @@ import pandas as pd
 
 from modelyard.monitors.multivariate_group import multivariate_metrics
 from modelyard.monitors.segment_group import GAP_METRICS, segment_metrics
-from modelyard.monitors.spec import MonitorSpec
 from modelyard.monitors.window import WindowData
+from modelyard.specs.monitor import MonitorSpec
 
 __all__ = [
     "GROUPS",

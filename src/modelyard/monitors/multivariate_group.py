@@ -35,6 +35,7 @@ import pandas as pd
 from modelyard.analysis import domain_classifier
 from modelyard.analysis.multivariate import DEFAULT_AUC_THRESHOLD
 from modelyard.errors import InvalidInput
+from modelyard.specs.monitor_outputs import multivariate_outputs
 
 __all__ = [
     "FOLDS",
@@ -53,22 +54,6 @@ MAX_ROWS = 10_000
 MIN_FEATURES = 2
 MIN_IMPORTANCE = 0.01
 _Z95 = 1.959963984540054
-_FIXED = (
-    "auc",
-    "auc_ci_low",
-    "auc_ci_high",
-    "auc_std",
-    "flagged",
-    "threshold",
-    "n_reference",
-    "n_current",
-)
-
-
-def multivariate_outputs(features: Sequence[str]) -> tuple[str, ...]:
-    """The numeric keys the group writes (and ``top_features``, a list of names, besides)."""
-    fixed = [f"multivariate_drift.{k}" for k in _FIXED]
-    return (*fixed, *(f"multivariate_drift.importance.{f}" for f in features))
 
 
 def auc_interval(auc: float, n_negative: int, n_positive: int) -> tuple[float, float]:

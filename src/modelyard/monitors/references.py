@@ -1,11 +1,12 @@
 """Reference samples: the training data a deployment's windows are compared with.
 
-A sample is kept in the store's database (table ``monitor_references``) as columnar JSON (orjson,
-one list per column plus its dtype) compressed with zlib: readable without pickle or pyarrow, and
-safe to load from a database others can write to. At most ``MAX_ROWS`` rows (100,000) are kept: a
-larger frame is replaced by a uniform random sample of that many rows (seeded, so uploading the
-same frame twice stores the same sample). 100k rows are plenty for the drift statistics: the
-standard error of a reference decile bin's share is then about 0.1 percentage point.
+A sample is kept by the registry (table ``monitor_references``, through ``Registry.monitors``) as
+columnar JSON (orjson, one list per column plus its dtype) compressed with zlib: readable without
+pickle or pyarrow, and safe to load from a database others can write to. At most ``MAX_ROWS`` rows
+(100,000) are kept: a larger frame is replaced by a uniform random sample of that many rows
+(seeded, so uploading the same frame twice stores the same sample). 100k rows are plenty for the
+drift statistics: the standard error of a reference decile bin's share is then about 0.1
+percentage point.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import orjson
 import pandas as pd
 
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.monitors._store import monitor_store, now_ms
-from modelyard.store import sqlaccess
+from modelyard.monitors._store import monitor_store
+from modelyard.registry import Registry
 from modelyard.store.base import MetricsStore
 
 __all__ = [
@@ -93,26 +94,7 @@ def upload_reference(
         dtypes[text], data[text] = _column(sample[label])
     blob = zlib.compress(orjson.dumps({"dtypes": dtypes, "data": data}), 6)
     rows = int(sample.shape[0])
-    params = (deployment_crn, name, rows, total, orjson.dumps(columns).decode(), blob, now_ms())
-
-    def write(cur: sqlaccess.Cursor) -> None:
-        cur.execute(
-            sqlaccess.sql(
-                db, "DELETE FROM monitor_references WHERE deployment_crn = ? AND name = ?"
-            ),
-            (deployment_crn, name),
-        )
-        cur.execute(
-            sqlaccess.sql(
-                db,
-                "INSERT INTO monitor_references "
-                "(deployment_crn, name, rows, total_rows, columns, data, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ),
-            params,
-        )
-
-    sqlaccess.transaction(db, write)
+    created = Registry(db).monitors.save_reference(deployment_crn, name, rows, total, columns, blob)
     return {
         "deployment_crn": deployment_crn,
         "name": name,
@@ -120,7 +102,7 @@ def upload_reference(
         "total_rows": total,
         "columns": columns,
         "bytes": len(blob),
-        "created_ms": params[-1],
+        "created_ms": created,
     }
 
 
@@ -143,16 +125,8 @@ def reference_columns(
 ) -> tuple[dict[str, list[Any]], dict[str, str]]:
     """The stored sample as columnar JSON values and each column's dtype, in column order."""
     db = monitor_store(store)
-    with sqlaccess.reading(db) as cur:
-        row = cur.execute(
-            sqlaccess.sql(
-                db,
-                "SELECT columns, data FROM monitor_references WHERE deployment_crn = ? "
-                "AND name = ?",
-            ),
-            (deployment_crn, name),
-        ).fetchone()
-    if row is None:
+    found = Registry(db).monitors.reference_data(deployment_crn, name)
+    if found is None:
         known = [r["name"] for r in list_references(deployment_crn, store=db)]
         raise NotFound(
             f"deployment {deployment_crn} has no reference named {name!r}; it has "
@@ -161,8 +135,8 @@ def reference_columns(
             deployment=deployment_crn,
             name=name,
         )
-    columns = orjson.loads(row[0])
-    payload = orjson.loads(zlib.decompress(bytes(row[1])))
+    columns, data = found
+    payload = orjson.loads(zlib.decompress(data))
     return (
         {c: payload["data"][c] for c in columns},
         {c: payload["dtypes"][c] for c in columns},
@@ -181,25 +155,4 @@ def list_references(
     deployment_crn: str | None = None, *, store: MetricsStore | None = None
 ) -> list[ReferenceInfo]:
     """Stored samples (all, or one deployment's), without their data."""
-    db = monitor_store(store)
-    sql = (
-        "SELECT deployment_crn, name, rows, total_rows, columns, created_ms FROM monitor_references"
-    )
-    params: tuple[Any, ...] = ()
-    if deployment_crn is not None:
-        sql += " WHERE deployment_crn = ?"
-        params = (deployment_crn,)
-    sql += " ORDER BY deployment_crn, name"
-    with sqlaccess.reading(db) as cur:
-        rows = cur.execute(sqlaccess.sql(db, sql), params).fetchall()
-    return [
-        {
-            "deployment_crn": r[0],
-            "name": r[1],
-            "rows": int(r[2]),
-            "total_rows": int(r[3]),
-            "columns": orjson.loads(r[4]),
-            "created_ms": int(r[5]),
-        }
-        for r in rows
-    ]
+    return Registry(monitor_store(store)).monitors.references(deployment_crn)

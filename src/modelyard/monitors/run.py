@@ -33,12 +33,12 @@ buckets keep (``modelyard.monitors.sketched``): drift from sketches, with ``drif
 "sketch"`` and its error bounds; label metrics are not recomputable that way.
 
 Each result goes to the store with ``replace_aggregate`` (source ``monitor:<name>``), so a
-recomputed window has one aggregate record, and to table ``monitor_results`` (the alerts'
-history and the mark of what was computed), unless it would replace a better one
-(``keep_better``): a result from raw records is never replaced by one from sketches, nor by one
-from fewer raw records (retention or rollup took some away); the kept result only gains the
-drift keys it lacked. Then the spec's alert rules are evaluated and their notifications sent
-(``modelyard.monitors.alerts``).
+recomputed window has one aggregate record, and to the registry's ``monitor_results``
+(``Registry.monitors``: the alerts' history and the mark of what was computed), unless it would
+replace a better one (``keep_better``): a result from raw records is never replaced by one from
+sketches, nor by one from fewer raw records (retention or rollup took some away); the kept result
+only gains the drift keys it lacked. Then the spec's alert rules are evaluated and their
+notifications sent (``modelyard.monitors.alerts``).
 
 Where the data comes from is ``modelyard.monitors.access``: the embedded store, or the server
 over HTTP with the SDK's key when ``MODELYARD_URL`` is set.
@@ -49,20 +49,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from modelyard.analysis import DriftReference
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.monitors import alerts as alerts_mod
 from modelyard.monitors import extra_groups
-from modelyard.monitors._store import now_ms
-from modelyard.monitors.access import MonitorAccess, StoredResult, open_access
+from modelyard.monitors.access import MonitorAccess, StoredResult
 from modelyard.monitors.compute import clean_metrics, window_metrics
+from modelyard.monitors.open_access import open_access
 from modelyard.monitors.sketched import sketch_window_metrics
-from modelyard.monitors.spec import MonitorSpec, closest
 from modelyard.monitors.window import WindowData, read_window
+from modelyard.specs.monitor import MonitorSpec
+from modelyard.specs.monitor_outputs import closest
 from modelyard.store.base import MetricsStore, Query, RecordKind
 
 __all__ = [
@@ -131,14 +133,23 @@ def _first_record_ms(access: MonitorAccess, deployment: str) -> int | None:
     return min(firsts) if firsts else None
 
 
+class _Reference(NamedTuple):
+    """What windows are compared with: the reference frame, the drift reference built from its
+    features, and its prediction scores (each None when no metric asked needs it)."""
+
+    frame: pd.DataFrame | None
+    drift: DriftReference | None
+    predictions: pd.Series[Any] | None
+
+
 def _reference(
     spec: MonitorSpec, access: MonitorAccess, deployment: str, warn: Warn | None = None
-) -> tuple[pd.DataFrame | None, DriftReference | None, pd.Series[Any] | None]:
+) -> _Reference:
     needs_drift = "drift" in spec.metrics
     needs_prediction = "prediction_drift" in spec.metrics
     needs_multivariate = "multivariate_drift" in spec.metrics  # reads the frame itself
     if not (needs_drift or needs_prediction or needs_multivariate):
-        return None, None, None
+        return _Reference(None, None, None)
     if spec.reference_stored is not None:
         frame = access.reference(deployment, spec.reference_stored)
     else:
@@ -179,7 +190,7 @@ def _reference(
         (warn or log.warning)(f"{problem}; it is a default, so it is not computed")
     elif needs_prediction:
         predictions = pd.to_numeric(frame[spec.prediction], errors="coerce")
-    return frame, drift_ref, predictions
+    return _Reference(frame, drift_ref, predictions)
 
 
 def _rank(metrics: dict[str, Any], n: int | None = None) -> tuple[bool, int]:
@@ -322,16 +333,14 @@ def run_monitor(
     )
     results: list[WindowResult] = []
     if todo:
-        ref_frame, drift_ref, ref_predictions = _reference(spec, access, deployment, warn)
+        ref = _reference(spec, access, deployment, warn)
         columns = list(
             dict.fromkeys([*spec.features, *spec.segments, spec.prediction, *_label(spec)])
         )
         for start, reason in todo:
             end = start + spec.window_ms
             data = read_window(access, deployment, start, end, columns, spec.label)
-            metrics = _compute(
-                spec, data, ref_frame, drift_ref, ref_predictions, access, deployment, start, end
-            )
+            metrics = _compute(spec, data, ref, access, deployment, start, end)
             if end > now:  # still open: stored partial, computed again once it has closed
                 metrics[PARTIAL] = True
             kept, write = keep_better(access.result(spec.name, deployment, start), metrics)
@@ -408,9 +417,7 @@ def check_spec(
 def _compute(
     spec: MonitorSpec,
     data: WindowData,
-    ref_frame: pd.DataFrame | None,
-    drift_ref: DriftReference | None,
-    ref_predictions: pd.Series[Any] | None,
+    ref: _Reference,
     access: MonitorAccess,
     deployment: str,
     start: int,
@@ -418,13 +425,13 @@ def _compute(
 ) -> dict[str, Any]:
     if data.rolled.buckets:
         metrics = clean_metrics(
-            sketch_window_metrics(spec, data, ref_frame, access, deployment, start, end)
+            sketch_window_metrics(spec, data, ref.frame, access, deployment, start, end)
         )
         metrics.update(extra_groups.rolled_up_metrics(spec, data, start, end))
         metrics["window.source"] = "sketch"
     else:
-        metrics = window_metrics(spec, data, drift_ref, ref_predictions)
-        metrics.update(clean_metrics(extra_groups.raw_window_metrics(spec, data, ref_frame)))
+        metrics = window_metrics(spec, data, ref.drift, ref.predictions)
+        metrics.update(clean_metrics(extra_groups.raw_window_metrics(spec, data, ref.frame)))
         metrics["window.source"] = "raw"
     return metrics
 

@@ -38,6 +38,7 @@ import pandas as pd
 
 from modelyard.analysis import by_segment, classification_metrics, regression_metrics
 from modelyard.errors import InvalidInput
+from modelyard.specs.monitor_outputs import GAP_METRICS, SEGMENT_METRICS, segment_outputs
 
 __all__ = [
     "GAP_METRICS",
@@ -52,25 +53,7 @@ __all__ = [
 MIN_ROWS = 30
 MAX_SEGMENTS = 20
 MISSING = "(missing)"
-# Per task: the metrics computed per segment, and those whose gap across segments is written.
-SEGMENT_METRICS = {
-    "classification": ("roc_auc", "accuracy", "recall", "selection_rate"),
-    "regression": ("mae", "rmse"),
-}
-GAP_METRICS = SEGMENT_METRICS
 _LABEL_FREE = ("selection_rate",)
-
-
-def segment_outputs(columns: Sequence[str], task: str) -> tuple[str, ...]:
-    """The keys (globs where a segment's value stands) the group writes for ``columns``."""
-    metrics = SEGMENT_METRICS[task]
-    out: list[str] = []
-    for column in columns:
-        out += [f"segments.{column}.*.n", f"segments.{column}.*.labelled"]
-        out += [f"segments.{column}.*.{m}" for m in metrics]
-        out += [f"fairness.{column}.gap.{m}" for m in GAP_METRICS[task]]
-    out += [f"fairness.gap.{m}" for m in GAP_METRICS[task]]
-    return tuple(out)
 
 
 def _segment_values(frame: pd.DataFrame, column: str) -> pd.Series[Any]:

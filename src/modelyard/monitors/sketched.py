@@ -33,8 +33,8 @@ import pandas as pd
 from modelyard.analysis import sketch_drift
 from modelyard.errors import InvalidInput
 from modelyard.monitors.access import MonitorAccess
-from modelyard.monitors.spec import MonitorSpec
 from modelyard.monitors.window import WindowData
+from modelyard.specs.monitor import MonitorSpec
 from modelyard.store.base import Distribution
 
 __all__ = ["GRID", "ExactSummary", "GridSummary", "sketch_window_metrics"]

@@ -1,4 +1,5 @@
-"""The registry: models, builds, deployments, API keys, replica events, jobs and runs.
+"""The registry: models, builds, deployments, API keys, replica events, jobs and runs, and the
+state monitors keep (window results, label marks, alerts, reference samples).
 
 Metadata only (it never runs processes), kept in the metrics store's database under the same
 schema version series, through the store's SQL seam (``modelyard.store.sqlaccess``). See
@@ -7,12 +8,10 @@ schema version series, through the store's SQL seam (``modelyard.store.sqlaccess
 
 from __future__ import annotations
 
-from modelyard.jobs.schedule import CatchUp, JobSchedule
 from modelyard.registry._apikeys import RUN_SCOPE_PREFIX, YEAR_MS
-from modelyard.registry._cache import DEFAULT_TTL_S
-from modelyard.registry._checks import MODEL_NAME_RULE
-from modelyard.registry._jobs import Job, Overlap
+from modelyard.registry._jobs import Job
 from modelyard.registry._keys import ACCESS_KEY_PREFIX, API_KEY_PREFIX
+from modelyard.registry._monitors import MonitorRecords, StoredResult
 from modelyard.registry._records import (
     ApiKey,
     Build,
@@ -23,8 +22,13 @@ from modelyard.registry._records import (
     Role,
 )
 from modelyard.registry._registry import Registry
-from modelyard.registry._runs import Run, RunMetric, RunState, SlotClaim, Trigger
+from modelyard.registry._run_metrics import RunMetric
+from modelyard.registry._runs import Run, RunState, SlotClaim, Trigger
 from modelyard.registry._settings import SETTINGS_BOUNDS, ModelSettings
+from modelyard.specs.checks import MODEL_NAME_RULE
+from modelyard.specs.job import Overlap
+from modelyard.specs.schedule import CatchUp, JobSchedule
+from modelyard.ttlcache import DEFAULT_TTL_S
 
 __all__ = [
     "ACCESS_KEY_PREFIX",
@@ -43,6 +47,7 @@ __all__ = [
     "JobSchedule",
     "Model",
     "ModelSettings",
+    "MonitorRecords",
     "Overlap",
     "Registry",
     "ReplicaEvent",
@@ -51,5 +56,6 @@ __all__ = [
     "RunMetric",
     "RunState",
     "SlotClaim",
+    "StoredResult",
     "Trigger",
 ]

@@ -12,8 +12,6 @@ from typing import Any
 
 from modelyard.errors import InvalidInput, NotFound, Unauthorized
 from modelyard.ids import is_uuid
-from modelyard.registry._cache import TTLCache
-from modelyard.registry._checks import check_text
 from modelyard.registry._db import Clock, Cursor, Db, format_ms
 from modelyard.registry._keys import (
     ACCESS_KEY_PREFIX,
@@ -25,6 +23,8 @@ from modelyard.registry._keys import (
 )
 from modelyard.registry._models import find_model
 from modelyard.registry._records import ApiKey, Role
+from modelyard.specs.checks import check_text
+from modelyard.ttlcache import TTLCache
 
 __all__ = ["DAY_MS", "MAX_EXPIRY_MS", "RUN_SCOPE_PREFIX", "YEAR_MS", "ApiKeys"]
 
@@ -194,6 +194,18 @@ class ApiKeys:
                 )
             key = _key(row)
             self._cache.put(digest, key, generation)
+        return self._checked(key)
+
+    def cached(self, token: object) -> ApiKey | None:
+        """What ``authenticate`` answers from the cache alone (revocation and expiry checked
+        as always), or None when answering needs the database: the server's predict route then
+        calls ``authenticate`` on a worker thread instead of its event loop."""
+        if not isinstance(token, str) or not token:
+            return None
+        key = self._cache.get(hash_token(token))
+        return None if key is None else self._checked(key)
+
+    def _checked(self, key: ApiKey) -> ApiKey:
         now = self._now()
         if key.revoked_ms is not None:
             raise Unauthorized(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -11,14 +10,10 @@ from typing import Any, TypeVar
 from modelyard.store.base import MetricsStore
 from modelyard.store.sqlaccess import Cursor, dialect, reading, sql, transaction
 
-__all__ = ["Clock", "Cursor", "Db", "format_ms", "wall_ms"]
+__all__ = ["Clock", "Cursor", "Db", "format_ms"]
 
 T = TypeVar("T")
 Clock = Callable[[], int]
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def format_ms(ms: int) -> str:

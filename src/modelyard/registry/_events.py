@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.registry._checks import check_text, encode_json
 from modelyard.registry._db import Clock, Cursor, Db
 from modelyard.registry._records import ReplicaEvent
+from modelyard.specs.checks import check_text, encode_json
 
 __all__ = ["DEFAULT_KEPT", "MAX_DETAILS_BYTES", "Events"]
 

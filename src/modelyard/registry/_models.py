@@ -12,8 +12,6 @@ from typing import Any
 
 from modelyard.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from modelyard.ids import new_crn
-from modelyard.registry._cache import TTLCache
-from modelyard.registry._checks import check_model_name
 from modelyard.registry._db import Clock, Cursor, Db
 from modelyard.registry._keys import (
     ACCESS_KEY_PREFIX,
@@ -25,6 +23,8 @@ from modelyard.registry._keys import (
 )
 from modelyard.registry._records import DeploymentState, Model
 from modelyard.registry._settings import ModelSettings
+from modelyard.specs.checks import check_model_name
+from modelyard.ttlcache import TTLCache
 
 __all__ = ["Models", "find_model"]
 
@@ -200,6 +200,12 @@ class Models:
         crn = self._db.write(rotate)
         self._forget(crn)
         return token
+
+    def cached_by_access_key(self, key: object) -> Model | None:
+        """The cached answer of ``by_access_key``, or None when it needs the database."""
+        if not isinstance(key, str) or not key:
+            return None
+        return self._cache.get(hash_token(key))
 
     def by_access_key(self, key: object) -> Model:
         if not isinstance(key, str) or not key:

@@ -9,30 +9,35 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.ids import is_uuid
 from modelyard.registry._apikeys import YEAR_MS, ApiKeys
-from modelyard.registry._cache import DEFAULT_TTL_S, TTLCache
-from modelyard.registry._db import Clock, Db, wall_ms
+from modelyard.registry._db import Clock, Db
 from modelyard.registry._deployments import UNSET, Builds, Deployments
 from modelyard.registry._events import DEFAULT_KEPT, Events
 from modelyard.registry._jobs import Job, Jobs
 from modelyard.registry._models import Models
+from modelyard.registry._monitors import MonitorRecords
 from modelyard.registry._prefix import SHOWN, check_prefix, choose
 from modelyard.registry._records import ApiKey, Build, Deployment, Model, ReplicaEvent
-from modelyard.registry._runs import Run, RunMetric, Runs, SlotClaim
+from modelyard.registry._run_metrics import RunMetric, RunMetrics
+from modelyard.registry._runs import Run, Runs, SlotClaim
 from modelyard.registry._settings import ModelSettings
+from modelyard.specs.deploy import BuildSpec
+from modelyard.specs.job import JobSpec
 from modelyard.store.base import MetricsStore
+from modelyard.ttlcache import DEFAULT_TTL_S, TTLCache
 
 __all__ = ["Registry"]
 
 
 class Registry:
     """Models, builds, deployments, API keys, replica events, jobs and runs in ``store``'s
-    database.
+    database, and the monitors' state (``registry.monitors``, a ``MonitorRecords``).
 
     ``store`` is an SQL store (SQLite file or ``:memory:``, PostgreSQL); the registry's tables
     come with the store's schema (migration 0002). ``clock`` (epoch milliseconds) decides key
@@ -66,7 +71,7 @@ class Registry:
             )
         self.store = store
         db = Db(store)
-        now = clock or wall_ms
+        now = clock or now_ms
         self._models = Models(db, now, TTLCache[Model](cache_ttl_s, monotonic))
         self._builds = Builds(db, now)
         self._deployments = Deployments(db, now)
@@ -74,6 +79,9 @@ class Registry:
         self._events = Events(db, now, events_kept)
         self._jobs = Jobs(db, now)
         self._runs = Runs(db, now)
+        self._run_metrics = RunMetrics(db, now)
+        #: monitor results, label marks, alert episodes and reference samples
+        self.monitors = MonitorRecords(db, now)
 
     # -- models ---------------------------------------------------------------------------------
     def create_model(
@@ -110,8 +118,13 @@ class Registry:
         """The model an access key selects; Unauthorized if none (the key is not echoed)."""
         return self._models.by_access_key(key)
 
+    def cached_model_by_access_key(self, key: str) -> Model | None:
+        """``model_by_access_key(key)`` answered from the cache alone, or None if that needs
+        the database (so a caller on an event loop can go to a thread only then)."""
+        return self._models.cached_by_access_key(key)
+
     # -- builds ---------------------------------------------------------------------------------
-    def add_build(
+    def add_build(  # noqa: PLR0913 - keyword-only, one per column of a build record (the builder's)
         self,
         model: str,
         *,
@@ -129,24 +142,25 @@ class Registry:
         crn: str | None = None,
         created_ms: int | None = None,
     ) -> Build:
-        """Record a build of ``model`` (name or CRN). ``crn`` is the builder's build CRN (a new
-        one is minted if omitted); Conflict if that CRN is already recorded."""
-        return self._builds.add(
-            model,
+        """Record a build of ``model`` (name or CRN), its fields checked by ``BuildSpec``.
+        ``crn`` is the builder's build CRN (a new one is minted if omitted); Conflict if that
+        CRN is already recorded."""
+        spec = BuildSpec(
             digest=digest,
             file=file,
             function=function,
-            python=python,
+            python=os.fspath(python) if isinstance(python, os.PathLike) else python,
             env_key=env_key,
             ok=ok,
             error=error,
-            log_path=log_path,
+            log_path=os.fspath(log_path) if isinstance(log_path, os.PathLike) else log_path,
             batch_function=batch_function,
             example=example,
             requirements=requirements,
             crn=crn,
             created_ms=created_ms,
         )
+        return self._builds.add(model, spec)
 
     def get_build(self, crn: str) -> Build:
         return self._builds.get(crn)
@@ -227,6 +241,11 @@ class Registry:
         """The key a token belongs to; Unauthorized saying unknown, revoked or expired."""
         return self._keys.authenticate(token)
 
+    def cached_api_key(self, token: str) -> ApiKey | None:
+        """``authenticate(token)`` answered from the cache alone, or None if that needs the
+        database (so a caller on an event loop can go to a thread only then)."""
+        return self._keys.cached(token)
+
     def list_api_keys(self) -> list[ApiKey]:
         """Every key, revoked and expired ones too, oldest first (no hashes, no tokens)."""
         return self._keys.list()
@@ -250,61 +269,13 @@ class Registry:
         return self._events.list(deployment_crn, limit)
 
     # -- jobs (see docs/jobs.md) ----------------------------------------------------------------
-    def create_job(
-        self,
-        name: str,
-        project: str | os.PathLike[str],
-        script: str | None,
-        *,
-        monitor: str | None = None,
-        requirements: str | None = None,
-        args: Sequence[str] = (),
-        cron: str | None = None,
-        timezone: str = "UTC",
-        every_ms: int | None = None,
-        after: str | None = None,
-        manual: bool = False,
-        timeout_ms: int = 3_600_000,
-        retries: int = 0,
-        retry_backoff_ms: int = 30_000,
-        env: dict[str, str] | None = None,
-        overlap: str = "skip",
-        catch_up: str = "latest",
-        notify: Sequence[str] = (),
-        notify_on: Sequence[str] = ("failure", "timeout"),
-        builtin: bool = False,
-    ) -> Job:
-        """Define a job running ``script`` (a path inside the absolute ``project`` folder), or
-        with ``script=None`` the monitor spec ``monitor``, in the environment of the project's
-        ``requirements`` file if one is named.
-
-        Exactly one schedule: ``cron`` (five fields, matched in ``timezone``), ``every_ms``
-        (slots every so many ms from the job's creation), ``after`` (a parent job's name or id:
-        runs after each successful run of it) or ``manual``. InvalidInput names the bad value
-        (a cron error names the field; a cycle of ``after`` links is spelled ``a -> b -> a``),
-        NotFound an unknown parent, Conflict a taken name; nothing is written on error.
+    def create_job(self, spec: JobSpec, *, builtin: bool = False) -> Job:
+        """Define the job ``spec`` describes (``modelyard.specs.JobSpec``, which checked its
+        fields when it was made). The registry adds what needs the other jobs: ``after`` names
+        an existing job (NotFound otherwise) and closes no cycle (InvalidInput spelling it
+        ``a -> b -> a``); Conflict for a taken name. Nothing is written on error.
         """
-        fields = {
-            "project": os.fspath(project) if isinstance(project, os.PathLike) else project,
-            "script": script,
-            "monitor": monitor,
-            "requirements": requirements,
-            "args": args,
-            "cron": cron,
-            "timezone": timezone,
-            "every_ms": every_ms,
-            "after": after,
-            "manual": manual,
-            "timeout_ms": timeout_ms,
-            "retries": retries,
-            "retry_backoff_ms": retry_backoff_ms,
-            "env": env,
-            "overlap": overlap,
-            "catch_up": catch_up,
-            "notify": notify,
-            "notify_on": notify_on,
-        }
-        return self._jobs.create(name, fields, builtin)
+        return self._jobs.create(spec, builtin)
 
     def get_job(self, name_or_id: str) -> Job:
         return self._jobs.get(name_or_id)
@@ -314,8 +285,8 @@ class Registry:
         return self._jobs.list_all()
 
     def update_job(self, name: str, /, **changes: Any) -> Job:
-        """Change some fields, with the checks of ``create_job``. Giving any of ``cron``,
-        ``every_ms``, ``after``, ``manual`` replaces the whole schedule."""
+        """Change some fields of a job's spec, checked as a whole (``JobSpec.changed``). Giving
+        any of ``cron``, ``every_ms``, ``after``, ``manual`` replaces the whole schedule."""
         return self._jobs.update(name, changes)
 
     def delete_job(self, name: str) -> None:
@@ -425,12 +396,12 @@ class Registry:
         self, run_id: str, metrics: Mapping[str, Any], tracked_ms: int | None = None
     ) -> list[RunMetric]:
         """Record metrics tracked inside a run (name -> JSON value), at ``tracked_ms`` (now)."""
-        return self._runs.add_metrics(run_id, metrics, tracked_ms)
+        return self._run_metrics.add_metrics(run_id, metrics, tracked_ms)
 
     def run_metrics(self, run_id: str) -> list[RunMetric]:
         """The run's metrics in the order they were tracked (a name tracked twice appears
         twice)."""
-        return self._runs.metrics(run_id)
+        return self._run_metrics.metrics(run_id)
 
     def prune_runs(self, older_than_ms: int) -> list[Run]:
         """Delete finished runs that ended before ``older_than_ms`` with their metrics and old

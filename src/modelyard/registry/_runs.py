@@ -10,36 +10,33 @@ transaction; from then on the claim is never taken over and no other run of the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.ids import new_crn
-from modelyard.registry._checks import check_text, encode_json
 from modelyard.registry._db import Clock, Cursor, Db, format_ms
 from modelyard.registry._jobs import find_job
+from modelyard.specs.checks import check_text
 
 __all__ = [
     "MAX_LEASE_MS",
     "MAX_LIST",
     "TRANSITIONS",
     "Run",
-    "RunMetric",
     "RunState",
     "Runs",
     "SlotClaim",
     "Trigger",
+    "checked_ms",
+    "find_run",
 ]
 
 MAX_LEASE_MS = 86_400_000
 MAX_LIST = 10_000
 _RUN_CRN = "crn:modelyard:run/"
-MAX_METRICS = 1_000
-MAX_METRIC_BYTES = 64 * 1024
 _COLUMNS = (
     "id, job_id, slot_ms, attempt, trigger, state, exit_code, queued_ms, started_ms, ended_ms, "
     "log_path, api_key_id, parent_run_id"
@@ -127,16 +124,6 @@ class SlotClaim:
     started_run_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class RunMetric:
-    """A metric tracked inside a run (``track_metric`` while ``MODELYARD_RUN_ID`` is set)."""
-
-    run_id: str
-    key: str
-    value: Any = field(hash=False)
-    tracked_ms: int
-
-
 def _run(row: Any) -> Run:
     return Run(
         id=row[0],
@@ -168,7 +155,7 @@ def _claim(row: Any) -> SlotClaim:
     )
 
 
-def _ms(argument: str, value: object, *, optional: bool = False) -> Any:
+def checked_ms(argument: str, value: object, *, optional: bool = False) -> Any:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 62:
@@ -234,7 +221,7 @@ class Runs:
     def create(
         self, job_ref: str, slot_ms: int, attempt: int, trigger: str, parent_run_id: str | None
     ) -> Run:
-        slot_ms = _ms("slot_ms", slot_ms)
+        slot_ms = checked_ms("slot_ms", slot_ms)
         chosen = _trigger(trigger)
 
         def insert(cur: Cursor) -> Run:
@@ -299,8 +286,8 @@ class Runs:
                 f"exit_code={exit_code!r} is not accepted; expected an integer or None",
                 argument="exit_code",
             )
-        started_ms = _ms("started_ms", started_ms, optional=True)
-        ended_ms = _ms("ended_ms", ended_ms, optional=True)
+        started_ms = checked_ms("started_ms", started_ms, optional=True)
+        ended_ms = checked_ms("ended_ms", ended_ms, optional=True)
         log_path = check_text("log_path", log_path, max_len=4096, optional=True)
         api_key_id = check_text("api_key_id", api_key_id, optional=True)
 
@@ -397,7 +384,7 @@ class Runs:
         before_ms: int | None,
     ) -> list[Run]:
         limit = _positive("limit", limit, MAX_LIST)
-        before_ms = _ms("before_ms", before_ms, optional=True)
+        before_ms = checked_ms("before_ms", before_ms, optional=True)
         chosen = None if states is None else sorted({_state(s).value for s in _listed(states)})
         where: list[str] = []
         params: list[Any] = []
@@ -433,7 +420,7 @@ class Runs:
         return [_run(row) for row in rows]
 
     def prune(self, older_than_ms: int) -> list[Run]:
-        older_than_ms = _ms("older_than_ms", older_than_ms)
+        older_than_ms = checked_ms("older_than_ms", older_than_ms)
         finished = [s.value for s in RunState if s.finished]
 
         def prune(cur: Cursor) -> list[Run]:
@@ -467,7 +454,7 @@ class Runs:
 
     # -- slot claims -----------------------------------------------------------------------------
     def claim(self, job_ref: str, slot_ms: int, attempt: int, owner: str, lease_ms: int) -> bool:
-        slot_ms = _ms("slot_ms", slot_ms)
+        slot_ms = checked_ms("slot_ms", slot_ms)
         attempt = _positive("attempt", attempt, 1_000)
         owner = check_text("owner", owner, max_len=200)
         lease_ms = _positive("lease_ms", lease_ms, MAX_LEASE_MS)
@@ -497,7 +484,7 @@ class Runs:
         return self._db.write(claim)
 
     def renew(self, job_ref: str, slot_ms: int, attempt: int, owner: str, lease_ms: int) -> bool:
-        slot_ms = _ms("slot_ms", slot_ms)
+        slot_ms = checked_ms("slot_ms", slot_ms)
         owner = check_text("owner", owner, max_len=200)
         lease_ms = _positive("lease_ms", lease_ms, MAX_LEASE_MS)
 
@@ -544,52 +531,6 @@ class Runs:
 
     def _job_id(self, cur: Cursor, job_ref: str) -> str:
         return find_job(self._db, cur, job_ref).id
-
-    # -- run metrics -----------------------------------------------------------------------------
-    def add_metrics(
-        self, run_id: str, metrics: Mapping[str, Any], tracked_ms: int | None
-    ) -> list[RunMetric]:
-        if not isinstance(metrics, Mapping) or len(metrics) > MAX_METRICS:
-            raise InvalidInput(
-                f"metrics={metrics!r:.200} is not accepted; expected a dict of at most "
-                f"{MAX_METRICS} metric name -> JSON value",
-                argument="metrics",
-            )
-        tracked_ms = _ms("tracked_ms", tracked_ms, optional=True)
-        rows = []
-        for key, value in metrics.items():
-            check_text("metric name", key, max_len=200)
-            encoded = encode_json(f"metric {key}", value)
-            if len(encoded) > MAX_METRIC_BYTES:
-                raise InvalidInput(
-                    f"metric {key!r} is {len(encoded)} bytes as JSON; accepted: at most "
-                    f"{MAX_METRIC_BYTES} bytes per value",
-                    argument="metrics",
-                )
-            rows.append((key, encoded, value))
-
-        def insert(cur: Cursor) -> list[RunMetric]:
-            run = find_run(self._db, cur, run_id)
-            when = self._now() if tracked_ms is None else tracked_ms
-            for key, encoded, _ in rows:
-                self._db.exec(
-                    cur,
-                    "INSERT INTO run_metrics (run_id, key, value, tracked_ms) VALUES (?, ?, ?, ?)",
-                    (run.id, key, encoded, when),
-                )
-            return [RunMetric(run.id, key, value, when) for key, _, value in rows]
-
-        return self._db.write(insert)
-
-    def metrics(self, run_id: str) -> list[RunMetric]:
-        with self._db.read() as cur:
-            run = find_run(self._db, cur, run_id)
-            rows = self._db.exec(
-                cur,
-                "SELECT key, value, tracked_ms FROM run_metrics WHERE run_id = ? ORDER BY seq",
-                (run.id,),
-            ).fetchall()
-        return [RunMetric(run.id, row[0], orjson.loads(row[1]), int(row[2])) for row in rows]
 
 
 def _listed(states: Iterable[str]) -> Iterable[str]:

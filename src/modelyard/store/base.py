@@ -327,6 +327,26 @@ class MetricsStore(abc.ABC):
     ) -> Distribution:
         """Quantiles and histogram of ``key``: exact from raw rows, approximate from rollups."""
 
+    # -- delayed values by arrival (what monitors ask about labels) ------------------------------
+    @abc.abstractmethod
+    def label_times(self, deployment_crn: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
+        """When each prediction's first delayed value of ``key`` was tracked (epoch ms), for
+        those of ``uuids`` that belong to the deployment and have one (the others left out)."""
+
+    @abc.abstractmethod
+    def label_arrivals(
+        self, deployment_crn: str, key: str, after_ms: int, through_ms: int
+    ) -> set[int]:
+        """Start times of the deployment's predictions (raw or rolled up) that were given a
+        delayed value of ``key`` tracked in (``after_ms``, ``through_ms``]."""
+
+    @abc.abstractmethod
+    def delayed_keys(
+        self, deployment_crn: str, keys: Sequence[str], *, latest: int | None = None
+    ) -> set[str]:
+        """Those of ``keys`` the deployment has delayed values of: among the store's newest
+        ``latest`` delayed values (bounded), or among all of them when ``latest`` is None."""
+
     # -- maintenance ----------------------------------------------------------------------------
     @abc.abstractmethod
     def rollup(self, policy: RollupPolicy | None = None, now_ms: int | None = None) -> RollupReport:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard import settings
+from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, StoreUnavailable
 from modelyard.store.copysql import MARKER, MIGRATIONS, PostgresSide, Side, SQLiteSide
 from modelyard.store.schema import SCHEMA_VERSION, check_version
@@ -350,7 +351,7 @@ def _copy(
                 "this target is one, it is complete",
                 tables=busy,
             )
-        dst.start_marker(source_id, src.location, tables, _now_ms())
+        dst.start_marker(source_id, src.location, tables, now_ms())
         marker = dst.marker()
     totals = {t: src.count(t) for t in tables}  # from the snapshot the rows are read from
     copied = {}
@@ -456,7 +457,12 @@ def _copy_table(
     try:
         if not key or own:
             return _copy_whole(src, dst, table, columns, key, total, progress)
-        return _copy_batches(src, dst, table, columns, key, state, total, batch_size, progress)
+
+        def report(copied: int) -> None:
+            if progress is not None:
+                progress(table, copied, total)
+
+        return _copy_batches(src, dst, table, columns, key, state, batch_size, report)
     except (sqlite3.Error, _psycopg_error()) as exc:
         if isinstance(exc, sqlite3.IntegrityError | _psycopg_error("IntegrityError")):
             then = (
@@ -479,10 +485,11 @@ def _copy_batches(
     columns: list[str],
     key: list[str],
     state: dict[str, Any],
-    total: int,
     batch_size: int,
-    progress: Progress | None,
+    report: Callable[[int], None],
 ) -> int:
+    """Copy ``table`` in batches after ``state``'s last key, each committed with its mark;
+    ``report`` hears the rows copied so far after each. The number of rows this call copied."""
     at_key = itemgetter(*(columns.index(k) for k in key))
     single = len(key) == 1
     copied = int(state["copied"])
@@ -492,8 +499,7 @@ def _copy_batches(
     def commit(done: bool) -> None:
         nonlocal copied, pending, size, this_run
         if not pending and done:  # nothing left: a run again re-reads nothing after last_key
-            if progress is not None:
-                progress(table, copied, total)
+            report(copied)
             return
         last_key = state["last_key"]
         if pending:
@@ -502,11 +508,10 @@ def _copy_batches(
             state["last_key"] = last_key
         copied += len(pending)
         this_run += len(pending)
-        mark = {"last_key": last_key, "copied": copied, "done": done, "updated_ms": _now_ms()}
+        mark = {"last_key": last_key, "copied": copied, "done": done, "updated_ms": now_ms()}
         dst.write(table, columns, pending, mark)
         pending, size = [], 0
-        if progress is not None:
-            progress(table, copied, total)
+        report(copied)
 
     for chunk in src.rows(table, columns, key, state["last_key"], min(batch_size, 2000)):
         if sized is None:  # the columns holding text or bytes, whose size bounds a batch
@@ -533,7 +538,7 @@ def _copy_whole(
     statement PostgreSQL checks foreign keys at the statement's end, so any order is fine (SQLite
     does not enforce them)."""
     rows = [row for chunk in src.rows(table, columns, key, None, 5000) for row in chunk]
-    mark = {"last_key": None, "copied": len(rows), "done": True, "updated_ms": _now_ms()}
+    mark = {"last_key": None, "copied": len(rows), "done": True, "updated_ms": now_ms()}
     dst.write(table, columns, rows, mark)
     if progress is not None:
         progress(table, len(rows), total)
@@ -552,7 +557,3 @@ def _psycopg_error(name: str = "Error") -> type[Exception]:
 
 def _rows(n: int) -> str:
     return f"{n:,} row" if n == 1 else f"{n:,} rows"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from dataclasses import dataclass
 
 import orjson
 
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.store.base import Query, RecordKind
 
@@ -62,7 +62,7 @@ def check_window(query: Query) -> Window:
         raise InvalidInput(
             f"start_ms={query.start_ms!r} must be an integer number of milliseconds since the epoch"
         )
-    end_ms = int(time.time() * 1000) if query.end_ms is None else query.end_ms
+    end_ms = now_ms() if query.end_ms is None else query.end_ms
     if not _is_int(end_ms):
         raise InvalidInput(
             f"end_ms={query.end_ms!r} must be an integer number of milliseconds since the epoch "

@@ -17,16 +17,20 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import modelyard
+from modelyard.clock import now_ms
 from modelyard.errors import StoreUnavailable
+from modelyard.store.sqltypes import Cursor, Execute
+from modelyard.version import package_version
 
 __all__ = [
     "CREATE_MIGRATIONS_TABLE",
     "RELEASES",
     "SCHEMA_VERSION",
     "Migration",
+    "apply_migrations",
     "check_version",
     "migrations",
+    "schema_version",
 ]
 
 # Schema version -> the first Modelyard release that writes it. Extend with every new migration.
@@ -97,9 +101,40 @@ def check_version(version: int, release: str | None, location: str) -> None:
     )
     raise StoreUnavailable(
         f"the metrics store at {location} has schema version {version}, newer than this "
-        f"Modelyard {modelyard.__version__} understands (up to {SCHEMA_VERSION}); {upgrade}, "
+        f"Modelyard {package_version()} understands (up to {SCHEMA_VERSION}); {upgrade}, "
         "or point MODELYARD_DATABASE_URL/MODELYARD_HOME at another store",
         schema_version=version,
         supported=SCHEMA_VERSION,
         needs=needed,
     )
+
+
+def schema_version(cur: Cursor, execute: Execute) -> tuple[int, str | None]:
+    """(the newest version applied, the release that applied it); (0, None) when none is."""
+    row = execute(
+        cur,
+        "SELECT version, modelyard_version FROM schema_migrations ORDER BY version DESC LIMIT 1",
+        (),
+    ).fetchone()
+    return (0, None) if row is None else (int(row[0]), str(row[1]))
+
+
+def apply_migrations(cur: Cursor, execute: Execute, dialect: str, location: str) -> int:
+    """Bring the schema of the store at ``location`` up to date inside the caller's (exclusive)
+    transaction; refuses a schema newer than this code. Returns the version reached."""
+    cur.execute(CREATE_MIGRATIONS_TABLE)
+    version, release = schema_version(cur, execute)
+    check_version(version, release, location)
+    for migration in migrations(dialect):
+        if migration.version <= version:
+            continue
+        for statement in migration.statements:
+            cur.execute(statement)
+        execute(
+            cur,
+            "INSERT INTO schema_migrations (version, name, modelyard_version, applied_ms) "
+            "VALUES (?, ?, ?, ?)",
+            (migration.version, migration.name, package_version(), now_ms()),
+        )
+        version = migration.version
+    return version

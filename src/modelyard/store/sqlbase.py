@@ -12,8 +12,13 @@ table, then reads each deployment's index range). Raw predictions are keyed by
 (deployment_id, start_ms, uuid), the read order. ``prediction_uuids`` maps every uuid ever stored
 to (deployment_id, start_ms): it refuses duplicates and finds a prediction by uuid alone, raw or
 rolled up. A prediction's delayed values are kept twice, merged into its row's ``delayed`` object
-(what reads return) and once per value in ``delayed_metrics`` (provenance). Rollup buckets and
-distributions live in ``sqlrollup``.
+(what reads return) and once per value in ``delayed_metrics`` (provenance).
+
+The class keeps the transactions; the rest is in modules of its own: ``identities`` (the
+identity table and its cache), ``encode`` (checking records before any SQL), ``sqlread`` (page
+statements, rows to records and batches), ``distribution``, ``schema`` (migrations) and
+``sqlrollup``, which reaches the store only through ``sqlrollup.RollupDatabase``
+(``StoreRollupDatabase`` below).
 """
 
 from __future__ import annotations
@@ -21,18 +26,19 @@ from __future__ import annotations
 import abc
 import heapq
 import itertools
-import time
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
 import orjson
 
 from modelyard import settings
-from modelyard.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from modelyard.store import sqlrollup
+from modelyard.clock import now_ms
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.store import distribution as dist
+from modelyard.store import labels, sqlrollup
 from modelyard.store.base import (
     DelayedValue,
     Distribution,
@@ -47,44 +53,21 @@ from modelyard.store.base import (
     RowBatch,
     StoreInfo,
 )
-from modelyard.store.query import KIND_RANK, SortKey, Window, check_window, encode_token
-from modelyard.store.schema import CREATE_MIGRATIONS_TABLE, check_version, migrations
-from modelyard.store.summary import BucketSummary
+from modelyard.store.encode import (
+    aggregate_text,
+    delayed_values,
+    encode_predictions,
+    is_int,
+)
+from modelyard.store.identities import Identities
+from modelyard.store.query import KIND_RANK, check_window, encode_token
+from modelyard.store.schema import apply_migrations, schema_version
+from modelyard.store.sqlread import kind_rows_sql, to_batch, to_record
+from modelyard.store.sqltypes import IN_CHUNK, Cursor, marks
 
-__all__ = ["SQLStore"]
+__all__ = ["Cursor", "SQLStore", "StoreRollupDatabase"]
 
 T = TypeVar("T")
-# sqlite3.Cursor or psycopg.Cursor: both offer execute/executemany/fetchone/fetchall.
-Cursor = Any
-
-_IN_CHUNK = 500  # values per IN (...) list
-_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _merge_text(metrics: str, delayed: str) -> str:
-    """A prediction's metrics with its delayed values on top (a JSON null is kept as null)."""
-    merged = orjson.loads(metrics)
-    merged.update(orjson.loads(delayed))
-    return orjson.dumps(merged).decode()
-
-
-def _merged(metrics: str, delayed: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = orjson.loads(metrics)
-    if delayed is not None:
-        out.update(orjson.loads(delayed))
-    return out
 
 
 class _Duplicate(Exception):
@@ -98,10 +81,8 @@ class SQLStore(MetricsStore):
     location: str
 
     def __init__(self) -> None:
-        # deployment CRN -> (id, identity) and id -> identity. Identities are never deleted or
-        # changed once stored, so this cache cannot go stale; a miss just reloads.
-        self._by_crn: dict[str, tuple[int, Identity]] = {}
-        self._by_id: dict[int, Identity] = {}
+        self._ids = Identities(self._exec)
+        self._rollup_db = StoreRollupDatabase(self)
         self._sql_cache: dict[str, str] = {}
         self._max_record_bytes: int = settings.get("max_record_bytes")
 
@@ -154,99 +135,22 @@ class SQLStore(MetricsStore):
 
     def _apply_migrations(self, cur: Cursor) -> int:
         """Bring the schema up to date inside the caller's (exclusive) transaction."""
-        cur.execute(CREATE_MIGRATIONS_TABLE)
-        version, release = self._schema_version(cur)
-        check_version(version, release, self.location)
-        for migration in migrations(self.dialect):
-            if migration.version <= version:
-                continue
-            for statement in migration.statements:
-                cur.execute(statement)
-            import modelyard
-
-            self._exec(
-                cur,
-                "INSERT INTO schema_migrations (version, name, modelyard_version, applied_ms) "
-                "VALUES (?, ?, ?, ?)",
-                (migration.version, migration.name, modelyard.__version__, _now_ms()),
-            )
-            version = migration.version
-        return version
+        return apply_migrations(cur, self._exec, self.dialect, self.location)
 
     def _schema_version(self, cur: Cursor) -> tuple[int, str | None]:
-        row = self._exec(
-            cur,
-            "SELECT version, modelyard_version FROM schema_migrations "
-            "ORDER BY version DESC LIMIT 1",
-        ).fetchone()
-        return (0, None) if row is None else (int(row[0]), str(row[1]))
+        return schema_version(cur, self._exec)
 
     # -- identities -----------------------------------------------------------------------------
-    def _load_identities(self, cur: Cursor) -> None:
-        rows = self._exec(
-            cur, "SELECT id, deployment_crn, build_crn, model_crn FROM identities"
-        ).fetchall()
-        for dep_id, deployment, build, model in rows:
-            identity = Identity(model_crn=model, build_crn=build, deployment_crn=deployment)
-            self._by_crn[deployment] = (int(dep_id), identity)
-            self._by_id[int(dep_id)] = identity
-
-    def _ensure_identity(self, cur: Cursor, identity: Identity) -> tuple[int, bool]:
-        """The id of ``identity`` (registering it), and whether the cache must learn it."""
-        if not isinstance(identity, Identity):
-            raise InvalidInput(
-                f"identity {identity!r} must be an Identity(model_crn, build_crn, deployment_crn)"
-            )
-        for name in ("model_crn", "build_crn", "deployment_crn"):
-            value = getattr(identity, name)
-            if not isinstance(value, str) or not value or "\x00" in value:
-                raise InvalidInput(f"identity {name}={value!r} must be a non-empty CRN string")
-        cached = self._by_crn.get(identity.deployment_crn)
-        if cached is None:
-            self._exec(
-                cur,
-                "INSERT INTO identities (deployment_crn, build_crn, model_crn) VALUES (?, ?, ?) "
-                "ON CONFLICT (deployment_crn) DO NOTHING",
-                (identity.deployment_crn, identity.build_crn, identity.model_crn),
-            )
-            row = self._exec(
-                cur,
-                "SELECT id, build_crn, model_crn FROM identities WHERE deployment_crn = ?",
-                (identity.deployment_crn,),
-            ).fetchone()
-            stored = Identity(
-                model_crn=row[2], build_crn=row[1], deployment_crn=identity.deployment_crn
-            )
-            cached = (int(row[0]), stored)
-            fresh = True
-        else:
-            fresh = False
-        if cached[1] != identity:
-            raise Conflict(
-                f"deployment {identity.deployment_crn!r} is registered with build "
-                f"{cached[1].build_crn!r} and model {cached[1].model_crn!r}, not build "
-                f"{identity.build_crn!r} and model {identity.model_crn!r}; a deployment belongs "
-                "to exactly one build and model",
-                deployment_crn=identity.deployment_crn,
-            )
-        return cached[0], fresh
-
-    def _learn(self, identities: Sequence[tuple[int, Identity]]) -> None:
-        """Cache identities once the transaction that registered them has committed."""
-        for dep_id, identity in identities:
-            self._by_crn[identity.deployment_crn] = (dep_id, identity)
-            self._by_id[dep_id] = identity
-
     def register_identity(self, identity: Identity) -> None:
-        dep_id, _ = self._write(lambda cur: self._ensure_identity(cur, identity))
-        self._learn([(dep_id, identity)])
+        dep_id, _ = self._write(lambda cur: self._ids.ensure(cur, identity))
+        self._ids.learn([(dep_id, identity)])
 
     def resolve(self, deployment_crn: str) -> Identity:
-        cached = self._by_crn.get(deployment_crn)
+        cached = self._ids.by_crn.get(deployment_crn)
         if cached is None:
             with self._reading() as cur:
-                self._load_identities(cur)
-            cached = self._by_crn.get(deployment_crn)
+                self._ids.load(cur)
+            cached = self._ids.by_crn.get(deployment_crn)
         if cached is None:
             raise NotFound(
                 f"deployment {deployment_crn!r} is not known to this store; register it or "
@@ -255,113 +159,11 @@ class SQLStore(MetricsStore):
             )
         return cached[1]
 
-    def _identity(self, cur: Cursor, dep_id: int) -> Identity:
-        identity = self._by_id.get(dep_id)
-        if identity is None:
-            self._load_identities(cur)
-            identity = self._by_id[dep_id]
-        return identity
-
-    def _deployment_ids(self, cur: Cursor, query: Query) -> list[int]:
-        """Ids of the deployments a query selects; InvalidInput naming unknown identifiers."""
-        wanted = (
-            ("model_crn", query.model_crn),
-            ("build_crn", query.build_crn),
-            ("deployment_crn", query.deployment_crn),
-        )
-
-        def unknown() -> list[str]:
-            identities = list(self._by_id.values())  # a snapshot: other threads may add
-            known = {name: {getattr(i, name) for i in identities} for name, _ in wanted}
-            return [
-                f"{name}={value!r}" for name, value in wanted if value and value not in known[name]
-            ]
-
-        if unknown():
-            self._load_identities(cur)
-            missing = unknown()
-            if missing:
-                raise InvalidInput(
-                    f"unknown identifiers: {', '.join(missing)}; pass identifiers of "
-                    "deployments that have recorded metrics",
-                    unknown=missing,
-                )
-        return sorted(
-            dep_id
-            for dep_id, identity in list(self._by_id.items())
-            if all(value is None or getattr(identity, name) == value for name, value in wanted)
-        )
-
     # -- writes ---------------------------------------------------------------------------------
-    def _encode(
-        self, predictions: Sequence[Prediction]
-    ) -> tuple[list[tuple[Any, ...]], dict[str, Identity]]:
-        """Validate and encode a batch; rows of not-yet-cached deployments carry the CRN."""
-        rows: list[tuple[Any, ...]] = []
-        unknown: dict[str, Identity] = {}
-        by_crn = self._by_crn
-        limit = self._max_record_bytes
-        dumps = orjson.dumps
-        append = rows.append
-        for p in predictions:
-            if not isinstance(p, Prediction):
-                raise InvalidInput(
-                    f"{p!r} is not a Prediction; write_predictions takes Predictions"
-                )
-            uuid, start, end, metrics, identity = (
-                p.uuid,
-                p.start_ms,
-                p.end_ms,
-                p.metrics,
-                p.identity,
-            )
-            if type(uuid) is not str or not uuid or "\x00" in uuid:
-                raise InvalidInput(
-                    f"prediction uuid {uuid!r} must be a non-empty string without NUL characters"
-                )
-            if type(start) is not int or type(end) is not int:
-                raise InvalidInput(
-                    f"prediction {uuid}: start_ms={start!r} and end_ms={end!r} must be integer "
-                    "epoch milliseconds"
-                )
-            if end < start:
-                raise InvalidInput(
-                    f"prediction {uuid}: end_ms={end} is before start_ms={start}; "
-                    "pass end_ms >= start_ms"
-                )
-            if type(metrics) is not dict:
-                raise InvalidInput(
-                    f"prediction {uuid}: metrics must be a dict, got {type(metrics).__name__}"
-                )
-            try:
-                text = dumps(metrics, option=_JSON_OPTS)
-            except TypeError as exc:
-                raise InvalidInput(
-                    f"prediction {uuid}: metrics are not JSON-serialisable ({exc}); use numbers, "
-                    "strings, booleans, None, lists and dicts with string keys"
-                ) from exc
-            if len(text) > limit:
-                raise PayloadTooLarge(
-                    f"prediction {uuid}: metrics are {len(text)} bytes, more than "
-                    f"MODELYARD_MAX_RECORD_BYTES={limit}; send fewer or smaller values",
-                    uuid=uuid,
-                )
-            cached = by_crn.get(identity.deployment_crn) if isinstance(identity, Identity) else None
-            if cached is not None and (cached[1] is identity or cached[1] == identity):
-                append((cached[0], start, uuid, end, text.decode()))
-            else:
-                if not isinstance(identity, Identity):
-                    raise InvalidInput(
-                        f"prediction {uuid}: identity {identity!r} must be an Identity"
-                    )
-                unknown[identity.deployment_crn] = identity
-                append((identity.deployment_crn, start, uuid, end, text.decode()))
-        return rows, unknown
-
     def write_predictions(self, predictions: Sequence[Prediction]) -> None:
         if not predictions:
             return
-        rows, unknown = self._encode(predictions)
+        rows, unknown = encode_predictions(predictions, self._ids.by_crn, self._max_record_bytes)
         uuids = [row[2] for row in rows]
         if len(set(uuids)) != len(uuids):
             dups = sorted(u for u, n in Counter(uuids).items() if n > 1)
@@ -377,7 +179,7 @@ class SQLStore(MetricsStore):
             if unknown:
                 ids: dict[str, int] = {}
                 for crn, identity in unknown.items():
-                    dep_id, fresh = self._ensure_identity(cur, identity)
+                    dep_id, fresh = self._ids.ensure(cur, identity)
                     ids[crn] = dep_id
                     if fresh:
                         learned.append((dep_id, identity))
@@ -400,44 +202,21 @@ class SQLStore(MetricsStore):
                 "nothing of this batch was written (drop those records and write the rest)",
                 uuids=sorted(taken)[:100],
             ) from None
-        self._learn(learned)
+        self._ids.learn(learned)
 
     def _existing(self, cur: Cursor, uuids: Sequence[str]) -> list[str]:
         """Which of ``uuids`` are already stored (raw or rolled up)."""
         found: list[str] = []
-        for i in range(0, len(uuids), _IN_CHUNK):
-            chunk = uuids[i : i + _IN_CHUNK]
-            marks = _marks(len(chunk))
-            sql = f"SELECT uuid FROM prediction_uuids WHERE uuid IN ({marks})"
+        for i in range(0, len(uuids), IN_CHUNK):
+            chunk = uuids[i : i + IN_CHUNK]
+            sql = f"SELECT uuid FROM prediction_uuids WHERE uuid IN ({marks(len(chunk))})"
             found += [row[0] for row in self._exec(cur, sql, chunk).fetchall()]
         return found
 
     def add_delayed(
         self, uuid: str, metrics: dict[str, Any], source: str, tracked_ms: int | None = None
     ) -> None:
-        if not isinstance(uuid, str) or not uuid:
-            raise InvalidInput(f"uuid={uuid!r} must be the prediction's uuid string")
-        if not isinstance(metrics, dict) or not metrics:
-            raise InvalidInput(
-                f"delayed metrics for {uuid} must be a non-empty dict of key -> value, "
-                f"got {metrics!r}"
-            )
-        bad_keys = [k for k in metrics if not isinstance(k, str) or not k or "\x00" in k]
-        if bad_keys:
-            raise InvalidInput(f"delayed metric keys {bad_keys!r} must be non-empty strings")
-        if not isinstance(source, str) or "\x00" in source:
-            raise InvalidInput(f"source={source!r} must be a string naming where values came from")
-        when = _now_ms() if tracked_ms is None else tracked_ms
-        if not _is_int(when):
-            raise InvalidInput(f"tracked_ms={tracked_ms!r} must be integer epoch milliseconds")
-        try:
-            values = [(k, orjson.dumps(v, option=_JSON_OPTS).decode()) for k, v in metrics.items()]
-        except TypeError as exc:
-            raise InvalidInput(
-                f"delayed metrics for {uuid} are not JSON-serialisable ({exc})"
-            ) from exc
-        # Round-trip so what is merged is exactly what provenance keeps (numpy -> plain JSON).
-        plain = {k: orjson.loads(text) for k, text in values}
+        values, plain, when = delayed_values(uuid, metrics, source, tracked_ms)
 
         def transaction(cur: Cursor) -> None:
             where = self._exec(
@@ -466,7 +245,7 @@ class SQLStore(MetricsStore):
                     (orjson.dumps(merged).decode(), *key),
                 )
             else:
-                sqlrollup.add_to_bucket(self, cur, where[0], where[1], uuid, plain)
+                sqlrollup.add_to_bucket(self._rollup_db, cur, where[0], where[1], uuid, plain)
             cur.executemany(
                 self._q(
                     "INSERT INTO delayed_metrics (uuid, key, value, tracked_ms, source) "
@@ -484,7 +263,7 @@ class SQLStore(MetricsStore):
             row = self._exec(
                 cur, "SELECT deployment_id FROM prediction_uuids WHERE uuid = ?", (uuid,)
             ).fetchone()
-            identity = None if row is None else self._identity(cur, int(row[0]))
+            identity = None if row is None else self._ids.get(cur, int(row[0]))
         if identity is None:
             raise NotFound(f"no prediction with uuid {uuid!r} is stored", uuid=uuid)
         return identity
@@ -496,7 +275,7 @@ class SQLStore(MetricsStore):
             row = self._exec(
                 cur, "SELECT deployment_id, start_ms FROM prediction_uuids WHERE uuid = ?", (uuid,)
             ).fetchone()
-            identity = None if row is None else self._identity(cur, row[0])
+            identity = None if row is None else self._ids.get(cur, row[0])
         if row is None or identity is None:
             raise NotFound(f"no prediction with uuid {uuid!r} is stored", uuid=uuid)
         start = int(row[1])
@@ -529,37 +308,16 @@ class SQLStore(MetricsStore):
     def add_aggregate(
         self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]
     ) -> None:
-        text = self._aggregate_text(start_ms, end_ms, metrics)
+        text = aggregate_text(start_ms, end_ms, metrics)
         dep_id = self._aggregate_target(deployment_crn)
         self._write(
             lambda cur: self._exec(
                 cur,
                 "INSERT INTO aggregates (deployment_id, start_ms, end_ms, metrics, created_ms) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (dep_id, start_ms, end_ms, text, _now_ms()),
+                (dep_id, start_ms, end_ms, text, now_ms()),
             )
         )
-
-    @staticmethod
-    def _aggregate_text(start_ms: int, end_ms: int, metrics: dict[str, Any]) -> str:
-        """The metrics as JSON text after checking the window; InvalidInput names what is wrong."""
-        if not _is_int(start_ms) or not _is_int(end_ms):
-            raise InvalidInput(
-                f"aggregate window start_ms={start_ms!r}, end_ms={end_ms!r} must be integer "
-                "epoch milliseconds"
-            )
-        if start_ms > end_ms:
-            raise InvalidInput(
-                f"aggregate window start_ms={start_ms} is after end_ms={end_ms}; "
-                "pass start_ms <= end_ms"
-            )
-        if not isinstance(metrics, dict):
-            raise InvalidInput(f"aggregate metrics must be a dict, got {type(metrics).__name__}")
-        try:
-            text = orjson.dumps(metrics, option=_JSON_OPTS).decode()
-        except TypeError as exc:
-            raise InvalidInput(f"aggregate metrics are not JSON-serialisable ({exc})") from exc
-        return text
 
     def replace_aggregate(
         self,
@@ -574,7 +332,7 @@ class SQLStore(MetricsStore):
                 f"aggregate source must be a non-empty string such as 'monitor:churn', "
                 f"got {source!r}"
             )
-        text = self._aggregate_text(start_ms, end_ms, metrics)
+        text = aggregate_text(start_ms, end_ms, metrics)
         dep_id = self._aggregate_target(deployment_crn)
 
         def transaction(cur: Cursor) -> None:
@@ -589,7 +347,7 @@ class SQLStore(MetricsStore):
                 "INSERT INTO aggregates "
                 "(deployment_id, start_ms, end_ms, metrics, created_ms, source) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (dep_id, start_ms, end_ms, text, _now_ms(), source),
+                (dep_id, start_ms, end_ms, text, now_ms(), source),
             )
 
         self._write(transaction)
@@ -597,7 +355,7 @@ class SQLStore(MetricsStore):
     def _aggregate_target(self, deployment_crn: str) -> int:
         """The deployment's integer id; InvalidInput naming the CRN if the store does not know it
         (an unknown identifier is bad input, as in reads; NotFound is for unknown uuids)."""
-        dep_id = self._by_crn.get(deployment_crn, (None,))[0]
+        dep_id = self._ids.by_crn.get(deployment_crn, (None,))[0]
         if dep_id is None:
             try:
                 self.resolve(deployment_crn)
@@ -608,83 +366,24 @@ class SQLStore(MetricsStore):
                     "it first)",
                     deployment_crn=deployment_crn,
                 ) from None
-            dep_id = self._by_crn[deployment_crn][0]
+            dep_id = self._ids.by_crn[deployment_crn][0]
         return int(dep_id)
 
     # -- reads ----------------------------------------------------------------------------------
-    def _kind_rows(
-        self,
-        cur: Cursor,
-        kind: RecordKind,
-        dep_ids: list[int],
-        window: Window,
-        after: SortKey | None,
-        limit: int | None,
-        with_deployment: bool = True,
-        newest_first: bool = False,
-    ) -> list[tuple[Any, ...]]:
-        """Rows of one kind in sort order after ``after``.
-
-        Rows are (deployment_id, start, tie, end or tier, metrics[, delayed]); ``with_deployment``
-        False drops the leading deployment_id, which a one-deployment ``scan`` already knows (one
-        Python int fewer per row: about a seventh of the driver's fetch time on 1M rows).
-        """
-        rank = KIND_RANK[kind]
-        if kind is RecordKind.PREDICTION:
-            columns = "start_ms, uuid, end_ms, metrics, delayed FROM predictions"
-            start_col, tie_col = "start_ms", "uuid"
-        elif kind is RecordKind.AGGREGATE:
-            columns = "start_ms, id, end_ms, metrics FROM aggregates"
-            start_col, tie_col = "start_ms", "id"
-        else:
-            columns = "bucket_start_ms, id, tier_ms, summary FROM rollup_buckets"
-            start_col, tie_col = "bucket_start_ms", "id"
-        select = f"SELECT deployment_id, {columns}" if with_deployment else f"SELECT {columns}"
-        # The token becomes the lower bound of the range itself, so each page starts with an
-        # index seek right after the previous one (a separate filter would rescan from the
-        # window's start on every page).
-        lower, same_rank = window.start_ms, None
-        if after is not None:
-            a_start, a_rank, a_tie = after
-            if rank == a_rank:
-                lower, same_rank = max(lower, a_start), (a_start, a_tie)
-            elif rank < a_rank:
-                lower = max(lower, a_start + 1)
-            else:
-                lower = max(lower, a_start)
-        sql = (
-            f"{select} WHERE deployment_id IN ({_marks(len(dep_ids))}) "
-            f"AND {start_col} >= ? AND {start_col} <= ?"
-        )
-        params: list[Any] = [*dep_ids, lower, window.end_ms]
-        if same_rank is not None:
-            sql += f" AND ({start_col}, {tie_col}) > (?, ?)"
-            params += same_rank
-        if kind is RecordKind.ROLLUP and window.tier_ms is not None:
-            sql += " AND tier_ms = ?"
-            params.append(window.tier_ms)
-        order = " DESC" if newest_first else ""
-        sql += f" ORDER BY {start_col}{order}, {tie_col}{order}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+    def _page(self, cur: Cursor, statement: tuple[str, list[Any]]) -> list[tuple[Any, ...]]:
+        """The rows of one ``sqlread.kind_rows_sql`` statement, its index walked in order."""
+        sql, params = statement
         self._prefer_index_order(cur)
         rows: list[tuple[Any, ...]] = self._exec(cur, sql, params).fetchall()
         return rows
 
     def _record(self, cur: Cursor, kind: RecordKind, row: tuple[Any, ...]) -> Record:
-        identity = self._identity(cur, row[0])
-        if kind is RecordKind.PREDICTION:
-            return Record(kind, identity, row[1], row[3], row[2], _merged(row[4], row[5]))
-        if kind is RecordKind.AGGREGATE:
-            return Record(kind, identity, row[1], row[3], None, orjson.loads(row[4]))
-        summary = BucketSummary.from_bytes(row[4])
-        return Record(kind, identity, row[1], row[1] + row[3], None, summary.to_dict(), row[3])
+        return to_record(kind, self._ids.get(cur, row[0]), row)
 
     def read(self, query: Query) -> tuple[list[Record], str | None]:
         window = check_window(query)
         with self._reading() as cur:
-            dep_ids = self._deployment_ids(cur, query)
+            dep_ids = self._ids.select(cur, query)
             if not dep_ids or not window.kinds:
                 return [], None
             fetch = None if window.limit is None else window.limit + 1
@@ -694,7 +393,9 @@ class SQLStore(MetricsStore):
             for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
                 rank = KIND_RANK[kind]
                 for dep_id in dep_ids:
-                    rows = self._kind_rows(cur, kind, [dep_id], window, window.after, fetch)
+                    rows = self._page(
+                        cur, kind_rows_sql(kind, [dep_id], window, window.after, fetch)
+                    )
                     if rows:
                         streams.append([((row[1], rank, row[2]), kind, row) for row in rows])
             merged = list(heapq.merge(*streams, key=lambda item: item[0]))
@@ -706,18 +407,17 @@ class SQLStore(MetricsStore):
         return records, token
 
     def recent(self, query: Query, limit: int) -> list[Record]:
-        if not _is_int(limit) or limit < 1:
+        if not is_int(limit) or limit < 1:
             raise InvalidInput(f"limit={limit!r} must be a positive integer")
         window = check_window(query)
         with self._reading() as cur:
-            dep_ids = self._deployment_ids(cur, query)
+            dep_ids = self._ids.select(cur, query)
             streams = []
             for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
                 rank = KIND_RANK[kind]
                 for dep_id in dep_ids:  # each its own backward index range, at most ``limit``
-                    rows = self._kind_rows(
-                        cur, kind, [dep_id], window, None, limit, newest_first=True
-                    )
+                    page = kind_rows_sql(kind, [dep_id], window, None, limit, newest_first=True)
+                    rows = self._page(cur, page)
                     streams.append([((row[1], rank, row[2]), kind, row) for row in rows])
             merged = heapq.merge(*streams, key=lambda item: item[0], reverse=True)
             return [
@@ -733,84 +433,29 @@ class SQLStore(MetricsStore):
         or lock is held while the caller works on a batch, and memory stays bounded by
         ``batch_size``.
         """
-        if not _is_int(batch_size) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise InvalidInput(f"batch_size={batch_size!r} must be a positive integer")
         window = check_window(query)
         with self._reading() as cur:
-            dep_ids = self._deployment_ids(cur, query)
+            dep_ids = self._ids.select(cur, query)
         for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
             rank = KIND_RANK[kind]
             for dep_id in dep_ids:
                 after = window.after
                 while True:
                     with self._reading() as cur:
-                        rows = self._kind_rows(
-                            cur, kind, [dep_id], window, after, batch_size, with_deployment=False
+                        page = kind_rows_sql(
+                            kind, [dep_id], window, after, batch_size, with_deployment=False
                         )
+                        rows = self._page(cur, page)
                         if not rows:
                             break
-                        batch = self._batch(cur, kind, rows, self._identity(cur, dep_id))
+                        batch = to_batch(kind, rows, self._ids.get(cur, dep_id))
                     yield batch
                     if len(rows) < batch_size:
                         break
                     last = rows[-1]
                     after = (last[0], rank, last[1])
-
-    def _batch(
-        self, cur: Cursor, kind: RecordKind, rows: list[tuple[Any, ...]], identity: Identity
-    ) -> RowBatch:
-        """Rows of one deployment (without deployment_id) as columns, transposed once."""
-        n = len(rows)
-        # One C-level pass per column: much cheaper than zip(*rows), which builds an iterator
-        # per row (and wakes the garbage collector for each few hundred of them).
-        starts, ties, third, metrics = (list(map(itemgetter(i), rows)) for i in range(4))
-        models, builds, deployments = (
-            [identity.model_crn] * n,
-            [identity.build_crn] * n,
-            [identity.deployment_crn] * n,
-        )
-        if kind is RecordKind.PREDICTION:
-            # Most rows have no delayed values: one C-level test finds the few that do.
-            if any(map(itemgetter(4), rows)):
-                for i, row in enumerate(rows):
-                    if row[4] is not None:
-                        metrics[i] = _merge_text(metrics[i], row[4])
-            return RowBatch(
-                kind=[kind.value] * n,
-                uuid=ties,
-                model_crn=models,
-                build_crn=builds,
-                deployment_crn=deployments,
-                start_ms=starts,
-                end_ms=third,
-                metrics=metrics,
-                tier_ms=[None] * n,
-            )
-        if kind is RecordKind.AGGREGATE:
-            return RowBatch(
-                kind=[kind.value] * n,
-                uuid=[None] * n,
-                model_crn=models,
-                build_crn=builds,
-                deployment_crn=deployments,
-                start_ms=starts,
-                end_ms=third,
-                metrics=metrics,
-                tier_ms=[None] * n,
-            )
-        return RowBatch(
-            kind=[kind.value] * n,
-            uuid=[None] * n,
-            model_crn=models,
-            build_crn=builds,
-            deployment_crn=deployments,
-            start_ms=starts,
-            end_ms=[s + w for s, w in zip(starts, third, strict=True)],
-            metrics=[
-                orjson.dumps(BucketSummary.from_bytes(blob).to_dict()).decode() for blob in metrics
-            ],
-            tier_ms=third,
-        )
 
     def distribution(
         self,
@@ -819,11 +464,63 @@ class SQLStore(MetricsStore):
         quantiles: Sequence[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99),
         bins: int = 20,
     ) -> Distribution:
-        return sqlrollup.distribution(self, query, key, quantiles, bins)
+        """Exact from raw rows when the window holds no buckets; else merged sketches."""
+        qs = dist.check_request(key, quantiles, bins)
+        window = check_window(query)
+        values: list[float] = []
+        if RecordKind.PREDICTION in window.kinds:
+            values = self._raw_numbers(dist.one_kind(query, window, RecordKind.PREDICTION), key)
+        blobs: list[bytes] = []
+        if RecordKind.ROLLUP in window.kinds:
+            rollups = dist.one_kind(query, window, RecordKind.ROLLUP)
+            with self._reading() as cur:
+                dep_ids = self._ids.select(cur, rollups)
+                if dep_ids:
+                    rollup_window = check_window(rollups)
+                    page = kind_rows_sql(RecordKind.ROLLUP, dep_ids, rollup_window, None, None)
+                    rows = self._page(cur, page)
+                    blobs = [bytes(row[4]) for row in rows]
+        return dist.summarise(key, values, blobs, qs, bins)
+
+    def _raw_numbers(self, query: Query, key: str) -> list[float]:
+        """Finite numbers under ``key`` in the raw predictions (a delayed value, even null, wins).
+
+        The database extracts them where it can (JSON functions, no Python object per row); the
+        fallback decodes each record, with the same rules (``distribution.numbers_in``).
+        """
+        window = check_window(query)
+        with self._reading() as cur:
+            dep_ids = self._ids.select(cur, query)
+            extracted = [
+                self._numeric_values(cur, dep_id, window.start_ms, window.end_ms, key)
+                for dep_id in dep_ids
+            ]
+        if all(chunk is not None for chunk in extracted):
+            return [
+                v for chunk in extracted if chunk is not None for v in chunk if math.isfinite(v)
+            ]
+        return dist.numbers_in((text for batch in self.scan(query) for text in batch.metrics), key)
+
+    # -- delayed values by arrival (``labels``) --------------------------------------------------
+    def label_times(self, deployment_crn: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
+        with self._reading() as cur:
+            return labels.label_times(cur, self._exec, deployment_crn, key, uuids)
+
+    def label_arrivals(
+        self, deployment_crn: str, key: str, after_ms: int, through_ms: int
+    ) -> set[int]:
+        with self._reading() as cur:
+            return labels.label_arrivals(cur, self._exec, deployment_crn, key, after_ms, through_ms)
+
+    def delayed_keys(
+        self, deployment_crn: str, keys: Sequence[str], *, latest: int | None = None
+    ) -> set[str]:
+        with self._reading() as cur:
+            return labels.delayed_keys(cur, self._exec, deployment_crn, keys, latest)
 
     # -- maintenance ----------------------------------------------------------------------------
     def rollup(self, policy: RollupPolicy | None = None, now_ms: int | None = None) -> RollupReport:
-        return sqlrollup.rollup(self, policy, now_ms)
+        return sqlrollup.rollup(self._rollup_db, policy, now_ms)
 
     def _delete_folded(self, cur: Cursor, dep_id: int, keys: list[tuple[int, str]]) -> None:
         """Delete raw rows just folded: ``keys`` are the first (start_ms, uuid) keys of the
@@ -864,3 +561,30 @@ class SQLStore(MetricsStore):
             rollup_buckets=tiers,
             size_bytes=self._size_bytes(),
         )
+
+
+class StoreRollupDatabase:
+    """``sqlrollup.RollupDatabase`` over one ``SQLStore``: the only door the rollup code has into
+    the store (its connection, bucket lock and raw-row delete; nothing of its reads or caches)."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self._store = store
+        self.for_update = store._for_update
+
+    def write(self, fn: Callable[[Cursor], T]) -> T:
+        return self._store._write(fn)
+
+    def execute(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self._store._exec(cur, sql, params)
+
+    def lock_buckets(self, cur: Cursor) -> None:
+        self._store._lock_buckets(cur)
+
+    def delete_folded(self, cur: Cursor, dep_id: int, keys: list[tuple[int, str]]) -> None:
+        self._store._delete_folded(cur, dep_id, keys)
+
+    def deployments(self) -> list[tuple[int, str]]:
+        ids = self._store._ids
+        with self._store._reading() as cur:
+            ids.load(cur)
+        return [(dep_id, ids.by_id[dep_id].deployment_crn) for dep_id in sorted(ids.by_id)]

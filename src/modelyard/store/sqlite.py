@@ -20,7 +20,6 @@ an operating-system crash or power cut (never corrupting the file). Choose with 
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -29,6 +28,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+from modelyard.backoff import Backoff
 from modelyard.errors import InvalidInput, ModelyardError, StoreUnavailable
 from modelyard.homedir import make_private_file, make_private_folder
 from modelyard.store.schema import SCHEMA_VERSION
@@ -38,6 +38,8 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 MEMORY = ":memory:"
+# Waits between tries of a write that found the database busy: 5 ms doubling to 250 ms, +-50 %.
+_BUSY_BACKOFF = Backoff(base_s=0.005, cap_s=0.25, jitter=0.5)
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -49,9 +51,10 @@ def _is_busy(exc: BaseException) -> bool:
 class SQLiteStore(SQLStore):
     """``SQLiteStore(path)`` opens (creating if needed) the store at ``path``.
 
+    >>> from modelyard.store.schema import SCHEMA_VERSION
     >>> with SQLiteStore(":memory:") as store:
-    ...     store.info().schema_version
-    1
+    ...     store.info().schema_version == SCHEMA_VERSION  # the newest migration, applied on open
+    True
     """
 
     backend = "sqlite"
@@ -192,7 +195,7 @@ class SQLiteStore(SQLStore):
 
     def _write(self, fn: Callable[[Cursor], T]) -> T:
         deadline = time.monotonic() + self._timeout
-        delay = 0.005
+        delays = _BUSY_BACKOFF.delays()
         while True:
             with self._lock:
                 if self._closed:
@@ -220,8 +223,7 @@ class SQLiteStore(SQLStore):
                                 raise self._unavailable(exc) from exc
                         else:
                             raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25)
+            time.sleep(next(delays))
 
     def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         # The uuid index first: a duplicate fails before the larger insert is done.

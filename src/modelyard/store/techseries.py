@@ -123,61 +123,78 @@ def merge(parts: Iterable[Mapping[str, Any]], seconds: float) -> dict[str, Any]:
     """One technical record for a window of ``seconds`` from the records of its parts."""
     if not seconds > 0:
         raise InvalidInput(f"seconds={seconds!r} must be the merged window's positive length")
-    counts: dict[str, int] = {}
-    maxima: dict[str, float] = {}
-    sketches: dict[str, kll_floats_sketch] = {}
-    # replica -> field -> [weighted sum, samples]
-    means: dict[str, dict[str, list[float]]] = {}
+    merged = _Merged()
     for part in parts:
         for key, value in part.items():
-            if key in _SKETCH_KEYS:
-                sketch = decode_sketch(value, key)
-                if key in sketches:
-                    sketches[key].merge(sketch)
-                else:
-                    sketches[key] = sketch
-            elif key in _PERCENTILE_KEYS or key == "tech.rps":
-                continue  # recomputed below, never combined
-            elif key == "tech.in_flight_max" or key.endswith("_max"):
-                _keep_max(maxima, key, value)
-            elif key.startswith(_REPLICA):
-                replica, _, field = key[len(_REPLICA) :].rpartition(".")
-                if not replica:
-                    continue
-                if field in _SUMMED_REPLICA:
-                    _add(counts, key, value)
-                elif field in _AVERAGED_REPLICA:
-                    number = _number(value)
-                    if number is None:
-                        continue
-                    weight = _number(part.get(f"{_REPLICA}{replica}.samples")) or 1.0
-                    acc = means.setdefault(replica, {}).setdefault(field, [0.0, 0.0])
-                    acc[0] += number * weight
-                    acc[1] += weight
-                    _keep_max(maxima, f"{key}_max", value)
-            elif key in ("tech.requests", "tech.failures") or key.startswith("tech.status_"):
-                _add(counts, key, value)
-    out: dict[str, Any] = dict(sorted(counts.items()))
-    requests = counts.get("tech.requests", 0)
-    out["tech.requests"] = requests
-    out.setdefault("tech.failures", 0)
-    out["tech.rps"] = requests / seconds
-    for replica, fields in sorted(means.items()):
-        samples = 0.0
-        for field, (total, weight) in fields.items():
-            mean = total / weight
-            out[f"{_REPLICA}{replica}.{field}"] = round(mean) if field == "rss_bytes" else mean
-            samples = max(samples, weight)
-        out[f"{_REPLICA}{replica}.samples"] = int(samples)
-    for key, value in sorted(maxima.items()):
-        out[key] = int(value) if float(value).is_integer() else value
-    for prefix in LATENCY_PREFIXES:
-        sketch = sketches.get(sketch_key(prefix))
-        if sketch is None or sketch.is_empty():
-            continue
-        out.update(percentiles_of(prefix, sketch))
-        out[sketch_key(prefix)] = encode_sketch(sketch)
-    return out
+            merged.add(part, key, value)
+    return merged.record(seconds)
+
+
+class _Merged:
+    """What the parts of one window add up to so far, key by key (see ``merge``)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.maxima: dict[str, float] = {}
+        self.sketches: dict[str, kll_floats_sketch] = {}
+        # replica -> field -> [weighted sum, samples]
+        self.means: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, part: Mapping[str, Any], key: str, value: Any) -> None:
+        if key in _SKETCH_KEYS:
+            sketch = decode_sketch(value, key)
+            if key in self.sketches:
+                self.sketches[key].merge(sketch)
+            else:
+                self.sketches[key] = sketch
+        elif key in _PERCENTILE_KEYS or key == "tech.rps":
+            return  # recomputed in ``record``, never combined
+        elif key == "tech.in_flight_max" or key.endswith("_max"):
+            _keep_max(self.maxima, key, value)
+        elif key.startswith(_REPLICA):
+            self._add_replica(part, key, value)
+        elif key in ("tech.requests", "tech.failures") or key.startswith("tech.status_"):
+            _add(self.counts, key, value)
+
+    def _add_replica(self, part: Mapping[str, Any], key: str, value: Any) -> None:
+        replica, _, field = key[len(_REPLICA) :].rpartition(".")
+        if not replica:
+            return
+        if field in _SUMMED_REPLICA:
+            _add(self.counts, key, value)
+        elif field in _AVERAGED_REPLICA:
+            number = _number(value)
+            if number is None:
+                return
+            weight = _number(part.get(f"{_REPLICA}{replica}.samples")) or 1.0
+            acc = self.means.setdefault(replica, {}).setdefault(field, [0.0, 0.0])
+            acc[0] += number * weight
+            acc[1] += weight
+            _keep_max(self.maxima, f"{key}_max", value)
+
+    def record(self, seconds: float) -> dict[str, Any]:
+        counts = self.counts
+        out: dict[str, Any] = dict(sorted(counts.items()))
+        requests = counts.get("tech.requests", 0)
+        out["tech.requests"] = requests
+        out.setdefault("tech.failures", 0)
+        out["tech.rps"] = requests / seconds
+        for replica, fields in sorted(self.means.items()):
+            samples = 0.0
+            for field, (total, weight) in fields.items():
+                mean = total / weight
+                out[f"{_REPLICA}{replica}.{field}"] = round(mean) if field == "rss_bytes" else mean
+                samples = max(samples, weight)
+            out[f"{_REPLICA}{replica}.samples"] = int(samples)
+        for key, value in sorted(self.maxima.items()):
+            out[key] = int(value) if float(value).is_integer() else value
+        for prefix in LATENCY_PREFIXES:
+            sketch = self.sketches.get(sketch_key(prefix))
+            if sketch is None or sketch.is_empty():
+                continue
+            out.update(percentiles_of(prefix, sketch))
+            out[sketch_key(prefix)] = encode_sketch(sketch)
+        return out
 
 
 def _add(counts: dict[str, int], key: str, value: object) -> None:
