@@ -3,7 +3,6 @@ through ``httpx.ASGITransport``, a tiny project to deploy, and a real server pro
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from _async import run
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, Services, create_app
 
@@ -68,10 +68,6 @@ async def serve(home: Path, **config: Any) -> AsyncIterator[Api]:
             transport=transport, base_url="http://testserver", timeout=120
         ) as client:
             yield Api(client, services, admin, app)
-
-
-def run(coro: Awaitable[T], timeout: float = 120) -> T:
-    return asyncio.run(asyncio.wait_for(coro, timeout))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -592,7 +592,9 @@ def test_without_a_scheduler_jobs_are_defined_but_not_run(
 
 def test_the_scheduler_is_stopped_with_the_server(modelyard_home: Path, jobs_project: Path) -> None:
     """Shutdown cancels a running run (its process group is gone) and records it."""
-    from .conftest import run, serve
+    from _async import run
+
+    from .conftest import serve
 
     async def scenario() -> tuple[str, Any]:
         async with serve(modelyard_home) as api:

@@ -12,6 +12,7 @@ import modelyard
 from _live import remote_sdk
 from modelyard.errors import InvalidInput, NotFound, Unauthorized
 from modelyard.registry import Registry
+from modelyard.specs import JobSpec
 from modelyard.store import open_store
 from modelyard.tracking import backends
 
@@ -73,7 +74,9 @@ def test_run_metrics_are_recorded_with_the_run(
     try:
         registry = Registry(store)
         (tmp_path / "job.py").write_text("")
-        job = registry.create_job("nightly", str(tmp_path), "job.py", manual=True)
+        job = registry.create_job(
+            JobSpec(name="nightly", project=str(tmp_path), script="job.py", manual=True)
+        )
         run = registry.create_run(job.id, 0, 1, "manual")
         monkeypatch.setenv("MODELYARD_RUN_ID", run.id.rsplit("/", 1)[-1])
         modelyard.track_metrics({"rows": 1000})

@@ -8,7 +8,6 @@ browser tests fail with the reason under CI and skip with the reason elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
+from _async import run
 from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, Services, create_app
 
@@ -90,7 +90,7 @@ def with_ui(modelyard_home: Path) -> Callable[..., Any]:
             async with serve_ui(modelyard_home, **config) as ui:
                 return await scenario(ui)
 
-        return asyncio.run(asyncio.wait_for(whole(), 120))  # type: ignore[arg-type]
+        return run(whole())
 
     return go
 

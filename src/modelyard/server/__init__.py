@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from modelyard.server.app import PUBLIC_PATHS, create_app
 from modelyard.server.run import run_server
-from modelyard.server.services import ServerConfig, Services
+from modelyard.web.services import ServerConfig, Services
 
 __all__ = ["PUBLIC_PATHS", "ServerConfig", "Services", "create_app", "run_server"]

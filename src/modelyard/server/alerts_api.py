@@ -1,8 +1,9 @@
 """``/api/v1`` routes of monitors: alerts and reference samples.
 
-Thin wrappers around ``modelyard.monitors`` (the CLI calls the same functions), run on a worker
-thread because store reads and writes block. Deployments are named by CRN in the query or body,
-not in the path, since a CRN holds ``/``.
+Thin wrappers around ``modelyard.monitors`` (the CLI calls the same functions) and
+``modelyard.views.alerts``; plain ``def`` routes (FastAPI's worker threads), since store reads and
+writes block, except the upload, which streams its body and sends the store work ``off_loop``.
+Deployments are named by CRN in the query or body, not in the path, since a CRN holds ``/``.
 
 - ``GET /api/v1/alerts?all=false&monitor=&deployment=``: ``{"alerts": [...]}``, newest first,
   firing only unless ``all``; a key scoped to one model sees that model's alerts only.
@@ -19,19 +20,20 @@ not in the path, since a CRN holds ``/``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
+from modelyard.errors import InvalidInput, PayloadTooLarge
 from modelyard.registry import ApiKey
-from modelyard.server.auth import Capability, check_deployment_scope, requires, visible
-from modelyard.server.services import Services
+from modelyard.views.alerts import visible_alerts, visible_references
+from modelyard.web.auth import Capability, check_deployment_scope, requires
+from modelyard.web.offloop import off_loop
+from modelyard.web.services import ServicesDep
 
-__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "router", "visible_alerts"]
+__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "router"]
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_UPLOAD_ROWS = 1_000_000
@@ -50,64 +52,24 @@ class ReferenceUpload(BaseModel):
     columns: dict[str, list[Any]] = Field(description="column name -> values, equal lengths")
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def _model_of(services: Services, deployment_crn: str) -> str | None:
-    try:
-        return services.store.resolve(deployment_crn).model_crn
-    except NotFound:
-        return None
-
-
 @router.get("/alerts", summary="Alerts raised by monitors, newest first")
-async def alerts(
-    request: Request,
+def alerts(
+    services: ServicesDep,
     key: Reader,
     all: Annotated[bool, Query(description="resolved alerts too")] = False,
     monitor: Annotated[str | None, Query()] = None,
     deployment: Annotated[str | None, Query(description="deployment CRN")] = None,
 ) -> dict[str, Any]:
-    found = await asyncio.to_thread(
-        visible_alerts, _services(request), key, all, monitor, deployment
-    )
-    return {"alerts": found}
-
-
-def visible_alerts(
-    services: Services,
-    key: ApiKey,
-    all_states: bool = False,
-    monitor: str | None = None,
-    deployment: str | None = None,
-) -> list[dict[str, Any]]:
-    """The alerts ``key`` may see (a scoped key: its model's only), newest first. Blocking (store
-    reads): the route and the dashboard's alerts page both call it on a worker thread."""
-    from modelyard.monitors import list_alerts
-
-    found = list_alerts(
-        store=services.store, all_states=all_states, monitor=monitor, deployment_crn=deployment
-    )
-    return [a for a in found if visible(key, _model_of(services, a["deployment_crn"]) or "")]
+    return {"alerts": visible_alerts(services, key, all, monitor, deployment)}
 
 
 @router.get("/references", summary="Reference samples stored for deployments (no data)")
-async def references(
-    request: Request,
+def references(
+    services: ServicesDep,
     key: Reader,
     deployment: Annotated[str | None, Query(description="deployment CRN")] = None,
 ) -> dict[str, Any]:
-    from modelyard.monitors import list_references
-
-    services = _services(request)
-
-    def work() -> list[dict[str, Any]]:
-        found = list_references(deployment, store=services.store)
-        return [r for r in found if visible(key, _model_of(services, r["deployment_crn"]) or "")]
-
-    return {"references": await asyncio.to_thread(work)}
+    return {"references": visible_references(services, key, deployment)}
 
 
 async def _capped_body(request: Request) -> bytes:
@@ -174,12 +136,12 @@ def _parse_upload(raw: bytes) -> ReferenceUpload:
         }
     },
 )
-async def upload(request: Request, key: Reader) -> dict[str, Any]:
+async def upload(request: Request, services: ServicesDep, key: Reader) -> dict[str, Any]:
+    """``async``: the body is counted while it streams; the store work runs ``off_loop``."""
     import pandas as pd
 
     from modelyard.monitors import upload_reference
 
-    services = _services(request)
     body = _parse_upload(await _capped_body(request))
     lengths = {name: len(values) for name, values in body.columns.items()}
     if len(set(lengths.values())) > 1:
@@ -194,24 +156,19 @@ async def upload(request: Request, key: Reader) -> dict[str, Any]:
         frame = pd.DataFrame(body.columns)
         return upload_reference(frame, body.deployment, body.name, store=services.store)
 
-    return await asyncio.to_thread(work)
+    return await off_loop(work)
 
 
 @router.get("/references/data", summary="A stored reference sample as columnar JSON")
-async def reference_data(
-    request: Request,
+def reference_data(
+    services: ServicesDep,
     key: Tracker,
     deployment: Annotated[str, Query(min_length=1, max_length=300, description="CRN")],
     name: Annotated[str, Query(min_length=1, max_length=100)] = "training",
 ) -> dict[str, Any]:
     from modelyard.monitors.references import reference_columns
 
-    services = _services(request)
-
-    def work() -> dict[str, Any]:
-        check_deployment_scope(services.store, key, deployment)
-        services.store.resolve(deployment)  # NotFound for an unknown deployment
-        columns, dtypes = reference_columns(deployment, name, store=services.store)
-        return {"deployment_crn": deployment, "name": name, "columns": columns, "dtypes": dtypes}
-
-    return await asyncio.to_thread(work)
+    check_deployment_scope(services.store, key, deployment)
+    services.store.resolve(deployment)  # NotFound for an unknown deployment
+    columns, dtypes = reference_columns(deployment, name, store=services.store)
+    return {"deployment_crn": deployment, "name": name, "columns": columns, "dtypes": dtypes}

@@ -1,7 +1,7 @@
 """The server application: FastAPI for the control plane, raw routes for the hot path.
 
 ``create_app(config)`` returns an ASGI app whose lifespan opens every part (see
-``modelyard.server.services``) and closes them in reverse order; tests drive it in-process with
+``modelyard.web.services``) and closes them in reverse order; tests drive it in-process with
 ``httpx.ASGITransport`` inside ``app.router.lifespan_context(app)``, ``run_server`` serves it
 with uvicorn (uvloop, httptools) and stops cleanly on SIGTERM/SIGINT.
 
@@ -25,7 +25,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-import modelyard
 from modelyard import ui
 from modelyard.homedir import make_private_file
 from modelyard.server import (
@@ -41,10 +40,11 @@ from modelyard.server import (
     ops,
 )
 from modelyard.server.body_limit import BodyLimit, BodyLimits
-from modelyard.server.errors import install_error_handlers
 from modelyard.server.follow import LogFollows
-from modelyard.server.home import SERVER_FILE
-from modelyard.server.services import ServerConfig, open_services
+from modelyard.version import package_version
+from modelyard.web.errors import install_error_handlers
+from modelyard.web.home import SERVER_FILE
+from modelyard.web.services import ServerConfig, open_services
 
 __all__ = ["PUBLIC_PATHS", "create_app"]
 
@@ -72,7 +72,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app = FastAPI(
         title="Modelyard",
-        version=modelyard.__version__,
+        version=package_version(),
         description=(
             "Control plane of a Modelyard server. Send `Authorization: Bearer <API key>`. "
             "Model calls: `POST /model`, `POST /api/v1/models/{name}/predict` and "

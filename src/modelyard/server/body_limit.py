@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard import settings
 from modelyard.errors import PayloadTooLarge
-from modelyard.server.errors import error_response
+from modelyard.web.errors import error_response
 
 __all__ = ["RECORD_ROOM", "BodyLimit", "BodyLimits"]
 

@@ -56,7 +56,8 @@ def _close_with(transport: asyncio.Transport, status: bytes, message: str) -> No
     transport.close()
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+# shape: one subclass of uvicorn's protocol, its overrides read together in one place
+def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:  # noqa: C901
     """uvicorn's httptools protocol with ``limits`` enforced (pass it as ``http=``)."""
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):

@@ -1,9 +1,12 @@
 """The hot path: ``POST /model``, ``POST /api/v1/models/{name}/predict`` and ``.../predict_batch``.
 
 Raw Starlette routes in front of FastAPI (no dependency injection, no validation models, no
-middleware): each call is an access-key lookup and an API-key lookup (both cached in memory by
-the registry), a bounded body read and ``Gateway.invoke``. Answers use the reference envelope
-``{"success": ..., "response" | "error": ..., "ReplicaID"?, "uuid"?}``, refusals included.
+middleware): each call is an access-key lookup and an API-key lookup (both cached in memory by the
+registry), a bounded body read and ``Gateway.invoke``. The event loop here never waits on the
+database: a lookup the caches cannot answer runs on a worker thread (``asyncio.to_thread``, not the
+pool the control-plane routes fill), and records go to the buffered writer's queue. Answers use the
+reference envelope ``{"success": ..., "response" | "error": ..., "ReplicaID"?, "uuid"?}``, refusals
+included.
 
 Body limits: a model's ``max_body_bytes`` (5 MiB by default). A declared ``Content-Length`` over
 the limit is refused with 413 before anything is read; without one (chunked) the body is counted
@@ -15,6 +18,7 @@ against the model's own limit. Bodies are parsed as JSON only (never unpickled).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -24,9 +28,9 @@ from starlette.routing import Route
 
 from modelyard.errors import InvalidInput, ModelyardError, NotFound, PayloadTooLarge, Unauthorized
 from modelyard.registry import ApiKey, Model, ModelSettings
-from modelyard.server.auth import Capability, authenticate, check_scope
-from modelyard.server.errors import json_bytes
-from modelyard.server.services import Services
+from modelyard.web.auth import Capability, authenticate_on_loop, check_scope
+from modelyard.web.errors import json_bytes
+from modelyard.web.services import Services, services_of
 
 __all__ = ["ENVELOPE_ROOM", "MAX_REQUEST_DEPTH", "read_body", "routes"]
 
@@ -90,13 +94,31 @@ def _refusal(error: ModelyardError) -> Response:
     return Response(body, status_code=error.status, media_type=_JSON, headers=headers)
 
 
-def _caller(services: Services, request: Request, model: Model) -> ApiKey | None:
+async def _caller(services: Services, request: Request, model: Model) -> ApiKey | None:
     """The calling API key when the model requires one (None when it accepts anonymous calls)."""
     if not model.settings.auth_required:
         return None
-    key = authenticate(services.registry, request.headers.get("authorization"), Capability.CALL)
+    authorization = request.headers.get("authorization")
+    key = await authenticate_on_loop(services.registry, authorization, Capability.CALL)
     check_scope(key, model.crn)
     return key
+
+
+async def _model_by_access_key(services: Services, access_key: str) -> Model:
+    """The model an access key selects: from the registry's cache, or read on a worker thread
+    (the event loop never waits on the database)."""
+    model = services.registry.cached_model_by_access_key(access_key)
+    if model is None:
+        model = await asyncio.to_thread(services.registry.model_by_access_key, access_key)
+    return model
+
+
+async def _model_named(services: Services, name: str) -> Model:
+    """The model ``name``: from the server's model cache, or read on a worker thread."""
+    model = services.models.peek(name)
+    if model is None:
+        model = await asyncio.to_thread(services.models.get, name)
+    return model
 
 
 def _envelope_limit(services: Services) -> int:
@@ -111,13 +133,12 @@ def _envelope_limit(services: Services) -> int:
 
 async def model_call(request: Request) -> Response:
     """``POST /model`` with ``{"accessKey": ..., "request": <input>}`` (or ``?accessKey=``)."""
-    services: Services = request.app.state.services
-    registry = services.registry
+    services = services_of(request)
     try:
         query_key = request.query_params.get("accessKey")
-        model = registry.model_by_access_key(query_key) if query_key else None
+        model = await _model_by_access_key(services, query_key) if query_key else None
         if model is not None:
-            _caller(services, request, model)  # refuse before reading the body
+            await _caller(services, request, model)  # refuse before reading the body
         limit = (
             model.settings.max_body_bytes + ENVELOPE_ROOM
             if model is not None
@@ -144,8 +165,8 @@ async def model_call(request: Request) -> Response:
                     'no access key: send it as "accessKey" in the body or ?accessKey= (it '
                     "selects the model; 'modelyard models show NAME' tells its prefix)"
                 )
-            model = registry.model_by_access_key(body_key)
-            _caller(services, request, model)
+            model = await _model_by_access_key(services, body_key)
+            await _caller(services, request, model)
         inner = _encode_request(document["request"])
     except ModelyardError as error:
         return _refusal(error)
@@ -156,20 +177,19 @@ async def model_call(request: Request) -> Response:
 
 
 async def _native(request: Request, batch: bool) -> Response:
-    services: Services = request.app.state.services
+    services = services_of(request)
     name = request.path_params["name"]
     try:
         try:
-            model = services.models.get(name)
+            model = await _model_named(services, name)
         except NotFound:
             # Authenticate first, so a caller without a key cannot probe for model names; a key
             # limited to one model gets the 403 it gets for another model (no names listed).
-            key = authenticate(
-                services.registry, request.headers.get("authorization"), Capability.CALL
-            )
+            authorization = request.headers.get("authorization")
+            key = await authenticate_on_loop(services.registry, authorization, Capability.CALL)
             check_scope(key, "", f"model {name!r}")
             raise
-        _caller(services, request, model)
+        await _caller(services, request, model)
         raw = await read_body(request, model.settings.max_body_bytes)
     except ModelyardError as error:
         return _refusal(error)

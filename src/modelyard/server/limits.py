@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from modelyard.errors import InvalidInput, PayloadTooLarge
+from modelyard.specs.checks import MAX_NAME_BYTES, MAX_PATH_BYTES, check_path
 from modelyard.tracking.validate import MAX_TIME_MS, MIN_TIME_MS, check_metrics, check_size
 
 __all__ = [
@@ -40,8 +41,6 @@ __all__ = [
 ]
 
 MAX_TEXT = 200  # identifiers and labels (uuids, CRNs, a delayed value's source)
-MAX_PATH_BYTES = 4_096  # PATH_MAX on Linux
-MAX_NAME_BYTES = 255  # NAME_MAX: one part of a path
 
 StoredMs = Annotated[
     int,
@@ -99,34 +98,3 @@ def _plain(metrics: dict[str, Any]) -> bool:
         if type(key) is not str or not key:
             return False
     return True
-
-
-def check_path(value: str, argument: str, accepted: str) -> str:
-    """``value`` if the file system can take it as a path: no NUL, at most 4,096 bytes (UTF-8)
-    and 255 per part; InvalidInput naming ``argument``, the limit and ``accepted`` otherwise."""
-    if "\x00" in value:
-        raise InvalidInput(
-            f"{argument}={value!r:.200} has a NUL character; expected {accepted}",
-            argument=argument,
-        )
-    try:
-        size = len(value.encode())
-    except UnicodeEncodeError:  # a lone surrogate: no file has such a name
-        raise InvalidInput(
-            f"{argument}={value!r:.200} is not valid UTF-8; expected {accepted}", argument=argument
-        ) from None
-    if size > MAX_PATH_BYTES:
-        raise InvalidInput(
-            f"{argument}={value[:80]!r}... is {size} bytes long; a path has at most "
-            f"{MAX_PATH_BYTES} bytes; expected {accepted}",
-            argument=argument,
-        )
-    longest = max((part for part in value.split("/")), key=lambda part: len(part.encode()))
-    if len(longest.encode()) > MAX_NAME_BYTES:
-        raise InvalidInput(
-            f"{argument}={value[:80]!r}... has a part of {len(longest.encode())} bytes "
-            f"({longest[:40]!r}...); one part of a path has at most {MAX_NAME_BYTES} bytes; "
-            f"expected {accepted}",
-            argument=argument,
-        )
-    return value

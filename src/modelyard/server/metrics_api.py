@@ -2,26 +2,35 @@
 
 The paths and shapes are the ones ``modelyard.tracking.remote`` documents; records go out in the
 reference shape (``Record.to_reference()``) plus ``kind`` and, for rollups, ``tierMs``. Writes
-return 204 once their transaction has committed. Store calls block, so they run on a worker
-thread and never stall the event loop (the gateway shares it).
+return 204 once their transaction has committed. Store calls block, so the routes are plain
+``def`` functions on FastAPI's worker threads and never stall the event loop (the gateway
+shares it).
 
 A key with a ``scope`` (a model CRN) may write and read only that model's records.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.errors import Forbidden, InvalidInput, NotFound
 from modelyard.ids import is_uuid
 from modelyard.registry import ApiKey
-from modelyard.server.auth import (
+from modelyard.server.limits import MAX_TEXT, ReadMs, StoredMs, check_record
+from modelyard.store.base import Identity, Prediction, RecordKind
+from modelyard.store.base import Query as StoreQuery
+from modelyard.tracking.distribution import (
+    DEFAULT_QUANTILES,
+    MAX_BINS,
+    check_arguments,
+    to_dict,
+)
+from modelyard.web.auth import (
     RUN_SCOPE_PREFIX,
     Capability,
     check_deployment_scope,
@@ -31,16 +40,7 @@ from modelyard.server.auth import (
     model_scope,
     requires,
 )
-from modelyard.server.limits import MAX_TEXT, ReadMs, StoredMs, check_record
-from modelyard.server.services import Services
-from modelyard.store.base import Identity, Prediction, RecordKind
-from modelyard.store.base import Query as StoreQuery
-from modelyard.tracking.distribution import (
-    DEFAULT_QUANTILES,
-    MAX_BINS,
-    check_arguments,
-    to_dict,
-)
+from modelyard.web.services import Services, ServicesDep
 
 __all__ = ["router"]
 
@@ -86,18 +86,13 @@ class RunMetricsIn(BaseModel):
     metrics: dict[str, Any]
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-async def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
+def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
     """A key limited to one model: Forbidden for another model's deployment and, alike, for an
     unknown one (an unscoped key gets the store's InvalidInput naming an unknown CRN)."""
-    await asyncio.to_thread(check_deployment_scope, services.store, key, deployment_crn)
+    check_deployment_scope(services.store, key, deployment_crn)
 
 
-async def _check_read_scope(
+def _check_read_scope(
     services: Services,
     key: ApiKey,
     model_crn: str | None,
@@ -117,7 +112,7 @@ async def _check_read_scope(
     if model_crn is not None:
         check_scope(key, model_crn, f"modelCrn {model_crn!r}")
     if deployment_crn is not None:
-        await _check_deployment_scope(services, key, deployment_crn)
+        _check_deployment_scope(services, key, deployment_crn)
     if build_crn is not None:
 
         def build_model() -> str | None:
@@ -126,7 +121,7 @@ async def _check_read_scope(
             except (NotFound, InvalidInput):
                 return None
 
-        owner = await asyncio.to_thread(build_model)
+        owner = build_model()
         check_scope(key, owner or "", f"modelBuildCrn {build_crn!r}")
 
 
@@ -142,8 +137,7 @@ def _new_or_own_deployments(services: Services, key: ApiKey, deployment_crns: se
 
 
 @router.post("/metrics/predictions", status_code=204, summary="Write prediction records")
-async def write_predictions(body: PredictionsIn, request: Request, key: Tracker) -> Response:
-    services = _services(request)
+def write_predictions(body: PredictionsIn, services: ServicesDep, key: Tracker) -> Response:
     batch = [
         Prediction(
             p.predictionUuid,
@@ -158,39 +152,35 @@ async def write_predictions(body: PredictionsIn, request: Request, key: Tracker)
         check_scope(key, p.identity.model_crn, f"modelCrn {p.identity.model_crn!r}")
     if model_scope(key) is not None:
         deployments = {p.identity.deployment_crn for p in batch}
-        await asyncio.to_thread(_new_or_own_deployments, services, key, deployments)
-    await asyncio.to_thread(services.store.write_predictions, batch)
+        _new_or_own_deployments(services, key, deployments)
+    services.store.write_predictions(batch)
     return Response(status_code=204)
 
 
 @router.post("/metrics/delayed", status_code=204, summary="Attach delayed metrics (ground truth)")
-async def add_delayed(body: DelayedIn, request: Request, key: Tracker) -> Response:
+def add_delayed(body: DelayedIn, services: ServicesDep, key: Tracker) -> Response:
     """A uuid the gateway answered a moment ago may still sit in the server's buffered writer
-    (flushed every ``MODELYARD_FLUSH_INTERVAL``); on NotFound the writer is flushed (on a worker
-    thread, so the event loop never waits) and the store asked once more before answering 404."""
-    services = _services(request)
+    (flushed every ``MODELYARD_FLUSH_INTERVAL``); on NotFound the writer is flushed (this route
+    runs on a worker thread, so the event loop never waits) and the store asked once more before
+    answering 404."""
     metrics = check_record(body.metrics, f"delayed metrics of {body.predictionUuid!r}")
     args = (body.predictionUuid, metrics, body.source)
     # A key limited to one model labels its own model's predictions only; an unknown uuid gets
     # the same 403 as another model's, so the answer does not tell it which uuids exist.
-    await asyncio.to_thread(
-        check_prediction_scope, services.store, key, body.predictionUuid, services.writer.flush
-    )
+    check_prediction_scope(services.store, key, body.predictionUuid, services.writer.flush)
     try:
-        await asyncio.to_thread(services.store.add_delayed, *args)
+        services.store.add_delayed(*args)
     except NotFound:
-        await asyncio.to_thread(services.writer.flush)
-        await asyncio.to_thread(services.store.add_delayed, *args)
+        services.writer.flush()
+        services.store.add_delayed(*args)
     return Response(status_code=204)
 
 
 @router.post("/metrics/aggregate", status_code=204, summary="Write an aggregate record")
-async def add_aggregate(body: AggregateIn, request: Request, key: Tracker) -> Response:
-    services = _services(request)
+def add_aggregate(body: AggregateIn, services: ServicesDep, key: Tracker) -> Response:
     metrics = check_record(body.metrics, f"aggregate of {body.modelDeploymentCrn!r}")
-    await _check_deployment_scope(services, key, body.modelDeploymentCrn)
-    await asyncio.to_thread(
-        services.store.add_aggregate,
+    _check_deployment_scope(services, key, body.modelDeploymentCrn)
+    services.store.add_aggregate(
         body.modelDeploymentCrn,
         body.startTimeStampMs,
         body.endTimeStampMs,
@@ -200,8 +190,8 @@ async def add_aggregate(body: AggregateIn, request: Request, key: Tracker) -> Re
 
 
 @router.get("/metrics", summary="Read records of a model, build or deployment")
-async def read_metrics(
-    request: Request,
+def read_metrics(  # noqa: PLR0913 - FastAPI reads the query from the signature, one per name
+    services: ServicesDep,
     key: Tracker,
     modelCrn: str | None = None,
     modelBuildCrn: str | None = None,
@@ -212,7 +202,6 @@ async def read_metrics(
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     pageToken: str | None = None,
 ) -> Response:
-    services = _services(request)
     if not (modelCrn or modelBuildCrn or modelDeploymentCrn):
         raise InvalidInput(
             "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
@@ -222,7 +211,7 @@ async def read_metrics(
     except ValueError as exc:
         accepted = ", ".join(k.value for k in RecordKind)
         raise InvalidInput(f"kind={kind!r} is not accepted; accepted: {accepted}") from exc
-    await _check_read_scope(services, key, modelCrn, modelBuildCrn, modelDeploymentCrn)
+    _check_read_scope(services, key, modelCrn, modelBuildCrn, modelDeploymentCrn)
     query = StoreQuery(
         model_crn=modelCrn,
         build_crn=modelBuildCrn,
@@ -233,7 +222,7 @@ async def read_metrics(
         limit=limit,
         after=pageToken,
     )
-    records, token = await asyncio.to_thread(services.store.read, query)
+    records, token = services.store.read(query)
     items = []
     for record in records:
         item = record.to_reference()  # rollups already carry "kind" and "tierMs"
@@ -246,8 +235,8 @@ async def read_metrics(
 
 
 @router.get("/metrics/distribution", summary="Quantiles and histogram of one metric")
-async def read_distribution(
-    request: Request,
+def read_distribution(  # noqa: PLR0913 - FastAPI reads the query from the signature, one per name
+    services: ServicesDep,
     key: Tracker,
     metric: Annotated[str, Query(alias="key", min_length=1, description="The metric's name")],
     modelCrn: str | None = None,
@@ -260,18 +249,17 @@ async def read_distribution(
 ) -> Response:
     """Exact from raw records; where the window reaches rolled-up time, from merged sketches with
     ``rank_error`` stating the bound. ``quantiles`` maps each rank (as a string) to its value."""
-    services = _services(request)
-    query = await _read_query(
+    query = _read_query(
         services, key, modelCrn, modelBuildCrn, modelDeploymentCrn, startTimeStampMs, endTimeStampMs
     )
     name, ranks = check_arguments(metric, quantile or list(DEFAULT_QUANTILES), bins)
-    found = await asyncio.to_thread(services.store.distribution, query, name, ranks, bins)
+    found = services.store.distribution(query, name, ranks, bins)
     body = to_dict(found)
     body["quantiles"] = {repr(q): v for q, v in body["quantiles"].items()}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _read_query(
+def _read_query(
     services: Services,
     key: ApiKey,
     model_crn: str | None,
@@ -285,7 +273,7 @@ async def _read_query(
         raise InvalidInput(
             "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
         )
-    await _check_read_scope(services, key, model_crn, build_crn, deployment_crn)
+    _check_read_scope(services, key, model_crn, build_crn, deployment_crn)
     return StoreQuery(
         model_crn=model_crn,
         build_crn=build_crn,
@@ -296,8 +284,8 @@ async def _read_query(
 
 
 @router.post("/runs/{run_id}/metrics", status_code=204, summary="Track metrics of a job run")
-async def track_run_metrics(
-    run_id: str, body: RunMetricsIn, request: Request, key: Tracker
+def track_run_metrics(
+    run_id: str, body: RunMetricsIn, services: ServicesDep, key: Tracker
 ) -> Response:
     """Recorded in the registry's run metrics at once, so they show with the run while it goes
     (``GET /api/v1/runs/{run_id}``). ``run_id`` is the run's uuid (``MODELYARD_RUN_ID``); a run's
@@ -316,7 +304,6 @@ async def track_run_metrics(
             f"{full!r}; a run tracks its own metrics",
             key_id=key.id,
         )
-    registry = _services(request).registry
     metrics = check_record(body.metrics, f"metrics of run {run_id!r}")
-    await asyncio.to_thread(registry.add_run_metrics, full, metrics)
+    services.registry.add_run_metrics(full, metrics)
     return Response(status_code=204)

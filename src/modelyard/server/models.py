@@ -3,11 +3,14 @@
 Project paths are paths on the server's machine (the CLI runs on the same host): absolute,
 existing folders. ``file`` and ``requirements`` must stay inside the project; the build checks
 them again against the snapshot.
+
+Routes that only read or write the registry are plain ``def`` functions (FastAPI's worker
+threads); those that await the controller stay ``async`` and send their registry calls
+``off_loop``. Nothing here waits on the database on the event loop the gateway shares.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,45 +20,30 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard.builds.builder import validate_function, validate_project_path
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import ApiKey, ModelSettings
 from modelyard.runtime import check_name
-from modelyard.server.auth import Capability, requires, scoped_model, shown_env, visible
-from modelyard.server.errors import DeployFailed
 from modelyard.server.follow import LogFollows, follow_response
-from modelyard.server.insights import model_status
-from modelyard.server.jsonable import jsonable
 from modelyard.server.limits import check_path
-from modelyard.server.services import Services
-from modelyard.serving.builder import validate_function, validate_project_path
-from modelyard.settings import parse_size_bytes
+from modelyard.specs.deploy import DeploySpec
+from modelyard.views.models import model_list, model_view
+from modelyard.web.auth import Capability, requires, scoped_model
+from modelyard.web.errors import DeployFailed
+from modelyard.web.jsonable import jsonable
+from modelyard.web.offloop import off_loop
+from modelyard.web.services import Services, ServicesDep
 
-__all__ = ["DeployRequest", "check_project_dir", "model_view", "router"]
+__all__ = ["DeployRequest", "check_project_dir", "router"]
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Admin = Annotated[ApiKey, Depends(requires(Capability.ADMIN))]
 Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
 
 
-class DeployRequest(BaseModel):
-    """What ``modelyard models deploy`` sends. ``settings`` takes ``ModelSettings`` fields
-    (``auth_required``, ``concurrency``, ``request_timeout_s``, ``batch_function``, ``track_io``,
-    ``debug``...); for an existing model only the fields given change."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    project: str = Field(description="Absolute path of the project folder on the server's host.")
-    file: str = "predict.py"
-    function: str = "predict"
-    example: Any = None
-    requirements: str | None = Field(
-        None, description="requirements file, relative to the project (or absolute inside it)"
-    )
-    replicas: int = Field(1, ge=1, le=256)  # deploy runs at least one (scale may go to 0)
-    env: dict[str, str] = Field(default_factory=dict)
-    memory: str | int | None = Field(None, description="per replica, e.g. 512M or bytes")
-    cpus: float | None = Field(None, gt=0)
-    settings: dict[str, Any] = Field(default_factory=dict)
+class DeployRequest(DeploySpec):
+    """What ``modelyard models deploy`` sends: a ``modelyard.specs.DeploySpec`` (named here for
+    the API's schema)."""
 
 
 class RollbackRequest(BaseModel):
@@ -66,11 +54,6 @@ class RollbackRequest(BaseModel):
 class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     replicas: int = Field(ge=0, le=256)
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def check_project_dir(value: str) -> Path:
@@ -126,50 +109,22 @@ def _outcome(outcome: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"outcome": body}
 
 
-def _deployment_for(deployment: Any, key: ApiKey) -> Any:
-    """A deployment's JSON with its ``env`` values masked unless ``key`` may administer."""
-    if isinstance(deployment, dict) and isinstance(deployment.get("env"), dict):
-        return {**deployment, "env": shown_env(deployment["env"], key)}
-    return deployment
-
-
-def model_view(services: Services, name: str, key: ApiKey) -> dict[str, Any]:
-    """``GET /api/v1/models/{name}`` as ``key`` may see it (the dashboard's model page shows the
-    same): scope checked first, environment values masked. Blocking (registry reads)."""
-    scoped_model(services.registry, key, name)
-    body = model_status(services, name)
-    if "active" in body:
-        body["active"] = _deployment_for(body["active"], key)
-    if isinstance(body.get("deployments"), list):
-        body["deployments"] = [_deployment_for(d, key) for d in body["deployments"]]
-    return body
-
-
 @router.get("", summary="List models (a key limited to one model: that one only)")
-async def list_models(request: Request, key: Reader) -> dict[str, Any]:
-    services = _services(request)
-
-    def listed() -> list[dict[str, Any]]:
-        out = []
-        for model in services.registry.list_models():
-            if visible(key, model.crn):
-                active = jsonable(services.registry.active_deployment(model.name))
-                out.append({**jsonable(model), "active_deployment": _deployment_for(active, key)})
-        return out
-
-    return {"models": await asyncio.to_thread(listed)}
+def list_models(services: ServicesDep, key: Reader) -> dict[str, Any]:
+    return {"models": model_list(services, key)}
 
 
 @router.post("/{name}/deploy", status_code=201, summary="Create (if new), build and deploy")
-async def deploy(name: str, body: DeployRequest, request: Request, key: Admin) -> dict[str, Any]:
-    services = _services(request)
+async def deploy(
+    name: str, body: DeployRequest, services: ServicesDep, key: Admin
+) -> dict[str, Any]:
     project = check_project_dir(body.project)
     check_path(body.file, "file", "a .py file inside the project such as 'predict.py'")
     file = validate_project_path(body.file, "file", suffix=".py")
     function = validate_function(body.function)
     requirements = _requirements(project, body.requirements)
-    memory = None if body.memory is None else parse_size_bytes(str(body.memory), "memory")
-    settings = _settings(services, name, body.settings)
+    memory = body.memory_bytes
+    settings = await off_loop(_settings, services, name, body.settings)
     outcome = await services.controller.deploy(
         name,
         str(project),
@@ -195,13 +150,12 @@ async def deploy(name: str, body: DeployRequest, request: Request, key: Admin) -
 
 
 @router.get("/{name}", summary="Model, active deployment, builds and replica states")
-async def show(name: str, request: Request, key: Reader) -> dict[str, Any]:
-    return await asyncio.to_thread(model_view, _services(request), name, key)
+def show(name: str, services: ServicesDep, key: Reader) -> dict[str, Any]:
+    return model_view(services, name, key)
 
 
 @router.delete("/{name}", status_code=204, summary="Stop and delete a model (metrics stay)")
-async def delete(name: str, request: Request, key: Admin) -> Response:
-    services = _services(request)
+async def delete(name: str, services: ServicesDep, key: Admin) -> Response:
     await services.controller.delete(name)
     services.models.drop(name)
     return Response(status_code=204)
@@ -209,12 +163,11 @@ async def delete(name: str, request: Request, key: Admin) -> Response:
 
 @router.post("/{name}/rollback", summary="Deploy an earlier build again")
 async def rollback(
-    name: str, request: Request, key: Admin, body: RollbackRequest | None = None
+    name: str, services: ServicesDep, key: Admin, body: RollbackRequest | None = None
 ) -> dict[str, Any]:
-    services = _services(request)
     build = body.build if body is not None else None
     if build is not None:  # a CRN, a uuid or an unambiguous uuid prefix of one of its builds
-        build = await asyncio.to_thread(services.registry.resolve_build, build, name)
+        build = await off_loop(services.registry.resolve_build, build, name)
     outcome = await services.controller.rollback(name, build)
     result = _outcome(outcome)
     if not getattr(outcome, "ok", True):
@@ -226,30 +179,28 @@ async def rollback(
 
 
 @router.post("/{name}/scale", summary="Change the number of replicas")
-async def scale(name: str, body: ScaleRequest, request: Request, key: Admin) -> dict[str, Any]:
-    return _outcome(await _services(request).controller.scale(name, body.replicas))
+async def scale(name: str, body: ScaleRequest, services: ServicesDep, key: Admin) -> dict[str, Any]:
+    return _outcome(await services.controller.scale(name, body.replicas))
 
 
 @router.post("/{name}/stop", summary="Stop every replica (calls get 503)")
-async def stop(name: str, request: Request, key: Admin) -> dict[str, Any]:
-    return _outcome(await _services(request).controller.stop(name))
+async def stop(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+    return _outcome(await services.controller.stop(name))
 
 
 @router.post("/{name}/start", summary="Start the latest stopped deployment again")
-async def start(name: str, request: Request, key: Admin) -> dict[str, Any]:
-    return _outcome(await _services(request).controller.start(name))
+async def start(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+    return _outcome(await services.controller.start(name))
 
 
 @router.get("/{name}/builds", summary="Builds of a model, newest first")
-async def builds(name: str, request: Request, key: Reader) -> dict[str, Any]:
-    registry = _services(request).registry
-    model = await asyncio.to_thread(scoped_model, registry, key, name)
-    return {"builds": jsonable(await asyncio.to_thread(registry.list_builds, model.crn))}
+def builds(name: str, services: ServicesDep, key: Reader) -> dict[str, Any]:
+    model = scoped_model(services.registry, key, name)
+    return {"builds": jsonable(services.registry.list_builds(model.crn))}
 
 
 @router.post("/{name}/rotate-key", summary="A new access key (the old one stops working)")
-async def rotate_key(name: str, request: Request, key: Admin) -> dict[str, Any]:
-    services = _services(request)
+def rotate_key(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
     access_key = services.registry.rotate_access_key(name)
     services.models.drop(name)
     return {"model": name, "access_key": access_key}
@@ -261,16 +212,16 @@ async def rotate_key(name: str, request: Request, key: Admin) -> dict[str, Any]:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/plain": {}}}},
 )
-async def logs(
+async def logs(  # async: a follow streams; the registry read runs off_loop
     name: str,
     request: Request,
+    services: ServicesDep,
     key: Reader,
     replica: Annotated[str | None, Query(description="replica id; default: all")] = None,
     tail: Annotated[int, Query(ge=0, le=100_000)] = 200,
     follow: bool = False,
 ) -> StreamingResponse:
-    services = _services(request)
-    await asyncio.to_thread(scoped_model, services.registry, key, name)
+    await off_loop(scoped_model, services.registry, key, name)
     if replica is not None:
         check_name(replica, "replica")
     if follow:  # a stream of its own: ends with its client, bounded per key and in all

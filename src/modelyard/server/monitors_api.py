@@ -1,10 +1,10 @@
 """``/api/v1/monitors/*``: what a monitor running against a server needs besides ``/metrics``.
 
-``modelyard.monitors.remote.RemoteAccess`` calls these when ``MODELYARD_URL`` is set (a job run,
-a notebook on another machine); each runs ``modelyard.monitors.access.EmbeddedAccess`` on the
-server's store, on a worker thread. They need the ``metrics`` capability, like reading and
-tracking metrics: admin, user and job-run keys. A key limited to one model may act only on that
-model's deployments (checked on the ``deployment`` every route names).
+``modelyard.monitors.remote.RemoteAccess`` calls these when ``MODELYARD_URL`` is set (a job run, a
+notebook on another machine); each runs ``modelyard.monitors.access.EmbeddedAccess`` on the
+server's store, in a plain ``def`` route (FastAPI's worker threads). They need the ``metrics``
+capability, like reading and tracking metrics: admin, user and job-run keys. A key limited to one
+model may act only on that model's deployments (checked on the ``deployment`` every route names).
 
 - ``GET  /monitors/resolve?deployment=CRN | model=NAME`` -> ``{"deployment_crn"}``
 - ``GET  /monitors/keys?deployment&wanted=K...`` -> ``{"keys", "records"}``: the keys its latest
@@ -23,22 +23,21 @@ model's deployments (checked on the ``deployment`` every route names).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
-from modelyard.monitors._store import now_ms
 from modelyard.monitors.access import EmbeddedAccess
 from modelyard.registry import ApiKey
-from modelyard.server.auth import Capability, check_deployment_scope, requires, scoped_model
 from modelyard.server.limits import MAX_TIME_MS, ReadMs
-from modelyard.server.services import Services
+from modelyard.web.auth import Capability, check_deployment_scope, requires, scoped_model
+from modelyard.web.services import ServicesDep
 
 __all__ = ["MAX_LABEL_UUIDS", "MAX_RANKS", "router"]
 
@@ -46,13 +45,8 @@ router = APIRouter(prefix="/api/v1/monitors", tags=["monitors"])
 Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
 MAX_LABEL_UUIDS = 10_000
 MAX_RANKS = 10_001
-_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # as monitors.spec accepts
+_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # as specs.monitor accepts
 Deployment = Annotated[str, Query(min_length=1, max_length=300, description="deployment CRN")]
-
-
-def _access(request: Request) -> EmbeddedAccess:
-    services: Services = request.app.state.services
-    return EmbeddedAccess(services.store)
 
 
 def _check(access: EmbeddedAccess, key: ApiKey, deployment: str) -> None:
@@ -96,14 +90,13 @@ class AlertsIn(BaseModel):
 
 
 @router.get("/resolve", summary="The deployment a monitor watches (a model's active one)")
-async def resolve(
-    request: Request,
+def resolve(
+    services: ServicesDep,
     key: Tracker,
     deployment: Annotated[str | None, Query(max_length=300)] = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    access = _access(request)
-    services: Services = request.app.state.services
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         if (deployment is None) == (model is None):
@@ -117,44 +110,44 @@ async def resolve(
         _check(access, key, crn)
         return {"deployment_crn": crn}
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.get("/keys", summary="The keys a deployment has recorded (to check a monitor spec)")
-async def recorded_keys(
-    request: Request,
+def recorded_keys(
+    services: ServicesDep,
     key: Tracker,
     deployment: Deployment,
     wanted: Annotated[list[str] | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, deployment)
         found = access.recorded_keys(deployment, [w[:200] for w in wanted or ()])
         return {"keys": sorted(found.keys), "records": found.records}
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.post("/label-times", summary="When each prediction's first label value arrived")
-async def label_times(request: Request, key: Tracker, body: LabelTimesIn) -> dict[str, Any]:
+def label_times(services: ServicesDep, key: Tracker, body: LabelTimesIn) -> dict[str, Any]:
     if len(body.uuids) > MAX_LABEL_UUIDS:
         raise InvalidInput(
             f"{len(body.uuids)} uuids in one request; send at most {MAX_LABEL_UUIDS} per request"
         )
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, body.deployment)
         return {"times": access.label_times(body.deployment, body.key, body.uuids)}
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.get("/late-labels", summary="Windows whose predictions got a label in a time range")
-async def late_labels(
-    request: Request,
+def late_labels(
+    services: ServicesDep,
     key: Tracker,
     deployment: Deployment,
     label: Annotated[str, Query(alias="key", min_length=1, max_length=200)],
@@ -162,25 +155,25 @@ async def late_labels(
     through_ms: Annotated[ReadMs, Query()],
     window_ms: Annotated[int, Query(ge=1000, le=MAX_TIME_MS)],
 ) -> dict[str, Any]:
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, deployment)
         starts = access.late_label_windows(deployment, label, after_ms, through_ms, window_ms)
         return {"starts": sorted(starts)}
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.post("/distribution", summary="Quantiles of a key over a window (sketches once rolled up)")
-async def distribution(request: Request, key: Tracker, body: DistributionIn) -> dict[str, Any]:
+def distribution(services: ServicesDep, key: Tracker, body: DistributionIn) -> dict[str, Any]:
     if not body.ranks or len(body.ranks) > MAX_RANKS:
         raise InvalidInput(
             f"{len(body.ranks)} ranks requested; give 1 to {MAX_RANKS} ranks in [0, 1]"
         )
     if body.start_ms >= body.end_ms:
         raise InvalidInput(f"window {body.start_ms}..{body.end_ms} is empty; give start < end")
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, body.deployment)
@@ -198,44 +191,42 @@ async def distribution(request: Request, key: Tracker, body: DistributionIn) -> 
             "values": [v if math.isfinite(v) else None for v in values],
         }
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.get("/{name}/state", summary="Windows a monitor computed and its label mark")
-async def state(
-    request: Request, key: Tracker, name: str, deployment: Deployment
-) -> dict[str, Any]:
-    access = _access(request)
+def state(services: ServicesDep, key: Tracker, name: str, deployment: Deployment) -> dict[str, Any]:
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, deployment)
         starts, mark = access.state(_name(name), deployment)
         return {"starts": sorted(starts), "labels_through_ms": mark}
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.put("/{name}/state", status_code=204, summary="Set a monitor's label mark")
-async def save_mark(request: Request, key: Tracker, name: str, body: MarkIn) -> Response:
-    access = _access(request)
+def save_mark(services: ServicesDep, key: Tracker, name: str, body: MarkIn) -> Response:
+    access = EmbeddedAccess(services.store)
 
     def work() -> None:
         _check(access, key, body.deployment)
         access.save_mark(_name(name), body.deployment, body.labels_through_ms)
 
-    await asyncio.to_thread(work)
+    work()
     return Response(status_code=204)
 
 
 @router.get("/{name}/results", summary="A monitor's stored result of one window")
-async def results(
-    request: Request,
+def results(
+    services: ServicesDep,
     key: Tracker,
     name: str,
     deployment: Deployment,
     start_ms: Annotated[ReadMs, Query()],
 ) -> dict[str, Any]:
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, deployment)
@@ -253,18 +244,18 @@ async def results(
             ]
         }
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 @router.put("/{name}/results", status_code=204, summary="Replace a monitor's result of a window")
-async def save_result(request: Request, key: Tracker, name: str, body: ResultIn) -> Response:
+def save_result(services: ServicesDep, key: Tracker, name: str, body: ResultIn) -> Response:
     if body.start_ms >= body.end_ms:
         raise InvalidInput(f"window {body.start_ms}..{body.end_ms} is empty; give start < end")
     if body.source != f"monitor:{name}":
         raise InvalidInput(
             f"source {body.source!r} does not belong to monitor {name!r}; expected 'monitor:{name}'"
         )
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
     metrics = body.metrics
     if body.end_ms > now_ms() and not metrics.get("window.partial"):
         # By this server's clock the window has not ended: whatever the client's clock said, it
@@ -283,25 +274,25 @@ async def save_result(request: Request, key: Tracker, name: str, body: ResultIn)
             metrics,
         )
 
-    await asyncio.to_thread(work)
+    work()
     return Response(status_code=204)
 
 
 @router.post("/{name}/alerts", summary="Evaluate a monitor's alert rules over its results")
-async def evaluate_alerts(
-    request: Request, key: Tracker, name: str, body: AlertsIn
+def evaluate_alerts(
+    services: ServicesDep, key: Tracker, name: str, body: AlertsIn
 ) -> dict[str, Any]:
     from modelyard.analysis import parse_rule
 
     for rule in body.rules:
         parse_rule(rule)  # InvalidInput naming the rule
-    access = _access(request)
+    access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
         _check(access, key, body.deployment)
         return {"alerts": access.evaluate_alerts(_name(name), body.deployment, body.rules)}
 
-    return await asyncio.to_thread(work)
+    return work()
 
 
 def _name(name: str) -> str:

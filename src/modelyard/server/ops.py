@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-import modelyard
 from modelyard.errors import ModelyardError
 from modelyard.runtime import ReplicaStatus
-from modelyard.server.auth import Capability, authenticate, check_unscoped
-from modelyard.server.errors import error_response
-from modelyard.server.services import Services
+from modelyard.version import package_version
+from modelyard.web.auth import Capability, authenticate_on_loop, check_unscoped
+from modelyard.web.errors import error_response
+from modelyard.web.services import Services, services_of
 
 __all__ = ["ReplicaCollector", "routes"]
 
@@ -63,16 +63,15 @@ class ReplicaCollector(Collector):
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": modelyard.__version__})
+    return JSONResponse({"status": "ok", "version": package_version()})
 
 
 async def metrics(request: Request) -> Response:
-    services: Services = request.app.state.services
+    services = services_of(request)
     if not services.config.public_metrics:
         try:
-            key = authenticate(
-                services.registry, request.headers.get("authorization"), Capability.METRICS
-            )
+            authorization = request.headers.get("authorization")
+            key = await authenticate_on_loop(services.registry, authorization, Capability.METRICS)
             check_unscoped(key, "the server's Prometheus metrics (every model's)")
         except ModelyardError as error:
             return error_response(error)

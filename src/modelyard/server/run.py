@@ -13,7 +13,7 @@ import sys
 
 from modelyard.errors import InvalidInput
 from modelyard.server.connections import ConnectionLimits, guarded_protocol
-from modelyard.server.services import ServerConfig
+from modelyard.web.services import ServerConfig
 
 __all__ = ["is_loopback", "run_server"]
 

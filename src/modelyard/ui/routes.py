@@ -1,16 +1,17 @@
 """The dashboard's routes under ``/ui``: sign in and out, one page per view, the forms' actions
 and the static files. Mounted by ``modelyard.server.app`` with ``mount(app)``.
 
-Pages render data from ``modelyard.server.insights`` and the registry/controller calls the REST
-routes make (never queries of their own); their scripts then refresh it with ``fetch()`` calls to
-the REST API, authenticated by the session cookie (``app.state.session_key``). Forms that change
-state carry the session's CSRF token. Every page but ``/ui/login`` and ``/ui/static/*`` needs a
-session; without one the browser is sent to the sign-in page.
+Pages render data from ``modelyard.views`` (what the REST routes show too) and the
+registry/controller calls the REST routes make (never queries of their own); their scripts then
+refresh it with ``fetch()`` calls to the REST API, authenticated by the session cookie
+(``app.state.session_key``). Forms that change state carry the session's CSRF token. Every page
+but ``/ui/login`` and ``/ui/static/*`` needs a session; without one the browser is sent to the
+sign-in page. The dashboard imports ``views`` and ``web`` only, never ``server`` (which mounts
+it). Every registry or store call runs ``off_loop``: the event loop also carries predictions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
@@ -26,22 +27,26 @@ import pydantic
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-import modelyard
 from modelyard.errors import InvalidInput, ModelyardError, Unauthorized
 from modelyard.registry import ApiKey
-from modelyard.server import drift, insights
-from modelyard.server.auth import (
+from modelyard.ui.assets import plotly_style_ids, static_path
+from modelyard.ui.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, SessionStore
+from modelyard.version import package_version
+from modelyard.views import drift, insights
+from modelyard.views.alerts import visible_alerts
+from modelyard.views.jobs import visible_jobs
+from modelyard.views.models import model_view
+from modelyard.web.auth import (
     Capability,
     authorize,
     may_administer,
     model_scope,
     scoped_model,
 )
-from modelyard.server.errors import error_response
-from modelyard.server.keys import CreateKeyRequest, new_key
-from modelyard.server.services import Services
-from modelyard.ui.assets import plotly_style_ids, static_path
-from modelyard.ui.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, SessionStore
+from modelyard.web.errors import error_response
+from modelyard.web.keys import CreateKeyRequest, new_key
+from modelyard.web.offloop import off_loop
+from modelyard.web.services import Services, ServicesDep, services_of
 
 __all__ = ["mount", "router"]
 
@@ -120,16 +125,11 @@ def mount(app: FastAPI) -> None:
     app.state.session_key = _session_key
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def _sessions(request: Request) -> SessionStore:
     """The app's session store, made on first use (the registry exists only after startup)."""
     store: SessionStore | None = getattr(request.app.state, "ui_sessions", None)
     if store is None:
-        store = SessionStore(_services(request).registry)
+        store = SessionStore(services_of(request).registry)
         request.app.state.ui_sessions = store
     return store
 
@@ -158,7 +158,7 @@ def _render(
         session=session,
         csrf=session.csrf if session else "",
         nav=NAV,
-        version=modelyard.__version__,
+        version=package_version(),
         notice=_NOTICES.get(request.query_params.get("notice", "")),
         **context,
     )
@@ -180,7 +180,7 @@ async def _page(request: Request, page: Page) -> Response:
     if session is None:
         return _to_login(request)
     try:
-        key = await asyncio.to_thread(sessions.key_of, session)
+        key = await off_loop(sessions.key_of, session)
         return await page(session, key)
     except Unauthorized:
         return _to_login(request)
@@ -252,7 +252,7 @@ async def login(request: Request) -> Response:
             request, form.get("next"), "The form expired; sign in again.", status=403
         )
     try:
-        session = await asyncio.to_thread(_sessions(request).sign_in, form.get("api_key", ""))
+        session = await off_loop(_sessions(request).sign_in, form.get("api_key", ""))
     except ModelyardError as error:
         return _login_form(request, form.get("next"), error.message, status=error.status)
     response = RedirectResponse(_safe_next(form.get("next")), 303)
@@ -295,25 +295,20 @@ async def _checked_form(request: Request, session: Session) -> dict[str, str]:
 
 
 @router.get("/ui/")
-async def overview_page(request: Request) -> Response:
+async def overview_page(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        data = await asyncio.to_thread(
-            insights.overview, _services(request), None, model_scope(key)
-        )
+        data = await off_loop(insights.overview, services, None, model_scope(key))
         return _render(request, "overview.html", 200, session, active="overview", data=data)
 
     return await _page(request, page)
 
 
 @router.get("/ui/models/{name}")
-async def model_page(name: str, request: Request) -> Response:
+async def model_page(name: str, request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
-        from modelyard.server.models import model_view  # what GET /api/v1/models/{name} shows
-
         authorize(key, Capability.READ_MODELS)
-        services = _services(request)
-        status = await asyncio.to_thread(model_view, services, name, key)
+        status = await off_loop(model_view, services, name, key)
         builds = status.get("builds", [])
         active = status.get("active") or {}
         log_build = active.get("build_crn") or (builds[0]["crn"] if builds else None)
@@ -331,7 +326,7 @@ async def model_page(name: str, request: Request) -> Response:
         if log_build:
             build_id = log_build.rsplit("/", 1)[-1]
             try:
-                log = await asyncio.to_thread(insights.build_log, services, name, build_id)
+                log = await off_loop(insights.build_log, services, name, build_id)
             except ModelyardError as error:
                 log = [f"(no log: {error.message})"]
         example = next((b.get("example") for b in builds if b.get("ok")), None)
@@ -353,12 +348,11 @@ async def model_page(name: str, request: Request) -> Response:
 
 
 @router.post("/ui/models/{name}/rollback")
-async def rollback_action(name: str, request: Request) -> Response:
+async def rollback_action(name: str, request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         form = await _checked_form(request, session)
         authorize(key, Capability.ADMIN)
         build = form.get("build") or None
-        services = _services(request)
         await _check_model_scope(services, key, name)
         outcome = await services.controller.rollback(name, build)  # what the REST route calls
         services.models.drop(name)
@@ -374,17 +368,17 @@ async def rollback_action(name: str, request: Request) -> Response:
 
 
 @router.post("/ui/models/{name}/try")
-async def try_model(name: str, request: Request) -> Response:
+async def try_model(name: str, request: Request, services: ServicesDep) -> Response:
     """The test form's call (a ``fetch()`` with the CSRF header): the body is the function's
     input, sent through ``Gateway.invoke`` like ``POST /api/v1/models/{name}/predict``."""
     try:
-        key = _session_key(request)
+        key = await off_loop(_session_key, request)  # a registry read on a cache miss
         if key is None:
             raise Unauthorized("sign in to the dashboard first")
         authorize(key, Capability.CALL)
         body = await request.body()
-        await _check_model_scope(_services(request), key, name)
-        model = _services(request).models.get(name)
+        await _check_model_scope(services, key, name)
+        model = await off_loop(services.models.get, name)
         if len(body) > model.settings.max_body_bytes:
             raise InvalidInput(
                 f"the input is {len(body)} bytes; model {name!r} accepts at most "
@@ -392,15 +386,15 @@ async def try_model(name: str, request: Request) -> Response:
             )
     except ModelyardError as error:
         return error_response(error)
-    result = await _services(request).gateway.invoke(name, body)
+    result = await services.gateway.invoke(name, body)
     return Response(result.body(), status_code=result.http_status, media_type="application/json")
 
 
 @router.get("/ui/metrics")
-async def metrics_page(request: Request) -> Response:
+async def metrics_page(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        options = await _deployment_options(_services(request), key)
+        options = await _deployment_options(services, key)
         chosen = request.query_params.get("deployment") or (options[0]["crn"] if options else "")
         return _render(
             request,
@@ -419,14 +413,14 @@ async def metrics_page(request: Request) -> Response:
 async def _check_model_scope(services: Services, key: ApiKey, name: str) -> None:
     """Forbidden when ``key`` is limited to another model, the same answer for an unknown one
     (``auth.scoped_model``: the rule every REST route uses)."""
-    await asyncio.to_thread(scoped_model, services.registry, key, name)
+    await off_loop(scoped_model, services.registry, key, name)
 
 
 async def _deployment_options(services: Services, key: ApiKey) -> list[dict[str, str]]:
     """The deployments ``key`` may read (a scoped key: its model's only), for the pickers."""
     scope = model_scope(key)
-    deployments = await asyncio.to_thread(services.registry.list_deployments)
-    models = {m.crn: m.name for m in await asyncio.to_thread(services.registry.list_models)}
+    deployments = await off_loop(services.registry.list_deployments)
+    models = {m.crn: m.name for m in await off_loop(services.registry.list_models)}
     deployments = [d for d in deployments if scope is None or d.model_crn == scope]
     return [
         {
@@ -439,10 +433,10 @@ async def _deployment_options(services: Services, key: ApiKey) -> list[dict[str,
 
 
 @router.get("/ui/drift")
-async def drift_page(request: Request) -> Response:
+async def drift_page(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.READ_MODELS)
-        options = await _deployment_options(_services(request), key)
+        options = await _deployment_options(services, key)
         chosen = request.query_params.get("deployment") or (options[0]["crn"] if options else "")
         return _render(
             request,
@@ -459,12 +453,10 @@ async def drift_page(request: Request) -> Response:
 
 
 @router.get("/ui/jobs")
-async def jobs_page(request: Request) -> Response:
+async def jobs_page(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
-        from modelyard.server.jobs_api import visible_jobs  # what GET /api/v1/jobs answers
-
         authorize(key, Capability.READ_MODELS)
-        jobs = await asyncio.to_thread(visible_jobs, _services(request).registry, key)
+        jobs = await off_loop(visible_jobs, services.registry, key)
         return _render(
             request,
             "jobs.html",
@@ -479,13 +471,11 @@ async def jobs_page(request: Request) -> Response:
 
 
 @router.get("/ui/alerts")
-async def alerts_page(request: Request) -> Response:
+async def alerts_page(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
-        from modelyard.server.alerts_api import visible_alerts  # what GET /api/v1/alerts calls
-
         authorize(key, Capability.READ_MODELS)
         show_all = request.query_params.get("all") == "1"
-        found = await asyncio.to_thread(visible_alerts, _services(request), key, show_all)
+        found = await off_loop(visible_alerts, services, key, show_all)
         return _render(
             request, "alerts.html", 200, session, active="alerts", alerts=found, show_all=show_all
         )
@@ -494,18 +484,22 @@ async def alerts_page(request: Request) -> Response:
 
 
 @router.get("/ui/keys")
-async def keys_page(request: Request) -> Response:
+async def keys_page(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         authorize(key, Capability.ADMIN)
-        return await _keys(request, session)
+        return await _keys(request, services, session)
 
     return await _page(request, page)
 
 
 async def _keys(
-    request: Request, session: Session, created: Any = None, token: str | None = None
+    request: Request,
+    services: Services,
+    session: Session,
+    created: Any = None,
+    token: str | None = None,
 ) -> Response:
-    keys = await asyncio.to_thread(_services(request).registry.list_api_keys)
+    keys = await off_loop(services.registry.list_api_keys)
     return _render(
         request,
         "keys.html",
@@ -519,7 +513,7 @@ async def _keys(
 
 
 @router.post("/ui/keys")
-async def create_key_action(request: Request) -> Response:
+async def create_key_action(request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         form = await _checked_form(request, session)
         authorize(key, Capability.ADMIN)
@@ -532,18 +526,18 @@ async def create_key_action(request: Request) -> Response:
             )
         except pydantic.ValidationError as exc:
             raise InvalidInput(f"the key is not accepted: {exc.errors()[0]['msg']}") from None
-        created, token = await asyncio.to_thread(new_key, _services(request).registry, body)
-        return await _keys(request, session, created, token)
+        created, token = await off_loop(new_key, services.registry, body)
+        return await _keys(request, services, session, created, token)
 
     return await _page(request, page)
 
 
 @router.post("/ui/keys/{key_id}/revoke")
-async def revoke_key_action(key_id: str, request: Request) -> Response:
+async def revoke_key_action(key_id: str, request: Request, services: ServicesDep) -> Response:
     async def page(session: Session, key: ApiKey) -> Response:
         await _checked_form(request, session)
         authorize(key, Capability.ADMIN)
-        await asyncio.to_thread(_services(request).registry.revoke_api_key, key_id)
+        await off_loop(services.registry.revoke_api_key, key_id)
         _sessions(request).forget_key(key_id)
         return RedirectResponse("/ui/keys?notice=revoked", 303)
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 
+from modelyard.clock import now_ms
 from modelyard.errors import Forbidden, Unauthorized
 from modelyard.registry import DEFAULT_TTL_S, ApiKey, Registry
-from modelyard.server.auth import ALLOWED_ROLES, Capability
+from modelyard.ttlcache import TTLCache
+from modelyard.web.auth import ALLOWED_ROLES, Capability
 
 __all__ = [
     "COOKIE",
@@ -43,10 +44,6 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 SESSION_TTL_MS = 8 * 3_600_000  # a working day; then sign in again
 _MAX_SESSIONS = 10_000  # a bound on memory if something signs in in a loop
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +66,9 @@ class SessionStore:
         self._ttl_ms = ttl_ms
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        # key id -> (when read, key): a cookie-authenticated call costs no database read while
-        # the entry is younger than the registry's own TTL for API keys.
-        self._keys: dict[str, tuple[float, ApiKey]] = {}
+        # key id -> key: a cookie-authenticated call costs no database read while the entry is
+        # younger than the registry's own TTL for API keys.
+        self._keys: TTLCache[ApiKey] = TTLCache(DEFAULT_TTL_S, max_entries=_MAX_SESSIONS)
 
     def sign_in(self, token: str) -> Session:
         """A new session for the API key ``token``; Unauthorized if the key is not valid."""
@@ -94,7 +91,7 @@ class SessionStore:
             key_name=key.name,
             role=str(key.role),
             csrf=secrets.token_urlsafe(32),
-            expires_ms=_now_ms() + self._ttl_ms,
+            expires_ms=now_ms() + self._ttl_ms,
         )
         with self._lock:
             self._drop_expired()
@@ -110,7 +107,7 @@ class SessionStore:
             return None
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is not None and session.expires_ms <= _now_ms():
+            if session is not None and session.expires_ms <= now_ms():
                 del self._sessions[session_id]
                 session = None
         return session
@@ -123,20 +120,16 @@ class SessionStore:
     def key_of(self, session: Session) -> ApiKey:
         """The session's API key as the registry has it now; Unauthorized once it is revoked or
         expired (the session ends with it)."""
-        now = _now_ms()
-        with self._lock:
-            cached = self._keys.get(session.key_id)
-        if cached is not None and time.monotonic() - cached[0] < DEFAULT_TTL_S:
-            if cached[1].active_at(now):
-                return cached[1]
+        now = now_ms()
+        cached = self._keys.get(session.key_id)
+        if cached is not None:
+            if cached.active_at(now):
+                return cached
         else:
-            read = time.monotonic()
+            generation = self._keys.generation()  # a forget_key() during the read wins
             for key in self._registry.list_api_keys():
                 if key.id == session.key_id:
-                    with self._lock:
-                        if len(self._keys) >= _MAX_SESSIONS:
-                            self._keys.clear()
-                        self._keys[key.id] = (read, key)
+                    self._keys.put(key.id, key, generation)
                     if key.active_at(now):
                         return key
                     break
@@ -149,8 +142,7 @@ class SessionStore:
     def forget_key(self, key_id: str) -> None:
         """Drop the cached copy of a key (the dashboard revoked it: its sessions end now, not
         within the cache's lifetime)."""
-        with self._lock:
-            self._keys.pop(key_id, None)
+        self._keys.discard(key_id)
 
     @staticmethod
     def check_csrf(session: Session, given: str | None) -> None:
@@ -162,6 +154,6 @@ class SessionStore:
             )
 
     def _drop_expired(self) -> None:
-        now = _now_ms()
+        now = now_ms()
         for sid in [sid for sid, s in self._sessions.items() if s.expires_ms <= now]:
             del self._sessions[sid]

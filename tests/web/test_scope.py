@@ -1,6 +1,6 @@
 """A key's scope, over the real app in-process: each test replays one probe of issue 10 (rows 1,
 2, 3, 4, 12 and two hardening items of row 15) as it was reported, then checks the rule that
-fixes it (``modelyard.server.auth``, used by the REST routes and the dashboard alike).
+fixes it (``modelyard.web.auth``, used by the REST routes and the dashboard alike).
 
 "alpha" is model A, "beta" model B; the keys under test are limited to beta."""
 

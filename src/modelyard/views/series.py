@@ -23,8 +23,8 @@ import itertools
 from typing import Any
 
 from modelyard.errors import InvalidInput
-from modelyard.server.services import Services
 from modelyard.store.base import DEFAULT_TIERS, MetricsStore, Query, Record, RecordKind
+from modelyard.web.services import Services
 
 __all__ = ["POINTS", "RAW_LIMIT", "SLICES", "metric_series"]
 
@@ -105,6 +105,76 @@ def _carries(store: MetricsStore, base: Query, key: str) -> bool:
     return any(key in r.metrics for r in newest + oldest[0])
 
 
+def _aggregates(
+    store: MetricsStore, deployment_crn: str, key: str, start_ms: int, end_ms: int
+) -> dict[str, list[Any]]:
+    aggregates: dict[str, list[Any]] = {"t": [], "end": [], "value": []}
+    for record in store.read(_query(deployment_crn, start_ms, end_ms, _AGGREGATES))[0]:
+        value = _number(record.metrics.get(key))
+        if value is not None:
+            aggregates["t"].append(record.start_ms)
+            aggregates["end"].append(record.end_ms)
+            aggregates["value"].append(value)
+    return aggregates
+
+
+def _rollups(
+    store: MetricsStore, deployment_crn: str, key: str, start_ms: int, end_ms: int
+) -> tuple[dict[str, list[Any]], list[str]]:
+    """The rollup summaries of ``key``, one tier at a time, and what was drawn of each tier."""
+    span = end_ms - start_ms + 1
+    rollups: dict[str, list[Any]] = {
+        n: [] for n in ("t", "tier_ms", "count", "mean", "p05", "p50", "p95")
+    }
+    drawn: list[str] = []
+    if not _carries(store, _query(deployment_crn, start_ms, end_ms, _ROLLUPS), key):
+        return rollups, drawn
+    for tier in _TIERS:
+        if span // tier <= POINTS:
+            records = store.read(_query(deployment_crn, start_ms, end_ms, _ROLLUPS, None, tier))[0]
+            how = ""
+        elif store.recent(_query(deployment_crn, start_ms, end_ms, _ROLLUPS, None, tier), 1):
+            records = _sampled(store, deployment_crn, _ROLLUPS, tier, start_ms, end_ms, 1)
+            how = f" (sampled: one in each {_width(max(tier, span // SLICES))})"
+        else:
+            continue
+        kept = 0
+        for record in sorted(records, key=lambda r: r.start_ms):
+            summary = record.metrics.get(key)
+            if not isinstance(summary, dict) or _number(summary.get("mean")) is None:
+                continue
+            kept += 1
+            rollups["t"].append(record.start_ms)
+            rollups["tier_ms"].append(record.tier_ms)
+            rollups["count"].append(summary.get("count"))
+            for name in ("mean", "p05", "p50", "p95"):
+                rollups[name].append(_number(summary.get(name)))
+        if kept:
+            drawn.append(_width(tier) + how)
+    return rollups, drawn
+
+
+def _raw(
+    store: MetricsStore, deployment_crn: str, key: str, start_ms: int, end_ms: int, limit: int
+) -> dict[str, Any]:
+    """Raw values of ``key``: every one up to ``limit``, else an even sample across the range."""
+    raw: dict[str, Any] = {"t": [], "value": [], "uuid": []}
+    records, token = store.read(_query(deployment_crn, start_ms, end_ms, _RAW, limit))
+    sampled = token is not None
+    if sampled:  # more than limit: an even sample across the range instead of its start
+        per_slice = max(1, limit // SLICES)
+        records = _sampled(store, deployment_crn, _RAW, None, start_ms, end_ms, per_slice)
+    for record in records:
+        value = _number(record.metrics.get(key))
+        if value is not None:
+            raw["t"].append(record.start_ms)
+            raw["value"].append(value)
+            raw["uuid"].append(record.uuid)
+    raw["truncated"] = sampled
+    raw["sampled"] = sampled
+    return raw
+
+
 def metric_series(
     services: Services,
     deployment_crn: str,
@@ -120,72 +190,21 @@ def metric_series(
     store = services.store
     store.resolve(deployment_crn)  # NotFound naming the CRN
     span = end_ms - start_ms + 1
+    aggregates = _aggregates(store, deployment_crn, key, start_ms, end_ms)
+    rollups, drawn = _rollups(store, deployment_crn, key, start_ms, end_ms)
+    raw = _raw(store, deployment_crn, key, start_ms, end_ms, raw_limit)
     parts: list[str] = []
-
-    aggregates: dict[str, list[Any]] = {"t": [], "end": [], "value": []}
-    for record in store.read(_query(deployment_crn, start_ms, end_ms, _AGGREGATES))[0]:
-        value = _number(record.metrics.get(key))
-        if value is not None:
-            aggregates["t"].append(record.start_ms)
-            aggregates["end"].append(record.end_ms)
-            aggregates["value"].append(value)
-
-    rollups: dict[str, list[Any]] = {
-        n: [] for n in ("t", "tier_ms", "count", "mean", "p05", "p50", "p95")
-    }
-    if _carries(store, _query(deployment_crn, start_ms, end_ms, _ROLLUPS), key):
-        drawn = []
-        for tier in _TIERS:
-            if span // tier <= POINTS:
-                records = store.read(
-                    _query(deployment_crn, start_ms, end_ms, _ROLLUPS, None, tier)
-                )[0]
-                how = ""
-            elif store.recent(_query(deployment_crn, start_ms, end_ms, _ROLLUPS, None, tier), 1):
-                records = _sampled(store, deployment_crn, _ROLLUPS, tier, start_ms, end_ms, 1)
-                how = f" (sampled: one in each {_width(max(tier, span // SLICES))})"
-            else:
-                continue
-            kept = 0
-            for record in sorted(records, key=lambda r: r.start_ms):
-                summary = record.metrics.get(key)
-                if not isinstance(summary, dict) or _number(summary.get("mean")) is None:
-                    continue
-                kept += 1
-                rollups["t"].append(record.start_ms)
-                rollups["tier_ms"].append(record.tier_ms)
-                rollups["count"].append(summary.get("count"))
-                for name in ("mean", "p05", "p50", "p95"):
-                    rollups[name].append(_number(summary.get(name)))
-            if kept:
-                drawn.append(_width(tier) + how)
-        if drawn:
-            parts.append("rollups of " + ", ".join(drawn))
-
-    raw: dict[str, Any] = {"t": [], "value": [], "uuid": []}
-    records, token = store.read(_query(deployment_crn, start_ms, end_ms, _RAW, raw_limit))
-    sampled = token is not None
-    if sampled:  # more than raw_limit: an even sample across the range instead of its start
-        per_slice = max(1, raw_limit // SLICES)
-        records = _sampled(store, deployment_crn, _RAW, None, start_ms, end_ms, per_slice)
-    for record in records:
-        value = _number(record.metrics.get(key))
-        if value is not None:
-            raw["t"].append(record.start_ms)
-            raw["value"].append(value)
-            raw["uuid"].append(record.uuid)
-    raw["truncated"] = sampled
-    raw["sampled"] = sampled
     if raw["t"]:
-        if sampled:
+        if raw["sampled"]:
             slice_ms = max(1, span // SLICES)
-            parts.insert(
-                0,
+            parts.append(
                 f"raw, sampled: the first {max(1, raw_limit // SLICES)} predictions of each "
-                f"{_width(slice_ms)} (narrow the range for every prediction)",
+                f"{_width(slice_ms)} (narrow the range for every prediction)"
             )
         else:
-            parts.insert(0, "raw (one point per prediction)")
+            parts.append("raw (one point per prediction)")
+    if drawn:
+        parts.append("rollups of " + ", ".join(drawn))
     if aggregates["t"]:
         parts.append("aggregates (one point per window)")
     return {

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelyard.errors import InvalidInput
-from modelyard.server.errors import _validation_error, error_response
+from modelyard.web.errors import _validation_error, error_response
 
 from .conftest import Api
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import InvalidInput
-from modelyard.server.services import ServerConfig, _tech_interval_s
+from modelyard.web.services import ServerConfig, _tech_interval_s
 
 
 def test_the_setting_is_read_when_the_config_leaves_it_open(

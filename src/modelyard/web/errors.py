@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.errors import InvalidInput, ModelyardError, error_body
 
 __all__ = ["DeployFailed", "error_response", "install_error_handlers", "json_bytes", "safe"]
 
@@ -126,10 +126,7 @@ def error_response(error: ModelyardError, headers: dict[str, str] | None = None)
 
 
 def _shape(status: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": _FRAMEWORK_CODES.get(status, "http_error"), "message": message}
-    if details:
-        body["details"] = details
-    return {"error": body}
+    return {"error": error_body(_FRAMEWORK_CODES.get(status, "http_error"), message, details)}
 
 
 async def _modelyard_error(request: Request, exc: Exception) -> Response:
@@ -200,12 +197,8 @@ async def _not_unicode(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    body = {
-        "error": {
-            "code": "internal",
-            "message": f"internal error ({exc.__class__.__name__}); the server log has details",
-        }
-    }
+    message = f"internal error ({exc.__class__.__name__}); the server log has details"
+    body = {"error": error_body("internal", message)}
     return Response(orjson.dumps(body), status_code=500, media_type="application/json")
 
 

@@ -6,24 +6,25 @@ aggregates (one record per deployment per interval), monitor aggregates, rollup 
 record through the uuid index, or a bounded page of raw records (``limit``). None scans a large
 window of raw predictions.
 
-All functions block on the database: async callers run them with ``asyncio.to_thread``.
+All functions block on the database: routes call them from plain ``def`` routes (FastAPI's
+worker threads) or through ``web.offloop.off_loop``, never on the event loop.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from modelyard import clock
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import Model
 from modelyard.runtime import ReplicaStatus
-from modelyard.server.jsonable import jsonable
-from modelyard.server.series import RAW_LIMIT, metric_series
-from modelyard.server.services import Services
 from modelyard.store.base import Query, Record, RecordKind
+from modelyard.views.series import RAW_LIMIT, metric_series
+from modelyard.web.jsonable import jsonable
+from modelyard.web.services import Services
 
 __all__ = [
     "MAX_RANGE_MS",
@@ -51,15 +52,11 @@ _ROLLUPS = frozenset({RecordKind.ROLLUP})
 _RAW = frozenset({RecordKind.PREDICTION})
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def check_range(
     start_ms: int | None, end_ms: int | None, default_ms: int = HOUR_MS
 ) -> tuple[int, int]:
     """(start, end) in epoch ms; end defaults to now and start to ``default_ms`` before it."""
-    end = _now_ms() if end_ms is None else end_ms
+    end = clock.now_ms() if end_ms is None else end_ms
     start = end - default_ms if start_ms is None else start_ms
     if start > end:
         raise InvalidInput(f"start={start} is after end={end}; give start <= end (epoch ms)")
@@ -101,7 +98,7 @@ def overview(
     ``tech.*`` interval of the last five minutes), latest ROC AUC and drift flags (the latest
     monitor aggregate of the last day that carries them). ``scope`` (a model CRN, from
     ``auth.model_scope``) keeps only that model: a scoped key never sees the others."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     rows = []
     for model in services.registry.list_models():
         if scope is None or model.crn == scope:
@@ -306,7 +303,7 @@ def recent_predictions(
     if not 1 <= limit <= 500:
         raise InvalidInput(f"limit={limit!r} is not accepted; give 1 to 500")
     model = services.registry.get_model(name)
-    now = _now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     found = services.store.recent(Query(model_crn=model.crn, end_ms=now, kinds=_RAW), limit)
     return {"model": name, "predictions": [_reference(r) for r in found]}
 

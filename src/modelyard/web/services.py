@@ -16,23 +16,35 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from modelyard import settings
+from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.registry import Model, Registry
-from modelyard.server.home import FirstStart, ensure_admin_key, prepare_home
 from modelyard.store import BufferedWriter, MetricsStore, open_store
+from modelyard.ttlcache import DEFAULT_TTL_S, TTLCache
+from modelyard.web.home import FirstStart, ensure_admin_key, prepare_home
 
 if TYPE_CHECKING:
     from modelyard.jobs.scheduler import Scheduler
     from modelyard.runtime import LocalRuntime
     from modelyard.serving.gateway import Gateway
 
-__all__ = ["ServerConfig", "Services", "open_services"]
+__all__ = [
+    "ModelCache",
+    "ServerConfig",
+    "Services",
+    "ServicesDep",
+    "get_services",
+    "open_services",
+    "services_of",
+]
 
 log = logging.getLogger("modelyard.server")
 
@@ -70,25 +82,29 @@ class ModelCache:
     model's settings (auth, body limit) on every call. Routes that change a model drop its entry.
     """
 
-    def __init__(self, registry: Registry, ttl_s: float = 2.0) -> None:
+    def __init__(self, registry: Registry, ttl_s: float = DEFAULT_TTL_S) -> None:
         self._registry = registry
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Model]] = {}
+        self._cache: TTLCache[Model] = TTLCache(ttl_s)
+
+    def peek(self, name: str) -> Model | None:
+        """The cached model, or None when ``get`` would read the database (the predict route
+        then calls ``get`` on a worker thread, never on the event loop)."""
+        return self._cache.get(name)
 
     def get(self, name: str) -> Model:
-        now = time.monotonic()
-        entry = self._entries.get(name)
-        if entry is not None and now - entry[0] < self._ttl_s:
-            return entry[1]
-        model = self._registry.get_model(name)
-        self._entries[name] = (now, model)
+        """The model, from the cache or the registry. Blocking on a miss (a registry read)."""
+        generation = self._cache.generation()  # a drop() during the read wins over its answer
+        model = self._cache.get(name)
+        if model is None:
+            model = self._registry.get_model(name)
+            self._cache.put(name, model, generation)
         return model
 
     def drop(self, name: str | None = None) -> None:
         if name is None:
-            self._entries.clear()
+            self._cache.clear()
         else:
-            self._entries.pop(name, None)
+            self._cache.discard(name)
 
 
 @dataclass
@@ -103,7 +119,7 @@ class Services:
     first_start: FirstStart
     models: ModelCache
     env_before: dict[str, str | None] = field(default_factory=dict)
-    started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    started_ms: int = field(default_factory=now_ms)
     scheduler: Scheduler | None = None
 
     async def close(self) -> None:
@@ -141,6 +157,23 @@ class Services:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The running server's parts (the one place that reads them from ``app.state``): for the
+    raw Starlette routes of the hot path, which have no dependency injection."""
+    services: Services = connection.app.state.services
+    return services
+
+
+async def get_services(request: Request) -> Services:
+    """The running server's parts, for a FastAPI route: declare ``services: ServicesDep``. An
+    ``async`` dependency on purpose: it only reads ``app.state`` (no thread hop, no I/O)."""
+    return services_of(request)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+"""How every REST and dashboard route reaches the server's parts (one dependency)."""
 
 
 @contextlib.contextmanager

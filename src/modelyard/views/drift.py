@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from modelyard.errors import InvalidInput
-from modelyard.server.services import Services
 from modelyard.store.base import Query, RecordKind
+from modelyard.web.services import Services
 
 __all__ = ["METHODS", "drift_distributions", "drift_groups", "drift_matrix"]
 

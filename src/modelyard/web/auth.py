@@ -25,7 +25,7 @@ microseconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 
 from starlette.requests import Request
@@ -33,6 +33,7 @@ from starlette.requests import Request
 from modelyard.errors import Forbidden, NotFound, Unauthorized
 from modelyard.registry import RUN_SCOPE_PREFIX, ApiKey, Model, Registry, Role
 from modelyard.store.base import MetricsStore
+from modelyard.web.services import services_of
 
 __all__ = [
     "ALLOWED_ROLES",
@@ -41,6 +42,7 @@ __all__ = [
     "Capability",
     "SessionKey",
     "authenticate",
+    "authenticate_on_loop",
     "authorize",
     "bearer_token",
     "check_deployment_scope",
@@ -98,6 +100,20 @@ def authenticate(registry: Registry, authorization: str | None, capability: Capa
             "'modelyard keys create')"
         )
     return authorize(registry.authenticate(token), capability)
+
+
+async def authenticate_on_loop(
+    registry: Registry, authorization: str | None, capability: Capability
+) -> ApiKey:
+    """``authenticate`` for a caller on the event loop (the predict routes): answered from the
+    registry's key cache when it can be, else on a worker thread, so the loop never waits on the
+    database. The same answers and refusals as ``authenticate``."""
+    token = bearer_token(authorization)
+    if token is not None:
+        cached = registry.cached_api_key(token)
+        if cached is not None:
+            return authorize(cached, capability)
+    return await asyncio.to_thread(authenticate, registry, authorization, capability)
 
 
 def authorize(key: ApiKey, capability: Capability) -> ApiKey:
@@ -259,18 +275,20 @@ SessionKey = Callable[[Request], ApiKey | None]
 """``app.state.session_key``: the API key of the request's dashboard session (None: none)."""
 
 
-def requires(capability: Capability) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A FastAPI dependency: the calling key, checked for ``capability``."""
+def requires(capability: Capability) -> Callable[[Request], ApiKey]:
+    """A FastAPI dependency: the calling key, checked for ``capability``.
 
-    async def dependency(request: Request) -> ApiKey:
-        registry: Registry = request.app.state.services.registry
+    A plain ``def`` on purpose: FastAPI runs it on its worker threads, so a cache miss (a
+    registry read) never holds up the event loop the model gateway shares."""
+
+    def dependency(request: Request) -> ApiKey:
+        registry = services_of(request).registry
         authorization = request.headers.get("authorization")
         # Without a bearer header, a dashboard session cookie may stand for the key (the
         # dashboard's fetch() calls); the hook checks the CSRF header on state-changing methods.
         session_key: SessionKey | None = getattr(request.app.state, "session_key", None)
         if authorization is None and session_key is not None:
-            # Off the event loop: on a cache miss the session's key is read from the registry.
-            key = await asyncio.to_thread(session_key, request)
+            key = session_key(request)
             if key is not None:
                 return authorize(key, capability)
         return authenticate(registry, authorization, capability)
