@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 import modelyard
+from _async import run
 from modelyard.errors import InvalidInput
 from modelyard.homedir import make_home, make_private_file
 from modelyard.tracking import backends
-from server.conftest import run, serve
+from server.conftest import serve
 
 
 @pytest.fixture(autouse=True)

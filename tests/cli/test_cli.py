@@ -13,9 +13,9 @@ import pytest
 
 import modelyard
 from _cli import run, run_main
+from modelyard.clock import now_ms
 from modelyard.ids import new_crn
 from modelyard.store import Identity, Prediction, open_store
-from modelyard.timeparse import now_ms
 
 DAY_MS = 86_400_000
 

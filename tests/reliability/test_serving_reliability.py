@@ -27,6 +27,7 @@ import httpx
 import psutil
 import pytest
 
+from _async import run
 from modelyard.runtime import free_port
 from modelyard.store.base import Query, RecordKind
 from modelyard.store.sqlite import SQLiteStore
@@ -280,7 +281,7 @@ def test_a_replica_killed_under_load_costs_no_request(server: Server, tmp_path: 
         assert during, "no request was sent while the replica was down"
         return outcomes
 
-    outcomes = asyncio.run(scenario())
+    outcomes = run(scenario, timeout_s=300)
     assert failures(outcomes) == []
     assert victim["replica_id"] in {o.replica for o in outcomes[-40:]}  # it serves again
     assert len(outcomes) > 200
@@ -298,7 +299,7 @@ def test_a_rollout_under_load_fails_no_request(server: Server, tmp_path: Path) -
         await load.ok_after(time.monotonic(), 50)
         return await load.stop(), second
 
-    outcomes, second = asyncio.run(scenario())
+    outcomes, second = run(scenario, timeout_s=300)
     assert failures(outcomes) == []
     versions = [o.version for o in outcomes]
     assert versions[0] == 1 and versions[-1] == 2
@@ -332,7 +333,7 @@ def test_a_server_restart_brings_the_deployment_back_and_loses_no_record(
         await load.ok_after(up, 100)
         return await load.stop(), down, up
 
-    outcomes, down, up = asyncio.run(scenario())
+    outcomes, down, up = run(scenario, timeout_s=300)
     # A failure must have ended after the SIGTERM and begun before the server was back: a
     # keep-alive request still in the socket when uvicorn closes its idle connections fails,
     # whenever it was sent.
