@@ -34,7 +34,7 @@ from modelyard.tracking import (
     track_metrics,
 )
 
-__version__ = "0.1.0"
+__version__: str  # from the installed metadata on first use (modelyard.version), see __getattr__
 
 
 def upload_reference(
@@ -77,9 +77,14 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     """``current_run`` and ``CurrentRun`` load on first use: ``modelyard.jobs`` brings the cron
-    library along, which a replica that never asks should not pay for at import."""
+    library along, which a replica that never asks should not pay for at import. So does
+    ``__version__`` (reading the installed metadata imports ``importlib.metadata``)."""
     if name in ("CurrentRun", "current_run"):
         from modelyard.jobs import current
 
         return getattr(current, name)
+    if name == "__version__":
+        from modelyard.version import package_version
+
+        return package_version()
     raise AttributeError(f"module 'modelyard' has no attribute {name!r}")

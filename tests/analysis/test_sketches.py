@@ -6,12 +6,16 @@ Uses the store's real ``NumericSummary`` (a KLL sketch from Apache DataSketches,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from modelyard.analysis import QuantileSummary, drift, sketch_drift, sketch_ks, sketch_quantiles
+from modelyard.analysis._numeric import bin_counts, jensen_shannon, psi, quantile_edges
+from modelyard.analysis._report import DEFAULT_BINS, DEFAULT_EPS
 from modelyard.errors import InvalidInput
 from modelyard.store.summary import CategoricalSummary, NumericSummary
 
@@ -25,6 +29,51 @@ def _summary(values: np.ndarray) -> NumericSummary:
 
 def _row(report: pd.DataFrame, feature: str, method: str) -> pd.Series:
     return report[(report["feature"] == feature) & (report["method"] == method)].iloc[0]
+
+
+def _exact_counts(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples' counts in the reference's exact decile bins, as ``drift`` bins them."""
+    ref, cur = np.sort(reference.to_numpy()), np.sort(current.to_numpy())
+    edges = quantile_edges(ref, DEFAULT_BINS)
+    return bin_counts(ref, edges), bin_counts(cur, edges)
+
+
+def _propagated(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    ref_counts: np.ndarray,
+    cur_counts: np.ndarray,
+    ref: NumericSummary,
+    cur: NumericSummary,
+) -> float:
+    """How far a PSI or JS from sketches may be from the exact one, from the stated rank error.
+
+    Both statistics are functions of the two CDFs at the inner bin edges (the shares are their
+    differences). A KLL sketch's CDF is within ε (``rank_error``) of the truth at every point, so
+    at edge j the reference's CDF is off by at most ε_r; the current's by ε_c, plus the move of
+    the edge itself (the sketch's decile has a reference rank within ε_r of the exact one, which
+    moves the current's CDF by the density ratio ρ_j = f_c/f_r there times ε_r, ρ_j taken as the
+    larger share ratio of the two bins beside the edge). To first order the statistic then moves
+    by at most Σ_j |∂S/∂F_r,j| ε_r + |∂S/∂F_c,j| (ε_c + ρ_j ε_r), the partial derivatives taken by
+    central differences at the exact shares. (Worst-case signs at every edge at once: it is far
+    above the gaps measured, and first order only: the shares here are >= 0.04.)
+    """
+    r, c = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    cdf_r, cdf_c = np.cumsum(r)[:-1], np.cumsum(c)[:-1]
+    rho = np.maximum(c[:-1] / r[:-1], c[1:] / r[1:])
+    error_r = np.full_like(cdf_r, ref.rank_error)
+    error_c = cur.rank_error + rho * ref.rank_error
+
+    def value(f_r: np.ndarray, f_c: np.ndarray) -> float:
+        return statistic(
+            np.diff(f_r, prepend=0.0, append=1.0), np.diff(f_c, prepend=0.0, append=1.0)
+        )
+
+    h, total = 1e-7, 0.0
+    for j, step in enumerate(np.eye(cdf_r.shape[0]) * h):
+        d_r = (value(cdf_r + step, cdf_c) - value(cdf_r - step, cdf_c)) / (2 * h)
+        d_c = (value(cdf_r, cdf_c + step) - value(cdf_r, cdf_c - step)) / (2 * h)
+        total += abs(d_r) * error_r[j] + abs(d_c) * error_c[j]
+    return total
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -66,16 +115,27 @@ def test_sketch_report_agrees_with_the_raw_report() -> None:
     report = sketch_drift(ref, cur)
     exact = drift(raw_ref, raw_cur)
     assert list(report.columns[:-1]) == list(exact.columns) and report.columns[-1] == "error_bound"
-    # KLL compaction is random (DataSketches seeds it itself), so each run draws other sketches:
-    # KS must stay within its derived bound; PSI and JS have none, and are held to 0.04, above
-    # the largest gap measured over 2,000 draws of these sketches (PSI 0.031, JS 0.018; median
-    # 0.007 and 0.004) and well below the 0.1 effect threshold. (0.1 x the statistic, as before,
-    # failed about one run in ten.)
-    for method, tolerance in (("psi", 0.04), ("ks", None), ("jensen_shannon", 0.04)):
+    # KLL compaction is random (DataSketches seeds it from the clock; its Python API takes no
+    # seed), so each run draws other sketches. Each statistic is held to a tolerance derived from
+    # the sketches' stated rank error: KS to its bound (module doc of analysis/sketches.py), PSI
+    # and JS to the first-order propagation of that error through the statistic (_propagated).
+    counts = _exact_counts(raw_ref["x"], raw_cur["x"])
+    tolerances = {
+        "psi": _propagated(lambda r, c: psi(r, c, DEFAULT_EPS), *counts, ref["x"], cur["x"]),
+        "ks": None,
+        "jensen_shannon": _propagated(jensen_shannon, *counts, ref["x"], cur["x"]),
+    }
+    # The figures docs/analysis.md gives (the data is seeded and k fixed, so they are too).
+    assert tolerances["psi"] == pytest.approx(0.118, abs=1e-3)
+    assert tolerances["jensen_shannon"] == pytest.approx(0.063, abs=1e-3)
+    for method, tolerance in tolerances.items():
         row, raw = _row(report, "x", method), _row(exact, "x", method)
+        # KS's flag is covered by its bound (D is 0.06 above the 0.1 threshold, the bound 0.027);
+        # PSI's and JS's rest on the measured gaps (largest over 2,000 draws: PSI 0.031, JS
+        # 0.018, docs/analysis.md) against their margins to the thresholds, 0.047 and 0.06.
         assert row["flagged"] == raw["flagged"] == True  # noqa: E712
         bound = row["error_bound"] if tolerance is None else tolerance
-        assert abs(row["statistic"] - raw["statistic"]) <= bound, (method, row, raw)
+        assert abs(row["statistic"] - raw["statistic"]) <= bound, (method, bound, row, raw)
     for method in ("psi", "chi2", "jensen_shannon", "unseen_share"):
         row, raw = _row(report, "c", method), _row(exact, "c", method)
         assert row["statistic"] == pytest.approx(raw["statistic"], rel=1e-9)  # counts are exact

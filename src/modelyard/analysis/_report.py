@@ -7,6 +7,7 @@ columns and decide flags the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "MAJOR_THRESHOLDS",
     "NUMERIC_METHODS",
     "REPORT_COLUMNS",
+    "Feature",
     "Rows",
     "thresholds_with",
 ]
@@ -92,6 +94,15 @@ def thresholds_with(overrides: Mapping[str, float] | None) -> dict[str, float]:
     return limits
 
 
+@dataclass(frozen=True)
+class Feature:
+    """What a report row is about: the feature, its kind and (reference, current, their NaNs)."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    sizes: tuple[int, int, int, int]
+
+
 class Rows:
     """Report rows gathered column-wise; flags are decided once all p-values are known."""
 
@@ -101,27 +112,25 @@ class Rows:
 
     def add(
         self,
-        feature: str,
-        kind: str,
+        feature: Feature,
         method: str,
         statistic: float,
         p_value: float,
         effect: float | None,
-        sizes: tuple[int, int, int, int],
         note: str = "",
         p_from: int = -1,
     ) -> int:
         """Append a row; return its index. ``p_from``: borrow that row's p-value for the flag."""
         c = self.columns
         self.links.append(p_from)
-        c["feature"].append(feature)
-        c["kind"].append(kind)
+        c["feature"].append(feature.name)
+        c["kind"].append(feature.kind)
         c["method"].append(method)
         c["statistic"].append(statistic)
         c["p_value"].append(p_value)
         c["effect"].append(statistic if effect is None else effect)
         for key, value in zip(
-            ("n_reference", "n_current", "nan_reference", "nan_current"), sizes, strict=True
+            ("n_reference", "n_current", "nan_reference", "nan_current"), feature.sizes, strict=True
         ):
             c[key].append(value)
         c["note"].append(note)

@@ -93,23 +93,7 @@ def classification_metrics(
         raise InvalidInput(f"confidence={confidence!r} must be between 0 and 1, e.g. 0.95")
     if not 0.0 <= threshold <= 1.0:
         raise InvalidInput(f"threshold={threshold!r} must be a probability in [0, 1]")
-    labels = as_float_array(y_true, "y_true")
-    scores = as_float_array(y_score, "y_score")
-    same_length(labels, scores, "y_true", "y_score")
-    if labels.shape[0] == 0:
-        raise InvalidInput("y_true and y_score are empty; at least one labelled prediction needed")
-    labels, scores, dropped = drop_nan_pairs(labels, scores)
-    if labels.shape[0] == 0:
-        raise InvalidInput(
-            f"all {dropped} pairs have a NaN label or score; "
-            "at least one labelled prediction is needed"
-        )
-    binary_labels(labels)
-    if scores.min() < 0.0 or scores.max() > 1.0:
-        raise InvalidInput(
-            f"y_score must be probabilities in [0, 1]; saw values from {scores.min()!r} "
-            f"to {scores.max()!r}"
-        )
+    labels, scores, dropped = _labelled_pairs(y_true, y_score)
     n = labels.shape[0]
     positives = int(labels.sum())
     predicted = (scores >= threshold).astype(np.float64)
@@ -152,3 +136,25 @@ def classification_metrics(
     out["ece"] = expected_calibration_error(labels, scores, n_bins)
     out["reasons"] = reasons
     return out
+
+
+def _labelled_pairs(y_true: Any, y_score: Any) -> tuple[FloatArray, FloatArray, int]:
+    """0/1 labels and [0, 1] scores without the NaN pairs, and how many pairs were dropped."""
+    labels = as_float_array(y_true, "y_true")
+    scores = as_float_array(y_score, "y_score")
+    same_length(labels, scores, "y_true", "y_score")
+    if labels.shape[0] == 0:
+        raise InvalidInput("y_true and y_score are empty; at least one labelled prediction needed")
+    labels, scores, dropped = drop_nan_pairs(labels, scores)
+    if labels.shape[0] == 0:
+        raise InvalidInput(
+            f"all {dropped} pairs have a NaN label or score; "
+            "at least one labelled prediction is needed"
+        )
+    binary_labels(labels)
+    if scores.min() < 0.0 or scores.max() > 1.0:
+        raise InvalidInput(
+            f"y_score must be probabilities in [0, 1]; saw values from {scores.min()!r} "
+            f"to {scores.max()!r}"
+        )
+    return labels, scores, dropped

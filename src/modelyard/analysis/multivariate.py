@@ -76,7 +76,7 @@ def _encode(frame: pd.DataFrame, features: Sequence[str], categorical: set[str])
     return pd.DataFrame(out)
 
 
-def domain_classifier(
+def domain_classifier(  # noqa: PLR0913 - the public call: each option defaulted and documented
     reference: pd.DataFrame,
     current: pd.DataFrame,
     features: Sequence[str] | None = None,
@@ -96,31 +96,57 @@ def domain_classifier(
     slower (13.5 s against 0.75 s for 1,500 rows per side on a loaded 2-core machine). None lets
     scikit-learn use every core, for an idle machine.
     """
+    names = _checked_names(reference, current, features, folds, max_rows_per_side)
+    cats = set(categorical or ())
+    cats |= {
+        n
+        for n in names
+        if not pd.api.types.is_numeric_dtype(reference[n])
+        or pd.api.types.is_bool_dtype(reference[n])
+    }
+    rng = np.random.default_rng(seed)
+    picked = []
+    for frame in (reference, current):
+        take = min(len(frame), max_rows_per_side)
+        rows = np.sort(rng.choice(len(frame), size=take, replace=False))
+        picked.append(frame.iloc[rows][names])
+    both = pd.concat(picked, ignore_index=True)
+    x = _encode(both, names, cats)
+    y = np.r_[np.zeros(len(picked[0])), np.ones(len(picked[1]))]
+    mask = [name in cats for name in names]
     with threadpool_limits(limits=n_threads, user_api="openmp"):
-        return _domain_classifier(
-            reference,
-            current,
-            features,
-            categorical,
-            max_rows_per_side,
-            folds,
-            threshold,
-            seed,
-            n_repeats,
+        aucs, model, (held_x, held_y) = _cross_validate(x, y, mask, folds, seed)
+        importance = permutation_importance(
+            model, held_x, held_y, scoring="roc_auc", n_repeats=n_repeats, random_state=seed
         )
+    table = pd.DataFrame(
+        {
+            "feature": names,
+            "importance": importance.importances_mean,
+            "importance_std": importance.importances_std,
+        }
+    ).sort_values("importance", ascending=False, ignore_index=True)
+    auc = float(np.mean(aucs))
+    return DomainClassifierResult(
+        auc=auc,
+        auc_std=float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan,
+        fold_aucs=aucs,
+        threshold=threshold,
+        flagged=auc >= threshold,
+        n_reference_used=len(picked[0]),
+        n_current_used=len(picked[1]),
+        importances=table,
+    )
 
 
-def _domain_classifier(
+def _checked_names(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     features: Sequence[str] | None,
-    categorical: Iterable[str] | None,
-    max_rows_per_side: int,
     folds: int,
-    threshold: float,
-    seed: int,
-    n_repeats: int,
-) -> DomainClassifierResult:
+    max_rows_per_side: int,
+) -> list[str]:
+    """The features to compare, once both frames have them and enough rows for the folds."""
     names = list(reference.columns) if features is None else list(features)
     for side, frame in (("reference", reference), ("current", current)):
         missing = [f for f in names if f not in frame.columns]
@@ -140,23 +166,13 @@ def _domain_classifier(
             f"reference has {len(reference)} rows and current {len(current)}; each needs at least "
             f"{5 * folds} for {folds}-fold cross-validation"
         )
-    cats = set(categorical or ())
-    cats |= {
-        n
-        for n in names
-        if not pd.api.types.is_numeric_dtype(reference[n])
-        or pd.api.types.is_bool_dtype(reference[n])
-    }
-    rng = np.random.default_rng(seed)
-    picked = []
-    for frame in (reference, current):
-        take = min(len(frame), max_rows_per_side)
-        rows = np.sort(rng.choice(len(frame), size=take, replace=False))
-        picked.append(frame.iloc[rows][names])
-    both = pd.concat(picked, ignore_index=True)
-    x = _encode(both, names, cats)
-    y = np.r_[np.zeros(len(picked[0])), np.ones(len(picked[1]))]
-    mask = [name in cats for name in names]
+    return names
+
+
+def _cross_validate(
+    x: pd.DataFrame, y: Any, mask: list[bool], folds: int, seed: int
+) -> tuple[list[float], HistGradientBoostingClassifier, tuple[pd.DataFrame, Any]]:
+    """Each fold's held-out AUC, the last fold's model and its held-out rows (for importance)."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     aucs: list[float] = []
     model = None
@@ -174,24 +190,4 @@ def _domain_classifier(
         model.fit(x.iloc[train], y[train])
         aucs.append(float(roc_auc_score(y[test], model.predict_proba(x.iloc[test])[:, 1])))
         held_x, held_y = x.iloc[test], y[test]
-    importance = permutation_importance(
-        model, held_x, held_y, scoring="roc_auc", n_repeats=n_repeats, random_state=seed
-    )
-    table = pd.DataFrame(
-        {
-            "feature": names,
-            "importance": importance.importances_mean,
-            "importance_std": importance.importances_std,
-        }
-    ).sort_values("importance", ascending=False, ignore_index=True)
-    auc = float(np.mean(aucs))
-    return DomainClassifierResult(
-        auc=auc,
-        auc_std=float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan,
-        fold_aucs=aucs,
-        threshold=threshold,
-        flagged=auc >= threshold,
-        n_reference_used=len(picked[0]),
-        n_current_used=len(picked[1]),
-        importances=table,
-    )
+    return aucs, model, (held_x, held_y)

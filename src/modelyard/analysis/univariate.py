@@ -57,6 +57,7 @@ from modelyard.analysis._report import (
     MAJOR_THRESHOLDS,
     NUMERIC_METHODS,
     REPORT_COLUMNS,
+    Feature,
     Rows,
     thresholds_with,
 )
@@ -258,10 +259,10 @@ class DriftReference:
         self, rows: Rows, name: str, ref: _NumericProfile, column: pd.Series[Any]
     ) -> None:
         cur, nan = _numeric_values(column, name, "current window")
-        sizes = (ref.sorted.shape[0], cur.shape[0], ref.nan, nan)
+        feature = Feature(name, "numeric", (ref.sorted.shape[0], cur.shape[0], ref.nan, nan))
         if cur.shape[0] == 0:
             for method in NUMERIC_METHODS:
-                rows.add(name, "numeric", method, math.nan, math.nan, math.nan, sizes, EMPTY_NOTE)
+                rows.add(feature, method, math.nan, math.nan, math.nan, EMPTY_NOTE)
             return
         counts = bin_counts(cur, ref.edges)
         d, w = ks_wasserstein(ref.sorted, cur)
@@ -271,29 +272,25 @@ class DriftReference:
             w_effect = 0.0 if w == 0 else math.inf
             note = "reference is constant: any change is an infinite shift in its spread"
         p = psi(ref.counts, counts, self.eps)
-        rows.add(
-            name, "numeric", "psi", p, divergence_p_value("psi", p, ref.counts, counts), None, sizes
-        )
-        ks_row = rows.add(name, "numeric", "ks", d, ks_p_value(d, ref.sorted, cur), None, sizes)
+        rows.add(feature, "psi", p, divergence_p_value("psi", p, ref.counts, counts), None)
+        ks_row = rows.add(feature, "ks", d, ks_p_value(d, ref.sorted, cur), None)
         # Wasserstein has no cheap null distribution; the KS test on the same two samples (both
         # read the two CDFs) says whether the gap is more than noise, Wasserstein says how big.
         note = note or "significance from the KS test on the same samples"
-        rows.add(name, "numeric", "wasserstein", w, math.nan, w_effect, sizes, note, ks_row)
+        rows.add(feature, "wasserstein", w, math.nan, w_effect, note, ks_row)
         js = jensen_shannon(ref.counts, counts)
         js_p = divergence_p_value("js", js, ref.counts, counts)
-        rows.add(name, "numeric", "jensen_shannon", js, js_p, None, sizes)
+        rows.add(feature, "jensen_shannon", js, js_p, None)
 
     def _categorical_rows(
         self, rows: Rows, name: str, ref: _CategoricalProfile, column: pd.Series[Any]
     ) -> None:
         nan = int(column.isna().sum())
         present_n = int(column.shape[0] - nan)
-        sizes = (int(ref.counts.sum()), present_n, ref.nan, nan)
+        feature = Feature(name, "categorical", (int(ref.counts.sum()), present_n, ref.nan, nan))
         if present_n == 0:
             for method in CATEGORICAL_METHODS:
-                rows.add(
-                    name, "categorical", method, math.nan, math.nan, math.nan, sizes, EMPTY_NOTE
-                )
+                rows.add(feature, method, math.nan, math.nan, math.nan, EMPTY_NOTE)
             return
         # Codes against the reference's categories: hashing, O(n); -1 marks a category the
         # reference never had, and a missing value (the reference's categories exclude NaN).
@@ -302,13 +299,13 @@ class DriftReference:
         counts = np.bincount(seen, minlength=ref.counts.shape[0]).astype(np.float64)
         unseen = float(present_n - seen.shape[0])
         s = categorical_stats(ref.counts, counts, unseen, self.eps)
-        rows.add(name, "categorical", "psi", s.psi, s.psi_p, None, sizes)
-        rows.add(name, "categorical", "chi2", s.chi2, s.chi2_p, s.cramers_v, sizes)
-        rows.add(name, "categorical", "jensen_shannon", s.js, s.js_p, None, sizes)
-        rows.add(name, "categorical", "unseen_share", s.unseen_share, math.nan, None, sizes)
+        rows.add(feature, "psi", s.psi, s.psi_p, None)
+        rows.add(feature, "chi2", s.chi2, s.chi2_p, s.cramers_v)
+        rows.add(feature, "jensen_shannon", s.js, s.js_p, None)
+        rows.add(feature, "unseen_share", s.unseen_share, math.nan, None)
 
 
-def drift(
+def drift(  # noqa: PLR0913 - the public one-call form of DriftReference(...).compare(...)
     reference: pd.DataFrame,
     current: pd.DataFrame,
     features: Sequence[str] | None = None,

@@ -10,7 +10,6 @@ import sys
 
 import click
 
-import modelyard
 from modelyard.cli import (
     alerts_cmd,
     demo_cmd,
@@ -24,6 +23,7 @@ from modelyard.cli import (
 )
 from modelyard.cli.output import error, json_option, print_json, print_rows
 from modelyard.errors import ModelyardError
+from modelyard.version import package_version
 
 __all__ = ["cli", "main"]
 
@@ -56,7 +56,7 @@ cli.add_command(jobs_cmd.jobs)
 @cli.command()
 def version() -> None:
     """Print the installed Modelyard version."""
-    click.echo(modelyard.__version__)
+    click.echo(package_version())
 
 
 @cli.command("settings")

@@ -111,10 +111,10 @@ def _read(
     limit: int | None,
     fmt: str,
 ) -> None:
-    import modelyard
+    from modelyard.tracking import read_metrics, read_metrics_frame
 
     if fmt == "json":
-        page = modelyard.read_metrics(
+        page = read_metrics(
             model_deployment_crn=deployment,
             start_timestamp_ms=start,
             end_timestamp_ms=end,
@@ -126,7 +126,7 @@ def _read(
         if not page["metrics"]:
             _say_if_unknown(deployment, build, model)
         return
-    frame = modelyard.read_metrics_frame(
+    frame = read_metrics_frame(
         model_deployment_crn=deployment,
         start_timestamp_ms=start,
         end_timestamp_ms=end,
@@ -169,7 +169,7 @@ def _read(
     help="Histogram bins between the smallest and the largest value.",
 )
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def distribution(
+def distribution(  # noqa: PLR0913 - click passes one parameter per option
     key: str,
     deployment: str | None,
     build: str | None,
@@ -182,12 +182,11 @@ def distribution(
 ) -> None:
     """Quantiles and a histogram of metric KEY over a window (exact, or with its rank error)."""
     # Exact from raw records; where the window is rolled up, from merged sketches (rank_error).
-    import modelyard
-    from modelyard.tracking.distribution import DEFAULT_QUANTILES
+    from modelyard.tracking.distribution import DEFAULT_QUANTILES, read_distribution
 
     deployment, build, model = _identifiers(deployment, build, model)
     with _known_on_error(deployment, build, model):
-        found = modelyard.read_distribution(
+        found = read_distribution(
             key,
             model_deployment_crn=deployment,
             start_timestamp_ms=parse_time_ms(since, "--since"),

@@ -50,11 +50,10 @@ def _num(v: float) -> float | None:
 
 
 def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
-    windows = results.windows
     # Windows are placed at their middle on a time axis, so the gateway's own intervals (the
     # server's MODELYARD_TECH_INTERVAL, which the demo sets to StoryConfig.tech_interval_s) and
     # the drift line fall where they happened.
-    x = [_at((w.start_ms + w.end_ms) / 2) for w in windows]
+    x = [_at((w.start_ms + w.end_ms) / 2) for w in results.windows]
     injected = _at(int(results.info["injected_ms"]))
     marker = {
         "type": "line", "xref": "x", "yref": "paper", "x0": injected, "x1": injected,
@@ -71,11 +70,20 @@ def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
         "annotations": [note],
         "xaxis": {"title": {"text": "time (UTC); each point is a monitor window"}, "type": "date"},
     }
+    return {
+        "auc": _auc_figure(results, x, base),
+        "coverage": _coverage_figure(results, x, base),
+        "psi": _psi_figure(results, x, base),
+        "latency": _latency_figure(results, x, base),
+    }
+
+
+def _auc_figure(results: StoryResults, x: list[str], base: dict[str, Any]) -> dict[str, Any]:
+    windows = results.windows
     auc = [w.value("roc_auc") for w in windows]
     low = [w.value("roc_auc_ci_low") for w in windows]
     high = [w.value("roc_auc_ci_high") for w in windows]
-    figures: dict[str, dict[str, Any]] = {}
-    figures["auc"] = {
+    return {
         "data": [
             {
                 "type": "scatter", "mode": "lines+markers", "name": "ROC AUC", "x": x,
@@ -93,7 +101,11 @@ def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
         ],
         "layout": {**base, "yaxis": {"title": {"text": "ROC AUC (95 % CI)"}, "range": [0.4, 1]}},
     }  # fmt: skip
-    figures["coverage"] = {
+
+
+def _coverage_figure(results: StoryResults, x: list[str], base: dict[str, Any]) -> dict[str, Any]:
+    windows = results.windows
+    return {
         "data": [
             {"type": "bar", "name": "label coverage", "x": x,
              "y": [_num(w.value("label_coverage")) for w in windows]},
@@ -106,9 +118,13 @@ def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
             "yaxis2": {"title": {"text": "predictions"}, "overlaying": "y", "side": "right"},
         },
     }  # fmt: skip
+
+
+def _psi_figure(results: StoryResults, x: list[str], base: dict[str, Any]) -> dict[str, Any]:
+    windows = results.windows
     features, psi = psi_matrix(windows)
     flagged = [["⚑" if f in w.flagged else "" for w in windows] for f in features]
-    figures["psi"] = {
+    return {
         "data": [
             {
                 "type": "heatmap", "x": x, "y": features,
@@ -121,6 +137,10 @@ def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
         ],
         "layout": {**base, "height": 420, "margin": {"l": 130, "r": 20, "t": 40, "b": 50}},
     }  # fmt: skip
+
+
+def _latency_figure(results: StoryResults, x: list[str], base: dict[str, Any]) -> dict[str, Any]:
+    windows = results.windows
     lat_traces: list[dict[str, Any]] = [
         {"type": "scatter", "mode": "lines+markers", "name": f"web app {p}", "x": x,
          "y": [_num(w.latency_ms.get(p, math.nan)) for w in windows]}
@@ -133,11 +153,10 @@ def _figures(results: StoryResults) -> dict[str, dict[str, Any]]:
          "x": tx, "y": [t.get(f"tech.latency_{p}_ms") for t in tech], "line": {"dash": "dot"}}
         for p in ("p50", "p95", "p99")
     ]  # fmt: skip
-    figures["latency"] = {
+    return {
         "data": lat_traces,
         "layout": {**base, "yaxis": {"title": {"text": "milliseconds"}, "type": "log"}},
     }
-    return figures
 
 
 def _alerts_table(results: StoryResults) -> str:

@@ -42,6 +42,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from modelyard.clock import now_ms
 from modelyard.demo import generator
 from modelyard.demo.crm import Crm
 from modelyard.demo.model import train
@@ -96,7 +97,7 @@ def prepare_home(home: Path) -> Path:
             )
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (home / _MARKER).write_text(json.dumps({"created_ms": time.time_ns() // 1_000_000}))
+    (home / _MARKER).write_text(json.dumps({"created_ms": now_ms()}))
     return home
 
 
@@ -330,13 +331,13 @@ def _traffic(run: _Run, progress: Progress, task: Any) -> None:
         # but noise) and drift starts on one, so each window is wholly before or after it.
         w = config.window_ms
         progress.update(task, description="waiting for the first window to begin")
-        now = (_now_ms() // w + 1) * w
-        time.sleep((now - _now_ms()) / 1000)
+        now = (now_ms() // w + 1) * w
+        time.sleep((now - now_ms()) / 1000)
         run.traffic_start_ms = now
         run.injected_ms = now + config.windows_before * w
         run.traffic_end_ms = run.injected_ms + config.windows_after * w
         tick_s, next_id, window_seen = 0.25, 0, -1
-        while (now := _now_ms()) < run.traffic_end_ms:
+        while (now := now_ms()) < run.traffic_end_ms:
             drifted = now >= run.injected_ms
             index = (now - run.traffic_start_ms) // w
             if index != window_seen:
@@ -359,13 +360,13 @@ def _traffic(run: _Run, progress: Progress, task: Any) -> None:
                 delays = rng.uniform(0.2, 0.95, n) * config.horizon_s * 1000
                 for cid, c, d in zip(ids, churn, delays, strict=True):
                     if c:
-                        heapq.heappush(pending, (_now_ms() + int(d), cid))
-            _release(crm, pending, _now_ms())
+                        heapq.heappush(pending, (now_ms() + int(d), cid))
+            _release(crm, pending, now_ms())
             time.sleep(max(0.0, tick_end - time.monotonic()))
         progress.advance(task)
         progress.update(task, description="waiting for the last churn events")
         while pending:
-            _release(crm, pending, _now_ms())
+            _release(crm, pending, now_ms())
             time.sleep(0.1)
         run.extra["calls"] = app.calls
         run.extra["replicas_served"] = dict(app.replicas)
@@ -388,7 +389,7 @@ def _final_run(run: _Run, progress: Progress, task: Any) -> None:
     """Pause the schedule, let a going run end, run the job once more after the last labels."""
     progress.update(task, description="final monitoring run (last labels)")
     settle = run.traffic_end_ms + int(run.config.horizon_s * 1000) + 200
-    time.sleep(max(0.0, (settle - _now_ms()) / 1000))
+    time.sleep(max(0.0, (settle - now_ms()) / 1000))
     with run.admin as admin:
         _ok(admin.post(f"/api/v1/jobs/{JOB_NAME}/pause"))
         _wait_runs_done(admin)
@@ -464,10 +465,6 @@ def _score(params: dict[str, Any], customer: dict[str, Any]) -> float:
     from modelyard.demo.project.predict import churn_probability
 
     return churn_probability(customer, params)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _summary(console: Console, results: StoryResults, serve: bool) -> None:

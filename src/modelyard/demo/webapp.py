@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from modelyard.clock import now_ms
 from modelyard.demo.crm import Crm
 from modelyard.errors import ModelyardError
 
@@ -45,7 +46,7 @@ class WebApp:
 
     def _call(self, customer: dict[str, Any]) -> tuple[str, int, float, float, str]:
         started = time.perf_counter()
-        at_ms = time.time_ns() // 1_000_000
+        at_ms = now_ms()
         answer = self._client.post(
             "/model", json={"accessKey": self._access_key, "request": customer}
         )
