@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import click
 import orjson
 from click.testing import CliRunner
@@ -53,3 +56,17 @@ def test_metrics_read_json_is_format_json() -> None:
     assert orjson.loads(plain.stdout)[0]["predictionUuid"] == "u1"
     clash = run(cli, ["metrics", "read", "--deployment", "crn:d/1", "--json", "--format", "csv"])
     assert clash.exit_code != 0 and "--format csv" in str(clash.exception)
+
+
+def test_the_command_does_not_load_statistics_or_pydantic_to_start() -> None:
+    """Every ``modelyard`` call imports the whole CLI: the specs' pydantic models and the
+    statistics (scikit-learn, SciPy's stats) load only in the commands that use them. (They
+    slipped in once through ``specs`` and made each call a second slower.)"""
+    code = (
+        "import sys, modelyard.cli; "
+        "print(','.join(m for m in ('sklearn', 'scipy.stats', 'pydantic') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""

@@ -24,7 +24,6 @@ from modelyard.cli.client import connect
 from modelyard.cli.output import format_time, json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
-from modelyard.specs.job import JobSpec
 
 __all__ = ["jobs"]
 
@@ -221,6 +220,8 @@ def create(name: str, as_json: bool, **options: Any) -> None:
             "of --cron '*/5 * * * *' [--timezone Europe/Paris], --every 30s, --after PARENT or "
             "--manual"
         )
+    from modelyard.specs.job import JobSpec  # pydantic loads only for this command
+
     spec = JobSpec(**body)  # checked here as the server checks it: bad input sends nothing
     sent = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
     answer = connect().call("POST", "/api/v1/jobs", sent)

@@ -19,7 +19,6 @@ from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
 from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput, ModelyardError
-from modelyard.specs.deploy import DeploySpec
 
 __all__ = ["models"]
 
@@ -98,6 +97,8 @@ def deploy(name: str, as_json: bool, **options: Any) -> None:
     requirements: Path | None = options["requirements"]
     if requirements is not None and not requirements.is_absolute():
         requirements = Path(os.getcwd()) / requirements
+    from modelyard.specs.deploy import DeploySpec  # pydantic loads only for this command
+
     spec = DeploySpec(  # checked here as the server reads it: bad input sends nothing
         project=str(options["project"].resolve()),
         file=options["file"],

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.analysis import DEFAULT_THRESHOLDS, parse_rule
+from modelyard.analysis.alerts import parse_rule
+from modelyard.analysis.thresholds import DEFAULT_THRESHOLDS
 from modelyard.errors import InvalidInput
 from modelyard.specs.monitor_outputs import closest, group_of_output
 from modelyard.specs.notify import check_target

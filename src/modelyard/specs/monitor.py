@@ -41,7 +41,7 @@ from typing import Any, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from modelyard.analysis import parse_rule
+from modelyard.analysis.alerts import parse_rule
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
 from modelyard.specs._base import Spec

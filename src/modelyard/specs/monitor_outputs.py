@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from modelyard.analysis import DEFAULT_THRESHOLDS
+from modelyard.analysis.thresholds import DEFAULT_THRESHOLDS
 
 __all__ = [
     "CLASSIFICATION_OUTPUTS",
