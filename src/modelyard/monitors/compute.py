@@ -26,6 +26,7 @@ null or left out, and ``<metric>.reason`` says why: an alert treats it as no evi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -100,9 +101,13 @@ def window_metrics(
         if "label_coverage" in wanted:
             _label_coverage(out, frame[spec.label], data)
         if "classification" in wanted:
-            _classification(out, _positive(frame[spec.label], spec.positive_label), scores, data.n)
+            y = _positive(frame[spec.label], spec.positive_label)
+            why = f"none of the {data.n} predictions is labelled yet"
+            _labelled(out, "classification", y, scores, why)
         if "regression" in wanted:
-            _regression(out, frame[spec.label], scores, data.n)
+            y = np.asarray(pd.to_numeric(frame[spec.label], errors="coerce"), dtype=np.float64)
+            why = f"none of the {data.n} predictions has a numeric label yet"
+            _labelled(out, "regression", y, scores, why)
     if "estimated_performance" in wanted:
         _estimated(out, scores)
     if "drift" in wanted and reference is not None:
@@ -125,28 +130,6 @@ def _label_coverage(out: dict[str, Any], labels: pd.Series[Any], data: WindowDat
     for key, value in cov.items():
         if key.startswith("delay_"):
             out[f"label_{key}"] = value
-
-
-def _classification(
-    out: dict[str, Any],
-    y: np.ndarray[Any, np.dtype[np.float64]],
-    scores: np.ndarray[Any, np.dtype[np.float64]],
-    n: int,
-) -> None:
-    """Classification metrics over the rows that have both a label and a score."""
-    usable = ~np.isnan(y) & ~np.isnan(scores)
-    if not usable.any():
-        out["classification.reason"] = f"none of the {n} predictions is labelled yet"
-        return
-    try:
-        got = classification_metrics(y[usable], scores[usable])
-    except InvalidInput as exc:
-        out["classification.reason"] = exc.message
-        return
-    for key in _CLASSIFICATION_KEYS:
-        out[key] = got[key]
-    for key, why in got["reasons"].items():
-        out[f"{key}.reason"] = why
 
 
 def _estimated(out: dict[str, Any], scores: np.ndarray[Any, np.dtype[np.float64]]) -> None:
@@ -203,24 +186,33 @@ def _prediction_drift(
     out["prediction_drift.flagged"] = int(report["flagged"].astype(bool).any())
 
 
-def _regression(
+# What each labelled group computes, and which of its results go into a window's metrics.
+_LABELLED: dict[str, tuple[Callable[..., dict[str, Any]], tuple[str, ...]]] = {
+    "classification": (classification_metrics, _CLASSIFICATION_KEYS),
+    "regression": (regression_metrics, _REGRESSION_KEYS),
+}
+
+
+def _labelled(
     out: dict[str, Any],
-    labels: pd.Series[Any],
+    group: str,
+    y: np.ndarray[Any, np.dtype[np.float64]],
     scores: np.ndarray[Any, np.dtype[np.float64]],
-    n: int,
+    unlabelled: str,
 ) -> None:
-    """Regression metrics over the rows that have both a numeric label and a prediction."""
-    y = np.asarray(pd.to_numeric(labels, errors="coerce"), dtype=np.float64)
+    """The ``group``'s metrics over the rows that have both a label ``y`` and a score; without
+    such rows, or when the statistic refuses them, ``<group>.reason`` says why."""
     usable = ~np.isnan(y) & ~np.isnan(scores)
     if not usable.any():
-        out["regression.reason"] = f"none of the {n} predictions has a numeric label yet"
+        out[f"{group}.reason"] = unlabelled
         return
+    compute, keys = _LABELLED[group]
     try:
-        got = regression_metrics(y[usable], scores[usable])
+        got = compute(y[usable], scores[usable])
     except InvalidInput as exc:
-        out["regression.reason"] = exc.message
+        out[f"{group}.reason"] = exc.message
         return
-    for key in _REGRESSION_KEYS:
+    for key in keys:
         out[key] = got[key]
     for key, why in got.get("reasons", {}).items():
         out[f"{key}.reason"] = why
