@@ -18,7 +18,7 @@ from typing import Any
 os.environ["MODELYARD_HOME"] = tempfile.mkdtemp()
 
 import modelyard
-from modelyard.tracking.decorator import _uuid4
+from modelyard.ids import new_prediction_uuid
 
 N = 20_000
 
@@ -58,7 +58,7 @@ def main() -> None:
         v = per_call_us(fn)
         print(f"{name:30s} {v:6.2f} us/call, overhead {v - base:6.2f} us")
     print(f"{'str(uuid.uuid4())':30s} {per_call_us(lambda i: str(uuid.uuid4())):6.2f} us")
-    print(f"{'_uuid4()':30s} {per_call_us(lambda i: _uuid4()):6.2f} us")
+    print(f"{'new_prediction_uuid()':30s} {per_call_us(lambda i: new_prediction_uuid()):6.2f} us")
     print("load average", os.getloadavg(), "cpus", os.cpu_count())
 
 

@@ -30,7 +30,7 @@ def test_call_returns_reference_shape_and_records_timestamps_and_metrics() -> No
     after = time.time_ns() // 1_000_000
     assert set(out) == {"prediction", "uuid"}
     assert out["prediction"] == {"churn": 0.8}
-    assert uuid.UUID(out["uuid"]).version == 4
+    assert uuid.UUID(out["uuid"]).version == 7  # time-ordered: see modelyard.ids
     assert predict.__doc__ == "Docstring kept."
     (record,) = _records()
     assert list(record) == [
