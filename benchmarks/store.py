@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/store.py            # full sizes, several minutes
     .venv/bin/python benchmarks/store.py --quick    # tiny sizes, a smoke run (no MLflow)
+    .venv/bin/python benchmarks/store.py --growth   # only ingest rate against store size
 
 Each figure is measured three times (``--repeat``) and the median reported next to a baseline
 measured in the same run:
@@ -10,12 +11,15 @@ measured in the same run:
   through the direct ``write_predictions`` batch path, against raw ``sqlite3`` ``executemany`` of
   the same rows (JSON-encoded with orjson too) into a plain table with the store's PRAGMAs; into
   PostgreSQL through ``PostgresStore`` against a psycopg ``COPY`` of the same rows;
-- reading N records as a DataFrame (``modelyard.read_metrics_frame``, and ``store.scan`` plus the
-  SDK's column-wise frame builder) against a raw ``SELECT`` ... ``fetchall`` of the same columns
-  through the same driver (and, for context, that SELECT plus an orjson decode and DataFrame);
+- reading N records as a DataFrame on SQLite and on PostgreSQL (``store_reads.py``):
+  ``modelyard.read_metrics_frame`` (and ``store.scan`` plus the SDK's frame builder) against a
+  raw ``SELECT`` ... ``fetchall`` of the same rows' stored columns through the same driver;
 - the same number of metric points written with MLflow's ``log_batch`` to its SQLite tracking
   store, in a virtualenv this script creates under ``benchmarks/.envs/mlflow``;
-- bytes on disk per prediction record, raw and after ``store.rollup`` (both after VACUUM).
+- bytes on disk per prediction record, raw and after ``store.rollup`` (both after VACUUM);
+- with ``--growth`` instead: ingest rate into stores of 0, 1M, 4M and 10M records, SQLite and
+  PostgreSQL, random and time-ordered ids, and PostgreSQL ingest against a plain ``COPY``
+  (``store_growth.py``, whose options it takes; the filled stores are built once and kept).
 
 Results print as a table and go to ``benchmarks/results/store-<time>.json``. The machine is
 shared, so the JSON also keeps every run's wall and CPU seconds.
@@ -24,7 +28,6 @@ shared, so the JSON also keeps every run's wall and CPU seconds.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import shutil
 import sqlite3
@@ -34,7 +37,7 @@ import tempfile
 import time
 import uuid
 import venv
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +48,14 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Figure, Report, Timer, measure, timer
-from modelyard.store.base import DAY_MS, HOUR_MS, Identity, Prediction, Query
+from modelyard.store.base import DAY_MS, HOUR_MS, Identity, Prediction
 from modelyard.store.sqlite import SQLiteStore
+from store_growth import add_arguments as add_growth_arguments
+from store_growth import run_growth
+from store_reads import run_reads as run_reads_section
 
 HERE = Path(__file__).resolve().parent
+SECTIONS = ("ingest", "reads", "mlflow", "rollup")
 MLFLOW_ENV = HERE / ".envs" / "mlflow"
 # mlflow-skinny has the tracking client and SQL store code; its SQL store needs SQLAlchemy and
 # alembic, which only the full ``mlflow`` package pulls in (with a web server, pandas, pyarrow...).
@@ -251,141 +258,6 @@ def postgres_copy(records: list[Prediction], url: str, batch: int) -> Timer:
     return t
 
 
-# -- reads --------------------------------------------------------------------------------------
-
-
-def fill(path: Path, n: int, batch: int) -> Timer:
-    """Write ``n`` records through the direct path in slices, so memory stays bounded."""
-    store = SQLiteStore(path)
-    total = Timer()
-    try:
-        made = 0
-        while made < n:
-            size = min(batch * 10, n - made)
-            records = predictions(size, 1_700_000_000_000 + made, 1, seed=made)
-            with timer() as t:
-                for chunk in chunks(records, batch):
-                    store.write_predictions(chunk)
-            total.wall += t.wall
-            total.cpu += t.cpu
-            made += size
-    finally:
-        store.close()
-    return total
-
-
-RAW_SELECT = (
-    "SELECT p.uuid, p.start_ms, p.end_ms, p.metrics FROM predictions p"
-    " JOIN identities i ON i.id = p.deployment_id"
-    " WHERE i.deployment_crn = ? ORDER BY p.start_ms, p.uuid"
-)
-
-
-def raw_select(path: Path, n: int) -> Timer:
-    conn = sqlite3.connect(path)
-    try:
-        with timer() as t:
-            rows = conn.execute(RAW_SELECT, (IDENTITY.deployment_crn,)).fetchall()
-    finally:
-        conn.close()
-    check_rows(len(rows), n)
-    return t
-
-
-def raw_select_frame(path: Path, n: int) -> Timer:
-    """Context: the raw SELECT, decoded with orjson and turned into columns by hand.
-
-    Batches of 100,000 rows (as the SDK reads), the cyclic GC paused (millions of fresh dicts
-    would trigger it over and over), metric columns as float64 arrays: roughly the least a
-    DataFrame of JSON-held metrics costs when written by hand.
-    """
-    import pandas as pd
-
-    conn = sqlite3.connect(path)
-    gc.disable()
-    try:
-        with timer() as t:
-            cursor = conn.execute(RAW_SELECT, (IDENTITY.deployment_crn,))
-            uuids: list[str] = []
-            starts: list[int] = []
-            ends: list[int] = []
-            metrics: dict[str, list[Any]] = {}
-            while rows := cursor.fetchmany(100_000):
-                batch_uuids, batch_starts, batch_ends, texts = zip(*rows, strict=True)
-                uuids += batch_uuids
-                starts += batch_starts
-                ends += batch_ends
-                decoded = list(map(orjson.loads, texts))
-                for key in decoded[0]:
-                    metrics.setdefault(key, []).extend([d.get(key) for d in decoded])
-            columns: dict[str, Any] = {
-                "predictionUuid": uuids,
-                "startTimeStampMs": np.array(starts, dtype=np.int64),
-                "endTimeStampMs": np.array(ends, dtype=np.int64),
-            }
-            for key, values in metrics.items():
-                columns[key] = np.array(values, dtype=np.float64)
-            frame = pd.DataFrame(columns)
-    finally:
-        gc.enable()
-        conn.close()
-    check_rows(len(frame), n)
-    return t
-
-
-def scan_frame(path: Path, n: int) -> Timer:
-    """``store.scan`` plus the SDK's column-wise frame builder (or a plain one before it lands)."""
-    build = frame_builder()
-    store = SQLiteStore(path)
-    try:
-        with timer() as t:
-            frame = build(store.scan(Query(deployment_crn=IDENTITY.deployment_crn)))
-    finally:
-        store.close()
-    check_rows(len(frame), n)
-    return t
-
-
-def frame_builder() -> Callable[[Any], Any]:
-    try:
-        from modelyard.tracking.frame import batch_to_frame
-    except ImportError:
-        return _plain_frame
-    return batch_to_frame
-
-
-def _plain_frame(batches: Any) -> Any:
-    import pandas as pd
-
-    columns: dict[str, list[Any]] = {}
-    for batch in batches:
-        decoded = orjson.loads("[" + ",".join(batch.metrics) + "]")
-        columns.setdefault("predictionUuid", []).extend(batch.uuid)
-        columns.setdefault("startTimeStampMs", []).extend(batch.start_ms)
-        for key in decoded[0] if decoded else ():
-            columns.setdefault(key, []).extend(d.get(key) for d in decoded)
-    return pd.DataFrame(columns)
-
-
-def sdk_frame(path: Path, n: int) -> Timer:
-    """``modelyard.read_metrics_frame`` against the same file, opened through the environment."""
-    from modelyard import read_metrics_frame
-
-    os.environ["MODELYARD_DATABASE_URL"] = f"sqlite:///{path}"
-    try:
-        with timer() as t:
-            frame = read_metrics_frame(model_deployment_crn=IDENTITY.deployment_crn)
-    finally:
-        del os.environ["MODELYARD_DATABASE_URL"]
-    check_rows(len(frame), n)
-    return t
-
-
-def check_rows(got: int, expected: int) -> None:
-    if got != expected:
-        raise SystemExit(f"read {got} rows, expected {expected}")
-
-
 # -- MLflow -------------------------------------------------------------------------------------
 
 MLFLOW_SCRIPT = r"""
@@ -539,17 +411,34 @@ def main(argv: list[str] | None = None) -> int:
         help="compare with MLflow (auto: yes, except with --quick)",
     )
     parser.add_argument("--out", type=Path, help="JSON output path (default benchmarks/results/)")
+    parser.add_argument(
+        "--only", help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)"
+    )
+    parser.add_argument(
+        "--growth", action="store_true", help="only ingest rate against store size (see below)"
+    )
+    add_growth_arguments(parser.add_argument_group("--growth (store_growth.py)"))
     args = parser.parse_args(argv)
+    if args.growth:
+        growth = Report("store-growth", {k: str(v) for k, v in vars(args).items()})
+        run_growth(growth, args)
+        growth.console.print(growth.table())
+        growth.console.print(f"results: {growth.write(args.out)}")
+        return 0
     sizes = QUICK if args.quick else FULL
     repeat = max(1, args.repeat)
     report = Report("store", {"sizes": asdict(sizes), "repeat": repeat, "quick": args.quick})
     con = report.console
     folder = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
     try:
-        ingest_rate = run_ingest(report, sizes, repeat, folder, args)
-        run_reads(report, sizes, repeat, folder)
-        run_mlflow(report, sizes, repeat, args, ingest_rate)
-        run_rollup(report, sizes, repeat, folder)
+        only = set(args.only.split(",")) if args.only else set(SECTIONS)
+        ingest_rate = run_ingest(report, sizes, repeat, folder, args) if "ingest" in only else None
+        if "reads" in only:
+            run_reads(report, sizes, repeat, folder, args)
+        if "mlflow" in only:
+            run_mlflow(report, sizes, repeat, args, ingest_rate)
+        if "rollup" in only:
+            run_rollup(report, sizes, repeat, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     con.print(report.table())
@@ -623,60 +512,21 @@ def run_ingest(
     return direct  # MLflow's log_batch is a batch API too: compare like with like
 
 
-def run_reads(report: Report, sizes: Sizes, repeat: int, folder: Path) -> None:
-    con = report.console
-    n = sizes.read
-    con.rule(f"read: {n:,} records as a DataFrame")
-    path = folder / "read.db"
-    loaded = fill(path, n, sizes.batch)
-    report.add(
-        Figure.rate("bulk load for the read test (one run)", "records/s", n, [loaded]),
-    )
-    raw = report.add(
-        Figure.seconds(
-            "read raw SELECT fetchall (baseline)",
-            measure(lambda: raw_select(path, n), repeat),
-            "sqlite3, uuid/start/end/metrics columns",
-        )
-    )
-    by_hand = report.add(
-        Figure.seconds(
-            "read raw SELECT + orjson + DataFrame",
-            measure(lambda: raw_select_frame(path, n), repeat),
-            "context: a hand-written frame",
-        ),
-        raw,
-    )
-    report.add(
-        Figure.seconds(
-            "read store.scan + frame builder",
-            measure(lambda: scan_frame(path, n), repeat),
-        ),
-        raw,
-    )
-    try:
-        from modelyard import read_metrics_frame  # noqa: F401
-    except ImportError as exc:
-        report.skip("read_metrics_frame", f"not importable from modelyard yet ({exc})")
-        return
-    sdk = report.add(
-        Figure.seconds(
-            "read_metrics_frame (SDK)",
-            measure(lambda: sdk_frame(path, n), repeat),
-            "target within 2x of the raw SELECT",
-        ),
-        raw,
-    )
-    report.add(
-        Figure(
-            "read_metrics_frame vs hand-written frame",
-            "s",
-            sdk.runs,
-            sdk.cpu_s,
-            sdk.wall_s,
-            note="same runs, compared with the decode-included baseline",
-        ),
-        by_hand,
+def run_reads(
+    report: Report, sizes: Sizes, repeat: int, folder: Path, args: argparse.Namespace
+) -> None:
+    """SQLite and PostgreSQL, each against a raw SELECT of the same rows (``store_reads.py``)."""
+    reason = "--skip-postgres" if args.skip_postgres else postgres_available(args.postgres_url)
+    postgres: Any = reason or (lambda: PgSchema(args.postgres_url))
+    run_reads_section(
+        report,
+        sizes.read,
+        sizes.batch,
+        repeat,
+        folder,
+        postgres,
+        lambda n, start, step, seed: predictions(n, start, step, seed=seed),
+        IDENTITY,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.store import Query, SQLiteStore
 from modelyard.store.schema import SCHEMA_VERSION
 
 PROCESSES = 4
@@ -53,15 +54,18 @@ def test_four_processes_write_one_file_exactly(tmp_path: Path) -> None:
         assert b"lost" not in err
     with sqlite3.connect(path) as conn:
         total = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-        per = dict(
-            conn.execute(
-                "SELECT json_extract(metrics, '$.p'), COUNT(DISTINCT json_extract(metrics, '$.i')) "
-                "FROM predictions GROUP BY 1"
-            ).fetchall()
-        )
+        layouts = conn.execute("SELECT COUNT(*) FROM metric_layouts").fetchone()[0]
         migrations = conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
         identities = conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0]
     assert total == PROCESSES * PER_PROCESS
-    assert per == dict.fromkeys(range(PROCESSES), PER_PROCESS)
+    assert layouts == 1  # the four processes met on one layout: {"p": int, "i": int}
+    seen: dict[int, set[int]] = {}
+    with SQLiteStore(path) as store:
+        for crn in ("crn:d/0", "crn:d/1"):
+            for r in store.read(Query(deployment_crn=crn))[0]:
+                seen.setdefault(r.metrics["p"], set()).add(r.metrics["i"])
+    assert {p: len(values) for p, values in seen.items()} == dict.fromkeys(
+        range(PROCESSES), PER_PROCESS
+    )
     assert migrations == SCHEMA_VERSION  # applied once, though four processes raced to it
     assert identities == 2

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "DEFAULT_TIERS",
     "DelayedValue",
     "Distribution",
     "Identity",
+    "MetricColumns",
     "MetricsStore",
     "Prediction",
     "Query",
@@ -123,26 +124,75 @@ class Record:
         return reference
 
 
-@dataclass(slots=True)
+class MetricColumns(Protocol):
+    """A batch's metrics kept column-wise by the store (``RowBatch.columns``)."""
+
+    def columns(self) -> dict[str, Any]:
+        """Top-level key -> a NumPy array (every row holds a number of one kind under it) or a
+        list (None where a row lacks the key), keys in order of first appearance."""
+
+    def texts(self) -> list[str]:
+        """Each row's metrics as JSON text."""
+
+
 class RowBatch:
     """A column-wise batch of records for fast bulk reads (``read_metrics_frame``).
 
     ``metrics`` holds each record's metrics as JSON text (delayed values already merged), so
-    callers can decode in bulk. All lists have the same length.
+    callers can decode in bulk. All lists have the same length. A store that keeps numbers typed
+    hands them over as ``columns`` instead (``MetricColumns``), and ``metrics`` is then made from
+    them on first use: a reader that can take columns (the frame builder) asks for those first.
     """
 
-    kind: list[str] = field(default_factory=list)
-    uuid: list[str | None] = field(default_factory=list)
-    model_crn: list[str] = field(default_factory=list)
-    build_crn: list[str] = field(default_factory=list)
-    deployment_crn: list[str] = field(default_factory=list)
-    start_ms: list[int] = field(default_factory=list)
-    end_ms: list[int] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)
-    tier_ms: list[int | None] = field(default_factory=list)
+    __slots__ = (
+        "_metrics",
+        "build_crn",
+        "columns",
+        "deployment_crn",
+        "end_ms",
+        "kind",
+        "model_crn",
+        "start_ms",
+        "tier_ms",
+        "uuid",
+    )
+
+    def __init__(  # noqa: PLR0913  # shape: one keyword per column, as the dataclass it was
+        self,
+        kind: list[str] | None = None,
+        uuid: list[str | None] | None = None,
+        model_crn: list[str] | None = None,
+        build_crn: list[str] | None = None,
+        deployment_crn: list[str] | None = None,
+        start_ms: list[int] | None = None,
+        end_ms: list[int] | None = None,
+        metrics: list[str] | None = None,
+        tier_ms: list[int | None] | None = None,
+        columns: MetricColumns | None = None,
+    ) -> None:
+        self.kind: list[str] = [] if kind is None else kind
+        self.uuid: list[str | None] = [] if uuid is None else uuid
+        self.model_crn: list[str] = [] if model_crn is None else model_crn
+        self.build_crn: list[str] = [] if build_crn is None else build_crn
+        self.deployment_crn: list[str] = [] if deployment_crn is None else deployment_crn
+        self.start_ms: list[int] = [] if start_ms is None else start_ms
+        self.end_ms: list[int] = [] if end_ms is None else end_ms
+        self.tier_ms: list[int | None] = [] if tier_ms is None else tier_ms
+        self.columns = columns
+        self._metrics = metrics if metrics is not None or columns is not None else []
+
+    @property
+    def metrics(self) -> list[str]:
+        if self._metrics is None:
+            assert self.columns is not None
+            self._metrics = self.columns.texts()
+        return self._metrics
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    def __repr__(self) -> str:
+        return f"RowBatch({len(self)} rows, kinds {sorted(set(self.kind))})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ database, so a bad batch fails before its transaction starts.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput, PayloadTooLarge
 from modelyard.store.base import Identity, Prediction
+from modelyard.store.typed import Layout, Layouts, layout_of
 
 __all__ = [
     "JSON_OPTS",
@@ -47,16 +49,23 @@ def merged(metrics: str, delayed: str | None) -> dict[str, Any]:
     return out
 
 
-def encode_predictions(
-    predictions: Sequence[Prediction], by_crn: dict[str, tuple[int, Identity]], limit: int
-) -> tuple[list[tuple[Any, ...]], dict[str, Identity]]:
-    """Validate and encode a batch as (deployment id, start_ms, uuid, end_ms, metrics JSON) rows;
-    rows of deployments not in ``by_crn`` carry the CRN instead of the id (returned with them).
+def encode_predictions(  # shape: one pass over the batch, every check inline for speed
+    predictions: Sequence[Prediction],
+    by_crn: dict[str, tuple[int, Identity]],
+    limit: int,
+    layouts: Layouts,
+) -> tuple[list[tuple[Any, ...]], dict[str, Identity], list[Layout]]:
+    """Validate and encode a batch as (deployment id, start_ms, uuid, end_ms, metrics JSON,
+    layout, numbers) rows (``typed``: the JSON holds only what is not a number); rows of
+    deployments not in ``by_crn`` carry the CRN instead of the id (returned with them), rows of
+    a layout the store does not have yet carry the ``Layout`` instead of its id (returned too).
     ``limit`` is the largest metrics JSON accepted, in bytes."""
     rows: list[tuple[Any, ...]] = []
     unknown: dict[str, Identity] = {}
-    dumps = orjson.dumps
     append = rows.append
+    encoder = _Encoder(layouts)
+    encode = encoder.encode
+    same: tuple[Any, ...] | None = None
     for p in predictions:
         if not isinstance(p, Prediction):
             raise InvalidInput(f"{p!r} is not a Prediction; write_predictions takes Predictions")
@@ -85,28 +94,131 @@ def encode_predictions(
             raise InvalidInput(
                 f"prediction {uuid}: metrics must be a dict, got {type(metrics).__name__}"
             )
-        try:
-            text = dumps(metrics, option=JSON_OPTS)
-        except TypeError as exc:
-            raise InvalidInput(
-                f"prediction {uuid}: metrics are not JSON-serialisable ({exc}); use numbers, "
-                "strings, booleans, None, lists and dicts with string keys"
-            ) from exc
-        if len(text) > limit:
-            raise PayloadTooLarge(
-                f"prediction {uuid}: metrics are {len(text)} bytes, more than "
-                f"MODELYARD_MAX_RECORD_BYTES={limit}; send fewer or smaller values",
-                uuid=uuid,
-            )
+        # The common record: the previous record's keys and value types, numbers only.
+        values = tuple(metrics.values())
+        numbers = None if same is None else _packed(same, metrics, values)
+        if numbers is not None:
+            layout, text, bound = same[3], "", same[4]  # type: ignore[index]
+        else:
+            try:
+                layout, numbers, text, bound = encode(metrics)
+            except TypeError as exc:
+                raise InvalidInput(
+                    f"prediction {uuid}: metrics are not JSON-serialisable ({exc}); use numbers, "
+                    "strings, booleans, None, lists and dicts with string keys"
+                ) from exc
+            same = encoder.same()
+        if bound > limit:
+            size = len(orjson.dumps(metrics, option=JSON_OPTS))
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"prediction {uuid}: metrics are {size} bytes, more than "
+                    f"MODELYARD_MAX_RECORD_BYTES={limit}; send fewer or smaller values",
+                    uuid=uuid,
+                )
         cached = by_crn.get(identity.deployment_crn) if isinstance(identity, Identity) else None
         if cached is not None and (cached[1] is identity or cached[1] == identity):
-            append((cached[0], start, uuid, end, text.decode()))
+            append((cached[0], start, uuid, end, text, layout, numbers))
         else:
             if not isinstance(identity, Identity):
                 raise InvalidInput(f"prediction {uuid}: identity {identity!r} must be an Identity")
             unknown[identity.deployment_crn] = identity
-            append((identity.deployment_crn, start, uuid, end, text.decode()))
-    return rows, unknown
+            append((identity.deployment_crn, start, uuid, end, text, layout, numbers))
+    return rows, unknown, list(encoder.new.values())
+
+
+def _packed(same: tuple[Any, ...], metrics: dict[str, Any], values: tuple[Any, ...]) -> Any:
+    """``values`` packed by the plan ``same`` (``_Encoder.same``) when ``metrics`` fits it: the
+    same keys and value types, every float finite, every int within int64; else None."""
+    if tuple(map(type, values)) != same[1] or tuple(metrics) != same[0]:
+        return None
+    total = sum(values)
+    if total - total != 0:  # not finite: the general path makes it JSON null
+        return None
+    try:
+        return same[2](*values)
+    except struct.error:  # an int past int64: the general path keeps it JSON
+        return None
+
+
+def _ref(layout: Layout) -> Any:
+    return layout if layout.id is None else layout.id
+
+
+# The letter a value's type alone gives (floats still need a finite value, ints int64 range).
+_LETTER = {float: "f", int: "i", bool: "b"}
+
+
+class _Encoder:
+    """One batch's encoding: the store's layout plans, plus the layouts new in this batch."""
+
+    def __init__(self, layouts: Layouts) -> None:
+        self.layouts = layouts
+        self.plans = layouts.plans
+        self.new_plans: dict[tuple[tuple[str, ...], tuple[type, ...]], Layout] = {}
+        self.new: dict[tuple[tuple[str, ...], str], Layout] = {}
+        # The previous record's plan: a batch's records nearly always share one.
+        self.last: Layout | None = None
+        self.last_keys: tuple[str, ...] = ()
+        self.last_types: tuple[type, ...] = ()
+
+    def encode(self, metrics: dict[str, Any]) -> tuple[Any, bytes | None, str, int]:
+        """(layout id, or the new ``Layout``, or None for JSON only; packed numbers; JSON text;
+        an upper bound of the metrics' JSON size)."""
+        values = tuple(metrics.values())
+        keys = tuple(metrics)
+        types = tuple(map(type, values))
+        layout = self.last
+        if layout is None or keys != self.last_keys or types != self.last_types:
+            layout = self.plans.get((keys, types)) or self.new_plans.get((keys, types))
+            if layout is None:
+                return self._slow(metrics, values, (keys, types))
+            self.last, self.last_keys, self.last_types = layout, keys, types
+        nums = values if layout.all_numeric else layout.num_get(values)
+        total = sum(nums)
+        if total - total == 0:  # every float finite (an overflowing sum only costs time)
+            try:
+                numbers: bytes | None
+                if layout.all_numeric:
+                    numbers, text = layout.pack(*values), ""
+                else:
+                    numbers, text = layout.encode(values)
+            except struct.error:  # an int outside int64: the slow path makes it JSON
+                pass
+            else:
+                ref = layout if layout.id is None else layout.id
+                return ref, numbers, text, layout.bound + len(text)
+        return self._slow(metrics, values, (keys, types))
+
+    def same(self) -> tuple[Any, ...] | None:
+        """(keys, value types, pack, layout reference, size bound) of the last plan used, when
+        it is all numbers: what ``encode_predictions`` checks a record against inline."""
+        layout = self.last
+        if layout is None or not layout.all_numeric:
+            return None
+        ref = layout if layout.id is None else layout.id
+        return self.last_keys, self.last_types, layout.pack, ref, layout.bound
+
+    def _slow(
+        self,
+        metrics: dict[str, Any],
+        values: tuple[Any, ...],
+        plan_key: tuple[tuple[str, ...], tuple[type, ...]],
+    ) -> tuple[Any, bytes | None, str, int]:
+        shape = layout_of(metrics)
+        if shape is None:  # a key that is not a string: orjson says which
+            text = orjson.dumps(metrics, option=JSON_OPTS).decode()
+            return None, None, text, len(text)
+        layout = self.layouts.by_shape.get(shape) or self.new.get(shape)
+        if layout is None:
+            if self.layouts.full():
+                text = orjson.dumps(metrics, option=JSON_OPTS).decode()
+                return None, None, text, len(text)
+            layout = self.new[shape] = Layout(None, *shape)
+        numbers, text = layout.encode(values)
+        if "".join(_LETTER.get(t, "j") for t in plan_key[1]) == layout.types:
+            (self.plans if layout.id is not None else self.new_plans)[plan_key] = layout
+        return _ref(layout), numbers, text, layout.bound + len(text)
 
 
 def aggregate_text(start_ms: int, end_ms: int, metrics: dict[str, Any]) -> str:

@@ -41,6 +41,8 @@ RELEASES: dict[int, str] = {
     4: "0.1.0",
     5: "0.1.0",
     6: "0.1.0",
+    7: "0.1.0",
+    8: "0.1.0",
 }
 SCHEMA_VERSION = max(RELEASES)
 
@@ -89,6 +91,15 @@ def _statements(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in "\n".join(lines).split(";") if s.strip())
 
 
+def _python_step(version: int, cur: Cursor, execute: Execute, dialect: str) -> None:
+    """What a migration does in Python after its SQL, in the same transaction: converting rows
+    needs the same encoding as ingest (0007: ``typed.convert_rows``)."""
+    if version == 7:
+        from modelyard.store.typed import convert_rows
+
+        convert_rows(cur, execute, dialect)
+
+
 def check_version(version: int, release: str | None, location: str) -> None:
     """Refuse a database whose schema is newer than this code knows."""
     if version <= SCHEMA_VERSION:
@@ -130,6 +141,7 @@ def apply_migrations(cur: Cursor, execute: Execute, dialect: str, location: str)
             continue
         for statement in migration.statements:
             cur.execute(statement)
+        _python_step(migration.version, cur, execute, dialect)
         execute(
             cur,
             "INSERT INTO schema_migrations (version, name, modelyard_version, applied_ms) "

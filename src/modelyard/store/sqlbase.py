@@ -26,7 +26,6 @@ from __future__ import annotations
 import abc
 import heapq
 import itertools
-import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -62,8 +61,11 @@ from modelyard.store.encode import (
 from modelyard.store.identities import Identities
 from modelyard.store.query import KIND_RANK, check_window, encode_token
 from modelyard.store.schema import apply_migrations, schema_version
-from modelyard.store.sqlread import kind_rows_sql, to_batch, to_record
+from modelyard.store.sqlpage import scan_page
+from modelyard.store.sqlread import kind_rows_sql, to_record
 from modelyard.store.sqltypes import IN_CHUNK, Cursor, marks
+from modelyard.store.typed import Layout, Layouts
+from modelyard.store.typedcols import numbers_in_column
 
 __all__ = ["Cursor", "SQLStore", "StoreRollupDatabase"]
 
@@ -82,6 +84,7 @@ class SQLStore(MetricsStore):
 
     def __init__(self) -> None:
         self._ids = Identities(self._exec)
+        self._layouts = Layouts(self._exec)
         self._rollup_db = StoreRollupDatabase(self)
         self._sql_cache: dict[str, str] = {}
         self._max_record_bytes: int = settings.get("max_record_bytes")
@@ -109,13 +112,6 @@ class SQLStore(MetricsStore):
 
     def _lock_buckets(self, cur: Cursor) -> None:
         """Serialise transactions that change rollup buckets (no-op where writes are serial)."""
-
-    def _numeric_values(
-        self, cur: Cursor, dep_id: int, start_ms: int, end_ms: int, key: str
-    ) -> list[float] | None:
-        """Numbers under top-level ``key`` of one deployment's raw rows in the window, a delayed
-        value (even null) winning, extracted by the database; None if it cannot for this key."""
-        return None
 
     def _prefer_index_order(self, cur: Cursor) -> None:
         """Make the next page query walk its index in order rather than sort (see PostgreSQL)."""
@@ -163,7 +159,9 @@ class SQLStore(MetricsStore):
     def write_predictions(self, predictions: Sequence[Prediction]) -> None:
         if not predictions:
             return
-        rows, unknown = encode_predictions(predictions, self._ids.by_crn, self._max_record_bytes)
+        rows, unknown, layouts = encode_predictions(
+            predictions, self._ids.by_crn, self._max_record_bytes, self._layouts
+        )
         uuids = [row[2] for row in rows]
         if len(set(uuids)) != len(uuids):
             dups = sorted(u for u, n in Counter(uuids).items() if n > 1)
@@ -184,6 +182,8 @@ class SQLStore(MetricsStore):
                     if fresh:
                         learned.append((dep_id, identity))
                 batch = [(ids[r[0]], *r[1:]) if isinstance(r[0], str) else r for r in rows]
+            if layouts:
+                batch = self._layouts.assign(cur, batch, layouts, new_layouts)
             try:
                 self._insert_rows(cur, batch)
             except Exception as exc:
@@ -192,6 +192,7 @@ class SQLStore(MetricsStore):
                 raise
             return learned
 
+        new_layouts: list[tuple[int, Layout]] = []
         try:
             learned = self._write(transaction)
         except _Duplicate:
@@ -203,6 +204,7 @@ class SQLStore(MetricsStore):
                 uuids=sorted(taken)[:100],
             ) from None
         self._ids.learn(learned)
+        self._layouts.learn(new_layouts)
 
     def _existing(self, cur: Cursor, uuids: Sequence[str]) -> list[str]:
         """Which of ``uuids`` are already stored (raw or rolled up)."""
@@ -378,7 +380,11 @@ class SQLStore(MetricsStore):
         return rows
 
     def _record(self, cur: Cursor, kind: RecordKind, row: tuple[Any, ...]) -> Record:
-        return to_record(kind, self._ids.get(cur, row[0]), row)
+        return to_record(kind, self._ids.get(cur, row[0]), row, self._layout_getter(cur))
+
+    def _layout_getter(self, cur: Cursor) -> Callable[[int], Layout]:
+        layouts = self._layouts
+        return lambda layout_id: layouts.get(cur, layout_id)
 
     def read(self, query: Query) -> tuple[list[Record], str | None]:
         window = check_window(query)
@@ -444,17 +450,12 @@ class SQLStore(MetricsStore):
                 after = window.after
                 while True:
                     with self._reading() as cur:
-                        page = kind_rows_sql(
-                            kind, [dep_id], window, after, batch_size, with_deployment=False
-                        )
-                        rows = self._page(cur, page)
-                        if not rows:
-                            break
-                        batch = to_batch(kind, rows, self._ids.get(cur, dep_id))
-                    yield batch
-                    if len(rows) < batch_size:
+                        batch, last = scan_page(self, cur, kind, dep_id, window, after, batch_size)
+                    if batch is None:
                         break
-                    last = rows[-1]
+                    yield batch
+                    if len(batch) < batch_size:
+                        break
                     after = (last[0], rank, last[1])
 
     def distribution(
@@ -483,23 +484,16 @@ class SQLStore(MetricsStore):
         return dist.summarise(key, values, blobs, qs, bins)
 
     def _raw_numbers(self, query: Query, key: str) -> list[float]:
-        """Finite numbers under ``key`` in the raw predictions (a delayed value, even null, wins).
-
-        The database extracts them where it can (JSON functions, no Python object per row); the
-        fallback decodes each record, with the same rules (``distribution.numbers_in``).
-        """
-        window = check_window(query)
-        with self._reading() as cur:
-            dep_ids = self._ids.select(cur, query)
-            extracted = [
-                self._numeric_values(cur, dep_id, window.start_ms, window.end_ms, key)
-                for dep_id in dep_ids
-            ]
-        if all(chunk is not None for chunk in extracted):
-            return [
-                v for chunk in extracted if chunk is not None for v in chunk if math.isfinite(v)
-            ]
-        return dist.numbers_in((text for batch in self.scan(query) for text in batch.metrics), key)
+        """Finite numbers under ``key`` in the raw predictions (a delayed value, even null, wins;
+        booleans, strings, nulls and missing keys are not numbers): typed rows give the key's
+        column at once, JSON rows are decoded (``distribution.numbers_in``)."""
+        values: list[float] = []
+        for batch in self.scan(query):
+            if batch.columns is None:
+                values += dist.numbers_in(batch.metrics, key)
+                continue
+            values += numbers_in_column(batch.columns.columns().get(key))
+        return values
 
     # -- delayed values by arrival (``labels``) --------------------------------------------------
     def label_times(self, deployment_crn: str, key: str, uuids: Sequence[str]) -> dict[str, int]:
@@ -582,6 +576,11 @@ class StoreRollupDatabase:
 
     def delete_folded(self, cur: Cursor, dep_id: int, keys: list[tuple[int, str]]) -> None:
         self._store._delete_folded(cur, dep_id, keys)
+
+    def raw_metrics(
+        self, cur: Cursor, metrics: str, delayed: str | None, layout_id: int | None, numbers: Any
+    ) -> dict[str, Any]:
+        return self._store._layouts.row_metrics(cur, metrics, delayed, layout_id, numbers)
 
     def deployments(self) -> list[tuple[int, str]]:
         ids = self._store._ids

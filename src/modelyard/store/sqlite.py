@@ -116,9 +116,10 @@ class SQLiteStore(SQLStore):
                     )
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             if writer:
-                # Every batch touches pages all over the random-uuid index; a larger cache and
-                # a 64 MB WAL between checkpoints let commits share page writes (measured: about
-                # twice the ingest rate at a million records than the defaults).
+                # A batch of random (uuid4) ids touches pages all over the uuid index; a larger
+                # cache and a 64 MB WAL between checkpoints let commits share page writes
+                # (measured: about twice the ingest rate at a million records than the
+                # defaults). Ids Modelyard mints are time-ordered and append (docs/store.md).
                 conn.execute("PRAGMA cache_size=-65536")
                 conn.execute("PRAGMA wal_autocheckpoint=16384")
         except sqlite3.Error as exc:
@@ -232,29 +233,11 @@ class SQLiteStore(SQLStore):
             [row[:3] for row in rows],
         )
         cur.executemany(
-            "INSERT INTO predictions (deployment_id, start_ms, uuid, end_ms, metrics) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO predictions "
+            "(deployment_id, start_ms, uuid, end_ms, metrics, layout_id, numbers) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-
-    def _numeric_values(
-        self, cur: Cursor, dep_id: int, start_ms: int, end_ms: int, key: str
-    ) -> list[float] | None:
-        if '"' in key or "\\" in key:
-            return None  # not expressible as a quoted JSON path label
-        # json_type tells a JSON true (extracted as 1) from a number, and a delayed null
-        # (type 'null') from a missing delayed key (SQL NULL).
-        source = (
-            "CASE WHEN delayed IS NOT NULL AND json_type(delayed, :path) IS NOT NULL "
-            "THEN delayed ELSE metrics END"
-        )
-        rows = cur.execute(
-            f"SELECT json_extract(src, :path) FROM (SELECT {source} AS src FROM predictions "
-            "WHERE deployment_id = :dep AND start_ms >= :start AND start_ms <= :end) "
-            "WHERE json_type(src, :path) IN ('integer', 'real')",
-            {"path": f'$."{key}"', "dep": dep_id, "start": start_ms, "end": end_ms},
-        ).fetchall()
-        return [float(row[0]) for row in rows]
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)

@@ -38,7 +38,6 @@ from modelyard import clock, settings
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.store import techseries
 from modelyard.store.base import RollupPolicy, RollupReport
-from modelyard.store.encode import merged as merged_metrics
 from modelyard.store.rollup import bucket_start, coarsen, fold, validate_policy
 from modelyard.store.sqltypes import Cursor, marks
 from modelyard.store.summary import BucketSummary
@@ -52,7 +51,7 @@ class RollupDatabase(Protocol):
     """All that the rollup code needs from an SQL store, and all it may use of one.
 
     ``SQLStore`` hands rollup one of these (``sqlbase.StoreRollupDatabase``) instead of itself,
-    so the two meet at these five names: the store keeps its connections, identity cache and
+    so the two meet at these six names: the store keeps its connections, identity cache and
     read paths private, and this module keeps the bucket tables' SQL.
     """
 
@@ -78,6 +77,13 @@ class RollupDatabase(Protocol):
 
     def deployments(self) -> list[tuple[int, str]]:
         """(id, deployment CRN) of every deployment stored, by id."""
+        ...
+
+    def raw_metrics(
+        self, cur: Cursor, metrics: str, delayed: str | None, layout_id: int | None, numbers: Any
+    ) -> dict[str, Any]:
+        """A raw row's metrics (its ``metrics, delayed, layout_id, numbers`` columns) as a dict,
+        delayed values merged."""
         ...
 
 
@@ -258,7 +264,7 @@ def _fold_chunk(
     db.lock_buckets(cur)
     rows = db.execute(
         cur,
-        "SELECT start_ms, uuid, metrics, delayed FROM predictions "
+        "SELECT start_ms, uuid, metrics, delayed, layout_id, numbers FROM predictions "
         "WHERE deployment_id = ? AND start_ms < ? ORDER BY start_ms, uuid LIMIT ?" + db.for_update,
         (dep_id, cutoff, RAW_CHUNK),
     ).fetchall()
@@ -267,7 +273,7 @@ def _fold_chunk(
     by_width: dict[int, list[tuple[str, int, dict[str, Any]]]] = {}
     for r in rows:
         by_width.setdefault(_width_for(r[0], plan), []).append(
-            (crn, r[0], merged_metrics(r[2], r[3]))
+            (crn, r[0], db.raw_metrics(cur, *r[2:6]))
         )
     tiers = _tiers(db, cur, dep_id)
     written = merged = 0

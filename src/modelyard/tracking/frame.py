@@ -1,7 +1,10 @@
 """Record batches to pandas DataFrames, column by column.
 
-The store hands over column-wise ``RowBatch``es whose metrics are JSON text. Each text is decoded
-with orjson, then each metric key is pulled out as one column (``operator.itemgetter`` over the
+The store hands over column-wise ``RowBatch``es. Where it keeps numbers typed (SQLite and
+PostgreSQL since schema version 7) a batch brings its metric ``columns`` ready: NumPy arrays
+straight from the stored bytes, lists for the rest, which are typed here as below. Otherwise its
+metrics are JSON text: each text is decoded with orjson, then each metric key is pulled out as
+one column (``operator.itemgetter`` over the
 rows when they share their keys, the common case, so the transposition runs in C), and a column
 whose values are all numbers becomes a NumPy array at once. pandas receives finished columns; no
 DataFrame is ever built from a list of row dicts.
@@ -19,6 +22,7 @@ other metrics are strings or Python objects (lists) with None for missing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import operator
@@ -136,6 +140,22 @@ def _metric_chunks(texts: list[str]) -> dict[str, Any]:
     return {name: _to_chunk(values, types) for name, (values, types) in out.items()}
 
 
+def _column_chunks(columns: dict[str, Any]) -> dict[str, Any]:
+    """A batch's metric columns as the store typed them (``RowBatch.columns``), as chunks:
+    arrays as they are, lists typed and flattened as decoded JSON rows are."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for key, values in columns.items():
+        if isinstance(values, np.ndarray):
+            out[_name(key)] = values
+            continue
+        flat: dict[str, _Column] = {}
+        _flatten(_name(key), values, flat)
+        out.update({name: _to_chunk(v, types) for name, (v, types) in flat.items()})
+    return out
+
+
 def _uniform_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
     """Columns of rows that all have the first row's keys, the common case; None otherwise.
 
@@ -187,18 +207,21 @@ class FrameBuilder:
         ids["startTimeStampMs"].append(np.array(batch.start_ms, dtype=np.int64))
         ids["endTimeStampMs"].append(np.array(batch.end_ms, dtype=np.int64))
         ids["tierMs"].extend(batch.tier_ms)
+        if batch.columns is not None:  # typed by the store: no text to decode
+            self._add_chunks(_column_chunks(batch.columns.columns()), n)
+            return
         texts = batch.metrics
         for i in range(0, n, _PIECE):
-            self._add_metrics(texts[i : i + _PIECE])
+            self._add_chunks(_metric_chunks(texts[i : i + _PIECE]), len(texts[i : i + _PIECE]))
 
-    def _add_metrics(self, texts: list[str]) -> None:
+    def _add_chunks(self, chunks_by_name: dict[str, Any], n: int) -> None:
         seen = len(self.lengths)
-        for name, chunk in _metric_chunks(texts).items():
+        for name, chunk in chunks_by_name.items():
             chunks = self.metrics.get(name)
             if chunks is None:
                 chunks = self.metrics[name] = [None] * seen
             chunks.append(chunk)
-        self.lengths.append(len(texts))
+        self.lengths.append(n)
         for chunks in self.metrics.values():
             if len(chunks) == seen:
                 chunks.append(None)  # absent from this piece
@@ -209,7 +232,11 @@ class FrameBuilder:
         arrays = [c for c in chunks if isinstance(c, np.ndarray)]
         kinds = {"b" if a.dtype.kind == "b" else "n" for a in arrays}
         if len(arrays) == len(chunks) and len(kinds) == 1:  # booleans never become 0.0/1.0
-            return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            if len(arrays) > 1:
+                return np.concatenate(arrays)
+            # A store's typed column may be a read-only view of the fetched bytes.
+            only = arrays[0]
+            return only if only.flags.writeable and only.flags.c_contiguous else only.copy()
         numeric = all(c is None or isinstance(c, np.ndarray) for c in chunks)
         if numeric and all(a.dtype.kind in "iuf" for a in arrays):
             filled = [
@@ -235,10 +262,38 @@ class FrameBuilder:
             elif name == "tierMs":
                 data[name] = _optional_ints(values)
             else:
-                data[name] = values
+                data[name] = _strings(values)
         for name, chunks in self.metrics.items():
             data[name] = self._column(chunks)
         return pd.DataFrame(data, columns=list(data), copy=False)
+
+
+@functools.cache
+def _string_column() -> tuple[Any, Any]:
+    """(the dtype pandas gives a list of strings, its array class's ``_simple_new`` or None)."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = pd.Series(["x"]).dtype
+    if isinstance(dtype, np.dtype):  # pandas 2: plain object columns
+        return dtype, None
+    return dtype, getattr(dtype.construct_array_type(), "_simple_new", None)
+
+
+def _strings(values: list[Any]) -> Any:
+    """An identifier column (every value a string, or None) typed as pandas types a list of
+    strings, without pandas inspecting every value again: on pandas 3 that inference costs
+    about as much per value as fetching the row did. A column with a None goes the usual way."""
+    import numpy as np
+
+    dtype, simple_new = _string_column()
+    if not values:
+        return values
+    if isinstance(dtype, np.dtype):
+        return np.array(values, dtype=object)
+    if simple_new is None or None in values:
+        return values
+    return simple_new(np.array(values, dtype=object), dtype)
 
 
 def _optional_ints(values: list[int | None]) -> Any:

@@ -1,0 +1,191 @@
+"""Column pages: one ``scan`` page of typed predictions fetched as a few long values, not rows.
+
+A page of 10,000 rows fetched row by row costs Python a tuple and seven objects per row, and
+then as many passes over them again to make columns. When a page's rows share one all-number
+layout (the common case: ``typed``), the database can hand the page over column-wise instead:
+the uuids joined by a separator, the times as text (or, on PostgreSQL, as packed int8), and the
+packed numbers of every row as one byte string. Python then splits, parses and views them in C.
+A page where that does not hold (several layouts, a layout with JSON values, rows stored before
+schema version 7, a uuid containing the separator) is read row by row as before; delayed values
+of a page are read separately, only for the rows that have some.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.store.base import Identity, RecordKind, RowBatch
+from modelyard.store.query import KIND_RANK, SortKey, Window
+from modelyard.store.sqlread import kind_rows_sql, to_batch
+from modelyard.store.sqltypes import Cursor, Execute
+from modelyard.store.typed import Layout
+
+__all__ = ["ColumnPage", "PackedMetrics", "column_page", "scan_page"]
+
+_SEP = "\x1f"  # unit separator: never in JSON text, refused nowhere else (checked per page)
+
+# The page's rows: one deployment's key range, in key order, at most ``limit`` of them.
+_ROWS = (
+    "SELECT uuid, start_ms, end_ms, layout_id, delayed, numbers FROM predictions "
+    "WHERE deployment_id = ? AND start_ms >= ? AND start_ms <= ?{after} "
+    "ORDER BY start_ms, uuid LIMIT ?"
+)
+_SQLITE = (
+    "SELECT COUNT(*), MIN(layout_id), MAX(layout_id), COUNT(layout_id), COUNT(delayed), "
+    "group_concat(uuid, char(31)), group_concat(start_ms), group_concat(end_ms), "
+    "CAST(group_concat(numbers, '') AS BLOB) FROM ({rows})"
+)
+# Aggregates take their input in the sorted subquery's order (PostgreSQL documents this for
+# its aggregates; an ORDER BY inside each would sort the page four more times).
+# Each row's times and numbers go into one byte string (fewer aggregates: each costs the
+# server about as much as sending the rows).
+_POSTGRES = (
+    "SELECT COUNT(*), MIN(layout_id), MAX(layout_id), COUNT(layout_id), COUNT(delayed), "
+    "string_agg(uuid, chr(31)), NULL, NULL, "
+    "string_agg(int8send(start_ms) || int8send(end_ms) || numbers, ''::bytea) FROM ({rows}) page"
+)
+_DELAYED = (
+    "SELECT uuid, delayed FROM predictions WHERE deployment_id = ? AND start_ms >= ? "
+    "AND start_ms <= ? AND (start_ms, uuid) >= (?, ?) AND (start_ms, uuid) <= (?, ?) "
+    "AND delayed IS NOT NULL"
+)
+
+
+class PackedMetrics:
+    """``MetricColumns`` of a column page: one layout, every row's numbers in one buffer."""
+
+    def __init__(self, layout: Layout, numbers: bytes, n: int, delayed: list[str | None]) -> None:
+        self.layout = layout
+        self.packed = numbers
+        self.n = n
+        self.delayed = delayed
+        self.has_delayed = any(delayed)
+
+    def columns(self) -> dict[str, Any]:
+        from modelyard.store.typedcols import overlay_delayed, packed_columns
+
+        cols = packed_columns(self.layout, self.packed)
+        if self.has_delayed:
+            overlay_delayed(cols, self.delayed, self.n)
+        return cols
+
+    def texts(self) -> list[str]:
+        import orjson
+
+        size, layout, out = self.layout.size, self.layout, []
+        for i in range(self.n):
+            metrics = layout.values(self.packed[i * size : (i + 1) * size], "")
+            delayed = self.delayed[i]
+            if delayed is not None:
+                metrics.update(orjson.loads(delayed))
+            out.append(orjson.dumps(metrics).decode())
+        return out
+
+
+class ColumnPage:
+    """What ``column_page`` read: the page's columns, ready for a ``RowBatch``."""
+
+    def __init__(
+        self, uuids: list[str], starts: list[int], ends: list[int], metrics: PackedMetrics
+    ) -> None:
+        self.uuids, self.starts, self.ends, self.metrics = uuids, starts, ends, metrics
+
+    def __len__(self) -> int:
+        return len(self.uuids)
+
+    def batch(self, kind: RecordKind, identity: Identity) -> RowBatch:
+        n = len(self.uuids)
+        return RowBatch(
+            kind=[kind.value] * n,
+            uuid=self.uuids,  # type: ignore[arg-type]  # list is invariant; these are all str
+            model_crn=[identity.model_crn] * n,
+            build_crn=[identity.build_crn] * n,
+            deployment_crn=[identity.deployment_crn] * n,
+            start_ms=self.starts,
+            end_ms=self.ends,
+            tier_ms=[None] * n,
+            columns=self.metrics,
+        )
+
+
+def scan_page(  # shape: one page of SQLStore.scan, its bounds as scan holds them
+    store: Any,
+    cur: Cursor,
+    kind: RecordKind,
+    dep_id: int,
+    window: Window,
+    after: SortKey | None,
+    size: int,
+) -> tuple[RowBatch | None, tuple[Any, Any]]:
+    """A page of ``store.scan`` (``store`` an ``SQLStore``; None when there is none) and its
+    last (start, tie) key: typed predictions column-wise where they can be, else row by row."""
+    identity = store._ids.get(cur, dep_id)
+    layouts = store._layout_getter(cur)
+    if kind is RecordKind.PREDICTION and (after is None or after[1] == KIND_RANK[kind]):
+        store._prefer_index_order(cur)
+        bounds = (dep_id, window.start_ms, window.end_ms)
+        key = None if after is None else (after[0], str(after[2]))
+        page = column_page(cur, store._exec, store.dialect, layouts, bounds, key, size)
+        if page is not None:
+            return page.batch(kind, identity), (page.starts[-1], page.uuids[-1])
+    statement = kind_rows_sql(kind, [dep_id], window, after, size, with_deployment=False)
+    rows = store._page(cur, statement)
+    if not rows:
+        return None, (None, None)
+    return to_batch(kind, rows, identity, layouts), (rows[-1][0], rows[-1][1])
+
+
+def column_page(  # shape: the page's bounds, as ``scan`` holds them
+    cur: Cursor,
+    execute: Execute,
+    dialect: str,
+    layouts: Any,
+    window: tuple[int, int, int],
+    after: tuple[int, str] | None,
+    limit: int,
+) -> ColumnPage | None:
+    """The page of deployment ``window[0]`` with ``window[1] <= start_ms <= window[2]`` after
+    the key ``after``, column-wise; None when it must be read row by row (nothing is read then
+    but the page's summary)."""
+    import numpy as np
+
+    dep_id, low, high = window
+    if after is not None:  # the key bounds the index range itself: a seek, not a rescan
+        low = max(low, after[0])
+    rows = _ROWS.format(after="" if after is None else " AND (start_ms, uuid) > (?, ?)")
+    sql = (_SQLITE if dialect == "sqlite" else _POSTGRES).format(rows=rows)
+    params = [dep_id, low, high, *(after or ()), limit]
+    if dialect == "sqlite":
+        found = execute(cur, sql, params).fetchone()
+    else:  # binary results: the byte strings as they are, not hex text
+        found = cur.execute(sql.replace("?", "%s"), params, binary=True).fetchone()
+    n, low_id, high_id, typed, delayed, uuids, starts, ends, numbers = found
+    if not n or low_id != high_id or typed != n:
+        return None
+    layout: Layout = layouts(low_id)
+    times = 0 if dialect == "sqlite" else 16  # PostgreSQL: start and end lead each row
+    if not layout.all_numeric or len(numbers) != n * (times + layout.size):
+        return None
+    ids = uuids.split(_SEP)
+    if len(ids) != n:  # a uuid holding the separator
+        return None
+    if dialect == "sqlite":
+        first = np.fromstring(starts, dtype=np.int64, sep=",")
+        last = np.fromstring(ends, dtype=np.int64, sep=",")
+    else:
+        rows_of = np.frombuffer(
+            numbers, dtype=np.dtype([("s", ">i8"), ("e", ">i8"), ("m", f"V{layout.size}")])
+        )
+        first, last = rows_of["s"].astype(np.int64), rows_of["e"].astype(np.int64)
+        numbers = rows_of["m"].tobytes()
+    late: list[str | None] = [None] * n
+    if delayed:
+        at = {u: i for i, u in enumerate(ids)}
+        begin, end = int(first[0]), int(first[-1])
+        bounds = (dep_id, begin, end, begin, ids[0], end, ids[-1])
+        for uuid, text in execute(cur, _DELAYED, bounds).fetchall():
+            i = at.get(uuid)
+            if i is not None:
+                late[i] = text
+    metrics = PackedMetrics(layout, bytes(numbers), n, late)
+    return ColumnPage(ids, first.tolist(), last.tolist(), metrics)
