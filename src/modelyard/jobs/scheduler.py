@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.clock import now_ms
-from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from modelyard.jobs import builtin
 from modelyard.jobs.notify import Notifier
 from modelyard.jobs.runner import Runner, run_uuid
@@ -158,9 +158,15 @@ class Scheduler:
             self.notifier.close()
 
     def _loop(self) -> None:
+        store_down = False
         while not self._stop.wait(self.tick_s):
             try:
                 self.tick()
+                store_down = False
+            except StoreUnavailable as exc:  # one line per outage, not a traceback per tick
+                if not store_down:
+                    log.warning("scheduler ticks wait for the store to answer again: %s", exc)
+                store_down = True
             except Exception:  # a bad job or a database hiccup must not end scheduling
                 log.exception("scheduler tick failed")
 

@@ -2,7 +2,9 @@
 
 ``authenticate`` is on the predict path when a model requires authentication, so answers are kept
 in a ``TTLCache`` (see there for what other processes see and when). Expiry is checked on every
-call, cached or not; a revocation in this process drops the cached entry at once.
+call, cached or not; a revocation in this process drops the cached entry at once. When the
+database cannot be read (``StoreUnavailable``), the last known answer is used instead
+(``TTLCache.stale``; expiry and revocation still checked), so calls go on through a store outage.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from modelyard.errors import InvalidInput, NotFound, Unauthorized
+from modelyard.errors import InvalidInput, NotFound, StoreUnavailable, Unauthorized
 from modelyard.ids import is_uuid
 from modelyard.registry._db import Clock, Cursor, Db, format_ms
 from modelyard.registry._keys import (
@@ -175,11 +177,20 @@ class ApiKeys:
         generation = self._cache.generation()
         key = self._cache.get(digest)
         if key is None:
-            with self._db.read() as cur:
-                row = self._db.exec(
-                    cur, f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE key_hash = ?", (digest,)
-                ).fetchone()
+            try:
+                with self._db.read() as cur:
+                    row = self._db.exec(
+                        cur,
+                        f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE key_hash = ?",
+                        (digest,),
+                    ).fetchone()
+            except StoreUnavailable:
+                key = self._cache.stale(digest)  # stale if error: the last known answer
+                if key is None:
+                    raise
+                return self._checked(key)
             if row is None or not same_hash(row[8], digest):
+                self._cache.forget_stale(digest)
                 hint = (
                     f" (it looks like a model access key, which starts with {ACCESS_KEY_PREFIX!r};"
                     " the Authorization header takes an API key)"

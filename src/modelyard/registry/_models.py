@@ -3,6 +3,8 @@
 ``by_access_key`` is on the predict path of every request: answers are kept in a ``TTLCache``
 (hash -> model) that this process clears for a model whenever it rotates, updates or deletes it;
 other processes see such changes once their entry is older than the cache's TTL (2 s default).
+When the database cannot be read (``StoreUnavailable``: PostgreSQL down or restarting), the last
+known answer is used instead (``TTLCache.stale``), so predictions go on through a store outage.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelyard.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from modelyard.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, Unauthorized
 from modelyard.ids import new_crn
 from modelyard.registry._db import Clock, Cursor, Db
 from modelyard.registry._keys import (
@@ -219,13 +221,20 @@ class Models:
         model = self._cache.get(digest)
         if model is not None:
             return model
-        with self._db.read() as cur:
-            row = self._db.exec(
-                cur,
-                f"SELECT {_COLUMNS}, access_key_hash FROM models WHERE access_key_hash = ?",
-                (digest,),
-            ).fetchone()
+        try:
+            with self._db.read() as cur:
+                row = self._db.exec(
+                    cur,
+                    f"SELECT {_COLUMNS}, access_key_hash FROM models WHERE access_key_hash = ?",
+                    (digest,),
+                ).fetchone()
+        except StoreUnavailable:
+            model = self._cache.stale(digest)  # stale if error: the last known answer
+            if model is None:
+                raise
+            return model
         if row is None or not same_hash(row[6], digest):
+            self._cache.forget_stale(digest)
             hint = (
                 f" (it looks like an API key, which starts with {API_KEY_PREFIX!r}; the access "
                 "key names the model and is shown when the model is created or its key rotated)"

@@ -1,4 +1,12 @@
-"""Operator routes: ``/healthz`` (public: says only that the server answers) and ``/metrics``.
+"""Operator routes: ``/healthz`` (public: that the server answers, and whether its store does)
+and ``/metrics``.
+
+``/healthz`` answers 200 whenever the server answers: ``{"status": "ok", "store": "ok", ...}``,
+or ``{"status": "degraded", "store": "unavailable", "since_ms": ..., "pending_records": N}`` while
+the store (the database) does not answer. A degraded server still answers predictions (their
+records wait and are written once the store is back), so a load balancer keeps it in rotation;
+an alert watches ``store``. It reads the last probe of ``web.store_health`` and never waits on the
+database itself.
 
 ``/metrics`` is the Prometheus text exposition: the gateway's counters and histograms
 (``Gateway.metrics_text()``) followed by per-replica gauges read from the runtime at scrape time
@@ -63,7 +71,15 @@ class ReplicaCollector(Collector):
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": package_version()})
+    body: dict[str, object] = {"status": "ok", "version": package_version()}
+    services = getattr(request.app.state, "services", None)  # set once the server has started
+    health = getattr(services, "store_health", None)
+    if health is not None:
+        report = health.report()
+        if report["store"] != "ok":
+            body["status"] = "degraded"
+        body.update(report)
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:

@@ -26,6 +26,7 @@ from modelyard.store.base import (
     StoreInfo,
     Tier,
 )
+from modelyard.store.journal import Journal, JournalFull
 from modelyard.store.open import open_store
 from modelyard.store.writer import BufferedWriter
 
@@ -49,6 +50,8 @@ __all__ = [
     "DelayedValue",
     "Distribution",
     "Identity",
+    "Journal",
+    "JournalFull",
     "MetricsStore",
     "NumericSummary",
     "PostgresStore",

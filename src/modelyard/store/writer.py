@@ -3,16 +3,23 @@
 What returns only once durable, and what buffers:
 
 - ``BufferedWriter.submit(prediction)`` only *enqueues* (a lock-protected ``deque.append``, about a
-  microsecond). The record is written later by the writer's background thread, in batches of up
-  to ``max_batch`` records, at least every ``flush_interval_ms``.
+  microsecond; with a journal, the record is first copied into it, about another microsecond).
+  The record is written later by the writer's background thread, in batches of up to
+  ``max_batch`` records, at least every ``flush_interval_ms``.
 - ``BufferedWriter.flush()`` returns once everything submitted before the call is committed, and
   re-raises in the caller any write error the background thread met (``close()`` flushes too).
 - ``MetricsStore.write_predictions``, ``add_delayed`` and ``add_aggregate`` write directly: they
   return only once their transaction has committed.
 
-What a crash can lose: records submitted but not yet flushed, at most about ``flush_interval_ms``
-of traffic (or ``max_batch`` records) when the process dies without running its exit hooks
-(SIGKILL, power loss, ``os._exit``). At a normal interpreter exit an ``atexit`` hook flushes.
+What a crash can lose: without a journal, records submitted but not yet flushed, at most about
+``flush_interval_ms`` of traffic (or ``max_batch`` records) when the process dies without running
+its exit hooks (SIGKILL, power loss, ``os._exit``). At a normal interpreter exit an ``atexit``
+hook flushes. With a journal (``journal=Journal(folder)``, what the server uses), ``submit``
+appends the record to it before returning, so a crash of the process loses nothing and a crash of
+the machine at most the journal's fsync interval; ``submit`` then raises ``JournalFull`` (and
+enqueues nothing) when the journal may not grow. After each batch the writer tells the journal
+how many records are settled (written, or refused for good), and the journal drops them; the next
+start replays the rest (``Journal.replay_into``). See ``modelyard.store.journal``.
 
 When a batch fails: if the store is unavailable (locked, unreachable; over HTTP also a server
 that is overloaded, times out or does not answer) the batch goes back to the head of the queue
@@ -51,6 +58,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.store.base import Prediction
+from modelyard.store.journal import Journal
 
 __all__ = ["BufferedWriter", "PredictionSink"]
 
@@ -96,6 +104,8 @@ class BufferedWriter:
         store: PredictionSink,
         flush_interval_ms: int | None = None,
         max_batch: int = 10_000,
+        *,
+        journal: Journal | None = None,
     ) -> None:
         interval = (
             settings.get("flush_interval") if flush_interval_ms is None else flush_interval_ms
@@ -109,6 +119,7 @@ class BufferedWriter:
         self.store = store
         self.flush_interval_ms = interval
         self.max_batch = max_batch
+        self.journal = journal
         self._queue: deque[Prediction] = deque()
         self._lock = threading.Lock()  # guards _queue appends together with _submitted
         self._submitted = 0
@@ -124,14 +135,35 @@ class BufferedWriter:
 
     # -- the predict path -----------------------------------------------------------------------
     def submit(self, prediction: Prediction) -> None:
-        """Enqueue one record; never waits on the database."""
+        """Enqueue one record (journal it first, if there is a journal); never waits on the
+        database. Raises ``JournalFull`` when the journal refuses it: then nothing is queued."""
         if type(prediction) is not Prediction:
             raise InvalidInput(f"{prediction!r} is not a Prediction; submit takes a Prediction")
         with self._lock:
             if self._closing:
                 raise StoreUnavailable("this BufferedWriter is closed; open a new one to submit")
+            if self.journal is not None:  # under the lock: the journal's order is the queue's
+                self.journal.append(prediction)
             self._queue.append(prediction)
             self._submitted += 1
+            full = len(self._queue) >= self.max_batch
+        if full:
+            self._wake.set()
+
+    def submit_many(self, predictions: Sequence[Prediction]) -> None:
+        """Enqueue several records as one: all of them, or (raising) none."""
+        for prediction in predictions:
+            if type(prediction) is not Prediction:
+                raise InvalidInput(
+                    f"{prediction!r} is not a Prediction; submit_many takes Predictions"
+                )
+        with self._lock:
+            if self._closing:
+                raise StoreUnavailable("this BufferedWriter is closed; open a new one to submit")
+            if self.journal is not None:
+                self.journal.append_many(predictions)
+            self._queue.extend(predictions)
+            self._submitted += len(predictions)
             full = len(self._queue) >= self.max_batch
         if full:
             self._wake.set()
@@ -194,7 +226,11 @@ class BufferedWriter:
         try:
             self.close(timeout=30)
         except Exception as exc:  # at exit there is nobody left to raise to
-            print(f"modelyard: records may be lost at exit: {exc}", file=sys.stderr)
+            if self.journal is not None:
+                where = f"they stay in the journal in {self.journal.folder} for the next start"
+                print(f"modelyard: records not written at exit ({exc}); {where}", file=sys.stderr)
+            else:
+                print(f"modelyard: records may be lost at exit: {exc}", file=sys.stderr)
 
     # -- the background thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -214,7 +250,9 @@ class BufferedWriter:
                     if self._closed:
                         return  # close() gave up waiting; what is left stays unwritten
                     break
-                failures = 0  # the store answers again
+                if failures:  # the store answers again: its "not now" errors are moot
+                    self._forget_retries()
+                failures = 0
                 self._report(None, len(batch))
             if self._closed and not self._queue:
                 return
@@ -257,6 +295,13 @@ class BufferedWriter:
                 raise _Retry(retry.remaining + batch[middle:], retry.error) from retry.error
             self._write(batch[middle:])
 
+    def _forget_retries(self) -> None:
+        """Drop the errors of batches that were retried and have now been written, so a
+        ``flush`` (or ``close``) after an outage does not raise what no longer holds; errors
+        that dropped records stay."""
+        with self._done_cond:
+            self._errors = [e for e in self._errors if not isinstance(e, _TRY_LATER)]
+
     def _report(self, error: ModelyardError | None, done: int) -> None:
         with self._done_cond:
             # Bounded: a store that stays locked must not grow this list without end.
@@ -264,3 +309,6 @@ class BufferedWriter:
                 self._errors.append(error)
             self._done += done
             self._done_cond.notify_all()
+            done_total = self._done
+        if self.journal is not None and done:
+            self.journal.committed(done_total)

@@ -18,6 +18,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,24 @@ def _render(
         nav=NAV,
         version=package_version(),
         notice=_NOTICES.get(request.query_params.get("notice", "")),
+        store_down=_store_down(request),
         **context,
     )
     return HTMLResponse(page, status_code=code, headers={**_SECURITY_HEADERS, **(headers or {})})
+
+
+def _store_down(request: Request) -> dict[str, Any] | None:
+    """The store's health report when it is unavailable (every page then shows a banner)."""
+    health = getattr(getattr(request.app.state, "services", None), "store_health", None)
+    if health is None or health.available:
+        return None
+    report: dict[str, Any] = health.report(detail=True)
+    report["since"] = _iso_utc(report["since_ms"])
+    return report
+
+
+def _iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _to_login(request: Request) -> RedirectResponse:
