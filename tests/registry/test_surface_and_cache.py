@@ -33,6 +33,8 @@ EXPECTED = [
     "RunMetric",
     "RunState",
     "SlotClaim",
+    "SnapshotArchive",
+    "SnapshotArchives",
     "StoredResult",
     "Trigger",
 ]

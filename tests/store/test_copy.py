@@ -83,6 +83,10 @@ def _fill(store: MetricsStore, predictions: int = 300) -> dict[str, Any]:
     registry.claim_slot(parent.id, NOW - NOW % 3_600_000, 1, "scheduler-1", 60_000)
     run = registry.create_run(parent.id, NOW - NOW % 3_600_000, 1, "schedule")
     registry.add_run_metrics(run.id, {"loss": 0.25, "epochs": 3})
+    # A build snapshot's archive in two chunks (a server on the copied database fetches it).
+    registry.snapshots.put(
+        "ab" * 32, [b"first chunk", b"second chunk"], "modelyard-snapshot-archive-1"
+    )
 
     who = Identity(model.crn, build.crn, deployment.crn)
     old = NOW - 40 * DAY

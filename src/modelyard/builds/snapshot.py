@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_TOTAL_BYTES",
     "IGNORE_FILES",
     "Snapshot",
+    "digest_of",
     "ignore_reason",
     "remove_snapshot",
     "snapshot_project",
@@ -386,6 +387,12 @@ def _digest(entries: list[_Entry], hashes: dict[str, str]) -> str:
             items.append(["link", e.rel, e.link_target])
         else:
             items.append(["file", e.rel, "x" if e.executable else "-", hashes[e.rel]])
+    return digest_of(items)
+
+
+def digest_of(items: list[list[str]]) -> str:
+    """The snapshot digest of ``items`` in path order: ``["file", rel, "x" or "-", sha256]``
+    or ``["link", rel, target]`` (the archive's unpacking checks content with it too)."""
     return hashlib.sha256(orjson.dumps([_DIGEST_VERSION, items])).hexdigest()
 
 

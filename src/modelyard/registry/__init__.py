@@ -25,6 +25,7 @@ from modelyard.registry._registry import Registry
 from modelyard.registry._run_metrics import RunMetric
 from modelyard.registry._runs import Run, RunState, SlotClaim, Trigger
 from modelyard.registry._settings import SETTINGS_BOUNDS, ModelSettings
+from modelyard.registry._snapshots import SnapshotArchive, SnapshotArchives
 from modelyard.specs.checks import MODEL_NAME_RULE
 from modelyard.specs.job import Overlap
 from modelyard.specs.schedule import CatchUp, JobSchedule
@@ -56,6 +57,8 @@ __all__ = [
     "RunMetric",
     "RunState",
     "SlotClaim",
+    "SnapshotArchive",
+    "SnapshotArchives",
     "StoredResult",
     "Trigger",
 ]

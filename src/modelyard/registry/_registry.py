@@ -27,6 +27,7 @@ from modelyard.registry._records import ApiKey, Build, Deployment, Model, Replic
 from modelyard.registry._run_metrics import RunMetric, RunMetrics
 from modelyard.registry._runs import Run, Runs, SlotClaim
 from modelyard.registry._settings import ModelSettings
+from modelyard.registry._snapshots import SnapshotArchives
 from modelyard.specs.deploy import BuildSpec
 from modelyard.specs.job import JobSpec
 from modelyard.store.base import MetricsStore
@@ -82,6 +83,8 @@ class Registry:
         self._run_metrics = RunMetrics(db, now)
         #: monitor results, label marks, alert episodes and reference samples
         self.monitors = MonitorRecords(db, now)
+        #: build snapshot archives by digest, shared by every server on the database
+        self.snapshots = SnapshotArchives(db, now)
 
     # -- models ---------------------------------------------------------------------------------
     def create_model(

@@ -106,6 +106,12 @@ def overview(
     return {"models": rows, "generated_ms": now}
 
 
+def _state(preparing: str | None, active: Any) -> str:
+    if preparing:
+        return "preparing"
+    return str(active.state.value) if active else "not serving"
+
+
 def _overview_row(services: Services, model: Model, now: int) -> dict[str, Any]:
     status = services.controller.status(model.name)
     active = status.active
@@ -113,7 +119,10 @@ def _overview_row(services: Services, model: Model, now: int) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": model.name,
         "crn": model.crn,
-        "state": active.state.value if active else "not serving",
+        # "preparing": this server is fetching the build's snapshot or making its environment
+        # before it starts replicas (serving/controller/prepare.py); "preparing_what" says which.
+        "state": _state(status.preparing, active),
+        "preparing_what": status.preparing,
         "deployment_crn": active.crn if active else None,
         "replicas": {"healthy": healthy, "total": len(status.replicas)},
         "rps": None,

@@ -47,6 +47,7 @@ from modelyard.runtime import Runtime
 from modelyard.serving.controller.batch_choice import BatchChoice
 from modelyard.serving.controller.carried import carried_through
 from modelyard.serving.controller.fleet import EventRelay, Fleet, ReplicaStartFailed
+from modelyard.serving.controller.prepare import PrepareFailed, Preparer
 from modelyard.serving.controller.replica_specs import capacity, identity
 from modelyard.serving.controller.reports import (
     DeployOutcome,
@@ -56,6 +57,7 @@ from modelyard.serving.controller.reports import (
 )
 from modelyard.serving.controller.rollout import Pools, Rollout, roll
 from modelyard.serving.controller.starter import ReplicaStarter
+from modelyard.serving.controller.sync import Sync
 from modelyard.serving.gateway import Gateway
 from modelyard.store.base import MetricsStore
 
@@ -136,6 +138,8 @@ class Controller:
             self.home, self._fleet, self._pools, self.replica_python, self.health_timeout_s
         )
         self._background: set[asyncio.Task[Any]] = set()
+        self._prepare = Preparer(self.home, registry)
+        self._sync = Sync(self)
         with contextlib.suppress(RuntimeError):
             self._fleet.bind(asyncio.get_running_loop())
         if events is not None:
@@ -240,6 +244,10 @@ class Controller:
             return DeployOutcome(
                 model, built, None, access_key, False, result.log_tail, result.error
             )
+        # Stored before any deployment names it: another server that sees the deployment finds
+        # the snapshot in the database. The build ran here, so it is ready to run here.
+        await self._prepare.publish(built)
+        self._prepare.ready(built)
         if changes:
             model = await self._reg(self.registry.update_model, model.crn, **changes)
         deployment: Deployment = await self._reg(
@@ -288,12 +296,41 @@ class Controller:
         """Roll ``deployment`` out over whatever serves ``model`` now; make it active.
 
         ``choice``: the new build's batch function when the caller already knows it."""
-        previous: Deployment | None = await self._reg(self.registry.active_deployment, model.crn)
-        old = [] if previous is None else self._fleet.of_deployment(previous.crn)
+        try:
+            await self._roll(model, built, deployment, choice)
+        except (ReplicaStartFailed, PrepareFailed) as exc:
+            failed = await self._reg(
+                self.registry.set_deployment_state, deployment.crn, DeploymentState.FAILED
+            )
+            tail = str(exc.details.get("log_tail", ""))
+            return DeployOutcome(model, built, failed, access_key, False, tail, exc.message)
+        except BaseException:
+            with contextlib.suppress(ModelyardError):
+                await self._reg(
+                    self.registry.set_deployment_state, deployment.crn, DeploymentState.FAILED
+                )
+            raise
+        active = await self._reg(
+            self.registry.set_deployment_state, deployment.crn, DeploymentState.ACTIVE
+        )
+        return DeployOutcome(model, built, active, access_key, True, "")
+
+    async def _roll(
+        self, model: Model, built: Build, deployment: Deployment, choice: BatchChoice | None
+    ) -> None:
+        """Replace the replicas of ``model`` running here (whatever their deployment) by
+        ``deployment``'s, one at a time (``rollout.roll``); the registry is not touched. Both
+        builds are prepared here first (fetched, their environments made)."""
+        built = await self._prepare.prepare(model.name, built)
+        old = self._fleet.of_model(model.name)
         start_old = None
         old_capacity = capacity(model.settings)
-        if previous is not None and old:
+        if old:
+            previous: Deployment = await self._reg(
+                self.registry.get_deployment, old[0].deployment_crn
+            )
             old_build: Build = await self._reg(self.registry.get_build, previous.build_crn)
+            old_build = await self._prepare.prepare(model.name, old_build)
             start_old = self._starts.starter(model, old_build, previous)
             old_capacity = await self._starts.capacity(model, old_build)
         if choice is None:
@@ -309,25 +346,7 @@ class Controller:
             old_capacity=old_capacity,
             start_old=start_old,
         )
-        try:
-            await roll(self._pools, self._fleet, plan)
-        except ReplicaStartFailed as exc:
-            failed = await self._reg(
-                self.registry.set_deployment_state, deployment.crn, DeploymentState.FAILED
-            )
-            return DeployOutcome(
-                model, built, failed, access_key, False, exc.details["log_tail"], exc.message
-            )
-        except BaseException:
-            with contextlib.suppress(ModelyardError):
-                await self._reg(
-                    self.registry.set_deployment_state, deployment.crn, DeploymentState.FAILED
-                )
-            raise
-        active = await self._reg(
-            self.registry.set_deployment_state, deployment.crn, DeploymentState.ACTIVE
-        )
-        return DeployOutcome(model, built, active, access_key, True, "")
+        await roll(self._pools, self._fleet, plan)
 
     # -- rollback -------------------------------------------------------------------------------
     @carried_through
@@ -390,6 +409,7 @@ class Controller:
             failures: list[ModelyardError] = []
             if replicas > len(running):
                 built: Build = await self._reg(self.registry.get_build, active.build_crn)
+                built = await self._prepare.prepare(model.name, built)
                 failures = await self._starts.start_into(
                     pool, model, built, active, replicas - len(running)
                 )
@@ -508,53 +528,23 @@ class Controller:
         A ``deploying`` deployment (a rollout cut short by a crash) is marked ``failed``; the
         deployment it was replacing is still ``active`` and comes back. Replicas a crashed server
         left running are killed first (``reap_leftovers``, when the runtime has it and has
-        started nothing yet): they hold ports and memory and no pool routes to them. Returns
-        model name -> None when it serves again, or why not.
+        started nothing yet): they hold ports and memory and no pool routes to them. A build
+        this server lacks is fetched and prepared first (``prepare.py``). Returns model name ->
+        None when it serves again, or why not.
         """
         self._bind()
-        reap = getattr(self.runtime, "reap_leftovers", None)
-        if callable(reap) and not self.runtime.replicas():
-            try:
-                killed = await asyncio.to_thread(reap)
-            except Conflict as exc:  # something (a job run) started first: leave them be
-                log.warning("not reaping groups left by a previous server: %s", exc.message)
-                killed = []
-            if killed:
-                log.warning(
-                    "killed %d replica or run groups left by a previous server", len(killed)
-                )
-        models: list[Model] = await self._reg(self.registry.list_models)
-        results = await asyncio.gather(*(self._restore_one(m) for m in models))
-        return {m.name: error for m, (tried, error) in zip(models, results, strict=True) if tried}
+        return await self._sync.restore()
 
-    async def _restore_one(self, model: Model) -> tuple[bool, str | None]:
-        """(whether the model had an active deployment to restore, why it failed or None)."""
-        async with self._locks[model.name]:
-            cut_short: list[Deployment] = await self._reg(
-                self.registry.list_deployments, model.crn, [DeploymentState.DEPLOYING]
-            )
-            for deployment in cut_short:
-                await self._reg(
-                    self.registry.set_deployment_state, deployment.crn, DeploymentState.FAILED
-                )
-            active: Deployment | None = await self._reg(self.registry.active_deployment, model.crn)
-            if active is None:
-                return False, None
-            if self._fleet.of_deployment(active.crn):
-                return True, None  # already running here
-            built: Build = await self._reg(self.registry.get_build, active.build_crn)
-            pool = self._pools.make(identity(active), model.settings)
-            self.gateway.set_pool(model.name, pool)  # 503 until a replica joins, as before
-            failed = await self._starts.start_into(pool, model, built, active, active.replicas)
-            errors = [error.message for error in failed]
-            if errors:
-                log.error("restoring %s: %s", model.name, "; ".join(errors))
-                return True, "; ".join(errors)
-            return True, None
+    def watch(self, interval_s: float) -> None:
+        """Apply deploys, rollbacks, scales, stops and deletes made through other servers on the
+        same database: compare every ``interval_s`` (``sync.py``); 0 does nothing."""
+        self._bind()
+        self._sync.start(interval_s)
 
     async def shutdown(self) -> None:
         """Drain every pool and stop every replica this controller runs. Registry states stay as
         they are, so ``restore`` at the next start brings the same deployments back."""
+        await self._sync.stop()
         names = sorted({r.model for r in self._fleet.replicas.values()})
         await asyncio.gather(*(self._take_down(name) for name in names))
         await asyncio.to_thread(self._fleet.close)
@@ -570,7 +560,8 @@ class Controller:
     def status(self, name: str) -> ModelStatus:
         """The model, its active deployment, deployments and builds, and its running replicas
         with the runtime's view (status, restarts, RSS...) and the gateway's (in flight)."""
-        return model_status(name, self.registry, self.runtime, self.gateway, self._fleet)
+        status = model_status(name, self.registry, self.runtime, self.gateway, self._fleet)
+        return dataclasses.replace(status, preparing=self._prepare.preparing.get(name))
 
     def logs(self, name: str, replica: str | None = None, tail: int = 200) -> dict[str, list[str]]:
         """The last ``tail`` lines of the logs of the model's running replicas, or of one replica

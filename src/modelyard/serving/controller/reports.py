@@ -63,6 +63,9 @@ class ModelStatus:
     replicas: list[ReplicaView]
     in_flight: int
     queue_depth: int
+    # What this server is doing before it can start the model's replicas (fetching the build's
+    # snapshot, preparing its environment: ``prepare.py``), or None.
+    preparing: str | None = None
 
 
 def model_status(
