@@ -1,4 +1,6 @@
-"""Which HTTP client for the gateway -> replica hop: httpx vs aiohttp vs the hand-rolled one.
+"""Which HTTP client for the gateway -> replica hop: httpx vs aiohttp vs the hand-rolled one,
+and which transport for it: TCP on 127.0.0.1 vs a Unix domain socket (``hand-rolled-unix``, the
+same client and the same server app, the server listening on ``--uds``).
 
 A uvicorn process (uvloop + httptools, like a replica) serves a tiny ASGI app that answers
 ``POST /invoke`` with a replica-shaped JSON answer. Each client sends ``--requests`` sequential
@@ -59,17 +61,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int, folder: str) -> subprocess.Popen[bytes]:
+def start_server(port: int, folder: str, uds: str | None = None) -> subprocess.Popen[bytes]:
     with open(f"{folder}/bench_app.py", "w") as handle:
         handle.write(APP)
+    where = ["--uds", uds] if uds is not None else ["--port", str(port)]
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             "bench_app:app",
-            "--port",
-            str(port),
+            *where,
             "--loop",
             "uvloop",
             "--http",
@@ -83,7 +85,11 @@ def start_server(port: int, folder: str) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            if uds is not None:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(uds)
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return proc
         except OSError:
             time.sleep(0.05)
@@ -94,8 +100,10 @@ def start_server(port: int, folder: str) -> subprocess.Popen[bytes]:
 Post = Callable[[], Awaitable[Any]]
 
 
-async def run_client(name: str, port: int, n: int, concurrency: int) -> dict[str, float]:
-    url = f"http://127.0.0.1:{port}"
+async def run_client(
+    name: str, port: int, n: int, concurrency: int, uds: str = ""
+) -> dict[str, float]:
+    url = f"unix:{uds}" if name == "hand-rolled-unix" else f"http://127.0.0.1:{port}"
     closer: Callable[[], Awaitable[Any]]
     if name == "httpx":
         import httpx
@@ -163,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     import tempfile
 
-    clients = ["hand-rolled", "httpx"]
+    clients = ["hand-rolled", "hand-rolled-unix", "httpx"]
     try:
         import aiohttp  # noqa: F401
 
@@ -172,21 +180,33 @@ def main() -> None:
         print("aiohttp not installed: skipped (pip install aiohttp to include it)")
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
+        uds = f"{folder}/bench.sock"
         server = start_server(port, folder)
+        unix_server = start_server(0, folder, uds)
         try:
             results: dict[str, list[dict[str, float]]] = {c: [] for c in clients}
-            for _ in range(args.repeat):
-                for name in clients:  # interleaved, so machine noise hits every client alike
-                    figures = uvloop.run(run_client(name, port, args.requests, args.concurrency))
+            for rep in range(args.repeat):
+                # Interleaved, and the order rotated each round, so machine noise (and a slot's
+                # position after another client) hits every client alike.
+                shift = rep % len(clients)
+                for name in clients[shift:] + clients[:shift]:
+                    figures = uvloop.run(
+                        run_client(name, port, args.requests, args.concurrency, uds)
+                    )
                     results[name].append(figures)
         finally:
-            server.terminate()
-            server.wait()
+            for proc in (server, unix_server):
+                proc.terminate()
+                proc.wait()
     keys = list(next(iter(results.values()))[0])
-    print(f"{'client':<12}" + "".join(f"{k:>26}" for k in keys))
+    print(f"{'client':<18}" + "".join(f"{k:>26}" for k in keys))
+    medians_of: dict[str, list[float]] = {}
     for name, runs in results.items():
-        medians = [statistics.median(run[k] for run in runs) for k in keys]
-        print(f"{name:<12}" + "".join(f"{m:>26.1f}" for m in medians))
+        medians_of[name] = [statistics.median(run[k] for run in runs) for k in keys]
+        print(f"{name:<18}" + "".join(f"{m:>26.1f}" for m in medians_of[name]))
+    unix, tcp = medians_of["hand-rolled-unix"], medians_of["hand-rolled"]
+    ratios = [u / t for u, t in zip(unix, tcp, strict=True)]
+    print(f"{'unix / tcp':<18}" + "".join(f"{r:>26.2f}" for r in ratios))
 
 
 if __name__ == "__main__":

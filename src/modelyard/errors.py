@@ -98,7 +98,8 @@ class Overloaded(ModelyardError):
 
 class ReplicaFailed(ModelyardError):
     """A replica broke off an exchange (connection reset or garbled answer after the request was
-    sent). Not retried: the replica may have started the work."""
+    sent). Resent once when no byte of the answer had come (unless the model is declared not safe
+    to resend); this error means it was not, or could not be."""
 
     status = 502
     code = "replica_failed"

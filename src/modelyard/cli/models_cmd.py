@@ -50,6 +50,8 @@ def _model_settings(options: dict[str, Any]) -> dict[str, Any]:
         settings["track_io"] = True
     if options["debug"]:
         settings["debug"] = True
+    if options["no_retry"]:
+        settings["retry"] = False
     return settings
 
 
@@ -91,6 +93,12 @@ def models() -> None:
 @click.option("--no-auth", is_flag=True, help="Accept calls without an API key.")
 @click.option("--track-io", is_flag=True, help="Record inputs and outputs as metrics.")
 @click.option("--debug", is_flag=True, help="Tracebacks in error answers.")
+@click.option(
+    "--no-retry",
+    is_flag=True,
+    help="Never resend a request whose replica died before answering (502 instead): for "
+    "functions that must not run twice.",
+)
 @_JSON
 def deploy(name: str, as_json: bool, **options: Any) -> None:
     """Create the model if new, build the project and deploy it (rolling, no downtime)."""

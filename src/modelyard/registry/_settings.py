@@ -38,7 +38,7 @@ SETTINGS_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "max_batch_wait_ms": (0, 10_000, True),
 }
 _INTEGERS = frozenset({"concurrency", "max_queue", "max_body_bytes", "max_batch_size"})
-_BOOLEANS = ("auth_required", "track_io", "debug")
+_BOOLEANS = ("auth_required", "track_io", "debug", "retry")
 # None: not set, the replica's own default applies.
 _OPTIONAL = frozenset({"concurrency"})
 
@@ -66,6 +66,10 @@ class ModelSettings:
     max_batch_wait_ms: float = 5.0
     track_io: bool = False
     debug: bool = False
+    # Resend a request once to another replica when its replica died before answering (no byte
+    # of the answer came). False (``--no-retry``): such a request gets 502, for functions that
+    # must not run twice (they charge, send, write elsewhere).
+    retry: bool = True
 
     def __post_init__(self) -> None:
         for name in _BOOLEANS:

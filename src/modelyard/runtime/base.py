@@ -61,7 +61,9 @@ class ReplicaSpec:
     ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (pass the uuid part of a deployment CRN, not the CRN).
     ``replica_id`` is unique within a runtime. ``env`` is added on top of the runtime's own
     environment when ``inherit_env`` is true, else it is the whole environment (plus the
-    ``MODELYARD_*`` variables the runtime adds). ``health_path`` needs ``port``; without a health
+    ``MODELYARD_*`` variables the runtime adds). ``socket`` is the Unix socket path the replica
+    listens on (health checks go there, else to ``port``). ``health_path`` needs ``port`` or
+    ``socket``; without a health
     path a replica counts as healthy as soon as it runs. ``cpus`` is recorded, not enforced
     locally. ``startup_timeout_s`` bounds how long a replica may take to answer its first health
     check before it is recycled.
@@ -78,6 +80,7 @@ class ReplicaSpec:
     cpus: float | None = None
     inherit_env: bool = True
     startup_timeout_s: float = 120.0
+    socket: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

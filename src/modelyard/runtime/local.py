@@ -272,7 +272,7 @@ class LocalRuntime:
         """Kill process groups that a previous runtime on this home left running.
 
         A runtime that was killed (or crashed) leaves its replicas and runs running, since each
-        leads its own session. Call this at boot, before starting anything, and only when no
+        leads its own process group. Call this at boot, before starting anything, and only when no
         other runtime uses this home. Each killed group is reported as a ``leftover_killed``
         event and returned (its record: pgid, argv, pids).
         """
@@ -322,10 +322,11 @@ class LocalRuntime:
         if spec.port is not None and not (isinstance(spec.port, int) and 0 < spec.port < 65536):
             raise InvalidInput(f"{what} port={spec.port!r} must be a TCP port 1-65535 or None")
         if spec.health_path is not None and (
-            spec.port is None or not spec.health_path.startswith("/")
+            (spec.port is None and spec.socket is None) or not spec.health_path.startswith("/")
         ):
             raise InvalidInput(
-                f"{what} health_path={spec.health_path!r} needs a port and must start with '/', "
+                f"{what} health_path={spec.health_path!r} needs a port or a socket and must "
+                "start with '/', "
                 "such as '/healthz'"
             )
         limit = spec.memory_limit_bytes

@@ -333,9 +333,10 @@ class SupervisedReplica:
             interval = min(interval, self._config.poll_interval_s)
         if self._health is None and now - self._last_check_mono >= interval:
             self._last_check_mono = now
-            assert self.spec.port is not None and self.spec.health_path is not None
+            where = self.spec.socket or self.spec.port
+            assert where is not None and self.spec.health_path is not None
             self._health = executor.submit(
-                check_health, self.spec.port, self.spec.health_path, self._config.health_timeout_s
+                check_health, where, self.spec.health_path, self._config.health_timeout_s
             )
 
     def _measure(self, sample: GroupSample | None) -> None:

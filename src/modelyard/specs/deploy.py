@@ -27,8 +27,10 @@ class DeploySpec(Spec):
     """A deploy: the ``project`` folder (an absolute path on the server's host), the ``file``
     and ``function`` that predict, optionally a ``requirements`` file, replicas and their limits.
     ``settings`` takes ``ModelSettings`` fields (``auth_required``, ``concurrency``,
-    ``request_timeout_s``, ``batch_function``, ``track_io``, ``debug``...); for an existing model
-    only the fields given change."""
+    ``request_timeout_s``, ``batch_function``, ``track_io``, ``debug``, ``retry``...); for an
+    existing model only the fields given change. ``settings={"retry": false}`` (the CLI's
+    ``--no-retry``) declares the model not safe to resend: a request whose replica died before
+    answering gets 502 instead of one resend to another replica."""
 
     # Bodies arrive as JSON (numbers for cpus may be integers); a spec is not changed in place.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)

@@ -50,8 +50,10 @@ class FakeReplica:
 
     Input ``{"x": ...}`` -> output ``{"echo": x, "replica": id}``; ``{"sleep": s}`` answers after
     ``s`` seconds; ``{"raise": "msg"}`` answers as a user exception. ``mode="hang"`` never
-    answers, ``mode="close"`` closes the connection after reading the request,
-    ``mode="garbage"`` answers 200 with JSON that is not in the replica protocol.
+    answers, ``mode="close"`` closes the connection after reading the request (no byte of an
+    answer), ``mode="half"`` sends the first bytes of an answer and then closes,
+    ``mode="garbage"`` answers 200 with JSON that is not in the replica protocol. Records carry
+    the uuid the gateway sent (``X-Modelyard-Prediction-Uuid``); ``uuids`` lists those received.
     """
 
     def __init__(self, replica_id: str, mode: str = "ok", chunked: bool = False) -> None:
@@ -65,13 +67,14 @@ class FakeReplica:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.writers: set[asyncio.StreamWriter] = set()
+        self.uuids: list[str | None] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> FakeReplica:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> FakeReplica:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -98,12 +101,21 @@ class FakeReplica:
                 lines = head.decode().split("\r\n")
                 path = lines[0].split(" ")[1]
                 length = 0
+                given: str | None = None
                 for line in lines[1:]:
                     if line.lower().startswith("content-length:"):
                         length = int(line.split(":", 1)[1])
+                    elif line.lower().startswith("x-modelyard-prediction-uuid:"):
+                        given = line.split(":", 1)[1].strip()
                 body = await reader.readexactly(length)
                 self.requests += 1
+                self.uuids.append(given)
                 if self.mode == "close":
+                    writer.close()
+                    return
+                if self.mode == "half":
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-le")
+                    await writer.drain()
                     writer.close()
                     return
                 if self.mode == "hang":
@@ -111,7 +123,7 @@ class FakeReplica:
                 self.active += 1
                 self.max_active = max(self.max_active, self.active)
                 try:
-                    status, answer = await self._answer(path, body)
+                    status, answer = await self._answer(path, body, given)
                 finally:
                     self.active -= 1
                 payload = orjson.dumps(answer)
@@ -138,7 +150,9 @@ class FakeReplica:
             self.writers.discard(writer)
             writer.close()
 
-    async def _answer(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _answer(
+        self, path: str, body: bytes, given: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         if self.mode == "garbage":
             return 200, {"unexpected": True}
         try:
@@ -148,14 +162,16 @@ class FakeReplica:
         if path == "/invoke_batch":
             answers = [await self._one(item, len(data)) for item in data]
             return 200, {"results": answers}
-        return 200, await self._one(data)
+        return 200, await self._one(data, 1, given)
 
-    async def _one(self, data: Any, batch_size: int = 1) -> dict[str, Any]:
+    async def _one(
+        self, data: Any, batch_size: int = 1, given: str | None = None
+    ) -> dict[str, Any]:
         start = time.time_ns() // 1_000_000
         if isinstance(data, dict) and "sleep" in data:
             await asyncio.sleep(data["sleep"])
         record: dict[str, Any] = {
-            "predictionUuid": str(uuid.uuid4()),
+            "predictionUuid": given or str(uuid.uuid4()),
             "startTimeStampMs": start,
             "endTimeStampMs": time.time_ns() // 1_000_000,
             "metrics": {"seen_by": self.replica_id},
@@ -389,7 +405,29 @@ def test_connection_refused_without_retries_is_503() -> None:
     run(scenario)
 
 
-def test_connection_closed_after_the_request_is_502_and_not_resent() -> None:
+def test_a_lone_refusing_replica_is_tried_again_after_its_cooldown() -> None:
+    """One replica, refusing (restarting): the request waits out the 1 s cooldown and is
+    answered once the replica is back, instead of a 503 at once."""
+
+    async def scenario() -> None:
+        port = free_port()
+        pool = DeploymentPool(identity())
+        pool.add_endpoint(ReplicaEndpoint("r1", f"http://127.0.0.1:{port}", 1))
+        gateway = Gateway()
+        gateway.set_pool("m", pool)
+        call = asyncio.create_task(gateway.invoke("m", body(x=1)))
+        await asyncio.sleep(0.3)
+        assert not call.done()  # refused once, waiting for the cooldown
+        back = await FakeReplica("r1").start(port)
+        result = await call
+        assert result.http_status == 200 and result.replica_id == "r1"
+        await gateway.close()
+        await back.stop()
+
+    run(scenario)
+
+
+def test_connection_closed_before_any_answer_byte_is_resent_once_with_the_same_uuid() -> None:
     async def scenario() -> None:
         closer, healthy = await replicas("close", "ok")
         pool = DeploymentPool(identity())
@@ -398,8 +436,47 @@ def test_connection_closed_after_the_request_is_502_and_not_resent() -> None:
         gateway = Gateway()
         gateway.set_pool("m", pool)
         result = await gateway.invoke("m", body(x=1))
+        assert result.http_status == 200, result.envelope
+        assert result.replica_id == "r2"
+        assert (closer.requests, healthy.requests) == (1, 1)
+        # The uuid the gateway minted went with both attempts and is the answer's uuid.
+        assert closer.uuids == healthy.uuids == [result.uuid]
+        assert uuid.UUID(str(result.uuid))
+        await gateway.close()
+        await closer.stop()
+        await healthy.stop()
+
+    run(scenario)
+
+
+def test_a_second_broken_attempt_is_502_not_resent_again() -> None:
+    async def scenario() -> None:
+        first, second = await replicas("close", "close")
+        gateway = Gateway()
+        gateway.set_pool("m", pool_of([first, second]))
+        result = await gateway.invoke("m", body(x=1))
+        assert result.http_status == 502
+        assert "resent once already" in result.envelope["error"]["message"]
+        assert first.requests + second.requests == 2
+        await gateway.close()
+        await first.stop()
+        await second.stop()
+
+    run(scenario)
+
+
+def test_a_model_declared_not_resendable_gets_502() -> None:
+    async def scenario() -> None:
+        closer, healthy = await replicas("close", "ok")
+        pool = DeploymentPool(identity(), PoolSettings(resend=False))
+        pool.add_endpoint(ReplicaEndpoint("r1", closer.url, 1))
+        pool.add_endpoint(ReplicaEndpoint("r2", healthy.url, 1))
+        gateway = Gateway()
+        gateway.set_pool("m", pool)
+        result = await gateway.invoke("m", body(x=1))
         assert result.http_status == 502
         assert result.envelope["error"]["code"] == "replica_failed"
+        assert "retry=false" in result.envelope["error"]["message"]
         assert result.replica_id == "r1"
         assert (closer.requests, healthy.requests) == (1, 0)
         await gateway.close()
@@ -407,6 +484,30 @@ def test_connection_closed_after_the_request_is_502_and_not_resent() -> None:
         await healthy.stop()
 
     run(scenario)
+
+
+def test_an_answer_that_had_started_is_never_resent() -> None:
+    async def scenario() -> None:
+        half, healthy = await replicas("half", "ok")
+        pool = DeploymentPool(identity())
+        pool.add_endpoint(ReplicaEndpoint("r1", half.url, 1))
+        pool.add_endpoint(ReplicaEndpoint("r2", healthy.url, 1))
+        gateway = Gateway()
+        gateway.set_pool("m", pool)
+        result = await gateway.invoke("m", body(x=1))
+        assert result.http_status == 502
+        assert "its answer had started" in result.envelope["error"]["message"]
+        assert (half.requests, healthy.requests) == (1, 0)
+        await gateway.close()
+        await half.stop()
+        await healthy.stop()
+
+    run(scenario)
+
+
+def test_resend_setting_is_checked() -> None:
+    with pytest.raises(InvalidInput, match="resend='no'"):
+        PoolSettings(resend="no")  # type: ignore[arg-type]
 
 
 def test_an_answer_outside_the_protocol_is_502_and_writes_nothing() -> None:
@@ -622,7 +723,9 @@ def test_pool_writer_takes_precedence_and_missing_error_marker_is_added(tmp_path
     async def scenario() -> None:
         server = FakeReplica("r1")
 
-        async def no_marker(data: Any, batch_size: int = 1) -> dict[str, Any]:
+        async def no_marker(
+            data: Any, batch_size: int = 1, given: str | None = None
+        ) -> dict[str, Any]:
             return {
                 "ok": False,
                 "error": {"type": "KeyError", "message": "'tenure'"},

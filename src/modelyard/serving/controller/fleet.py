@@ -55,13 +55,23 @@ class Replica:
     model: str
     deployment_crn: str
     runtime_deployment: str
-    port: int
+    port: int | None
     pools: list[DeploymentPool] = field(default_factory=list)
     failure: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    socket: str | None = None  # its Unix socket (what the server uses), else ``port``
+
+    @property
+    def address(self) -> str | int:
+        """Where it listens, as ``check_health`` takes it: the socket path, else the port."""
+        where = self.socket if self.socket is not None else self.port
+        assert where is not None, "a replica listens on a socket or a port"
+        return where
 
     @property
     def url(self) -> str:
+        if self.socket is not None:
+            return f"unix:{self.socket}"
         return f"http://127.0.0.1:{self.port}"
 
 
@@ -172,8 +182,15 @@ class Fleet:
     # -- start and stop -------------------------------------------------------------------------
     async def start(self, spec: ReplicaSpec, model: str, deployment_crn: str) -> Replica:
         """Start one replica (it is not in any pool yet)."""
-        assert spec.port is not None
-        replica = Replica(spec.replica_id, model, deployment_crn, spec.deployment_id, spec.port)
+        assert spec.port is not None or spec.socket is not None
+        replica = Replica(
+            spec.replica_id,
+            model,
+            deployment_crn,
+            spec.deployment_id,
+            spec.port,
+            socket=spec.socket,
+        )
         self.replicas[replica.replica_id] = replica  # before it starts: its events find it
         self._deployment_of[replica.replica_id] = deployment_crn
         while len(self._deployment_of) > _REMEMBERED:
@@ -210,7 +227,11 @@ class Fleet:
     @staticmethod
     async def _probe(replica: Replica) -> bool:
         ok, _ = await asyncio.to_thread(
-            check_health, replica.port, HEALTH_PATH, _PROBE_TIMEOUT_S, replica.replica_id
+            check_health,
+            replica.address,
+            HEALTH_PATH,
+            _PROBE_TIMEOUT_S,
+            replica.replica_id,
         )
         return ok
 

@@ -46,6 +46,7 @@ def pool_settings(settings: ModelSettings) -> PoolSettings:
         queue_timeout_s=settings.queue_timeout_s,
         request_timeout_s=settings.request_timeout_s,
         max_body_bytes=settings.max_body_bytes,
+        resend=settings.retry,
     )
 
 

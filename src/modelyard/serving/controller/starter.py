@@ -14,7 +14,6 @@ from pathlib import Path
 
 from modelyard.errors import ModelyardError
 from modelyard.registry import Build, Deployment, Model
-from modelyard.runtime import free_port
 from modelyard.serving.controller.batch_choice import BatchChoice
 from modelyard.serving.controller.fleet import Fleet, Replica
 from modelyard.serving.controller.replica_specs import (
@@ -67,7 +66,6 @@ class ReplicaStarter:
                 deployment,
                 home=self.home,
                 replica_id=new_replica_id(deployment.crn, self._ordinals[deployment.crn]),
-                port=free_port(),
                 python=self.python,
                 startup_timeout_s=self.health_timeout_s,
             )

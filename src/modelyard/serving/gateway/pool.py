@@ -11,9 +11,16 @@ Rules, in the order a request meets them:
 2. Nothing free: wait in the queue, at most ``max_queue`` requests deep and ``queue_timeout_s``
    long; beyond either -> ``Overloaded`` (429) with ``retry_after_s``.
 3. Send with ``request_timeout_s``; beyond it -> ``GatewayTimeout`` (504) and ``on_stuck(id)``.
-4. Retry only connection failures (the TCP connect was refused or timed out: nothing was sent),
-   up to ``retries`` times, each time on an endpoint not tried yet. A failure after the request
-   was written is never resent (the replica may have run the function): ``ReplicaFailed`` (502).
+4. Retry connection failures (the connect was refused or timed out: nothing was sent), up to
+   ``retries`` times, each time on an endpoint not tried yet; with no other endpoint, on the same
+   one once its cooldown ends (or, when the runtime marked it unhealthy, once it is back).
+5. Resend once a request whose connection broke or closed before ANY byte of the answer came
+   (the replica died with it, ``NoResponse``), on another replica when there is one (else the
+   same one once its cooldown ends), unless the model declared itself not safe to resend
+   (``resend=False``, the model setting ``retry``; ``--no-retry``): then ``ReplicaFailed`` (502).
+   Once any byte of the answer has come, a failure is never resent: ``ReplicaFailed`` (502).
+   The request carries the prediction's uuid (``X-Modelyard-Prediction-Uuid``, minted here once
+   per request), so a resent request keeps its uuid and its record is written once.
 """
 
 from __future__ import annotations
@@ -38,7 +45,13 @@ from modelyard.errors import (
     ReplicaFailed,
     Unavailable,
 )
-from modelyard.serving.gateway.replica_client import ConnectFailed, ExchangeFailed, ReplicaClient
+from modelyard.ids import new_prediction_uuid
+from modelyard.serving.gateway.replica_client import (
+    ConnectFailed,
+    ExchangeFailed,
+    NoResponse,
+    ReplicaClient,
+)
 from modelyard.store.base import Identity, Prediction
 
 __all__ = [
@@ -55,6 +68,7 @@ log = logging.getLogger("modelyard.gateway")
 # After a refused connection an endpoint is skipped this long (the runtime restarts it or the
 # controller removes it); without it every request would pay a refused connect first.
 CONNECT_COOLDOWN_S = 1.0
+UUID_HEADER = b"X-Modelyard-Prediction-Uuid"
 
 
 class RecordSink(Protocol):
@@ -85,8 +99,11 @@ class PoolSettings:
     request_timeout_s: float = 30.0
     max_body_bytes: int = 5 * 1024 * 1024
     retries: int = 1
+    resend: bool = True  # resend once a request a dying replica never answered (rule 5)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.resend, bool):
+            raise InvalidInput(f"resend={self.resend!r} is not accepted; expected True or False")
         _positive("max_queue", self.max_queue, integer=True, zero=True)
         _positive("queue_timeout_s", self.queue_timeout_s)
         _positive("request_timeout_s", self.request_timeout_s)
@@ -160,6 +177,7 @@ class Exchange:
     queue_s: float
     replica_s: float
     identity: Identity
+    prediction_uuid: str = ""  # what the request carried (a batch: the base of its items')
 
 
 @dataclass(slots=True)
@@ -275,12 +293,17 @@ class DeploymentPool:
         )
 
     # -- a request ------------------------------------------------------------------------------
-    async def call(self, path: str, body: bytes) -> Exchange:
-        """Send ``body`` to ``path`` of the least busy replica, following the module's rules."""
+    async def call(self, path: str, body: bytes, prediction_uuid: str | None = None) -> Exchange:
+        """Send ``body`` to ``path`` of the least busy replica, following the module's rules.
+
+        ``prediction_uuid`` (None: a new one) goes with the request, the same on a resend."""
         settings = self.settings
         tried: set[str] = set()
         queue_s = 0.0
         attempt = 0
+        resent = False
+        uid = prediction_uuid or new_prediction_uuid()
+        headers = UUID_HEADER + b": " + uid.encode() + b"\r\n"
         while True:
             waited = time.perf_counter()
             endpoint = await self._acquire(frozenset(tried))
@@ -288,16 +311,15 @@ class DeploymentPool:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(settings.request_timeout_s):
-                    status, payload = await endpoint.client.post(path, body)
+                    status, payload = await endpoint.client.post(path, body, headers)
             except ConnectFailed as exc:
                 endpoint.unreachable_until = time.monotonic() + CONNECT_COOLDOWN_S
-                tried.add(endpoint.replica_id)
                 self._release(endpoint)
-                others = [ep for ep in self._endpoints if ep.replica_id not in tried]
-                if attempt < settings.retries and others:
+                if attempt < settings.retries:
                     attempt += 1
-                    log.warning("%s; retrying on another replica", exc)
+                    self._retrying(endpoint, tried, exc)
                     continue
+                tried.add(endpoint.replica_id)
                 raise Unavailable(
                     f"no replica of {self.identity.deployment_crn} accepted a connection "
                     f"(tried {', '.join(sorted(tried))}): {exc}",
@@ -313,11 +335,18 @@ class DeploymentPool:
                     replica_id=endpoint.replica_id,
                     timeout_s=settings.request_timeout_s,
                 ) from None
+            except NoResponse as exc:
+                self._release(endpoint)
+                if settings.resend and not resent:
+                    resent = True
+                    self._resending(endpoint, tried, exc)
+                    continue
+                raise self._not_resent(endpoint, exc) from exc
             except ExchangeFailed as exc:
                 self._release(endpoint)
                 raise ReplicaFailed(
                     f"replica {endpoint.replica_id!r} broke off the request: {exc}; "
-                    "it was not resent because the replica may have started it",
+                    "it was not resent because its answer had started",
                     replica_id=endpoint.replica_id,
                 ) from exc
             except BaseException:
@@ -334,7 +363,38 @@ class DeploymentPool:
                 queue_s,
                 replica_s,
                 endpoint.identity or self.identity,
+                uid,
             )
+
+    def _retrying(self, endpoint: ReplicaEndpoint, tried: set[str], exc: ConnectFailed) -> None:
+        """Before a connect retry: on another replica if there is one; else on this one once
+        its cooldown ends (a lone replica the runtime restarts, or marks unhealthy until it is
+        back, meanwhile the request waits in the queue)."""
+        if any(ep.replica_id not in tried and ep is not endpoint for ep in self._endpoints):
+            tried.add(endpoint.replica_id)
+            log.warning("%s; retrying on another replica", exc)
+        else:
+            log.warning("%s; retrying on it after %gs (no other replica)", exc, CONNECT_COOLDOWN_S)
+
+    def _resending(self, endpoint: ReplicaEndpoint, tried: set[str], exc: NoResponse) -> None:
+        """Before a resend: the replica likely died, so skip it for the cooldown and prefer
+        another (it stays eligible when it is the only one: it may come back)."""
+        endpoint.unreachable_until = time.monotonic() + CONNECT_COOLDOWN_S
+        if any(ep.replica_id not in tried and ep is not endpoint for ep in self._endpoints):
+            tried.add(endpoint.replica_id)
+        log.warning("%s; resending it once (same prediction uuid)", exc)
+
+    def _not_resent(self, endpoint: ReplicaEndpoint, exc: NoResponse) -> ReplicaFailed:
+        why = (
+            "the model is declared not safe to resend (retry=false)"
+            if not self.settings.resend
+            else "it was resent once already"
+        )
+        return ReplicaFailed(
+            f"replica {endpoint.replica_id!r} broke off the request before answering: {exc}; "
+            f"it was not resent because {why}",
+            replica_id=endpoint.replica_id,
+        )
 
     def retry_after_s(self) -> int:
         """Whole seconds until the queue ahead would likely drain (at least 1)."""

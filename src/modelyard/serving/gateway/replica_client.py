@@ -7,19 +7,24 @@ aiohttp's time per request; the difference is large enough to own ~250 lines.
 
 What it does and does not do:
 
+- a replica at ``unix:/path/to/replica.sock`` (what the server runs: a Unix domain socket in a
+  folder only the server's user can enter) or at ``http://127.0.0.1:PORT`` (TCP: tests,
+  benchmarks); the Unix socket is also the faster of the two (docs/gateway.md);
 - persistent keep-alive connections per replica, reused LIFO (the warmest first);
 - a connection idle longer than ``idle_timeout_s`` (default 2 s, below uvicorn's 5 s keep-alive)
   is closed instead of reused, and an idle connection the kernel says is readable (the replica's
   FIN or RST arrived, perhaps before the event loop noticed) is dropped too: so we do not write a
   request into a connection the server is closing or that died. That race is the one case where a
-  request could be lost after being written; avoiding it lets the gateway never resend a request
-  once written;
+  request could be lost after being written (the pool would then resend it, see below);
 - ``Content-Length`` and ``chunked`` response bodies; no redirects, no TLS, no proxies, no
   compression, no request streaming: none of these exist on a loopback hop to a replica.
 
-Errors: ``ConnectFailed`` when the TCP connection could not be opened (nothing was sent, so the
-caller may try another replica); ``ExchangeFailed`` when the connection broke or the answer was
-not HTTP after the request was written (the replica may have started the work: never resent).
+Errors: ``ConnectFailed`` when the connection could not be opened (nothing was sent, so the
+caller may try another replica); ``NoResponse`` (an ``ExchangeFailed``) when the connection broke
+or closed after the request was written but before ANY byte of the answer arrived (the replica
+died or closed it: the pool may resend the request, as the model allows); ``ExchangeFailed``
+otherwise when the connection broke or the answer was not HTTP (part of an answer had come: never
+resent).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from urllib.parse import urlsplit
 
 from modelyard.errors import InvalidInput
 
-__all__ = ["ConnectFailed", "ExchangeFailed", "ReplicaClient"]
+__all__ = ["ConnectFailed", "ExchangeFailed", "NoResponse", "ReplicaClient"]
 
 _MAX_HEAD = 64 * 1024
 _STREAM_LIMIT = 1024 * 1024
@@ -44,6 +49,10 @@ class ConnectFailed(Exception):
 
 class ExchangeFailed(Exception):
     """The request was (possibly) sent but no complete HTTP answer came back."""
+
+
+class NoResponse(ExchangeFailed):
+    """The connection broke or closed before any byte of the answer arrived."""
 
 
 class _Conn:
@@ -84,7 +93,8 @@ def _readable(fd: int) -> bool:
 
 
 class ReplicaClient:
-    """Keep-alive HTTP/1.1 to one replica at ``url`` (``http://127.0.0.1:PORT``)."""
+    """Keep-alive HTTP/1.1 to one replica at ``url``: ``unix:/path.sock`` or
+    ``http://127.0.0.1:PORT``."""
 
     def __init__(
         self,
@@ -94,30 +104,40 @@ class ReplicaClient:
         idle_timeout_s: float = 2.0,
         max_idle: int = 64,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
-            raise InvalidInput(
-                f"replica url {url!r} is not supported; expected 'http://HOST:PORT' "
-                "(plain HTTP with an explicit port, e.g. 'http://127.0.0.1:8101')"
-            )
         self.url = url
-        self.host = parts.hostname
-        self.port = parts.port
+        self.socket_path: str | None = None
+        if url.startswith("unix:/"):
+            self.socket_path = url[len("unix:") :]
+            self.host, self.port = "localhost", 0
+            self._host_header = b"Host: localhost\r\n"
+        else:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname or parts.port is None:
+                raise InvalidInput(
+                    f"replica url {url!r} is not supported; expected 'unix:/ABSOLUTE/PATH' (a "
+                    "Unix socket) or 'http://HOST:PORT' (plain HTTP with an explicit port, e.g. "
+                    "'http://127.0.0.1:8101')"
+                )
+            self.host = parts.hostname
+            self.port = parts.port
+            self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
         self.connect_timeout_s = connect_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.max_idle = max_idle
         self._idle: list[_Conn] = []
-        self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
         self._closed = False
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """POST ``body`` (JSON) to ``path``; the status and body of the answer."""
+    async def post(self, path: str, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
+        """POST ``body`` (JSON) to ``path``; the status and body of the answer.
+
+        ``headers``: extra header lines, each ending in CRLF (``b"X-A: 1\\r\\n"``)."""
         head = b"".join(
             (
                 b"POST ",
                 path.encode(),
                 b" HTTP/1.1\r\n",
                 self._host_header,
+                headers,
                 b"Content-Type: application/json\r\nContent-Length: ",
                 str(len(body)).encode(),
                 b"\r\n\r\n",
@@ -153,9 +173,14 @@ class ReplicaClient:
             conn.close()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, limit=_STREAM_LIMIT
-                )
+                if self.socket_path is not None:
+                    reader, writer = await asyncio.open_unix_connection(
+                        self.socket_path, limit=_STREAM_LIMIT
+                    )
+                else:
+                    reader, writer = await asyncio.open_connection(
+                        self.host, self.port, limit=_STREAM_LIMIT
+                    )
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(
                 f"cannot connect to {self.url} ({exc.__class__.__name__}: {exc})"
@@ -166,16 +191,26 @@ class ReplicaClient:
         conn = await self._connection()
         try:
             writer = conn.writer
-            if len(body) < 65536:
-                writer.write(head + body)
-            else:
-                writer.write(head)
-                writer.write(body)
-                await writer.drain()
+            try:
+                if len(body) < 65536:
+                    writer.write(head + body)
+                else:
+                    writer.write(head)
+                    writer.write(body)
+                    await writer.drain()
+            except OSError as exc:
+                if getattr(conn.reader, "_buffer", b"x"):
+                    raise
+                raise NoResponse(
+                    f"the connection to {self.url} broke while sending the request "
+                    f"({exc.__class__.__name__}: {exc})"
+                ) from exc
             status, payload, keep = await self._read_response(conn.reader)
         except BaseException as exc:
             # Timeouts and cancellation land here too: a half-read answer poisons the connection.
             conn.close()
+            if isinstance(exc, ExchangeFailed):
+                raise
             if isinstance(
                 exc, (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
             ):
@@ -191,8 +226,28 @@ class ReplicaClient:
             conn.close()
         return status, payload
 
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
+        """The response head; ``NoResponse`` when the connection ends before its first byte."""
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            raise NoResponse(
+                f"{self.url} closed the connection before answering (no byte of an answer)"
+            ) from exc
+        except OSError as exc:
+            # Bytes that came before a reset stay in the reader's buffer: any there means the
+            # answer had started. (``_buffer`` is asyncio's; without it, assume it had.)
+            if getattr(reader, "_buffer", b"x"):
+                raise
+            raise NoResponse(
+                f"the connection to {self.url} broke before any byte of an answer "
+                f"({exc.__class__.__name__}: {exc})"
+            ) from exc
+
     async def _read_response(self, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-        raw = await reader.readuntil(b"\r\n\r\n")
+        raw = await self._read_head(reader)
         if len(raw) > _MAX_HEAD:
             raise ExchangeFailed(f"{self.url} sent a response head over {_MAX_HEAD} bytes")
         lines = raw[:-4].split(b"\r\n")

@@ -5,15 +5,23 @@ microseconds per request where a framework's request/response objects cost tens.
 with a size limit (checked against ``Content-Length`` first, then while reading) and parsed with
 orjson; request data is never unpickled.
 
-Only the gateway on this machine is meant to call a replica, and a browser on this machine must
-not be made to: a page elsewhere can send a "simple" cross-site POST (``text/plain``, no preflight)
-to ``127.0.0.1:<port>``, or rebind a DNS name to 127.0.0.1. So every request must name the
-replica itself in ``Host`` (``127.0.0.1:<port>``, ``localhost:<port>`` or ``[::1]:<port>``; 403
-otherwise), must not come from a web page of another origin (an ``Origin`` header other than
-those: 403), and ``/invoke`` and ``/invoke_batch`` take ``application/json`` only (415 for any
-other or a missing ``Content-Type``), which a browser cannot send cross-site without a preflight
-the replica never answers. The gateway's client sends exactly ``Host: 127.0.0.1:<port>`` and
-``Content-Type: application/json``.
+Only the gateway on this machine is meant to call a replica. A replica started by the server
+listens on a Unix domain socket in a folder only the server's user can enter (``--socket``,
+``docs/security.md``): no other user's process, and no browser, can reach it at all. A replica
+started with ``--port`` (tests, benchmarks, by hand) listens on TCP ``127.0.0.1``, where any local
+process can call it; there a browser on this machine must not be made to: a page elsewhere can send
+a "simple" cross-site POST (``text/plain``, no preflight) to ``127.0.0.1:<port>``, or rebind a DNS
+name to 127.0.0.1. So every request must name the replica itself in ``Host`` (``127.0.0.1:<port>``,
+``localhost:<port>`` or ``[::1]:<port>``; 403 otherwise), must not come from a web page of another
+origin (an ``Origin`` header other than those: 403), and ``/invoke`` and ``/invoke_batch`` take
+``application/json`` only (415 for any other or a missing ``Content-Type``), which a browser cannot
+send cross-site without a preflight the replica never answers. The gateway's client sends exactly
+``Host: 127.0.0.1:<port>`` and ``Content-Type: application/json`` (over a Unix socket, ``Host:
+localhost``, which is not checked: no web page can address a Unix socket).
+
+The prediction's uuid comes from the gateway in ``X-Modelyard-Prediction-Uuid`` (for
+``/invoke_batch`` one base uuid, see ``user_code.batch_item_uuid``); without it the replica mints
+one. A value that is not a uuid is refused with 400.
 
 Errors of the request itself (not JSON, too large, unknown route) answer with their HTTP status and
 ``{"ok": false, "error": {"code", "message"}}``, the ``ModelyardError.to_dict()`` shape. Failures
@@ -24,12 +32,14 @@ replica did its job, the prediction failed (see ``docs/design/serving.md``).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from modelyard.errors import Forbidden, InvalidInput, ModelyardError, NotFound, PayloadTooLarge
+from modelyard.serving.replica.user_code import batch_item_uuid
 from modelyard.serving.replica.workers import Workers
 
 __all__ = ["MethodNotAllowed", "ReplicaApp", "UnsupportedMediaType"]
@@ -64,7 +74,7 @@ class ReplicaApp:
         workers: Workers,
         replica_id: str,
         max_body_bytes: int,
-        port: int,
+        port: int | None,
         on_started: Callable[[], None] | None = None,
     ) -> None:
         self.workers = workers
@@ -73,6 +83,8 @@ class ReplicaApp:
         self.max_body_bytes = max_body_bytes
         self.port = port
         names = ("127.0.0.1", "localhost", "[::1]")
+        # None: a Unix socket, which no browser can address; no Host or Origin check needed.
+        self._check_host = port is not None
         self._hosts = frozenset(f"{name}:{port}".encode() for name in names)
         self._origins = frozenset(b"http://" + host for host in self._hosts)
         self._health = orjson.dumps({"status": "ok", "replica": replica_id})
@@ -101,7 +113,7 @@ class ReplicaApp:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
-            content_type = self._check_caller(scope["headers"])
+            content_type, given_uuid = self._check_caller(scope["headers"])
             if path == "/healthz":
                 if method not in ("GET", "HEAD"):
                     raise MethodNotAllowed(f"{method} {path}: use GET", allowed="GET")
@@ -113,15 +125,21 @@ class ReplicaApp:
                 body = await self._read_body(scope, receive)
                 arrived = time.perf_counter()
                 value = _parse(body)
+                uid = None if given_uuid is None else _uuid(given_uuid)
                 if path == "/invoke":
-                    await _respond(send, 200, await self.workers.invoke(value, arrived))
+                    await _respond(send, 200, await self.workers.invoke(value, arrived, uid))
                 else:
                     if not isinstance(value, list):
                         raise InvalidInput(
                             f"/invoke_batch takes a JSON list of inputs, got a "
                             f"{type(value).__name__}; send [input, input, ...]"
                         )
-                    answers = await self.workers.invoke_batch(value, arrived)
+                    uuids = (
+                        None
+                        if uid is None
+                        else [batch_item_uuid(uid, i) for i in range(len(value))]
+                    )
+                    answers = await self.workers.invoke_batch(value, arrived, uuids)
                     await _respond(send, 200, b'{"results":[' + b",".join(answers) + b"]}")
             else:
                 raise NotFound(
@@ -133,12 +151,16 @@ class ReplicaApp:
         except _Disconnected:
             return
 
-    def _check_caller(self, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    def _check_caller(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bytes | None, bytes | None]:
         """Refuse a request not addressed to this replica by name, or sent by a web page of
-        another origin; returns the request's ``Content-Type`` (None if it has none)."""
+        another origin; returns the request's ``Content-Type`` and prediction uuid header (None
+        for each it has not)."""
         host: bytes | None = None
         origin: bytes | None = None
         content_type: bytes | None = None
+        given_uuid: bytes | None = None
         for name, value in headers:
             if name == b"host":
                 host = value
@@ -146,6 +168,10 @@ class ReplicaApp:
                 origin = value
             elif name == b"content-type":
                 content_type = value
+            elif name == b"x-modelyard-prediction-uuid":
+                given_uuid = value
+        if not self._check_host:
+            return content_type, given_uuid
         if host not in self._hosts:
             shown = None if host is None else host.decode("latin-1")
             raise Forbidden(
@@ -160,7 +186,7 @@ class ReplicaApp:
                 "through the Modelyard server's gateway",
                 origin=shown,
             )
-        return content_type
+        return content_type, given_uuid
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
@@ -191,6 +217,17 @@ def _check_json(content_type: bytes | None, path: str) -> None:
             "'Content-Type: application/json'",
             content_type=shown,
         )
+
+
+def _uuid(value: bytes) -> str:
+    text = value.decode("latin-1").strip()
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidInput(
+            f"X-Modelyard-Prediction-Uuid {text[:80]!r} is not a uuid; send one uuid such as "
+            "'0190f0b2-6a2b-7c3d-8e4f-1a2b3c4d5e6f' (or no header: the replica mints one)"
+        ) from None
 
 
 def _too_large(size: int, limit: int) -> PayloadTooLarge:

@@ -1,16 +1,19 @@
-"""The replica process: one user function behind a lean ASGI app on ``127.0.0.1``.
+"""The replica process: one user function behind a lean ASGI app, on a Unix socket or loopback.
 
 Started by the runtime as::
 
     <build python> -m modelyard.serving.replica --snapshot DIR --file predict.py \\
-        --function predict --port P --replica-id ID [--batch-function NAME] [--concurrency N] \\
-        [--max-batch-size B] [--max-batch-wait-ms W] [--max-body-bytes S] [--track-io] [--debug]
+        --function predict (--socket PATH | --port P) --replica-id ID \\
+        [--batch-function NAME] [--concurrency N] [--max-batch-size B] \\
+        [--max-batch-wait-ms W] [--max-body-bytes S] [--track-io] [--debug]
 
 It loads the function with the build smoke test's own ``load_function`` (so what the build checked
 is what is served), then serves ``GET /healthz``, ``POST /invoke`` and ``POST /invoke_batch`` as
-``docs/design/serving.md`` defines them, on uvicorn with uvloop and httptools. It never writes
-prediction records: each answer carries its record and the gateway writes it. SIGTERM or SIGINT
-stops accepting connections, lets the requests in flight finish, and exits 0.
+``docs/design/serving.md`` defines them, on uvicorn with uvloop and httptools: on a Unix domain
+socket (``--socket``, what the server uses: the socket's folder must be mode 0700 and ours, the
+socket file is created 0600) or on TCP ``127.0.0.1`` (``--port``: tests, benchmarks). It never
+writes prediction records: each answer carries its record and the gateway writes it. SIGTERM or
+SIGINT stops accepting connections, lets the requests in flight finish, and exits 0.
 
 Batching: ``--batch-function NAME`` names a function that takes a list of inputs and returns a
 list of outputs. Without the flag, a callable named ``predict_batch`` in the same file is used if
@@ -37,6 +40,8 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Generator, Sequence
@@ -53,6 +58,7 @@ from modelyard.builds.smoke import (
 from modelyard.errors import InvalidInput
 from modelyard.runtime.memlimit import apply_memory_limit, limit_from_env
 from modelyard.serving.replica.app import ReplicaApp
+from modelyard.serving.replica.oneshot import one_write_protocol
 from modelyard.serving.replica.user_code import BatchOutputError, UserCode
 from modelyard.serving.replica.workers import Workers
 from modelyard.settings import parse_size_bytes
@@ -87,7 +93,7 @@ class ReplicaConfig:
     snapshot: str
     file: str
     function: str
-    port: int
+    port: int | None
     replica_id: str
     batch_function: str | None = None  # None: look for predict_batch; "none": no batching
     concurrency: int = DEFAULT_CONCURRENCY
@@ -96,11 +102,16 @@ class ReplicaConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     track_io: bool = False
     debug: bool = False
+    socket: str | None = None  # a Unix socket path instead of the TCP port
 
     def argv(self, python: str = sys.executable) -> list[str]:
         """The command line that starts this replica (for a ``ReplicaSpec``); parses back equal."""
         argv = [python, "-m", "modelyard.serving.replica", "--snapshot", self.snapshot]
-        argv += ["--file", self.file, "--function", self.function, "--port", str(self.port)]
+        argv += ["--file", self.file, "--function", self.function]
+        if self.socket is not None:
+            argv += ["--socket", self.socket]
+        else:
+            argv += ["--port", str(self.port)]
         argv += ["--replica-id", self.replica_id, "--concurrency", str(self.concurrency)]
         if self.batch_function is not None:
             argv += ["--batch-function", self.batch_function]
@@ -162,7 +173,9 @@ def parse_args(argv: Sequence[str]) -> ReplicaConfig:
         help=f"function taking a list of inputs; default: {AUTO_BATCH_FUNCTION} if the file "
         f"defines it; '{_NO_BATCH}' turns batching off",
     )
-    parser.add_argument("--port", required=True, type=_port)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", help="Unix socket path (its folder mode 0700)")
+    where.add_argument("--port", type=_port, help="TCP port on 127.0.0.1")
     parser.add_argument("--replica-id", required=True)
     parser.add_argument(
         "--concurrency",
@@ -196,6 +209,7 @@ def parse_args(argv: Sequence[str]) -> ReplicaConfig:
         max_body_bytes=ns.max_body_bytes,
         track_io=ns.track_io,
         debug=ns.debug,
+        socket=ns.socket,
     )
 
 
@@ -253,8 +267,49 @@ def build_app(config: ReplicaConfig, code: UserCode) -> ReplicaApp:
         print(f"replica {config.replica_id}: {applied.describe()}", flush=True)
 
     return ReplicaApp(
-        workers, config.replica_id, config.max_body_bytes, config.port, on_started=limit_memory
+        workers,
+        config.replica_id,
+        config.max_body_bytes,
+        None if config.socket is not None else config.port,
+        on_started=limit_memory,
     )
+
+
+def bind_unix_socket(path: str) -> socket.socket:
+    """A listening Unix socket at ``path``, file mode 0600, in a folder only its owner enters.
+
+    A socket file left by a killed predecessor (the same replica restarted) is replaced; anything
+    else at ``path``, or a folder other users may enter, is refused (InvalidInput naming both). A
+    missing folder is created 0700 (a replica that stopped last removes its empty folder, and a
+    temporary folder may be cleaned while the server runs).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.stat(folder)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise InvalidInput(
+            f"the socket folder {folder!r} (mode {stat.S_IMODE(info.st_mode):o}, owner uid "
+            f"{info.st_uid}) is open to other users; a replica's socket folder must be mode "
+            f"0700 and owned by uid {os.getuid()}, so only the gateway reaches the replica"
+        )
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise InvalidInput(
+                f"{path!r} exists and is not a socket; give a --socket path that is free or a "
+                "socket left by a stopped replica"
+            )
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(previous)
+    sock.listen(2048)
+    return sock
 
 
 def _server_class() -> type[Any]:
@@ -299,16 +354,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return EXIT_IMPORT_FAILED
     app = build_app(config, code)
-
+    sockets: list[socket.socket] | None = None
+    if config.socket is not None:
+        try:
+            sockets = [bind_unix_socket(config.socket)]
+        except (InvalidInput, OSError) as exc:
+            shown = exc.message if isinstance(exc, InvalidInput) else f"{config.socket!r}: {exc}"
+            print(f"replica {config.replica_id}: cannot listen: {shown}", file=sys.stderr)
+            return EXIT_SERVE_FAILED
     import uvicorn
 
     server = _server_class()(
         uvicorn.Config(
             app,
             host="127.0.0.1",
-            port=config.port,
+            port=config.port or 0,  # with a Unix socket: unused (uvicorn serves ``sockets``)
             loop="uvloop",
-            http="httptools",
+            http=one_write_protocol(),  # httptools, each answer in one write (oneshot.py)
             lifespan="on",
             access_log=False,
             log_level="warning",
@@ -322,18 +384,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code.batch_function is not None
         else "no batch function"
     )
+    where = f"unix:{config.socket}" if sockets else f"http://127.0.0.1:{config.port}"
     print(
         f"replica {config.replica_id}: serving {config.file}:{config.function} on "
-        f"http://127.0.0.1:{config.port} (concurrency {config.concurrency}, {batching}, "
-        f"pid {os.getpid()})",
+        f"{where} (concurrency {config.concurrency}, {batching}, pid {os.getpid()})",
         flush=True,
     )
     try:
-        server.run()
+        server.run(sockets=sockets)
     except SystemExit as exc:  # uvicorn exits 3 when it cannot bind: 3 means "import failed" here
         if exc.code not in (0, None):
             return EXIT_SERVE_FAILED
         raise
+    finally:
+        if sockets and config.socket is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(config.socket)
+            with contextlib.suppress(OSError):  # the last one out removes the empty folder
+                os.rmdir(os.path.dirname(os.path.abspath(config.socket)))
     if not server.started:
         return EXIT_SERVE_FAILED  # uvicorn logged why (lifespan failure)
     print(f"replica {config.replica_id}: stopped", flush=True)

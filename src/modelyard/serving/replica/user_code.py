@@ -6,8 +6,14 @@ never holds up the loop that answers health checks. Each answer leaves as finish
 
 Records (``R`` in ``docs/design/serving.md``): a function decorated with ``@model_metrics`` hands
 its record to the ``capture()`` around the call, and that record (same uuid as ``output["uuid"]``)
-is the answer's record. An undecorated function gets a record minted here: a fresh uuid4 and
-wall-clock start/end milliseconds around the call. ``--track-io`` adds ``input`` and ``output``
+is the answer's record. An undecorated function gets a record minted here: wall-clock start/end
+milliseconds around the call.
+
+The uuid: the gateway mints it and sends it (``X-Modelyard-Prediction-Uuid``), so a request
+resent to another replica after the first one died keeps its uuid. The answer's record and a
+decorated function's ``output["uuid"]`` carry that uuid (the decorator's own is replaced). Without
+one (a replica called directly) a fresh uuid4 is minted here. A batch of n items is sent one base
+uuid; item i gets ``batch_item_uuid(base, i)``. ``--track-io`` adds ``input`` and ``output``
 (unless the function tracked those keys itself); a failure adds the decorator's ``_error`` marker.
 """
 
@@ -31,7 +37,15 @@ from modelyard.tracking.capture import Capture, CapturedRecord, capture
 from modelyard.tracking.decorator import ERROR_KEY, _error_marker
 from modelyard.tracking.validate import max_record_bytes
 
-__all__ = ["IO_DROPPED_KEY", "BatchOutputError", "Outcome", "UserCode", "encode_json", "run_sync"]
+__all__ = [
+    "IO_DROPPED_KEY",
+    "BatchOutputError",
+    "Outcome",
+    "UserCode",
+    "batch_item_uuid",
+    "encode_json",
+    "run_sync",
+]
 
 IO_DROPPED_KEY = "_io_dropped"
 
@@ -42,6 +56,22 @@ _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 def encode_json(value: Any) -> bytes:
     return orjson.dumps(value, option=_JSON_OPTIONS)
+
+
+_LOW48 = (1 << 48) - 1
+
+
+def batch_item_uuid(base: str, index: int) -> str:
+    """The uuid of item ``index`` of a batch sent with ``base``: ``index`` added to the last 48
+    bits (mod 2**48), so item 0 is ``base``, the version and variant bits stay as they were and a
+    time-ordered base stays time-ordered.
+
+    >>> batch_item_uuid("0190f0b2-6a2b-7c3d-8e4f-00000000ffff", 1)
+    '0190f0b2-6a2b-7c3d-8e4f-000000010000'
+    """
+    value = uuid.UUID(base).int
+    low = ((value & _LOW48) + index) & _LOW48
+    return str(uuid.UUID(int=(value & ~_LOW48) | low))
 
 
 class BatchOutputError(ModelyardError):
@@ -194,8 +224,11 @@ class UserCode:
         body["timing"] = timing
         return encode_json(body)
 
-    def single_answer(self, item: Any, outcome: Outcome, arrived: float) -> bytes:
-        """The answer to one call of the single function (``arrived``: perf_counter time)."""
+    def single_answer(
+        self, item: Any, outcome: Outcome, arrived: float, uid: str | None = None
+    ) -> bytes:
+        """The answer to one call of the single function (``arrived``: perf_counter time);
+        ``uid`` the prediction's uuid from the gateway (None: minted here)."""
         timing = {
             "queue_ms": round((outcome.began - arrived) * 1000, 3),
             "function_ms": round((outcome.ended - outcome.began) * 1000, 3),
@@ -203,23 +236,32 @@ class UserCode:
         }
         captured = outcome.captured
         record: CapturedRecord | None
-        prediction = outcome.result
+        output = prediction = outcome.result
         if outcome.error is None:
             record = _decorated(outcome.result, captured)
             if record is not None:
                 prediction = outcome.result["prediction"]
+                if uid is not None:
+                    output = {"prediction": prediction, "uuid": uid}
         else:
             # A decorated function recorded its failure (with ``_error``) before re-raising; the
             # outermost decorated call finishes last.
             record = captured.records[-1] if captured.records else None
         if record is None:
-            record = CapturedRecord(str(uuid.uuid4()), outcome.start_ms, outcome.end_ms, {})
-        return self._answer(item, outcome.result, outcome.error, record, timing, prediction)
+            record = CapturedRecord(uid or str(uuid.uuid4()), outcome.start_ms, outcome.end_ms, {})
+        elif uid is not None:
+            record = CapturedRecord(uid, record.start_ms, record.end_ms, record.metrics)
+        return self._answer(item, output, outcome.error, record, timing, prediction)
 
     def batch_answers(
-        self, items: Sequence[Any], outcome: Outcome, arrivals: Sequence[float]
+        self,
+        items: Sequence[Any],
+        outcome: Outcome,
+        arrivals: Sequence[float],
+        uuids: Sequence[str | None] | None = None,
     ) -> list[bytes]:
-        """One answer per item of a batch call, each with its own uuid and record.
+        """One answer per item of a batch call, each with its own uuid (``uuids[i]`` when the
+        gateway sent one) and record.
 
         A decorated batch function's output is unwrapped: its ``prediction`` must be the list, each
         item's output is wrapped back as ``{"prediction": value, "uuid": <the item's uuid>}`` and
@@ -250,7 +292,7 @@ class UserCode:
             batch_record = outcome.captured.records[-1]
         answers = []
         for i, item in enumerate(items):
-            uid = str(uuid.uuid4())
+            uid = (uuids[i] if uuids is not None else None) or str(uuid.uuid4())
             metrics = dict(batch_record.metrics) if batch_record is not None else {}
             metrics.pop(ERROR_KEY, None)
             record = CapturedRecord(uid, outcome.start_ms, outcome.end_ms, metrics)
