@@ -1,6 +1,7 @@
 """Records of live process groups, so groups left by a runtime that died can be found and killed.
 
-Replicas and runs lead their own sessions, so they outlive a server that is SIGKILLed or crashes.
+Replicas and runs lead their own process groups, so they outlive a server that is SIGKILLed or
+crashes.
 While a group runs, a small JSON record under ``<home>/run/`` names its process group and the
 marker variables the runtime put in its environment. A new runtime calls :func:`reap` (through
 ``LocalRuntime.reap_leftovers``) at boot: a group is killed only if a live member still carries

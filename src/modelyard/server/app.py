@@ -86,8 +86,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     # Every request body capped by route (see body_limit): 413 before a byte too many is held.
     app.add_middleware(BodyLimit, limits=BodyLimits())
+    # The model calls answered before any of the above (their own body limits): the hot path.
+    app.add_middleware(gateway_routes.ModelCalls)
     app.state.log_follows = LogFollows()  # ?follow=true streams, bounded per key and in all
-    # The hot path first: plain Starlette routes, matched before any FastAPI route.
+    # The same handlers as routes too (named; served even without ModelCalls), before FastAPI's.
     for route in [*gateway_routes.routes(), *ops.routes()]:
         app.router.routes.append(route)
     app.include_router(models.router)

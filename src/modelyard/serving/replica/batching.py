@@ -29,6 +29,7 @@ class Pending:
     item: Any
     arrived: float
     future: asyncio.Future[bytes] = field(repr=False)
+    uuid: str | None = None  # the prediction's uuid from the gateway (None: minted in the replica)
 
 
 RunBatch = Callable[[Sequence[Pending]], Awaitable[list[bytes]]]
@@ -60,10 +61,10 @@ class Batcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def submit(self, item: Any, arrived: float) -> bytes:
+    async def submit(self, item: Any, arrived: float, uuid: str | None = None) -> bytes:
         """Queue ``item`` and wait for its answer."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending.append(Pending(item, arrived, future))
+        self._pending.append(Pending(item, arrived, future, uuid))
         self._arrived.set()
         return await future
 
