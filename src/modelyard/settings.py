@@ -152,12 +152,39 @@ SETTINGS: dict[str, Setting] = {
             lambda v: parse_duration_ms(v, "MODELYARD_FLUSH_INTERVAL"),
         ),
         Setting(
+            "journal_fsync_interval",
+            "MODELYARD_JOURNAL_FSYNC_INTERVAL",
+            "20ms",
+            "How often the server's prediction journal is fsynced: a machine crash loses at most "
+            "this much of answered predictions (a process crash loses none). 0: fsync before "
+            "each answer (slower).",
+            lambda v: parse_duration_ms(v, "MODELYARD_JOURNAL_FSYNC_INTERVAL"),
+        ),
+        Setting(
+            "journal_max_bytes",
+            "MODELYARD_JOURNAL_MAX_BYTES",
+            "1G",
+            "Largest size of the server's prediction journal (<home>/journal): records the store "
+            "has not committed yet. Full, predictions are refused (HTTP 507), never answered "
+            "unrecorded.",
+            lambda v: parse_size_bytes(v, "MODELYARD_JOURNAL_MAX_BYTES"),
+        ),
+        Setting(
             "tech_interval",
             "MODELYARD_TECH_INTERVAL",
             "60s",
             "How often the server's gateway writes its tech.* aggregates (latency, errors, "
             "replicas) per deployment.",
             lambda v: parse_duration_ms(v, "MODELYARD_TECH_INTERVAL"),
+        ),
+        Setting(
+            "sync_interval",
+            "MODELYARD_SYNC_INTERVAL",
+            "2s",
+            "How often a server compares the registry's active deployments and replica counts "
+            "with what it runs, and applies deploys, rollbacks, scales, stops and deletes made "
+            "through other servers on the same database; 0: only at start.",
+            lambda v: parse_duration_ms(v, "MODELYARD_SYNC_INTERVAL"),
         ),
         Setting(
             "log_follow_per_key",

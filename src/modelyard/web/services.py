@@ -1,13 +1,16 @@
 """The parts one server composes, opened at startup and closed at shutdown, in that order.
 
-Opening: home -> store (creates the database) -> registry -> admin key -> writer -> runtime ->
+Opening: home -> store (creates the database) -> registry -> admin key -> journal (what a crash
+left unwritten goes into the store, before anything is served) -> writer -> runtime ->
 gateway (samples the runtime's replicas) -> controller -> ``controller.restore()`` (every active
-deployment comes back) -> the job scheduler (``modelyard.jobs.scheduler``: recovers a crashed
+deployment comes back) -> ``controller.watch()`` (changes made through other servers on the same
+database) -> the job scheduler (``modelyard.jobs.scheduler``: recovers a crashed
 life's runs, then ticks).
 Closing is the reverse: the scheduler stops first (its runs are cancelled and recorded while the
 registry and the runtime still work), ``controller.shutdown()`` stops replicas (a restart restores
 them), the gateway writes its last ``tech.*`` interval, the writer flushes every buffered
-prediction record.
+prediction record, the journal closes (keeping whatever the store did not take, for the next
+start).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from starlette.requests import HTTPConnection
 
 from modelyard import settings
 from modelyard.clock import now_ms
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, NotFound, StoreUnavailable
 from modelyard.registry import Model, Registry
-from modelyard.store import BufferedWriter, MetricsStore, open_store
+from modelyard.store import BufferedWriter, Journal, MetricsStore, open_store
 from modelyard.ttlcache import DEFAULT_TTL_S, TTLCache
 from modelyard.web.home import FirstStart, ensure_admin_key, prepare_home
+from modelyard.web.store_health import StoreHealth
 
 if TYPE_CHECKING:
     from modelyard.jobs.scheduler import Scheduler
@@ -80,6 +84,8 @@ class ModelCache:
 
     ``registry.get_model`` reads the database each time; the native predict route needs the
     model's settings (auth, body limit) on every call. Routes that change a model drop its entry.
+    When the database cannot be read (``StoreUnavailable``), ``get`` answers the last known model
+    (stale if error, ``TTLCache.stale``), so predictions go on through a store outage.
     """
 
     def __init__(self, registry: Registry, ttl_s: float = DEFAULT_TTL_S) -> None:
@@ -96,7 +102,16 @@ class ModelCache:
         generation = self._cache.generation()  # a drop() during the read wins over its answer
         model = self._cache.get(name)
         if model is None:
-            model = self._registry.get_model(name)
+            try:
+                model = self._registry.get_model(name)
+            except StoreUnavailable:
+                model = self._cache.stale(name)
+                if model is None:
+                    raise
+                return model
+            except NotFound:
+                self._cache.forget_stale(name)
+                raise
             self._cache.put(name, model, generation)
         return model
 
@@ -121,10 +136,14 @@ class Services:
     env_before: dict[str, str | None] = field(default_factory=dict)
     started_ms: int = field(default_factory=now_ms)
     scheduler: Scheduler | None = None
+    journal: Journal | None = None  # the writer's: answered records, kept until committed
+    store_health: StoreHealth | None = None  # /healthz and the dashboard's banner read it
 
     async def close(self) -> None:
         """Stop jobs, stop replicas, write the last aggregates, flush records, close the
         database."""
+        if self.store_health is not None:
+            self.store_health.stop()
         try:
             if self.scheduler is not None:
                 with _logged("stopping the job scheduler"):
@@ -137,7 +156,11 @@ class Services:
                 self.runtime.stop_all()
         finally:
             try:
-                self.writer.close()
+                try:
+                    self.writer.close()
+                finally:
+                    if self.journal is not None:  # what the store lacks stays for the next start
+                        self.journal.close()
             finally:
                 try:
                     self._restore_env()
@@ -192,11 +215,13 @@ async def open_services(config: ServerConfig) -> Services:
 
     home = prepare_home(config.home)
     store = open_store(config.database_url or f"sqlite:///{home / 'modelyard.db'}")
+    journal: Journal | None = None
     try:
         registry = Registry(store)
         first = ensure_admin_key(home, registry)
         env_before = _inject_env(config, registry)
-        writer = BufferedWriter(store)
+        journal = _open_journal(home, store)
+        writer = BufferedWriter(store, journal=journal)
         relay = EventRelay()
         runtime = LocalRuntime(home, on_event=relay)
         gateway = Gateway(
@@ -207,8 +232,11 @@ async def open_services(config: ServerConfig) -> Services:
         )
         controller = Controller(home, store, registry, runtime, gateway, events=relay)
     except BaseException:
+        if journal is not None:
+            journal.close()
         store.close()
         raise
+    health = StoreHealth(store, backlog=lambda: writer.pending, journal=journal)
     services = Services(
         config,
         store,
@@ -220,7 +248,10 @@ async def open_services(config: ServerConfig) -> Services:
         first,
         ModelCache(registry),
         env_before=env_before,
+        journal=journal,
+        store_health=health,
     )
+    health.start()
     try:
         await gateway.start()
         restored = await controller.restore()
@@ -230,6 +261,8 @@ async def open_services(config: ServerConfig) -> Services:
     for name, problem in restored.items():
         if problem is not None:
             log.error("model %s did not come back: %s", name, problem)
+    # Deploys, rollbacks and scales made through other servers on the same database.
+    controller.watch(int(settings.get("sync_interval")) / 1000.0)
     if config.jobs:
         try:
             await asyncio.to_thread(_start_scheduler, services)
@@ -237,6 +270,22 @@ async def open_services(config: ServerConfig) -> Services:
             await services.close()
             raise
     return services
+
+
+def _open_journal(home: Path, store: MetricsStore) -> Journal:
+    """The prediction journal in ``<home>/journal``, with what an earlier life left uncommitted
+    (a crash) written into the store first: before anything is served."""
+    journal = Journal(home / "journal")
+    try:
+        replayed = journal.replay_into(store)
+    except BaseException:
+        journal.close()
+        raise
+    if replayed:
+        log.warning(
+            "wrote %d answered prediction records a crash had left in the journal", replayed
+        )
+    return journal
 
 
 def _start_scheduler(services: Services) -> None:

@@ -271,8 +271,14 @@ class Gateway:
             ) from exc
         writer = active.writer
         if writer is not None:  # only once the whole answer parsed: all records or none
-            for outcome in outcomes:
-                writer.submit(outcome.prediction)
+            # A full journal raises JournalFull (507) here: the answer is refused, never sent
+            # without its record. A batch's records go in as one (submit_many: all or none).
+            submit_many = getattr(writer, "submit_many", None) if len(outcomes) > 1 else None
+            if submit_many is not None:
+                submit_many([outcome.prediction for outcome in outcomes])
+            else:
+                for outcome in outcomes:
+                    writer.submit(outcome.prediction)
         metrics = active.metrics
         first = outcomes[0] if outcomes else None
         queue_s = exchange.queue_s + (first.queue_ms / 1000 if first else 0.0)
