@@ -255,10 +255,10 @@ def test_a_replica_killed_under_load_costs_no_request(server: Server, tmp_path: 
     """SIGKILL one of 2 replicas under steady load: no failed request, the replica is back.
 
     The kill happens between two of the victim's requests (new requests are held for the
-    moment of the kill, then flow again while the replica is dead and restarting): a request
-    *inside* a replica when it dies is answered 502 and never resent, by design (the function
-    may have run; docs/gateway.md). Everything sent afterwards must be routed around the dead
-    replica, retried on the other one when its connect is refused, and succeed.
+    moment of the kill, then flow again while the replica is dead and restarting): everything
+    sent afterwards must be routed around the dead replica, retried on the other one when its
+    connect is refused, and succeed. Kills *inside* requests (resent once before any answer
+    byte, docs/gateway.md) are tests/reliability/test_replica_kill.py's.
     """
     server.deploy(project(tmp_path / "v1", 1))
     victim = server.replicas()[0]
