@@ -65,9 +65,18 @@ def encode_predictions(  # shape: one pass over the batch, every check inline fo
     append = rows.append
     encoder = _Encoder(layouts)
     encode = encoder.encode
-    same: tuple[Any, ...] | None = None
+    # The previous record's plan when it is all numbers (``_Encoder.same``), unpacked: a batch's
+    # records nearly always share one, so each is checked against it inline (no call per record).
+    same_keys: tuple[str, ...] | None = None
+    same_types: tuple[type, ...] = ()
+    same_pack: Any = None
+    same_ref: Any = None
+    same_bound = 0
+    # The previous record's identity and the deployment id it resolved to.
+    last_identity: object = _NO_IDENTITY
+    last_id: Any = None
     for p in predictions:
-        if not isinstance(p, Prediction):
+        if type(p) is not Prediction and not isinstance(p, Prediction):
             raise InvalidInput(f"{p!r} is not a Prediction; write_predictions takes Predictions")
         uuid, start, end, metrics, identity = (
             p.uuid,
@@ -76,29 +85,33 @@ def encode_predictions(  # shape: one pass over the batch, every check inline fo
             p.metrics,
             p.identity,
         )
-        if type(uuid) is not str or not uuid or "\x00" in uuid:
-            raise InvalidInput(
-                f"prediction uuid {uuid!r} must be a non-empty string without NUL characters"
-            )
-        if type(start) is not int or type(end) is not int:
-            raise InvalidInput(
-                f"prediction {uuid}: start_ms={start!r} and end_ms={end!r} must be integer "
-                "epoch milliseconds"
-            )
-        if end < start:
-            raise InvalidInput(
-                f"prediction {uuid}: end_ms={end} is before start_ms={start}; "
-                "pass end_ms >= start_ms"
-            )
-        if type(metrics) is not dict:
-            raise InvalidInput(
-                f"prediction {uuid}: metrics must be a dict, got {type(metrics).__name__}"
-            )
-        # The common record: the previous record's keys and value types, numbers only.
+        if (
+            type(uuid) is not str
+            or not uuid
+            or "\x00" in uuid
+            or type(start) is not int
+            or type(end) is not int
+            or end < start
+            or type(metrics) is not dict
+        ):
+            raise _bad_record(uuid, start, end, metrics)
+        # The common record: the previous record's keys and value types, numbers only, every
+        # float finite (else the general path makes it JSON null), every int within int64.
         values = tuple(metrics.values())
-        numbers = None if same is None else _packed(same, metrics, values)
+        numbers = None
+        if (
+            same_keys is not None
+            and tuple(map(type, values)) == same_types
+            and tuple(metrics) == same_keys
+        ):
+            total = sum(values)
+            if total - total == 0:
+                try:
+                    numbers = same_pack(*values)
+                except struct.error:  # an int past int64: the general path keeps it JSON
+                    numbers = None
         if numbers is not None:
-            layout, text, bound = same[3], "", same[4]  # type: ignore[index]
+            layout, text, bound = same_ref, "", same_bound
         else:
             try:
                 layout, numbers, text, bound = encode(metrics)
@@ -107,7 +120,11 @@ def encode_predictions(  # shape: one pass over the batch, every check inline fo
                     f"prediction {uuid}: metrics are not JSON-serialisable ({exc}); use numbers, "
                     "strings, booleans, None, lists and dicts with string keys"
                 ) from exc
-            same = encoder.same()
+            plan = encoder.same()
+            if plan is None:
+                same_keys = None
+            else:
+                same_keys, same_types, same_pack, same_ref, same_bound = plan
         if bound > limit:
             size = len(orjson.dumps(metrics, option=JSON_OPTS))
             if size > limit:
@@ -116,9 +133,13 @@ def encode_predictions(  # shape: one pass over the batch, every check inline fo
                     f"MODELYARD_MAX_RECORD_BYTES={limit}; send fewer or smaller values",
                     uuid=uuid,
                 )
+        if identity is last_identity:
+            append((last_id, start, uuid, end, text, layout, numbers))
+            continue
         cached = by_crn.get(identity.deployment_crn) if isinstance(identity, Identity) else None
         if cached is not None and (cached[1] is identity or cached[1] == identity):
-            append((cached[0], start, uuid, end, text, layout, numbers))
+            last_identity, last_id = identity, cached[0]
+            append((last_id, start, uuid, end, text, layout, numbers))
         else:
             if not isinstance(identity, Identity):
                 raise InvalidInput(f"prediction {uuid}: identity {identity!r} must be an Identity")
@@ -127,18 +148,25 @@ def encode_predictions(  # shape: one pass over the batch, every check inline fo
     return rows, unknown, list(encoder.new.values())
 
 
-def _packed(same: tuple[Any, ...], metrics: dict[str, Any], values: tuple[Any, ...]) -> Any:
-    """``values`` packed by the plan ``same`` (``_Encoder.same``) when ``metrics`` fits it: the
-    same keys and value types, every float finite, every int within int64; else None."""
-    if tuple(map(type, values)) != same[1] or tuple(metrics) != same[0]:
-        return None
-    total = sum(values)
-    if total - total != 0:  # not finite: the general path makes it JSON null
-        return None
-    try:
-        return same[2](*values)
-    except struct.error:  # an int past int64: the general path keeps it JSON
-        return None
+_NO_IDENTITY = object()
+
+
+def _bad_record(uuid: object, start: object, end: object, metrics: object) -> InvalidInput:
+    """What is wrong with a record ``encode_predictions`` refused (the first problem found)."""
+    if type(uuid) is not str or not uuid or "\x00" in uuid:
+        return InvalidInput(
+            f"prediction uuid {uuid!r} must be a non-empty string without NUL characters"
+        )
+    if type(start) is not int or type(end) is not int:
+        return InvalidInput(
+            f"prediction {uuid}: start_ms={start!r} and end_ms={end!r} must be integer "
+            "epoch milliseconds"
+        )
+    if end < start:
+        return InvalidInput(
+            f"prediction {uuid}: end_ms={end} is before start_ms={start}; pass end_ms >= start_ms"
+        )
+    return InvalidInput(f"prediction {uuid}: metrics must be a dict, got {type(metrics).__name__}")
 
 
 def _ref(layout: Layout) -> Any:

@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +40,29 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 MEMORY = ":memory:"
+
+# Rows go in ``_ROWS_PER_INSERT`` at a time, one multi-row INSERT per group (the statement is
+# stepped and reset once per group, and one cursor walks the B-tree for the whole group), the
+# uuid index's rows sorted by uuid first, so that a group's keys share leaf pages and the cursor
+# moves on from where the last key went. Measured with 10-metric records, uuid4 ids, batches of
+# 10,000: about a third less CPU per row on each table than one row per statement. (Multi-row
+# inserts of unsorted random uuids cost more than single rows, so the sort is what makes the
+# uuid index gain.) 100 rows x 7 columns = 700 parameters, under SQLite's smallest default limit
+# (999).
+_ROWS_PER_INSERT = 100
+_PREDICTION_COLUMNS = 7
+_INSERT_UUIDS = "INSERT INTO prediction_uuids (deployment_id, start_ms, uuid) VALUES "
+_ONE_UUID = "(?, ?, ?)"
+_by_uuid = itemgetter(2)
+_INSERT_PREDICTIONS = (
+    "INSERT INTO predictions (deployment_id, start_ms, uuid, end_ms, metrics, layout_id, numbers) "
+    "VALUES "
+)
+_ONE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ONE = _INSERT_PREDICTIONS + _ONE_ROW
+_INSERT_GROUP = _INSERT_PREDICTIONS + ", ".join([_ONE_ROW] * _ROWS_PER_INSERT)
+_INSERT_UUID_GROUP = _INSERT_UUIDS + ", ".join([_ONE_UUID] * _ROWS_PER_INSERT)
+
 # Waits between tries of a write that found the database busy: 5 ms doubling to 250 ms, +-50 %.
 _BUSY_BACKOFF = Backoff(base_s=0.005, cap_s=0.25, jitter=0.5)
 
@@ -228,16 +253,21 @@ class SQLiteStore(SQLStore):
 
     def _insert_rows(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         # The uuid index first: a duplicate fails before the larger insert is done.
+        size = _ROWS_PER_INSERT
+        grouped = len(rows) - len(rows) % size
+        by_uuid = sorted(rows, key=_by_uuid)
         cur.executemany(
-            "INSERT INTO prediction_uuids (deployment_id, start_ms, uuid) VALUES (?, ?, ?)",
-            [row[:3] for row in rows],
+            _INSERT_UUID_GROUP,
+            [
+                [x for row in by_uuid[i : i + size] for x in row[:3]]
+                for i in range(0, grouped, size)
+            ],
         )
-        cur.executemany(
-            "INSERT INTO predictions "
-            "(deployment_id, start_ms, uuid, end_ms, metrics, layout_id, numbers) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        cur.executemany(_INSERT_UUIDS + _ONE_UUID, [row[:3] for row in by_uuid[grouped:]])
+        flat = list(chain.from_iterable(rows[:grouped]))
+        step = size * _PREDICTION_COLUMNS
+        cur.executemany(_INSERT_GROUP, [flat[i : i + step] for i in range(0, len(flat), step)])
+        cur.executemany(_INSERT_ONE, rows[grouped:])
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
