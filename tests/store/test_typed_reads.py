@@ -252,3 +252,39 @@ def test_identifier_columns_are_typed_as_pandas_types_lists_of_strings(
         }
     )
     pdt.assert_frame_equal(frame[list(plain.columns)], plain)
+
+
+def test_column_pages_join_into_owned_columns_with_their_times(store: MetricsStore) -> None:
+    records = [{"a": i / 3, "b": i, "c": i % 3 == 0} for i in range(25)]
+    _write(store, records)
+    batches = list(store.scan(Query(deployment_crn=WHO.deployment_crn, kinds=RAW), 10))
+    assert [type(b.columns).__name__ for b in batches] == ["PackedMetrics"] * 3
+    for batch in batches:  # the times are lists of ints, carrying the array they came from
+        assert all(type(t) is int for t in batch.start_ms + batch.end_ms)
+        assert batch.start_ms.array.tolist() == batch.start_ms  # type: ignore[attr-defined]
+    frame = batch_to_frame(batches)
+    pdt.assert_frame_equal(frame, _json_frame(records, 10))
+    starts = [b.start_ms for b in batches]
+    assert frame["startTimeStampMs"].tolist() == [t for s in starts for t in s]
+    frame.loc[0, "a"] = -1.0  # joined into arrays of the frame's own
+    assert frame["a"].iloc[0] == -1.0 and batches[0].columns.columns()["a"][0] == 0.0  # type: ignore[union-attr]
+
+
+def test_an_identifier_column_of_one_value_but_one_keeps_every_value() -> None:
+    same, other = "crn:modelyard:model/a", "crn:modelyard:model/b"
+    models = [same, other, same]
+    batch = RowBatch(
+        kind=["prediction"] * 3,
+        uuid=["u1", "u2", None],
+        model_crn=models,
+        build_crn=[WHO.build_crn] * 3,
+        deployment_crn=[WHO.deployment_crn] * 3,
+        start_ms=[T0, T0 + 1, T0 + 2],
+        end_ms=[T0, T0 + 1, T0 + 2],
+        metrics=['{"x":1.0}'] * 3,
+        tier_ms=[None] * 3,
+    )
+    frame = batch_to_frame([batch])
+    assert frame["modelCrn"].tolist() == models
+    assert frame["predictionUuid"].isna().tolist() == [False, False, True]
+    assert frame["modelBuildCrn"].tolist() == [WHO.build_crn] * 3

@@ -20,7 +20,7 @@ from modelyard.store.sqlread import kind_rows_sql, to_batch
 from modelyard.store.sqltypes import Cursor, Execute
 from modelyard.store.typed import Layout
 
-__all__ = ["ColumnPage", "PackedMetrics", "column_page", "scan_page"]
+__all__ = ["ColumnPage", "IntColumn", "PackedMetrics", "column_page", "scan_page"]
 
 _SEP = "\x1f"  # unit separator: never in JSON text, refused nowhere else (checked per page)
 
@@ -31,16 +31,19 @@ _ROWS = (
     "ORDER BY start_ms, uuid LIMIT ?"
 )
 _SQLITE = (
-    "SELECT COUNT(*), MIN(layout_id), MAX(layout_id), COUNT(layout_id), COUNT(delayed), "
+    "SELECT MIN(COALESCE(layout_id, -1)), MAX(layout_id), COUNT(delayed), "
     "group_concat(uuid, char(31)), group_concat(start_ms), group_concat(end_ms), "
     "CAST(group_concat(numbers, '') AS BLOB) FROM ({rows})"
 )
+# One layout throughout, and no row without one, is one minimum and one maximum (layout ids are
+# positive, a row without one counts as -1); the number of rows is the numbers' length over the
+# layout's row size (every aggregate costs the server about as much again per row).
 # Aggregates take their input in the sorted subquery's order (PostgreSQL documents this for
 # its aggregates; an ORDER BY inside each would sort the page four more times).
 # Each row's times and numbers go into one byte string (fewer aggregates: each costs the
 # server about as much as sending the rows).
 _POSTGRES = (
-    "SELECT COUNT(*), MIN(layout_id), MAX(layout_id), COUNT(layout_id), COUNT(delayed), "
+    "SELECT MIN(COALESCE(layout_id, -1)), MAX(layout_id), COUNT(delayed), "
     "string_agg(uuid, chr(31)), NULL, NULL, "
     "string_agg(int8send(start_ms) || int8send(end_ms) || numbers, ''::bytea) FROM ({rows}) page"
 )
@@ -51,30 +54,66 @@ _DELAYED = (
 )
 
 
-class PackedMetrics:
-    """``MetricColumns`` of a column page: one layout, every row's numbers in one buffer."""
+class IntColumn(list[int]):
+    """A list of ints that also carries them as the int64 array it was made from (``array``),
+    so that a reader wanting an array (the frame builder) takes it instead of converting back."""
 
-    def __init__(self, layout: Layout, numbers: bytes, n: int, delayed: list[str | None]) -> None:
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any) -> None:
+        super().__init__(array.tolist())
+        self.array = array
+
+
+class PackedMetrics:
+    """``MetricColumns`` of a column page: one layout, every row's numbers in one buffer.
+
+    Each row takes ``lead + layout.size`` bytes of ``numbers``, the first ``lead`` of which are
+    not metrics (PostgreSQL's page puts each row's times there)."""
+
+    def __init__(  # shape: the page's buffer and how its rows are laid out
+        self, layout: Layout, numbers: bytes, n: int, delayed: list[str | None], lead: int = 0
+    ) -> None:
         self.layout = layout
         self.packed = numbers
         self.n = n
         self.delayed = delayed
         self.has_delayed = any(delayed)
+        self.lead = lead
 
     def columns(self) -> dict[str, Any]:
         from modelyard.store.typedcols import overlay_delayed, packed_columns
 
-        cols = packed_columns(self.layout, self.packed)
+        cols = self._strided() if self.lead else packed_columns(self.layout, self.packed)
         if self.has_delayed:
             overlay_delayed(cols, self.delayed, self.n)
         return cols
 
+    def _strided(self) -> dict[str, Any]:
+        """The columns as views into ``packed`` past each row's lead (no copy of the buffer)."""
+        import numpy as np
+
+        base, lead = self.layout.dtype, self.lead
+        names = base.names
+        dtype = np.dtype(
+            {
+                "names": names,
+                "formats": [base.fields[k][0] for k in names],
+                "offsets": [base.fields[k][1] + lead for k in names],
+                "itemsize": base.itemsize + lead,
+            }
+        )
+        rows = np.frombuffer(self.packed, dtype=dtype)
+        return {key: rows[f"f{pos}"] for pos, key in enumerate(self.layout.keys)}
+
     def texts(self) -> list[str]:
         import orjson
 
-        size, layout, out = self.layout.size, self.layout, []
+        layout, out = self.layout, []
+        size, stride = layout.size, self.lead + layout.size
         for i in range(self.n):
-            metrics = layout.values(self.packed[i * size : (i + 1) * size], "")
+            at = i * stride + self.lead
+            metrics = layout.values(self.packed[at : at + size], "")
             delayed = self.delayed[i]
             if delayed is not None:
                 metrics.update(orjson.loads(delayed))
@@ -86,7 +125,7 @@ class ColumnPage:
     """What ``column_page`` read: the page's columns, ready for a ``RowBatch``."""
 
     def __init__(
-        self, uuids: list[str], starts: list[int], ends: list[int], metrics: PackedMetrics
+        self, uuids: list[str], starts: IntColumn, ends: IntColumn, metrics: PackedMetrics
     ) -> None:
         self.uuids, self.starts, self.ends, self.metrics = uuids, starts, ends, metrics
 
@@ -159,13 +198,14 @@ def column_page(  # shape: the page's bounds, as ``scan`` holds them
         found = execute(cur, sql, params).fetchone()
     else:  # binary results: the byte strings as they are, not hex text
         found = cur.execute(sql.replace("?", "%s"), params, binary=True).fetchone()
-    n, low_id, high_id, typed, delayed, uuids, starts, ends, numbers = found
-    if not n or low_id != high_id or typed != n:
+    low_id, high_id, delayed, uuids, starts, ends, numbers = found
+    if low_id is None or low_id != high_id:  # no rows, several layouts, or a row without one
         return None
     layout: Layout = layouts(low_id)
     times = 0 if dialect == "sqlite" else 16  # PostgreSQL: start and end lead each row
-    if not layout.all_numeric or len(numbers) != n * (times + layout.size):
+    if not layout.all_numeric or not numbers or len(numbers) % (times + layout.size):
         return None
+    n = len(numbers) // (times + layout.size)
     ids = uuids.split(_SEP)
     if len(ids) != n:  # a uuid holding the separator
         return None
@@ -173,11 +213,10 @@ def column_page(  # shape: the page's bounds, as ``scan`` holds them
         first = np.fromstring(starts, dtype=np.int64, sep=",")
         last = np.fromstring(ends, dtype=np.int64, sep=",")
     else:
-        rows_of = np.frombuffer(
-            numbers, dtype=np.dtype([("s", ">i8"), ("e", ">i8"), ("m", f"V{layout.size}")])
-        )
+        # Each row's times, as a view striding over the whole rows (the metrics stay in place).
+        pair = np.dtype([("s", ">i8"), ("e", ">i8")])
+        rows_of = np.ndarray(n, dtype=pair, buffer=numbers, strides=(times + layout.size,))
         first, last = rows_of["s"].astype(np.int64), rows_of["e"].astype(np.int64)
-        numbers = rows_of["m"].tobytes()
     late: list[str | None] = [None] * n
     if delayed:
         at = {u: i for i, u in enumerate(ids)}
@@ -187,5 +226,5 @@ def column_page(  # shape: the page's bounds, as ``scan`` holds them
             i = at.get(uuid)
             if i is not None:
                 late[i] = text
-    metrics = PackedMetrics(layout, bytes(numbers), n, late)
-    return ColumnPage(ids, first.tolist(), last.tolist(), metrics)
+    metrics = PackedMetrics(layout, bytes(numbers), n, late, times)
+    return ColumnPage(ids, IntColumn(first), IntColumn(last), metrics)
