@@ -215,13 +215,17 @@ def stored_uuids(database_url: str, model_crn: str) -> Counter[str]:
     return counts
 
 
-async def wait_health(server: Server, store: str, timeout_s: float = 20) -> dict[str, Any]:
-    """Until ``/healthz`` says the store is ``store`` (and, once ``ok``, nothing waits)."""
+async def wait_health(
+    server: Server, store: str, timeout_s: float = 20, drained: bool = True
+) -> dict[str, Any]:
+    """Until ``/healthz`` says the store is ``store`` (and, once ``ok`` with ``drained``, nothing
+    waits: pass ``drained=False`` while load goes on, when new records are always pending)."""
     deadline = time.monotonic() + timeout_s
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         body = await asyncio.to_thread(server.health)
-        if body["store"] == store and (store != "ok" or body["pending_records"] == 0):
+        settled = store != "ok" or not drained or body["pending_records"] == 0
+        if body["store"] == store and settled:
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"/healthz did not say store={store} within {timeout_s} s: {body}")
