@@ -11,10 +11,6 @@ model (half through the native route, half through ``POST /model``) and returns 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -25,8 +21,7 @@ from typing import Any
 import httpx
 
 from _async import run
-from _wait import wait_until
-from modelyard.runtime import free_port
+from _server import ServerProcess
 from modelyard.store.base import Query, RecordKind
 from modelyard.store.postgres import PostgresStore
 
@@ -53,65 +48,12 @@ PREDICT = """
 """
 
 
-class Server:
+class Server(ServerProcess):
     """``modelyard server`` on a free loopback port, its store on the cluster."""
 
     def __init__(self, home: Path, database_url: str, **settings: str) -> None:
-        self.home = home
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.database_url = database_url
-        self.settings = settings
-        self.log = home.parent / f"server-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(home, database_url, settings)
         self.access_key = ""  # the model's, once deployed
-
-    def start(self) -> Server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-        env.update(self.settings)
-        env["MODELYARD_HOME"] = str(self.home)
-        env["MODELYARD_DATABASE_URL"] = self.database_url
-        argv = [sys.executable, "-m", "modelyard.server", "--port", str(self.port)]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_until(self._answers, 60, f"the server to answer /healthz ({self.log})", 0.05)
-        except BaseException:
-            self.stop(signal.SIGKILL)
-            raise
-        return self
-
-    def _answers(self) -> bool:
-        assert self.proc is not None
-        assert self.proc.poll() is None, f"the server exited: {self.output}"
-        try:
-            return httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Stop the server (if it runs); its exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {(self.home / 'admin.key').read_text().strip()}"}
-
-    def health(self) -> dict[str, Any]:
-        body: dict[str, Any] = httpx.get(f"{self.base}/healthz", timeout=5).json()
-        return body
 
     def deploy(self, folder: Path) -> str:
         """Deploy ``folder`` as MODEL (one replica); returns the model's CRN."""

@@ -16,13 +16,8 @@ Marked ``slow``: a deploy and two server starts, about 15 s. Run by hand in a lo
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +27,7 @@ import httpx
 import pytest
 
 from _async import run
-from modelyard.runtime import free_port
+from _server import ServerProcess
 from modelyard.store.base import Query, RecordKind
 from modelyard.store.sqlite import SQLiteStore
 
@@ -50,58 +45,14 @@ PREDICT = """
 """
 
 
-class Server:
-    """``modelyard server`` on a loopback port and a home; ``kill`` is SIGKILL, ``stop`` SIGTERM."""
+class Server(ServerProcess):
+    """``modelyard server`` on a loopback port and a home; ``kill`` is SIGKILL, ``stop`` SIGTERM.
 
-    def __init__(self, home: Path, logs: Path) -> None:
-        self.home = home
-        self.logs = logs
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.lives = 0
+    Records wait up to 1 s in the writer's queue (default 200 ms): a kill at any moment finds
+    answered records there, which only the journal keeps."""
 
-    def start(self) -> Server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-        env["MODELYARD_HOME"] = str(self.home)
-        # Records wait up to 1 s in the writer's queue (default 200 ms): a kill at any moment
-        # finds answered records there, which only the journal keeps.
-        env["MODELYARD_FLUSH_INTERVAL"] = "1s"
-        command = Path(sys.executable).with_name("modelyard")
-        argv = [str(command), "server", "--port", str(self.port), "--log-level", "warning"]
-        self.lives += 1
-        with (self.logs / f"server-{self.lives}.log").open("wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the server exited: {self.output()}"
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"the server did not answer /healthz within 90 s: {self.output()}")
-
-    def output(self) -> str:
-        return (self.logs / f"server-{self.lives}.log").read_text(errors="replace")
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {(self.home / 'admin.key').read_text().strip()}"}
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def __init__(self, home: Path) -> None:
+        super().__init__(home, settings={"MODELYARD_FLUSH_INTERVAL": "1s"})
 
     def deploy(self, folder: Path) -> dict[str, Any]:
         body = {"project": str(folder), "example": {"x": 1}, "replicas": 1}
@@ -114,8 +65,8 @@ class Server:
 
 
 @pytest.fixture
-def server(modelyard_home: Path, tmp_path: Path) -> Iterator[Server]:
-    started = Server(modelyard_home, tmp_path).start()
+def server(modelyard_home: Path) -> Iterator[Server]:
+    started = Server(modelyard_home).start()
     try:
         yield started
     finally:

@@ -12,12 +12,8 @@ Marked ``slow``: two servers, builds, replicas starting on both.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.runtime import free_port, leftovers
+from _server import ServerProcess
+from _wait import wait_until
+from modelyard.runtime import leftovers
 
 pytestmark = pytest.mark.slow
 
@@ -49,33 +47,8 @@ def project(folder: Path, version: int) -> Path:
     return folder
 
 
-class Server:
-    """``modelyard server`` on a free loopback port, a home of its own and the shared database."""
-
-    def __init__(self, home: Path, database_url: str) -> None:
-        self.home = home
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = home.parent / f"{home.name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-        env.update(MODELYARD_HOME=str(home), MODELYARD_DATABASE_URL=database_url)
-        argv = [sys.executable, "-m", "modelyard.server", "--port", str(self.port)]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def wait_healthy(self) -> None:
-        until(self._healthy, f"server {self.home.name} answering /healthz", 90)
-
-    def _healthy(self) -> bool:
-        assert self.proc.poll() is None, f"server exited: {self.log.read_text()[-3000:]}"
-        try:
-            return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {(self.home / 'admin.key').read_text().strip()}"}
+class Server(ServerProcess):
+    """``modelyard server`` with a home of its own and the shared database, and its model."""
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(
@@ -93,24 +66,9 @@ class Server:
         status, body = self.predict()
         return body["response"]["prediction"]["version"] if status == 200 else None
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 def until(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout_s:g}s")
+    return wait_until(check, timeout_s, what, 0.05)
 
 
 @pytest.fixture
@@ -118,10 +76,10 @@ def servers(tmp_path: Path, postgres_schema_url: str) -> Iterator[tuple[Server, 
     started: list[Server] = []
     try:
         # Both start at once (the first to open the database creates its tables, under a lock).
-        started.append(Server(tmp_path / "home-a", postgres_schema_url))
-        started.append(Server(tmp_path / "home-b", postgres_schema_url))
+        started.append(Server(tmp_path / "home-a", postgres_schema_url).launch())
+        started.append(Server(tmp_path / "home-b", postgres_schema_url).launch())
         for server in started:
-            server.wait_healthy()
+            server.wait_ready()
         yield started[0], started[1]
     finally:
         for server in started:
