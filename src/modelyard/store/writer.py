@@ -139,16 +139,7 @@ class BufferedWriter:
         database. Raises ``JournalFull`` when the journal refuses it: then nothing is queued."""
         if type(prediction) is not Prediction:
             raise InvalidInput(f"{prediction!r} is not a Prediction; submit takes a Prediction")
-        with self._lock:
-            if self._closing:
-                raise StoreUnavailable("this BufferedWriter is closed; open a new one to submit")
-            if self.journal is not None:  # under the lock: the journal's order is the queue's
-                self.journal.append(prediction)
-            self._queue.append(prediction)
-            self._submitted += 1
-            full = len(self._queue) >= self.max_batch
-        if full:
-            self._wake.set()
+        self._enqueue((prediction,))
 
     def submit_many(self, predictions: Sequence[Prediction]) -> None:
         """Enqueue several records as one: all of them, or (raising) none."""
@@ -157,10 +148,13 @@ class BufferedWriter:
                 raise InvalidInput(
                     f"{prediction!r} is not a Prediction; submit_many takes Predictions"
                 )
+        self._enqueue(predictions)
+
+    def _enqueue(self, predictions: Sequence[Prediction]) -> None:
         with self._lock:
             if self._closing:
                 raise StoreUnavailable("this BufferedWriter is closed; open a new one to submit")
-            if self.journal is not None:
+            if self.journal is not None:  # under the lock: the journal's order is the queue's
                 self.journal.append_many(predictions)
             self._queue.extend(predictions)
             self._submitted += len(predictions)
