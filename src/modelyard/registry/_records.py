@@ -10,12 +10,18 @@ from modelyard.registry._settings import ModelSettings
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Build",
+    "Collaborator",
     "Deployment",
     "DeploymentState",
     "Model",
+    "Project",
+    "ProjectRole",
     "ReplicaEvent",
     "Role",
+    "Team",
+    "User",
 ]
 
 
@@ -31,12 +37,112 @@ class DeploymentState(StrEnum):
 
 
 class Role(StrEnum):
-    """``admin`` (everything), ``user`` (call models, read and track metrics, read model state),
-    ``run`` (a job run's key: tracking and reading metrics only)."""
+    """What kind of key: ``admin`` (the key acts with all its user's rights, a server
+    administrator's included), ``user`` (the key acts with its user's project roles only, never
+    as a server administrator, even for an administrator's key), ``run`` (a deployment's or a job
+    run's own key, minted by the server: tracking and reading its own model's metrics only)."""
 
     ADMIN = "admin"
     USER = "user"
     RUN = "run"
+
+
+class ProjectRole(StrEnum):
+    """A collaborator's role in a project, each granting what the one before does and more:
+    ``viewer`` reads everything in the project and calls nothing; ``operator`` also calls models,
+    runs and cancels jobs, acknowledges alerts and writes metrics; ``contributor`` also deploys,
+    rolls back, scales, and creates jobs, monitors and secrets; ``admin`` also manages
+    collaborators and deletes the project."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    CONTRIBUTOR = "contributor"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """0 for viewer up to 3 for admin: ``a.rank >= b.rank`` when ``a`` grants all ``b`` does.
+
+        >>> ProjectRole.OPERATOR.rank > ProjectRole.VIEWER.rank
+        True
+        """
+        return _RANKS[self]
+
+
+_RANKS = {role: rank for rank, role in enumerate(ProjectRole)}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person. ``is_admin``: a server administrator (everything, everywhere); ``disabled_ms``
+    set: signed out everywhere and every key refused. The password hash never leaves the
+    registry; ``has_password`` says whether dashboard sign-in with a password is possible."""
+
+    id: str
+    name: str
+    email: str | None
+    is_admin: bool
+    disabled_ms: int | None
+    has_password: bool
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A named group of users (``members``: user names, sorted)."""
+
+    id: str
+    name: str
+    members: tuple[str, ...]
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """Owns models, jobs, monitors, alerts and secrets. ``owner`` is the owning user's name
+    (unique together with ``name``); ``crn`` is ``crn:modelyard:project/<uuid>``."""
+
+    crn: str
+    name: str
+    owner: str
+    description: str
+    created_ms: int
+
+    @property
+    def full_name(self) -> str:
+        """``owner/name``, unique on the server."""
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Collaborator:
+    """A user or a team (``kind``) with a role in a project."""
+
+    project_crn: str
+    kind: str  # "user" or "team"
+    name: str
+    role: ProjectRole
+    added_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One recorded state change or sign-in: who (``actor``, a user name or ``key:<id>``), what
+    (``action``), which ``object``, in which project, from which ``address``, the ``outcome``
+    (``ok``, ``denied``, ``failed``) and the HTTP ``status``. Never a secret or a key."""
+
+    seq: int
+    at_ms: int
+    actor: str
+    key_id: str | None
+    action: str
+    object: str | None
+    project_crn: str | None
+    address: str | None
+    outcome: str
+    status: int | None
+    details: dict[str, Any] = field(hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +155,7 @@ class Model:
     access_key_prefix: str
     created_ms: int
     updated_ms: int
+    project_crn: str | None = None  # None only before the server's first start on version 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +185,8 @@ class Build:
 @dataclass(frozen=True, slots=True)
 class Deployment:
     """A build running with ``replicas`` replicas, each limited to ``memory_bytes`` and ``cpus``
-    (None: no limit), with ``env`` added to each replica's environment."""
+    (None: no limit), with ``env`` and the project ``secrets`` it names added to each replica's
+    environment."""
 
     crn: str
     model_crn: str
@@ -90,6 +198,8 @@ class Deployment:
     state: DeploymentState
     created_ms: int
     updated_ms: int
+    # Names of project secrets its replicas get as environment variables (values never here).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +217,9 @@ class ApiKey:
     created_ms: int
     expires_ms: int | None
     revoked_ms: int | None
+    user_id: str | None = None  # whose rights the key carries (None: a run key)
+    project_crn: str | None = None  # narrowed to this project (None: every project of the user)
+    project_role: ProjectRole | None = None  # narrowed to at most this role in its projects
 
     def active_at(self, now_ms: int) -> bool:
         """True if the key is neither revoked nor expired at ``now_ms``."""

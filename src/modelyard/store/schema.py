@@ -43,6 +43,7 @@ RELEASES: dict[int, str] = {
     6: "0.1.0",
     7: "0.1.0",
     8: "0.1.0",
+    9: "0.1.0",
 }
 SCHEMA_VERSION = max(RELEASES)
 
