@@ -23,16 +23,23 @@ _ISOLATED_ENV = (
     "MODELYARD_DEPLOYMENT_CRN",
     "MODELYARD_BUILD_CRN",
     "MODELYARD_MODEL_CRN",
+    "MODELYARD_SECRETS_KEY",
 )
 
 
 @pytest.fixture(autouse=True)
 def modelyard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty home; nothing reaches ~/.modelyard or a real server."""
+    """Every test gets its own empty home and CLI config; nothing reaches ~/.modelyard,
+    ~/.config/modelyard or a real server."""
     for name in _ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "modelyard-home"
     monkeypatch.setenv("MODELYARD_HOME", str(home))
+    # The CLI's own config (its default project) too: never the user's ~/.config/modelyard.
+    monkeypatch.setenv("MODELYARD_CONFIG", str(tmp_path / "cli-config.json"))
+    # Hundreds of servers start in the suite, each hashing its new admin's password: the cheap
+    # argon2id profile (tests/registry/test_people.py checks the real one, the default).
+    monkeypatch.setenv("MODELYARD_PASSWORD_HASH", "fast")
     return home
 
 

@@ -82,6 +82,19 @@ def _parse_port(text: str, name: str) -> int:
     return int(raw)
 
 
+PASSWORD_HASHES = ("rfc9106-low-memory", "fast")
+
+
+def _parse_password_hash(text: str) -> str:
+    raw = str(text).strip().lower()
+    if raw not in PASSWORD_HASHES:
+        raise InvalidInput(
+            f"MODELYARD_PASSWORD_HASH={text!r} is not a password hashing profile; accepted: "
+            f"{', '.join(PASSWORD_HASHES)}"
+        )
+    return raw
+
+
 def _parse_count(text: str, name: str) -> int:
     raw = str(text).strip()
     if not raw.isdigit() or int(raw) < 1:
@@ -96,6 +109,8 @@ class Setting:
     default: str | None
     help: str
     parse: Callable[[str], Any] = str
+    # A credential: ``modelyard settings`` shows whether it is set, never its value.
+    secret: bool = False
 
 
 SETTINGS: dict[str, Setting] = {
@@ -111,7 +126,23 @@ SETTINGS: dict[str, Setting] = {
             "postgresql://... selects PostgreSQL; unset: SQLite at $MODELYARD_HOME/modelyard.db.",
         ),
         Setting("url", "MODELYARD_URL", None, "A Modelyard server; set, the SDK talks to it."),
-        Setting("api_key", "MODELYARD_API_KEY", None, "API key for MODELYARD_URL."),
+        Setting("api_key", "MODELYARD_API_KEY", None, "API key for MODELYARD_URL.", secret=True),
+        Setting(
+            "secrets_key",
+            "MODELYARD_SECRETS_KEY",
+            None,
+            "Fernet key(s) that encrypt project secrets in the database, comma-separated for "
+            "rotation (the first encrypts, all decrypt); unset: <home>/secrets.key, created "
+            "(mode 0600) at the first secret. Keep it out of the database's backups.",
+            secret=True,
+        ),
+        Setting(
+            "cli_config",
+            "MODELYARD_CONFIG",
+            "~/.config/modelyard/config.json",
+            "The CLI's own settings (a JSON file, mode 0600): the default project that "
+            "'modelyard projects use' sets and every --project falls back to.",
+        ),
         Setting(
             "max_record_bytes",
             "MODELYARD_MAX_RECORD_BYTES",
@@ -256,6 +287,23 @@ SETTINGS: dict[str, Setting] = {
             lambda v: parse_duration_ms(v, "MODELYARD_RUN_HISTORY"),
         ),
         Setting(
+            "password_hash",
+            "MODELYARD_PASSWORD_HASH",
+            "rfc9106-low-memory",
+            "argon2id cost of new password hashes: rfc9106-low-memory (3 passes over 64 MiB, "
+            "about 0.1 s) or fast (1 pass over 8 MiB: for test suites and throwaway demos only, "
+            "never for real users). Stored hashes keep their own cost and are made again at the "
+            "next sign-in.",
+            _parse_password_hash,
+        ),
+        Setting(
+            "audit_retention",
+            "MODELYARD_AUDIT_RETENTION",
+            "365d",
+            "Audit log entries older than this are deleted by maintenance-run-history.",
+            lambda v: parse_duration_ms(v, "MODELYARD_AUDIT_RETENTION"),
+        ),
+        Setting(
             "smtp_host",
             "MODELYARD_SMTP_HOST",
             None,
@@ -275,7 +323,9 @@ SETTINGS: dict[str, Setting] = {
             "Sender address of job e-mail notifications.",
         ),
         Setting("smtp_user", "MODELYARD_SMTP_USER", None, "SMTP login user (unset: no login)."),
-        Setting("smtp_password", "MODELYARD_SMTP_PASSWORD", None, "SMTP login password."),
+        Setting(
+            "smtp_password", "MODELYARD_SMTP_PASSWORD", None, "SMTP login password.", secret=True
+        ),
         Setting(
             "smtp_starttls",
             "MODELYARD_SMTP_STARTTLS",

@@ -591,6 +591,9 @@ def test_list_api_keys_shows_every_key_without_secrets(registry: Registry, clock
         "created_ms",
         "expires_ms",
         "revoked_ms",
+        "user_id",
+        "project_crn",
+        "project_role",
     }
     text = repr(listed)
     for token in (token_a, token_b):

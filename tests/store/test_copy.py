@@ -3,6 +3,7 @@ when it would be wrong. Real databases: SQLite files and a fresh PostgreSQL sche
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -16,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from cryptography.fernet import Fernet
 
 from modelyard.errors import Conflict, InvalidInput
-from modelyard.registry import Registry
+from modelyard.registry import Registry, SecretBox
 from modelyard.specs import JobSpec
 from modelyard.store import (
     Identity,
@@ -143,6 +145,26 @@ def _fill(store: MetricsStore, predictions: int = 300) -> dict[str, Any]:
                 NOW,
             ),
         ),
+    )
+    # People (schema 9): the first start's admin and default project (the rows above move into
+    # them), a user, a team with a member, a project with a user and a team as collaborators.
+    people = registry.people
+    people.bootstrap(admin_password="the copied admin's password")
+    people.create_user("carol", email="carol@example.com", password="carol's password")
+    people.create_team("analysts")
+    people.add_member("analysts", "carol")
+    project = people.create_project("fraud", owner="carol")
+    people.set_collaborator(project.crn, "user", "admin", "viewer")
+    people.set_collaborator(project.crn, "team", "analysts", "operator")
+    # The audit log, a secret (its ciphertext copies as bytes) and an upload with its blob.
+    registry.audit.record("carol", "models.deploy", object="churn", project_crn=project.crn)
+    registry.secrets.configure(SecretBox(keys=Fernet.generate_key().decode()))
+    registry.secrets.set(project.crn, "CRM_PASSWORD", "hunter2-but-longer", "carol")
+    blob = b"def predict(x):\n    return x\n"
+    digest = hashlib.sha256(blob).hexdigest()
+    registry.uploads.put_blob(digest, blob)
+    registry.uploads.create(
+        [{"path": "predict.py", "sha256": digest, "size": len(blob), "mode": 0o644}], "carol"
     )
     return {"token": token, "access_key": access_key, "who": who, "uuids": [p.uuid for p in batch]}
 
@@ -491,7 +513,7 @@ def test_a_count_that_differs_at_the_end_is_an_error_and_keeps_the_marker(
         if table == "models" and copied == total:  # a server started on the target meanwhile
             with sqlite3.connect(target) as conn:
                 conn.execute(
-                    "INSERT INTO models VALUES ('crn:x', 'intruder', 'h', 'p', '{}', 1, 1)"
+                    "INSERT INTO models VALUES ('crn:x', 'intruder', 'h', 'p', '{}', 1, 1, NULL)"
                 )
 
     with pytest.raises(CountMismatch, match=r"models 1 -> 2") as info:

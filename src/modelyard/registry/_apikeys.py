@@ -15,6 +15,7 @@ from typing import Any
 from modelyard.errors import InvalidInput, NotFound, StoreUnavailable, Unauthorized
 from modelyard.ids import is_uuid
 from modelyard.registry._db import Clock, Cursor, Db, format_ms
+from modelyard.registry._grants import Grant, check_grant
 from modelyard.registry._keys import (
     ACCESS_KEY_PREFIX,
     API_KEY_PREFIX,
@@ -24,7 +25,7 @@ from modelyard.registry._keys import (
     same_hash,
 )
 from modelyard.registry._models import find_model
-from modelyard.registry._records import ApiKey, Role
+from modelyard.registry._records import ApiKey, ProjectRole, Role
 from modelyard.specs.checks import check_text
 from modelyard.ttlcache import TTLCache
 
@@ -33,7 +34,10 @@ __all__ = ["DAY_MS", "MAX_EXPIRY_MS", "RUN_SCOPE_PREFIX", "YEAR_MS", "ApiKeys"]
 DAY_MS = 86_400_000
 YEAR_MS = 365 * DAY_MS
 MAX_EXPIRY_MS = 10 * YEAR_MS
-_COLUMNS = "id, name, role, prefix, scope, created_ms, expires_ms, revoked_ms"
+_COLUMNS = (
+    "id, name, role, prefix, scope, created_ms, expires_ms, revoked_ms, user_id, project_crn, "
+    "project_role"
+)
 RUN_SCOPE_PREFIX = "crn:modelyard:run/"
 
 
@@ -47,6 +51,9 @@ def _key(row: Any) -> ApiKey:
         created_ms=int(row[5]),
         expires_ms=None if row[6] is None else int(row[6]),
         revoked_ms=None if row[7] is None else int(row[7]),
+        user_id=row[8],
+        project_crn=row[9],
+        project_role=None if row[10] is None else ProjectRole(row[10]),
     )
 
 
@@ -129,6 +136,10 @@ class ApiKeys:
         role: str = "user",
         expires_in_ms: int | None = YEAR_MS,
         scope: str | None = None,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        project_role: str | None = None,
     ) -> tuple[ApiKey, str]:
         name = check_text("name", name, max_len=200)
         chosen = check_role(role)
@@ -137,20 +148,26 @@ class ApiKeys:
         now = self._now()
 
         def insert(cur: Cursor) -> ApiKey:
+            checked = _check_scope(self._db, cur, scope, chosen)
+            grant: Grant = check_grant(self._db, cur, chosen, checked, user, project, project_role)
             key = ApiKey(
                 id=secrets.token_hex(8),
                 name=name,
                 role=chosen,
                 prefix=display_prefix(token),
-                scope=_check_scope(self._db, cur, scope, chosen),
+                scope=checked,
                 created_ms=now,
                 expires_ms=None if lifetime is None else now + lifetime,
                 revoked_ms=None,
+                user_id=grant.user_id,
+                project_crn=grant.project_crn,
+                project_role=grant.project_role,
             )
             self._db.exec(
                 cur,
                 "INSERT INTO api_keys (id, name, key_hash, prefix, role, scope, created_ms, "
-                "expires_ms, revoked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                "expires_ms, revoked_ms, user_id, project_crn, project_role) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (
                     key.id,
                     key.name,
@@ -160,6 +177,9 @@ class ApiKeys:
                     key.scope,
                     key.created_ms,
                     key.expires_ms,
+                    key.user_id,
+                    key.project_crn,
+                    None if key.project_role is None else key.project_role.value,
                 ),
             )
             return key
@@ -189,7 +209,7 @@ class ApiKeys:
                 if key is None:
                     raise
                 return self._checked(key)
-            if row is None or not same_hash(row[8], digest):
+            if row is None or not same_hash(row[11], digest):
                 self._cache.forget_stale(digest)
                 hint = (
                     f" (it looks like a model access key, which starts with {ACCESS_KEY_PREFIX!r};"
@@ -237,10 +257,13 @@ class ApiKeys:
             )
         return key
 
-    def list(self) -> list[ApiKey]:
+    def list(self, user_id: str | None = None) -> list[ApiKey]:
+        where = "" if user_id is None else " WHERE user_id = ?"
         with self._db.read() as cur:
             rows = self._db.exec(
-                cur, f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_ms, id"
+                cur,
+                f"SELECT {_COLUMNS} FROM api_keys{where} ORDER BY created_ms, id",
+                () if user_id is None else (user_id,),
             ).fetchall()
         return [_key(row) for row in rows]
 

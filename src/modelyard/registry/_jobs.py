@@ -17,6 +17,7 @@ import orjson
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.ids import new_crn
 from modelyard.registry._db import Clock, Cursor, Db
+from modelyard.registry._models import project_of
 from modelyard.specs.job import JobSpec, Overlap, check_changes
 from modelyard.specs.schedule import CatchUp, JobSchedule, find_cycle, format_cycle
 
@@ -25,8 +26,9 @@ __all__ = ["Job", "Jobs", "find_job", "spec_of"]
 _COLUMNS = (
     "id, name, project, script, args, cron, timezone, every_ms, after_id, manual, timeout_ms, "
     "retries, retry_backoff_ms, env, overlap, catch_up, notify, notify_on, paused, builtin, "
-    "created_ms, updated_ms, requirements, monitor"
+    "created_ms, updated_ms, requirements, monitor, secrets, project_crn"
 )
+_COLUMN_COUNT = len(_COLUMNS.split(", "))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class Job:
     updated_ms: int
     requirements: str | None = None
     monitor: str | None = None
+    secrets: tuple[str, ...] = ()  # project secrets each run gets as environment variables
+    project_crn: str | None = None  # None only before the server's first start on version 9
 
     @property
     def spec(self) -> JobSpec:
@@ -97,6 +101,8 @@ def _job(row: Any) -> Job:
         updated_ms=int(row[21]),
         requirements=row[22],
         monitor=row[23],
+        secrets=tuple(orjson.loads(row[24])),
+        project_crn=row[25],
     )
 
 
@@ -145,6 +151,7 @@ def spec_of(job: Job) -> JobSpec:
         catch_up=job.catch_up,
         notify=job.notify,
         notify_on=job.notify_on,
+        secrets=job.secrets,
     )
 
 
@@ -170,6 +177,7 @@ def _job_of(spec: JobSpec, job_id: str, parent: str | None, **state: Any) -> Job
         catch_up=spec.catch_up,
         notify=spec.notify,
         notify_on=spec.notify_on,
+        secrets=spec.secrets,
         **state,
     )
 
@@ -186,9 +194,12 @@ class Jobs:
         if self._db.dialect == "postgres":
             self._db.exec(cur, "LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
 
-    def _parent(self, cur: Cursor, name: str, job_id: str | None, after: str | None) -> str | None:
+    def _parent(
+        self, cur: Cursor, name: str, job_id: str | None, after: str | None, project: str | None
+    ) -> str | None:
         """The parent's id; NotFound if it does not exist, InvalidInput naming the cycle that
-        making ``name`` run after it would close."""
+        making ``name`` run after it would close, or the parent's other project (a pipeline
+        stays in one project: its jobs' runs would otherwise cross project rights)."""
         if after is None:
             return None
         if job_id is not None and after in (job_id, name):
@@ -198,6 +209,13 @@ class Jobs:
                 argument="after",
             )
         parent = find_job(self._db, cur, after)
+        if project is not None and parent.project_crn not in (None, project):
+            raise InvalidInput(
+                f"job {name!r} cannot run after {parent.name!r}: that job belongs to another "
+                f"project ({parent.project_crn}, this one is in {project}); a job runs after a "
+                "job of its own project",
+                argument="after",
+            )
         if job_id is not None:
             rows = self._db.exec(cur, "SELECT id, name, after_id FROM jobs").fetchall()
             names = {row[0]: row[1] for row in rows}
@@ -213,7 +231,7 @@ class Jobs:
                 )
         return parent.id
 
-    def create(self, spec: JobSpec, builtin: bool) -> Job:
+    def create(self, spec: JobSpec, builtin: bool, project_crn: str | None = None) -> Job:
         if not isinstance(spec, JobSpec):
             raise InvalidInput(
                 f"spec={spec!r:.200} is not accepted; expected a JobSpec (modelyard.specs.JobSpec)"
@@ -227,13 +245,21 @@ class Jobs:
         def insert(cur: Cursor) -> Job:
             if spec.after is not None:
                 self._lock_links(cur)
-            parent = self._parent(cur, name, None, spec.after)
+            project = project_of(self._db, cur, project_crn)
+            parent = self._parent(cur, name, None, spec.after, project)
             job = _job_of(
-                spec, job_id, parent, paused=False, builtin=builtin, created_ms=now, updated_ms=now
+                spec,
+                job_id,
+                parent,
+                paused=False,
+                builtin=builtin,
+                created_ms=now,
+                updated_ms=now,
+                project_crn=project,
             )
             inserted = self._db.exec(
                 cur,
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 24)}) "
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * _COLUMN_COUNT)}) "
                 "ON CONFLICT (name) DO NOTHING",
                 _row(job),
             ).rowcount
@@ -251,9 +277,14 @@ class Jobs:
         with self._db.read() as cur:
             return find_job(self._db, cur, ref)
 
-    def list_all(self) -> list[Job]:
+    def list_all(self, project_crn: str | None = None) -> list[Job]:
+        where = "" if project_crn is None else " WHERE project_crn = ?"
         with self._db.read() as cur:
-            rows = self._db.exec(cur, f"SELECT {_COLUMNS} FROM jobs ORDER BY name").fetchall()
+            rows = self._db.exec(
+                cur,
+                f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY name",
+                () if project_crn is None else (project_crn,),
+            ).fetchall()
         return [_job(row) for row in rows]
 
     def children_of(self, ref: str) -> list[Job]:
@@ -273,7 +304,7 @@ class Jobs:
             job = find_job(self._db, cur, ref, lock=True)
             spec = job.spec.changed(changes)
             parent = (
-                self._parent(cur, job.name, job.id, spec.after)
+                self._parent(cur, job.name, job.id, spec.after, job.project_crn)
                 if "after" in changes
                 else spec.after
             )
@@ -285,6 +316,7 @@ class Jobs:
                 builtin=job.builtin,
                 created_ms=job.created_ms,
                 updated_ms=self._now(),
+                project_crn=job.project_crn,
             )
             columns = _COLUMNS.split(", ")[2:]
             self._db.exec(
@@ -370,4 +402,6 @@ def _row(job: Job) -> tuple[Any, ...]:
         job.updated_ms,
         job.requirements,
         job.monitor,
+        orjson.dumps(list(job.secrets)).decode(),
+        job.project_crn,
     )

@@ -23,14 +23,15 @@ from modelyard.registry._keys import (
     new_token,
     same_hash,
 )
+from modelyard.registry._projects import find_default, find_project
 from modelyard.registry._records import DeploymentState, Model
 from modelyard.registry._settings import ModelSettings
 from modelyard.specs.checks import check_model_name
 from modelyard.ttlcache import TTLCache
 
-__all__ = ["Models", "find_model"]
+__all__ = ["Models", "find_model", "project_of"]
 
-_COLUMNS = "crn, name, access_key_prefix, settings, created_ms, updated_ms"
+_COLUMNS = "crn, name, access_key_prefix, settings, created_ms, updated_ms, project_crn"
 _BUSY = (DeploymentState.ACTIVE.value, DeploymentState.DEPLOYING.value)
 
 
@@ -42,6 +43,7 @@ def _model(row: Any) -> Model:
         access_key_prefix=row[2],
         created_ms=int(row[4]),
         updated_ms=int(row[5]),
+        project_crn=row[6],
     )
 
 
@@ -72,6 +74,17 @@ def find_model(db: Db, cur: Cursor, ref: object, *, lock: bool = False) -> Model
     return _model(row)
 
 
+def project_of(db: Db, cur: Cursor, ref: str | None) -> str | None:
+    """The CRN of the project a new model or job goes to: the one ``ref`` names (CRN, uuid,
+    ``owner/name`` or a bare name unique on the server; NotFound otherwise), or the default
+    project when ``ref`` is None (None itself before the server's first start on version 9:
+    ``people.bootstrap`` then moves the row to the default project)."""
+    if ref is None:
+        default = find_default(db, cur)
+        return None if default is None else default.crn
+    return find_project(db, cur, ref).crn
+
+
 def _settings(settings: ModelSettings | Mapping[str, Any] | None) -> ModelSettings:
     if settings is None:
         return ModelSettings()
@@ -96,19 +109,24 @@ class Models:
         self._cache.discard_where(lambda model: model.crn == crn)
 
     def create(
-        self, name: str, settings: ModelSettings | Mapping[str, Any] | None = None
+        self,
+        name: str,
+        settings: ModelSettings | Mapping[str, Any] | None = None,
+        project_crn: str | None = None,
     ) -> tuple[Model, str]:
         name = check_model_name(name)
         chosen = _settings(settings)
         token = new_token(ACCESS_KEY_PREFIX)
         now = self._now()
-        model = Model(name, new_crn("model"), chosen, display_prefix(token), now, now)
+        crn = new_crn("model")
 
-        def insert(cur: Cursor) -> None:
+        def insert(cur: Cursor) -> Model:
+            project = project_of(self._db, cur, project_crn)
+            model = Model(name, crn, chosen, display_prefix(token), now, now, project)
             inserted = self._db.exec(
                 cur,
                 "INSERT INTO models (crn, name, access_key_hash, access_key_prefix, settings, "
-                "created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "created_ms, updated_ms, project_crn) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (name) DO NOTHING",
                 (
                     model.crn,
@@ -118,6 +136,7 @@ class Models:
                     chosen.to_json(),
                     now,
                     now,
+                    project,
                 ),
             ).rowcount
             if inserted != 1:
@@ -126,17 +145,22 @@ class Models:
                     "redeploy or delete the existing model",
                     model=name,
                 )
+            return model
 
-        self._db.write(insert)
-        return model, token
+        return self._db.write(insert), token
 
     def get(self, ref: str) -> Model:
         with self._db.read() as cur:
             return find_model(self._db, cur, ref)
 
-    def list(self) -> list[Model]:
+    def list(self, project_crn: str | None = None) -> list[Model]:
+        where = "" if project_crn is None else " WHERE project_crn = ?"
         with self._db.read() as cur:
-            rows = self._db.exec(cur, f"SELECT {_COLUMNS} FROM models ORDER BY name").fetchall()
+            rows = self._db.exec(
+                cur,
+                f"SELECT {_COLUMNS} FROM models{where} ORDER BY name",
+                () if project_crn is None else (project_crn,),
+            ).fetchall()
         return [_model(row) for row in rows]
 
     def update(self, ref: str, changes: dict[str, Any]) -> Model:
@@ -150,7 +174,13 @@ class Models:
                 (settings.to_json(), now, model.crn),
             )
             return Model(
-                model.name, model.crn, settings, model.access_key_prefix, model.created_ms, now
+                model.name,
+                model.crn,
+                settings,
+                model.access_key_prefix,
+                model.created_ms,
+                now,
+                model.project_crn,
             )
 
         updated = self._db.write(update)
@@ -233,7 +263,7 @@ class Models:
             if model is None:
                 raise
             return model
-        if row is None or not same_hash(row[6], digest):
+        if row is None or not same_hash(row[7], digest):
             self._cache.forget_stale(digest)
             hint = (
                 f" (it looks like an API key, which starts with {API_KEY_PREFIX!r}; the access "

@@ -16,18 +16,22 @@ from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.ids import is_uuid
 from modelyard.registry._apikeys import YEAR_MS, ApiKeys
+from modelyard.registry._audit import AuditLog
 from modelyard.registry._db import Clock, Db
 from modelyard.registry._deployments import UNSET, Builds, Deployments
 from modelyard.registry._events import DEFAULT_KEPT, Events
 from modelyard.registry._jobs import Job, Jobs
 from modelyard.registry._models import Models
 from modelyard.registry._monitors import MonitorRecords
+from modelyard.registry._people import People
 from modelyard.registry._prefix import SHOWN, check_prefix, choose
 from modelyard.registry._records import ApiKey, Build, Deployment, Model, ReplicaEvent
 from modelyard.registry._run_metrics import RunMetric, RunMetrics
 from modelyard.registry._runs import Run, Runs, SlotClaim
+from modelyard.registry._secrets import Secrets
 from modelyard.registry._settings import ModelSettings
 from modelyard.registry._snapshots import SnapshotArchives
+from modelyard.registry._uploads import Uploads
 from modelyard.specs.deploy import BuildSpec
 from modelyard.specs.job import JobSpec
 from modelyard.store.base import MetricsStore
@@ -38,7 +42,9 @@ __all__ = ["Registry"]
 
 class Registry:
     """Models, builds, deployments, API keys, replica events, jobs and runs in ``store``'s
-    database, and the monitors' state (``registry.monitors``, a ``MonitorRecords``).
+    database, the monitors' state (``registry.monitors``, a ``MonitorRecords``), and users,
+    teams, projects and roles (``registry.people``, a ``People``). Every model and job belongs
+    to a project; API keys belong to a user (run keys excepted).
 
     ``store`` is an SQL store (SQLite file or ``:memory:``, PostgreSQL); the registry's tables
     come with the store's schema (migration 0002). ``clock`` (epoch milliseconds) decides key
@@ -73,35 +79,62 @@ class Registry:
         self.store = store
         db = Db(store)
         now = clock or now_ms
-        self._models = Models(db, now, TTLCache[Model](cache_ttl_s, monotonic))
+        model_cache = TTLCache[Model](cache_ttl_s, monotonic)
+        key_cache = TTLCache[ApiKey](cache_ttl_s, monotonic)
+
+        def moved() -> None:  # the bootstrap gave old rows a project or a user
+            model_cache.clear()
+            key_cache.clear()
+
+        #: users, teams, projects, collaborators and roles
+        self.people = People(
+            db,
+            now,
+            cache_ttl_s=cache_ttl_s,
+            monotonic=monotonic,
+            moved=moved,
+        )
+        self._models = Models(db, now, model_cache)
         self._builds = Builds(db, now)
         self._deployments = Deployments(db, now)
-        self._keys = ApiKeys(db, now, TTLCache[ApiKey](cache_ttl_s, monotonic))
+        self._keys = ApiKeys(db, now, key_cache)
         self._events = Events(db, now, events_kept)
         self._jobs = Jobs(db, now)
         self._runs = Runs(db, now)
         self._run_metrics = RunMetrics(db, now)
         #: monitor results, label marks, alert episodes and reference samples
         self.monitors = MonitorRecords(db, now)
+        #: who changed what, when, from where (append-only; see registry/_audit.py)
+        self.audit = AuditLog(db, now)
         #: build snapshot archives by digest, shared by every server on the database
         self.snapshots = SnapshotArchives(db, now)
+        #: project secrets, encrypted; the server hands over the key (``secrets.configure``)
+        self.secrets = Secrets(db, now)
+        #: uploaded project folders: blobs by sha256 and manifests (deploy from a laptop)
+        self.uploads = Uploads(db, now)
 
     # -- models ---------------------------------------------------------------------------------
     def create_model(
-        self, name: str, settings: ModelSettings | Mapping[str, Any] | None = None
+        self,
+        name: str,
+        settings: ModelSettings | Mapping[str, Any] | None = None,
+        *,
+        project_crn: str | None = None,
     ) -> tuple[Model, str]:
-        """Register a model; returns it and its access key (shown once, stored as a hash).
+        """Register a model in a project (``project_crn``: any project ref; None: the default
+        project); returns it and its access key (shown once, stored as a hash).
 
-        Conflict if the name is taken; InvalidInput if it breaks ``^[a-z0-9][a-z0-9-]{0,62}$``.
+        Conflict if the name is taken (names are unique on the server: gateway URLs use them);
+        InvalidInput if it breaks ``^[a-z0-9][a-z0-9-]{0,62}$``; NotFound for an unknown project.
         """
-        return self._models.create(name, settings)
+        return self._models.create(name, settings, project_crn)
 
     def get_model(self, name_or_crn: str) -> Model:
         return self._models.get(name_or_crn)
 
-    def list_models(self) -> list[Model]:
-        """All models, by name."""
-        return self._models.list()
+    def list_models(self, project_crn: str | None = None) -> list[Model]:
+        """All models (of one project, by CRN), by name."""
+        return self._models.list(project_crn)
 
     def update_model(self, name: str, **settings: Any) -> Model:
         """Change some settings (``update_model('churn', concurrency=8)``)."""
@@ -192,10 +225,12 @@ class Registry:
         env: dict[str, str] | None = None,
         memory_bytes: int | None = None,
         cpus: float | None = None,
+        secrets: Iterable[str] | None = None,
     ) -> Deployment:
         """A new deployment of a successful build of ``model``, in state ``deploying``; its
-        identity is registered with the metrics store."""
-        return self._deployments.add(model, build, replicas, env, memory_bytes, cpus)
+        identity is registered with the metrics store. ``secrets``: names of project secrets
+        its replicas get as environment variables (read when each replica starts)."""
+        return self._deployments.add(model, build, replicas, env, memory_bytes, cpus, secrets)
 
     def get_deployment(self, crn: str) -> Deployment:
         return self._deployments.get(crn)
@@ -236,9 +271,20 @@ class Registry:
         role: str = "user",
         expires_in_ms: int | None = YEAR_MS,
         scope: str | None = None,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        project_role: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new API key and its token (shown once). ``expires_in_ms=None`` only for admin."""
-        return self._keys.create(name, role, expires_in_ms, scope)
+        """A new API key and its token (shown once). ``expires_in_ms=None`` only for admin.
+
+        ``user`` (a name or id) is whose rights the key carries: required for admin and user
+        keys once any user exists, never given for run keys; an admin key needs a server admin.
+        A user key may be narrowed to ``project`` (any project ref; the user must have a role
+        there) and to ``project_role`` (at most the user's own role there). See ``_grants``."""
+        return self._keys.create(
+            name, role, expires_in_ms, scope, user=user, project=project, project_role=project_role
+        )
 
     def authenticate(self, token: str) -> ApiKey:
         """The key a token belongs to; Unauthorized saying unknown, revoked or expired."""
@@ -249,9 +295,10 @@ class Registry:
         database (so a caller on an event loop can go to a thread only then)."""
         return self._keys.cached(token)
 
-    def list_api_keys(self) -> list[ApiKey]:
-        """Every key, revoked and expired ones too, oldest first (no hashes, no tokens)."""
-        return self._keys.list()
+    def list_api_keys(self, user_id: str | None = None) -> list[ApiKey]:
+        """Every key (of one user, by id), revoked and expired ones too, oldest first (no
+        hashes, no tokens)."""
+        return self._keys.list(user_id)
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         return self._keys.revoke(key_id)
@@ -272,20 +319,24 @@ class Registry:
         return self._events.list(deployment_crn, limit)
 
     # -- jobs (see docs/jobs.md) ----------------------------------------------------------------
-    def create_job(self, spec: JobSpec, *, builtin: bool = False) -> Job:
+    def create_job(
+        self, spec: JobSpec, project_crn: str | None = None, *, builtin: bool = False
+    ) -> Job:
         """Define the job ``spec`` describes (``modelyard.specs.JobSpec``, which checked its
-        fields when it was made). The registry adds what needs the other jobs: ``after`` names
-        an existing job (NotFound otherwise) and closes no cycle (InvalidInput spelling it
-        ``a -> b -> a``); Conflict for a taken name. Nothing is written on error.
+        fields when it was made) in a project (``project_crn``: any project ref; None: the
+        default project). The registry adds what needs the other jobs: ``after`` names an
+        existing job of the same project (NotFound, InvalidInput otherwise) and closes no cycle
+        (InvalidInput spelling it ``a -> b -> a``); Conflict for a taken name. Nothing is
+        written on error.
         """
-        return self._jobs.create(spec, builtin)
+        return self._jobs.create(spec, builtin, project_crn)
 
     def get_job(self, name_or_id: str) -> Job:
         return self._jobs.get(name_or_id)
 
-    def list_jobs(self) -> list[Job]:
-        """All jobs, by name."""
-        return self._jobs.list_all()
+    def list_jobs(self, project_crn: str | None = None) -> list[Job]:
+        """All jobs (of one project, by CRN), by name."""
+        return self._jobs.list_all(project_crn)
 
     def update_job(self, name: str, /, **changes: Any) -> Job:
         """Change some fields of a job's spec, checked as a whole (``JobSpec.changed``). Giving

@@ -1,9 +1,14 @@
-"""The server's home folder on first start: the folder, the database and an admin API key.
+"""The server's home folder on first start: the folder, the database, the ``admin`` user and an
+admin API key.
 
-The admin key is written to ``$MODELYARD_HOME/admin.key`` (mode 0600, created with that mode so
-it is never readable by others, not even for an instant) and returned once so the server can
-print it. Later starts find the file and create nothing. Deleting the file makes the next start
-mint a new admin key (the old one stays valid until revoked).
+Every start runs ``registry.people.bootstrap()`` first (user ``admin``, project ``default``, and
+rows of an older home moved into them; see there). When that creates user ``admin``, its
+generated password is written to ``$MODELYARD_HOME/admin.password`` and returned once so the
+server can print it. The admin key is written to ``$MODELYARD_HOME/admin.key`` and returned once
+too; it belongs to the admin user. Both files are mode 0600, created with that mode so they are
+never readable by others, not even for an instant. Later starts find the key file and create
+nothing. Deleting it makes the next start mint a new admin key (the old one stays valid until
+revoked); the password file is only written again if the database has no admin user at all.
 """
 
 from __future__ import annotations
@@ -16,18 +21,29 @@ from pathlib import Path
 from modelyard.homedir import make_home
 from modelyard.registry import Registry
 
-__all__ = ["ADMIN_KEY_FILE", "SERVER_FILE", "FirstStart", "ensure_admin_key", "prepare_home"]
+__all__ = [
+    "ADMIN_KEY_FILE",
+    "ADMIN_PASSWORD_FILE",
+    "SERVER_FILE",
+    "FirstStart",
+    "ensure_admin_key",
+    "prepare_home",
+]
 
 ADMIN_KEY_FILE = "admin.key"
+ADMIN_PASSWORD_FILE = "admin.password"
 SERVER_FILE = "server.json"
 
 
 @dataclass(frozen=True, slots=True)
 class FirstStart:
-    """``admin_token`` is the new admin key (None when one existed already)."""
+    """``admin_token`` is the new admin key (None when one existed already);
+    ``admin_password`` the password of the ``admin`` user this start created (None when the
+    user existed already)."""
 
     home: Path
     admin_token: str | None
+    admin_password: str | None = None
 
 
 def prepare_home(home: str | os.PathLike[str]) -> Path:
@@ -40,16 +56,28 @@ def prepare_home(home: str | os.PathLike[str]) -> Path:
 
 
 def ensure_admin_key(home: Path, registry: Registry) -> FirstStart:
-    """Mint and write the admin key unless ``home/admin.key`` exists."""
+    """Bootstrap the people (every start), then mint and write the admin key unless
+    ``home/admin.key`` exists."""
+    password = registry.people.bootstrap()
+    if password is not None:
+        # A password file left from an earlier database is stale: this one is the admin's now.
+        (home / ADMIN_PASSWORD_FILE).unlink(missing_ok=True)
+        _write_private(home / ADMIN_PASSWORD_FILE, password)
     key_file = home / ADMIN_KEY_FILE
     if key_file.exists():
-        return FirstStart(home, None)
-    _, token = registry.create_api_key("admin", role="admin", expires_in_ms=None)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return FirstStart(home, None, password)
+    admin = registry.people.admin_user()
+    _, token = registry.create_api_key("admin", role="admin", expires_in_ms=None, user=admin.id)
+    _write_private(key_file, token)
+    return FirstStart(home, token, password)
+
+
+def _write_private(path: Path, secret: str) -> None:
+    """Create ``path`` (it must not exist) with mode 0600 from the start, holding ``secret``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, (token + "\n").encode())
+        os.write(fd, (secret + "\n").encode())
     finally:
         os.close(fd)
     with contextlib.suppress(OSError):  # a umask cannot widen it, but be explicit
-        os.chmod(key_file, 0o600)
-    return FirstStart(home, token)
+        os.chmod(path, 0o600)
