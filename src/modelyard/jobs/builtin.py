@@ -2,10 +2,12 @@
 
 ``maintenance-rollup`` (every hour) folds old raw prediction records into rollup buckets with
 ``store.rollup()``; ``maintenance-run-history`` (daily) deletes job runs older than
-``MODELYARD_RUN_HISTORY`` (30 days by default) and their log files. Both run in-process on a
-runner thread (no script, no snapshot): they need the server's store connection, not a process of
-their own. They are created at scheduler start if missing, marked ``builtin`` (they cannot be
-deleted), and their output goes to the run log.
+``MODELYARD_RUN_HISTORY`` (30 days by default) and their log files, and audit log entries older
+than ``MODELYARD_AUDIT_RETENTION`` (365 days by default: the only way entries leave the log),
+and project uploads older than a day with the upload blobs no upload used for a day.
+Both run in-process on a runner thread (no script, no snapshot): they need the server's store
+connection, not a process of their own. They are created at scheduler start if missing, marked
+``builtin`` (they cannot be deleted), and their output goes to the run log.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ __all__ = [
     "HOUR_MS",
     "ROLLUP",
     "RUN_HISTORY",
+    "UPLOAD_KEEP_MS",
     "ensure_builtin_jobs",
+    "prune_audit_log",
     "prune_run_history",
+    "prune_uploads",
     "rollup",
 ]
 
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 ROLLUP = "maintenance-rollup"
 RUN_HISTORY = "maintenance-run-history"
+UPLOAD_KEEP_MS = 24 * HOUR_MS  # uploads and unused upload blobs (deploy from a laptop)
 # Built-in jobs have no project; their "script" says what runs them, for `jobs show`.
 BUILTIN_SCRIPT = "builtin"
 _SCHEDULES = {ROLLUP: HOUR_MS, RUN_HISTORY: 24 * HOUR_MS}
@@ -80,6 +86,24 @@ def prune_run_history(ctx: BuiltinContext) -> None:
         f"runs older than {keep_ms} ms (before {cutoff}): {len(pruned)} deleted, "
         f"{files} log files removed\n"
     )
+    prune_audit_log(ctx)
+    prune_uploads(ctx)
+
+
+def prune_uploads(ctx: BuiltinContext) -> None:
+    """Delete project uploads older than a day and blobs no upload used for a day: a deploy
+    uses its upload at once, and a blob pruned too early is only sent again."""
+    cutoff = ctx.now_ms - UPLOAD_KEEP_MS
+    uploads, blobs = ctx.registry.uploads.prune(cutoff)
+    ctx.log.write(f"uploads older than a day: {uploads} deleted, {blobs} unused blobs deleted\n")
+
+
+def prune_audit_log(ctx: BuiltinContext) -> None:
+    """Delete audit log entries older than ``MODELYARD_AUDIT_RETENTION``."""
+    keep_ms = int(settings.get("audit_retention"))
+    cutoff = ctx.now_ms - keep_ms
+    deleted = ctx.registry.audit.prune(cutoff)
+    ctx.log.write(f"audit entries older than {keep_ms} ms (before {cutoff}): {deleted} deleted\n")
 
 
 BUILTINS: dict[str, BuiltinFn] = {ROLLUP: rollup, RUN_HISTORY: prune_run_history}
