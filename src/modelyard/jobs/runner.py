@@ -44,7 +44,7 @@ from modelyard.clock import now_ms
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.jobs.current import format_slot
 from modelyard.jobs.notify import NOTIFY_EVENTS, Notifier, log_tail
-from modelyard.registry import Job, Registry, Run, RunState, Trigger
+from modelyard.registry import Job, Registry, Run, RunState, Trigger, read_secrets
 from modelyard.runtime import RunHandle, RunSpec, RunStatus, Runtime
 from modelyard.runtime.logs import run_log_path
 
@@ -400,6 +400,11 @@ class Runner:
         # The server's home, so a run tracking without a server (embedded) writes where the
         # runner collects run metrics; a job's own MODELYARD_HOME wins.
         env = {"MODELYARD_HOME": str(self.home), **job.env}
+        # The project secrets the job names, decrypted here and audited (names only); a missing
+        # one fails the run before it starts, naming it in the run log (never a value).
+        env.update(
+            read_secrets(self.registry, job.project_crn, job.secrets, object=job.name, for_=run.id)
+        )
         env.update(
             MODELYARD_API_KEY=token,
             MODELYARD_JOB=job.name,

@@ -30,6 +30,7 @@ from modelyard.specs.checks import (
     encode_json,
 )
 from modelyard.specs.deploy import BuildSpec
+from modelyard.specs.secret_names import check_secret_names
 from modelyard.store.base import Identity
 
 __all__ = ["UNSET", "Builds", "Deployments", "check_state"]
@@ -39,7 +40,8 @@ _BUILD_COLUMNS = (
     "log_path, example, requirements, created_ms"
 )
 _DEPLOYMENT_COLUMNS = (
-    "crn, model_crn, build_crn, replicas, env, memory_bytes, cpus, state, created_ms, updated_ms"
+    "crn, model_crn, build_crn, replicas, env, memory_bytes, cpus, state, created_ms, updated_ms, "
+    "secrets"
 )
 
 
@@ -82,6 +84,7 @@ def _deployment(row: Any) -> Deployment:
         state=DeploymentState(row[7]),
         created_ms=int(row[8]),
         updated_ms=int(row[9]),
+        secrets=tuple(orjson.loads(row[10])),
     )
 
 
@@ -210,11 +213,20 @@ class Deployments:
         env: dict[str, str] | None = None,
         memory_bytes: int | None = None,
         cpus: float | None = None,
+        secrets: Iterable[str] | None = None,
     ) -> Deployment:
         replicas = check_replicas(replicas)
         env = check_env(env)
         memory_bytes = check_memory(memory_bytes)
         cpus = check_cpus(cpus)
+        names = check_secret_names(secrets)
+        both = sorted(set(names) & set(env))
+        if both:
+            raise InvalidInput(
+                f"{both[0]!r} is both in env and in secrets; a variable comes from one of them: "
+                "drop it from env (or from secrets)",
+                argument="secrets",
+            )
         with self._db.read() as cur:
             owner, built = self._deployable(cur, model, build)
         crn = new_crn("deployment")
@@ -222,6 +234,7 @@ class Deployments:
         # whose records the store would refuse.
         self._db.store.register_identity(Identity(owner.crn, built.crn, crn))
         env_text = encode_json("env", env)
+        secrets_text = encode_json("secrets", list(names))
 
         def insert(cur: Cursor) -> Deployment:
             owner, built = self._deployable(cur, model, build)
@@ -229,7 +242,7 @@ class Deployments:
             self._db.exec(
                 cur,
                 f"INSERT INTO deployments ({_DEPLOYMENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     crn,
                     owner.crn,
@@ -241,6 +254,7 @@ class Deployments:
                     DeploymentState.DEPLOYING.value,
                     now,
                     now,
+                    secrets_text,
                 ),
             )
             return find_deployment(self._db, cur, crn)

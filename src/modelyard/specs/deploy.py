@@ -12,20 +12,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from modelyard.errors import InvalidInput
 from modelyard.ids import check_crn
 from modelyard.settings import parse_size_bytes
 from modelyard.specs._base import Spec
 from modelyard.specs.checks import check_relative_path, check_text, encode_json
+from modelyard.specs.secret_names import check_secret_names, check_secrets_not_in_env
 
 __all__ = ["BuildSpec", "DeploySpec"]
 
 
 class DeploySpec(Spec):
-    """A deploy: the ``project`` folder (an absolute path on the server's host), the ``file``
-    and ``function`` that predict, optionally a ``requirements`` file, replicas and their limits.
+    """A deploy: the ``upload`` sent from the client (or, for server administrators, the
+    ``project`` folder: an absolute path on the server's host), the ``file``
+    and ``function`` that predict, optionally a ``requirements`` file, replicas and their limits,
+    and the names of the project ``secrets`` each replica gets as environment variables.
     ``settings`` takes ``ModelSettings`` fields (``auth_required``, ``concurrency``,
     ``request_timeout_s``, ``batch_function``, ``track_io``, ``debug``, ``retry``...); for an
     existing model only the fields given change. ``settings={"retry": false}`` (the CLI's
@@ -35,7 +38,16 @@ class DeploySpec(Spec):
     # Bodies arrive as JSON (numbers for cpus may be integers); a spec is not changed in place.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
-    project: str = Field(description="Absolute path of the project folder on the server's host.")
+    project: str | None = Field(
+        default=None,
+        description="Absolute path of the project folder on the server's host (server "
+        "administrators only); or give ``upload``.",
+    )
+    upload: str | None = Field(
+        default=None,
+        description="Id of an upload (``POST /api/v1/uploads``): the folder sent from the "
+        "client. Exactly one of ``project`` and ``upload``.",
+    )
     file: str = "predict.py"
     function: str = "predict"
     example: Any = None
@@ -48,6 +60,33 @@ class DeploySpec(Spec):
     memory: str | int | None = Field(default=None, description="per replica, e.g. 512M or bytes")
     cpus: float | None = Field(default=None, gt=0)
     settings: dict[str, Any] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = Field(
+        default=(),
+        description="names of project secrets each replica gets as environment variables "
+        "(set with 'modelyard secrets set NAME'); a missing one fails the deploy",
+    )
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: Any) -> tuple[str, ...]:
+        return check_secret_names(value)
+
+    @model_validator(mode="after")
+    def _secrets_not_in_env(self) -> DeploySpec:
+        """A variable comes from ``env`` or from ``secrets``, never both."""
+        check_secrets_not_in_env(self.secrets, self.env)
+        return self
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeploySpec:
+        if (self.project is None) == (self.upload is None):
+            raise InvalidInput(
+                f"project={self.project!r} and upload={self.upload!r}: give exactly one, the "
+                "id of an upload of the folder (what the CLI sends) or, for server "
+                "administrators, a folder on the server's machine",
+                argument="upload",
+            )
+        return self
 
     @property
     def memory_bytes(self) -> int | None:

@@ -35,6 +35,7 @@ from modelyard.specs.checks import (
     check_relative_path,
 )
 from modelyard.specs.schedule import CatchUp, JobSchedule
+from modelyard.specs.secret_names import check_secret_names, check_secrets_not_in_env
 
 __all__ = [
     "JOB_RESERVED_ENV",
@@ -87,6 +88,7 @@ UPDATABLE = (
     "catch_up",
     "notify",
     "notify_on",
+    "secrets",
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
@@ -162,6 +164,11 @@ class JobSpec(Spec):
     notify_on: tuple[str, ...] = Field(
         default=("failure", "timeout"), description="subset of success, failure, timeout, cancelled"
     )
+    secrets: tuple[str, ...] = Field(
+        default=(),
+        description="names of project secrets each run gets as environment variables (set with "
+        "'modelyard secrets set NAME'); a missing one fails the run, naming it",
+    )
 
     @property
     def schedule(self) -> JobSchedule:
@@ -222,6 +229,17 @@ class JobSpec(Spec):
             )
         return self
 
+    @model_validator(mode="after")
+    def _secrets_not_in_env(self) -> Self:
+        """A variable comes from ``env`` or from ``secrets``, never both."""
+        check_secrets_not_in_env(self.secrets, self.env)
+        return self
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: object) -> tuple[str, ...]:
+        return check_secret_names(value)
+
     @field_validator("name", mode="before")
     @classmethod
     def _name(cls, value: object) -> str:
@@ -241,7 +259,7 @@ class JobSpec(Spec):
         if not os.path.isabs(text):
             raise InvalidInput(
                 f"project={text!r} is not an absolute path; expected the project folder's "
-                "absolute path (the CLI resolves --project DIR for you)",
+                "absolute path (the CLI resolves --project-dir DIR for you)",
                 argument="project",
             )
         return text

@@ -9,6 +9,7 @@ serves (read from the file's syntax tree, in a thread: the server never imports 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from modelyard.serving.controller.replica_specs import (
     served_batch,
 )
 from modelyard.serving.controller.rollout import Pools, StartReplica
+from modelyard.serving.controller.run_keys import DeploymentKeys
+from modelyard.serving.controller.secret_env import DeploymentSecrets
 from modelyard.serving.gateway import DeploymentPool
 
 __all__ = ["ReplicaStarter"]
@@ -46,6 +49,8 @@ class ReplicaStarter:
         self._fleet = fleet
         self._pools = pools
         self._ordinals: defaultdict[str, int] = defaultdict(int)
+        # Each deployment's run key in its replicas' environment (``run_keys.py``); None: none.
+        self.keys: DeploymentKeys | None = None
 
     async def batch_choice(self, model: Model, built: Build) -> BatchChoice:
         """The batch function ``built``'s replicas serve (the file's syntax tree, in a thread)."""
@@ -56,7 +61,10 @@ class ReplicaStarter:
         return capacity(model.settings, (await self.batch_choice(model, built)).function)
 
     def starter(self, model: Model, built: Build, deployment: Deployment) -> StartReplica:
-        """A coroutine function starting one replica of ``deployment``, returning it healthy."""
+        """A coroutine function starting one replica of ``deployment``, returning it healthy.
+        The deployment's secrets are read once for all the replicas it starts
+        (``secret_env.py``)."""
+        secrets = DeploymentSecrets(self._fleet.registry, model, deployment)
 
         async def start() -> Replica:
             self._ordinals[deployment.crn] += 1
@@ -69,7 +77,17 @@ class ReplicaStarter:
                 python=self.python,
                 startup_timeout_s=self.health_timeout_s,
             )
-            replica = await self._fleet.start(spec, model.name, deployment.crn)
+            spec = dataclasses.replace(spec, env={**spec.env, **await secrets.env()})
+            keys = self.keys
+            if keys is not None:
+                own = await asyncio.to_thread(keys.acquire, model, deployment, spec.replica_id)
+                spec = dataclasses.replace(spec, env={**spec.env, **own})
+            try:
+                replica = await self._fleet.start(spec, model.name, deployment.crn)
+            except BaseException:
+                if keys is not None:
+                    await asyncio.to_thread(keys.release, spec.replica_id)
+                raise
             try:
                 await self._fleet.wait_healthy(replica, self.health_timeout_s)
             except BaseException:
