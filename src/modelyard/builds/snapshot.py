@@ -39,10 +39,14 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_TOTAL_BYTES",
     "IGNORE_FILES",
+    "ProjectEntry",
     "Snapshot",
     "digest_of",
+    "hash_entry",
     "ignore_reason",
+    "open_entry",
     "remove_snapshot",
+    "scan_project",
     "snapshot_project",
 ]
 
@@ -72,7 +76,11 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class ProjectEntry:
+    """One file or link a snapshot (or an upload, ``builds.upload``) of a project takes:
+    ``rel`` its relative POSIX path, ``source`` where it is read from; a link has
+    ``link_target`` (relative to the link's folder), a file its ``size`` and ``executable``."""
+
     rel: str
     source: Path
     size: int = 0
@@ -101,32 +109,16 @@ def snapshot_project(
     PayloadTooLarge for a file or a total over the limits, and Conflict when the project changed
     while it was being copied (retrying is then safe).
     """
-    root = Path(project_dir)
-    if not root.is_dir():
-        raise InvalidInput(
-            f"project folder {str(root)!r} does not exist or is not a folder; "
-            "pass the folder that holds the model's code",
-            project=str(root),
-        )
-    root = root.resolve()
     dest = Path(dest_root)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
-
-    entries = _collect(root, skip=dest, max_file_bytes=max_file_bytes)
-    _check_links(entries)
+    root, entries = scan_project(
+        project_dir, skip=dest, max_file_bytes=max_file_bytes, max_total_bytes=max_total_bytes
+    )
     total = sum(e.size for e in entries)
-    if total > max_total_bytes:
-        raise PayloadTooLarge(
-            f"project {str(root)!r} holds {total} bytes to snapshot, over the limit of "
-            f"{max_total_bytes} bytes; leave data and artefacts out with .modelyardignore",
-            project=str(root),
-            size=total,
-            limit=max_total_bytes,
-        )
 
     # Hash first, copy only when the digest is new: a redeploy of unchanged code writes nothing.
-    digest = _digest(entries, {e.rel: _hash_file(e, max_file_bytes) for e in _files(entries)})
+    digest = _digest(entries, {e.rel: hash_entry(e, max_file_bytes) for e in _files(entries)})
     final = dest / digest
     files = tuple(e.rel for e in entries)
     if final.is_dir():
@@ -158,6 +150,42 @@ def snapshot_project(
     return Snapshot(digest, final, files, total, reused=False)
 
 
+def scan_project(
+    project_dir: str | os.PathLike[str],
+    *,
+    skip: Path | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+) -> tuple[Path, list[ProjectEntry]]:
+    """The resolved ``project_dir`` and the entries a snapshot of it takes, in path order.
+
+    The one walk both a snapshot and an upload (``builds.upload``) use, so a folder packed on a
+    laptop holds exactly what a build of the same folder on the server would: the same ignore
+    rules, refusals and size limits (per file from the walk's sizes; hashing checks again).
+    ``skip``: a folder left out (the snapshot store when it lies inside the project).
+    """
+    root = Path(project_dir)
+    if not root.is_dir():
+        raise InvalidInput(
+            f"project folder {str(root)!r} does not exist or is not a folder; "
+            "pass the folder that holds the model's code",
+            project=str(root),
+        )
+    root = root.resolve()
+    entries = _collect(root, skip=skip, max_file_bytes=max_file_bytes)
+    _check_links(entries)
+    total = sum(e.size for e in entries)
+    if total > max_total_bytes:
+        raise PayloadTooLarge(
+            f"project {str(root)!r} holds {total} bytes to snapshot, over the limit of "
+            f"{max_total_bytes} bytes; leave data and artefacts out with .modelyardignore",
+            project=str(root),
+            size=total,
+            limit=max_total_bytes,
+        )
+    return root, entries
+
+
 def remove_snapshot(path: str | os.PathLike[str]) -> None:
     """Delete a snapshot folder, restoring the write bits that keep it immutable meanwhile."""
     for folder, dirs, _files in os.walk(path):
@@ -179,17 +207,17 @@ def _sweep_stale_temps(dest: Path) -> None:
             continue  # another build swept it first
 
 
-def _collect(root: Path, *, skip: Path, max_file_bytes: int) -> list[_Entry]:
-    entries: list[_Entry] = []
+def _collect(root: Path, *, skip: Path | None, max_file_bytes: int) -> list[ProjectEntry]:
+    entries: list[ProjectEntry] = []
     for rel, full, is_dir, st in _walk(root, "", [], skip):
         if is_dir:
             continue
         if stat.S_ISLNK(st.st_mode):
-            entries.append(_Entry(rel, full, link_target=_link_target(root, rel, full)))
+            entries.append(ProjectEntry(rel, full, link_target=_link_target(root, rel, full)))
         elif stat.S_ISREG(st.st_mode):
             if st.st_size > max_file_bytes:
                 raise _too_large(rel, st.st_size, max_file_bytes)
-            entries.append(_Entry(rel, full, st.st_size, bool(st.st_mode & stat.S_IXUSR)))
+            entries.append(ProjectEntry(rel, full, st.st_size, bool(st.st_mode & stat.S_IXUSR)))
         else:
             raise InvalidInput(
                 f"project file {rel!r} is not a regular file, folder or symlink "
@@ -202,7 +230,7 @@ def _collect(root: Path, *, skip: Path, max_file_bytes: int) -> list[_Entry]:
 
 
 def _walk(
-    root: Path, rel_dir: str, rules: list[_Rules], skip: Path
+    root: Path, rel_dir: str, rules: list[_Rules], skip: Path | None
 ) -> Iterator[tuple[str, Path, bool, os.stat_result]]:
     """Yield (relative path, full path, is a real folder, lstat) of every entry not ignored."""
     folder = root / rel_dir if rel_dir else root
@@ -307,7 +335,7 @@ def _link_target(root: Path, rel: str, full: Path) -> str:
     return os.path.relpath(resolved, parent)
 
 
-def _check_links(entries: list[_Entry]) -> None:
+def _check_links(entries: list[ProjectEntry]) -> None:
     """Refuse links to paths the snapshot will not hold (missing, or excluded by ignore rules)."""
     present: set[str] = {""}
     for e in entries:
@@ -328,14 +356,16 @@ def _check_links(entries: list[_Entry]) -> None:
             )
 
 
-def _files(entries: list[_Entry]) -> Iterator[_Entry]:
+def _files(entries: list[ProjectEntry]) -> Iterator[ProjectEntry]:
     return (e for e in entries if e.link_target is None)
 
 
-def _hash_file(entry: _Entry, max_file_bytes: int) -> str:
+def hash_entry(entry: ProjectEntry, max_file_bytes: int) -> str:
+    """The sha256 of a file entry's bytes, read without following links (PayloadTooLarge past
+    ``max_file_bytes``: the file grew since the walk)."""
     h = hashlib.sha256()
     size = 0
-    with _open_no_follow(entry) as src:
+    with open_entry(entry) as src:
         while chunk := src.read(_CHUNK):
             size += len(chunk)
             if size > max_file_bytes:
@@ -344,7 +374,7 @@ def _hash_file(entry: _Entry, max_file_bytes: int) -> str:
     return h.hexdigest()
 
 
-def _copy(entries: list[_Entry], dest: Path, max_file_bytes: int) -> dict[str, str]:
+def _copy(entries: list[ProjectEntry], dest: Path, max_file_bytes: int) -> dict[str, str]:
     """Copy every entry under ``dest``; return the sha256 of the bytes actually written."""
     written: dict[str, str] = {}
     for e in entries:
@@ -355,7 +385,7 @@ def _copy(entries: list[_Entry], dest: Path, max_file_bytes: int) -> dict[str, s
             continue
         h = hashlib.sha256()
         size = 0
-        with _open_no_follow(e) as src, open(target, "xb") as out:
+        with open_entry(e) as src, open(target, "xb") as out:
             while chunk := src.read(_CHUNK):
                 size += len(chunk)
                 if size > max_file_bytes:
@@ -367,7 +397,8 @@ def _copy(entries: list[_Entry], dest: Path, max_file_bytes: int) -> dict[str, s
     return written
 
 
-def _open_no_follow(entry: _Entry) -> io.FileIO:
+def open_entry(entry: ProjectEntry) -> io.FileIO:
+    """The entry's file opened for reading; Conflict when it vanished or became a link."""
     # O_NOFOLLOW: a file swapped for a symlink after the walk cannot pull in outside bytes.
     try:
         fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW)
@@ -380,7 +411,7 @@ def _open_no_follow(entry: _Entry) -> io.FileIO:
     return io.FileIO(fd, "rb", closefd=True)
 
 
-def _digest(entries: list[_Entry], hashes: dict[str, str]) -> str:
+def _digest(entries: list[ProjectEntry], hashes: dict[str, str]) -> str:
     items: list[list[str]] = []
     for e in entries:
         if e.link_target is not None:

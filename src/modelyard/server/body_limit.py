@@ -8,6 +8,9 @@ answered 204. The caps, by route (``limit_for``):
 - ``POST /api/v1/metrics/predictions`` (batches of up to 10,000 records):
   ``MODELYARD_MAX_BATCH_BYTES`` (64 MB);
 - ``POST /api/v1/references`` (a reference sample): its own 50 MB (``alerts_api``);
+- ``PUT /api/v1/uploads/blobs/{sha256}`` (one file of a project): the upload's per-file
+  limit plus 1 MiB (``uploads_api`` checks the exact limit as the bytes arrive);
+  ``POST /api/v1/uploads`` and ``.../missing`` (a manifest of up to 20,000 files): 16 MB;
 - every other route: ``MODELYARD_MAX_REQUEST_BYTES`` (2 MB), and never less than one record
   (``MODELYARD_MAX_RECORD_BYTES``) plus 64 KiB, so a delayed, aggregate or run metrics write
   can always carry a record the record limit accepts.
@@ -24,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard import settings
+from modelyard.builds.snapshot import DEFAULT_MAX_FILE_BYTES
 from modelyard.errors import PayloadTooLarge
 from modelyard.web.errors import error_response
 
@@ -35,6 +39,10 @@ _MODEL_CALL_SUFFIXES = ("/predict", "/predict_batch")
 _BATCH_PATH = "/api/v1/metrics/predictions"
 _UPLOAD_PATH = "/api/v1/references"
 _UPLOAD_BYTES = 50 * 1024 * 1024 + 1024 * 1024  # alerts_api checks its 50 MB itself, exactly
+_BLOB_PREFIX = "/api/v1/uploads/blobs/"
+_BLOB_BYTES = DEFAULT_MAX_FILE_BYTES + 1024 * 1024  # uploads_api checks the exact limit itself
+_MANIFEST_PATHS = ("/api/v1/uploads", "/api/v1/uploads/missing")
+_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 class BodyLimits:
@@ -62,6 +70,10 @@ class BodyLimits:
             return self.batch_bytes, "MODELYARD_MAX_BATCH_BYTES"
         if path == _UPLOAD_PATH:
             return _UPLOAD_BYTES, "the reference upload limit"
+        if path.startswith(_BLOB_PREFIX):
+            return _BLOB_BYTES, "the per-file limit of a project upload"
+        if path in _MANIFEST_PATHS:
+            return _MANIFEST_BYTES, "the manifest limit of a project upload"
         return self.request_bytes, "MODELYARD_MAX_REQUEST_BYTES"
 
 
