@@ -78,11 +78,13 @@ def write_stream(
     drifted: frozenset[int] = frozenset(),
     unlabelled: frozenset[int] = frozenset(),
     seed: int = 7,
+    ident: Identity | None = None,
 ) -> Stream:
     """``windows`` hours of predictions; tenure shifted by 1.2 std in ``drifted`` windows;
-    ``unlabelled`` windows carry no label in their records."""
+    ``unlabelled`` windows carry no label in their records. ``ident``: whose (default: a model
+    the registry does not know)."""
     rng = np.random.default_rng(seed)
-    stream = Stream(identity())
+    stream = Stream(ident or identity())
     for w in range(windows):
         rows = _rows(rng, PER_WINDOW, 9.6 if w in drifted else 0.0)
         times = np.sort(rng.integers(0, HOUR, PER_WINDOW)) + stream.start(w)

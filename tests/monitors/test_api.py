@@ -67,15 +67,18 @@ async def scenario(home: Path) -> None:
             other = await client.get("/api/v1/alerts?monitor=other&all=true", headers=auth)
             assert other.json() == {"alerts": []}
 
-            # a key scoped to another model sees none of this deployment's alerts or samples
+            # a key scoped to another model sees none of this deployment's alerts or samples,
+            # and the deployment is unknown to it (404, as for one that does not exist)
             services.registry.create_model("someone-else")  # a scope names an existing model
-            _, token = services.registry.create_api_key("scoped", "user", scope="someone-else")
+            _, token = services.registry.create_api_key(
+                "scoped", "user", scope="someone-else", user="admin"
+            )
             scoped = {"Authorization": f"Bearer {token}"}
             assert (await client.get("/api/v1/alerts", headers=scoped)).json() == {"alerts": []}
             seen = await client.get("/api/v1/references", headers=scoped)
             assert seen.json() == {"references": []}
             refused = await client.post("/api/v1/references", json=body, headers=scoped)
-            assert refused.status_code == 403, refused.text
+            assert refused.status_code == 404, refused.text
 
 
 def test_alerts_and_references_routes(modelyard_home: Path) -> None:

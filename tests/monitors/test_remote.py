@@ -23,7 +23,8 @@ from modelyard.errors import InvalidInput
 from modelyard.ids import new_crn
 from modelyard.monitors import MonitorSpec, run_monitor, upload_reference
 from modelyard.registry import Registry
-from modelyard.store.base import MetricsStore, Query, RecordKind
+from modelyard.specs.job import JobSpec
+from modelyard.store.base import Identity, MetricsStore, Query, RecordKind
 from modelyard.tracking import backends
 
 from .conftest import HOUR, T0, Server, reference_frame, write_stream
@@ -55,11 +56,21 @@ def test_a_monitor_runs_with_only_a_server_url_and_a_run_key(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = write_stream(sdk_store, 3, drifted=frozenset({2}), unlabelled=frozenset({1}))
+    # The model in the registry (the default project), and a run of a job of that project: a
+    # job run's key reaches the models of its job's project.
+    registry = Registry(sdk_store)
+    model, _ = registry.create_model("churn")
+    ident = Identity(model.crn, new_crn("build"), new_crn("deployment"))
+    stream = write_stream(
+        sdk_store, 3, drifted=frozenset({2}), unlabelled=frozenset({1}), ident=ident
+    )
     dep = stream.ident.deployment_crn
     upload_reference(reference_frame(), dep)
-    registry = Registry(sdk_store)
-    _, run_key = registry.create_api_key("run of a monitor job", "run", scope=new_crn("run"))
+    job_spec = JobSpec.parse(
+        {"name": "churn-monitor", "project": str(tmp_path), "monitor": "churn.yaml", "manual": True}
+    )
+    run = registry.create_run(registry.create_job(job_spec).id, 0, 1, "manual")
+    _, run_key = registry.create_api_key("run of a monitor job", "run", scope=run.id)
     spec_file = tmp_path / "churn.yaml"
     spec_file.write_text(SPEC.format(dep=dep))
     empty_home = tmp_path / "no-database-here"
@@ -112,18 +123,18 @@ def test_a_monitor_runs_with_only_a_server_url_and_a_run_key(
     assert late["label_coverage"] == 1.0
     assert late["roc_auc"] == pytest.approx(roc_auc_score(rows["churned"], rows["probability"]))
 
-    # the routes check keys: none is 401, a key limited to another model is 403
+    # the routes check keys: none is 401, a key limited to another model finds nothing (404)
     path = f"{server.url}/api/v1/monitors/resolve"
     assert httpx.get(path, params={"deployment": dep}, timeout=30).status_code == 401
-    registry.create_model("other-model")  # a scope names an existing model
-    _, scoped = registry.create_api_key("other model", "user", scope="other-model")
+    other_model, _ = registry.create_model("other-model")  # a scope names an existing model
+    _, scoped = registry.create_api_key("other model", "user", scope=other_model.crn, user="admin")
     refused = httpx.get(
         path, params={"deployment": dep}, headers={"Authorization": f"Bearer {scoped}"}, timeout=30
     )
-    assert refused.status_code == 403, refused.text
+    assert refused.status_code == 404, refused.text
     keys = f"{server.url}/api/v1/monitors/keys"
     other = {"Authorization": f"Bearer {scoped}"}
-    assert httpx.get(keys, params={"deployment": dep}, headers=other).status_code == 403
+    assert httpx.get(keys, params={"deployment": dep}, headers=other).status_code == 404
 
     # Over HTTP too, a key the deployment never recorded is an error naming the closest ones.
     typo = MonitorSpec.from_yaml(spec_file).to_dict() | {"prediction": "probabilty"}

@@ -248,14 +248,14 @@ def test_jobs_create_checks_the_monitor_spec_as_a_run_would(
             run_monitor(MonitorSpec.from_yaml(project / name), settle_ms=0)
         expected = caught.value.message
         assert nearest in expected, expected
-        job = ["jobs", "create", name.split(".")[0], "--project", str(project), "--manual"]
+        job = ["jobs", "create", name.split(".")[0], "--project-dir", str(project), "--manual"]
         done = subprocess.run(
             [exe, *job, "--monitor", name], env=env, capture_output=True, text=True, timeout=60
         )
         assert done.returncode != 0, done.stdout
         assert expected in " ".join(done.stderr.split()), (expected, done.stderr)
     (project / "good.yaml").write_text(base + "alerts: ['roc_auc < 0.7']\n")
-    job = ["jobs", "create", "good", "--project", str(project), "--manual", "--json"]
+    job = ["jobs", "create", "good", "--project-dir", str(project), "--manual", "--json"]
     done = subprocess.run(
         [exe, *job, "--monitor", "good.yaml"], env=env, capture_output=True, text=True, timeout=60
     )

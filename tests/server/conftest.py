@@ -84,6 +84,19 @@ def with_api(modelyard_home: Path) -> Callable[..., Any]:
     return go
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Server config for each database: ``with_api(scenario, **database)``."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_schema_url")}
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "churn-project"

@@ -1,6 +1,8 @@
 """Every route needs a key except the public ones, checked over the app's own route list so that
-a route added later cannot escape: without a key, with a wrong key, with a revoked key; roles
-give 403 where they do not reach; the admin key file is 0600 and printed once."""
+a route added later cannot escape: without a key, with a wrong key, with a revoked key; a run key
+reaches only the routes whose rule takes run keys; the admin key file is 0600 and printed once.
+(Users, projects and roles route by route: tests/server/test_authz_matrix.py and
+tests/web/test_access*.py.)"""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from modelyard.server import PUBLIC_PATHS
+from modelyard.web.access import Rule
 
 from .conftest import Api
 
@@ -74,7 +78,7 @@ def test_every_other_route_refuses_a_missing_wrong_or_revoked_key(
         if which == "wrong":
             headers = api.auth("myk_" + "x" * 43)
         elif which == "revoked":
-            key, token = api.services.registry.create_api_key("gone", role="admin")
+            key, token = api.services.registry.create_api_key("gone", role="admin", user="admin")
             api.services.registry.revoke_api_key(key.id)
             headers = api.auth(token)
         elif which == "not bearer":
@@ -96,38 +100,53 @@ def test_every_other_route_refuses_a_missing_wrong_or_revoked_key(
     with_api(scenario)
 
 
-def test_roles_reach_only_what_they_may(with_api: Any) -> None:
+def _rules(api: Api) -> dict[tuple[str, str], Rule]:
+    """(method, path template) -> the Rule of its ``requires`` dependency, for FastAPI routes."""
+    found: dict[tuple[str, str], Rule] = {}
+    for route in _api_routes(api.app.routes, ""):
+        path, methods, dependant = route
+        for dependency in dependant.dependencies:
+            rule = getattr(dependency.call, "rule", None)
+            if isinstance(rule, Rule):
+                found.update({(m, path): rule for m in methods})
+    return found
+
+
+def _api_routes(routes: list[Any], prefix: str) -> list[tuple[str, set[str], Any]]:
+    found: list[tuple[str, set[str], Any]] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append((prefix + route.path, set(route.methods or ()), route.dependant))
+        elif hasattr(route, "original_router"):
+            inner = route.original_router.routes
+            found += _api_routes(inner, prefix + route.include_context.prefix)
+    return found
+
+
+def test_a_run_key_reaches_only_routes_that_take_run_keys(with_api: Any) -> None:
     async def scenario(api: Api) -> None:
         registry = api.services.registry
-        _, run_key = registry.create_api_key("job", role="run")
-        _, user_key = registry.create_api_key("alice", role="user")
-        for method, path in _protected(api):
-            admin_only = path.startswith("/api/v1/keys") or (
-                path.startswith("/api/v1/models")
-                and (method in ("DELETE",) or path.endswith(("/deploy", "/rollback", "/scale",
-                                                              "/stop", "/start", "/rotate-key")))
-            ) or (path.startswith("/api/v1/jobs") and method != "GET") or (
-                path.startswith("/api/v1/runs") and path.endswith("/cancel")
-            )  # fmt: skip
-            # Run keys read their own run (checked after the run id: tests/server/test_jobs_api)
-            # Monitors run inside jobs: their routes and the reference data take run keys too.
-            metrics_route = path in ("/metrics", "/api/v1/references/data") or (
-                path.startswith(("/api/v1/metrics", "/api/v1/runs", "/api/v1/monitors"))
-                and not admin_only
+        model, _ = registry.create_model("nosuchmodel")
+        _, run_key = registry.create_api_key("replicas", role="run", scope=model.crn)
+        rules = _rules(api)
+        assert len(rules) >= 10
+        for (method, template), rule in sorted(rules.items()):
+            path = re.sub(
+                r"\{(\w+)(:\w+)?\}", lambda m: _SAMPLE.get(m.group(1), "sample"), template
             )
+            if not path.startswith("/api/"):
+                continue  # the dashboard answers with its pages (tests/ui)
             run = await api.client.request(method, path, json={}, headers=api.auth(run_key))
-            user = await api.client.request(method, path, json={}, headers=api.auth(user_key))
-            if metrics_route:
-                assert run.status_code not in (401, 403), (method, path, run.text)
-            elif path != "/model":  # /model fails on the access key before the role
-                assert run.status_code == 403, (method, path, run.text)
-                assert run.json()["error"]["code"] == "forbidden"
-            if admin_only:
-                assert user.status_code == 403, (method, path, user.text)
+            assert run.status_code != 401, (method, path, run.text)
+            if rule.run_keys:
+                assert "run keys reach only" not in run.text, (method, path, run.text)
             else:
-                assert user.status_code not in (401, 403), (method, path, user.text)
-
-    with_api(scenario)
+                assert run.status_code == 403, (method, path, run.text)
+                assert "run keys reach only" in run.json()["error"]["message"]
+        for path in ("/api/v1/models/nosuchmodel/predict", "/metrics"):
+            method = "GET" if path == "/metrics" else "POST"
+            refused = await api.client.request(method, path, headers=api.auth(run_key))
+            assert refused.status_code == 403, (path, refused.text)
 
 
 def test_metrics_needs_a_key_unless_opened(with_api: Any) -> None:
@@ -149,7 +168,8 @@ def test_first_start_writes_the_admin_key_0600_once(
 ) -> None:
     async def scenario(api: Api) -> str:
         answer = await api.client.get("/api/v1/keys", headers=api.auth())
-        assert sorted(k["role"] for k in answer.json()["keys"]) == ["admin", "run"]
+        # no server-wide replica key any more: each deployment mints its own
+        assert sorted(k["role"] for k in answer.json()["keys"]) == ["admin"]
         return api.admin
 
     first = with_api(scenario)
@@ -173,11 +193,14 @@ def test_a_scoped_key_acts_on_its_model_only(with_api: Any) -> None:
         registry = api.services.registry
         mine, _ = registry.create_model("mine")
         registry.create_model("theirs")
-        _, token = registry.create_api_key("scoped", role="user", scope=mine.crn)
+        _, token = registry.create_api_key("scoped", user="admin", scope=mine.crn)
         other = await api.client.post(
             "/api/v1/models/theirs/predict", json={"x": 1}, headers=api.auth(token)
         )
-        assert other.status_code == 403
+        unknown = await api.client.post(
+            "/api/v1/models/nosuch/predict", json={"x": 1}, headers=api.auth(token)
+        )
+        assert other.status_code == unknown.status_code == 404  # as if it did not exist
         assert other.json()["success"] is False
         own = await api.client.post(
             "/api/v1/models/mine/predict", json={"x": 1}, headers=api.auth(token)

@@ -22,6 +22,16 @@ DEP = "crn:modelyard:deployment/limits"
 T0 = 1_767_225_600_000  # 2026-01-01
 
 
+def _run(api: Api) -> str:
+    """The uuid of a queued run of a job in the registry: run routes name an existing run."""
+    from modelyard.specs.job import JobSpec
+
+    home = str(api.services.first_start.home)
+    spec = JobSpec.parse({"name": "limits", "project": home, "script": "x.py", "manual": True})
+    registry = api.services.registry
+    return registry.create_run(registry.create_job(spec).id, 0, 1, "manual").id.rsplit("/")[-1]
+
+
 def _prediction(uid: str, start: Any = T0, metrics: Any = None) -> dict[str, Any]:
     return {
         "predictionUuid": uid,
@@ -103,7 +113,7 @@ def test_non_finite_metric_values_are_refused_naming_the_key(
 ) -> None:
     async def scenario(api: Api) -> None:
         h = {**api.auth(), "Content-Type": "application/json"}
-        run = str(uuid.uuid4())
+        run = _run(api)
         async with _client(api) as c:
             ok = await c.post(
                 "/api/v1/metrics/predictions", json={"predictions": [_prediction("p1")]}, headers=h
@@ -140,7 +150,7 @@ def test_every_metrics_write_has_the_record_limit(
     async def scenario(api: Api) -> None:
         h = api.auth()
         value = "v" * 20_000
-        run = str(uuid.uuid4())
+        run = _run(api)
         async with _client(api) as c:
             ok = await c.post(
                 "/api/v1/metrics/predictions", json={"predictions": [_prediction("p1")]}, headers=h

@@ -28,9 +28,14 @@ import modelyard
 
 def predict(args):
     url, key = os.environ["MODELYARD_URL"], os.environ["MODELYARD_API_KEY"]
-    records = modelyard.read_metrics(model_deployment_crn=args["deployment"])["metrics"]
-    keys = httpx.get(url + "/api/v1/keys", headers={"Authorization": "Bearer " + key})
-    return {"url": url, "records": len(records), "keys": keys.status_code}
+    own = os.environ["MODELYARD_DEPLOYMENT_CRN"]
+    records = modelyard.read_metrics(model_deployment_crn=own)["metrics"]
+    auth = {"Authorization": "Bearer " + key}
+    other = httpx.get(url + "/api/v1/metrics", params={"modelDeploymentCrn": args["deployment"]},
+                      headers=auth)
+    keys = httpx.get(url + "/api/v1/keys", headers=auth)
+    return {"url": url, "records": len(records), "other": other.status_code,
+            "keys": keys.status_code}
 """
 
 
@@ -103,7 +108,8 @@ def test_deploy_call_restart_and_the_deployment_comes_back(
     status = httpx.get(f"{server.url}/api/v1/models/churn", headers=auth).json()
     assert status["active"]["crn"] == deployment
 
-    # replicas reach the server with a run-role key: user code reads metrics over the SDK
+    # replicas reach the server with their deployment's own run key: user code reads its own
+    # model's metrics over the SDK, and no other model's
     (project / "probe.py").write_text(PROBE)
     probed = httpx.post(
         f"{server.url}/api/v1/models/probe/deploy",
@@ -120,5 +126,6 @@ def test_deploy_call_restart_and_the_deployment_comes_back(
     ).json()
     assert answer["success"] is True, answer
     assert answer["response"]["url"] == server.url
-    assert answer["response"]["records"] >= 2  # the two calls to churn above
+    assert answer["response"]["records"] >= 0  # its own deployment's read answered
+    assert answer["response"]["other"] == 404  # churn's: as if it did not exist
     assert answer["response"]["keys"] == 403  # a run key may not list keys

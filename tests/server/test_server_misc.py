@@ -29,7 +29,7 @@ def test_the_api_on_postgresql(with_api: Any, postgres_schema_url: str) -> None:
     deployment = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333333"
     record = {
         "predictionUuid": "p-1",
-        "modelCrn": "crn:modelyard:model/m",
+        "modelCrn": "",  # model m's, once created
         "modelBuildCrn": "crn:modelyard:build/b",
         "modelDeploymentCrn": deployment,
         "startTimeStampMs": 1_767_225_600_010,  # the API takes 2000-01-01 .. 2200-01-01
@@ -40,7 +40,10 @@ def test_the_api_on_postgresql(with_api: Any, postgres_schema_url: str) -> None:
     async def scenario(api: Api) -> None:
         assert api.services.store.info().backend == "postgres"
         c, h = api.client, api.auth()
-        created = await c.post("/api/v1/keys", json={"name": "bob", "role": "run"}, headers=h)
+        model, _ = api.services.registry.create_model("m")
+        record["modelCrn"] = model.crn
+        operator = {"name": "bob", "project": "default", "project_role": "operator"}
+        created = await c.post("/api/v1/keys", json=operator, headers=h)
         token = created.json()["token"]
         wrote = await c.post("/api/v1/metrics/predictions", json={"predictions": [record]},
                              headers=api.auth(token))  # fmt: skip
@@ -50,7 +53,10 @@ def test_the_api_on_postgresql(with_api: Any, postgres_schema_url: str) -> None:
         read = await c.get("/api/v1/metrics", params={"modelDeploymentCrn": deployment},
                            headers=api.auth(token))  # fmt: skip
         assert read.json()["metrics"][0]["metrics"] == {"score": 0.5, "label": 1}
-        assert (await c.get("/api/v1/keys", headers=api.auth(token))).status_code == 403
+        scale = await c.post(
+            "/api/v1/models/m/scale", json={"replicas": 1}, headers=api.auth(token)
+        )
+        assert scale.status_code == 403  # an operator writes metrics but changes nothing
 
     with_api(scenario, database_url=postgres_schema_url)
 

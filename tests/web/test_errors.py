@@ -35,6 +35,7 @@ def test_api_errors_share_one_shape(with_api: Any, tmp_path: Any) -> None:
         get, post, h = api.client.get, api.client.post, api.auth()
         hj = {**h, "Content-Type": "application/json"}
         delayed = {"predictionUuid": "nope", "metrics": {"y": 1}}
+        api.services.registry.create_model("m")  # routes naming a model check it exists first
         cases = [
             (await get("/no/such/route", headers=h), 404, "not_found", "/no/such/route"),
             (await api.client.delete("/healthz"), 405, "method_not_allowed", "GET"),

@@ -5,8 +5,9 @@ Thin wrappers around ``modelyard.monitors`` (the CLI calls the same functions) a
 writes block, except the upload, which streams its body and sends the store work ``off_loop``.
 Deployments are named by CRN in the query or body, not in the path, since a CRN holds ``/``.
 
-- ``GET /api/v1/alerts?all=false&monitor=&deployment=``: ``{"alerts": [...]}``, newest first,
-  firing only unless ``all``; a key scoped to one model sees that model's alerts only.
+- ``GET /api/v1/alerts?all=false&monitor=&deployment=&project=``: ``{"alerts": [...]}``, newest
+  first, firing only unless ``all``: those of the models in projects the caller has a role in
+  (a key limited to one model: that model's only).
 - ``GET /api/v1/references?deployment=CRN``: ``{"references": [...]}`` without their data.
 - ``POST /api/v1/references`` with ``{"deployment": CRN, "name": "training",
   "columns": {"tenure": [...], "plan": [...]}}``: stores the sample (at most 100,000 rows kept).
@@ -14,8 +15,12 @@ Deployments are named by CRN in the query or body, not in the path, since a CRN 
   hold at most ``MAX_UPLOAD_ROWS`` rows (413 beyond, checked on the parsed lists before a
   DataFrame is built), so one request cannot make the server hold more than a bounded frame.
 - ``GET /api/v1/references/data?deployment=CRN&name=training``: the stored sample as columnar
-  JSON (``{"columns": {...}, "dtypes": {...}}``), for monitors that run against a server; it
-  needs the ``metrics`` capability (job-run keys have it) rather than ``read_models``.
+  JSON (``{"columns": {...}, "dtypes": {...}}``), for monitors that run against a server; run
+  keys may read it (a job run's: models of its job's project; a deployment's: its own model).
+
+Who may: viewers and above read (lists are filtered, a named deployment is checked: 404 for an
+unknown one and for one in a project the caller has no role in); uploading a reference sample
+needs contributor in the deployment's model's project.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
 from modelyard.errors import InvalidInput, PayloadTooLarge
-from modelyard.registry import ApiKey
 from modelyard.views.alerts import visible_alerts, visible_references
-from modelyard.web.auth import Capability, check_deployment_scope, requires
+from modelyard.views.owners import Owners
+from modelyard.web.access import Caller, On, Right, requires
 from modelyard.web.offloop import off_loop
 from modelyard.web.services import ServicesDep
 
@@ -39,11 +44,11 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_UPLOAD_ROWS = 1_000_000
 
 router = APIRouter(prefix="/api/v1", tags=["monitors"])
-# Admin and user keys, as for reading models; run keys (jobs) only track metrics under
-# /api/v1/metrics and /api/v1/runs, so an upload by a run key is refused too.
-Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
+Reader = Annotated[Caller, Depends(requires(Right.READ))]  # lists, filtered to what it sees
+# Uploading a sample changes what monitors compare with: contributors (no run keys).
+Uploader = Annotated[Caller, Depends(requires(Right.CHANGE, On.BODY))]
 # Monitors read the sample they compare with, also from inside a job (run keys).
-Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+DataReader = Annotated[Caller, Depends(requires(Right.READ, On.BODY, run_keys=True))]
 
 
 class ReferenceUpload(BaseModel):
@@ -55,21 +60,23 @@ class ReferenceUpload(BaseModel):
 @router.get("/alerts", summary="Alerts raised by monitors, newest first")
 def alerts(
     services: ServicesDep,
-    key: Reader,
+    caller: Reader,
     all: Annotated[bool, Query(description="resolved alerts too")] = False,
     monitor: Annotated[str | None, Query()] = None,
     deployment: Annotated[str | None, Query(description="deployment CRN")] = None,
+    project: Annotated[str | None, Query(description="only this project's alerts")] = None,
 ) -> dict[str, Any]:
-    return {"alerts": visible_alerts(services, key, all, monitor, deployment)}
+    project_crn = Owners(services).project_filter(caller, project)
+    return {"alerts": visible_alerts(services, caller, all, monitor, deployment, project_crn)}
 
 
 @router.get("/references", summary="Reference samples stored for deployments (no data)")
 def references(
     services: ServicesDep,
-    key: Reader,
+    caller: Reader,
     deployment: Annotated[str | None, Query(description="deployment CRN")] = None,
 ) -> dict[str, Any]:
-    return {"references": visible_references(services, key, deployment)}
+    return {"references": visible_references(services, caller, deployment)}
 
 
 async def _capped_body(request: Request) -> bytes:
@@ -136,13 +143,15 @@ def _parse_upload(raw: bytes) -> ReferenceUpload:
         }
     },
 )
-async def upload(request: Request, services: ServicesDep, key: Reader) -> dict[str, Any]:
+async def upload(request: Request, services: ServicesDep, caller: Uploader) -> dict[str, Any]:
     """``async``: the body is counted while it streams; the store work runs ``off_loop``."""
     import pandas as pd
 
     from modelyard.monitors import upload_reference
 
     body = _parse_upload(await _capped_body(request))
+    # The deployment first: 404 or 403 before anything else is said about the upload.
+    await off_loop(Owners(services).check_deployment, caller, Right.CHANGE, body.deployment)
     lengths = {name: len(values) for name, values in body.columns.items()}
     if len(set(lengths.values())) > 1:
         raise InvalidInput(
@@ -151,7 +160,6 @@ async def upload(request: Request, services: ServicesDep, key: Reader) -> dict[s
         )
 
     def work() -> dict[str, Any]:
-        check_deployment_scope(services.store, key, body.deployment)
         services.store.resolve(body.deployment)  # NotFound for an unknown deployment
         frame = pd.DataFrame(body.columns)
         return upload_reference(frame, body.deployment, body.name, store=services.store)
@@ -162,13 +170,13 @@ async def upload(request: Request, services: ServicesDep, key: Reader) -> dict[s
 @router.get("/references/data", summary="A stored reference sample as columnar JSON")
 def reference_data(
     services: ServicesDep,
-    key: Tracker,
+    caller: DataReader,
     deployment: Annotated[str, Query(min_length=1, max_length=300, description="CRN")],
     name: Annotated[str, Query(min_length=1, max_length=100)] = "training",
 ) -> dict[str, Any]:
     from modelyard.monitors.references import reference_columns
 
-    check_deployment_scope(services.store, key, deployment)
+    Owners(services).check_deployment(caller, Right.READ, deployment)
     services.store.resolve(deployment)  # NotFound for an unknown deployment
     columns, dtypes = reference_columns(deployment, name, store=services.store)
     return {"deployment_crn": deployment, "name": name, "columns": columns, "dtypes": dtypes}

@@ -2,8 +2,10 @@
 
 Raw ASGI in front of FastAPI (``ModelCalls``, the outermost of the app's own middleware): no
 router, no dependency injection, no validation models, no request or response objects. Each call
-is an access-key lookup and an API-key lookup (both cached in memory by the registry), a bounded
-body read and ``Gateway.invoke``. Measured on this machine (``docs/gateway.md``), the framework's
+is an access-key lookup and an API-key lookup (both cached in memory by the registry), the
+caller's project roles (cached by ``web/access.py``: calling a model needs operator in its
+project; models with ``auth_required: false`` stay open to anyone), a bounded body read and
+``Gateway.invoke``. Measured on this machine (``docs/gateway.md``), the framework's
 layers cost more per request than the gateway itself. The event loop here never waits on the
 database: a lookup the caches cannot answer runs on a worker thread (``asyncio.to_thread``, not
 the pool the control-plane routes fill), and records go to the buffered writer's queue. Answers
@@ -23,6 +25,7 @@ goes away before its whole body arrived gets no answer (nobody is there to read 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -30,9 +33,16 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.routing import Route
 
-from modelyard.errors import InvalidInput, ModelyardError, NotFound, PayloadTooLarge, Unauthorized
-from modelyard.registry import ApiKey, Model, ModelSettings
-from modelyard.web.auth import Capability, authenticate_on_loop, check_scope
+from modelyard.errors import (
+    Forbidden,
+    InvalidInput,
+    ModelyardError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from modelyard.registry import Model, ModelSettings
+from modelyard.web.access import Caller, Right, caller_on_loop, not_found
 from modelyard.web.errors import json_bytes
 from modelyard.web.services import Services
 
@@ -152,14 +162,36 @@ async def _refuse(send: Send, error: ModelyardError) -> None:
     await _respond(send, error.status, body, headers)
 
 
-async def _caller(call: _Call, model: Model) -> ApiKey | None:
-    """The calling API key when the model requires one (None when it accepts anonymous calls)."""
+async def _authenticated(call: _Call) -> Caller:
+    """The caller behind the Authorization header (caches first); run keys call no model."""
+    caller = await caller_on_loop(call.services.registry, call.authorization)
+    if caller.is_run_key:
+        assert caller.key is not None
+        raise Forbidden(
+            f"run key {caller.key.id!r} (a deployment's or a job run's own key) may not call "
+            "models; call with a user's API key",
+            key_id=caller.key.id,
+        )
+    return caller
+
+
+async def _caller(call: _Call, model: Model) -> Caller | None:
+    """The caller when the model requires a key (None when it accepts anonymous calls), with
+    OPERATE on the model's project. Refusals are worded on a worker thread (they may read the
+    project's name); the allowed path reads only caches."""
     if not model.settings.auth_required:
         return None
-    registry = call.services.registry
-    key = await authenticate_on_loop(registry, call.authorization, Capability.CALL)
-    check_scope(key, model.crn)
-    return key
+    caller = await _authenticated(call)
+    if not caller.may(Right.OPERATE, model.project_crn, model.crn):
+        what = f"model {model.name!r}"
+        await asyncio.to_thread(
+            functools.partial(caller.check, doing="calling"),
+            Right.OPERATE,
+            model.project_crn,
+            what,
+            model.crn,
+        )
+    return caller
 
 
 async def _model_by_access_key(services: Services, access_key: str) -> Model:
@@ -248,12 +280,10 @@ async def _native(scope: Scope, receive: Receive, send: Send, name: str, batch: 
         try:
             model = await _model_named(services, name)
         except NotFound:
-            # Authenticate first, so a caller without a key cannot probe for model names; a key
-            # limited to one model gets the 403 it gets for another model (no names listed).
-            registry = services.registry
-            key = await authenticate_on_loop(registry, call.authorization, Capability.CALL)
-            check_scope(key, "", f"model {name!r}")
-            raise
+            # Authenticate first, so a caller without a key cannot probe for model names; then
+            # the answer a model of another project gets (no names listed).
+            await _authenticated(call)
+            raise not_found("model", name) from None
         await _caller(call, model)
         raw = await call.body(model.settings.max_body_bytes)
     except ModelyardError as error:

@@ -2,7 +2,12 @@
 predictions, one prediction by uuid, a build's log. Each route is a thin wrapper around
 ``modelyard.views.insights`` (the dashboard calls the same functions); plain ``def`` routes, run on
 FastAPI's worker threads because store reads block. Times are epoch milliseconds; ``start``/``end``
-default to the last hour."""
+default to the last hour.
+
+Who may read: viewers and above of the model's project. Routes with ``{name}`` are checked on the
+model by their rule (``On.MODEL``); those naming a deployment or a prediction in the query check
+it in the handler (``views.owners``), with one 404 for an unknown object and for one in a project
+the caller has no role in; the overview lists only the models the caller sees."""
 
 from __future__ import annotations
 
@@ -10,53 +15,47 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from modelyard.registry import ApiKey
 from modelyard.server.limits import ReadMs
 from modelyard.views import drift, insights
-from modelyard.web.auth import (
-    Capability,
-    check_deployment_scope,
-    check_prediction_scope,
-    model_scope,
-    requires,
-    scoped_model,
-)
+from modelyard.views.owners import Owners
+from modelyard.web.access import Caller, On, Right, requires
 from modelyard.web.services import Services, ServicesDep
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["insights"])
-Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
+Reader = Annotated[Caller, Depends(requires(Right.READ))]  # lists: filtered to what it sees
+ModelReader = Annotated[Caller, Depends(requires(Right.READ, On.MODEL))]
+BodyReader = Annotated[Caller, Depends(requires(Right.READ, On.BODY))]
 Start = Annotated[
     ReadMs | None, Query(description="epoch ms (0 to 2200-01-01); default: an hour before end")
 ]
 End = Annotated[ReadMs | None, Query(description="epoch ms (0 to 2200-01-01); default: now")]
 
 
-def _scope_model(services: Services, key: ApiKey, name: str) -> None:
-    """The rule of ``auth.scoped_model``: a scoped key names its own model or gets 403."""
-    scoped_model(services.registry, key, name)
-
-
-def _scope_deployment(services: Services, key: ApiKey, deployment_crn: str) -> None:
-    check_deployment_scope(services.store, key, deployment_crn)
+def _read_deployment(services: Services, caller: Caller, deployment_crn: str) -> None:
+    Owners(services).check_deployment(caller, Right.READ, deployment_crn)
 
 
 @router.get("/overview", summary="Every model: state, replicas, traffic, latest monitor results")
-def overview(services: ServicesDep, key: Reader) -> dict[str, Any]:
-    return insights.overview(services, None, model_scope(key))
+def overview(
+    services: ServicesDep,
+    caller: Reader,
+    project: Annotated[str | None, Query(description="only this project's models")] = None,
+) -> dict[str, Any]:
+    project_crn = Owners(services).project_filter(caller, project)
+    return insights.overview(services, caller, None, project_crn)
 
 
 @router.get("/models/{name}/tech", summary="Requests/s, latency percentiles and failures")
 def tech(
     name: str,
     services: ServicesDep,
-    key: Reader,
+    caller: ModelReader,
     start: Start = None,
     end: End = None,
     points: Annotated[int, Query(ge=10, le=2_000)] = insights.TECH_POINTS,
 ) -> dict[str, Any]:
-    _scope_model(services, key, name)
     lo, hi = insights.check_range(start, end)
     return insights.tech_series(services, name, lo, hi, points)
 
@@ -66,10 +65,9 @@ def build_log(
     name: str,
     build_id: str,
     services: ServicesDep,
-    key: Reader,
+    caller: ModelReader,
     tail: Annotated[int, Query(ge=0, le=100_000)] = 400,
 ) -> dict[str, Any]:
-    _scope_model(services, key, name)
     lines = insights.build_log(services, name, build_id, tail)
     return {"model": name, "build": build_id, "lines": lines}
 
@@ -78,30 +76,29 @@ def build_log(
 def recent_predictions(
     name: str,
     services: ServicesDep,
-    key: Reader,
+    caller: ModelReader,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> dict[str, Any]:
-    _scope_model(services, key, name)
     return insights.recent_predictions(services, name, limit)
 
 
 @router.get("/predictions/{uuid}", summary="One prediction and when each delayed value arrived")
-def prediction(uuid: str, services: ServicesDep, key: Reader) -> dict[str, Any]:
-    # First, so a scoped key gets one answer for an unknown uuid and another model's.
-    check_prediction_scope(services.store, key, uuid)
+def prediction(uuid: str, services: ServicesDep, caller: BodyReader) -> dict[str, Any]:
+    # First, so one answer goes to an unknown uuid and to another project's.
+    Owners(services).check_prediction(caller, Right.READ, uuid)
     return insights.find_prediction(services, uuid)
 
 
 @router.get("/series", summary="One metric of a deployment: raw, rollups and aggregates")
 def series(
     services: ServicesDep,
-    key: Reader,
+    caller: BodyReader,
     deployment: Annotated[str, Query(description="deployment CRN")],
     metric: Annotated[str, Query(description="metric key, e.g. score or roc_auc")],
     start: Start = None,
     end: End = None,
 ) -> dict[str, Any]:
-    _scope_deployment(services, key, deployment)
+    _read_deployment(services, caller, deployment)
     lo, hi = insights.check_range(start, end)
     return insights.metric_series(services, deployment, metric, lo, hi)
 
@@ -109,12 +106,12 @@ def series(
 @router.get("/series/keys", summary="Numeric metric keys seen in a sample of a range")
 def series_keys(
     services: ServicesDep,
-    key: Reader,
+    caller: BodyReader,
     deployment: Annotated[str, Query(description="deployment CRN")],
     start: Start = None,
     end: End = None,
 ) -> dict[str, Any]:
-    _scope_deployment(services, key, deployment)
+    _read_deployment(services, caller, deployment)
     lo, hi = insights.check_range(start, end)
     return insights.metric_keys(services, deployment, lo, hi)
 
@@ -122,13 +119,13 @@ def series_keys(
 @router.get("/drift", summary="Drift effects of a deployment's monitor windows, by feature")
 def drift_matrix(
     services: ServicesDep,
-    key: Reader,
+    caller: BodyReader,
     deployment: Annotated[str, Query(description="deployment CRN")],
     method: Annotated[str, Query(description=", ".join(drift.METHODS))] = "psi",
     start: Start = None,
     end: End = None,
 ) -> dict[str, Any]:
-    _scope_deployment(services, key, deployment)
+    _read_deployment(services, caller, deployment)
     lo, hi = insights.check_range(start, end, default_ms=7 * insights.DAY_MS)
     return drift.drift_matrix(services, deployment, lo, hi, method)
 
@@ -136,12 +133,12 @@ def drift_matrix(
 @router.get("/drift/groups", summary="Multivariate drift and segment gaps per monitor window")
 def drift_groups(
     services: ServicesDep,
-    key: Reader,
+    caller: BodyReader,
     deployment: Annotated[str, Query(description="deployment CRN")],
     start: Start = None,
     end: End = None,
 ) -> dict[str, Any]:
-    _scope_deployment(services, key, deployment)
+    _read_deployment(services, caller, deployment)
     lo, hi = insights.check_range(start, end, default_ms=7 * insights.DAY_MS)
     return drift.drift_groups(services, deployment, lo, hi)
 
@@ -149,7 +146,7 @@ def drift_groups(
 @router.get("/drift/distributions", summary="Reference and window histograms of one feature")
 def drift_distributions(
     services: ServicesDep,
-    key: Reader,
+    caller: BodyReader,
     deployment: Annotated[str, Query(description="deployment CRN")],
     feature: str,
     start: Start = None,
@@ -157,6 +154,6 @@ def drift_distributions(
     reference: str = "training",
 ) -> dict[str, Any]:
     """``start``/``end`` default to the last hour, as on every dashboard route."""
-    _scope_deployment(services, key, deployment)
+    _read_deployment(services, caller, deployment)
     lo, hi = insights.check_range(start, end)
     return drift.drift_distributions(services, deployment, feature, lo, hi, reference)

@@ -1,11 +1,17 @@
 """``/api/v1/jobs`` and ``/api/v1/runs``: define, change, pause, trigger and inspect jobs; read
 runs, their metrics and logs; cancel runs.
 
-Who may do what: changes need an ``admin`` key; ``user`` keys read jobs, runs and logs; a
-``run`` key (a job run's own, scoped to that run) may read its own run and its log (and post the
-run's metrics, in ``metrics_api``). Runs are named in paths by the uuid part of their id (the
-``crn:modelyard:run/<uuid>`` form has a slash), the same uuid a run sees as
-``MODELYARD_RUN_ID``.
+Who may do what, in the job's project (``?project=`` on create: where to create it, default the
+``default`` project; on the list: an optional filter): viewers read jobs, runs and logs;
+operators also run jobs and cancel runs; contributors also create, change, pause, resume and
+delete jobs. A job's ``project`` field is a folder on the server's machine: naming one (on create,
+or changing it) needs a server administrator, since it is arbitrary code from anywhere on that
+machine (``_check_folder``); a folder uploaded from the client (the body's ``upload``) is what
+everyone else sends. A ``run`` key (a job run's own, scoped to that run) may read its own run
+and its log (and post the run's metrics, in ``metrics_api``); any other run is "not known" to
+it. A job or run in a project the caller has no role in answers 404 as an unknown one. Runs are
+named in paths by the uuid part of their id (the ``crn:modelyard:run/<uuid>`` form has a
+slash), the same uuid a run sees as ``MODELYARD_RUN_ID``.
 
 A body is read into a ``JobSpec`` (``modelyard.specs``), which checks every field once, as for
 the CLI and the registry; the registry adds the parent and cycle checks (a refused change writes
@@ -27,40 +33,42 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from modelyard.builds.snapshot import ignore_reason
-from modelyard.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from modelyard.ids import is_uuid
+from modelyard.errors import Forbidden, InvalidInput, ModelyardError, NotFound, Unavailable
 from modelyard.jobs.notify import check_target, check_webhook
-from modelyard.registry import ApiKey, Registry, Role, Run, RunState
-from modelyard.registry._prefix import check_prefix
+from modelyard.registry import Registry, Run, RunState
 from modelyard.runtime.logs import read_log, run_log_path
 from modelyard.server.follow import LogFollows, follow_response
 from modelyard.server.limits import check_path
 from modelyard.server.models import check_project_dir
+from modelyard.server.uploads_api import job_folder
 from modelyard.specs.job import JobSpec
 from modelyard.views.jobs import job_json, run_json, visible_jobs
-from modelyard.web.auth import (
-    Capability,
-    check_unscoped,
-    requires,
-)
+from modelyard.views.owners import Owners
+from modelyard.web.access import Caller, On, Right, not_found, requires
 from modelyard.web.offloop import off_loop
 from modelyard.web.services import Services, ServicesDep
+
+if TYPE_CHECKING:
+    from modelyard.specs.monitor import MonitorSpec
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
-Admin = Annotated[ApiKey, Depends(requires(Capability.ADMIN))]
-Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
-# Run keys have only the metrics capability; reading a run checks the key's scope itself.
-RunReader = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+Lister = Annotated[Caller, Depends(requires(Right.READ))]  # filtered to what the caller sees
+Creator = Annotated[Caller, Depends(requires(Right.CHANGE, On.QUERY_PROJECT))]
+JobReader = Annotated[Caller, Depends(requires(Right.READ, On.JOB))]
+JobChanger = Annotated[Caller, Depends(requires(Right.CHANGE, On.JOB))]
+JobOperator = Annotated[Caller, Depends(requires(Right.OPERATE, On.JOB))]
+# A job run's own key reads its own run (the rule refuses any other run as unknown).
+RunReader = Annotated[Caller, Depends(requires(Right.READ, On.RUN, run_keys=True))]
+RunOperator = Annotated[Caller, Depends(requires(Right.OPERATE, On.RUN))]
 
-_RUN_PREFIX = "crn:modelyard:run/"
 _MAX_TAIL = 100_000
 _RECENT_RUNS = 20
 
@@ -144,16 +152,22 @@ def _check_files(spec: JobSpec, changed: Iterable[str]) -> None:
         _check_file(spec.project, spec.requirements, "requirements")
 
 
-def _check_monitor(services: Services, spec: JobSpec, changed: Iterable[str]) -> list[str]:
+def _check_monitor(
+    services: Services,
+    caller: Caller,
+    spec: JobSpec,
+    changed: Iterable[str],
+    project_crn: str | None,
+) -> list[str]:
     """The job's monitor spec, when it runs one and the project or spec changes, checked as a
     run would check it (``MonitorSpec.from_yaml`` and ``monitors.run.check_spec``) against this
     server's store: a bad field, an unknown model or a key the deployment never recorded is
-    refused now with the run's message, not at every run. Returns the run's warnings (a
-    deployment with no records yet, a label not seen yet)."""
+    refused now with the run's message, not at every run. The watched model must be one of the
+    job's project (``project_crn``), the only models its runs' key reaches. Returns the run's
+    warnings (a deployment with no records yet, a label not seen yet)."""
     monitor = spec.monitor
     if monitor is None or not ({"project", "monitor"} & set(changed)):
         return []
-    from modelyard.errors import ModelyardError
     from modelyard.monitors.access import EmbeddedAccess
     from modelyard.monitors.run import check_spec
     from modelyard.specs.monitor import MonitorSpec
@@ -161,11 +175,49 @@ def _check_monitor(services: Services, spec: JobSpec, changed: Iterable[str]) ->
     found: list[str] = []
     try:
         checked = MonitorSpec.from_yaml(Path(spec.project) / monitor)
+    except ModelyardError as exc:
+        raise _monitor_error(monitor, exc) from None
+    _check_watched(services, caller, monitor, checked, project_crn)
+    try:
         check_spec(checked, EmbeddedAccess(services.store), found.append)
     except ModelyardError as exc:
-        details = {**exc.details, "argument": "monitor"}
-        raise InvalidInput(f"monitor={monitor!r}: {exc.message}", **details) from None
+        raise _monitor_error(monitor, exc) from None
     return [f"monitor={monitor!r}: {w}" for w in found]
+
+
+def _monitor_error(monitor: str, exc: ModelyardError) -> InvalidInput:
+    details = {**exc.details, "argument": "monitor"}
+    return InvalidInput(f"monitor={monitor!r}: {exc.message}", **details)
+
+
+def _check_watched(
+    services: Services,
+    caller: Caller,
+    monitor: str,
+    checked: MonitorSpec,
+    project_crn: str | None,
+) -> None:
+    """The model a monitor spec watches: one the caller may read (404 as unknown otherwise),
+    and one of the job's own project, since a run's key reaches only that project's models."""
+    owners = Owners(services)
+    if checked.model is not None:
+        found = owners.check_model(caller, Right.READ, checked.model)
+        model_crn = found.crn if found is not None else None
+    elif checked.deployment is not None:
+        owners.check_deployment(caller, Right.READ, checked.deployment)
+        model_crn = owners.deployment_model(checked.deployment)
+    else:
+        return  # the spec checks that one of the two is given
+    model = owners.model(model_crn) if model_crn is not None else None
+    if model is None or project_crn is None or model.project_crn == project_crn:
+        return  # unknown to a server administrator: check_spec names it
+    raise InvalidInput(
+        f"monitor={monitor!r} watches model {model.name!r}, which is in another project than "
+        "the job, and a job's runs reach only the models of the job's own project; accepted: a "
+        "monitor of a model of this project, or create the job in the model's project "
+        "(?project=)",
+        argument="monitor",
+    )
 
 
 def _warnings(notify: list[str] | None) -> list[str]:
@@ -179,35 +231,59 @@ def _warnings(notify: list[str] | None) -> list[str]:
     return found
 
 
-def _run_id(registry: Registry, key: ApiKey, value: str) -> str:
-    """``crn:modelyard:run/<uuid>`` from the uuid, or an unambiguous prefix of it, in a path.
+def _run(registry: Registry, value: str) -> Run:
+    """The run a path names (its uuid or an unambiguous prefix): the rule (``On.RUN``) has
+    resolved it once already and checked the caller's right on its job's project, and a run
+    key's that it is its own run."""
+    return registry.get_run(registry.resolve_run(value))
 
-    Prefixes are resolved here, not in the CLI, so every client gets them and a run key's
-    lookups stay within its own run: a prefix never tells a run key which other runs exist.
-    """
-    if key.role == Role.RUN and not is_uuid(value):
-        own = key.scope or ""
-        prefix = check_prefix(value, "run", "'modelyard jobs logs 8f5c3d1a'")
-        if own.removeprefix(_RUN_PREFIX).startswith(prefix):
-            return own
-        raise Forbidden(
-            f"API key {key.id!r} is a run key and may read only its own run, not {value!r}; "
-            "use a user or admin key",
-            key_id=key.id,
+
+def _uploaded(services: Services, caller: Caller, body: dict[str, Any]) -> bool:
+    """Replace the body's ``upload`` (an id from ``POST /api/v1/uploads``) by ``project``, the
+    folder the server keeps for jobs made from that upload (``uploads_api.job_folder``); True
+    when it did. Exactly one of ``project`` and ``upload``."""
+    upload = body.pop("upload", None)
+    if upload is None:
+        return False
+    if body.get("project") is not None:
+        raise InvalidInput(
+            f"project={body['project']!r} and upload={upload!r}: give exactly one, the id of an "
+            "upload of the folder (what the CLI sends) or, for server administrators, a folder "
+            "on the server's machine",
+            argument="upload",
         )
-    return registry.resolve_run(value)
+    body["project"] = str(job_folder(services, caller, str(upload)))
+    return True
 
 
-def _readable_run(registry: Registry, key: ApiKey, value: str) -> Run:
-    check_unscoped(key, "jobs and runs")  # before the lookup: not found tells nothing either
-    run = registry.get_run(_run_id(registry, key, value))
-    if key.role == Role.RUN and key.scope != run.id:
+def _check_folder(caller: Caller, folder: str) -> None:
+    """A job's ``project`` given as a path is a folder on the server's machine, and its runs
+    execute whatever code sits there: only a server administrator may name one, as for deploying
+    from a folder (issue 14). A job made from an upload (``_uploaded``) gets a folder the server
+    chose, and does not come through here."""
+    if not caller.server_admin:
         raise Forbidden(
-            f"API key {key.id!r} is a run key and may read only its own run, not {run.id!r}; "
-            "use a user or admin key",
-            key_id=key.id,
+            f"{caller.who} is not a server administrator; a job's project folder "
+            f"({folder!r}) is a folder on the server's machine, which only a server "
+            "administrator's admin key may name; accepted: upload the folder instead (the body's "
+            "'upload', which 'modelyard jobs create --project-dir DIR' sends)",
+            right=Right.SERVER.value,
+            argument="project",
         )
-    return run
+
+
+def _check_parent(registry: Registry, caller: Caller, after: str | None) -> None:
+    """A job runs after a parent job the caller may read: one in a project they have no role in
+    answers as an unknown one, so ``after`` never tells them which jobs exist."""
+    if after is None:
+        return
+    try:
+        parent = registry.get_job(after)
+    except NotFound:
+        if caller.server_admin:
+            return  # the registry's own answer names the unknown job
+        raise not_found("job", after) from None
+    caller.check(Right.READ, parent.project_crn, f"job {after!r}")
 
 
 def _job_name(registry: Registry, run: Run) -> str | None:
@@ -236,71 +312,91 @@ _PATCH_BODY = {
 
 @router.post("/jobs", status_code=201, summary="Define a job", openapi_extra=_JOB_BODY)
 def create_job(
-    services: ServicesDep, key: Admin, body: Annotated[Any, Body(include_in_schema=False)] = None
+    services: ServicesDep,
+    caller: Creator,
+    body: Annotated[Any, Body(include_in_schema=False)] = None,
+    project: Annotated[
+        str | None, Query(description="Modelyard project (default: default)")
+    ] = None,
 ) -> JSONResponse:
+    """``project`` (the query) is read by the rule: the Modelyard project to create the job in;
+    the body's ``project`` is the job's folder."""
     given = {k: v for k, v in _body(body).items() if v is not None}  # None: the default
+    uploaded = _uploaded(services, caller, given)  # the folder sent from the client, if any
     spec = JobSpec.parse(given)  # every field checked; InvalidInput (400) naming the bad one
+    if not uploaded:
+        _check_folder(caller, spec.project)
+    _check_parent(services.registry, caller, spec.after)
     _check_files(spec, given)
-    checked = _check_monitor(services, spec, given)
-    job = services.registry.create_job(spec)
+    checked = _check_monitor(services, caller, spec, given, caller.project_crn)
+    job = services.registry.create_job(spec, project_crn=caller.project_crn)
     warnings = checked + _warnings(list(job.notify))
-    shown = job_json(services.registry, job, key)
+    shown = job_json(services.registry, job, caller)
     return JSONResponse({"job": shown, "warnings": warnings}, status_code=201)
 
 
 @router.get("/jobs", summary="List jobs with their next run time and last run")
-def list_jobs(services: ServicesDep, key: Reader) -> dict[str, Any]:
-    return {"jobs": visible_jobs(services.registry, key)}
+def list_jobs(
+    services: ServicesDep,
+    caller: Lister,
+    project: Annotated[str | None, Query(description="only this project's jobs")] = None,
+) -> dict[str, Any]:
+    project_crn = Owners(services).project_filter(caller, project)
+    return {"jobs": visible_jobs(services.registry, caller, project_crn)}
 
 
 @router.get("/jobs/{name}", summary="A job with its next run time and last run")
-def show_job(name: str, services: ServicesDep, key: Reader) -> dict[str, Any]:
-    check_unscoped(key, "jobs")
-    return job_json(services.registry, services.registry.get_job(name), key)
+def show_job(name: str, services: ServicesDep, caller: JobReader) -> dict[str, Any]:
+    return job_json(services.registry, services.registry.get_job(name), caller)
 
 
 @router.patch("/jobs/{name}", summary="Change a job", openapi_extra=_PATCH_BODY)
 def update_job(
     name: str,
     services: ServicesDep,
-    key: Admin,
+    caller: JobChanger,
     body: Annotated[Any, Body(include_in_schema=False)] = None,
 ) -> dict[str, Any]:
     changes = dict(_body(body))
     if "timezone" in changes and changes["timezone"] is None:
         changes["timezone"] = "UTC"
+    uploaded = _uploaded(services, caller, changes)
     current = services.registry.get_job(name)
     spec = current.spec.changed(changes)  # the job as it would be, checked as a whole
+    if "project" in changes and spec.project != current.project and not uploaded:
+        _check_folder(caller, spec.project)
+    if "after" in changes:
+        _check_parent(services.registry, caller, spec.after)
     _check_files(spec, changes)
-    checked = _check_monitor(services, spec, changes)
+    checked = _check_monitor(services, caller, spec, changes, current.project_crn)
     job = services.registry.update_job(current.name, **changes)
     warnings = checked + _warnings(changes.get("notify"))
-    return {"job": job_json(services.registry, job, key), "warnings": warnings}
+    return {"job": job_json(services.registry, job, caller), "warnings": warnings}
 
 
 @router.delete("/jobs/{name}", summary="Delete a job with its runs")
-def delete_job(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+def delete_job(name: str, services: ServicesDep, caller: JobChanger) -> dict[str, Any]:
     job = services.registry.get_job(name)
     services.registry.delete_job(job.id)
     return {"deleted": job.name}
 
 
 @router.post("/jobs/{name}/pause", summary="Pause a job (no new runs start)")
-def pause_job(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+def pause_job(name: str, services: ServicesDep, caller: JobChanger) -> dict[str, Any]:
     registry = services.registry
     job = registry.set_paused(name, True)
-    return job_json(registry, job, key)
+    return job_json(registry, job, caller)
 
 
 @router.post("/jobs/{name}/resume", summary="Resume a paused job")
-def resume_job(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+def resume_job(name: str, services: ServicesDep, caller: JobChanger) -> dict[str, Any]:
     registry = services.registry
     job = registry.set_paused(name, False)
-    return job_json(registry, job, key)
+    return job_json(registry, job, caller)
 
 
 @router.post("/jobs/{name}/run", status_code=202, summary="Run a job now")
-def run_job(name: str, services: ServicesDep, key: Admin) -> JSONResponse:
+def run_job(name: str, services: ServicesDep, caller: JobOperator) -> JSONResponse:
     scheduler = _scheduler(services)
     run = scheduler.trigger(name)
     job = services.registry.get_job(run.job_id)
@@ -311,11 +407,10 @@ def run_job(name: str, services: ServicesDep, key: Admin) -> JSONResponse:
 def job_runs(
     name: str,
     services: ServicesDep,
-    key: Reader,
+    caller: JobReader,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     state: Annotated[list[str] | None, Query(description="only runs in these states")] = None,
 ) -> dict[str, Any]:
-    check_unscoped(key, "jobs and runs")
     job = services.registry.get_job(name)
     runs = services.registry.list_runs(job=job.id, states=state, limit=limit)
     return {"runs": [run_json(run, job.name) for run in runs]}
@@ -323,9 +418,9 @@ def job_runs(
 
 # -- runs --------------------------------------------------------------------------------------
 @router.get("/runs/{run_id}", summary="A run with the metrics it tracked")
-def show_run(run_id: str, services: ServicesDep, key: RunReader) -> dict[str, Any]:
+def show_run(run_id: str, services: ServicesDep, caller: RunReader) -> dict[str, Any]:
     registry = services.registry
-    run = _readable_run(registry, key, run_id)
+    run = _run(registry, run_id)
     body = run_json(run, _job_name(registry, run))
     body["metrics"] = [
         {"key": m.key, "value": m.value, "tracked_ms": m.tracked_ms}
@@ -344,12 +439,12 @@ async def run_logs(  # async: a follow streams; registry and file reads run off_
     run_id: str,
     request: Request,
     services: ServicesDep,
-    key: RunReader,
+    caller: RunReader,
     tail: Annotated[int | None, Query(ge=0, le=_MAX_TAIL, description="last N lines")] = None,
     follow: bool = False,
 ) -> StreamingResponse:
     registry = services.registry
-    run = await off_loop(_readable_run, registry, key, run_id)
+    run = await off_loop(_run, registry, run_id)
     home = services.first_start.home
     path = run_log_path(home, run.id.rsplit("/", 1)[-1])  # the runtime's checks on the name
 
@@ -376,7 +471,8 @@ async def run_logs(  # async: a follow streams; registry and file reads run off_
             return read_log(path, tail, True, 0.2, done)
 
         follows: LogFollows = request.app.state.log_follows
-        return await follow_response(follows, key.id, open_lines)
+        holder = caller.key.id if caller.key is not None else caller.actor
+        return await follow_response(follows, holder, open_lines)
     lines = await off_loop(lambda: list(read_log(path, tail)))
     return StreamingResponse(_newlines(lines), media_type="text/plain; charset=utf-8")
 
@@ -396,8 +492,8 @@ async def _newlines(lines: list[str]) -> AsyncIterator[bytes]:
 
 
 @router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
-def cancel_run(run_id: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+def cancel_run(run_id: str, services: ServicesDep, caller: RunOperator) -> dict[str, Any]:
     scheduler = _scheduler(services)
-    full = _run_id(services.registry, key, run_id)
+    full = services.registry.resolve_run(run_id)
     run = scheduler.cancel(full)
     return run_json(run, _job_name(services.registry, run))

@@ -6,7 +6,11 @@ return 204 once their transaction has committed. Store calls block, so the route
 ``def`` functions on FastAPI's worker threads and never stall the event loop (the gateway
 shares it).
 
-A key with a ``scope`` (a model CRN) may write and read only that model's records.
+Who may: reading needs viewer, writing (predictions, delayed metrics, aggregates) operator in the
+project of the model each identifier leads to (a model, build or deployment CRN, a prediction
+uuid: ``views.owners``); an unknown identifier and one of a project the caller has no role in get
+one answer (404). Run keys may use these routes: a deployment's key its own model only, a job
+run's key the models of its job's project. A key limited to one model reaches that model only.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.errors import Forbidden, InvalidInput, NotFound
+from modelyard.errors import InvalidInput, NotFound
 from modelyard.ids import is_uuid
-from modelyard.registry import ApiKey
+from modelyard.registry import RUN_SCOPE_PREFIX
 from modelyard.server.limits import MAX_TEXT, ReadMs, StoredMs, check_record
 from modelyard.store.base import Identity, Prediction, RecordKind
 from modelyard.store.base import Query as StoreQuery
@@ -30,22 +34,16 @@ from modelyard.tracking.distribution import (
     check_arguments,
     to_dict,
 )
-from modelyard.web.auth import (
-    RUN_SCOPE_PREFIX,
-    Capability,
-    check_deployment_scope,
-    check_prediction_scope,
-    check_scope,
-    check_unscoped,
-    model_scope,
-    requires,
-)
+from modelyard.views.owners import Owners
+from modelyard.web.access import Caller, On, Right, requires
 from modelyard.web.services import Services, ServicesDep
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["metrics"])
-Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+Reader = Annotated[Caller, Depends(requires(Right.READ, On.BODY, run_keys=True))]
+Writer = Annotated[Caller, Depends(requires(Right.OPERATE, On.BODY, run_keys=True))]
+RunWriter = Annotated[Caller, Depends(requires(Right.OPERATE, On.RUN, run_keys=True))]
 _MAX_PREDICTIONS = 10_000
 
 
@@ -86,58 +84,41 @@ class RunMetricsIn(BaseModel):
     metrics: dict[str, Any]
 
 
-def _check_deployment_scope(services: Services, key: ApiKey, deployment_crn: str) -> None:
-    """A key limited to one model: Forbidden for another model's deployment and, alike, for an
-    unknown one (an unscoped key gets the store's InvalidInput naming an unknown CRN)."""
-    check_deployment_scope(services.store, key, deployment_crn)
-
-
-def _check_read_scope(
+def _check_read(
     services: Services,
-    key: ApiKey,
+    caller: Caller,
     model_crn: str | None,
     build_crn: str | None,
     deployment_crn: str | None,
 ) -> None:
-    """A key limited to one model reads by its model or deployment, and every identifier given
-    must be its model's (an unknown one is refused alike, so nothing tells it what exists)."""
-    if model_scope(key) is None:
-        return
-    if model_crn is None and deployment_crn is None:
-        raise InvalidInput(
-            f"API key {key.id!r} is limited to {key.scope!r}: read by modelCrn or "
-            "modelDeploymentCrn",
-            argument="modelCrn",
-        )
+    """Every identifier a read names must lead to a model the caller may read: the records of
+    a query match all of them, so each one is checked (an unknown one answers as another
+    project's, so nothing tells the caller what exists)."""
+    owners = Owners(services)
     if model_crn is not None:
-        check_scope(key, model_crn, f"modelCrn {model_crn!r}")
-    if deployment_crn is not None:
-        _check_deployment_scope(services, key, deployment_crn)
+        owners.check_model(caller, Right.READ, model_crn)
     if build_crn is not None:
-
-        def build_model() -> str | None:
-            try:
-                return services.registry.get_build(build_crn).model_crn
-            except (NotFound, InvalidInput):
-                return None
-
-        owner = build_model()
-        check_scope(key, owner or "", f"modelBuildCrn {build_crn!r}")
+        owners.check_build(caller, Right.READ, build_crn)
+    if deployment_crn is not None:
+        owners.check_deployment(caller, Right.READ, deployment_crn)
 
 
-def _new_or_own_deployments(services: Services, key: ApiKey, deployment_crns: set[str]) -> None:
-    """A scoped key writes to its model's deployments or new ones, never onto another model's
-    (whose store Conflict would name that model). Blocking (store reads on a cache miss)."""
-    for crn in sorted(deployment_crns):
-        try:
-            owner = services.store.resolve(crn).model_crn
-        except NotFound:
-            continue  # a deployment the store has not seen yet: the write registers it
-        check_scope(key, owner, f"modelDeploymentCrn {crn!r}")
+def _check_batch(services: Services, caller: Caller, batch: list[Prediction]) -> None:
+    """Each prediction's model must be one the caller may write to, and each deployment the
+    store knows must be that caller's too: a write onto another project's deployment would
+    otherwise answer with the store's Conflict naming that model. A deployment the store has not
+    seen yet is registered by the write. Blocking (one read per model and deployment)."""
+    owners = Owners(services)
+    for crn in sorted({p.identity.model_crn for p in batch}):
+        owners.check_model(caller, Right.OPERATE, crn)
+    for crn in sorted({p.identity.deployment_crn for p in batch}):
+        owner = owners.deployment_model(crn)
+        if owner is not None:
+            owners.check_model_crn(caller, Right.OPERATE, owner, f"deployment {crn!r}")
 
 
 @router.post("/metrics/predictions", status_code=204, summary="Write prediction records")
-def write_predictions(body: PredictionsIn, services: ServicesDep, key: Tracker) -> Response:
+def write_predictions(body: PredictionsIn, services: ServicesDep, caller: Writer) -> Response:
     batch = [
         Prediction(
             p.predictionUuid,
@@ -148,26 +129,24 @@ def write_predictions(body: PredictionsIn, services: ServicesDep, key: Tracker) 
         )
         for p in body.predictions
     ]
-    for p in batch:
-        check_scope(key, p.identity.model_crn, f"modelCrn {p.identity.model_crn!r}")
-    if model_scope(key) is not None:
-        deployments = {p.identity.deployment_crn for p in batch}
-        _new_or_own_deployments(services, key, deployments)
+    _check_batch(services, caller, batch)
     services.store.write_predictions(batch)
     return Response(status_code=204)
 
 
 @router.post("/metrics/delayed", status_code=204, summary="Attach delayed metrics (ground truth)")
-def add_delayed(body: DelayedIn, services: ServicesDep, key: Tracker) -> Response:
+def add_delayed(body: DelayedIn, services: ServicesDep, caller: Writer) -> Response:
     """A uuid the gateway answered a moment ago may still sit in the server's buffered writer
     (flushed every ``MODELYARD_FLUSH_INTERVAL``); on NotFound the writer is flushed (this route
     runs on a worker thread, so the event loop never waits) and the store asked once more before
     answering 404."""
     metrics = check_record(body.metrics, f"delayed metrics of {body.predictionUuid!r}")
     args = (body.predictionUuid, metrics, body.source)
-    # A key limited to one model labels its own model's predictions only; an unknown uuid gets
-    # the same 403 as another model's, so the answer does not tell it which uuids exist.
-    check_prediction_scope(services.store, key, body.predictionUuid, services.writer.flush)
+    # The prediction's model decides; an unknown uuid gets the same 404 as another project's,
+    # so the answer does not tell the caller which uuids exist.
+    Owners(services).check_prediction(
+        caller, Right.OPERATE, body.predictionUuid, services.writer.flush
+    )
     try:
         services.store.add_delayed(*args)
     except NotFound:
@@ -177,9 +156,9 @@ def add_delayed(body: DelayedIn, services: ServicesDep, key: Tracker) -> Respons
 
 
 @router.post("/metrics/aggregate", status_code=204, summary="Write an aggregate record")
-def add_aggregate(body: AggregateIn, services: ServicesDep, key: Tracker) -> Response:
+def add_aggregate(body: AggregateIn, services: ServicesDep, caller: Writer) -> Response:
     metrics = check_record(body.metrics, f"aggregate of {body.modelDeploymentCrn!r}")
-    _check_deployment_scope(services, key, body.modelDeploymentCrn)
+    Owners(services).check_deployment(caller, Right.OPERATE, body.modelDeploymentCrn)
     services.store.add_aggregate(
         body.modelDeploymentCrn,
         body.startTimeStampMs,
@@ -192,7 +171,7 @@ def add_aggregate(body: AggregateIn, services: ServicesDep, key: Tracker) -> Res
 @router.get("/metrics", summary="Read records of a model, build or deployment")
 def read_metrics(  # noqa: PLR0913 - FastAPI reads the query from the signature, one per name
     services: ServicesDep,
-    key: Tracker,
+    caller: Reader,
     modelCrn: str | None = None,
     modelBuildCrn: str | None = None,
     modelDeploymentCrn: str | None = None,
@@ -202,6 +181,7 @@ def read_metrics(  # noqa: PLR0913 - FastAPI reads the query from the signature,
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     pageToken: str | None = None,
 ) -> Response:
+    _check_read(services, caller, modelCrn, modelBuildCrn, modelDeploymentCrn)
     if not (modelCrn or modelBuildCrn or modelDeploymentCrn):
         raise InvalidInput(
             "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
@@ -211,7 +191,6 @@ def read_metrics(  # noqa: PLR0913 - FastAPI reads the query from the signature,
     except ValueError as exc:
         accepted = ", ".join(k.value for k in RecordKind)
         raise InvalidInput(f"kind={kind!r} is not accepted; accepted: {accepted}") from exc
-    _check_read_scope(services, key, modelCrn, modelBuildCrn, modelDeploymentCrn)
     query = StoreQuery(
         model_crn=modelCrn,
         build_crn=modelBuildCrn,
@@ -237,7 +216,7 @@ def read_metrics(  # noqa: PLR0913 - FastAPI reads the query from the signature,
 @router.get("/metrics/distribution", summary="Quantiles and histogram of one metric")
 def read_distribution(  # noqa: PLR0913 - FastAPI reads the query from the signature, one per name
     services: ServicesDep,
-    key: Tracker,
+    caller: Reader,
     metric: Annotated[str, Query(alias="key", min_length=1, description="The metric's name")],
     modelCrn: str | None = None,
     modelBuildCrn: str | None = None,
@@ -250,7 +229,13 @@ def read_distribution(  # noqa: PLR0913 - FastAPI reads the query from the signa
     """Exact from raw records; where the window reaches rolled-up time, from merged sketches with
     ``rank_error`` stating the bound. ``quantiles`` maps each rank (as a string) to its value."""
     query = _read_query(
-        services, key, modelCrn, modelBuildCrn, modelDeploymentCrn, startTimeStampMs, endTimeStampMs
+        services,
+        caller,
+        modelCrn,
+        modelBuildCrn,
+        modelDeploymentCrn,
+        startTimeStampMs,
+        endTimeStampMs,
     )
     name, ranks = check_arguments(metric, quantile or list(DEFAULT_QUANTILES), bins)
     found = services.store.distribution(query, name, ranks, bins)
@@ -261,19 +246,19 @@ def read_distribution(  # noqa: PLR0913 - FastAPI reads the query from the signa
 
 def _read_query(
     services: Services,
-    key: ApiKey,
+    caller: Caller,
     model_crn: str | None,
     build_crn: str | None,
     deployment_crn: str | None,
     start_ms: int,
     end_ms: int | None,
 ) -> StoreQuery:
-    """The store query of a read route, after the identifier and scope checks."""
+    """The store query of a read route, after the identifier and access checks."""
+    _check_read(services, caller, model_crn, build_crn, deployment_crn)
     if not (model_crn or build_crn or deployment_crn):
         raise InvalidInput(
             "reading metrics needs one of modelCrn, modelBuildCrn or modelDeploymentCrn"
         )
-    _check_read_scope(services, key, model_crn, build_crn, deployment_crn)
     return StoreQuery(
         model_crn=model_crn,
         build_crn=build_crn,
@@ -285,25 +270,18 @@ def _read_query(
 
 @router.post("/runs/{run_id}/metrics", status_code=204, summary="Track metrics of a job run")
 def track_run_metrics(
-    run_id: str, body: RunMetricsIn, services: ServicesDep, key: Tracker
+    run_id: str, body: RunMetricsIn, services: ServicesDep, caller: RunWriter
 ) -> Response:
     """Recorded in the registry's run metrics at once, so they show with the run while it goes
     (``GET /api/v1/runs/{run_id}``). ``run_id`` is the run's uuid (``MODELYARD_RUN_ID``); a run's
-    own key may write to its own run only."""
+    own key may write to its own run only (the rule answers any other as unknown), an operator
+    of the job's project to any of its runs."""
     if not is_uuid(run_id):
         raise InvalidInput(
             f"run {run_id!r} is not accepted; expected the run's uuid (MODELYARD_RUN_ID, the last "
             "part of 'crn:modelyard:run/<uuid>')",
             run=run_id,
         )
-    full = RUN_SCOPE_PREFIX + run_id
-    check_unscoped(key, "jobs and runs")
-    if key.scope is not None and key.scope.startswith(RUN_SCOPE_PREFIX) and key.scope != full:
-        raise Forbidden(
-            f"API key {key.id!r} belongs to run {key.scope!r} and may not track metrics of "
-            f"{full!r}; a run tracks its own metrics",
-            key_id=key.id,
-        )
     metrics = check_record(body.metrics, f"metrics of run {run_id!r}")
-    services.registry.add_run_metrics(full, metrics)
+    services.registry.add_run_metrics(RUN_SCOPE_PREFIX + run_id, metrics)
     return Response(status_code=204)

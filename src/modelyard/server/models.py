@@ -1,8 +1,15 @@
 """``/api/v1/models``: deploy, roll back, scale, stop, start, delete, builds, logs, access keys.
 
-Project paths are paths on the server's machine (the CLI runs on the same host): absolute,
-existing folders. ``file`` and ``requirements`` must stay inside the project; the build checks
-them again against the snapshot.
+Who may: reading a model (show, builds, logs) needs viewer in its Modelyard project; deploying,
+rolling back, scaling, stopping, starting, deleting and rotating its access key need
+contributor (``web/access.py``). A new model is created in ``?project=`` (default: the server's
+``default`` project). The list shows the models of the projects the caller has a role in
+(``?project=`` filters to one).
+
+A deploy's code comes from an ``upload`` (the folder sent from the client) or, for server
+administrators only, the body's ``project``: a folder on the server's machine (absolute,
+existing). ``file`` and ``requirements`` must stay inside the folder; the build checks them
+again against the snapshot.
 
 Routes that only read or write the registry are plain ``def`` functions (FastAPI's worker
 threads); those that await the controller stay ``async`` and send their registry calls
@@ -22,13 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.builds.builder import validate_function, validate_project_path
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.registry import ApiKey, ModelSettings
+from modelyard.registry import ModelSettings
 from modelyard.runtime import check_name
 from modelyard.server.follow import LogFollows, follow_response
 from modelyard.server.limits import check_path
+from modelyard.server.uploads_api import deploy_folder
 from modelyard.specs.deploy import DeploySpec
 from modelyard.views.models import model_list, model_view
-from modelyard.web.auth import Capability, requires, scoped_model
+from modelyard.web.access import Caller, On, Right, requires, resolve_project
 from modelyard.web.errors import DeployFailed
 from modelyard.web.jsonable import jsonable
 from modelyard.web.offloop import off_loop
@@ -37,8 +45,14 @@ from modelyard.web.services import Services, ServicesDep
 __all__ = ["DeployRequest", "check_project_dir", "router"]
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
-Admin = Annotated[ApiKey, Depends(requires(Capability.ADMIN))]
-Reader = Annotated[ApiKey, Depends(requires(Capability.READ_MODELS))]
+Lister = Annotated[Caller, Depends(requires(Right.READ))]
+Reader = Annotated[Caller, Depends(requires(Right.READ, On.MODEL))]
+Changer = Annotated[Caller, Depends(requires(Right.CHANGE, On.MODEL))]
+Deployer = Annotated[Caller, Depends(requires(Right.CHANGE, On.MODEL_OR_CREATE))]
+ProjectQuery = Annotated[
+    str | None,
+    Query(description="a Modelyard project: owner/name, name, CRN or uuid (lists: a filter)"),
+]
 
 
 class DeployRequest(DeploySpec):
@@ -109,16 +123,32 @@ def _outcome(outcome: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"outcome": body}
 
 
-@router.get("", summary="List models (a key limited to one model: that one only)")
-def list_models(services: ServicesDep, key: Reader) -> dict[str, Any]:
-    return {"models": model_list(services, key)}
+@router.get("", summary="List the models of the projects you have a role in")
+def list_models(
+    services: ServicesDep, caller: Lister, project: ProjectQuery = None
+) -> dict[str, Any]:
+    crn = None if project is None else resolve_project(services.registry, caller, project).crn
+    return {"models": model_list(services, caller, crn)}
 
 
 @router.post("/{name}/deploy", status_code=201, summary="Create (if new), build and deploy")
 async def deploy(
-    name: str, body: DeployRequest, services: ServicesDep, key: Admin
+    name: str,
+    body: DeployRequest,
+    services: ServicesDep,
+    caller: Deployer,
+    project: ProjectQuery = None,  # where a new model goes: the rule resolved it (Deployer)
 ) -> dict[str, Any]:
-    project = check_project_dir(body.project)
+    # An upload (from any client) or, for server admins only, a folder on this machine.
+    async with deploy_folder(
+        services, caller, body.project, body.upload, check_project_dir
+    ) as folder:
+        return await _deploy(name, body, services, folder, caller.project_crn)
+
+
+async def _deploy(
+    name: str, body: DeployRequest, services: Services, project: Path, project_crn: str | None
+) -> dict[str, Any]:
     check_path(body.file, "file", "a .py file inside the project such as 'predict.py'")
     file = validate_project_path(body.file, "file", suffix=".py")
     function = validate_function(body.function)
@@ -137,6 +167,8 @@ async def deploy(
         memory_bytes=memory,
         cpus=body.cpus,
         settings=settings,
+        secrets=body.secrets,
+        project_crn=project_crn,
     )
     services.models.drop(name)
     result = _outcome(outcome)
@@ -150,12 +182,12 @@ async def deploy(
 
 
 @router.get("/{name}", summary="Model, active deployment, builds and replica states")
-def show(name: str, services: ServicesDep, key: Reader) -> dict[str, Any]:
-    return model_view(services, name, key)
+def show(name: str, services: ServicesDep, caller: Reader) -> dict[str, Any]:
+    return model_view(services, name, caller)
 
 
 @router.delete("/{name}", status_code=204, summary="Stop and delete a model (metrics stay)")
-async def delete(name: str, services: ServicesDep, key: Admin) -> Response:
+async def delete(name: str, services: ServicesDep, caller: Changer) -> Response:
     await services.controller.delete(name)
     services.models.drop(name)
     return Response(status_code=204)
@@ -163,7 +195,7 @@ async def delete(name: str, services: ServicesDep, key: Admin) -> Response:
 
 @router.post("/{name}/rollback", summary="Deploy an earlier build again")
 async def rollback(
-    name: str, services: ServicesDep, key: Admin, body: RollbackRequest | None = None
+    name: str, services: ServicesDep, caller: Changer, body: RollbackRequest | None = None
 ) -> dict[str, Any]:
     build = body.build if body is not None else None
     if build is not None:  # a CRN, a uuid or an unambiguous uuid prefix of one of its builds
@@ -179,28 +211,30 @@ async def rollback(
 
 
 @router.post("/{name}/scale", summary="Change the number of replicas")
-async def scale(name: str, body: ScaleRequest, services: ServicesDep, key: Admin) -> dict[str, Any]:
+async def scale(
+    name: str, body: ScaleRequest, services: ServicesDep, caller: Changer
+) -> dict[str, Any]:
     return _outcome(await services.controller.scale(name, body.replicas))
 
 
 @router.post("/{name}/stop", summary="Stop every replica (calls get 503)")
-async def stop(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+async def stop(name: str, services: ServicesDep, caller: Changer) -> dict[str, Any]:
     return _outcome(await services.controller.stop(name))
 
 
 @router.post("/{name}/start", summary="Start the latest stopped deployment again")
-async def start(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+async def start(name: str, services: ServicesDep, caller: Changer) -> dict[str, Any]:
     return _outcome(await services.controller.start(name))
 
 
 @router.get("/{name}/builds", summary="Builds of a model, newest first")
-def builds(name: str, services: ServicesDep, key: Reader) -> dict[str, Any]:
-    model = scoped_model(services.registry, key, name)
+def builds(name: str, services: ServicesDep, caller: Reader) -> dict[str, Any]:
+    model = services.registry.get_model(name)
     return {"builds": jsonable(services.registry.list_builds(model.crn))}
 
 
 @router.post("/{name}/rotate-key", summary="A new access key (the old one stops working)")
-def rotate_key(name: str, services: ServicesDep, key: Admin) -> dict[str, Any]:
+def rotate_key(name: str, services: ServicesDep, caller: Changer) -> dict[str, Any]:
     access_key = services.registry.rotate_access_key(name)
     services.models.drop(name)
     return {"model": name, "access_key": access_key}
@@ -216,18 +250,19 @@ async def logs(  # async: a follow streams; the registry read runs off_loop
     name: str,
     request: Request,
     services: ServicesDep,
-    key: Reader,
+    caller: Reader,
     replica: Annotated[str | None, Query(description="replica id; default: all")] = None,
     tail: Annotated[int, Query(ge=0, le=100_000)] = 200,
     follow: bool = False,
 ) -> StreamingResponse:
-    await off_loop(scoped_model, services.registry, key, name)
     if replica is not None:
         check_name(replica, "replica")
     if follow:  # a stream of its own: ends with its client, bounded per key and in all
         follows: LogFollows = request.app.state.log_follows
         return await follow_response(
-            follows, key.id, lambda stop: _follow(services, name, replica, tail, stop)
+            follows,
+            caller.key.id if caller.key is not None else caller.actor,
+            lambda stop: _follow(services, name, replica, tail, stop),
         )
     by_replica: dict[str, list[str]] = services.controller.logs(name, replica, tail)
     if replica is not None:

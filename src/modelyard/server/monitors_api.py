@@ -2,9 +2,16 @@
 
 ``modelyard.monitors.remote.RemoteAccess`` calls these when ``MODELYARD_URL`` is set (a job run, a
 notebook on another machine); each runs ``modelyard.monitors.access.EmbeddedAccess`` on the
-server's store, in a plain ``def`` route (FastAPI's worker threads). They need the ``metrics``
-capability, like reading and tracking metrics: admin, user and job-run keys. A key limited to one
-model may act only on that model's deployments (checked on the ``deployment`` every route names).
+server's store, in a plain ``def`` route (FastAPI's worker threads).
+
+Who may, as for metrics: every route names a deployment (or ``resolve`` a model), and its model's
+project decides: viewers read, operators write a monitor's state, results and alerts. Run keys
+may use these routes (a job run's key: the models of its job's project; a deployment's key: its
+own model). An unknown deployment and one of a project the caller has no role in get one 404.
+A monitor's name is not checked against a project: names are chosen by monitor specs, not by
+jobs (a notebook runs monitors too), and its state and results are kept per monitor and
+deployment. Its alert episodes are kept per monitor name only, so evaluating alerts also needs
+the right on every deployment the monitor already has alerts of (``_check_alerts``).
 
 - ``GET  /monitors/resolve?deployment=CRN | model=NAME`` -> ``{"deployment_crn"}``
 - ``GET  /monitors/keys?deployment&wanted=K...`` -> ``{"keys", "records"}``: the keys its latest
@@ -34,26 +41,39 @@ from pydantic import BaseModel, Field
 from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.monitors.access import EmbeddedAccess
-from modelyard.registry import ApiKey
 from modelyard.server.limits import MAX_TIME_MS, ReadMs
-from modelyard.web.auth import Capability, check_deployment_scope, requires, scoped_model
-from modelyard.web.services import ServicesDep
+from modelyard.views.owners import Owners
+from modelyard.web.access import Caller, On, Right, requires
+from modelyard.web.services import Services, ServicesDep
 
 __all__ = ["MAX_LABEL_UUIDS", "MAX_RANKS", "router"]
 
 router = APIRouter(prefix="/api/v1/monitors", tags=["monitors"])
-Tracker = Annotated[ApiKey, Depends(requires(Capability.METRICS))]
+Reader = Annotated[Caller, Depends(requires(Right.READ, On.BODY, run_keys=True))]
+Writer = Annotated[Caller, Depends(requires(Right.OPERATE, On.BODY, run_keys=True))]
 MAX_LABEL_UUIDS = 10_000
 MAX_RANKS = 10_001
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # as specs.monitor accepts
 Deployment = Annotated[str, Query(min_length=1, max_length=300, description="deployment CRN")]
 
 
-def _check(access: EmbeddedAccess, key: ApiKey, deployment: str) -> None:
-    """Forbidden for a key limited to another model (and, alike, for an unknown deployment);
-    NotFound for an unknown deployment otherwise."""
-    check_deployment_scope(access.store, key, deployment)
-    access.store.resolve(deployment)
+def _check(services: Services, caller: Caller, deployment: str, right: Right = Right.READ) -> None:
+    """404 for an unknown deployment and for one in a project the caller has no role in, 403
+    for a role too low; then the store's NotFound for an unknown deployment (what a server
+    administrator gets)."""
+    Owners(services).check_deployment(caller, right, deployment)
+    services.store.resolve(deployment)
+
+
+def _check_alerts(services: Services, caller: Caller, monitor: str, deployment: str) -> None:
+    """Evaluating a monitor's alerts reconciles its episodes of every deployment (they are kept
+    per monitor name): the caller needs OPERATE on each deployment it already has alerts of,
+    besides the one named, so no project's alerts are resolved from another."""
+    _check(services, caller, deployment, Right.OPERATE)
+    owners = Owners(services)
+    stored = services.registry.monitors.alerts(all_states=True, monitor=monitor)
+    for crn in sorted({a["deployment_crn"] for a in stored} - {deployment}):
+        owners.check_deployment(caller, Right.OPERATE, crn)
 
 
 class LabelTimesIn(BaseModel):
@@ -92,38 +112,37 @@ class AlertsIn(BaseModel):
 @router.get("/resolve", summary="The deployment a monitor watches (a model's active one)")
 def resolve(
     services: ServicesDep,
-    key: Tracker,
+    caller: Reader,
     deployment: Annotated[str | None, Query(max_length=300)] = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    access = EmbeddedAccess(services.store)
-
-    def work() -> dict[str, Any]:
-        if (deployment is None) == (model is None):
-            raise InvalidInput(
-                f"give exactly one of deployment (a CRN) and model (a name); got "
-                f"deployment={deployment!r}, model={model!r}"
-            )
-        if model is not None:  # a scoped key: 403 before a not-found could name other models
-            scoped_model(services.registry, key, model)
-        crn = access.resolve(deployment, model)
-        _check(access, key, crn)
-        return {"deployment_crn": crn}
-
-    return work()
+    # What is named is checked first: 404 before any other answer could tell what exists.
+    owners = Owners(services)
+    if model is not None:
+        owners.check_model(caller, Right.READ, model)
+    if deployment is not None:
+        owners.check_deployment(caller, Right.READ, deployment)
+    if (deployment is None) == (model is None):
+        raise InvalidInput(
+            f"give exactly one of deployment (a CRN) and model (a name); got "
+            f"deployment={deployment!r}, model={model!r}"
+        )
+    crn = EmbeddedAccess(services.store).resolve(deployment, model)
+    _check(services, caller, crn)
+    return {"deployment_crn": crn}
 
 
 @router.get("/keys", summary="The keys a deployment has recorded (to check a monitor spec)")
 def recorded_keys(
     services: ServicesDep,
-    key: Tracker,
+    caller: Reader,
     deployment: Deployment,
     wanted: Annotated[list[str] | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
     access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
-        _check(access, key, deployment)
+        _check(services, caller, deployment)
         found = access.recorded_keys(deployment, [w[:200] for w in wanted or ()])
         return {"keys": sorted(found.keys), "records": found.records}
 
@@ -131,7 +150,8 @@ def recorded_keys(
 
 
 @router.post("/label-times", summary="When each prediction's first label value arrived")
-def label_times(services: ServicesDep, key: Tracker, body: LabelTimesIn) -> dict[str, Any]:
+def label_times(services: ServicesDep, caller: Reader, body: LabelTimesIn) -> dict[str, Any]:
+    _check(services, caller, body.deployment)
     if len(body.uuids) > MAX_LABEL_UUIDS:
         raise InvalidInput(
             f"{len(body.uuids)} uuids in one request; send at most {MAX_LABEL_UUIDS} per request"
@@ -139,7 +159,6 @@ def label_times(services: ServicesDep, key: Tracker, body: LabelTimesIn) -> dict
     access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
-        _check(access, key, body.deployment)
         return {"times": access.label_times(body.deployment, body.key, body.uuids)}
 
     return work()
@@ -148,7 +167,7 @@ def label_times(services: ServicesDep, key: Tracker, body: LabelTimesIn) -> dict
 @router.get("/late-labels", summary="Windows whose predictions got a label in a time range")
 def late_labels(
     services: ServicesDep,
-    key: Tracker,
+    caller: Reader,
     deployment: Deployment,
     label: Annotated[str, Query(alias="key", min_length=1, max_length=200)],
     after_ms: Annotated[ReadMs, Query()],
@@ -158,7 +177,7 @@ def late_labels(
     access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
-        _check(access, key, deployment)
+        _check(services, caller, deployment)
         starts = access.late_label_windows(deployment, label, after_ms, through_ms, window_ms)
         return {"starts": sorted(starts)}
 
@@ -166,7 +185,8 @@ def late_labels(
 
 
 @router.post("/distribution", summary="Quantiles of a key over a window (sketches once rolled up)")
-def distribution(services: ServicesDep, key: Tracker, body: DistributionIn) -> dict[str, Any]:
+def distribution(services: ServicesDep, caller: Reader, body: DistributionIn) -> dict[str, Any]:
+    _check(services, caller, body.deployment)
     if not body.ranks or len(body.ranks) > MAX_RANKS:
         raise InvalidInput(
             f"{len(body.ranks)} ranks requested; give 1 to {MAX_RANKS} ranks in [0, 1]"
@@ -176,7 +196,6 @@ def distribution(services: ServicesDep, key: Tracker, body: DistributionIn) -> d
     access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
-        _check(access, key, body.deployment)
         dist = access.distribution(
             body.deployment, body.start_ms, body.end_ms, body.key, body.ranks
         )
@@ -195,11 +214,13 @@ def distribution(services: ServicesDep, key: Tracker, body: DistributionIn) -> d
 
 
 @router.get("/{name}/state", summary="Windows a monitor computed and its label mark")
-def state(services: ServicesDep, key: Tracker, name: str, deployment: Deployment) -> dict[str, Any]:
+def state(
+    services: ServicesDep, caller: Reader, name: str, deployment: Deployment
+) -> dict[str, Any]:
     access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
-        _check(access, key, deployment)
+        _check(services, caller, deployment)
         starts, mark = access.state(_name(name), deployment)
         return {"starts": sorted(starts), "labels_through_ms": mark}
 
@@ -207,11 +228,11 @@ def state(services: ServicesDep, key: Tracker, name: str, deployment: Deployment
 
 
 @router.put("/{name}/state", status_code=204, summary="Set a monitor's label mark")
-def save_mark(services: ServicesDep, key: Tracker, name: str, body: MarkIn) -> Response:
+def save_mark(services: ServicesDep, caller: Writer, name: str, body: MarkIn) -> Response:
     access = EmbeddedAccess(services.store)
 
     def work() -> None:
-        _check(access, key, body.deployment)
+        _check(services, caller, body.deployment, Right.OPERATE)
         access.save_mark(_name(name), body.deployment, body.labels_through_ms)
 
     work()
@@ -221,7 +242,7 @@ def save_mark(services: ServicesDep, key: Tracker, name: str, body: MarkIn) -> R
 @router.get("/{name}/results", summary="A monitor's stored result of one window")
 def results(
     services: ServicesDep,
-    key: Tracker,
+    caller: Reader,
     name: str,
     deployment: Deployment,
     start_ms: Annotated[ReadMs, Query()],
@@ -229,7 +250,7 @@ def results(
     access = EmbeddedAccess(services.store)
 
     def work() -> dict[str, Any]:
-        _check(access, key, deployment)
+        _check(services, caller, deployment)
         found = access.result(_name(name), deployment, start_ms)
         if found is None:
             return {"results": []}
@@ -248,7 +269,8 @@ def results(
 
 
 @router.put("/{name}/results", status_code=204, summary="Replace a monitor's result of a window")
-def save_result(services: ServicesDep, key: Tracker, name: str, body: ResultIn) -> Response:
+def save_result(services: ServicesDep, caller: Writer, name: str, body: ResultIn) -> Response:
+    _check(services, caller, body.deployment, Right.OPERATE)
     if body.start_ms >= body.end_ms:
         raise InvalidInput(f"window {body.start_ms}..{body.end_ms} is empty; give start < end")
     if body.source != f"monitor:{name}":
@@ -262,37 +284,24 @@ def save_result(services: ServicesDep, key: Tracker, name: str, body: ResultIn) 
         # is stored partial, so the next run after its end computes it again (issue 11).
         metrics = {**metrics, "window.partial": True}
 
-    def work() -> None:
-        _check(access, key, body.deployment)
-        access.save(
-            _name(name),
-            body.source,
-            body.deployment,
-            body.start_ms,
-            body.end_ms,
-            body.n,
-            metrics,
-        )
-
-    work()
+    access.save(
+        _name(name), body.source, body.deployment, body.start_ms, body.end_ms, body.n, metrics
+    )
     return Response(status_code=204)
 
 
 @router.post("/{name}/alerts", summary="Evaluate a monitor's alert rules over its results")
 def evaluate_alerts(
-    services: ServicesDep, key: Tracker, name: str, body: AlertsIn
+    services: ServicesDep, caller: Writer, name: str, body: AlertsIn
 ) -> dict[str, Any]:
     from modelyard.analysis import parse_rule
 
+    monitor = _name(name)
+    _check_alerts(services, caller, monitor, body.deployment)
     for rule in body.rules:
         parse_rule(rule)  # InvalidInput naming the rule
     access = EmbeddedAccess(services.store)
-
-    def work() -> dict[str, Any]:
-        _check(access, key, body.deployment)
-        return {"alerts": access.evaluate_alerts(_name(name), body.deployment, body.rules)}
-
-    return work()
+    return {"alerts": access.evaluate_alerts(monitor, body.deployment, body.rules)}
 
 
 def _name(name: str) -> str:

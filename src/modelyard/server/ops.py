@@ -10,12 +10,14 @@ database itself.
 
 ``/metrics`` is the Prometheus text exposition: the gateway's counters and histograms
 (``Gateway.metrics_text()``) followed by per-replica gauges read from the runtime at scrape time
-(CPU percent, resident memory, restarts, up). It needs an API key (any role; a ``run`` key is
-enough) unless the server runs with ``--public-metrics``, for scrapers that cannot send one.
+(CPU percent, resident memory, restarts, up). It covers every project's models, so it needs a
+server administrator's admin key unless the server runs with ``--public-metrics``, for scrapers
+that cannot send one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,7 +30,7 @@ from starlette.routing import Route
 from modelyard.errors import ModelyardError
 from modelyard.runtime import ReplicaStatus
 from modelyard.version import package_version
-from modelyard.web.auth import Capability, authenticate_on_loop, check_unscoped
+from modelyard.web.access import Right, caller_on_loop
 from modelyard.web.errors import error_response
 from modelyard.web.services import Services, services_of
 
@@ -87,8 +89,10 @@ async def metrics(request: Request) -> Response:
     if not services.config.public_metrics:
         try:
             authorization = request.headers.get("authorization")
-            key = await authenticate_on_loop(services.registry, authorization, Capability.METRICS)
-            check_unscoped(key, "the server's Prometheus metrics (every model's)")
+            caller = await caller_on_loop(services.registry, authorization)
+            if not caller.server_admin:  # every project's models: server administrators only
+                what = "the server's Prometheus metrics (every project's models)"
+                await asyncio.to_thread(caller.check, Right.SERVER, None, what)
         except ModelyardError as error:
             return error_response(error)
     registry: CollectorRegistry = request.app.state.replica_metrics

@@ -23,6 +23,7 @@ from modelyard.registry import Model
 from modelyard.runtime import ReplicaStatus
 from modelyard.store.base import Query, Record, RecordKind
 from modelyard.views.series import RAW_LIMIT, metric_series
+from modelyard.web.access import Caller
 from modelyard.web.jsonable import jsonable
 from modelyard.web.services import Services
 
@@ -92,16 +93,20 @@ def _latest(records: Iterable[Record], prefix: str) -> Record | None:
 
 
 def overview(
-    services: Services, now_ms: int | None = None, scope: str | None = None
+    services: Services,
+    caller: Caller,
+    now_ms: int | None = None,
+    project_crn: str | None = None,
 ) -> dict[str, Any]:
-    """Every model with its state, replicas, requests/s, p99 latency, error rate (the last
-    ``tech.*`` interval of the last five minutes), latest ROC AUC and drift flags (the latest
-    monitor aggregate of the last day that carries them). ``scope`` (a model CRN, from
-    ``auth.model_scope``) keeps only that model: a scoped key never sees the others."""
+    """Every model ``caller`` may see (of ``project_crn`` only, when given) with its state,
+    replicas, requests/s, p99 latency, error rate (the last ``tech.*`` interval of the last five
+    minutes), latest ROC AUC and drift flags (the latest monitor aggregate of the last day that
+    carries them). A key limited to one model sees that model only; nobody sees the models of a
+    project they have no role in."""
     now = clock.now_ms() if now_ms is None else now_ms
     rows = []
-    for model in services.registry.list_models():
-        if scope is None or model.crn == scope:
+    for model in services.registry.list_models(project_crn):
+        if caller.sees_model(model):
             rows.append(_overview_row(services, model, now))
     return {"models": rows, "generated_ms": now}
 

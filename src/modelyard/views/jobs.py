@@ -1,5 +1,6 @@
 """Jobs and runs as the API shows them (``GET /api/v1/jobs``, ``/jobs/{name}``, ``/runs/...``)
-and the jobs a key may see (the same list the dashboard's jobs page shows).
+and the jobs a caller may see (the same list the dashboard's jobs page shows): those of the
+projects the caller has a role in.
 
 Blocking (registry reads): routes call these on a worker thread.
 """
@@ -11,9 +12,10 @@ from typing import Any
 from modelyard import clock
 from modelyard.errors import NotFound
 from modelyard.jobs.current import format_slot
-from modelyard.registry import ApiKey, Job, Registry, Run
+from modelyard.registry import Job, Registry, Run
 from modelyard.specs.schedule import next_slot
-from modelyard.web.auth import model_scope, shown_env
+from modelyard.web.access import Caller
+from modelyard.web.auth import shown_env
 
 __all__ = ["job_json", "run_json", "visible_jobs"]
 
@@ -40,10 +42,11 @@ def run_json(run: Run, job_name: str | None = None) -> dict[str, Any]:
 
 
 def job_json(
-    registry: Registry, job: Job, key: ApiKey, now_ms: int | None = None
+    registry: Registry, job: Job, caller: Caller, now_ms: int | None = None
 ) -> dict[str, Any]:
     """A job as the API shows it, with its next run time and last run. The values of its env
-    are shown to admin keys only (they may hold secrets the script needs)."""
+    are shown only to callers who may change the job (they may hold secrets the script needs);
+    everyone else sees the names."""
     now = clock.now_ms() if now_ms is None else now_ms
     schedule = job.schedule
     parent = None
@@ -54,10 +57,11 @@ def job_json(
             parent = schedule.after
     upcoming = None if job.paused else next_slot(schedule, now)
     last = registry.list_runs(job=job.id, limit=1)
-    env = shown_env(job.env, key)
+    env = shown_env(job.env, caller, job.project_crn)
     return {
         "id": job.id,
         "name": job.name,
+        "project_crn": job.project_crn,
         "project": job.project,
         "script": job.script,
         "monitor": job.monitor,
@@ -73,6 +77,7 @@ def job_json(
         "retries": job.retries,
         "retry_backoff_ms": job.retry_backoff_ms,
         "env": env,
+        "secrets": list(job.secrets),  # names only: values never leave the server
         "overlap": job.overlap.value,
         "catch_up": job.catch_up.value,
         "notify": list(job.notify),
@@ -87,11 +92,19 @@ def job_json(
     }
 
 
-def visible_jobs(registry: Registry, key: ApiKey) -> list[dict[str, Any]]:
-    """The jobs ``key`` may see (``GET /api/v1/jobs`` and the dashboard's jobs page): none for a
-    key limited to one model, since a job belongs to no model (its script may read or write any
-    model's data). Blocking (registry reads)."""
-    if model_scope(key) is not None:
+def visible_jobs(
+    registry: Registry, caller: Caller, project_crn: str | None = None
+) -> list[dict[str, Any]]:
+    """The jobs ``caller`` may see (``GET /api/v1/jobs`` and the dashboard's jobs page), of
+    ``project_crn`` only when given: those of the projects the caller has a role in, and none
+    for a key limited to one model, since a job belongs to no model (its script may read or
+    write any model's data of its project). Blocking (registry reads)."""
+    if caller.model_scope is not None:
         return []
+    visible = caller.visible_projects()
     now = clock.now_ms()
-    return [job_json(registry, job, key, now) for job in registry.list_jobs()]
+    return [
+        job_json(registry, job, caller, now)
+        for job in registry.list_jobs(project_crn)
+        if visible is None or job.project_crn in visible
+    ]

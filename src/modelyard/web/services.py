@@ -1,6 +1,7 @@
 """The parts one server composes, opened at startup and closed at shutdown, in that order.
 
-Opening: home -> store (creates the database) -> registry -> admin key -> journal (what a crash
+Opening: home -> store (creates the database) -> registry -> admin key -> replica keys (each
+deployment gets its own run key: ``serving/controller/run_keys.py``) -> journal (what a crash
 left unwritten goes into the store, before anything is served) -> writer -> runtime ->
 gateway (samples the runtime's replicas) -> controller -> ``controller.restore()`` (every active
 deployment comes back) -> ``controller.watch()`` (changes made through other servers on the same
@@ -29,7 +30,7 @@ from starlette.requests import HTTPConnection
 from modelyard import settings
 from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput, NotFound, StoreUnavailable
-from modelyard.registry import Model, Registry
+from modelyard.registry import Model, Registry, SecretBox
 from modelyard.store import BufferedWriter, Journal, MetricsStore, open_store
 from modelyard.ttlcache import DEFAULT_TTL_S, TTLCache
 from modelyard.web.home import FirstStart, ensure_admin_key, prepare_home
@@ -38,6 +39,7 @@ from modelyard.web.store_health import StoreHealth
 if TYPE_CHECKING:
     from modelyard.jobs.scheduler import Scheduler
     from modelyard.runtime import LocalRuntime
+    from modelyard.serving.controller.run_keys import DeploymentKeys
     from modelyard.serving.gateway import Gateway
 
 __all__ = [
@@ -133,7 +135,7 @@ class Services:
     controller: Any
     first_start: FirstStart
     models: ModelCache
-    env_before: dict[str, str | None] = field(default_factory=dict)
+    replica_keys: DeploymentKeys | None = None  # each deployment's run key (revoked at close)
     started_ms: int = field(default_factory=now_ms)
     scheduler: Scheduler | None = None
     journal: Journal | None = None  # the writer's: answered records, kept until committed
@@ -163,23 +165,14 @@ class Services:
                         self.journal.close()
             finally:
                 try:
-                    self._restore_env()
+                    self._revoke_replica_keys()
                 finally:
                     self.store.close()
 
-    def _restore_env(self) -> None:
-        key_id = self.env_before.get("_key_id")
-        if key_id is not None:
-            with _logged("revoking the replicas' key"):
-                self.registry.revoke_api_key(key_id)
-        for name in _INJECTED:
-            if name not in self.env_before:
-                continue
-            value = self.env_before[name]
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    def _revoke_replica_keys(self) -> None:
+        if self.replica_keys is not None:
+            with _logged("revoking the replicas' keys"):
+                self.replica_keys.close()
 
 
 def services_of(connection: HTTPConnection) -> Services:
@@ -218,8 +211,10 @@ async def open_services(config: ServerConfig) -> Services:
     journal: Journal | None = None
     try:
         registry = Registry(store)
+        # Project secrets' key: MODELYARD_SECRETS_KEY (checked now), else <home>/secrets.key.
+        registry.secrets.configure(SecretBox.for_home(home))
         first = ensure_admin_key(home, registry)
-        env_before = _inject_env(config, registry)
+        replica_keys = _replica_keys(config, home, registry)
         journal = _open_journal(home, store)
         writer = BufferedWriter(store, journal=journal)
         relay = EventRelay()
@@ -230,7 +225,9 @@ async def open_services(config: ServerConfig) -> Services:
             tech_interval_s=_tech_interval_s(config),
             replica_stats=runtime.replicas,  # per-replica CPU, memory, restarts in tech.*
         )
-        controller = Controller(home, store, registry, runtime, gateway, events=relay)
+        controller = Controller(
+            home, store, registry, runtime, gateway, events=relay, replica_keys=replica_keys
+        )
     except BaseException:
         if journal is not None:
             journal.close()
@@ -247,7 +244,7 @@ async def open_services(config: ServerConfig) -> Services:
         controller,
         first,
         ModelCache(registry),
-        env_before=env_before,
+        replica_keys=replica_keys,
         journal=journal,
         store_health=health,
     )
@@ -310,26 +307,24 @@ def _start_scheduler(services: Services) -> None:
     services.scheduler = scheduler
 
 
-_INJECTED = ("MODELYARD_URL", "MODELYARD_API_KEY")
+def _replica_keys(config: ServerConfig, home: Path, registry: Registry) -> DeploymentKeys | None:
+    """Each deployment's own ``run`` key for its replicas (``serving/controller/run_keys.py``).
 
-
-def _inject_env(config: ServerConfig, registry: Registry) -> dict[str, str | None]:
-    """Point replicas at this server with a ``run``-role key.
-
-    The runtime starts replicas with the server's environment underneath their own, so setting
-    ``MODELYARD_URL`` and ``MODELYARD_API_KEY`` here is what lets user code call
-    ``track_delayed_metrics`` or ``read_metrics`` from inside a replica. The key is minted at each
-    start (role ``run``: tracking and reading metrics only), lives only in this process's memory
-    and its children's environments, and is revoked at shutdown. Returns the values it replaced.
-    """
+    Replicas get ``MODELYARD_URL`` and a key of their own deployment (role ``run``, scope = the
+    model's CRN) in their environment, so user code can call ``track_delayed_metrics`` or
+    ``read_metrics``; the key reaches that model's metrics only and is revoked when the last
+    replica of the deployment stops here. Keys a killed earlier life of this server left are
+    revoked first. None when ``config.inject_env`` is false (replicas get no key)."""
     if not config.inject_env:
-        return {}
-    before = {name: os.environ.get(name) for name in _INJECTED}
-    key, token = registry.create_api_key(f"replicas of server pid {os.getpid()}", role="run")
-    os.environ["MODELYARD_URL"] = config.base_url
-    os.environ["MODELYARD_API_KEY"] = token
-    before["_key_id"] = key.id
-    return before
+        return None
+    from modelyard.jobs.scheduler import default_owner
+    from modelyard.serving.controller.run_keys import DeploymentKeys
+
+    keys = DeploymentKeys(registry, config.base_url, default_owner(home))
+    left = keys.revoke_leftovers()
+    if left:
+        log.warning("revoked %d replica keys a stopped server left behind", left)
+    return keys
 
 
 def _tech_interval_s(config: ServerConfig) -> float:

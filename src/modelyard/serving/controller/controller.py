@@ -56,6 +56,7 @@ from modelyard.serving.controller.reports import (
     replica_logs,
 )
 from modelyard.serving.controller.rollout import Pools, Rollout, roll
+from modelyard.serving.controller.run_keys import DeploymentKeys
 from modelyard.serving.controller.starter import ReplicaStarter
 from modelyard.serving.controller.sync import Sync
 from modelyard.serving.gateway import Gateway
@@ -90,6 +91,7 @@ class _DeployRequest:
     env: dict[str, str] | None
     memory_bytes: int | None
     cpus: float | None
+    secrets: tuple[str, ...] = ()  # names of project secrets its replicas get
 
 
 class Controller:
@@ -114,6 +116,7 @@ class Controller:
         replica_python: str | os.PathLike[str] | None = None,
         health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
         now: Callable[[], float] = time.monotonic,
+        replica_keys: DeploymentKeys | None = None,
     ) -> None:
         if (
             isinstance(health_timeout_s, bool)
@@ -132,11 +135,13 @@ class Controller:
         self.replica_python = None if replica_python is None else os.fspath(replica_python)
         self.health_timeout_s = float(health_timeout_s)
         self._fleet = Fleet(runtime, registry, now)
+        self._fleet.keys = replica_keys  # each deployment's own run key (run_keys.py)
         self._pools = Pools(gateway, self.on_stuck)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._starts = ReplicaStarter(
             self.home, self._fleet, self._pools, self.replica_python, self.health_timeout_s
         )
+        self._starts.keys = replica_keys
         self._background: set[asyncio.Task[Any]] = set()
         self._prepare = Preparer(self.home, registry)
         self._sync = Sync(self)
@@ -169,10 +174,13 @@ class Controller:
         memory_bytes: int | None = None,
         cpus: float | None = None,
         settings: ModelSettings | Mapping[str, Any] | None = None,
+        project_crn: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> DeployOutcome:
         """Build ``function`` of ``file`` in ``project`` and roll it out as ``name``.
 
-        Creates the model if it is new. A failed build returns ``ok=False`` with the build log's
+        Creates the model if it is new (in the Modelyard project ``project_crn``; None: the
+        default project). A failed build returns ``ok=False`` with the build log's
         tail and leaves the running deployment untouched; so does a new replica that does not
         become healthy (the deployment is then ``failed``).
         """
@@ -187,10 +195,19 @@ class Controller:
                 project=os.fspath(project),
             )
         request = _DeployRequest(
-            project, file, function, example, requirements, replicas, env, memory_bytes, cpus
+            project,
+            file,
+            function,
+            example,
+            requirements,
+            replicas,
+            env,
+            memory_bytes,
+            cpus,
+            tuple(secrets),
         )
         async with self._locks[name]:
-            model, access_key, changes = await self._ensure_model(name, settings)
+            model, access_key, changes = await self._ensure_model(name, settings, project_crn)
             try:
                 outcome = await self._build_and_roll(model, access_key, changes, request)
             except BaseException:
@@ -212,6 +229,9 @@ class Controller:
     ) -> DeployOutcome:
         """``deploy``'s build, records and rollout, under the model's lock."""
         name = model.name
+        # Every secret it names exists in the model's project (NotFound naming the missing
+        # ones), before a build that could take minutes; the values are read at replica start.
+        await self._reg(self.registry.secrets.check, model.project_crn, request.secrets)
         # New settings of an existing model are checked now and stored only once the build
         # succeeded: a failed deploy leaves the model as it was.
         future = model.settings.replace(**changes) if changes else model.settings
@@ -258,6 +278,7 @@ class Controller:
             request.env,
             request.memory_bytes,
             request.cpus,
+            request.secrets,
         )
         choice = await self._starts.batch_choice(model, built)
         outcome = await self._replace(model, built, deployment, access_key, choice)
@@ -271,15 +292,18 @@ class Controller:
         )
 
     async def _ensure_model(
-        self, name: str, settings: ModelSettings | Mapping[str, Any] | None
+        self, name: str, settings: ModelSettings | Mapping[str, Any] | None, project_crn: str | None
     ) -> tuple[Model, str | None, dict[str, Any]]:
         """The model (created with ``settings`` if new, with its access key), and the settings
         changes still to apply to an existing one."""
         try:
             model: Model = await self._reg(self.registry.get_model, name)
         except NotFound:
-            created, key = await self._reg(self.registry.create_model, name, settings)
+            where = {} if project_crn is None else {"project_crn": project_crn}
+            created, key = await self._reg(self.registry.create_model, name, settings, **where)
             return created, key, {}
+        if project_crn is not None and model.project_crn != project_crn:
+            raise Conflict(f"model {name!r} was created in another project meanwhile", model=name)
         if settings is None:
             return model, None, {}
         changes = settings.to_dict() if isinstance(settings, ModelSettings) else dict(settings)
@@ -385,6 +409,7 @@ class Controller:
                 template.env if template else None,
                 template.memory_bytes if template else None,
                 template.cpus if template else None,
+                template.secrets if template else (),
             )
             return await self._replace(model, built, deployment, None)
 

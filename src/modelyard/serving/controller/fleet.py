@@ -22,6 +22,7 @@ from modelyard.errors import ModelyardError, NotFound, Unavailable
 from modelyard.registry import Registry
 from modelyard.runtime import Event, ReplicaSpec, ReplicaStatus, Runtime, check_health
 from modelyard.serving.controller.replica_specs import HEALTH_PATH
+from modelyard.serving.controller.run_keys import DeploymentKeys
 from modelyard.serving.gateway.pool import DeploymentPool
 
 __all__ = ["EventRelay", "Fleet", "Replica", "ReplicaStartFailed"]
@@ -123,6 +124,8 @@ class Fleet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[Event] = []
         self._recorder = ThreadPoolExecutor(1, thread_name_prefix="modelyard-events")
+        # Each deployment's run key (``run_keys.py``): released as its replicas stop here.
+        self.keys: DeploymentKeys | None = None
 
     # -- the loop -------------------------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -265,6 +268,8 @@ class Fleet:
         replica.pools.clear()
         with contextlib.suppress(NotFound):
             await asyncio.to_thread(self.runtime.stop_replica, replica.replica_id)
+        if self.keys is not None:
+            await asyncio.to_thread(self.keys.release, replica.replica_id)
 
     async def stop_many(self, replicas: list[Replica]) -> None:
         await asyncio.gather(*(self.stop(replica) for replica in replicas))
