@@ -86,6 +86,7 @@ def _skip_reason(block: Block) -> str | None:
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
     env["MODELYARD_HOME"] = str(home)
+    env["MODELYARD_CONFIG"] = str(home / "cli-config.json")  # never the reader's own CLI config
     env["COLUMNS"] = "200"
     return env
 
@@ -227,7 +228,7 @@ def test_monitor_tour(tmp_path: Path) -> None:
                 "models",
                 "deploy",
                 "churn",
-                "--project",
+                "--project-dir",
                 "churn",
                 "--replicas",
                 "2",
@@ -336,10 +337,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             return json.loads(done.stdout)
 
         deployed = cli(
-            "models", "deploy", "churn", "--project", "churn", "--file", "predict.py",
+            "models", "deploy", "churn", "--project-dir", "churn", "--file", "predict.py",
             "--function", "predict", "--example", '{"tenure": 3}',
         )  # fmt: skip
-        cli("jobs", "create", "warmup", "--project", "churn", "--script", "tick.py", "--manual")
+        cli("jobs", "create", "warmup", "--project-dir", "churn", "--script", "tick.py", "--manual")
         run = cli("jobs", "run", "warmup")
         env.update(
             URL=server.url,

@@ -68,6 +68,7 @@ def test_the_serving_tour_runs_as_written(tmp_path: Path, modelyard_home: Path) 
     bin_dir = str(Path(sys.executable).parent) + "/"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
     env["COLUMNS"] = "200"  # rich tables as wide as the keys, not the test runner's pipe
+    env["MODELYARD_CONFIG"] = str(tmp_path / "cli-config.json")  # not the reader's own
     work = tmp_path / "work"
     work.mkdir()
     printed: dict[str, str] = {}  # placeholder -> the value an earlier step printed

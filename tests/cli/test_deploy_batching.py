@@ -38,7 +38,7 @@ def test_deploy_names_the_batch_function_and_warns_about_a_bypassed_predict(
     project.mkdir()
     (project / "predict.py").write_text(textwrap.dedent(SOURCE))
     server_process()
-    deploy = ["models", "deploy", "batched", "--project", str(project), "--example", '{"x": 1}']
+    deploy = ["models", "deploy", "batched", "--project-dir", str(project), "--example", '{"x": 1}']
 
     code, out, err = cli(capsys, *deploy, "--json")
     assert code == 0, err

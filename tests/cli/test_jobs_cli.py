@@ -26,7 +26,6 @@ pytestmark = pytest.mark.slow
 
 DEPLOYMENT = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333333"
 BUILD = "crn:modelyard:build/33333333-3333-4333-8333-333333333334"
-MODEL = "crn:modelyard:model/33333333-3333-4333-8333-333333333335"
 WATCHED = "crn:modelyard:deployment/33333333-3333-4333-8333-333333333336"
 T0 = 1_764_925_200_000  # 2025-12-05T09:00:00Z (the API takes times from 2000 on)
 
@@ -124,6 +123,12 @@ def test_jobs_cli_against_a_real_server(
 ) -> None:
     server = server_process()
     p = str(project)
+    # The records below belong to a model of the default project, where these jobs land: a
+    # job run's key reaches the models of its job's project only.
+    from modelyard.registry import Registry
+    from modelyard.store import open_store
+
+    model_crn = Registry(open_store()).create_model("watched")[0].crn
 
     # A job every second: runs are recorded, each with its log.
     created = ok_json(
@@ -131,7 +136,7 @@ def test_jobs_cli_against_a_real_server(
         "jobs",
         "create",
         "ticker",
-        "--project",
+        "--project-dir",
         p,
         "--script",
         "tick.py",
@@ -166,7 +171,7 @@ def test_jobs_cli_against_a_real_server(
     records = [
         {
             "predictionUuid": f"p-{i}",
-            "modelCrn": MODEL,
+            "modelCrn": model_crn,
             "modelBuildCrn": BUILD,
             "modelDeploymentCrn": DEPLOYMENT,
             "startTimeStampMs": T0 + i,
@@ -185,7 +190,7 @@ def test_jobs_cli_against_a_real_server(
         "jobs",
         "create",
         "monitor",
-        "--project",
+        "--project-dir",
         p,
         "--script",
         "monitor.py",
@@ -218,7 +223,7 @@ def test_jobs_cli_against_a_real_server(
     scored = [
         {
             "predictionUuid": f"w-{i}",
-            "modelCrn": MODEL,
+            "modelCrn": model_crn,
             "modelBuildCrn": BUILD,
             "modelDeploymentCrn": WATCHED,
             "startTimeStampMs": start + 1000 * i,
@@ -236,7 +241,7 @@ def test_jobs_cli_against_a_real_server(
         "metrics: [classification, label_coverage]\n"
     )
     job = ok_json(
-        capsys, "jobs", "create", "watch", "--project", p, "--monitor", "watch.yaml", "--manual"
+        capsys, "jobs", "create", "watch", "--project-dir", p, "--monitor", "watch.yaml", "--manual"
     )["job"]
     assert job["script"] is None and job["monitor"] == "watch.yaml" and job["args"] == []
     run = ok_json(capsys, "jobs", "run", "watch")
@@ -254,7 +259,7 @@ def test_jobs_cli_against_a_real_server(
 
     # Cancel: a follower of the log ends when the run does.
     ok_json(
-        capsys, "jobs", "create", "sleepy", "--project", p, "--script", "sleeper.py", "--manual"
+        capsys, "jobs", "create", "sleepy", "--project-dir", p, "--script", "sleeper.py", "--manual"
     )
     run = ok_json(capsys, "jobs", "run", "sleepy")
     wait_for(lambda: ok_json(capsys, "jobs", "show-run", run["uuid"])["state"] == "running")
@@ -286,7 +291,7 @@ def test_jobs_cli_against_a_real_server(
         "jobs",
         "create",
         "step-a",
-        "--project",
+        "--project-dir",
         p,
         "--script",
         "step.py",
@@ -299,7 +304,7 @@ def test_jobs_cli_against_a_real_server(
         "jobs",
         "create",
         "step-b",
-        "--project",
+        "--project-dir",
         p,
         "--script",
         "step.py",
@@ -313,7 +318,7 @@ def test_jobs_cli_against_a_real_server(
         "jobs",
         "create",
         "step-c",
-        "--project",
+        "--project-dir",
         p,
         "--script",
         "step.py",
@@ -353,7 +358,7 @@ def test_jobs_cli_against_a_real_server(
         (["--script", "tick.py"], "exactly one schedule, got none"),
         (["--script", "tick.py", "--every", "1s", "--manual"], "got --every, --manual"),
     ):
-        code, _, err = cli(capsys, "jobs", "create", "bad", "--project", p, *args)
+        code, _, err = cli(capsys, "jobs", "create", "bad", "--project-dir", p, *args)
         assert code == 2 and named in err, (args, err)
     code, _, err = cli(capsys, "jobs", "update", "step-a", "--after", "step-c")
     assert code == 2 and "step-a -> step-b -> step-c -> step-a" in err, err
@@ -375,8 +380,18 @@ def test_jobs_cli_against_a_real_server(
 
     # --requirements: stored with the job and used by its runs (this file lists nothing, so the
     # run says it keeps the base environment; tests/jobs/test_project_files.py installs one).
+    # The server keeps the folder uploaded at creation: a new file travels with a new upload.
     (project / "requirements.txt").write_text("# nothing to install\n")
-    code, _, err = cli(capsys, "jobs", "update", "step-a", "--requirements", "requirements.txt")
+    code, _, err = cli(
+        capsys,
+        "jobs",
+        "update",
+        "step-a",
+        "--project-dir",
+        str(project),
+        "--requirements",
+        "requirements.txt",
+    )
     assert code == 0, err
     assert ok_json(capsys, "jobs", "show", "step-a")["requirements"] == "requirements.txt"
     run = ok_json(capsys, "jobs", "run", "step-a")

@@ -41,13 +41,13 @@ def test_models_and_keys_commands_against_a_real_server(
 ) -> None:
     server = server_process()
     deployed = ok_json(
-        capsys, "models", "deploy", "churn", "--project", str(project),
+        capsys, "models", "deploy", "churn", "--project-dir", str(project),
         "--example", '{"x": 1}', "--env", "GREETING=hi", "--json",
     )  # fmt: skip
     assert deployed["ok"] is True and deployed["access_key"].startswith("mya_")
     build1 = deployed["build"]["crn"]
 
-    code, out, _ = cli(capsys, "models", "deploy", "plain", "--project", str(project),
+    code, out, _ = cli(capsys, "models", "deploy", "plain", "--project-dir", str(project),
                        "--no-auth", "--concurrency", "2", "--timeout", "5")  # fmt: skip
     assert code == 0
     assert "crn:modelyard:deployment/" in out and "mya_" in out  # ids and the key, as a table
@@ -78,7 +78,7 @@ def test_models_and_keys_commands_against_a_real_server(
     (project / "predict.py").write_text(
         (project / "predict.py").read_text().replace("* 2}", "* 3}")
     )
-    second = ok_json(capsys, "models", "deploy", "churn", "--project", str(project), "--json")
+    second = ok_json(capsys, "models", "deploy", "churn", "--project-dir", str(project), "--json")
     assert second["access_key"] is None and second["build"]["crn"] != build1
     back = ok_json(capsys, "models", "rollback", "churn", "--json")
     assert back["build"]["crn"] == build1
@@ -87,7 +87,7 @@ def test_models_and_keys_commands_against_a_real_server(
 
     # a failed build: non-zero exit, the log tail printed, the running deployment untouched
     (project / "predict.py").write_text("raise RuntimeError('cannot import this')\n")
-    code, out, err = cli(capsys, "models", "deploy", "churn", "--project", str(project))
+    code, out, err = cli(capsys, "models", "deploy", "churn", "--project-dir", str(project))
     assert code == 2
     assert "cannot import this" in err and "Deploy failed" in err  # piped: the title on stderr
     assert "crn:modelyard:build/" in out
@@ -96,15 +96,17 @@ def test_models_and_keys_commands_against_a_real_server(
     rotated = ok_json(capsys, "models", "rotate-key", "churn", "--json")
     assert rotated["access_key"].startswith("mya_")
 
-    # keys: create a user key, use it through MODELYARD_URL + MODELYARD_API_KEY, revoke it
-    created = ok_json(capsys, "keys", "create", "--name", "alice", "--role", "user", "--json")
+    # keys: create a user key narrowed to operator, use it through MODELYARD_URL +
+    # MODELYARD_API_KEY, revoke it
+    created = ok_json(capsys, "keys", "create", "--name", "alice", "--role", "user",
+                      "--project-role", "operator", "--json")  # fmt: skip
     token, key_id = created["token"], created["key"]["id"]
     assert key_id in {k["id"] for k in ok_json(capsys, "keys", "list", "--json")}
     monkeypatch.setenv("MODELYARD_URL", server.url)
     monkeypatch.setenv("MODELYARD_API_KEY", token)
     assert len(ok_json(capsys, "models", "list", "--json")) == 2
-    code, _, err = cli(capsys, "models", "delete", "plain")  # a user may not
-    assert code == 2 and "role 'user'" in err
+    code, _, err = cli(capsys, "models", "delete", "plain")  # an operator may not
+    assert code == 2 and "operator" in err and "needs contributor or higher" in err
     monkeypatch.delenv("MODELYARD_URL")
     monkeypatch.delenv("MODELYARD_API_KEY")
     revoked = ok_json(capsys, "keys", "revoke", key_id, "--json")

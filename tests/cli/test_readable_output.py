@@ -181,7 +181,7 @@ def test_a_bare_number_as_a_duration_asks_for_a_unit(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, _, err = run_main(
-        capsys, "jobs", "create", "tick", "--project", str(tmp_path), "--script", "t.py",
+        capsys, "jobs", "create", "tick", "--project-dir", str(tmp_path), "--script", "t.py",
         "--every", "5",
     )  # fmt: skip
     assert code == 2

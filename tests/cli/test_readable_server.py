@@ -81,11 +81,11 @@ def test_models_output_is_complete_and_names_and_prefixes_work(
     project = tmp_path / "churn"
     project.mkdir()
     (project / "predict.py").write_text(textwrap.dedent(PREDICT))
-    deployed = pairs(ok(capsys, "models", "deploy", "churn", "--project", str(project)))
+    deployed = pairs(ok(capsys, "models", "deploy", "churn", "--project-dir", str(project)))
     first_build = deployed["build"]
     assert len(deployed["deployment"]) == len("crn:modelyard:deployment/") + 36  # not cut to ...
     (project / "predict.py").write_text(textwrap.dedent(PREDICT).replace("* 2}", "* 3}"))
-    second = pairs(ok(capsys, "models", "deploy", "churn", "--project", str(project)))
+    second = pairs(ok(capsys, "models", "deploy", "churn", "--project-dir", str(project)))
     assert second["build"] != first_build
 
     models = table(ok(capsys, "models", "list"))
@@ -95,6 +95,7 @@ def test_models_output_is_complete_and_names_and_prefixes_work(
             "crn": deployed["model"],
             "active deployment": second["deployment"],
             "replicas": "1",
+            "project": "admin/default",  # owner/name, not the CRN the API answers
         }
     ]
     builds = table(ok(capsys, "models", "builds", "churn"))
@@ -113,7 +114,7 @@ def test_models_output_is_complete_and_names_and_prefixes_work(
     created = orjson.loads(
         ok(capsys, "keys", "create", "--name", "reader", "--scope", deployed["model"], "--json")
     )
-    ok(capsys, "models", "deploy", "other", "--project", str(project))
+    ok(capsys, "models", "deploy", "other", "--project-dir", str(project))
     monkeypatch.setenv("MODELYARD_URL", server.url)
     monkeypatch.setenv("MODELYARD_API_KEY", created["token"])
 
@@ -139,11 +140,11 @@ def test_runs_are_listed_whole_and_named_by_prefix(
     project.mkdir()
     (project / "hello.py").write_text(textwrap.dedent(HELLO))
     code, _, err = cli(
-        capsys, "jobs", "create", "hello", "--project", str(project), "--script", "hello.py",
+        capsys, "jobs", "create", "hello", "--project-dir", str(project), "--script", "hello.py",
         "--every", "5",
     )  # fmt: skip
     assert code == 2 and "--every='5' has no unit; add a unit (30s, 5m, 1h" in err
-    ok(capsys, "jobs", "create", "hello", "--project", str(project), "--script", "hello.py",
+    ok(capsys, "jobs", "create", "hello", "--project-dir", str(project), "--script", "hello.py",
        "--manual")  # fmt: skip
     run = pairs(ok(capsys, "jobs", "run", "hello"))
     uuid = run["uuid"]
@@ -159,14 +160,14 @@ def test_runs_are_listed_whole_and_named_by_prefix(
     assert runs[0]["duration_ms"].isdigit()  # a duration, not a time
 
     log = ok(capsys, "jobs", "logs", uuid[:8])
-    assert "hello from the run\nown 200\nother 403\n" in log
+    assert "hello from the run\nown 200\nother 404\n" in log
     shown = pairs(ok(capsys, "jobs", "show-run", uuid[:6]))
     assert shown["uuid"] == uuid and shown["ended"].endswith(ISO_LOCAL)
     code, _, err = cli(capsys, "jobs", "logs", uuid[:3])
     assert code == 2 and "too short" in err and "at least 4 characters" in err
     unknown = "0000" if not uuid.startswith("0000") else "ffff"
     code, _, err = cli(capsys, "jobs", "show-run", unknown)
-    assert code == 2 and f"no run id starts with '{unknown}'" in err
+    assert code == 2 and f"run '{unknown}' is not known, or not in a project you can see" in err
     listed = table(ok(capsys, "jobs", "list"))
     hello = next(j for j in listed if j["name"] == "hello")
     assert hello["last_slot"].endswith(ISO_LOCAL)

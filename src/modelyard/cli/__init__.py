@@ -12,14 +12,19 @@ import click
 
 from modelyard.cli import (
     alerts_cmd,
+    audit_cmd,
     demo_cmd,
     jobs_cmd,
     keys_cmd,
     metrics_cmd,
     models_cmd,
     monitors_cmd,
+    projects_cmd,
+    secrets_cmd,
     server_cmd,
     store_cmd,
+    teams_cmd,
+    users_cmd,
 )
 from modelyard.cli.output import error, json_option, print_json, print_rows
 from modelyard.errors import ModelyardError
@@ -39,6 +44,9 @@ def cli() -> None:
     epoch milliseconds. Identifiers are never cut short.
     Models, deployments and builds can be named by model name or CRN; runs and builds also
     by an unambiguous prefix of their id (at least 4 characters), as git does.
+    --project names a Modelyard project (name, owner/name, uuid or CRN); without it, the
+    default project of 'modelyard projects use' (kept in $MODELYARD_CONFIG), else the
+    server's default project.
     """
 
 
@@ -50,7 +58,12 @@ cli.add_command(models_cmd.models)
 cli.add_command(keys_cmd.keys)
 cli.add_command(monitors_cmd.monitors)
 cli.add_command(alerts_cmd.alerts)
+cli.add_command(audit_cmd.audit)
 cli.add_command(jobs_cmd.jobs)
+cli.add_command(projects_cmd.projects)
+cli.add_command(users_cmd.users)
+cli.add_command(teams_cmd.teams)
+cli.add_command(secrets_cmd.secrets)
 
 
 @cli.command()
@@ -70,7 +83,7 @@ def show_settings(as_json: bool) -> None:
             "name": s.name,
             "env": s.env,
             "default": s.default,
-            "value": os.environ.get(s.env),
+            "value": "***" if s.secret and os.environ.get(s.env) else os.environ.get(s.env),
             "help": s.help,
         }
         for s in SETTINGS.values()

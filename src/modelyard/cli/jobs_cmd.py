@@ -1,8 +1,11 @@
 """``modelyard jobs``: define recurring, dependent and manual jobs and follow their runs (over the
 server's REST API, ``/api/v1/jobs`` and ``/api/v1/runs``).
 
-The project folder is read by the server, so the CLI and the server run on the same machine (the
-CLI sends the folder's absolute path). Durations take units (``30s``, ``10m``, ``2h``); the API
+The job's folder (``--project-dir``) is packed here and uploaded (only the files the server
+lacks); the server keeps it for the job's runs. ``--project`` names the Modelyard project
+a new job goes into (``?project=``; default: ``modelyard projects use``, else the server's default
+project) and filters ``list``; a job's name is unique on the server, so commands naming a job or
+a run need no project. Durations take units (``30s``, ``10m``, ``2h``); the API
 itself speaks milliseconds. Runs are named by their uuid, an unambiguous prefix of it (4 or more
 characters, as git names commits), or their full ``crn:modelyard:run/`` id. Prefixes are resolved
 by the server (``Registry.resolve_run``), not here: there is no list of every run to search
@@ -21,6 +24,7 @@ import click
 
 from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
+from modelyard.cli.config import project_option, project_params
 from modelyard.cli.output import format_time, json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_duration_ms
@@ -60,9 +64,9 @@ def _duration(text: str | None, option: str) -> int | None:
 def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The request body for the options given to ``create`` or ``update`` (the click options of
     ``_job_options``; what is not given is left out)."""
-    project: Path | None = options["project"]
+    folder: Path | None = options["project_dir"]
     body: dict[str, Any] = {
-        "project": None if project is None else str(project.resolve()),
+        "project": None if folder is None else str(folder.resolve()),
         "script": options["script"],
         "monitor": options["monitor"],
         "requirements": options["requirements"],
@@ -83,6 +87,8 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
         body["args"] = [word for text in options["args"] for word in shlex.split(text)]
     if options["env"]:
         body["env"] = env_pairs(options["env"])
+    if options["secrets"]:
+        body["secrets"] = list(options["secrets"])
     if options["notify"]:
         body["notify"] = list(options["notify"])
     notify_on = options["notify_on"]
@@ -91,16 +97,39 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _send_folder(
+    client: Any,
+    body: dict[str, Any],
+    options: Mapping[str, Any],
+    job_path: str,
+    given: str | None,
+    default: str | None,
+) -> None:
+    """Upload ``--project-dir`` (as for deploys: the server never reads this machine's folder)
+    and name the upload in ``body`` instead of the folder."""
+    folder: Path | None = options["project_dir"]
+    if folder is None:
+        return
+    from modelyard.cli.uploading import check_kept, upload_folder, upload_project
+
+    named = ("script", "monitor", "requirements")
+    check_kept(folder.resolve(), {name: options.get(name) for name in named})
+    body.pop("project", None)
+    where = upload_project(client, job_path, given, default)
+    body["upload"] = upload_folder(client, folder.resolve(), where).id
+
+
 def _job_options(required: bool) -> Callable[[F], F]:
     """The definition options shared by ``create`` and ``update``."""
 
     def decorate(fn: F) -> F:
         options = [
             click.option(
-                "--project",
+                "--project-dir",
+                "project_dir",
                 type=click.Path(exists=True, file_okay=False, path_type=Path),
                 required=required,
-                help="Project folder (on this machine, which must be the server's).",
+                help="The job's folder (packed here and uploaded to the server).",
             ),
             click.option("--script", default=None, help="Script to run, inside the project."),
             click.option(
@@ -132,6 +161,14 @@ def _job_options(required: bool) -> Callable[[F], F]:
             click.option("--retries", type=int, default=None, help="Retries of a failed run."),
             click.option("--retry-backoff", default=None, help="First retry wait (default 30s)."),
             click.option("--env", "env", multiple=True, help="K=V added to each run's env."),
+            click.option(
+                "--secret",
+                "secrets",
+                multiple=True,
+                metavar="NAME",
+                help="A project secret (modelyard secrets set NAME) each run gets as environment "
+                "variable NAME; repeatable (update: replaces the list).",
+            ),
             click.option(
                 "--overlap",
                 type=click.Choice(["skip", "queue", "allow"]),
@@ -205,8 +242,9 @@ def jobs() -> None:
 @jobs.command()
 @click.argument("name")
 @_job_options(required=True)
+@project_option()
 @_JSON
-def create(name: str, as_json: bool, **options: Any) -> None:
+def create(name: str, project: str | None, as_json: bool, **options: Any) -> None:
     """Define job NAME: a script (or --monitor SPEC) and exactly one schedule (--cron, --every,
     --after or --manual). Bad input changes nothing; an unreachable webhook is a warning."""
     # The schedule is checked first in the words of the options; the rest by the spec.
@@ -224,7 +262,9 @@ def create(name: str, as_json: bool, **options: Any) -> None:
 
     spec = JobSpec(**body)  # checked here as the server checks it: bad input sends nothing
     sent = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
-    answer = connect().call("POST", "/api/v1/jobs", sent)
+    client, params = connect(), project_params(project)
+    _send_folder(client, sent, options, _job_path(name), project, params.get("project"))
+    answer = client.call("POST", "/api/v1/jobs", sent, params=params)
     _print_job(answer["job"], answer["warnings"], as_json)
 
 
@@ -240,15 +280,19 @@ def update(name: str, as_json: bool, **options: Any) -> None:
             f"nothing to change for job {name!r}; give at least one option (see "
             "'modelyard jobs update --help')"
         )
-    answer = connect().call("PATCH", _job_path(name), body)
+    client = connect()
+    _send_folder(client, body, options, _job_path(name), None, None)
+    answer = client.call("PATCH", _job_path(name), body)
     _print_job(answer["job"], answer["warnings"], as_json)
 
 
 @jobs.command("list")
+@project_option(listing=True)
 @_JSON
-def list_jobs(as_json: bool) -> None:
-    """Every job with its schedule, next run time and last run."""
-    found = connect().call("GET", "/api/v1/jobs")["jobs"]
+def list_jobs(project: str | None, all_projects: bool, as_json: bool) -> None:
+    """Every job (of the project) with its schedule, next run time and last run."""
+    params = project_params(project, all_projects)
+    found = connect().call("GET", "/api/v1/jobs", params=params)["jobs"]
     if as_json:
         print_json(found)
         return

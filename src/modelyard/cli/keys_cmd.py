@@ -1,4 +1,10 @@
-"""``modelyard keys``: API keys on the server (admin only). A new key is printed once."""
+"""``modelyard keys``: API keys on the server. A new key is printed once.
+
+A key belongs to a user and acts with that user's rights (``--user``: server admins make keys
+for others; default: yours), optionally narrowed to one project (``--project``), one model
+(``--scope``) and a role (``--project-role``). Narrowing only takes rights away. Run keys are
+minted by the server (one per deployment and per job run), never here.
+"""
 
 from __future__ import annotations
 
@@ -14,28 +20,39 @@ __all__ = ["keys"]
 
 @click.group()
 def keys() -> None:
-    """Create, list and revoke API keys (needs an admin key)."""
+    """Create, list and revoke API keys (yours; server admins: everyone's)."""
 
 
 @keys.command()
 @click.option("--name", default="key", show_default=True, help="Who or what the key is for.")
 @click.option(
     "--role",
-    type=click.Choice(["admin", "user", "run"]),
+    type=click.Choice(["admin", "user"]),
     default="user",
     show_default=True,
-    help="admin: everything; user: call models, metrics, read models; run: metrics only.",
+    help="user: the user's project roles; admin: all the user's rights, a server admin's "
+    "included (server admins only).",
 )
 @click.option("--expires", default="365d", show_default=True, help="Lifetime, or 'never' (admin).")
+@click.option("--scope", default=None, help="Limit the key to one model (its name or CRN).")
+@click.option("--user", default=None, help="Whose key (server admins only; default: yours).")
 @click.option(
-    "--scope", default=None, help="Limit a user or run key to one model (its name or CRN)."
+    "--project",
+    default=None,
+    metavar="PROJECT",
+    help="Limit the key to one Modelyard project (name, owner/name, uuid or CRN).",
+)
+@click.option(
+    "--project-role",
+    type=click.Choice(["viewer", "operator", "contributor", "admin"]),
+    default=None,
+    help="The most the key may do in its projects (at most the user's own role).",
 )
 @json_option()
-def create(name: str, role: str, expires: str, scope: str | None, as_json: bool) -> None:
+def create(as_json: bool, **options: str | None) -> None:
     """Create a key; its token is printed this once (only its hash is stored)."""
-    answer = connect().call(
-        "POST", "/api/v1/keys", {"name": name, "role": role, "expires": expires, "scope": scope}
-    )
+    body = {k: v for k, v in options.items() if v is not None}
+    answer = connect().call("POST", "/api/v1/keys", body)
     if as_json:
         print_json(answer)
         return
@@ -44,14 +61,17 @@ def create(name: str, role: str, expires: str, scope: str | None, as_json: bool)
 
 
 @keys.command("list")
+@click.option("--user", default=None, help="Only this user's keys (server admins).")
 @json_option()
-def list_keys(as_json: bool) -> None:
-    """Every key with its role, prefix, expiry and revocation."""
-    found = connect().call("GET", "/api/v1/keys")["keys"]
+def list_keys(user: str | None, as_json: bool) -> None:
+    """Your keys (server admins: every key) with role, narrowing, expiry and revocation."""
+    params = None if user is None else {"user": user}
+    found = connect().call("GET", "/api/v1/keys", params=params)["keys"]
     if as_json:
         print_json(found)
         return
-    columns = ["id", "name", "role", "prefix", "scope", "expires_ms", "revoked_ms"]
+    columns = ["id", "name", "role", "user_id", "project_crn", "project_role", "scope"]
+    columns += ["expires_ms", "revoked_ms"]
     print_rows("API keys", columns, [[k.get(c) for c in columns] for k in found])
 
 

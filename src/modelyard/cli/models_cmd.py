@@ -1,12 +1,14 @@
 """``modelyard models``: deploy and operate models on a Modelyard server (over its REST API).
 
-The project folder is read by the server, so the CLI and the server must run on the same machine
-(the CLI sends the folder's absolute path).
+The folder to deploy (``--project-dir``) is packed here and uploaded (only the files the server
+lacks, ``cli.uploading``), so the server may run on this machine or any other. ``--project``
+names the Modelyard project a new model goes into (``?project=``; default: ``modelyard
+projects use``, else the server's default project) and filters ``list``; a model's name is
+unique on the server, so commands naming a model need no project.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import orjson
 
 from modelyard.cli.args import env_pairs
 from modelyard.cli.client import connect
+from modelyard.cli.config import project_names, project_option, project_params
 from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput, ModelyardError
 
@@ -57,17 +60,19 @@ def _model_settings(options: dict[str, Any]) -> dict[str, Any]:
 
 @click.group()
 def models() -> None:
-    """Deploy and operate models on the server (same machine: project paths are local)."""
+    """Deploy and operate models on the server (--project-dir is uploaded to it)."""
 
 
 @models.command()
 @click.argument("name")
 @click.option(
-    "--project",
+    "--project-dir",
+    "project_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     required=True,
-    help="Project folder (on this machine, which must be the server's).",
+    help="Folder to deploy (packed here and uploaded to the server).",
 )
+@project_option()
 @click.option("--file", "file", default="predict.py", show_default=True, help="Python file.")
 @click.option("--function", default="predict", show_default=True, help="Function to serve.")
 @click.option("--example", default=None, help="Example input (JSON) for the build's smoke test.")
@@ -79,6 +84,14 @@ def models() -> None:
 )
 @click.option("--replicas", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--env", "env", multiple=True, help="K=V added to each replica's environment.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="NAME",
+    help="A project secret (modelyard secrets set NAME) each replica gets as environment "
+    "variable NAME; repeatable.",
+)
 @click.option("--memory", default=None, help="Memory limit per replica, e.g. 512M.")
 @click.option(
     "--cpus",
@@ -102,26 +115,43 @@ def models() -> None:
 @_JSON
 def deploy(name: str, as_json: bool, **options: Any) -> None:
     """Create the model if new, build the project and deploy it (rolling, no downtime)."""
-    requirements: Path | None = options["requirements"]
-    if requirements is not None and not requirements.is_absolute():
-        requirements = Path(os.getcwd()) / requirements
+    from modelyard.cli.uploading import (
+        check_kept,
+        relative_requirements,
+        upload_folder,
+        upload_project,
+    )
     from modelyard.specs.deploy import DeploySpec  # pydantic loads only for this command
 
+    project_dir: Path = options["project_dir"].resolve()
     spec = DeploySpec(  # checked here as the server reads it: bad input sends nothing
-        project=str(options["project"].resolve()),
+        upload="(sent next)",
         file=options["file"],
         function=options["function"],
         example=None if options["example"] is None else _json_arg(options["example"], "--example"),
-        requirements=None if requirements is None else str(requirements),
+        requirements=relative_requirements(options["requirements"], project_dir),
         replicas=options["replicas"],
         env=env_pairs(options["env"]),
         memory=options["memory"],
         cpus=options["cpus"],
         settings=_model_settings(options),
+        secrets=options["secrets"],
     )
     body = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
+    check_kept(project_dir, {"file": spec.file, "requirements": spec.requirements})
+    client = connect()
+    # Always uploaded, even to a server on this machine: the server never reads our folder.
+    params = project_params(options["project"])
+    where = upload_project(client, _path(name), options["project"], params.get("project"))
+    body["upload"] = upload_folder(client, project_dir, where).id
     try:
-        outcome = connect().call("POST", _path(name, "deploy"), body, timeout=None)
+        outcome = client.call(
+            "POST",
+            _path(name, "deploy"),
+            body,
+            params=params,
+            timeout=None,
+        )
     except ModelyardError as exc:
         if exc.code == "deploy_failed" and exc.details:
             _print_failed(exc.details, as_json)
@@ -175,18 +205,24 @@ def _print_failed(details: dict[str, Any], as_json: bool) -> None:
 
 
 @models.command("list")
+@project_option(listing=True)
 @_JSON
-def list_models(as_json: bool) -> None:
-    """Every model with its active deployment."""
-    found = connect().call("GET", "/api/v1/models")["models"]
+def list_models(project: str | None, all_projects: bool, as_json: bool) -> None:
+    """Every model (of the project) with its active deployment."""
+    params = project_params(project, all_projects)
+    client = connect()
+    found = client.call("GET", "/api/v1/models", params=params)["models"]
     if as_json:
         print_json(found)
         return
+    names = project_names(client) if found else {}
     rows = []
     for m in found:
         active = m.get("active_deployment") or {}
-        rows.append([m["name"], m["crn"], active.get("crn"), active.get("replicas")])
-    print_rows("Models", ["name", "crn", "active deployment", "replicas"], rows)
+        crn = m.get("project_crn")
+        shown = names.get(crn, crn) if isinstance(crn, str) else None
+        rows.append([m["name"], m["crn"], active.get("crn"), active.get("replicas"), shown])
+    print_rows("Models", ["name", "crn", "active deployment", "replicas", "project"], rows)
 
 
 @models.command()

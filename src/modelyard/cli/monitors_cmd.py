@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from modelyard.cli.config import project_option
 from modelyard.cli.output import print_json, print_mapping, print_rows
 
 if TYPE_CHECKING:
@@ -137,15 +138,22 @@ def upload(deployment: str, name: str, file: Path, as_json: bool) -> None:
     default=None,
     help="Only this deployment's samples: its CRN, or a model name (its active deployment).",
 )
+@project_option(listing=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
-def list_command(deployment: str | None, as_json: bool) -> None:
+def list_command(
+    deployment: str | None, project: str | None, all_projects: bool, as_json: bool
+) -> None:
     """Stored reference samples (without their data)."""
+    from modelyard.cli.alerts_cmd import project_deployments
     from modelyard.cli.names import resolve
     from modelyard.monitors import list_references
 
     if deployment is not None:
         deployment = resolve(deployment, "deployment", "--deployment")
     found = list_references(deployment)
+    keep = project_deployments(project, all_projects)
+    if keep is not None:
+        found = [r for r in found if keep(r["deployment_crn"])]
     if as_json:
         print_json(found)
         return

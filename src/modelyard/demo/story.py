@@ -248,7 +248,7 @@ def _setup(run: _Run, progress: Progress, task: Any) -> None:
     example = json.dumps(_plain_record({str(k): v for k, v in training.iloc[0].items()}))
     deployed = _cli(
         run,
-        "models", "deploy", MODEL_NAME, "--project", str(project), "--file", "predict.py",
+        "models", "deploy", MODEL_NAME, "--project-dir", str(project), "--file", "predict.py",
         "--function", "predict", "--example", example, "--replicas", str(REPLICAS), "--json",
     )  # fmt: skip
     run.deploy_s = time.perf_counter() - began

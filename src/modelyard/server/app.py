@@ -15,6 +15,7 @@ model whose ``auth_required`` setting is off.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -29,6 +30,7 @@ from modelyard import ui
 from modelyard.homedir import make_private_file
 from modelyard.server import (
     alerts_api,
+    audit_api,
     gateway_routes,
     insights_api,
     jobs_api,
@@ -38,10 +40,14 @@ from modelyard.server import (
     monitors_api,
     openapi_paths,
     ops,
+    people_api,
+    secrets_api,
+    uploads_api,
 )
 from modelyard.server.body_limit import BodyLimit, BodyLimits
 from modelyard.server.follow import LogFollows
 from modelyard.version import package_version
+from modelyard.web.audit import AuditRecorder, AuditTrail
 from modelyard.web.errors import install_error_handlers
 from modelyard.web.home import SERVER_FILE
 from modelyard.web.services import ServerConfig, open_services
@@ -63,11 +69,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         _write_server_file(home, config)
         if services.first_start.admin_token is not None:
             _announce_admin_key(home, services.first_start.admin_token)
+        if services.first_start.admin_password is not None:
+            _announce_admin_password(home, services.first_start.admin_password)
         try:
             yield
         finally:
             with contextlib.suppress(OSError):
                 (home / SERVER_FILE).unlink()
+            await asyncio.to_thread(app.state.audit_recorder.close)  # before the store closes
             await services.close()
 
     app = FastAPI(
@@ -86,6 +95,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     # Every request body capped by route (see body_limit): 413 before a byte too many is held.
     app.add_middleware(BodyLimit, limits=BodyLimits())
+    # Every state-changing request recorded once answered, on the recorder's thread (web.audit);
+    # inside ModelCalls, so the model calls never pass through it.
+    recorder = AuditRecorder()
+    app.state.audit_recorder = recorder
+    app.add_middleware(AuditTrail, recorder=recorder)
     # The model calls answered before any of the above (their own body limits): the hot path.
     app.add_middleware(gateway_routes.ModelCalls)
     app.state.log_follows = LogFollows()  # ?follow=true streams, bounded per key and in all
@@ -99,6 +113,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(monitors_api.router)
     app.include_router(insights_api.router)
     app.include_router(jobs_api.router)
+    app.include_router(people_api.router)
+    app.include_router(audit_api.router)
+    app.include_router(uploads_api.router)
+    app.include_router(secrets_api.router)
     # The dashboard under /ui: its sign-in page and static files are its only public paths.
     ui.mount(app)
     openapi_paths.install(app)  # the raw model-call routes, described in /openapi.json too
@@ -114,6 +132,14 @@ def _write_server_file(home: Path, config: ServerConfig) -> None:
     make_private_file(tmp)  # 0600 like every file in the home
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _announce_admin_password(home: Path, password: str) -> None:
+    sys.stdout.write(
+        "Created user 'admin' (server admin) for the dashboard's sign-in; its password (shown "
+        f"only this once; also in {home / 'admin.password'}, mode 0600):\n\n    {password}\n\n"
+    )
+    sys.stdout.flush()
 
 
 def _announce_admin_key(home: Path, token: str) -> None:
