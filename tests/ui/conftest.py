@@ -44,6 +44,30 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-screenshots" / "ui"
 
 
+async def login_form_token(client: httpx.AsyncClient) -> str:
+    """The sign-in form's CSRF token (its cookie is now in ``client``)."""
+    page = await client.get("/ui/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+async def page_csrf(client: httpx.AsyncClient) -> str:
+    """The session's CSRF token, read from the overview page's meta tag."""
+    overview = await client.get("/ui/")
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)"', overview.text)
+    assert found, overview.text
+    return found.group(1)
+
+
+@dataclass
+class Visitor:
+    """One more browser: its own cookies, signed in as a user."""
+
+    client: httpx.AsyncClient
+    csrf: str
+
+
 @dataclass
 class Ui:
     """An in-process server and a client that keeps cookies like a browser."""
@@ -51,6 +75,28 @@ class Ui:
     client: httpx.AsyncClient
     services: Services
     admin: str
+    transport: httpx.ASGITransport | None = None
+
+    async def sign_in_password(self, name: str, password: str) -> httpx.Response:
+        """Post the password form with ``self.client``; the answer (303 when it worked)."""
+        token = await login_form_token(self.client)
+        return await self.client.post(
+            "/ui/login", data={"csrf": token, "name": name, "password": password, "next": "/ui/"}
+        )
+
+    @asynccontextmanager
+    async def visitor(self, name: str, password: str) -> AsyncIterator[Visitor]:
+        """A second client signed in as ``name`` (so a test can be several people at once)."""
+        async with httpx.AsyncClient(
+            transport=self.transport, base_url="http://testserver", timeout=60
+        ) as client:
+            token = await login_form_token(client)
+            answer = await client.post(
+                "/ui/login",
+                data={"csrf": token, "name": name, "password": password, "next": "/ui/"},
+            )
+            assert answer.status_code == 303, answer.text
+            yield Visitor(client, await page_csrf(client))
 
     async def sign_in(self, token: str | None = None) -> str:
         """Sign in through the real form; returns the session's CSRF token."""
@@ -78,7 +124,7 @@ async def serve_ui(home: Path, **config: Any) -> AsyncIterator[Ui]:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", timeout=60
         ) as client:
-            yield Ui(client, services, admin)
+            yield Ui(client, services, admin, transport)
 
 
 @pytest.fixture
@@ -93,6 +139,19 @@ def with_ui(modelyard_home: Path) -> Callable[..., Any]:
         return run(whole())
 
     return go
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Server config for each database: ``with_ui(scenario, **database)``."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_schema_url")}
 
 
 def _install_chromium() -> str | None:

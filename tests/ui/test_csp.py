@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.ui.routes import CONTENT_SECURITY_POLICY
+from modelyard.ui.common import CONTENT_SECURITY_POLICY
 
 from .conftest import CHROMIUM_ARGS, Running, serve_in_thread, watch
 

@@ -45,7 +45,7 @@ def test_every_page_on_the_demo_data(chromium_path: str, tmp_path: Path) -> None
             watch(page, problems)
             page.goto(running.url + "/")
             page.fill("#api_key", running.admin)
-            page.click("button[type=submit]")
+            page.click("#key-form button")
             page.wait_for_url(running.url + "/ui/")
 
             # Overview: the churn model with the monitor's ROC AUC, drift flags and alerts.

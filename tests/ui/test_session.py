@@ -93,7 +93,7 @@ def test_state_changes_need_the_csrf_token(with_ui: Any) -> None:
 
 def test_sign_out_and_revoked_key_end_the_session(with_ui: Any) -> None:
     async def scenario(ui: Ui) -> None:
-        _, user_token = ui.services.registry.create_api_key("viewer", role="user")
+        _, user_token = ui.services.registry.create_api_key("viewer", role="user", user="admin")
         csrf = await ui.sign_in(user_token)
         assert (await ui.client.get("/ui/")).status_code == 200
         forbidden = await ui.client.get("/ui/keys")  # a user key may not manage keys
@@ -134,10 +134,10 @@ def test_cookie_calls_reuse_the_session_key_for_the_registry_ttl(with_ui: Any) -
         reads = 0
         original = registry.list_api_keys
 
-        def counted() -> Any:  # the real method, counted
+        def counted(user_id: str | None = None) -> Any:  # the real method, counted
             nonlocal reads
             reads += 1
-            return original()
+            return original(user_id)
 
         registry.list_api_keys = counted  # type: ignore[method-assign]
         try:
@@ -165,10 +165,17 @@ def test_static_files_are_a_fixed_table(with_ui: Any) -> None:
 
 def test_every_dashboard_route_but_sign_in_and_static_needs_a_session(with_ui: Any) -> None:
     async def scenario(ui: Ui) -> None:
-        from modelyard.ui.routes import router
+        from modelyard.ui.routes import RULES, router
 
         routes = [(r.path, sorted(r.methods - {"HEAD"})) for r in router.routes]  # type: ignore[attr-defined]
         assert len(routes) >= 10
+        listed = {(method, path) for path, methods in routes for method in methods}
+        assert listed == set(RULES), listed ^ set(RULES)  # every route has a rule, no stale one
+        for path, methods in routes:
+            for method in methods:
+                assert (RULES[method, path] is None) == (
+                    path in ("/", "/ui/login", "/ui/logout", "/ui/static/{name}")
+                ), (method, path)
         for path, methods in routes:
             concrete = path.replace("{name}", "m").replace("{key_id}", "k")
             if path in ("/", "/ui/login", "/ui/static/{name}"):

@@ -6,6 +6,17 @@
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const page = document.body.dataset.page;
+  const projectMeta = document.querySelector('meta[name="modelyard-project"]');
+  const project = projectMeta ? projectMeta.content : "";
+
+  // A list's REST path limited to the header's chosen project (none chosen: every project).
+  function inProject(path) {
+    if (!project) return path;
+    return path + (path.includes("?") ? "&" : "?") + "project=" + encodeURIComponent(project);
+  }
+
+  const switcher = document.getElementById("project-switch");
+  if (switcher) switcher.addEventListener("change", () => switcher.form.submit());
 
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -116,7 +127,7 @@
     renderOverview(pageData());
     setInterval(async () => {
       if (document.hidden) return;
-      try { renderOverview(await api("/api/v1/overview")); } catch (e) { /* next tick */ }
+      try { renderOverview(await api(inProject("/api/v1/overview"))); } catch (e) { /* next tick */ }
     }, 10000);
   }
 
@@ -469,7 +480,7 @@
     const all = document.getElementById("alerts").dataset.all === "true";
     setInterval(async () => {
       if (document.hidden) return;
-      try { renderAlerts((await api("/api/v1/alerts?all=" + all)).alerts, all); } catch (e) { /* next tick */ }
+      try { renderAlerts((await api(inProject("/api/v1/alerts?all=" + all))).alerts, all); } catch (e) { /* next tick */ }
     }, 10000);
   }
 
@@ -609,7 +620,7 @@
 
   async function refreshJobs() {
     try {
-      jobsState.jobs = (await api("/api/v1/jobs")).jobs;
+      jobsState.jobs = (await api(inProject("/api/v1/jobs"))).jobs;
       renderJobs();
       drawPipeline();
       if (jobsState.job) await loadRuns();
