@@ -259,17 +259,11 @@ def _authenticated(request: Request, registry: Registry) -> Caller:
     """The request's Caller: a bearer key, else the dashboard session's."""
     authorization = request.headers.get("authorization")
     if authorization is None:
-        state = request.app.state
-        session_caller: SessionCaller | None = getattr(state, "session_caller", None)
+        session_caller: SessionCaller | None = getattr(request.app.state, "session_caller", None)
         if session_caller is not None:
             caller = session_caller(request)
             if caller is not None:
                 return caller
-        session_key: Callable[[Request], ApiKey | None] | None = getattr(state, "session_key", None)
-        if session_key is not None:
-            key = session_key(request)
-            if key is not None:
-                return caller_of_key(registry, key)
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized(_NO_KEY)
