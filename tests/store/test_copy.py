@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.registry import Registry, SecretBox
 from modelyard.specs import JobSpec
+from modelyard.specs.experiment import ExperimentSpec
 from modelyard.store import (
     Identity,
     MetricsStore,
@@ -85,6 +86,14 @@ def _fill(store: MetricsStore, predictions: int = 300) -> dict[str, Any]:
     registry.claim_slot(parent.id, NOW - NOW % 3_600_000, 1, "scheduler-1", 60_000)
     run = registry.create_run(parent.id, NOW - NOW % 3_600_000, 1, "schedule")
     registry.add_run_metrics(run.id, {"loss": 0.25, "epochs": 3})
+    # An experiment run (schema 10) with a kept file (bytes) and a failed one.
+    experiment = registry.experiments.create(
+        ExperimentSpec(script="fit.py", project="/srv/project", label="depth 3", cpus=2), None
+    )
+    tried = registry.create_run(experiment.id, NOW, 1, "manual")
+    registry.experiments.set_code_digest(tried.id, "cd" * 32)
+    registry.experiments.keep_file(tried.id, "model.pkl", b"\x80\x04model\x00bytes")
+    registry.experiments.fail_file(tried.id, "gone.csv", "it does not exist when the run ended")
     # A build snapshot's archive in two chunks (a server on the copied database fetches it).
     registry.snapshots.put(
         "ab" * 32, [b"first chunk", b"second chunk"], "modelyard-snapshot-archive-1"

@@ -20,6 +20,9 @@ carries it out on a thread of its own:
    claimed slot; a cancelled run is never retried;
 6. tell the scheduler (``on_finished``) so it can start dependent jobs.
 
+An experiment run (a job of kind ``experiment``) runs in a writable copy of the snapshot and
+keeps the files it tracked when its process ends (``jobs.run_files``).
+
 Built-in maintenance jobs run in-process (``builtin.BUILTINS``) on the same path, with their
 output written to the run log.
 """
@@ -44,6 +47,12 @@ from modelyard.clock import now_ms
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.jobs.current import format_slot
 from modelyard.jobs.notify import NOTIFY_EVENTS, Notifier, log_tail
+from modelyard.jobs.run_files import (
+    EXPERIMENT_KIND,
+    experiment_env,
+    finish_experiment,
+    start_experiment,
+)
 from modelyard.registry import Job, Registry, Run, RunState, Trigger, read_secrets
 from modelyard.runtime import RunHandle, RunSpec, RunStatus, Runtime
 from modelyard.runtime.logs import run_log_path
@@ -312,7 +321,7 @@ class Runner:
                     run.id, state=RunState.RUNNING, started_ms=started, log_path=str(path)
                 )
                 became_running = True
-                argv, cwd = self._prepare(job, note)
+                argv, cwd = self._prepare(job, run, note)
                 key, token = self.registry.create_api_key(
                     f"run {run.id}",
                     role="run",
@@ -343,6 +352,11 @@ class Runner:
                     self.registry.revoke_api_key(key_id)
                 except Exception:
                     log.exception("could not revoke the key of run %s", run.id)
+            if job.kind == EXPERIMENT_KIND and became_running:  # its files, then no work folder
+                try:
+                    finish_experiment(self.registry, self.home, run, path)
+                except Exception:
+                    log.exception("could not collect the files of run %s", run.id)
         if not became_running:  # queued -> cancelled is the only way out that never ran
             return self.registry.update_run(
                 run.id, state=RunState.CANCELLED, ended_ms=self._clock(), log_path=str(path)
@@ -381,20 +395,24 @@ class Runner:
         ended = launched + (handle.duration_ms or 0)
         return _FINAL.get(status, RunState.FAILED), launched, ended, handle.exit_code
 
-    def _prepare(self, job: Job, note: IO[str]) -> tuple[list[str], Path]:
+    def _prepare(self, job: Job, run: Run, note: IO[str]) -> tuple[list[str], Path]:
         builds = self.home / "builds"
         snap = snapshot_project(job.project, builds / "snapshots")
         _note(note, f"snapshot {snap.digest[:12]} of {job.project} ({len(snap.files)} files)")
+        cwd = snap.path
         if job.monitor is not None:
             _inside(snap.path, job.monitor, "monitor")
             command = ["-m", MONITOR_MODULE, "run", job.monitor]  # relative to cwd, the snapshot
         else:
             command = [str(_inside(snap.path, job.script or "", "script"))]
+            if job.kind == EXPERIMENT_KIND:  # a writable copy of the snapshot, its code recorded
+                cwd = start_experiment(self.registry, self.home, run, snap.path, snap.digest, note)
+                command = [str(cwd / (job.script or ""))]
         requirements = job.requirements
         req_path = None if not requirements else _inside(snap.path, requirements, "requirements")
         # The same environments as model builds: one per distinct requirements, reused.
         env = ensure_environment(req_path, builds / "envs", note, cwd=snap.path)
-        return [str(env.python), *command, *job.args], snap.path
+        return [str(env.python), *command, *job.args], cwd
 
     def _env(self, job: Job, run: Run, token: str) -> dict[str, str]:
         # The server's home, so a run tracking without a server (embedded) writes where the
@@ -413,6 +431,8 @@ class Runner:
         )
         if self.server_url:
             env["MODELYARD_URL"] = self.server_url
+        if job.kind == EXPERIMENT_KIND:
+            env.update(experiment_env(job, self.home, run))
         return env
 
     def _in_process(self, job: Job, run: Run, path: Path) -> Run:

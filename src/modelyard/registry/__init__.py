@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from modelyard.registry._apikeys import RUN_SCOPE_PREFIX, YEAR_MS
 from modelyard.registry._audit import AuditLog
+from modelyard.registry._experiments import (
+    MAX_EXPERIMENT_METRIC_KEYS,
+    MAX_EXPERIMENT_METRIC_VALUES,
+    MAX_RUN_FILE_BYTES,
+    MAX_RUN_FILES,
+    MAX_RUN_FILES_TOTAL_BYTES,
+    Experiment,
+    Experiments,
+    RunFile,
+)
 from modelyard.registry._jobs import Job
 from modelyard.registry._keys import ACCESS_KEY_PREFIX, API_KEY_PREFIX
 from modelyard.registry._monitors import MonitorRecords, StoredResult
@@ -48,6 +58,11 @@ __all__ = [
     "ACCESS_KEY_PREFIX",
     "API_KEY_PREFIX",
     "DEFAULT_TTL_S",
+    "MAX_EXPERIMENT_METRIC_KEYS",
+    "MAX_EXPERIMENT_METRIC_VALUES",
+    "MAX_RUN_FILES",
+    "MAX_RUN_FILES_TOTAL_BYTES",
+    "MAX_RUN_FILE_BYTES",
     "MODEL_NAME_RULE",
     "PERSON_NAME_RULE",
     "PROJECT_CRN_PREFIX",
@@ -62,6 +77,8 @@ __all__ = [
     "Collaborator",
     "Deployment",
     "DeploymentState",
+    "Experiment",
+    "Experiments",
     "Job",
     "JobSchedule",
     "Model",
@@ -75,6 +92,7 @@ __all__ = [
     "ReplicaEvent",
     "Role",
     "Run",
+    "RunFile",
     "RunMetric",
     "RunState",
     "SecretBox",

@@ -37,7 +37,7 @@ __all__ = ["UNSET", "Builds", "Deployments", "check_state"]
 
 _BUILD_COLUMNS = (
     "crn, model_crn, digest, file, function, batch_function, python, env_key, ok, error, "
-    "log_path, example, requirements, created_ms"
+    "log_path, example, requirements, created_ms, source"
 )
 _DEPLOYMENT_COLUMNS = (
     "crn, model_crn, build_crn, replicas, env, memory_bytes, cpus, state, created_ms, updated_ms, "
@@ -69,6 +69,7 @@ def _build(row: Any) -> Build:
         example=None if row[11] is None else orjson.loads(row[11]),
         requirements=row[12],
         created_ms=int(row[13]),
+        source=None if row[14] is None else orjson.loads(row[14]),
     )
 
 
@@ -142,7 +143,7 @@ class Builds:
             inserted = self._db.exec(
                 cur,
                 f"INSERT INTO builds ({_BUILD_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (crn) DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (crn) DO NOTHING",
                 (
                     build_crn,
                     owner.crn,
@@ -158,6 +159,7 @@ class Builds:
                     spec.example_json,
                     spec.requirements,
                     when,
+                    spec.source_json,
                 ),
             ).rowcount
             if inserted != 1:

@@ -21,13 +21,16 @@ from modelyard.registry._models import project_of
 from modelyard.specs.job import JobSpec, Overlap, check_changes
 from modelyard.specs.schedule import CatchUp, JobSchedule, find_cycle, format_cycle
 
-__all__ = ["Job", "Jobs", "find_job", "spec_of"]
+__all__ = ["KINDS", "Job", "Jobs", "find_job", "spec_of"]
 
 _COLUMNS = (
     "id, name, project, script, args, cron, timezone, every_ms, after_id, manual, timeout_ms, "
     "retries, retry_backoff_ms, env, overlap, catch_up, notify, notify_on, paused, builtin, "
-    "created_ms, updated_ms, requirements, monitor, secrets, project_crn"
+    "created_ms, updated_ms, requirements, monitor, secrets, project_crn, kind, label, resources"
 )
+#: What a job row is: a job users define, or the one-off job that carries out an experiment run
+#: (``registry.experiments``; hidden from job lists and the jobs API).
+KINDS = ("job", "experiment")
 _COLUMN_COUNT = len(_COLUMNS.split(", "))
 
 
@@ -63,6 +66,9 @@ class Job:
     monitor: str | None = None
     secrets: tuple[str, ...] = ()  # project secrets each run gets as environment variables
     project_crn: str | None = None  # None only before the server's first start on version 9
+    kind: str = "job"  # or "experiment": a one-off job carrying out an experiment run
+    label: str | None = None  # an experiment's display name
+    resources: dict[str, Any] = field(default_factory=dict, hash=False)  # an experiment's asks
 
     @property
     def spec(self) -> JobSpec:
@@ -103,6 +109,9 @@ def _job(row: Any) -> Job:
         monitor=row[23],
         secrets=tuple(orjson.loads(row[24])),
         project_crn=row[25],
+        kind=row[26],
+        label=row[27],
+        resources=orjson.loads(row[28]) if row[28] else {},
     )
 
 
@@ -118,7 +127,8 @@ def find_job(db: Db, cur: Cursor, ref: object, *, lock: bool = False) -> Job:
     tail = db.for_update if lock else ""
     row = db.exec(cur, f"SELECT {_COLUMNS} FROM jobs WHERE {column} = ?{tail}", (ref,)).fetchone()
     if row is None:
-        names = [r[0] for r in db.exec(cur, "SELECT name FROM jobs ORDER BY name LIMIT 11")]
+        listed = "SELECT name FROM jobs WHERE kind = 'job' ORDER BY name LIMIT 11"
+        names = [r[0] for r in db.exec(cur, listed)]
         known = (
             f"known jobs: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
             if names
@@ -231,7 +241,18 @@ class Jobs:
                 )
         return parent.id
 
-    def create(self, spec: JobSpec, builtin: bool, project_crn: str | None = None) -> Job:
+    def create(
+        self,
+        spec: JobSpec,
+        builtin: bool,
+        project_crn: str | None = None,
+        *,
+        kind: str = "job",
+        label: str | None = None,
+        resources: dict[str, Any] | None = None,
+    ) -> Job:
+        if kind not in KINDS:
+            raise InvalidInput(f"kind={kind!r} is not accepted; accepted: {', '.join(KINDS)}")
         if not isinstance(spec, JobSpec):
             raise InvalidInput(
                 f"spec={spec!r:.200} is not accepted; expected a JobSpec (modelyard.specs.JobSpec)"
@@ -256,6 +277,9 @@ class Jobs:
                 created_ms=now,
                 updated_ms=now,
                 project_crn=project,
+                kind=kind,
+                label=label,
+                resources=dict(resources or {}),
             )
             inserted = self._db.exec(
                 cur,
@@ -277,13 +301,14 @@ class Jobs:
         with self._db.read() as cur:
             return find_job(self._db, cur, ref)
 
-    def list_all(self, project_crn: str | None = None) -> list[Job]:
-        where = "" if project_crn is None else " WHERE project_crn = ?"
+    def list_all(self, project_crn: str | None = None, kind: str = "job") -> list[Job]:
+        """The jobs of ``kind`` (users' jobs by default: experiments' jobs are not listed)."""
+        where = " WHERE kind = ?" + ("" if project_crn is None else " AND project_crn = ?")
         with self._db.read() as cur:
             rows = self._db.exec(
                 cur,
                 f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY name",
-                () if project_crn is None else (project_crn,),
+                (kind,) if project_crn is None else (kind, project_crn),
             ).fetchall()
         return [_job(row) for row in rows]
 
@@ -317,6 +342,9 @@ class Jobs:
                 created_ms=job.created_ms,
                 updated_ms=self._now(),
                 project_crn=job.project_crn,
+                kind=job.kind,
+                label=job.label,
+                resources=job.resources,
             )
             columns = _COLUMNS.split(", ")[2:]
             self._db.exec(
@@ -368,7 +396,8 @@ class Jobs:
                     children=children,
                 )
             runs = "SELECT id FROM job_runs WHERE job_id = ?"
-            self._db.exec(cur, f"DELETE FROM run_metrics WHERE run_id IN ({runs})", (job.id,))
+            for table in ("run_metrics", "run_files"):
+                self._db.exec(cur, f"DELETE FROM {table} WHERE run_id IN ({runs})", (job.id,))
             for table, column in (("job_runs", "job_id"), ("job_slots", "job_id"), ("jobs", "id")):
                 self._db.exec(cur, f"DELETE FROM {table} WHERE {column} = ?", (job.id,))
 
@@ -404,4 +433,7 @@ def _row(job: Job) -> tuple[Any, ...]:
         job.monitor,
         orjson.dumps(list(job.secrets)).decode(),
         job.project_crn,
+        job.kind,
+        job.label,
+        orjson.dumps(job.resources).decode(),
     )

@@ -180,6 +180,9 @@ class Build:
     example: Any
     requirements: str | None
     created_ms: int
+    # Where an imported build came from (an experiment run, an MLflow/ONNX/scikit-learn file);
+    # None for a build of a project's own predict function. See docs/importing.md.
+    source: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

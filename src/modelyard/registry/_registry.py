@@ -20,6 +20,7 @@ from modelyard.registry._audit import AuditLog
 from modelyard.registry._db import Clock, Db
 from modelyard.registry._deployments import UNSET, Builds, Deployments
 from modelyard.registry._events import DEFAULT_KEPT, Events
+from modelyard.registry._experiments import Experiments
 from modelyard.registry._jobs import Job, Jobs
 from modelyard.registry._models import Models
 from modelyard.registry._monitors import MonitorRecords
@@ -102,6 +103,8 @@ class Registry:
         self._jobs = Jobs(db, now)
         self._runs = Runs(db, now)
         self._run_metrics = RunMetrics(db, now)
+        #: experiment runs (one-off jobs of kind 'experiment') and the files runs keep
+        self.experiments = Experiments(db, now, self._jobs, self._runs)
         #: monitor results, label marks, alert episodes and reference samples
         self.monitors = MonitorRecords(db, now)
         #: who changed what, when, from where (append-only; see registry/_audit.py)
@@ -177,6 +180,7 @@ class Registry:
         requirements: str | None = None,
         crn: str | None = None,
         created_ms: int | None = None,
+        source: dict[str, Any] | None = None,
     ) -> Build:
         """Record a build of ``model`` (name or CRN), its fields checked by ``BuildSpec``.
         ``crn`` is the builder's build CRN (a new one is minted if omitted); Conflict if that
@@ -195,6 +199,7 @@ class Registry:
             requirements=requirements,
             crn=crn,
             created_ms=created_ms,
+            source=source,
         )
         return self._builds.add(model, spec)
 

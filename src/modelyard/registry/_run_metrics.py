@@ -15,6 +15,7 @@ import orjson
 
 from modelyard.errors import InvalidInput
 from modelyard.registry._db import Clock, Cursor, Db
+from modelyard.registry._experiments import check_experiment_metrics
 from modelyard.registry._runs import checked_ms, find_run
 from modelyard.specs.checks import check_text, encode_json
 
@@ -63,6 +64,8 @@ class RunMetrics:
 
         def insert(cur: Cursor) -> list[RunMetric]:
             run = find_run(self._db, cur, run_id)
+            # An experiment run's metrics: scalars, within its limits (a no-op for job runs).
+            check_experiment_metrics(self._db, cur, run.id, {k: v for k, _, v in rows})
             when = self._now() if tracked_ms is None else tracked_ms
             for key, encoded, _ in rows:
                 self._db.exec(

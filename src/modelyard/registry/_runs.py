@@ -39,7 +39,7 @@ MAX_LIST = 10_000
 _RUN_CRN = "crn:modelyard:run/"
 _COLUMNS = (
     "id, job_id, slot_ms, attempt, trigger, state, exit_code, queued_ms, started_ms, ended_ms, "
-    "log_path, api_key_id, parent_run_id"
+    "log_path, api_key_id, parent_run_id, code_digest"
 )
 _CLAIM_COLUMNS = (
     "job_id, slot_ms, attempt, owner, lease_until_ms, claimed_ms, started_ms, started_run_id"
@@ -100,6 +100,7 @@ class Run:
     log_path: str | None
     api_key_id: str | None
     parent_run_id: str | None
+    code_digest: str | None = None  # the snapshot an experiment run executed (its code version)
 
     @property
     def duration_ms(self) -> int | None:
@@ -139,6 +140,7 @@ def _run(row: Any) -> Run:
         log_path=row[10],
         api_key_id=row[11],
         parent_run_id=row[12],
+        code_digest=row[13],
     )
 
 
@@ -246,7 +248,7 @@ class Runs:
             )
             self._db.exec(
                 cur,
-                f"INSERT INTO job_runs ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                f"INSERT INTO job_runs ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                 (
                     run.id,
                     run.job_id,
@@ -261,6 +263,7 @@ class Runs:
                     None,
                     None,
                     run.parent_run_id,
+                    None,
                 ),
             )
             return run
@@ -431,12 +434,13 @@ class Runs:
                 f"SELECT {_COLUMNS} FROM job_runs WHERE {condition} ORDER BY seq",
                 (*finished, older_than_ms),
             ).fetchall()
-            self._db.exec(
-                cur,
-                f"DELETE FROM run_metrics WHERE run_id IN (SELECT id FROM job_runs WHERE "
-                f"{condition})",
-                (*finished, older_than_ms),
-            )
+            for table in ("run_metrics", "run_files"):
+                self._db.exec(
+                    cur,
+                    f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM job_runs WHERE "
+                    f"{condition})",
+                    (*finished, older_than_ms),
+                )
             self._db.exec(
                 cur, f"DELETE FROM job_runs WHERE {condition}", (*finished, older_than_ms)
             )

@@ -31,6 +31,7 @@ from modelyard.homedir import make_private_file
 from modelyard.server import (
     alerts_api,
     audit_api,
+    experiments_api,
     gateway_routes,
     insights_api,
     jobs_api,
@@ -113,6 +114,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(monitors_api.router)
     app.include_router(insights_api.router)
     app.include_router(jobs_api.router)
+    app.include_router(experiments_api.router)
     app.include_router(people_api.router)
     app.include_router(audit_api.router)
     app.include_router(uploads_api.router)

@@ -44,6 +44,7 @@ RELEASES: dict[int, str] = {
     7: "0.1.0",
     8: "0.1.0",
     9: "0.1.0",
+    10: "0.1.0",
 }
 SCHEMA_VERSION = max(RELEASES)
 

@@ -360,6 +360,8 @@ def _job_target(request: Request, registry: Registry, caller: Caller, rule: Rule
             job = registry.get_job(ref)
         except NotFound:
             raise not_found("job", ref) from None
+        if getattr(job, "kind", "job") != "job":  # an experiment's job: not one of the jobs API
+            raise not_found("job", ref)
         what = f"job {ref!r}"
         own = caller.job_id is None or caller.job_id == job.id
     project: str | None = getattr(job, "project_crn", None)
