@@ -12,14 +12,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e compat/modelyard-cml
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/modelyard demo
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks compat
+	$(BIN)/ruff check src tests benchmarks compat
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

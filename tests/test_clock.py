@@ -17,9 +17,17 @@ def test_now_ms_is_epoch_milliseconds_from_the_wall_clock() -> None:
     before = time.time_ns() // 1_000_000
     now = now_ms()
     after = time.time_ns() // 1_000_000
-    assert isinstance(now, int) and before <= now <= after
+    assert isinstance(now, int) and before <= now <= after + 1  # rounded to the nearest ms
     result = doctest.testmod(clock_mod, raise_on_error=False)
     assert result.attempted >= 1 and result.failed == 0
+
+
+def test_now_ms_is_never_before_a_window_opened_with_round() -> None:
+    """The reference's template scripts open a window with int(round(time.time() * 1000)) and
+    then predict: the records' times, from now_ms, must not fall before that start."""
+    for _ in range(2_000):
+        start = round(time.time() * 1000)  # the template's int(round(...)), int already
+        assert now_ms() >= start
 
 
 def test_no_module_defines_its_own_now_ms() -> None:

@@ -30,6 +30,7 @@ from modelyard.tracking import (
     read_metrics_frame,
     track_aggregate_metrics,
     track_delayed_metrics,
+    track_file,
     track_metric,
     track_metrics,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "read_metrics_frame",
     "track_aggregate_metrics",
     "track_delayed_metrics",
+    "track_file",
     "track_metric",
     "track_metrics",
     "upload_reference",

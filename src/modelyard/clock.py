@@ -13,9 +13,14 @@ __all__ = ["now_ms"]
 
 
 def now_ms() -> int:
-    """Milliseconds since the Unix epoch (UTC), read from the wall clock.
+    """Milliseconds since the Unix epoch (UTC), read from the wall clock, rounded to the nearest.
+
+    Rounded, not truncated, because scripts written for the reference platform take a window's
+    start as ``int(round(time.time() * 1000))`` before predicting: with truncation a prediction
+    made in the same half millisecond would be stamped one millisecond before the window that was
+    opened for it, and fall outside it.
 
     >>> now_ms() > 1_600_000_000_000
     True
     """
-    return time.time_ns() // 1_000_000
+    return (time.time_ns() + 500_000) // 1_000_000

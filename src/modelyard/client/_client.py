@@ -174,7 +174,16 @@ class Client:
     @staticmethod
     def _encode(body: Any, what: str | None) -> bytes:
         try:
-            return orjson.dumps(body)
+            return orjson.dumps(body, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
         except orjson.JSONEncodeError as exc:
             prefix = f"{what}: " if what else ""
             raise InvalidInput(f"{prefix}the request body is not JSON-encodable ({exc})") from exc
+
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot encode itself: NumPy values it does not take natively (arrays that are
+    not C-contiguous, of objects or strings; ``numpy.str_``) as plain Python; anything else
+    refused, named by type."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")

@@ -13,6 +13,7 @@ from modelyard.tracking.call import call_model
 from modelyard.tracking.capture import capture
 from modelyard.tracking.decorator import model_metrics
 from modelyard.tracking.distribution import read_distribution
+from modelyard.tracking.files import track_file
 from modelyard.tracking.identity import DEV_IDENTITY
 from modelyard.tracking.later import flush, track_aggregate_metrics, track_delayed_metrics
 from modelyard.tracking.read import iter_metrics, read_metrics, read_metrics_frame
@@ -32,6 +33,7 @@ __all__ = [
     "read_metrics_frame",
     "track_aggregate_metrics",
     "track_delayed_metrics",
+    "track_file",
     "track_metric",
     "track_metrics",
 ]

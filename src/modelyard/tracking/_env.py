@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-__all__ = ["reader"]
+__all__ = ["EXPERIMENT_ENV", "RUN_DIR_ENV", "reader"]
+
+#: The working folder of an experiment run (its cwd); ``track_file`` keeps files under it only.
+RUN_DIR_ENV = "MODELYARD_RUN_DIR"
+#: Set to "1" on experiment runs: ``track_metric`` then records run metrics (scalars only).
+EXPERIMENT_ENV = "MODELYARD_EXPERIMENT"
 
 
 def reader(names: Sequence[str]) -> Callable[[], tuple[str | None, ...]]:

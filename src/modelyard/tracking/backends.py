@@ -70,7 +70,8 @@ class StoreBackend(Backend):
     """A store in this process behind a ``BufferedWriter``: the dev and embedded backends.
 
     Run metrics (tracked outside a prediction inside a job run) are appended as JSON lines to
-    ``$MODELYARD_HOME/runs/<run id>/metrics.jsonl``, next to where the runtime keeps the run's
+    ``$MODELYARD_HOME/runs/<run id>/metrics.jsonl``, and the files an experiment run keeps
+    (``track_file``) to ``files.jsonl`` beside it, next to where the runtime keeps the run's
     other files; the store interface has no run table, and the jobs part reads them from there.
     """
 
@@ -138,21 +139,29 @@ class StoreBackend(Backend):
         self.store.add_aggregate(deployment_crn, start_ms, end_ms, metrics)
 
     def track_run_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
-        import orjson
+        _append_run_line(run_id, "metrics.jsonl", {"trackedMs": now_ms(), "metrics": metrics})
 
-        if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
-            raise InvalidInput(
-                f"{RUN_ID_ENV}={run_id!r} is not a run id; expected a single path-safe name"
-            )
-        folder = make_home(settings.home()) / "runs" / run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        line = orjson.dumps({"trackedMs": now_ms(), "metrics": metrics}) + b"\n"
-        with open(folder / "metrics.jsonl", "ab") as fh:  # one write: appends stay whole lines
-            fh.write(line)
+    def track_run_file(self, run_id: str, path: str) -> None:
+        _append_run_line(run_id, "files.jsonl", {"path": path, "trackedMs": now_ms()})
 
     def close(self) -> None:
         """Nothing of its own to close: the sink is shared and closed by ``close_all``."""
         self.flush()
+
+
+def _append_run_line(run_id: str, name: str, item: dict[str, Any]) -> None:
+    """Append ``item`` as one JSON line to ``<home>/runs/<run_id>/<name>``."""
+    import orjson
+
+    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+        raise InvalidInput(
+            f"{RUN_ID_ENV}={run_id!r} is not a run id; expected a single path-safe name"
+        )
+    folder = make_home(settings.home()) / "runs" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    line = orjson.dumps(item) + b"\n"
+    with open(folder / name, "ab") as fh:  # one write: appends stay whole lines
+        fh.write(line)
 
 
 class StoreSink:

@@ -62,4 +62,9 @@ class Backend(abc.ABC):
         """Metrics of a job run: tracked outside a prediction while ``MODELYARD_RUN_ID`` is set."""
 
     @abc.abstractmethod
+    def track_run_file(self, run_id: str, path: str) -> None:
+        """Note that an experiment run keeps the file at ``path`` (POSIX, relative to the run's
+        folder, already checked by ``tracking.files``); the runner reads it when the run ends."""
+
+    @abc.abstractmethod
     def close(self) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard import settings
-from modelyard.client import Client
+from modelyard.client import Client, shown_key
 from modelyard.errors import InvalidInput
 
 __all__ = ["call_model"]
@@ -15,7 +15,10 @@ def call_model(model_access_key: str, ipt: Any, api_key: str | None = None) -> A
     """POST ``{"accessKey": ..., "request": ipt}`` to ``$MODELYARD_URL/model``.
 
     Returns the parsed JSON answer; the model's output is under ``["response"]``. The API key
-    defaults to ``MODELYARD_API_KEY``. HTTP errors raise the ModelyardError of the server's error
+    (keyword or third positional argument, as scripts pass it) defaults to
+    ``MODELYARD_API_KEY``. ``ipt`` may hold NumPy scalars and arrays (``score_x[i][0]``); they
+    are sent as plain JSON numbers and lists. Messages show the access key's first characters
+    only. HTTP errors raise the ModelyardError of the server's error
     code, or of the status when there is none (401 Unauthorized, 404 NotFound, 429 Overloaded,
     ...), with the server's message; no answer at all raises ``ServerUnreachable``.
     """
@@ -27,12 +30,13 @@ def call_model(model_access_key: str, ipt: Any, api_key: str | None = None) -> A
         )
     if not isinstance(model_access_key, str) or not model_access_key:
         raise InvalidInput(
-            f"model_access_key must be the model's access key string, got {model_access_key!r:.80}"
+            "model_access_key must be the model's access key string (it starts with 'mya_'), "
+            f"got {shown_key(model_access_key)}"
         )
     key = api_key if api_key is not None else settings.get("api_key")
     return Client(str(url), key).call(
         "POST",
         "/model",
         {"accessKey": model_access_key, "request": ipt},
-        what=f"calling model {model_access_key!r}",
+        what=f"calling the model of access key {shown_key(model_access_key)}",
     )

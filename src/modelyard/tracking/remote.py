@@ -32,6 +32,8 @@ GET      ``/api/v1/metrics/distribution``                query ``key``, the iden
                                                          "bin_edges", "bin_counts", "min", "max",
                                                          "mean"}``
 POST     ``/api/v1/runs/{run_id}/metrics``               ``{"metrics": {...}}`` -> 204
+POST     ``/api/v1/runs/{run_id}/files``                 ``{"path": "<relative to the run's
+                                                         folder>"}`` -> 204 (experiment runs)
 =======  ==============================================  ===========================================
 
 Prediction records are buffered in the process and sent in batches (every
@@ -289,6 +291,14 @@ class RemoteBackend(Backend):
             f"/api/v1/runs/{quote(run_id, safe='')}/metrics",
             {"metrics": metrics},
             what=f"tracking metrics of run {run_id!r}",
+        )
+
+    def track_run_file(self, run_id: str, path: str) -> None:
+        self.client.call(
+            "POST",
+            f"/api/v1/runs/{quote(run_id, safe='')}/files",
+            {"path": path},
+            what=f"tracking file {path!r} of run {run_id!r}",
         )
 
     def close(self) -> None:

@@ -1,7 +1,9 @@
 """``track_metric`` and ``track_metrics``: attach values to the prediction being computed.
 
 Inside a ``model_metrics``-decorated call the values go into that call's record. Outside one,
-inside a job run (``MODELYARD_RUN_ID`` set), they are recorded as run metrics through the backend.
+inside a job run (``MODELYARD_RUN_ID`` set), they are recorded as run metrics through the backend;
+in an experiment run (``MODELYARD_EXPERIMENT=1`` too) each value must be a scalar (int, finite
+float, bool or str; numpy scalars are converted), since runs are compared metric by metric.
 Anywhere else there is nothing to attach them to: the reference platform drops them silently; here
 a ``NotRecordedWarning`` says so, once per process.
 """
@@ -15,7 +17,9 @@ from typing import Any
 
 import orjson
 
+from modelyard.errors import InvalidInput
 from modelyard.tracking import backends, context
+from modelyard.tracking._env import EXPERIMENT_ENV
 from modelyard.tracking.validate import (
     check_key,
     check_metrics,
@@ -25,6 +29,9 @@ from modelyard.tracking.validate import (
 )
 
 __all__ = ["NotRecordedWarning", "track_metric", "track_metrics"]
+
+
+_SCALARS = (bool, int, float, str)
 
 
 class NotRecordedWarning(UserWarning):
@@ -93,9 +100,23 @@ def track_metrics(metrics: Mapping[str, Any]) -> None:
     _outside(checked)
 
 
+def _check_experiment(metrics: dict[str, Any]) -> None:
+    """An experiment run's metrics are compared across runs: one scalar per key and call."""
+    for key, value in metrics.items():
+        if value is None or not isinstance(value, _SCALARS):
+            raise InvalidInput(
+                f"metric {key!r} of an experiment run is {value!r:.80} "
+                f"({type(value).__name__}); experiment metrics are scalars: int, finite float, "
+                "bool or str (numpy scalars are converted); track a list or dict inside a "
+                "@model_metrics prediction, or one metric per element"
+            )
+
+
 def _outside(metrics: dict[str, Any]) -> None:
     run_id = os.environ.get(backends.RUN_ID_ENV)
     if run_id:
+        if os.environ.get(EXPERIMENT_ENV) == "1":
+            _check_experiment(metrics)
         check_size(metrics)
         backends.select().track_run_metrics(run_id, metrics)
         return
