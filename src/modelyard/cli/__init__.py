@@ -14,6 +14,7 @@ from modelyard.cli import (
     alerts_cmd,
     audit_cmd,
     demo_cmd,
+    experiments_cmd,
     jobs_cmd,
     keys_cmd,
     metrics_cmd,
@@ -60,6 +61,7 @@ cli.add_command(monitors_cmd.monitors)
 cli.add_command(alerts_cmd.alerts)
 cli.add_command(audit_cmd.audit)
 cli.add_command(jobs_cmd.jobs)
+cli.add_command(experiments_cmd.experiments)
 cli.add_command(projects_cmd.projects)
 cli.add_command(users_cmd.users)
 cli.add_command(teams_cmd.teams)

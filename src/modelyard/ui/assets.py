@@ -31,6 +31,7 @@ _HERE = Path(__file__).parent / "static"
 STATIC: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "experiments.js": "text/javascript; charset=utf-8",
     "plotly.min.js": "text/javascript; charset=utf-8",
     "plotly.css": "text/css; charset=utf-8",
 }

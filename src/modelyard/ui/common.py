@@ -150,6 +150,7 @@ def _nav(caller: Caller) -> list[tuple[str, str, str]]:
         ("metrics", "/ui/metrics", "Metrics"),
         ("drift", "/ui/drift", "Drift"),
         ("jobs", "/ui/jobs", "Jobs"),
+        ("experiments", "/ui/experiments", "Experiments"),
         ("alerts", "/ui/alerts", "Alerts"),
         ("project", "/ui/project", "Project"),
         ("secrets", "/ui/secrets", "Secrets"),

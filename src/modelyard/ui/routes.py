@@ -26,7 +26,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from modelyard.errors import Forbidden, InvalidInput, ModelyardError, NotFound, Unauthorized
 from modelyard.registry import Model
-from modelyard.ui import people_pages, signin
+from modelyard.ui import experiments_page, people_pages, signin
 from modelyard.ui.assets import static_path
 from modelyard.ui.common import Ctx, checked_form, page, render, router, sessions
 from modelyard.views import drift, insights
@@ -41,7 +41,7 @@ from modelyard.web.services import Services, ServicesDep
 
 __all__ = ["RULES", "mount", "router"]
 
-_PAGE_MODULES = (people_pages, signin)  # their routes are on ``router`` too
+_PAGE_MODULES = (people_pages, signin, experiments_page)  # their routes are on ``router`` too
 
 RULES: Mapping[tuple[str, str], Rule | None] = {
     # public: the sign-in form, signing out (a session is optional), the static files
@@ -55,6 +55,7 @@ RULES: Mapping[tuple[str, str], Rule | None] = {
     ("GET", "/ui/metrics"): Rule(Right.READ),
     ("GET", "/ui/drift"): Rule(Right.READ),
     ("GET", "/ui/jobs"): Rule(Right.READ),
+    ("GET", "/ui/experiments"): Rule(Right.READ),
     ("GET", "/ui/alerts"): Rule(Right.READ),
     ("GET", "/ui/project"): Rule(Right.READ),
     ("GET", "/ui/secrets"): Rule(Right.READ),
