@@ -140,18 +140,27 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         return EXIT_CALL_FAILED
     try:
-        encoded = json.dumps(output, allow_nan=False)
+        encoded = json.dumps(output, allow_nan=False, default=_array_as_list)
     except (TypeError, ValueError) as exc:
         print(
             f"smoke test failed: {function}(example) returned a {type(output).__name__} that is "
             f"not JSON ({exc}); return dicts, lists, strings, numbers, booleans or None "
-            "(numpy values need .tolist() or float(); NaN and Infinity are not JSON)",
+            "(numpy scalars and arrays are accepted; NaN and Infinity are not JSON)",
             file=sys.stderr,
         )
         return EXIT_BAD_OUTPUT
     shown = encoded if len(encoded) <= _SHOWN_CHARS else encoded[:_SHOWN_CHARS] + "..."
     print(f"smoke test: {function}(example) returned {shown}", flush=True)
     return EXIT_OK
+
+
+def _array_as_list(value: Any) -> Any:
+    """numpy scalars and arrays as the replica encodes them (orjson's numpy support): through
+    their ``tolist``, found by duck typing because this script imports no third-party package."""
+    tolist = getattr(value, "tolist", None)
+    if tolist is None or not callable(tolist):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return tolist()
 
 
 if __name__ == "__main__":

@@ -69,8 +69,30 @@ def models() -> None:
     "--project-dir",
     "project_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to deploy (packed here and uploaded to the server).",
+    default=None,
+    help="Folder to deploy (packed here and uploaded to the server); optional with --mlflow, "
+    "--onnx or --sklearn (then only the model is sent).",
+)
+@click.option("--mlflow", default=None, help="Serve an MLflow model folder (path or URI).")
+@click.option("--onnx", default=None, help="Serve an .onnx file with onnxruntime.")
+@click.option("--sklearn", default=None, help="Serve a scikit-learn .skops (or pickle) file.")
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow a pickle/joblib --sklearn file: loading it runs any code it names.",
+)
+@click.option(
+    "--trust-type",
+    "trusted_types",
+    multiple=True,
+    metavar="TYPE",
+    help="A type the .skops file may hold beyond those skops trusts; repeatable.",
+)
+@click.option(
+    "--from-run",
+    default=None,
+    metavar="RUN",
+    help="Add the files an experiment run kept to the folder built.",
 )
 @project_option()
 @click.option("--file", "file", default="predict.py", show_default=True, help="Python file.")
@@ -115,6 +137,7 @@ def models() -> None:
 @_JSON
 def deploy(name: str, as_json: bool, **options: Any) -> None:
     """Create the model if new, build the project and deploy it (rolling, no downtime)."""
+    from modelyard.cli.importing import import_source
     from modelyard.cli.uploading import (
         check_kept,
         relative_requirements,
@@ -123,40 +146,52 @@ def deploy(name: str, as_json: bool, **options: Any) -> None:
     )
     from modelyard.specs.deploy import DeploySpec  # pydantic loads only for this command
 
-    project_dir: Path = options["project_dir"].resolve()
-    spec = DeploySpec(  # checked here as the server reads it: bad input sends nothing
-        upload="(sent next)",
-        file=options["file"],
-        function=options["function"],
-        example=None if options["example"] is None else _json_arg(options["example"], "--example"),
-        requirements=relative_requirements(options["requirements"], project_dir),
-        replicas=options["replicas"],
-        env=env_pairs(options["env"]),
-        memory=options["memory"],
-        cpus=options["cpus"],
-        settings=_model_settings(options),
-        secrets=options["secrets"],
-    )
-    body = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
-    check_kept(project_dir, {"file": spec.file, "requirements": spec.requirements})
-    client = connect()
-    # Always uploaded, even to a server on this machine: the server never reads our folder.
-    params = project_params(options["project"])
-    where = upload_project(client, _path(name), options["project"], params.get("project"))
-    body["upload"] = upload_folder(client, project_dir, where).id
-    try:
-        outcome = client.call(
-            "POST",
-            _path(name, "deploy"),
-            body,
-            params=params,
-            timeout=None,
+    source = import_source(options)  # what is uploaded, and the model's path inside it
+    with source:  # a temporary folder made for a lone model file goes at the end
+        project_dir = source.folder
+        spec = DeploySpec(  # checked here as the server reads it: bad input sends nothing
+            upload="(sent next)",
+            from_run=options["from_run"],
+            model_format=source.model_format,  # type: ignore[arg-type]  # checked by the spec
+            model_path=source.model_path,
+            trust_pickle=options["trust_pickle"],
+            trusted_types=options["trusted_types"],
+            file=options["file"],
+            function=options["function"],
+            example=None
+            if options["example"] is None
+            else _json_arg(options["example"], "--example"),
+            requirements=relative_requirements(options["requirements"], project_dir),
+            replicas=options["replicas"],
+            env=env_pairs(options["env"]),
+            memory=options["memory"],
+            cpus=options["cpus"],
+            settings=_model_settings(options),
+            secrets=options["secrets"],
         )
-    except ModelyardError as exc:
-        if exc.code == "deploy_failed" and exc.details:
-            _print_failed(exc.details, as_json)
-        raise
-    _print_outcome(outcome, as_json, batching=True)
+        body = {k: v for k, v in spec.model_dump(mode="json").items() if v is not None}
+        kept = {"requirements": spec.requirements}
+        if spec.model_format is None:
+            kept["file"] = spec.file
+        check_kept(project_dir, kept)
+        client = connect()
+        # Always uploaded, even to a server on this machine: the server never reads our folder.
+        params = project_params(options["project"])
+        where = upload_project(client, _path(name), options["project"], params.get("project"))
+        body["upload"] = upload_folder(client, project_dir, where).id
+        try:
+            outcome = client.call(
+                "POST",
+                _path(name, "deploy"),
+                body,
+                params=params,
+                timeout=None,
+            )
+        except ModelyardError as exc:
+            if exc.code == "deploy_failed" and exc.details:
+                _print_failed(exc.details, as_json)
+            raise
+        _print_outcome(outcome, as_json, batching=True)
 
 
 def _ids(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -246,8 +281,14 @@ def builds(name: str, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    rows = [[b["crn"], b["ok"], b["file"], b["function"], b["created_ms"]] for b in found]
-    print_rows(f"Builds of {name}", ["crn", "ok", "file", "function", "created_ms"], rows)
+    from modelyard.cli.importing import source_text
+
+    rows = [
+        [b["crn"], b["ok"], b["file"], b["function"], b["created_ms"], source_text(b.get("source"))]
+        for b in found
+    ]
+    columns = ["crn", "ok", "file", "function", "created_ms", "source"]
+    print_rows(f"Builds of {name}", columns, rows)
 
 
 @models.command()

@@ -28,9 +28,11 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.builds.builder import validate_function, validate_project_path
+from modelyard.builds.imported import Staged, discard
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import ModelSettings
 from modelyard.runtime import check_name
+from modelyard.server.deploy_imports import needs_staging, stage_deploy
 from modelyard.server.follow import LogFollows, follow_response
 from modelyard.server.limits import check_path
 from modelyard.server.uploads_api import deploy_folder
@@ -143,16 +145,30 @@ async def deploy(
     async with deploy_folder(
         services, caller, body.project, body.upload, check_project_dir
     ) as folder:
-        return await _deploy(name, body, services, folder, caller.project_crn)
+        if not needs_staging(body):
+            return await _deploy(name, body, services, folder, caller.project_crn)
+        # An import or --from-run: staged first (refusals here leave no model), removed after.
+        staged = await off_loop(stage_deploy, services, caller, body, folder)
+        try:
+            return await _deploy(name, body, services, staged.folder, caller.project_crn, staged)
+        finally:
+            await off_loop(discard, staged)
 
 
 async def _deploy(
-    name: str, body: DeployRequest, services: Services, project: Path, project_crn: str | None
+    name: str,
+    body: DeployRequest,
+    services: Services,
+    project: Path,
+    project_crn: str | None,
+    staged: Staged | None = None,
 ) -> dict[str, Any]:
-    check_path(body.file, "file", "a .py file inside the project such as 'predict.py'")
-    file = validate_project_path(body.file, "file", suffix=".py")
-    function = validate_function(body.function)
-    requirements = _requirements(project, body.requirements)
+    given = staged.file if staged is not None and staged.file else body.file
+    check_path(given, "file", "a .py file inside the project such as 'predict.py'")
+    file = validate_project_path(given, "file", suffix=".py")
+    function = validate_function(staged.function if staged and staged.function else body.function)
+    planned = staged.requirements if staged is not None else None
+    requirements = _requirements(project, body.requirements or planned)
     memory = body.memory_bytes
     settings = await off_loop(_settings, services, name, body.settings)
     outcome = await services.controller.deploy(
@@ -160,7 +176,7 @@ async def _deploy(
         str(project),
         file,
         function,
-        example=body.example,
+        example=staged.example if staged is not None else body.example,
         requirements=requirements,
         replicas=body.replicas,
         env=body.env,
@@ -169,6 +185,7 @@ async def _deploy(
         settings=settings,
         secrets=body.secrets,
         project_crn=project_crn,
+        source=staged.source if staged is not None and staged.source else None,
     )
     services.models.drop(name)
     result = _outcome(outcome)

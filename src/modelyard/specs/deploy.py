@@ -10,7 +10,7 @@ what it stores (replicas, env, memory, cpus) with the same rules (``specs.checks
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -66,10 +66,64 @@ class DeploySpec(Spec):
         "(set with 'modelyard secrets set NAME'); a missing one fails the deploy",
     )
 
+    from_run: str | None = Field(
+        default=None,
+        description="An experiment run (CRN, uuid or unique uuid prefix) whose kept files are "
+        "added to the folder built (``--from-run``)",
+    )
+    model_format: Literal["mlflow", "onnx", "sklearn"] | None = Field(
+        default=None,
+        description="Serve a model users already have instead of a predict function: "
+        "``model_path`` names it (see docs/importing.md)",
+    )
+    model_path: str | None = Field(
+        default=None,
+        description="The model's file or MLflow folder, relative to the folder deployed ('.': "
+        "the folder itself); with ``model_format`` only",
+    )
+    trust_pickle: bool = Field(
+        default=False,
+        description="Load a pickle or joblib scikit-learn file (runs any code it names)",
+    )
+    trusted_types: tuple[str, ...] = Field(
+        default=(),
+        description="Types a .skops file may hold beyond those skops trusts (``--trust-type``)",
+    )
+
     @field_validator("secrets", mode="before")
     @classmethod
     def _secrets(cls, value: Any) -> tuple[str, ...]:
         return check_secret_names(value)
+
+    @model_validator(mode="after")
+    def _import_fields(self) -> DeploySpec:
+        """``model_path`` goes with ``model_format``; the scikit-learn trust options with
+        ``sklearn``; an import generates its own entry, so ``file``/``function`` stay default."""
+        if (self.model_format is None) != (self.model_path is None):
+            raise InvalidInput(
+                f"model_format={self.model_format!r} and model_path={self.model_path!r}: give "
+                "both (an import) or neither (the project's own predict function)",
+                argument="model_path",
+            )
+        if self.model_format != "sklearn" and (self.trust_pickle or self.trusted_types):
+            raise InvalidInput(
+                f"trust_pickle={self.trust_pickle!r}, trusted_types={list(self.trusted_types)!r} "
+                f"with model_format={self.model_format!r}: accepted with 'sklearn' only "
+                "(--sklearn FILE)",
+                argument="trust_pickle",
+            )
+        if self.model_format is not None and (
+            self.file != "predict.py" or self.function != "predict"
+        ):
+            raise InvalidInput(
+                f"file={self.file!r}, function={self.function!r} with model_format="
+                f"{self.model_format!r}: an import generates the function it serves; accepted: "
+                "no --file/--function with --mlflow, --onnx or --sklearn",
+                argument="file",
+            )
+        for name in self.trusted_types:
+            check_text("trusted_types", name, max_len=300)
+        return self
 
     @model_validator(mode="after")
     def _secrets_not_in_env(self) -> DeploySpec:
@@ -114,6 +168,7 @@ class BuildSpec(Spec):
     requirements: str | None = None
     crn: str | None = None
     created_ms: int | None = None
+    source: dict[str, Any] | None = None  # where an imported build came from (builds.source)
 
     @field_validator("digest", "env_key", mode="before")
     @classmethod
@@ -197,6 +252,23 @@ class BuildSpec(Spec):
                 "(an integer >= 0) or None for now"
             )
         return value
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any) -> dict[str, Any] | None:
+        if value is not None:
+            if not isinstance(value, dict):
+                raise InvalidInput(
+                    f"source={value!r:.200} is not accepted; expected a JSON object or None"
+                )
+            encode_json("source", value)
+        source: dict[str, Any] | None = value
+        return source
+
+    @property
+    def source_json(self) -> str | None:
+        """``source`` as the JSON text stored (None: a build of the project's own function)."""
+        return None if self.source is None else encode_json("source", self.source)
 
     @property
     def example_json(self) -> str | None:

@@ -92,6 +92,7 @@ class _DeployRequest:
     memory_bytes: int | None
     cpus: float | None
     secrets: tuple[str, ...] = ()  # names of project secrets its replicas get
+    source: dict[str, Any] | None = None  # where an imported build came from (builds.source)
 
 
 class Controller:
@@ -176,6 +177,7 @@ class Controller:
         settings: ModelSettings | Mapping[str, Any] | None = None,
         project_crn: str | None = None,
         secrets: tuple[str, ...] = (),
+        source: dict[str, Any] | None = None,
     ) -> DeployOutcome:
         """Build ``function`` of ``file`` in ``project`` and roll it out as ``name``.
 
@@ -205,6 +207,7 @@ class Controller:
             memory_bytes,
             cpus,
             tuple(secrets),
+            source,
         )
         async with self._locks[name]:
             model, access_key, changes = await self._ensure_model(name, settings, project_crn)
@@ -259,6 +262,7 @@ class Controller:
             example=request.example,
             requirements=request.requirements,
             crn=result.build_crn,
+            source=request.source,
         )
         if not result.ok:
             return DeployOutcome(
