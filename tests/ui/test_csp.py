@@ -36,6 +36,7 @@ PAGES = [
     "/ui/jobs",
     "/ui/alerts",
     "/ui/keys",
+    "/ui/experiments",
 ]
 
 HEATMAP = """() => {
