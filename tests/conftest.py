@@ -43,6 +43,18 @@ def modelyard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Ray tests share one session-scoped cluster and need the machine: never under pytest-xdist
+    (``make test`` runs them in a second, serial pass: ``pytest -m ray``)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and item.get_closest_marker("ray"):
+        pytest.fail(
+            f"{item.nodeid} is marked ray but runs in pytest-xdist worker {worker}; "
+            "run the Ray tests serially: pytest -m ray (and the rest with -m 'not ray')",
+            pytrace=False,
+        )
+
+
 def _postgres_url() -> str:
     return os.environ.get("MODELYARD_TEST_POSTGRES_URL", DEFAULT_PG_URL)
 

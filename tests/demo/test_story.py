@@ -126,7 +126,12 @@ def test_quick_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert tech, results["tech"]
     for t in tech:
         assert 0 < t["tech.latency_p50_ms"] <= t["tech.latency_p95_ms"] <= t["tech.latency_p99_ms"]
-    assert QUICK.tech_interval_s * 1000 * 0.5 <= tech[0]["end_ms"] - tech[0]["start_ms"]
+    # Intervals of the quick demo's 5 s, not the default minute. The first one is partial by
+    # design (it starts when the deployment joined the gateway, which on a loaded machine can be
+    # seconds after the server's first tick), so the longest one is what says the setting took.
+    spans = [t["end_ms"] - t["start_ms"] for t in tech]
+    interval_ms = QUICK.tech_interval_s * 1000
+    assert interval_ms * 0.8 <= max(spans) <= interval_ms * 2, spans
 
     # The server's log does not hold the admin key in clear text.
     admin_key = (home / "admin.key").read_text().strip()

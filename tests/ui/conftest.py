@@ -8,11 +8,13 @@ browser tests fail with the reason under CI and skip with the reason elsewhere.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -170,7 +172,10 @@ def _install_chromium() -> str | None:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    problem = _install_chromium()
+    # Session-scoped per pytest-xdist worker: the workers take turns installing it.
+    with open(Path(tempfile.gettempdir()) / "modelyard-tests-chromium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        problem = _install_chromium()
     if problem is not None:
         message = f"Debian's chromium is needed for the dashboard's browser tests: {problem}"
         if os.environ.get("CI"):
