@@ -124,6 +124,28 @@ def _check_scope(db: Db, cur: Cursor, scope: object, role: Role) -> str | None:
         ) from None
 
 
+def check_given_token(token: str) -> str:
+    """A token minted elsewhere (``MODELYARD_ADMIN_KEY_FILE``): as long and as random-looking as
+    ours, so nobody registers ``myk_admin``."""
+    body = token[len(API_KEY_PREFIX) :]
+    if (
+        not token.startswith(API_KEY_PREFIX)
+        or len(body) < _GIVEN_TOKEN_MIN
+        or not all(c.isascii() and (c.isalnum() or c in "-_") for c in body)
+    ):
+        raise InvalidInput(
+            f"the given API key ({display_prefix(token)!r}..., {len(token)} characters) is not a "
+            f"key token; accepted: {API_KEY_PREFIX!r} followed by at least {_GIVEN_TOKEN_MIN} "
+            'URL-safe characters, e.g. from python -c "import secrets; '
+            f"print('{API_KEY_PREFIX}' + secrets.token_urlsafe(32))\"",
+            argument="token",
+        )
+    return token
+
+
+_GIVEN_TOKEN_MIN = 43  # secrets.token_urlsafe(32): 256 bits
+
+
 class ApiKeys:
     def __init__(self, db: Db, clock: Clock, cache: TTLCache[ApiKey]) -> None:
         self._db = db
@@ -140,11 +162,12 @@ class ApiKeys:
         user: str | None = None,
         project: str | None = None,
         project_role: str | None = None,
+        token: str | None = None,
     ) -> tuple[ApiKey, str]:
         name = check_text("name", name, max_len=200)
         chosen = check_role(role)
         lifetime = check_expiry(expires_in_ms, chosen)
-        token = new_token(API_KEY_PREFIX)
+        token = new_token(API_KEY_PREFIX) if token is None else check_given_token(token)
         now = self._now()
 
         def insert(cur: Cursor) -> ApiKey:

@@ -280,15 +280,24 @@ class Registry:
         user: str | None = None,
         project: str | None = None,
         project_role: str | None = None,
+        token: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new API key and its token (shown once). ``expires_in_ms=None`` only for admin.
+        ``token``: register this token (minted elsewhere) instead of minting one.
 
         ``user`` (a name or id) is whose rights the key carries: required for admin and user
         keys once any user exists, never given for run keys; an admin key needs a server admin.
         A user key may be narrowed to ``project`` (any project ref; the user must have a role
         there) and to ``project_role`` (at most the user's own role there). See ``_grants``."""
         return self._keys.create(
-            name, role, expires_in_ms, scope, user=user, project=project, project_role=project_role
+            name,
+            role,
+            expires_in_ms,
+            scope,
+            user=user,
+            project=project,
+            project_role=project_role,
+            token=token,
         )
 
     def authenticate(self, token: str) -> ApiKey:

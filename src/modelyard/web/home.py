@@ -18,8 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard import settings
+from modelyard.errors import InvalidInput, Unauthorized
 from modelyard.homedir import make_home
-from modelyard.registry import Registry
+from modelyard.registry import Registry, Role
 
 __all__ = [
     "ADMIN_KEY_FILE",
@@ -63,6 +65,10 @@ def ensure_admin_key(home: Path, registry: Registry) -> FirstStart:
         # A password file left from an earlier database is stale: this one is the admin's now.
         (home / ADMIN_PASSWORD_FILE).unlink(missing_ok=True)
         _write_private(home / ADMIN_PASSWORD_FILE, password)
+    given = settings.get("admin_key_file")
+    if given:
+        _register_given_admin_key(Path(str(given)), registry)
+        return FirstStart(home, None, password)
     key_file = home / ADMIN_KEY_FILE
     if key_file.exists():
         return FirstStart(home, None, password)
@@ -70,6 +76,43 @@ def ensure_admin_key(home: Path, registry: Registry) -> FirstStart:
     _, token = registry.create_api_key("admin", role="admin", expires_in_ms=None, user=admin.id)
     _write_private(key_file, token)
     return FirstStart(home, token, password)
+
+
+def _register_given_admin_key(path: Path, registry: Registry) -> None:
+    """``MODELYARD_ADMIN_KEY_FILE`` (e.g. a Kubernetes Secret): the admin key it holds is
+    registered for user ``admin`` unless the database knows it already (a restart, or another
+    server on the same database)."""
+    what = f"MODELYARD_ADMIN_KEY_FILE={str(path)!r}"
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise InvalidInput(
+            f"{what} cannot be read ({exc.strerror}); accepted: a readable file holding an "
+            "admin API key (myk_...), or unset it so the first start mints one"
+        ) from None
+    try:
+        key = registry.authenticate(token)
+    except Unauthorized as exc:
+        reason = exc.details.get("reason")
+        if reason != "unknown":
+            raise InvalidInput(
+                f"the admin key in {what} is {reason} in this database; accepted: a new "
+                "token in that file (the server registers it at start)"
+            ) from None
+        admin = registry.people.admin_user()
+        registry.create_api_key(
+            "admin (MODELYARD_ADMIN_KEY_FILE)",
+            role="admin",
+            expires_in_ms=None,
+            user=admin.id,
+            token=token,
+        )
+        return
+    if key.role is not Role.ADMIN:
+        raise InvalidInput(
+            f"the key in {what} ({key.prefix}...) has role {key.role.value!r}; accepted: an "
+            "admin key, or a new token (the server registers it as an admin key at start)"
+        )
 
 
 def _write_private(path: Path, secret: str) -> None:
