@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -62,6 +63,7 @@ from modelyard.monitors.access import MonitorAccess, StoredResult
 from modelyard.monitors.compute import clean_metrics, window_metrics
 from modelyard.monitors.open_access import open_access
 from modelyard.monitors.sketched import sketch_window_metrics
+from modelyard.monitors.streamed import window_or_stream
 from modelyard.monitors.window import WindowData, read_window
 from modelyard.specs.monitor import MonitorSpec
 from modelyard.specs.monitor_outputs import closest
@@ -339,8 +341,24 @@ def run_monitor(
         )
         for start, reason in todo:
             end = start + spec.window_ms
-            data = read_window(access, deployment, start, end, columns, spec.label)
-            metrics = _compute(spec, data, ref, access, deployment, start, end)
+            metrics = window_or_stream(
+                spec,
+                access,
+                deployment,
+                (start, end),
+                columns,
+                ref.drift,
+                ref.predictions,
+                partial(
+                    _compute,
+                    spec,
+                    ref=ref,
+                    access=access,
+                    deployment=deployment,
+                    start=start,
+                    end=end,
+                ),
+            )
             if end > now:  # still open: stored partial, computed again once it has closed
                 metrics[PARTIAL] = True
             kept, write = keep_better(access.result(spec.name, deployment, start), metrics)

@@ -12,7 +12,7 @@ first label comes from ``MonitorAccess.label_times``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from modelyard.monitors.access import MonitorAccess
 from modelyard.store.base import Query, RecordKind, RowBatch
 from modelyard.tracking.frame import batch_to_frame
 
-__all__ = ["RolledUp", "WindowData", "read_window"]
+__all__ = ["RolledUp", "WindowData", "concat_window", "iter_window", "read_window"]
 
 _BATCH = 20_000
 _KINDS = frozenset({RecordKind.PREDICTION, RecordKind.ROLLUP})
@@ -85,6 +85,65 @@ def _fold_bucket(rolled: RolledUp, batch: RowBatch, i: int, columns: Sequence[st
                 counts[str(category)] = counts.get(str(category), 0.0) + float(count)
 
 
+def iter_window(
+    access: MonitorAccess,
+    deployment_crn: str,
+    window: tuple[int, int],
+    columns: Sequence[str],
+    label: str | None,
+    rolled: RolledUp,
+    *,
+    rollups: bool = True,
+) -> Iterator[WindowData]:
+    """The window's raw predictions one scan batch at a time (each a ``WindowData`` of at most
+    ``_BATCH`` rows, its labels' arrival times read per batch); the rollup buckets met on the way
+    are folded into ``rolled``. What ``read_window`` concatenates, and what a window too large
+    for memory is streamed from (``modelyard.monitors.streamed``)."""
+    start_ms, end_ms = window
+    query = Query(
+        deployment_crn=deployment_crn,
+        start_ms=start_ms,
+        end_ms=end_ms - 1,
+        kinds=_KINDS if rollups else frozenset({RecordKind.PREDICTION}),
+    )
+    for raw in access.scan(query, _BATCH):
+        batch, rollup_rows = _split(raw)
+        for i in rollup_rows:
+            _fold_bucket(rolled, raw, i, columns)
+        if not len(batch):
+            continue
+        chunk = batch_to_frame([batch])
+        frame = pd.DataFrame(
+            {c: chunk[c] if c in chunk.columns else pd.Series([None] * len(chunk)) for c in columns}
+        )
+        uuids = [str(u) for u in chunk["predictionUuid"]]
+        times = chunk["startTimeStampMs"].to_numpy(dtype=np.float64)
+        label_ms = None
+        if label is not None:
+            first = access.label_times(deployment_crn, label, uuids)
+            label_ms = np.array([first.get(u, np.nan) for u in uuids], dtype=np.float64)
+        yield WindowData(frame, uuids, times, label_ms)
+
+
+def concat_window(
+    parts: Sequence[WindowData], columns: Sequence[str], label: str | None, rolled: RolledUp
+) -> WindowData:
+    """Chunks of ``iter_window`` as one ``WindowData``."""
+    frame = (
+        pd.concat([p.frame for p in parts], ignore_index=True)
+        if parts
+        else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    )
+    uuids = [u for p in parts for u in p.uuids]
+    times = [p.prediction_ms for p in parts]
+    prediction_ms = np.concatenate(times) if times else np.zeros(0, dtype=np.float64)
+    label_ms = None
+    if label is not None:
+        found = [p.label_ms for p in parts if p.label_ms is not None]
+        label_ms = np.concatenate(found) if found else np.zeros(0, dtype=np.float64)
+    return WindowData(frame, uuids, prediction_ms, label_ms, rolled)
+
+
 def read_window(
     access: MonitorAccess,
     deployment_crn: str,
@@ -97,41 +156,8 @@ def read_window(
 ) -> WindowData:
     """Predictions with ``start_ms <= start < end_ms`` (end exclusive), monitored columns only,
     and (``rollups``) what the buckets starting in the window keep of the rest."""
-    query = Query(
-        deployment_crn=deployment_crn,
-        start_ms=start_ms,
-        end_ms=end_ms - 1,
-        kinds=_KINDS if rollups else frozenset({RecordKind.PREDICTION}),
-    )
-    parts: list[pd.DataFrame] = []
-    uuids: list[str] = []
-    times: list[Any] = []
     rolled = RolledUp()
-    for raw in access.scan(query, _BATCH):
-        batch, rollup_rows = _split(raw)
-        for i in rollup_rows:
-            _fold_bucket(rolled, raw, i, columns)
-        if not len(batch):
-            continue
-        chunk = batch_to_frame([batch])
-        parts.append(
-            pd.DataFrame(
-                {
-                    c: chunk[c] if c in chunk.columns else pd.Series([None] * len(chunk))
-                    for c in columns
-                }
-            )
-        )
-        uuids.extend(str(u) for u in chunk["predictionUuid"])
-        times.append(chunk["startTimeStampMs"].to_numpy(dtype=np.float64))
-    frame = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    chunks = iter_window(
+        access, deployment_crn, (start_ms, end_ms), columns, label, rolled, rollups=rollups
     )
-    prediction_ms = np.concatenate(times) if times else np.zeros(0, dtype=np.float64)
-    label_ms = None
-    if label is not None:
-        first = access.label_times(deployment_crn, label, uuids) if uuids else {}
-        label_ms = np.array([first.get(u, np.nan) for u in uuids], dtype=np.float64)
-    return WindowData(frame, uuids, prediction_ms, label_ms, rolled)
+    return concat_window(list(chunks), columns, label, rolled)
