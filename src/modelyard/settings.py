@@ -102,6 +102,16 @@ def _parse_count(text: str, name: str) -> int:
     return int(raw)
 
 
+_RUNTIMES = ("local", "ray")
+
+
+def _parse_runtime(text: str) -> str:
+    value = text.strip().lower()
+    if value not in _RUNTIMES:
+        raise InvalidInput(f"MODELYARD_RUNTIME={text!r} is not a runtime; use local or ray")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -135,6 +145,14 @@ SETTINGS: dict[str, Setting] = {
             "rotation (the first encrypts, all decrypt); unset: <home>/secrets.key, created "
             "(mode 0600) at the first secret. Keep it out of the database's backups.",
             secret=True,
+        ),
+        Setting(
+            "admin_key_file",
+            "MODELYARD_ADMIN_KEY_FILE",
+            None,
+            "A file holding an admin API key minted elsewhere (e.g. a mounted Kubernetes Secret): "
+            "at start the server registers it for user admin unless the database knows it, and "
+            "writes no <home>/admin.key; unset: the first start mints one into <home>/admin.key.",
         ),
         Setting(
             "cli_config",
@@ -302,6 +320,51 @@ SETTINGS: dict[str, Setting] = {
             "365d",
             "Audit log entries older than this are deleted by maintenance-run-history.",
             lambda v: parse_duration_ms(v, "MODELYARD_AUDIT_RETENTION"),
+        ),
+        Setting(
+            "monitor_memory_rows",
+            "MODELYARD_MONITOR_MEMORY_ROWS",
+            "1000000",
+            "A monitor window with more raw predictions than this is streamed in chunks through "
+            "mergeable accumulators instead of held in memory (docs/monitors.md).",
+            lambda v: _parse_count(v, "MODELYARD_MONITOR_MEMORY_ROWS"),
+        ),
+        Setting(
+            "runtime",
+            "MODELYARD_RUNTIME",
+            "local",
+            "Where the server runs replicas and job runs: local (processes on this machine) or "
+            "ray (Ray Serve and Ray Jobs on the cluster at MODELYARD_RAY_ADDRESS; needs "
+            "pip install 'modelyard[ray]').",
+            _parse_runtime,
+        ),
+        Setting(
+            "ray_address",
+            "MODELYARD_RAY_ADDRESS",
+            None,
+            "The Ray head's GCS address HOST:PORT (e.g. 127.0.0.1:6379) for MODELYARD_RUNTIME=ray.",
+        ),
+        Setting(
+            "ray_dashboard_url",
+            "MODELYARD_RAY_DASHBOARD_URL",
+            None,
+            "The Ray head's dashboard (its Jobs API); unset: http://<host of "
+            "MODELYARD_RAY_ADDRESS>:8265.",
+        ),
+        Setting(
+            "ray_auth_token_path",
+            "MODELYARD_RAY_AUTH_TOKEN_PATH",
+            None,
+            "File holding the Ray cluster's token (Ray token auth, RAY_AUTH_MODE=token); unset: "
+            "RAY_AUTH_MODE as the environment says, else no token (see docs/ray.md).",
+        ),
+        Setting(
+            "ray_deploy_timeout",
+            "MODELYARD_RAY_DEPLOY_TIMEOUT",
+            "120s",
+            "On the Ray runtime, a replica not running within this time fails its deploy with a "
+            "message naming the resource the cluster lacks.",
+            lambda v: parse_duration_ms(v, "MODELYARD_RAY_DEPLOY_TIMEOUT"),
         ),
         Setting(
             "smtp_host",

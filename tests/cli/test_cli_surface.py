@@ -40,10 +40,11 @@ def test_every_command_that_prints_data_takes_json() -> None:
     assert missing == []
 
 
-def test_deploy_help_says_cpus_are_not_enforced() -> None:
+def test_deploy_help_says_how_cpus_are_enforced() -> None:
     result = CliRunner().invoke(cli, ["models", "deploy", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    assert "NOT enforced" in " ".join(result.output.split())
+    text = " ".join(result.output.split())
+    assert "cgroup v2 cpu.max, else CPU affinity" in text and "--gpus" in text
 
 
 def test_metrics_read_json_is_format_json() -> None:

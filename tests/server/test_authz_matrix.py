@@ -547,6 +547,7 @@ SERVER, SIGNED_IN = Right.SERVER, Right.SIGNED_IN
 EXPECTED: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/alerts"): Rule(READ, On.NONE),
     ("GET", "/api/v1/audit"): Rule(MANAGE, On.BODY),
+    ("GET", "/api/v1/cluster"): Rule(READ, On.NONE),
     ("GET", "/api/v1/drift"): Rule(READ, On.BODY),
     ("GET", "/api/v1/drift/distributions"): Rule(READ, On.BODY),
     ("GET", "/api/v1/drift/groups"): Rule(READ, On.BODY),
@@ -623,6 +624,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/runs/{run_id}/cancel"): Rule(OPERATE, On.RUN),
     ("GET", "/api/v1/runs/{run_id}/logs"): Rule(READ, On.RUN, run_keys=True),
     ("POST", "/api/v1/runs/{run_id}/files"): Rule(OPERATE, On.RUN, run_keys=True),
+    ("PUT", "/api/v1/runs/{run_id}/files/{path:path}"): Rule(OPERATE, On.RUN, run_keys=True),
     ("POST", "/api/v1/runs/{run_id}/metrics"): Rule(OPERATE, On.RUN, run_keys=True),
     ("GET", "/api/v1/series"): Rule(READ, On.BODY),
     ("GET", "/api/v1/series/keys"): Rule(READ, On.BODY),

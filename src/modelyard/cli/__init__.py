@@ -13,8 +13,10 @@ import click
 from modelyard.cli import (
     alerts_cmd,
     audit_cmd,
+    cluster_cmd,
     demo_cmd,
     experiments_cmd,
+    export_cmd,
     jobs_cmd,
     keys_cmd,
     metrics_cmd,
@@ -66,6 +68,8 @@ cli.add_command(projects_cmd.projects)
 cli.add_command(users_cmd.users)
 cli.add_command(teams_cmd.teams)
 cli.add_command(secrets_cmd.secrets)
+cli.add_command(export_cmd.export)
+cli.add_command(cluster_cmd.cluster)
 
 
 @cli.command()

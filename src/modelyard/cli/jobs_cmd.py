@@ -79,6 +79,10 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
         "retry_backoff_ms": _duration(options["retry_backoff"], "--retry-backoff"),
         "overlap": options["overlap"],
         "catch_up": options["catch_up"],
+        "cpus": options["cpus"],
+        "memory": options["memory"],
+        "gpus": options["gpus"],
+        "accelerator": options["accelerator"],
     }
     body = {k: v for k, v in body.items() if v is not None}
     if options["manual"]:
@@ -161,6 +165,7 @@ def _job_options(required: bool) -> Callable[[F], F]:
             click.option("--retries", type=int, default=None, help="Retries of a failed run."),
             click.option("--retry-backoff", default=None, help="First retry wait (default 30s)."),
             click.option("--env", "env", multiple=True, help="K=V added to each run's env."),
+            *_RESOURCE_OPTIONS,
             click.option(
                 "--secret",
                 "secrets",
@@ -196,6 +201,25 @@ def _job_options(required: bool) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+# What each run may use (docs/resources.md), on create and update.
+_RESOURCE_OPTIONS = [
+    click.option(
+        "--cpus",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="CPUs each run may use (enforced; docs/resources.md).",
+    ),
+    click.option("--memory", default=None, help="Memory each run may use, e.g. 2G."),
+    click.option(
+        "--gpus",
+        type=click.IntRange(0, 64),
+        default=None,
+        help="Whole GPUs each run gets exclusively (CUDA_VISIBLE_DEVICES).",
+    ),
+    click.option("--accelerator", default=None, help="GPU type for --gpus, e.g. A100."),
+]
 
 
 def _schedule(job: dict[str, Any]) -> str:

@@ -119,9 +119,16 @@ def models() -> None:
     "--cpus",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="CPUs per replica: recorded with the deployment, NOT enforced by the local runtime "
-    "(no cgroups); bound CPU use with --replicas or --concurrency.",
+    help="CPUs per replica, enforced (local: cgroup v2 cpu.max, else CPU affinity in whole "
+    "CPUs; Ray: the actor's request). See docs/resources.md.",
 )
+@click.option(
+    "--gpus",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Whole GPUs per replica, each replica's own (CUDA_VISIBLE_DEVICES); a model setting.",
+)
+@click.option("--accelerator", default=None, help="GPU type for --gpus, e.g. A100.")
 @click.option("--batch-function", default=None, help="Function taking a list of inputs.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Calls at once.")
 @click.option("--timeout", type=float, default=None, help="Request timeout in seconds.")
@@ -166,6 +173,8 @@ def deploy(name: str, as_json: bool, **options: Any) -> None:
             env=env_pairs(options["env"]),
             memory=options["memory"],
             cpus=options["cpus"],
+            gpus=options["gpus"],
+            accelerator=options["accelerator"],
             settings=_model_settings(options),
             secrets=options["secrets"],
         )

@@ -382,6 +382,10 @@ class Runner:
                 cwd=cwd,
                 env=self._env(job, run, token),
                 timeout_s=job.timeout_ms / 1000,
+                cpus=job.resources.get("cpus"),
+                memory_bytes=job.resources.get("memory"),
+                gpus=job.resources.get("gpus") or 0,
+                accelerator=job.resources.get("accelerator"),
             )
         )
         if active is not None:

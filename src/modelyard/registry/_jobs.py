@@ -162,6 +162,10 @@ def spec_of(job: Job) -> JobSpec:
         notify=job.notify,
         notify_on=job.notify_on,
         secrets=job.secrets,
+        cpus=job.resources.get("cpus"),
+        memory=job.resources.get("memory"),
+        gpus=job.resources.get("gpus") or 0,
+        accelerator=job.resources.get("accelerator"),
     )
 
 
@@ -279,7 +283,7 @@ class Jobs:
                 project_crn=project,
                 kind=kind,
                 label=label,
-                resources=dict(resources or {}),
+                resources=dict(spec.resources if resources is None else resources),
             )
             inserted = self._db.exec(
                 cur,
@@ -344,7 +348,8 @@ class Jobs:
                 project_crn=job.project_crn,
                 kind=job.kind,
                 label=job.label,
-                resources=job.resources,
+                # a job's resources come from its spec; an experiment's stay as recorded
+                resources=spec.resources if job.kind == "job" else job.resources,
             )
             columns = _COLUMNS.split(", ")[2:]
             self._db.exec(

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from modelyard.errors import InvalidInput
+from modelyard.specs.checks import check_accelerator
 
 __all__ = ["SETTINGS_BOUNDS", "ModelSettings"]
 
@@ -36,8 +37,9 @@ SETTINGS_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "max_body_bytes": (1, _GIB, True),
     "max_batch_size": (1, 4096, True),
     "max_batch_wait_ms": (0, 10_000, True),
+    "gpus": (0, 64, True),
 }
-_INTEGERS = frozenset({"concurrency", "max_queue", "max_body_bytes", "max_batch_size"})
+_INTEGERS = frozenset({"concurrency", "max_queue", "max_body_bytes", "max_batch_size", "gpus"})
 _BOOLEANS = ("auth_required", "track_io", "debug", "retry")
 # None: not set, the replica's own default applies.
 _OPTIONAL = frozenset({"concurrency"})
@@ -70,8 +72,13 @@ class ModelSettings:
     # of the answer came). False (``--no-retry``): such a request gets 502, for functions that
     # must not run twice (they charge, send, write elsewhere).
     retry: bool = True
+    # Whole GPUs each replica gets exclusively (CUDA_VISIBLE_DEVICES locally; Ray's num_gpus),
+    # and optionally their type (matched against device names, e.g. 'A100'): docs/resources.md.
+    gpus: int = 0
+    accelerator: str | None = None
 
     def __post_init__(self) -> None:
+        check_accelerator(self.accelerator)
         for name in _BOOLEANS:
             value = getattr(self, name)
             if not isinstance(value, bool):

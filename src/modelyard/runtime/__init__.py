@@ -6,8 +6,12 @@ machine, and a Ray backend can implement the same later. See ``docs/runtime.md``
 """
 
 from modelyard.runtime.base import (
+    ClusterAware,
     Event,
     EventSink,
+    GpuInfo,
+    NodeInfo,
+    Placement,
     ReplicaSpec,
     ReplicaState,
     ReplicaStatus,
@@ -24,10 +28,14 @@ from modelyard.runtime.runs import LocalRun
 from modelyard.runtime.supervised import SupervisorConfig
 
 __all__ = [
+    "ClusterAware",
     "Event",
     "EventSink",
+    "GpuInfo",
     "LocalRun",
     "LocalRuntime",
+    "NodeInfo",
+    "Placement",
     "ReplicaSpec",
     "ReplicaState",
     "ReplicaStatus",

@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "ClusterAware",
     "Event",
     "EventSink",
+    "GpuInfo",
+    "NodeInfo",
+    "Placement",
     "ReplicaSpec",
     "ReplicaState",
     "ReplicaStatus",
@@ -64,8 +68,11 @@ class ReplicaSpec:
     ``MODELYARD_*`` variables the runtime adds). ``socket`` is the Unix socket path the replica
     listens on (health checks go there, else to ``port``). ``health_path`` needs ``port`` or
     ``socket``; without a health
-    path a replica counts as healthy as soon as it runs. ``cpus`` is recorded, not enforced
-    locally. ``startup_timeout_s`` bounds how long a replica may take to answer its first health
+    path a replica counts as healthy as soon as it runs. ``cpus`` is enforced locally (a cgroup v2
+    ``cpu.max`` where writable, else CPU affinity, see ``runtime.resources``); on Ray it is the
+    actor's request. ``gpus`` is how many whole GPUs the replica gets exclusively (local:
+    ``CUDA_VISIBLE_DEVICES``); ``accelerator`` optionally names the GPU type (e.g. ``A100``).
+    ``startup_timeout_s`` bounds how long a replica may take to answer its first health
     check before it is recycled.
     """
 
@@ -81,6 +88,8 @@ class ReplicaSpec:
     inherit_env: bool = True
     startup_timeout_s: float = 120.0
     socket: str | None = None
+    gpus: int = 0
+    accelerator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +109,16 @@ class ReplicaState:
     memory_limit_bytes: int | None
     cpus: float | None
     log_path: Path
+    gpu_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """One job run: a command, its environment and a timeout (None: no timeout).
+    """One job run: a command, its environment, a timeout (None: no timeout) and its resources.
 
     ``run_id`` names the log file, so it must match ``[A-Za-z0-9][A-Za-z0-9_.-]*``.
+    ``cpus``, ``memory_bytes``, ``gpus`` and ``accelerator`` mean what they mean on
+    ``ReplicaSpec`` (None / 0: no limit, no GPU).
     """
 
     run_id: str
@@ -115,6 +127,61 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     inherit_env: bool = True
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    gpus: int = 0
+    accelerator: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    """One GPU of a node. ``id`` is what ``CUDA_VISIBLE_DEVICES`` takes (the index as text, or
+    the device's UUID); ``held_by`` names the replica or run that holds it (None: free)."""
+
+    id: str
+    name: str
+    memory_bytes: int | None = None
+    held_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One replica or run and the resources it asked for, placed on a node or waiting.
+
+    ``kind`` is ``replica`` or ``run``; ``name`` is the replica id or run id; ``node_id`` is None
+    while it waits for resources, and ``reason`` then says what it waits for.
+    """
+
+    kind: str
+    name: str
+    deployment_id: str | None = None
+    node_id: str | None = None
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    gpus: int = 0
+    gpu_ids: tuple[str, ...] = ()
+    accelerator: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One machine of the runtime (the local runtime has exactly one).
+
+    ``cpu_limit`` says how CPU limits are enforced there: ``cgroup`` (cgroup v2 ``cpu.max``),
+    ``affinity`` (pinned to whole CPUs), ``ray`` (Ray's scheduler) or ``none``.
+    ``placed`` lists what runs on it.
+    """
+
+    node_id: str
+    address: str
+    alive: bool
+    cpus: float
+    memory_bytes: int | None
+    gpus: tuple[GpuInfo, ...] = ()
+    cpu_limit: str = "none"
+    placed: tuple[Placement, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,3 +270,15 @@ class Runtime(Protocol):
     ) -> Iterator[str]: ...
 
     def stop_all(self) -> None: ...
+
+
+class ClusterAware(Protocol):
+    """Optional on a runtime: what ``modelyard cluster`` and ``GET /api/v1/cluster`` show.
+
+    ``nodes()`` lists the nodes with what is placed on each; ``waiting()`` lists what waits for
+    resources (``Placement.node_id`` None). A runtime without these shows no nodes.
+    """
+
+    def nodes(self) -> list[NodeInfo]: ...
+
+    def waiting(self) -> list[Placement]: ...

@@ -26,7 +26,17 @@ from modelyard import settings
 from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.runtime import leftovers
-from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, RunSpec, Runtime
+from modelyard.runtime.base import (
+    Event,
+    EventSink,
+    NodeInfo,
+    Placement,
+    ReplicaSpec,
+    ReplicaState,
+    RunSpec,
+    Runtime,
+)
+from modelyard.runtime.local_nodes import local_node, local_waiting
 from modelyard.runtime.logs import (
     Rotation,
     check_name,
@@ -36,6 +46,7 @@ from modelyard.runtime.logs import (
     run_log_path,
 )
 from modelyard.runtime.procs import check_command, sample_groups
+from modelyard.runtime.resources import LocalResources
 from modelyard.runtime.runs import LocalRun
 from modelyard.runtime.supervised import SupervisedReplica, SupervisorConfig
 
@@ -65,9 +76,12 @@ class LocalRuntime:
         home: str | Path | None = None,
         on_event: EventSink | None = None,
         config: SupervisorConfig | None = None,
+        resources: LocalResources | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else settings.home()
         self.config = config or SupervisorConfig()
+        # CPU limits (cgroup v2 or affinity) and GPUs; tests inject a fake GPU list here.
+        self.resources = resources if resources is not None else LocalResources.detect()
         # Logs are rotated by size (MODELYARD_LOG_MAX_BYTES, MODELYARD_LOG_BACKUPS): see logs.py.
         self.log_rotation = Rotation.from_settings()
         self._next_rotation = 0.0
@@ -125,6 +139,7 @@ class LocalRuntime:
                     self.config,
                     self._queue_event,
                     leftovers.replica_record(self.home, spec.deployment_id, spec.replica_id),
+                    self.resources,
                 )
                 replica.start()
                 self._replicas[spec.replica_id] = replica
@@ -191,6 +206,8 @@ class LocalRuntime:
         """Start a run in its own process group; output goes to ``<home>/logs/runs/<id>.log``."""
         check_name(spec.run_id, "run_id")
         check_command(spec.argv, spec.cwd, f"run {spec.run_id}")
+        _check_resources(f"run {spec.run_id}", spec.cpus, spec.memory_bytes, "memory_bytes")
+        self.resources.gpus.check(f"run {spec.run_id}", spec.gpus, spec.accelerator)
         timeout = spec.timeout_s
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -211,6 +228,7 @@ class LocalRuntime:
                     self.config.stop_grace_s,
                     self._on_event,
                     leftovers.run_record(self.home, spec.run_id),
+                    self.resources,
                 )
             except OSError as exc:
                 raise InvalidInput(
@@ -230,6 +248,22 @@ class LocalRuntime:
     def runs(self) -> list[LocalRun]:
         with self._lock:
             return list(self._runs.values())
+
+    # -- the cluster view ----------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeInfo]:
+        """This machine as the one node: CPUs, memory, GPUs and what runs here."""
+        with self._lock:
+            replicas = list(self._replicas.values())
+            runs = [run for run in self._runs.values() if not run.status.finished]
+        return [local_node(self.resources, replicas, runs)]
+
+    def waiting(self) -> list[Placement]:
+        """Replicas and runs waiting for GPUs others hold."""
+        with self._lock:
+            replicas = list(self._replicas.values())
+            runs = [run for run in self._runs.values() if not run.status.finished]
+        return local_waiting(replicas, runs)
 
     # -- logs ----------------------------------------------------------------------------------
 
@@ -329,16 +363,8 @@ class LocalRuntime:
                 "start with '/', "
                 "such as '/healthz'"
             )
-        limit = spec.memory_limit_bytes
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0
-        ):
-            raise InvalidInput(f"{what} memory_limit_bytes={limit!r} must be bytes > 0 or None")
-        cpus = spec.cpus
-        if cpus is not None and not (
-            isinstance(cpus, int | float) and math.isfinite(cpus) and cpus > 0
-        ):
-            raise InvalidInput(f"{what} cpus={cpus!r} must be a number > 0 or None")
+        _check_resources(what, spec.cpus, spec.memory_limit_bytes, "memory_limit_bytes")
+        self.resources.gpus.check(what, spec.gpus, spec.accelerator)
         if not spec.startup_timeout_s > 0:
             raise InvalidInput(f"{what} startup_timeout_s={spec.startup_timeout_s!r} must be > 0")
         return spec
@@ -444,6 +470,20 @@ class LocalRuntime:
                 self._on_event(event)
             except Exception:
                 log.exception("event handler failed on %s", event.kind)
+
+
+def _check_resources(what: str, cpus: object, memory: object, memory_name: str) -> None:
+    if memory is not None and (
+        isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0
+    ):
+        raise InvalidInput(f"{what} {memory_name}={memory!r} must be bytes > 0 or None")
+    if cpus is not None and not (
+        isinstance(cpus, int | float)
+        and not isinstance(cpus, bool)
+        and math.isfinite(cpus)
+        and cpus > 0
+    ):
+        raise InvalidInput(f"{what} cpus={cpus!r} must be a number > 0 or None")
 
 
 if TYPE_CHECKING:

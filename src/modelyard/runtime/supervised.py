@@ -39,6 +39,7 @@ from modelyard.runtime.base import Event, ReplicaSpec, ReplicaState, ReplicaStat
 from modelyard.runtime.health import check_health
 from modelyard.runtime.memlimit import MEMORY_LIMIT_ENV
 from modelyard.runtime.procs import GroupSample, build_env, signal_group, spawn
+from modelyard.runtime.resources import GpusBusy, LocalResources
 
 __all__ = ["SupervisedReplica", "SupervisorConfig"]
 
@@ -98,8 +99,12 @@ class SupervisedReplica:
         config: SupervisorConfig,
         emit: Callable[[Event], None],
         record_path: Path | None = None,
+        resources: LocalResources | None = None,
     ) -> None:
         self.spec = spec
+        self._resources = resources
+        # Set while the replica waits for GPUs others hold (what it waits for, for the view).
+        self.waiting_for: str | None = None
         self.log_path = log_path
         self._record_path = record_path
         self._config = config
@@ -181,7 +186,41 @@ class SupervisedReplica:
             memory_limit_bytes=self.spec.memory_limit_bytes,
             cpus=self.spec.cpus,
             log_path=self.log_path,
+            gpu_ids=self.gpu_ids,
         )
+
+    @property
+    def holder(self) -> str:
+        """How GPU holders and CPU pins name this replica."""
+        return f"replica {self.spec.deployment_id}/{self.spec.replica_id}"
+
+    @property
+    def gpu_ids(self) -> tuple[str, ...]:
+        return () if self._resources is None else self._resources.gpus.held_by(self.holder)
+
+    def _take_gpus(self) -> dict[str, str] | None:
+        """``CUDA_VISIBLE_DEVICES`` for this start, or None while the GPUs are held by others
+        (the replica waits in the waiting phase and asks again in a second)."""
+        if self._resources is None:
+            return {}
+        pool = self._resources.gpus
+        try:
+            ids = pool.acquire(self.holder, self.spec.gpus, self.spec.accelerator)
+        except GpusBusy as exc:
+            if self.waiting_for != exc.message:
+                self.waiting_for = exc.message
+                self._emit("waiting_for_resources", {"reason": exc.message})
+                self._write_line(f"waiting: {exc.message}")
+            self._phase = _Phase.WAITING
+            self._next_start_mono = time.monotonic() + 1.0
+            return None
+        self.waiting_for = None
+        return pool.visible_env(ids)
+
+    def _release(self) -> None:
+        if self._resources is not None:
+            self._resources.gpus.release(self.holder)
+            self._resources.cpu.release(f"{self.spec.deployment_id}-{self.spec.replica_id}")
 
     # -- the state machine ---------------------------------------------------------------------
 
@@ -196,6 +235,10 @@ class SupervisedReplica:
             added["MODELYARD_PORT"] = str(spec.port)
         if spec.memory_limit_bytes is not None:  # the replica asks the kernel to enforce it
             added[MEMORY_LIMIT_ENV] = str(spec.memory_limit_bytes)
+        gpu_env = self._take_gpus()
+        if gpu_env is None:
+            return
+        added.update(gpu_env)
         marker = leftovers.new_marker()
         added.update(marker)
         self.started_at_ms = now_ms()
@@ -224,6 +267,7 @@ class SupervisedReplica:
             return
         if self._record_path is not None:
             leftovers.record(self._record_path, self._popen.pid, marker, list(spec.argv))
+        self._limit(self._popen.pid, gpu_env)
         self._phase = _Phase.RUNNING
         self._health = None
         self._health_failures = 0
@@ -260,6 +304,19 @@ class SupervisedReplica:
     def _proc(self) -> subprocess.Popen[bytes]:
         assert self._popen is not None, "only phases with a process call this"
         return self._popen
+
+    def _limit(self, pid: int, gpu_env: dict[str, str]) -> None:
+        """Apply the CPU (and cgroup memory) limit to the new process; log what applies."""
+        if self._resources is None:
+            return
+        spec = self.spec
+        applied = self._resources.cpu.apply(
+            f"{spec.deployment_id}-{spec.replica_id}", pid, spec.cpus, spec.memory_limit_bytes
+        )
+        if applied:
+            self._write_line(f"limits: cpus={spec.cpus} {applied}")
+        if spec.gpus:
+            self._write_line(f"gpus: {gpu_env.get('CUDA_VISIBLE_DEVICES')}")
 
     def _tick_running(self, now: float, sample: GroupSample | None, executor: Executor) -> None:
         if self._stop_grace is not None:
@@ -392,6 +449,8 @@ class SupervisedReplica:
         self.cpu_percent = None
 
     def _mark_stopped(self) -> None:
+        self._release()
+        self.waiting_for = None
         if self._record_path is not None:
             leftovers.forget(self._record_path)
         self._phase = _Phase.STOPPED

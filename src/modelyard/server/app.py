@@ -31,6 +31,7 @@ from modelyard.homedir import make_private_file
 from modelyard.server import (
     alerts_api,
     audit_api,
+    cluster_api,
     experiments_api,
     gateway_routes,
     insights_api,
@@ -119,6 +120,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(uploads_api.router)
     app.include_router(secrets_api.router)
+    app.include_router(cluster_api.router)
     # The dashboard under /ui: its sign-in page and static files are its only public paths.
     ui.mount(app)
     openapi_paths.install(app)  # the raw model-call routes, described in /openapi.json too

@@ -1,6 +1,7 @@
 """``/api/v1/experiments``: start experiment runs, list, show, compare and cancel them, read
 their logs and the files they kept; and ``POST /api/v1/runs/{run_id}/files``, where a running
-experiment's ``track_file`` names a file to keep.
+experiment's ``track_file`` names a file to keep, and ``PUT /api/v1/runs/{run_id}/files/{path}``,
+where the SDK sends the bytes of those files when the script ends.
 
 Who may do what, in the experiment's project: viewers read experiments, logs and files;
 operators also cancel runs; contributors also start and delete them (``?project=`` on start:
@@ -23,10 +24,16 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.requests import ClientDisconnect
 
-from modelyard.errors import InvalidInput, Unavailable
+from modelyard.errors import Conflict, InvalidInput, PayloadTooLarge, Unavailable
 from modelyard.ids import is_uuid
-from modelyard.registry import RUN_SCOPE_PREFIX
+from modelyard.registry import (
+    MAX_RUN_FILE_BYTES,
+    RUN_SCOPE_PREFIX,
+    RunState,
+    check_run_file_path,
+)
 from modelyard.runtime.logs import run_log_path
 from modelyard.server import jobs_api
 from modelyard.server.uploads_api import job_folder
@@ -55,6 +62,12 @@ Changer = Annotated[Caller, Depends(requires(Right.CHANGE, On.RUN))]
 RunWriter = Annotated[Caller, Depends(requires(Right.OPERATE, On.RUN, run_keys=True))]
 
 _MAX_TAIL = 100_000
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 _BODY = {
     "requestBody": {
         "required": True,
@@ -94,14 +107,12 @@ def _spec(services: Services, caller: Caller, body: Any) -> ExperimentSpec:
             "server administrators, a folder on the server's machine",
             argument="upload",
         )
-    if spec.gpus or spec.accelerator:
-        # Recording a GPU request the local runtime cannot honour would let a run silently
-        # train on the CPU; refuse instead, before anything is recorded.
-        raise InvalidInput(
-            f"gpus={spec.gpus!r}, accelerator={spec.accelerator!r}: this server's runtime (local) "
-            "places no GPUs or accelerators; accepted here: gpus=0 and no accelerator",
-            argument="gpus",
-        )
+    # A GPU request this machine could never honour would let a run wait forever (or train on
+    # the CPU): refused before anything is recorded. The local runtime checks its discovered
+    # GPUs (busy ones only make the run wait); Ray places runs on nodes that have them.
+    gpus = getattr(getattr(services.runtime, "resources", None), "gpus", None)
+    if gpus is not None and spec.gpus:
+        gpus.check("the experiment run", spec.gpus, spec.accelerator)
     if spec.upload is not None:
         folder = str(job_folder(services, caller, spec.upload))
         spec = spec.model_copy(update={"project": folder, "upload": None})
@@ -262,3 +273,55 @@ def track_run_file(
         )
     services.registry.experiments.track_file(RUN_SCOPE_PREFIX + run_id, body.path)
     return Response(status_code=204)
+
+
+@router.put(
+    "/runs/{run_id}/files/{path:path}",
+    summary="Keep a file of a running experiment: its raw bytes, sent when the script ends",
+    openapi_extra=_RAW_BODY,
+)
+async def upload_run_file(
+    run_id: str, path: str, request: Request, services: ServicesDep, caller: RunWriter
+) -> dict[str, Any]:
+    """The SDK sends every file a script tracked when it ends (``tracking/run_uploads``), so
+    its files are kept wherever the script ran (on Ray, a cluster node's copy of the working
+    folder). Stored as kept, as the runner stores what it reads from the folder (which then
+    skips the file); the same checks: a relative path inside the run's folder, at most
+    ``MAX_RUN_FILE_BYTES`` each, ``MAX_RUN_FILES`` and ``MAX_RUN_FILES_TOTAL_BYTES`` per run.
+    The run must be a running experiment; a run's own key reaches its own run only. Idempotent:
+    the same bytes again change nothing. Answers the kept file's JSON."""
+    if not is_uuid(run_id):
+        raise InvalidInput(
+            f"run {run_id!r} is not accepted; expected the run's uuid (MODELYARD_RUN_ID, the last "
+            "part of 'crn:modelyard:run/<uuid>')",
+            run=run_id,
+        )
+    normal = check_run_file_path(path)
+    experiments = services.registry.experiments
+    run = await off_loop(experiments.run_of, run_id)
+    if run.state is not RunState.RUNNING:
+        raise Conflict(
+            f"experiment run {run.id} is {run.state.value}; its files are sent while it is "
+            "running only",
+            run=run.id,
+        )
+    data = bytearray()
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_RUN_FILE_BYTES:
+                raise PayloadTooLarge(
+                    f"file {normal!r} is more than {MAX_RUN_FILE_BYTES} bytes; accepted: at most "
+                    f"{MAX_RUN_FILE_BYTES} bytes ({MAX_RUN_FILE_BYTES // 1024 // 1024} MiB) per "
+                    "run file",
+                    path=normal,
+                    limit=MAX_RUN_FILE_BYTES,
+                )
+    except ClientDisconnect:  # cut off: nothing was stored, nobody is left to answer
+        raise InvalidInput(
+            f"the body of file {normal!r} ended after {len(data)} bytes (the client went away); "
+            "nothing was stored: send the file again",
+            path=normal,
+        ) from None
+    kept = await off_loop(experiments.keep_file, run.id, normal, bytes(data))
+    return file_json(kept)

@@ -170,7 +170,7 @@ async def _deploy(
     planned = staged.requirements if staged is not None else None
     requirements = _requirements(project, body.requirements or planned)
     memory = body.memory_bytes
-    settings = await off_loop(_settings, services, name, body.settings)
+    settings = await off_loop(_settings, services, name, body.model_settings)
     outcome = await services.controller.deploy(
         name,
         str(project),

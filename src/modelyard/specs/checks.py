@@ -14,11 +14,14 @@ import orjson
 from modelyard.errors import InvalidInput
 
 __all__ = [
+    "MAX_GPUS",
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "MODEL_NAME_RULE",
+    "check_accelerator",
     "check_cpus",
     "check_env",
+    "check_gpus",
     "check_memory",
     "check_model_name",
     "check_path",
@@ -39,6 +42,8 @@ MAX_REPLICAS = 256
 MIN_MEMORY = 16 * 1024**2
 MAX_MEMORY = 1024**4
 MAX_CPUS = 1024.0
+MAX_GPUS = 64
+_ACCELERATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
 
 
 def check_model_name(name: object) -> str:
@@ -166,6 +171,29 @@ def check_cpus(value: object) -> float | None:
             argument="cpus",
         )
     return float(value)
+
+
+def check_gpus(value: object) -> int:
+    """Whole GPUs asked for: an integer from 0 (none) to ``MAX_GPUS``."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GPUS:
+        raise InvalidInput(
+            f"gpus={value!r} is not accepted; expected an integer from 0 to {MAX_GPUS}",
+            argument="gpus",
+        )
+    return value
+
+
+def check_accelerator(value: object) -> str | None:
+    """A GPU type such as 'A100' or 'nvidia-t4' (matched against device names), or None."""
+    if value is None or (isinstance(value, str) and _ACCELERATOR.match(value)):
+        return value
+    raise InvalidInput(
+        f"accelerator={value!r:.100} is not accepted; expected a type name of letters, "
+        "digits and '_.:-' such as 'A100' or 'nvidia-t4'",
+        argument="accelerator",
+    )
 
 
 def check_env(env: object) -> dict[str, str]:

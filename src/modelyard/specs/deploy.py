@@ -18,7 +18,12 @@ from modelyard.errors import InvalidInput
 from modelyard.ids import check_crn
 from modelyard.settings import parse_size_bytes
 from modelyard.specs._base import Spec
-from modelyard.specs.checks import check_relative_path, check_text, encode_json
+from modelyard.specs.checks import (
+    check_accelerator,
+    check_relative_path,
+    check_text,
+    encode_json,
+)
 from modelyard.specs.secret_names import check_secret_names, check_secrets_not_in_env
 
 __all__ = ["BuildSpec", "DeploySpec"]
@@ -59,6 +64,13 @@ class DeploySpec(Spec):
     env: dict[str, str] = Field(default_factory=dict)
     memory: str | int | None = Field(default=None, description="per replica, e.g. 512M or bytes")
     cpus: float | None = Field(default=None, gt=0)
+    gpus: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="whole GPUs per replica, exclusively (a model setting: None keeps the model's)",
+    )
+    accelerator: str | None = Field(default=None, description="GPU type, e.g. 'A100'")
     settings: dict[str, Any] = Field(default_factory=dict)
     secrets: tuple[str, ...] = Field(
         default=(),
@@ -94,6 +106,21 @@ class DeploySpec(Spec):
     @classmethod
     def _secrets(cls, value: Any) -> tuple[str, ...]:
         return check_secret_names(value)
+
+    @field_validator("accelerator", mode="before")
+    @classmethod
+    def _accelerator(cls, value: Any) -> str | None:
+        return check_accelerator(value)
+
+    @property
+    def model_settings(self) -> dict[str, Any]:
+        """``settings`` with ``gpus`` and ``accelerator`` (model settings) folded in."""
+        extra: dict[str, Any] = {}
+        if self.gpus is not None:
+            extra["gpus"] = self.gpus
+        if self.accelerator is not None:
+            extra["accelerator"] = self.accelerator
+        return {**self.settings, **extra}
 
     @model_validator(mode="after")
     def _import_fields(self) -> DeploySpec:

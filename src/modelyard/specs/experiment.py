@@ -114,6 +114,10 @@ class ExperimentSpec(Spec):
             secrets=self.secrets,
             overlap=Overlap.ALLOW,
             notify_on=(),
+            cpus=self.cpus,
+            memory=self.memory,
+            gpus=self.gpus,
+            accelerator=self.accelerator,
         )
 
     @model_validator(mode="after")

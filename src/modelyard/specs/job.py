@@ -27,10 +27,15 @@ from typing import Any, Self
 from pydantic import Field, field_validator, model_validator
 
 from modelyard.errors import InvalidInput
+from modelyard.settings import parse_size_bytes
 from modelyard.specs._base import Spec
 from modelyard.specs.checks import (
     MODEL_NAME_RULE,
+    check_accelerator,
+    check_cpus,
     check_env,
+    check_gpus,
+    check_memory,
     check_path,
     check_relative_path,
 )
@@ -89,6 +94,10 @@ UPDATABLE = (
     "notify",
     "notify_on",
     "secrets",
+    "cpus",
+    "memory",
+    "gpus",
+    "accelerator",
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
@@ -169,6 +178,49 @@ class JobSpec(Spec):
         description="names of project secrets each run gets as environment variables (set with "
         "'modelyard secrets set NAME'); a missing one fails the run, naming it",
     )
+    cpus: float | None = Field(default=None, description="CPUs each run may use (enforced)")
+    memory: int | None = Field(
+        default=None, description="resident memory each run may use, bytes ('512M' accepted)"
+    )
+    gpus: int = Field(default=0, description="whole GPUs each run gets exclusively")
+    accelerator: str | None = Field(default=None, description="GPU type, e.g. 'A100'")
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        """What each run asks for, as recorded on the job (``jobs.resources``); {} for none."""
+        asked = {
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "gpus": self.gpus,
+            "accelerator": self.accelerator,
+        }
+        return asked if any(asked.values()) else {}
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpus(cls, value: object) -> float | None:
+        return check_cpus(value)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> int | None:
+        if isinstance(value, str):
+            value = parse_size_bytes(value, "memory")
+        try:
+            return check_memory(value)
+        except InvalidInput as exc:
+            message = exc.message.replace("memory_bytes=", "memory=")
+            raise InvalidInput(message, argument="memory") from exc
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: object) -> int:
+        return check_gpus(value)
+
+    @field_validator("accelerator", mode="before")
+    @classmethod
+    def _accelerator(cls, value: object) -> str | None:
+        return check_accelerator(value)
 
     @property
     def schedule(self) -> JobSchedule:

@@ -154,6 +154,7 @@ def _nav(caller: Caller) -> list[tuple[str, str, str]]:
         ("alerts", "/ui/alerts", "Alerts"),
         ("project", "/ui/project", "Project"),
         ("secrets", "/ui/secrets", "Secrets"),
+        ("cluster", "/ui/cluster", "Cluster"),
     ]
     if caller.server_admin or any(role.rank >= 3 for role in caller.roles.values()):
         nav.append(("audit", "/ui/audit", "Audit"))

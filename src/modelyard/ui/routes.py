@@ -26,7 +26,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from modelyard.errors import Forbidden, InvalidInput, ModelyardError, NotFound, Unauthorized
 from modelyard.registry import Model
-from modelyard.ui import experiments_page, people_pages, signin
+from modelyard.ui import cluster_page, experiments_page, people_pages, signin
 from modelyard.ui.assets import static_path
 from modelyard.ui.common import Ctx, checked_form, page, render, router, sessions
 from modelyard.views import drift, insights
@@ -41,7 +41,8 @@ from modelyard.web.services import Services, ServicesDep
 
 __all__ = ["RULES", "mount", "router"]
 
-_PAGE_MODULES = (people_pages, signin, experiments_page)  # their routes are on ``router`` too
+# Their routes are on ``router`` too.
+_PAGE_MODULES = (people_pages, signin, experiments_page, cluster_page)
 
 RULES: Mapping[tuple[str, str], Rule | None] = {
     # public: the sign-in form, signing out (a session is optional), the static files
@@ -56,6 +57,7 @@ RULES: Mapping[tuple[str, str], Rule | None] = {
     ("GET", "/ui/drift"): Rule(Right.READ),
     ("GET", "/ui/jobs"): Rule(Right.READ),
     ("GET", "/ui/experiments"): Rule(Right.READ),
+    ("GET", "/ui/cluster"): Rule(Right.READ),  # what is placed is filtered to the caller's
     ("GET", "/ui/alerts"): Rule(Right.READ),
     ("GET", "/ui/project"): Rule(Right.READ),
     ("GET", "/ui/secrets"): Rule(Right.READ),

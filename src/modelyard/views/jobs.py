@@ -82,6 +82,8 @@ def job_json(
         "catch_up": job.catch_up.value,
         "notify": list(job.notify),
         "notify_on": list(job.notify_on),
+        # cpus, memory, gpus, accelerator each run asks for (docs/resources.md); {}: none
+        "resources": {k: v for k, v in job.resources.items() if k != "created_by"},
         "paused": job.paused,
         "builtin": job.builtin,
         "created_ms": job.created_ms,

@@ -24,6 +24,7 @@ from modelyard.store.base import Identity
 
 __all__ = [
     "HEALTH_PATH",
+    "REQUIREMENTS_ENV",
     "capacity",
     "deployment_id",
     "identity",
@@ -167,6 +168,10 @@ def capacity(settings: ModelSettings, batch_function: str | None = None) -> int:
     return concurrency * settings.max_batch_size
 
 
+# The build's requirements file (inside the snapshot), for runtimes that install them remotely.
+REQUIREMENTS_ENV = "MODELYARD_BUILD_REQUIREMENTS"
+
+
 def replica_spec(
     model: Model,
     build: Build,
@@ -205,6 +210,8 @@ def replica_spec(
         "MODELYARD_BUILD_CRN": deployment.build_crn,
         "MODELYARD_DEPLOYMENT_CRN": deployment.crn,
     }
+    if build.requirements is not None:  # the Ray runtime refuses these (docs/ray.md)
+        env[REQUIREMENTS_ENV] = build.requirements
     return ReplicaSpec(
         deployment_id=deployment_id(deployment.crn),
         replica_id=replica_id,
@@ -217,4 +224,6 @@ def replica_spec(
         cpus=deployment.cpus,
         startup_timeout_s=startup_timeout_s,
         socket=socket,
+        gpus=settings.gpus,
+        accelerator=settings.accelerator,
     )
