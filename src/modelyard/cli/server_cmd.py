@@ -35,6 +35,18 @@ __all__ = ["server"]
     help="URL clients and replicas use to reach this server (default http://HOST:PORT).",
 )
 @click.option(
+    "--runtime",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Where replicas and job runs go: local processes, or a Ray cluster (docs/ray.md); "
+    "default $MODELYARD_RUNTIME, else local.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="The Ray head's GCS address HOST:PORT for --runtime ray (default $MODELYARD_RAY_ADDRESS).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -48,6 +60,7 @@ def server(
     public_metrics: bool,
     url: str | None,
     log_level: str,
+    **where: str | None,
 ) -> None:
     """Run the Modelyard server: REST API under /api/v1, POST /model, /metrics, dashboard.
 
@@ -69,6 +82,9 @@ def server(
         database_url=database_url or settings.get("database_url"),
         public_metrics=public_metrics,
         url=url,
+        # --runtime and --ray-address (in ``where``), else their settings.
+        runtime=where.get("runtime") or settings.get("runtime"),
+        ray_address=where.get("ray_address") or settings.get("ray_address"),
     )
     click.echo(f"Dashboard: {config.base_url}/ui/ (sign in with an admin or user API key)")
     run_server(config, log_level=log_level)

@@ -38,7 +38,7 @@ from modelyard.web.store_health import StoreHealth
 
 if TYPE_CHECKING:
     from modelyard.jobs.scheduler import Scheduler
-    from modelyard.runtime import LocalRuntime
+    from modelyard.runtime import Runtime
     from modelyard.serving.controller.run_keys import DeploymentKeys
     from modelyard.serving.gateway import Gateway
 
@@ -70,6 +70,10 @@ class ServerConfig:
     url: str | None = None
     inject_env: bool = True
     jobs: bool = True  # run the job scheduler (False: jobs can be defined but nothing runs them)
+    # Where replicas and runs go: "local" (processes here) or "ray" (the cluster at ray_address;
+    # the MODELYARD_RAY_* settings give its dashboard, token file and deploy deadline).
+    runtime: str = "local"
+    ray_address: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -131,7 +135,7 @@ class Services:
     registry: Registry
     writer: BufferedWriter
     gateway: Gateway
-    runtime: LocalRuntime
+    runtime: Runtime  # LocalRuntime or RayRuntime (config.runtime)
     controller: Any
     first_start: FirstStart
     models: ModelCache
@@ -202,7 +206,6 @@ def _logged(what: str) -> Any:
 
 async def open_services(config: ServerConfig) -> Services:
     """Open every part for ``config`` and restore the deployments that were active."""
-    from modelyard.runtime import LocalRuntime
     from modelyard.serving.controller import Controller, EventRelay
     from modelyard.serving.gateway import Gateway
 
@@ -218,7 +221,7 @@ async def open_services(config: ServerConfig) -> Services:
         journal = _open_journal(home, store)
         writer = BufferedWriter(store, journal=journal)
         relay = EventRelay()
-        runtime = LocalRuntime(home, on_event=relay)
+        runtime = _open_runtime(config, home, relay)
         gateway = Gateway(
             writer,
             store=store,
@@ -267,6 +270,35 @@ async def open_services(config: ServerConfig) -> Services:
             await services.close()
             raise
     return services
+
+
+def _open_runtime(config: ServerConfig, home: Path, on_event: Any) -> Runtime:
+    """The runtime ``config.runtime`` names: local processes, or the Ray cluster (docs/ray.md)."""
+    if config.runtime == "local":
+        from modelyard.runtime import LocalRuntime
+
+        return LocalRuntime(home, on_event=on_event)
+    if config.runtime != "ray":
+        raise InvalidInput(f"runtime={config.runtime!r} is not a runtime; use local or ray")
+    address = config.ray_address or settings.get("ray_address")
+    if not address:
+        raise InvalidInput(
+            "the ray runtime needs the Ray head's address: give --ray-address HOST:PORT "
+            "or set MODELYARD_RAY_ADDRESS"
+        )
+    try:
+        from modelyard.runtime.ray import RayConnection, RayRuntime
+    except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
+        raise InvalidInput(
+            f"the ray runtime needs Ray ({exc}); install it with pip install 'modelyard[ray]'"
+        ) from exc
+    connection = RayConnection(
+        address,
+        dashboard_url=settings.get("ray_dashboard_url"),
+        token_path=settings.get("ray_auth_token_path"),
+    )
+    deadline_s = int(settings.get("ray_deploy_timeout")) / 1000
+    return RayRuntime(home, connection, on_event=on_event, deploy_timeout_s=deadline_s)
 
 
 def _open_journal(home: Path, store: MetricsStore) -> Journal:

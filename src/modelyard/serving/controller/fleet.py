@@ -61,6 +61,7 @@ class Replica:
     failure: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     socket: str | None = None  # its Unix socket (what the server uses), else ``port``
+    remote_url: str | None = None  # a replica of a remote runtime (``ray://...``): no probe
 
     @property
     def address(self) -> str | int:
@@ -71,6 +72,8 @@ class Replica:
 
     @property
     def url(self) -> str:
+        if self.remote_url is not None:
+            return self.remote_url
         if self.socket is not None:
             return f"unix:{self.socket}"
         return f"http://127.0.0.1:{self.port}"
@@ -194,6 +197,9 @@ class Fleet:
             spec.port,
             socket=spec.socket,
         )
+        remote = getattr(self.runtime, "replica_url", None)  # the Ray runtime's
+        if callable(remote):
+            replica.remote_url = remote(spec.replica_id)
         self.replicas[replica.replica_id] = replica  # before it starts: its events find it
         self._deployment_of[replica.replica_id] = deployment_crn
         while len(self._deployment_of) > _REMEMBERED:
@@ -229,6 +235,8 @@ class Fleet:
 
     @staticmethod
     async def _probe(replica: Replica) -> bool:
+        if replica.remote_url is not None:  # the runtime's verdict alone
+            return False
         ok, _ = await asyncio.to_thread(
             check_health,
             replica.address,

@@ -111,6 +111,16 @@ class PoolSettings:
         _positive("retries", self.retries, integer=True, zero=True)
 
 
+def _client(url: str) -> ReplicaClient:
+    """The client for a replica url: ``ray://`` (a Ray Serve replica) or HTTP (``unix:``,
+    ``http://``). Ray is imported only for a Ray replica."""
+    if url.startswith("ray://"):
+        from modelyard.serving.gateway.ray_client import RayReplicaClient
+
+        return RayReplicaClient(url)  # type: ignore[return-value]  # the same interface
+    return ReplicaClient(url)
+
+
 @dataclass(eq=False)
 class ReplicaEndpoint:
     """A replica the pool may route to: ``capacity`` requests at once.
@@ -133,7 +143,7 @@ class ReplicaEndpoint:
     draining: bool = field(default=False, init=False)
     served: int = field(default=0, init=False)
     unreachable_until: float = field(default=0.0, init=False)
-    client: ReplicaClient = field(init=False, repr=False)
+    client: ReplicaClient = field(init=False, repr=False)  # or a RayReplicaClient (ray://)
     _idle: asyncio.Event | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +155,7 @@ class ReplicaEndpoint:
                 f"identity={self.identity!r} is not a modelyard.store.Identity (or None for the "
                 "pool's identity)"
             )
-        self.client = ReplicaClient(self.url)
+        self.client = _client(self.url)
 
     def routable(self, now: float) -> bool:
         return self.healthy and not self.draining and now >= self.unreachable_until

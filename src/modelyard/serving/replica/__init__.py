@@ -15,6 +15,7 @@ This package loads no part of the gateway or the controller: a replica starts li
 
 from __future__ import annotations
 
+from modelyard.serving.replica.embedded import embedded_app
 from modelyard.serving.replica.process import (
     AUTO_BATCH_FUNCTION,
     DEFAULT_CONCURRENCY,
@@ -39,6 +40,7 @@ __all__ = [
     "BatchOutputError",
     "ReplicaConfig",
     "build_app",
+    "embedded_app",
     "main",
     "parse_args",
 ]
