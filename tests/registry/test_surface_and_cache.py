@@ -61,6 +61,7 @@ EXPECTED = [
     "Upload",
     "Uploads",
     "User",
+    "check_run_file_path",
     "read_secrets",
 ]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.tracking import backends, track
+from modelyard.tracking import backends, run_uploads, track
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +23,7 @@ def fresh_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     backends.close_all()
     track._warned = False
+    run_uploads.forget()  # nothing to send at exit for a test's run
 
 
 @dataclass

@@ -88,9 +88,11 @@ class Client:
         params: Any = None,
         timeout: float | _Default | None = _Default.TIMEOUT,
         what: str | None = None,
+        data: bytes | None = None,
     ) -> Any:
-        """One request with ``body`` as JSON (None: no body): the decoded JSON answer (None when
-        empty) or the server's error as a ModelyardError.
+        """One request with ``body`` as JSON (None: no body), or ``data`` as raw bytes
+        (``application/octet-stream``): the decoded JSON answer (None when empty) or the
+        server's error as a ModelyardError.
 
         ``what`` names the call in error messages (``"reading metrics failed with HTTP 404:
         ..."``, the SDK's style); without it an error carries the server's message alone (the
@@ -99,6 +101,10 @@ class Client:
         import httpx
 
         content = None if body is None else self._encode(body, what)
+        headers = self.headers(json_body=content is not None)
+        if data is not None:
+            content = bytes(data)
+            headers["Content-Type"] = "application/octet-stream"
         wait = self.timeout if isinstance(timeout, _Default) else timeout
         try:
             response = pool().request(
@@ -106,7 +112,7 @@ class Client:
                 self.url + path,
                 content=content,
                 params=params,
-                headers=self.headers(json_body=content is not None),
+                headers=headers,
                 timeout=wait,
             )
         except httpx.HTTPError as exc:

@@ -12,7 +12,9 @@ version, and the files it kept.
   must stay inside the folder (symlinks resolved), be a regular file, and fit the limits
   (``MAX_RUN_FILE_BYTES`` each, ``MAX_RUN_FILES_TOTAL_BYTES`` and ``MAX_RUN_FILES`` per run). A
   file that fails is recorded ``failed`` with the reason. Each outcome is a line of the run log.
-  Then the working folder is removed.
+  Then the working folder is removed. A file the script already sent when it ended (a run that
+  talks to a server: ``tracking.run_uploads``, the only way on a runtime that runs the script on
+  another machine, such as Ray) is kept already: it is noted, not read again.
 """
 
 from __future__ import annotations
@@ -99,9 +101,12 @@ def start_experiment(
     return work
 
 
-def _tracked(registry: Registry, home: Path, run: Run) -> dict[str, int]:
-    """Path -> tracked_ms of every file the run tracked, through the server or embedded."""
-    found = {f.path: f.tracked_ms for f in registry.experiments.files(run.id) if f.state != "kept"}
+def _tracked(registry: Registry, home: Path, run: Run) -> tuple[dict[str, int], list[Any]]:
+    """Path -> tracked_ms of every file the run tracked, through the server or embedded, and
+    not kept yet; and the ``RunFile``s the script already sent (kept, ``tracking.run_uploads``)."""
+    files = registry.experiments.files(run.id)
+    sent = [f for f in files if f.state == "kept"]
+    found = {f.path: f.tracked_ms for f in files if f.state != "kept"}
     lines = Path(home) / "runs" / _uuid(run) / FILES_LOG
     if lines.is_file():
         with open(lines, "rb") as source:
@@ -111,7 +116,7 @@ def _tracked(registry: Registry, home: Path, run: Run) -> dict[str, int]:
                     found.setdefault(str(entry["path"]), int(entry.get("trackedMs") or now_ms()))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
-    return found
+    return found, sent
 
 
 def _read(work: Path, path: str) -> bytes:
@@ -122,7 +127,10 @@ def _read(work: Path, path: str) -> bytes:
     try:
         info = full.stat()
     except FileNotFoundError:
-        raise ValueError("it does not exist when the run ended") from None
+        raise ValueError(
+            "it does not exist when the run ended (in the run's folder on this server; a script "
+            "run elsewhere, as on Ray, sends its files itself when it ends)"
+        ) from None
     if not stat.S_ISREG(info.st_mode):
         raise ValueError("it is not a regular file")
     if info.st_size > MAX_RUN_FILE_BYTES:
@@ -139,10 +147,16 @@ def finish_experiment(registry: Registry, home: Path, run: Run, log_path: Path) 
     work = workdir_of(home, run)
     written: list[Any] = []
     try:
-        tracked = _tracked(registry, home, run)
-        total = 0
+        tracked, sent = _tracked(registry, home, run)
+        total = sum(f.size or 0 for f in sent)
         with open(log_path, "a", encoding="utf-8") as note:
-            for index, (path, tracked_ms) in enumerate(sorted(tracked.items())):
+            for kept in sent:
+                _note(
+                    note,
+                    f"kept file {kept.path} ({kept.size} bytes, sha256 {kept.sha256}, "
+                    "sent by the script when it ended)",
+                )
+            for index, (path, tracked_ms) in enumerate(sorted(tracked.items()), len(sent)):
                 try:
                     if index >= MAX_RUN_FILES:
                         raise ValueError(f"accepted: at most {MAX_RUN_FILES} files per run")

@@ -19,6 +19,7 @@ from modelyard.registry._experiments import (
     Experiment,
     Experiments,
     RunFile,
+    check_run_file_path,
 )
 from modelyard.registry._jobs import Job
 from modelyard.registry._keys import ACCESS_KEY_PREFIX, API_KEY_PREFIX
@@ -108,5 +109,6 @@ __all__ = [
     "Upload",
     "Uploads",
     "User",
+    "check_run_file_path",
     "read_secrets",
 ]

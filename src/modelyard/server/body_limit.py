@@ -11,6 +11,9 @@ answered 204. The caps, by route (``limit_for``):
 - ``PUT /api/v1/uploads/blobs/{sha256}`` (one file of a project): the upload's per-file
   limit plus 1 MiB (``uploads_api`` checks the exact limit as the bytes arrive);
   ``POST /api/v1/uploads`` and ``.../missing`` (a manifest of up to 20,000 files): 16 MB;
+- ``PUT /api/v1/runs/{uuid}/files/{path}`` (a file an experiment run kept):
+  ``MAX_RUN_FILE_BYTES`` plus 1 MiB (``experiments_api`` checks the exact limit as the bytes
+  arrive);
 - every other route: ``MODELYARD_MAX_REQUEST_BYTES`` (2 MB), and never less than one record
   (``MODELYARD_MAX_RECORD_BYTES``) plus 64 KiB, so a delayed, aggregate or run metrics write
   can always carry a record the record limit accepts.
@@ -29,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelyard import settings
 from modelyard.builds.snapshot import DEFAULT_MAX_FILE_BYTES
 from modelyard.errors import PayloadTooLarge
+from modelyard.registry import MAX_RUN_FILE_BYTES
 from modelyard.web.errors import error_response
 
 __all__ = ["RECORD_ROOM", "BodyLimit", "BodyLimits"]
@@ -43,6 +47,8 @@ _BLOB_PREFIX = "/api/v1/uploads/blobs/"
 _BLOB_BYTES = DEFAULT_MAX_FILE_BYTES + 1024 * 1024  # uploads_api checks the exact limit itself
 _MANIFEST_PATHS = ("/api/v1/uploads", "/api/v1/uploads/missing")
 _MANIFEST_BYTES = 16 * 1024 * 1024
+_RUNS_PREFIX = "/api/v1/runs/"
+_RUN_FILE_BYTES = MAX_RUN_FILE_BYTES + 1024 * 1024  # experiments_api checks the exact limit
 
 
 class BodyLimits:
@@ -74,6 +80,8 @@ class BodyLimits:
             return _BLOB_BYTES, "the per-file limit of a project upload"
         if path in _MANIFEST_PATHS:
             return _MANIFEST_BYTES, "the manifest limit of a project upload"
+        if path.startswith(_RUNS_PREFIX) and "/files/" in path:
+            return _RUN_FILE_BYTES, "the per-file limit of an experiment run"
         return self.request_bytes, "MODELYARD_MAX_REQUEST_BYTES"
 
 

@@ -34,6 +34,9 @@ GET      ``/api/v1/metrics/distribution``                query ``key``, the iden
 POST     ``/api/v1/runs/{run_id}/metrics``               ``{"metrics": {...}}`` -> 204
 POST     ``/api/v1/runs/{run_id}/files``                 ``{"path": "<relative to the run's
                                                          folder>"}`` -> 204 (experiment runs)
+PUT      ``/api/v1/runs/{run_id}/files/{path}``          the file's raw bytes, sent for every
+                                                         tracked file when the script ends
+                                                         (``run_uploads``) -> 200 the kept file
 =======  ==============================================  ===========================================
 
 Prediction records are buffered in the process and sent in batches (every
@@ -50,6 +53,7 @@ failed: ``"reading metrics failed with HTTP 404: <the server's message>"``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -69,6 +73,8 @@ from modelyard.store.base import (
     RowBatch,
 )
 from modelyard.store.writer import BufferedWriter
+from modelyard.tracking import run_uploads
+from modelyard.tracking._env import RUN_DIR_ENV
 from modelyard.tracking.base import Backend
 from modelyard.tracking.identity import local_identity
 
@@ -300,6 +306,9 @@ class RemoteBackend(Backend):
             {"path": path},
             what=f"tracking file {path!r} of run {run_id!r}",
         )
+        run_dir = os.environ.get(RUN_DIR_ENV)
+        if run_dir:  # its bytes are sent when the script ends (run_uploads)
+            run_uploads.remember(self.client, run_id, path, run_dir)
 
     def close(self) -> None:
         with self._lock:

@@ -22,10 +22,10 @@ path template and the duration only (and the registry scrubs whatever it is give
 
 Not recorded, because they are calls or data, not changes, and as frequent as traffic: the model
 calls (``POST /model``, ``/api/v1/models/{name}/predict`` and ``predict_batch``), metric writes
-(``/api/v1/metrics/...``, ``/api/v1/runs/{id}/metrics``), the files a run names to keep
-(``/api/v1/runs/{id}/files``, recorded with the run), an upload's files (``PUT
-/api/v1/uploads/blobs/{digest}``, one per file; the upload itself, ``POST /api/v1/uploads``, is
-recorded) and the queries sent as POST (``/api/v1/monitors/label-times``,
+(``/api/v1/metrics/...``, ``/api/v1/runs/{id}/metrics``), the files a run names to keep and
+their bytes (``/api/v1/runs/{id}/files`` and ``.../files/{path}``, recorded with the run), an
+upload's files (``PUT /api/v1/uploads/blobs/{digest}``, one per file; the upload itself, ``POST
+/api/v1/uploads``, is recorded) and the queries sent as POST (``/api/v1/monitors/label-times``,
 ``/api/v1/monitors/distribution``, ``/api/v1/uploads/missing``). The dashboard's sign-in
 form (``POST /ui/login``) records each attempt itself (``ui.sign_in``, naming who tried), so the
 trail leaves it out rather than add an anonymous twin.
@@ -87,6 +87,8 @@ def audited(method: str, path: str) -> bool:
     (False, False)
     >>> audited("POST", "/api/v1/runs/0b7e/files"), audited("POST", "/api/v1/experiments")
     (False, True)
+    >>> audited("PUT", "/api/v1/runs/0b7e/files/out/model.pkl")
+    False
     """
     if method in _SAFE_METHODS or not path.startswith(AUDITED_PREFIXES):
         return False
@@ -94,7 +96,10 @@ def audited(method: str, path: str) -> bool:
         return False
     if path.startswith(_DATA_PREFIXES) or path in _NOT_AUDITED:
         return False
-    return not (path.startswith("/api/v1/runs/") and path.endswith(("/metrics", "/files")))
+    return not (
+        path.startswith("/api/v1/runs/")
+        and (path.endswith(("/metrics", "/files")) or "/files/" in path)
+    )
 
 
 def outcome_of(status: int) -> str:
