@@ -144,8 +144,8 @@ def experiments() -> None:
     "NAME; repeatable.",
 )
 @click.option("--timeout", default=None, help="Kill the run after this (30m, 2h; default 1h).")
-@click.option("--cpus", type=float, default=None, help="CPUs the run may use (enforced; see docs/resources.md).")
-@click.option("--memory", default=None, help="Memory limit, e.g. 2G (the run is stopped beyond it).")
+@click.option("--cpus", type=float, default=None, help="CPUs the run may use (enforced).")
+@click.option("--memory", default=None, help="Memory limit, e.g. 2G (stopped beyond it).")
 @click.option("--gpus", type=int, default=None, help="Whole GPUs the run gets exclusively.")
 @click.option("--accelerator", default=None, help="Accelerator type, e.g. nvidia-a100.")
 @click.option("--wait", is_flag=True, help="Wait until the run ends; exit 1 unless it succeeded.")

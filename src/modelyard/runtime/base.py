@@ -7,6 +7,7 @@ never decides what should run (that is the server's and the scheduler's business
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,7 @@ __all__ = [
     "ReplicaState",
     "ReplicaStatus",
     "RunHandle",
+    "RunRecord",
     "RunSpec",
     "RunStatus",
     "Runtime",
@@ -282,3 +284,54 @@ class ClusterAware(Protocol):
     def nodes(self) -> list[NodeInfo]: ...
 
     def waiting(self) -> list[Placement]: ...
+
+
+class RunRecord:
+    """The read half of ``RunHandle`` that every runtime's handle shares: what its watching
+    thread records (status, exit code, times, log) and ``wait`` on it. A subclass sets the
+    attributes below in its constructor and sets ``_done`` once the run has ended."""
+
+    _spec: RunSpec
+    _status: RunStatus
+    _exit_code: int | None
+    _started_ms: int
+    _ended_ms: int | None
+    _log_path: Path
+    _done: threading.Event
+
+    @property
+    def run_id(self) -> str:
+        return self._spec.run_id
+
+    @property
+    def spec(self) -> RunSpec:
+        return self._spec
+
+    @property
+    def status(self) -> RunStatus:
+        return self._status
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._exit_code
+
+    @property
+    def started_ms(self) -> int:
+        return self._started_ms
+
+    @property
+    def ended_ms(self) -> int | None:
+        return self._ended_ms
+
+    @property
+    def duration_ms(self) -> int | None:
+        return None if self._ended_ms is None else self._ended_ms - self._started_ms
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_path
+
+    def wait(self, timeout_s: float | None = None) -> RunStatus:
+        """Block until the run finishes (or ``timeout_s`` passes); return its status."""
+        self._done.wait(timeout_s)
+        return self._status

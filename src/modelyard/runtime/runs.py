@@ -22,7 +22,7 @@ from pathlib import Path
 
 from modelyard.clock import now_ms
 from modelyard.runtime import leftovers
-from modelyard.runtime.base import Event, EventSink, RunSpec, RunStatus
+from modelyard.runtime.base import Event, EventSink, RunRecord, RunSpec, RunStatus
 from modelyard.runtime.procs import build_env, sample_groups, spawn, terminate_group
 from modelyard.runtime.resources import GpusBusy, LocalResources
 
@@ -31,7 +31,7 @@ __all__ = ["LocalRun"]
 log = logging.getLogger(__name__)
 
 
-class LocalRun:
+class LocalRun(RunRecord):
     """A run started by :class:`~modelyard.runtime.local.LocalRuntime` (see ``RunHandle``)."""
 
     def __init__(
@@ -70,16 +70,8 @@ class LocalRun:
     # -- RunHandle -------------------------------------------------------------------------
 
     @property
-    def run_id(self) -> str:
-        return self._spec.run_id
-
-    @property
     def holder(self) -> str:
         return f"run {self._spec.run_id}"
-
-    @property
-    def spec(self) -> RunSpec:
-        return self._spec
 
     @property
     def pid(self) -> int | None:
@@ -88,34 +80,6 @@ class LocalRun:
     @property
     def gpu_ids(self) -> tuple[str, ...]:
         return () if self._resources is None else self._resources.gpus.held_by(self.holder)
-
-    @property
-    def status(self) -> RunStatus:
-        return self._status
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._exit_code
-
-    @property
-    def started_ms(self) -> int:
-        return self._started_ms
-
-    @property
-    def ended_ms(self) -> int | None:
-        return self._ended_ms
-
-    @property
-    def duration_ms(self) -> int | None:
-        return None if self._ended_ms is None else self._ended_ms - self._started_ms
-
-    @property
-    def log_path(self) -> Path:
-        return self._log_path
-
-    def wait(self, timeout_s: float | None = None) -> RunStatus:
-        self._done.wait(timeout_s)
-        return self._status
 
     def cancel(self, grace_s: float | None = None) -> RunStatus:
         """Terminate the run's process group; a run that already finished keeps its status."""

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect
 
-from modelyard.errors import Conflict, InvalidInput, PayloadTooLarge, Unavailable
+from modelyard.errors import Conflict, InvalidInput, PayloadTooLarge
 from modelyard.ids import is_uuid
 from modelyard.registry import (
     MAX_RUN_FILE_BYTES,
@@ -81,16 +81,6 @@ class RunFileIn(BaseModel):
     path: str
 
 
-def _scheduler(services: Services) -> Any:
-    scheduler = services.scheduler
-    if scheduler is None:
-        raise Unavailable(
-            "this server runs without a scheduler (started with jobs disabled), which carries "
-            "out experiment runs; start it with the scheduler to run experiments"
-        )
-    return scheduler
-
-
 def _spec(services: Services, caller: Caller, body: Any) -> ExperimentSpec:
     """The body as a spec whose ``project`` is a folder of this machine: the upload's folder
     (``upload``), or a folder a server administrator names; its script and requirements files
@@ -117,11 +107,11 @@ def _spec(services: Services, caller: Caller, body: Any) -> ExperimentSpec:
         folder = str(job_folder(services, caller, spec.upload))
         spec = spec.model_copy(update={"project": folder, "upload": None})
     else:
-        jobs_api._check_folder(caller, spec.project or "")
+        jobs_api.check_server_folder(caller, spec.project or "")
     assert spec.project is not None
-    jobs_api._check_file(spec.project, spec.script, "script")
+    jobs_api.check_project_file(spec.project, spec.script, "script")
     if spec.requirements is not None:
-        jobs_api._check_file(spec.project, spec.requirements, "requirements")
+        jobs_api.check_project_file(spec.project, spec.requirements, "requirements")
     return spec
 
 
@@ -139,7 +129,7 @@ def start_experiment(
     """Records the experiment's one-off job and starts its run at once (state queued or
     running). ``project`` (the query) is read by the rule."""
     spec = _spec(services, caller, body)  # a bad body is a 400 whatever the server runs
-    scheduler = _scheduler(services)  # before anything is recorded
+    scheduler = jobs_api.scheduler_of(services, "experiments")  # before anything is recorded
     registry = services.registry
     job = registry.experiments.create(spec, caller.project_crn, caller.actor)
     try:
@@ -220,7 +210,7 @@ async def experiment_logs(  # async: a follow streams (jobs_api.run_logs)
 def cancel_experiment(run_id: str, services: ServicesDep, caller: Operator) -> dict[str, Any]:
     registry = services.registry
     run = registry.experiments.run_of(run_id)
-    _scheduler(services).cancel(run.id)
+    jobs_api.scheduler_of(services, "experiments").cancel(run.id)
     return experiment_json(registry.experiments.get(run.id), project_names(registry))
 
 

@@ -6,7 +6,7 @@ Who may do what, in the job's project (``?project=`` on create: where to create 
 operators also run jobs and cancel runs; contributors also create, change, pause, resume and
 delete jobs. A job's ``project`` field is a folder on the server's machine: naming one (on create,
 or changing it) needs a server administrator, since it is arbitrary code from anywhere on that
-machine (``_check_folder``); a folder uploaded from the client (the body's ``upload``) is what
+machine (``check_server_folder``); a folder uploaded from the client (the body's ``upload``) is what
 everyone else sends. A ``run`` key (a job run's own, scoped to that run) may read its own run
 and its log (and post the run's metrics, in ``metrics_api``); any other run is "not known" to
 it. A job or run in a project the caller has no role in answers 404 as an unknown one. Runs are
@@ -57,7 +57,7 @@ from modelyard.web.services import Services, ServicesDep
 if TYPE_CHECKING:
     from modelyard.specs.monitor import MonitorSpec
 
-__all__ = ["router"]
+__all__ = ["check_project_file", "check_server_folder", "router", "scheduler_of"]
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 Lister = Annotated[Caller, Depends(requires(Right.READ))]  # filtered to what the caller sees
@@ -80,18 +80,20 @@ def _body(body: Any) -> dict[str, Any]:
     return body
 
 
-def _scheduler(services: Services) -> Any:
+def scheduler_of(services: Services, what: str = "jobs") -> Any:
+    """The server's scheduler, which carries out job runs and experiments; 503 saying so when
+    the server was started without it."""
     scheduler = services.scheduler
     if scheduler is None:
         raise Unavailable(
             "this server runs without a scheduler (started with jobs disabled); start it with "
-            "the scheduler to run jobs"
+            f"the scheduler to run {what}"
         )
     return scheduler
 
 
 # -- checks that need this machine -------------------------------------------------------------
-def _check_file(project: str, value: str, argument: str) -> str:
+def check_project_file(project: str, value: str, argument: str) -> str:
     """``value`` must be a file inside the project now, and one its snapshot keeps (the runner
     checks the snapshot again at each run); otherwise bad input (400) naming the file and, for
     an ignored one, the ignore file and pattern, so nothing is written. Returns the path
@@ -145,11 +147,11 @@ def _check_files(spec: JobSpec, changed: Iterable[str]) -> None:
     if not _FILES & set(changed):
         return
     if spec.monitor is not None:
-        _check_file(spec.project, spec.monitor, "monitor")
+        check_project_file(spec.project, spec.monitor, "monitor")
     elif spec.script is not None:
-        _check_file(spec.project, spec.script, "script")
+        check_project_file(spec.project, spec.script, "script")
     if spec.requirements is not None:
-        _check_file(spec.project, spec.requirements, "requirements")
+        check_project_file(spec.project, spec.requirements, "requirements")
 
 
 def _check_monitor(
@@ -256,7 +258,7 @@ def _uploaded(services: Services, caller: Caller, body: dict[str, Any]) -> bool:
     return True
 
 
-def _check_folder(caller: Caller, folder: str) -> None:
+def check_server_folder(caller: Caller, folder: str) -> None:
     """A job's ``project`` given as a path is a folder on the server's machine, and its runs
     execute whatever code sits there: only a server administrator may name one, as for deploying
     from a folder (issue 14). A job made from an upload (``_uploaded``) gets a folder the server
@@ -325,7 +327,7 @@ def create_job(
     uploaded = _uploaded(services, caller, given)  # the folder sent from the client, if any
     spec = JobSpec.parse(given)  # every field checked; InvalidInput (400) naming the bad one
     if not uploaded:
-        _check_folder(caller, spec.project)
+        check_server_folder(caller, spec.project)
     _check_parent(services.registry, caller, spec.after)
     _check_files(spec, given)
     checked = _check_monitor(services, caller, spec, given, caller.project_crn)
@@ -364,7 +366,7 @@ def update_job(
     current = services.registry.get_job(name)
     spec = current.spec.changed(changes)  # the job as it would be, checked as a whole
     if "project" in changes and spec.project != current.project and not uploaded:
-        _check_folder(caller, spec.project)
+        check_server_folder(caller, spec.project)
     if "after" in changes:
         _check_parent(services.registry, caller, spec.after)
     _check_files(spec, changes)
@@ -397,7 +399,7 @@ def resume_job(name: str, services: ServicesDep, caller: JobChanger) -> dict[str
 
 @router.post("/jobs/{name}/run", status_code=202, summary="Run a job now")
 def run_job(name: str, services: ServicesDep, caller: JobOperator) -> JSONResponse:
-    scheduler = _scheduler(services)
+    scheduler = scheduler_of(services)
     run = scheduler.trigger(name)
     job = services.registry.get_job(run.job_id)
     return JSONResponse(run_json(run, job.name), status_code=202)
@@ -493,7 +495,7 @@ async def _newlines(lines: list[str]) -> AsyncIterator[bytes]:
 
 @router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
 def cancel_run(run_id: str, services: ServicesDep, caller: RunOperator) -> dict[str, Any]:
-    scheduler = _scheduler(services)
+    scheduler = scheduler_of(services)
     full = services.registry.resolve_run(run_id)
     run = scheduler.cancel(full)
     return run_json(run, _job_name(services.registry, run))

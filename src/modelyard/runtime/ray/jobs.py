@@ -25,7 +25,7 @@ from typing import Any
 
 from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.runtime.base import Event, EventSink, RunSpec, RunStatus
+from modelyard.runtime.base import Event, EventSink, RunRecord, RunSpec, RunStatus
 from modelyard.runtime.logs import check_name, read_log, run_log_path
 from modelyard.runtime.procs import check_command
 from modelyard.runtime.ray._cluster import RayConnection
@@ -82,7 +82,7 @@ def _resources(spec: RunSpec) -> dict[str, Any]:
     return asked
 
 
-class RayRun:
+class RayRun(RunRecord):
     """A run submitted as a Ray job (see ``runtime.base.RunHandle``)."""
 
     def __init__(
@@ -163,42 +163,6 @@ class RayRun:
             raise InvalidInput(f"Ray refused run {spec.run_id}: {text}") from exc
 
     # -- RunHandle -------------------------------------------------------------------------
-
-    @property
-    def run_id(self) -> str:
-        return self._spec.run_id
-
-    @property
-    def spec(self) -> RunSpec:
-        return self._spec
-
-    @property
-    def status(self) -> RunStatus:
-        return self._status
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._exit_code
-
-    @property
-    def started_ms(self) -> int:
-        return self._started_ms
-
-    @property
-    def ended_ms(self) -> int | None:
-        return self._ended_ms
-
-    @property
-    def duration_ms(self) -> int | None:
-        return None if self._ended_ms is None else self._ended_ms - self._started_ms
-
-    @property
-    def log_path(self) -> Path:
-        return self._log_path
-
-    def wait(self, timeout_s: float | None = None) -> RunStatus:
-        self._done.wait(timeout_s)
-        return self._status
 
     def cancel(self, grace_s: float | None = None) -> RunStatus:
         """Stop the Ray job (SIGTERM to its processes, SIGKILL after Ray's stop wait); a run
