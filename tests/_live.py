@@ -22,7 +22,7 @@ from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, create_app
 from modelyard.tracking import backends
 
-__all__ = ["admin_key", "live_server", "remote_sdk"]
+__all__ = ["admin_key", "live_server", "remote_sdk", "serve_app"]
 
 
 def admin_key(home: Path) -> str:
@@ -39,6 +39,14 @@ def live_server(home: Path, **config: Any) -> Iterator[str]:
     """
     port = free_port()
     app = create_app(ServerConfig(home=home, port=port, inject_env=False, **config))
+    with serve_app(app, port) as url:
+        yield url
+
+
+@contextmanager
+def serve_app(app: Any, port: int) -> Iterator[str]:
+    """Serve ``app`` (from ``create_app`` with ``port`` in its config) on loopback until the
+    block ends; yields the URL once /healthz answers. For tests that also reach into the app."""
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,44 +18,23 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from _cli import run_main
-from _live import admin_key
+from _live import admin_key, serve_app
 from modelyard.runtime import RunSpec, free_port
 from modelyard.runtime.resources import GpuDevice, GpuPool
 from modelyard.server import ServerConfig, create_app
-from modelyard.tracking import backends
 
 FAKE = [GpuDevice("0", "Tesla T4", 16 * 1024**3)]
 
 
 @contextmanager
 def serving(home: Path) -> Iterator[tuple[str, Any]]:
-    """A real server in a thread (as ``_live.live_server``), with its app to reach the runtime."""
+    """A real server in a thread (``_live.serve_app``), with its app to reach the runtime."""
     port = free_port()
     app = create_app(ServerConfig(home=home, port=port, inject_env=False, jobs=False))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-    try:
+    with serve_app(app, port) as url:
         yield url, app
-    finally:
-        backends.close_all()
-        server.should_exit = True
-        thread.join(60)
 
 
 def _sign_in(client: httpx.Client, key: str) -> None:
