@@ -26,7 +26,7 @@ from pydantic import Field, field_validator, model_validator
 from modelyard.errors import InvalidInput
 from modelyard.settings import parse_size_bytes
 from modelyard.specs._base import Spec
-from modelyard.specs.checks import check_env, check_path, check_relative_path
+from modelyard.specs.checks import check_path, check_relative_path
 from modelyard.specs.job import (
     JOB_RESERVED_ENV,
     MAX_ARGS,
@@ -35,6 +35,7 @@ from modelyard.specs.job import (
     JobSpec,
     Overlap,
     _strings,
+    check_run_env,
 )
 from modelyard.specs.secret_names import check_secret_names, check_secrets_not_in_env
 
@@ -193,15 +194,7 @@ class ExperimentSpec(Spec):
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: object) -> dict[str, str]:
-        env = check_env(value)
-        reserved = sorted(EXPERIMENT_RESERVED_ENV & set(env))
-        if reserved:
-            raise InvalidInput(
-                f"env variable {reserved[0]!r} is set by Modelyard for every experiment run; "
-                f"accepted: any name except {', '.join(sorted(EXPERIMENT_RESERVED_ENV))}",
-                argument="env",
-            )
-        return env
+        return check_run_env(value, EXPERIMENT_RESERVED_ENV, "every experiment run")
 
     @field_validator("secrets", mode="before")
     @classmethod

@@ -54,6 +54,7 @@ __all__ = [
     "Overlap",
     "check_changes",
     "check_job_name",
+    "check_run_env",
 ]
 
 MIN_TIMEOUT_MS = 1_000
@@ -346,15 +347,7 @@ class JobSpec(Spec):
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: object) -> dict[str, str]:
-        env = check_env(value)
-        reserved = sorted(JOB_RESERVED_ENV & set(env))
-        if reserved:
-            raise InvalidInput(
-                f"env variable {reserved[0]!r} is set by Modelyard for every run; accepted: any "
-                f"name except {', '.join(sorted(JOB_RESERVED_ENV))}",
-                argument="env",
-            )
-        return env
+        return check_run_env(value, JOB_RESERVED_ENV, "every run")
 
     @field_validator("overlap", "catch_up", mode="before")
     @classmethod
@@ -401,6 +394,20 @@ def _int_in(argument: str, value: object, low: int, high: int, what: str) -> int
             f"{argument}={value!r} is not accepted; expected {what}", argument=argument
         )
     return value
+
+
+def check_run_env(value: object, reserved: frozenset[str], runs: str) -> dict[str, str]:
+    """``env`` of a job or an experiment: ``check_env``'s rules, and none of the ``reserved``
+    names the runner sets for ``runs`` itself."""
+    env = check_env(value)
+    taken = sorted(reserved & set(env))
+    if taken:
+        raise InvalidInput(
+            f"env variable {taken[0]!r} is set by Modelyard for {runs}; accepted: any name "
+            f"except {', '.join(sorted(reserved))}",
+            argument="env",
+        )
+    return env
 
 
 def _strings(argument: str, value: object, limit: int) -> tuple[str, ...]:
