@@ -53,7 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("foundation",),
     ("analysis",),
     ("specs",),
-    ("store",),
+    ("store", "connectors"),  # connectors read external sources; neither imports the other
     ("client",),
     ("tracking",),
     ("registry",),

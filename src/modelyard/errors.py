@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "Conflict",
+    "ConnectorError",
     "Forbidden",
     "GatewayTimeout",
     "InvalidInput",
@@ -105,6 +106,15 @@ class ReplicaFailed(ModelyardError):
     code = "replica_failed"
 
 
+class ConnectorError(ModelyardError):
+    """A connection's source could not be reached or read (refused, unknown host, bad
+    credentials, missing table or column, dropped halfway). The message names the connection and
+    what failed, never a credential. 502: the failure is the source's, not the caller's input."""
+
+    status = 502
+    code = "connector_failed"
+
+
 class GatewayTimeout(ModelyardError):
     """A model did not answer within its request timeout."""
 
@@ -166,6 +176,7 @@ CODES: dict[str, type[ModelyardError]] = {
         PayloadTooLarge,
         Overloaded,
         ReplicaFailed,
+        ConnectorError,
         GatewayTimeout,
         StoreUnavailable,
         Unavailable,

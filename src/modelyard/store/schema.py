@@ -45,6 +45,7 @@ RELEASES: dict[int, str] = {
     8: "0.1.0",
     9: "0.1.0",
     10: "0.1.0",
+    11: "0.1.0",
 }
 SCHEMA_VERSION = max(RELEASES)
 
