@@ -10,6 +10,7 @@ import pytest
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import ProjectRole, Registry, Role
 from modelyard.specs import JobSpec
+from modelyard.specs.experiment import ExperimentSpec
 from modelyard.store.sqlaccess import reading, sql, transaction
 
 
@@ -311,3 +312,26 @@ def _message(registry: Registry, **options: Any) -> str:
     with pytest.raises(InvalidInput) as info:
         registry.create_api_key("k", **options)
     return info.value.message
+
+
+def test_a_project_with_experiment_runs_names_them_and_how_to_delete_them(
+    registry: Registry,
+) -> None:
+    people = registry.people
+    assert people.bootstrap() is not None
+    _people(registry, "alice")
+    iris = people.create_project("iris", owner="alice")
+    spec = ExperimentSpec(script="fit.py", project="/srv/iris", args=[])
+    job = registry.experiments.create(spec, iris.crn, "alice")
+    run = registry.update_run(registry.create_run(job.id, 1, 1, "manual").id, state="running")
+    run = registry.update_run(run.id, state="succeeded")
+    with pytest.raises(Conflict) as info:
+        people.delete_project("alice/iris")
+    uuid = run.id.rsplit("/", 1)[-1]
+    assert f"experiment run {uuid!r}" in info.value.message
+    assert "modelyard experiments delete RUN" in info.value.message
+    assert "job 'experiment-" not in info.value.message  # not its hidden job's name
+    registry.experiments.delete(uuid)
+    people.delete_project(iris.crn)
+    with pytest.raises(NotFound):
+        people.get_project(iris.crn)

@@ -42,6 +42,19 @@ __all__ = [
     "roles_of",
 ]
 
+# What a project must be emptied of before it is deleted: (shown as, query of up to 6 names).
+# Experiments are rows of ``jobs`` too (kind 'experiment'), named by their run's uuid, which is
+# what 'modelyard experiments delete' takes.
+_OWNED = (
+    ("model", "SELECT name FROM models WHERE project_crn = ? ORDER BY name LIMIT 6"),
+    ("job", "SELECT name FROM jobs WHERE project_crn = ? AND kind = 'job' ORDER BY name LIMIT 6"),
+    (
+        "experiment run",
+        "SELECT r.id FROM job_runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE j.project_crn = ? AND j.kind = 'experiment' ORDER BY r.id LIMIT 6",
+    ),
+)
+
 PROJECT_CRN_PREFIX = "crn:modelyard:project/"
 DEFAULT_PROJECT = "default"
 BOOTSTRAP_ADMIN = "admin"
@@ -290,22 +303,19 @@ class Projects:
                     project=project.full_name,
                 )
             owned = []
-            for table in ("models", "jobs"):
-                names = self._db.exec(
-                    cur,
-                    f"SELECT name FROM {table} WHERE project_crn = ? ORDER BY name LIMIT 6",
-                    (project.crn,),
-                ).fetchall()
-                owned += [f"{table[:-1]} {row[0]!r}" for row in names[:5]]
+            for what, query in _OWNED:
+                names = self._db.exec(cur, query, (project.crn,)).fetchall()
+                owned += [f"{what} {str(row[0]).rsplit('/', 1)[-1]!r}" for row in names[:5]]
                 if len(names) > 5:
-                    owned.append(f"more {table}")
+                    owned.append(f"more {what}s")
             if owned:
                 raise Conflict(
                     f"project {project.full_name!r} still owns {', '.join(owned)}; delete or "
-                    "move them first, then delete the project",
+                    "move them first (an experiment run: 'modelyard experiments delete RUN'), "
+                    "then delete the project",
                     project=project.full_name,
                 )
-            for table in ("collaborators", "secrets"):
+            for table in ("collaborators", "secrets", "connections"):
                 self._db.exec(cur, f"DELETE FROM {table} WHERE project_crn = ?", (project.crn,))
             self._db.exec(cur, "DELETE FROM projects WHERE crn = ?", (project.crn,))
 
