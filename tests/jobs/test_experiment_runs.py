@@ -117,3 +117,29 @@ def test_a_failed_experiment_still_keeps_what_it_tracked(db_world: World) -> Non
     assert [(f.path, f.state) for f in done.files] == [("partial.csv", "kept")]
     assert done.metrics == {"loss": 0.9}
     assert world.registry.list_jobs() == []  # the experiment's job is not one of the jobs
+
+
+def test_a_crashed_servers_experiment_folder_is_collected_and_removed_at_start(
+    world: World,
+) -> None:
+    """A run left 'running' by a server that died mid-run: the next start marks it failed, keeps
+    the files it had tracked from the folder the crash left, and removes the folder."""
+    job = _experiment(world, args=[])
+    run = world.registry.create_run(job.id, world.clock(), 1, "manual")
+    run = world.registry.update_run(run.id, state="running", log_path=str(world.home / "r.log"))
+    work = world.home / "runs" / run.id.rsplit("/", 1)[-1] / "work"
+    work.mkdir(parents=True)
+    (work / "model.txt").write_text("half-trained")
+    world.registry.experiments.track_file(run.id, "model.txt")
+    stale = world.home / "runs" / "0f0e0d0c-0000-4000-8000-000000000000" / "work"
+    stale.mkdir(parents=True)  # a deleted run's folder: simply removed
+
+    scheduler = world.scheduler()
+    [marked] = scheduler.recover()
+
+    done = world.registry.experiments.get(run.id)
+    assert marked.id == run.id and done.run.state is RunState.FAILED
+    assert {f.path: f.state for f in done.files} == {"model.txt": "kept"}
+    assert world.registry.experiments.file_data(run.id, "model.txt") == b"half-trained"
+    assert not work.exists() and not stale.exists()
+    assert "kept file model.txt" in (world.home / "r.log").read_text()

@@ -23,13 +23,14 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from modelyard.clock import now_ms
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, NotFound
 from modelyard.registry import (
     MAX_RUN_FILE_BYTES,
     MAX_RUN_FILES,
@@ -47,6 +48,7 @@ __all__ = [
     "experiment_env",
     "finish_experiment",
     "start_experiment",
+    "sweep_workdirs",
     "workdir_of",
 ]
 
@@ -189,3 +191,34 @@ def finish_experiment(registry: Registry, home: Path, run: Run, log_path: Path) 
 def _note(out: IO[str], message: str) -> None:
     out.write(f"[modelyard] {message}\n")
     out.flush()
+
+
+def sweep_workdirs(registry: Registry, home: Path, is_active: Callable[[str], bool]) -> list[str]:
+    """Collect and remove the working folders a crashed server left under ``<home>/runs``.
+
+    A folder is left over when its run has finished (a crash between the process's end and
+    ``finish_experiment``, or a run ``Scheduler.recover`` marked failed) and no run of this
+    process carries it (``is_active``): its tracked files are kept as at a normal end, with a
+    line in the run's log, then the folder goes. A folder whose run is unknown (deleted) is
+    removed. Returns the run ids swept."""
+    swept: list[str] = []
+    runs = Path(home) / "runs"
+    for work in sorted(runs.glob("*/work")) if runs.is_dir() else []:
+        run_id = f"crn:modelyard:run/{work.parent.name}"
+        if is_active(run_id):
+            continue
+        try:
+            run = registry.get_run(run_id)
+        except NotFound:
+            shutil.rmtree(work, ignore_errors=True)
+            continue
+        if not run.state.finished:
+            continue  # still queued or running: its own runner (here or elsewhere) finishes it
+        log_path = Path(run.log_path) if run.log_path else work.parent / "swept.log"
+        try:
+            finish_experiment(registry, home, run, log_path)
+        except (OSError, ModelyardError):
+            log.exception("could not collect the files of run %s", run.id)
+            shutil.rmtree(work, ignore_errors=True)
+        swept.append(run.id)
+    return swept

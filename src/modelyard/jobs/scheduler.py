@@ -43,6 +43,7 @@ from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from modelyard.jobs import builtin
 from modelyard.jobs.notify import Notifier
+from modelyard.jobs.run_files import sweep_workdirs
 from modelyard.jobs.runner import Runner, run_uuid
 from modelyard.registry import Job, Overlap, Registry, Run, RunState, Trigger
 from modelyard.runtime import Runtime
@@ -378,4 +379,6 @@ class Scheduler:
             # A queued run never started: it can only be cancelled (the registry's transitions).
             final = RunState.FAILED if run.state == RunState.RUNNING else RunState.CANCELLED
             marked.append(self.registry.update_run(run.id, state=final, ended_ms=now))
+        # Experiment runs' working folders a crash left here: their files kept, then removed.
+        sweep_workdirs(self.registry, self.runner.home, self.runner.is_active)
         return marked
