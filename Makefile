@@ -15,6 +15,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e compat/modelyard-cml
 	touch $(STAMP)
 
+# axe-core (npm) checks the dashboard's pages in the browser tests; only `make test` needs it.
+AXE := tests/ui/axe/node_modules/.installed
+$(AXE): tests/ui/axe/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is not installed: it installs axe-core for the dashboard's accessibility tests (tests/ui/axe); install Node.js with npm (Debian: apt-get install npm) and run make test again" >&2; exit 1; }
+	npm ci --prefix tests/ui/axe --no-audit --no-fund
+	touch $(AXE)
+
 demo: $(STAMP)
 	$(BIN)/modelyard demo
 
@@ -35,7 +42,7 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 0
 PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AXE)
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not ray"
 	$(BIN)/pytest -m ray || [ $$? -eq 5 ]
 

@@ -175,6 +175,17 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 "page /ui/metrics": "/ui/metrics",
                 "page /ui/drift": "/ui/drift",
                 "page /ui/alerts": "/ui/alerts",
+                "page /ui/models/churn/timeline (7 days)": "/ui/models/churn/timeline",
+                "page /ui/models/churn/compare (two periods)": "/ui/models/churn/compare",
+                "api timeline, 7 days": ("/api/v1/models/churn/timeline", {"range": "7d"}),
+                "api timeline, all (60 days)": ("/api/v1/models/churn/timeline", {"range": "all"}),
+                "api compare, 30 days vs 30 days": (
+                    "/api/v1/models/churn/compare",
+                    {
+                        "a": f"period:{now - 60 * DAY}-{now - 30 * DAY - 1}",
+                        "b": f"period:{now - 30 * DAY}-{now}",
+                    },
+                ),
                 "api overview": "/api/v1/overview",
                 "api tech, last hour": ("/api/v1/models/churn/tech", {"start": now - HOUR}),
                 "api tech, last day": ("/api/v1/models/churn/tech", {"start": now - DAY}),

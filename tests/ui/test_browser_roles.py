@@ -64,8 +64,8 @@ def _sign_out(page: Any) -> None:
 
 
 def _model_names(page: Any) -> list[str]:
-    page.locator("#models tbody tr").first.wait_for()
-    names = page.locator("#models tbody tr td:first-child").all_inner_texts()
+    page.locator("#models tbody tr[data-state]").first.wait_for()
+    names = page.locator("#models tbody tr[data-state] th").all_inner_texts()
     return sorted(n.strip() for n in names)
 
 

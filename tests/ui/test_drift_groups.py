@@ -178,7 +178,9 @@ def test_drift_page_shows_domain_auc_and_segment_gaps_in_chromium(
                 r.locator("td").all_inner_texts() for r in page.locator("#groups tbody tr").all()
             ]
             stable, shifted = rows
-            assert stable[3] == "no" and shifted[3] == "yes", rows
+            assert stable[3] == "no" and shifted[3] == "⚑ yes", (
+                rows
+            )  # flagged: a symbol, not colour only
             assert shifted[4] in ("x1, x2", "x2, x1"), rows
             assert re.search(r"roc_auc 0\.\d{3} \(lowest region=south, highest", shifted[5]), rows
             auc, interval = shifted[2].split(" ", 1)  # "0.912 [0.89, 0.93]"

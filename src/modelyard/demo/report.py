@@ -20,6 +20,7 @@ import orjson
 
 from modelyard.demo.results import StoryResults, psi_matrix
 from modelyard.errors import ModelyardError
+from modelyard.ui.look import DRIFT_COLORSCALE, FLAG
 
 __all__ = ["plotly_js_path", "write_report"]
 
@@ -123,14 +124,14 @@ def _coverage_figure(results: StoryResults, x: list[str], base: dict[str, Any]) 
 def _psi_figure(results: StoryResults, x: list[str], base: dict[str, Any]) -> dict[str, Any]:
     windows = results.windows
     features, psi = psi_matrix(windows)
-    flagged = [["⚑" if f in w.flagged else "" for w in windows] for f in features]
+    flagged = [[FLAG if f in w.flagged else "" for w in windows] for f in features]
     return {
         "data": [
             {
                 "type": "heatmap", "x": x, "y": features,
                 "z": [[_num(v) for v in row] for row in psi], "zmin": 0, "zmax": 1,
-                "colorscale": "YlOrRd", "reversescale": True,
-                "colorbar": {"title": {"text": "PSI"}},
+                "colorscale": [list(stop) for stop in DRIFT_COLORSCALE],  # the dashboard's
+                "colorbar": {"title": {"text": "PSI<br>light: calm<br>dark: drift"}},
                 "text": flagged, "texttemplate": "%{text}",
                 "hovertemplate": "%{y} @ %{x}: PSI %{z:.3f}<extra></extra>",
             }

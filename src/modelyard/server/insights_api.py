@@ -15,8 +15,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from modelyard import clock
 from modelyard.server.limits import ReadMs
+from modelyard.views import compare as compare_view
 from modelyard.views import drift, insights
+from modelyard.views import timeline as timeline_view
 from modelyard.views.owners import Owners
 from modelyard.web.access import Caller, On, Right, requires
 from modelyard.web.services import Services, ServicesDep
@@ -157,3 +160,26 @@ def drift_distributions(
     _read_deployment(services, caller, deployment)
     lo, hi = insights.check_range(start, end)
     return drift.drift_distributions(services, deployment, feature, lo, hi, reference)
+
+
+@router.get("/models/{name}/timeline", summary="Deploys, restarts, drift, alerts and the metric")
+def timeline(
+    name: str,
+    services: ServicesDep,
+    caller: ModelReader,
+    range: Annotated[str, Query(description="24h, 7d, 30d or all")] = "7d",
+) -> dict[str, Any]:
+    model = services.registry.get_model(name)
+    lo, hi = timeline_view.range_bounds(range, clock.now_ms(), model.created_ms)
+    return timeline_view.timeline(services, name, lo, hi)
+
+
+@router.get("/models/{name}/compare", summary="Two builds or two periods side by side")
+def compare(
+    name: str,
+    services: ServicesDep,
+    caller: ModelReader,
+    a: Annotated[str | None, Query(description="build:<id or number> or period:<ms>-<ms>")] = None,
+    b: Annotated[str | None, Query(description="build:<id or number> or period:<ms>-<ms>")] = None,
+) -> dict[str, Any]:
+    return compare_view.compare(services, name, a, b)

@@ -32,6 +32,8 @@ STATIC: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "experiments.js": "text/javascript; charset=utf-8",
+    "story.js": "text/javascript; charset=utf-8",
+    "format.js": "text/javascript; charset=utf-8",
     "plotly.min.js": "text/javascript; charset=utf-8",
     "plotly.css": "text/css; charset=utf-8",
 }

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from modelyard.errors import InvalidInput, ModelyardError, NotFound, Unauthorized
 from modelyard.registry import Model
 from modelyard.registry._records import Project
+from modelyard.ui import look
 from modelyard.ui.assets import plotly_style_ids
 from modelyard.ui.session import COOKIE, CSRF_FIELD, Session, SessionStore
 from modelyard.version import package_version
@@ -98,6 +99,8 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 _env.globals["plotly_style_ids"] = plotly_style_ids
+_env.globals.update(look.GLOBALS)
+_env.filters.update(look.FILTERS)  # fmt (numbers), badge (states), sparkline
 router = APIRouter(include_in_schema=False)
 
 _NOTICES = {

@@ -26,13 +26,14 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from modelyard.errors import Forbidden, InvalidInput, ModelyardError, NotFound, Unauthorized
 from modelyard.registry import Model
-from modelyard.ui import cluster_page, experiments_page, people_pages, signin
+from modelyard.ui import cluster_page, experiments_page, people_pages, signin, story_pages
 from modelyard.ui.assets import static_path
 from modelyard.ui.common import Ctx, checked_form, page, render, router, sessions
 from modelyard.views import drift, insights
 from modelyard.views.alerts import visible_alerts
 from modelyard.views.jobs import visible_jobs
 from modelyard.views.models import model_view
+from modelyard.views.trends import overview_trends
 from modelyard.web.access import Caller, On, Right, Rule, not_found
 from modelyard.web.errors import error_response
 from modelyard.web.keys import CreateKeyRequest, new_key
@@ -42,7 +43,7 @@ from modelyard.web.services import Services, ServicesDep
 __all__ = ["RULES", "mount", "router"]
 
 # Their routes are on ``router`` too.
-_PAGE_MODULES = (people_pages, signin, experiments_page, cluster_page)
+_PAGE_MODULES = (people_pages, signin, experiments_page, cluster_page, story_pages)
 
 RULES: Mapping[tuple[str, str], Rule | None] = {
     # public: the sign-in form, signing out (a session is optional), the static files
@@ -65,6 +66,8 @@ RULES: Mapping[tuple[str, str], Rule | None] = {
     ("GET", "/ui/audit"): Rule(Right.MANAGE),  # the projects the caller administers
     # one object: 404 without a role in its project, 403 with a role too low
     ("GET", "/ui/models/{name}"): Rule(Right.READ, On.MODEL),
+    ("GET", "/ui/models/{name}/timeline"): Rule(Right.READ, On.MODEL),
+    ("GET", "/ui/models/{name}/compare"): Rule(Right.READ, On.MODEL),
     ("POST", "/ui/models/{name}/rollback"): Rule(Right.CHANGE, On.MODEL),
     ("POST", "/ui/models/{name}/try"): Rule(Right.OPERATE, On.MODEL),
     ("POST", "/ui/project/collaborators"): Rule(Right.MANAGE, On.BODY),
@@ -122,7 +125,10 @@ def _may_everywhere(ctx: Ctx, right: Right) -> bool:
 async def overview_page(request: Request, services: ServicesDep) -> Response:
     async def body(ctx: Ctx) -> Response:
         data = await off_loop(insights.overview, services, ctx.caller, None, _chosen(ctx))
-        return render(request, "overview.html", 200, ctx, active="overview", data=data)
+        trends = await off_loop(overview_trends, services, data["models"], data["generated_ms"])
+        return render(
+            request, "overview.html", 200, ctx, active="overview", data=data, trends=trends
+        )
 
     return await page(request, body)
 

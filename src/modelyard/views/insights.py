@@ -23,6 +23,7 @@ from modelyard.registry import Model
 from modelyard.runtime import ReplicaStatus
 from modelyard.store.base import Query, Record, RecordKind
 from modelyard.views.series import RAW_LIMIT, metric_series
+from modelyard.views.trends import model_health
 from modelyard.web.access import Caller
 from modelyard.web.jsonable import jsonable
 from modelyard.web.services import Services
@@ -101,13 +102,16 @@ def overview(
     """Every model ``caller`` may see (of ``project_crn`` only, when given) with its state,
     replicas, requests/s, p99 latency, error rate (the last ``tech.*`` interval of the last five
     minutes), latest ROC AUC and drift flags (the latest monitor aggregate of the last day that
-    carries them). A key limited to one model sees that model only; nobody sees the models of a
-    project they have no role in."""
+    carries them), and its health (``trends.model_health``: healthy, degraded, alerting,
+    stopped, starting, with the reasons). A key limited to one model sees that model only;
+    nobody sees the models of a project they have no role in."""
     now = clock.now_ms() if now_ms is None else now_ms
     rows = []
     for model in services.registry.list_models(project_crn):
         if caller.sees_model(model):
-            rows.append(_overview_row(services, model, now))
+            row = _overview_row(services, model, now)
+            row["health"], row["health_why"] = model_health(row)
+            rows.append(row)
     return {"models": rows, "generated_ms": now}
 
 
@@ -169,7 +173,7 @@ def _overview_row(services: Services, model: Model, now: int) -> dict[str, Any]:
     if auc is not None:
         row["roc_auc"] = _number(auc.metrics.get("roc_auc"))
         row["monitor_ms"] = auc.end_ms
-    drift = _latest(monitor_records, "drift.")
+    drift = _latest(monitor_records, "drift.flagged")  # not a window marked drift.insufficient
     if drift is not None:
         # The monitors write drift.flagged (how many) and drift.flagged_features (which).
         names = drift.metrics.get("drift.flagged_features")
@@ -313,13 +317,31 @@ def recent_predictions(
     services: Services, name: str, limit: int = 20, now_ms: int | None = None
 ) -> dict[str, Any]:
     """The model's latest ``limit`` raw prediction records, newest first: one backward index
-    read per deployment (``store.recent``), so a busy model costs what a quiet one does."""
+    read per deployment (``store.recent``), so a busy model costs what a quiet one does; and
+    ``delayed_keys``, those of their keys that arrive later (ground truth)."""
     if not 1 <= limit <= 500:
         raise InvalidInput(f"limit={limit!r} is not accepted; give 1 to 500")
     model = services.registry.get_model(name)
     now = clock.now_ms() if now_ms is None else now_ms
     found = services.store.recent(Query(model_crn=model.crn, end_ms=now, kinds=_RAW), limit)
-    return {"model": name, "predictions": [_reference(r) for r in found]}
+    return {
+        "model": name,
+        "predictions": [_reference(r) for r in found],
+        "delayed_keys": _delayed_keys(services, found),
+    }
+
+
+def _delayed_keys(services: Services, records: list[Record]) -> list[str]:
+    """Which of the records' top-level keys arrive later (ground truth tracked with
+    ``track_delayed_metrics``): one indexed lookup per key and deployment, at most 50 keys."""
+    keys: dict[str, list[str]] = {}
+    for record in records:
+        named = keys.setdefault(record.identity.deployment_crn, [])
+        named.extend(k for k in record.metrics if k not in named and len(named) < 50)
+    found: set[str] = set()
+    for deployment, named in keys.items():
+        found |= services.store.delayed_keys(deployment, named)
+    return sorted(found)
 
 
 def find_prediction(services: Services, uuid: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const fmt = window.Modelyard.fmt;  // static/format.js: the Jinja filter fmt's rules
   const page = document.body.dataset.page;
   const projectMeta = document.querySelector('meta[name="modelyard-project"]');
   const project = projectMeta ? projectMeta.content : "";
@@ -36,17 +37,8 @@
     return tr;
   }
 
-  function fixed(value, digits, suffix) {
-    return value === null || value === undefined ? "–" : value.toFixed(digits) + (suffix || "");
-  }
-
   function when(ms) {
     return ms ? new Date(ms).toLocaleString() : "–";
-  }
-
-  function bytes(n) {
-    if (n === null || n === undefined) return "–";
-    return (n / 1048576).toFixed(1) + " MiB";
   }
 
   async function api(path, options) {
@@ -91,44 +83,23 @@
     if (window.Plotly) window.Plotly.react(id, traces, lay, plotConfig);
   }
 
-  function alertsCell(alerts) {
-    if (!alerts || !alerts.length) return "none";
-    const link = el("a", alerts.length + " firing: " + alerts.map((a) => a.rule).join("; "), "bad");
-    link.href = "/ui/alerts";
-    return link;
-  }
-
   // -- overview ------------------------------------------------------------------------------
-  function renderOverview(data) {
-    const body = document.querySelector("#models tbody");
-    body.replaceChildren();
-    if (!data.models.length) {
-      const tr = row(["No models yet: deploy one with 'modelyard models deploy'."]);
-      tr.firstChild.colSpan = 9;
-      body.appendChild(tr);
-    }
-    for (const m of data.models) {
-      const link = el("a", m.name);
-      link.href = "/ui/models/" + encodeURIComponent(m.name);
-      const flags = Array.isArray(m.drift_flagged)
-        ? (m.drift_flagged.length ? m.drift_flagged.join(", ") : "none")
-        : m.drift_flagged;
-      const errors = m.error_rate === null ? null : (100 * m.error_rate).toFixed(2) + " %";
-      body.appendChild(row([
-        link, m.state, m.replicas.healthy + " / " + m.replicas.total, fixed(m.rps, 2),
-        fixed(m.p99_ms, 1, " ms"), errors, fixed(m.roc_auc, 3), flags, alertsCell(m.open_alerts),
-      ]));
-    }
-    document.getElementById("refreshed").textContent =
-      "Updated " + new Date(data.generated_ms).toLocaleTimeString() + ".";
+  // The server renders the table (states, numbers through the fmt filter, sparklines as SVG);
+  // a refresh fetches the same page and swaps the live part in: one renderer, not two.
+  async function refreshFragment(id) {
+    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(id);
+    const current = document.getElementById(id);
+    if (current && current.contains(document.activeElement)) return;  // keep the keyboard's place
+    if (fresh && current) current.replaceWith(document.adoptNode(fresh));
+    document.getElementById("refreshed").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
   }
 
   function overview() {
-    renderOverview(pageData());
-    setInterval(async () => {
-      if (document.hidden) return;
-      try { renderOverview(await api(inProject("/api/v1/overview"))); } catch (e) { /* next tick */ }
-    }, 10000);
+    setInterval(() => {
+      if (!document.hidden) refreshFragment("overview-live").catch(() => { /* next tick */ });
+    }, 15000);
   }
 
   // -- model -----------------------------------------------------------------------------------
@@ -143,8 +114,9 @@
     for (const r of status.replicas) {
       const s = r.state;
       body.appendChild(row([
-        s.replica_id, s.status, r.in_pool ? "yes" : "no", s.restarts,
-        fixed(s.cpu_percent, 1, " %"), bytes(s.rss_bytes), r.in_flight, r.served,
+        s.replica_id, s.status, r.in_pool ? "yes" : "no", fmt(s.restarts, "count"),
+        s.cpu_percent === null || s.cpu_percent === undefined ? "–" : fmt(s.cpu_percent / 100, "%"),
+        fmt(s.rss_bytes, "bytes"), fmt(r.in_flight, "count"), fmt(r.served, "count"),
       ]));
     }
   }
@@ -177,7 +149,7 @@
     const card = el("div", null, "card");
     card.appendChild(el("h3", "Prediction " + p.predictionUuid));
     card.appendChild(el("p", "From " + when(p.startTimeStampMs) + ", took " +
-      (p.endTimeStampMs - p.startTimeStampMs) + " ms; build " + p.modelBuildCrn));
+      fmt(p.endTimeStampMs - p.startTimeStampMs, "ms") + "; build " + p.modelBuildCrn));
     card.appendChild(el("p", "Metrics (delayed values merged):"));
     card.appendChild(el("pre", JSON.stringify(p.metrics, null, 2), "mono"));
     const table = el("table", null, "grid");
@@ -201,23 +173,108 @@
     }
   }
 
-  async function loadPredictions(name) {
-    const data = await api("/api/v1/models/" + encodeURIComponent(name) + "/predictions?limit=20");
+  // Recent predictions: a column per tracked key (nested keys flattened to a.b), ground truth
+  // keys (delayed) marked and last, long values cut with the whole value as the cell's title,
+  // filtered in the page by key, text and time.
+  const predState = { rows: [], delayed: [] };
+
+  function flatten(value, prefix, out) {
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) flatten(v, prefix ? prefix + "." + k : k, out);
+    } else {
+      out[prefix] = value;
+    }
+    return out;
+  }
+
+  function cellText(value) {
+    if (value === undefined || value === null) return "–";
+    if (typeof value === "number") return fmt(value);
+    if (typeof value === "string") return value;
+    return JSON.stringify(value);
+  }
+
+  function valueCell(value, delayed) {
+    if (value === undefined && delayed) return el("span", "not yet", "muted");
+    const text = cellText(value);
+    const whole = typeof value === "number" ? String(value) : text;
+    const span = el("span", text, text.length > 16 ? "cut" : null);
+    if (whole !== text || text.length > 16) span.title = whole;
+    return span;
+  }
+
+  function renderPredictions() {
+    const keySelect = document.getElementById("pred-key");
+    const key = keySelect.value;
+    const needle = document.getElementById("pred-contains").value.trim().toLowerCase();
+    const since = Number(document.getElementById("pred-since").value);
+    const flat = predState.rows.map((p) => [p, flatten(p.metrics || {}, "", {})]);
+    const isDelayed = (k) => predState.delayed.includes(k.split(".")[0]);
+    const seen = [];
+    for (const [, f] of flat) for (const k of Object.keys(f)) if (!seen.includes(k)) seen.push(k);
+    const columns = seen.filter((k) => !isDelayed(k)).concat(seen.filter(isDelayed));
+    keySelect.replaceChildren(el("option", "any key"));
+    keySelect.firstChild.value = "";
+    for (const k of columns) {
+      const option = el("option", k + (isDelayed(k) ? " (arrives later)" : ""));
+      option.value = k;
+      keySelect.appendChild(option);
+    }
+    keySelect.value = columns.includes(key) ? key : "";
+    const head = document.querySelector("#predictions thead tr");
+    head.replaceChildren(...["uuid", "Time", "Duration"].map((t) => { const th = el("th", t); th.scope = "col"; return th; }));
+    for (const k of columns) {
+      const th = el("th", k);
+      th.scope = "col";
+      if (isDelayed(k)) {
+        th.className = "delayed";
+        const mark = el("span", " ⏱ arrives later", "delayed-mark");
+        th.appendChild(mark);
+      }
+      head.appendChild(th);
+    }
+    const now = Date.now();
+    const matches = (f) => {
+      if (!needle) return true;
+      const keys = keySelect.value ? [keySelect.value] : Object.keys(f);
+      return keys.some((k) => k in f && cellText(f[k]).toLowerCase().includes(needle)
+        || (k in f && String(f[k]).toLowerCase().includes(needle)));
+    };
+    const shown = flat.filter(([p, f]) => (!since || p.startTimeStampMs >= now - since) && matches(f));
     const body = document.querySelector("#predictions tbody");
     body.replaceChildren();
-    for (const p of data.predictions) {
-      const button = el("button", p.predictionUuid, "mono link");
+    for (const [p, f] of shown) {
+      const button = el("button", p.predictionUuid.slice(0, 8), "mono link");
       button.type = "button";
+      button.title = p.predictionUuid;
       button.setAttribute("aria-label", "Show prediction " + p.predictionUuid);
       button.addEventListener("click", () => findPrediction(p.predictionUuid));
-      body.appendChild(row([button, when(p.startTimeStampMs), (p.endTimeStampMs - p.startTimeStampMs) + " ms",
-        JSON.stringify(p.metrics)]));
+      body.appendChild(row([button, when(p.startTimeStampMs), fmt(p.endTimeStampMs - p.startTimeStampMs, "ms"),
+        ...columns.map((k) => valueCell(f[k], isDelayed(k)))]));
     }
-    if (!data.predictions.length) {
-      const tr = row(["No predictions in the last day."]);
-      tr.firstChild.colSpan = 4;
+    if (!shown.length) {
+      const tr = row([predState.rows.length ? "No prediction matches the filters." : "No predictions yet."]);
+      tr.firstChild.colSpan = 3 + columns.length;
       body.appendChild(tr);
     }
+    document.getElementById("pred-status").textContent = "Showing " + fmt(shown.length, "count") + " of the newest " +
+      fmt(predState.rows.length, "count") + " predictions, " + columns.length + " keys" +
+      (predState.delayed.length ? " (" + predState.delayed.length + " arriving later)." : ".");
+  }
+
+  async function loadPredictions(name) {
+    const limit = document.getElementById("pred-limit").value;
+    const data = await api("/api/v1/models/" + encodeURIComponent(name) + "/predictions?limit=" + limit);
+    predState.rows = data.predictions;
+    predState.delayed = data.delayed_keys || [];
+    renderPredictions();
+  }
+
+  function predictionFilters(name) {
+    for (const id of ["pred-key", "pred-since"]) document.getElementById(id).addEventListener("change", renderPredictions);
+    document.getElementById("pred-contains").addEventListener("input", renderPredictions);
+    document.getElementById("pred-limit").addEventListener("change", () => loadPredictions(name).catch(() => {}));
+    document.getElementById("pred-filters").addEventListener("submit", (event) => { event.preventDefault(); renderPredictions(); });
   }
 
   function model() {
@@ -232,6 +289,7 @@
     const range = document.getElementById("range");
     range.addEventListener("change", () => loadTech(name).catch(() => {}));
     every(15, () => loadTech(name).catch(() => {}));
+    predictionFilters(name);
     every(15, () => loadPredictions(name).catch(() => {}));
     document.getElementById("search-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -332,22 +390,28 @@
       ? d.features.length + " features over " + d.windows.length + " monitor windows (" + d.method + ")."
       : "No monitor results with " + d.method + " effects in this range.";
     const x = d.windows.map((w) => when(w.start_ms));
-    const marks = d.flagged.map((r) => r.map((f) => (f ? "✕" : "")));
+    // One colour language (modelyard.ui.look): calm cells light and neutral, strong drift dark
+    // red, flagged cells carry the flag symbol too; the scale's meaning is written beside it.
+    const look = JSON.parse(document.getElementById("drift-look").textContent);
+    const marks = d.flagged.map((r) => r.map((f) => (f ? look.flag : "")));
+    const shown = d.values.flat().filter((v) => v !== null && Number.isFinite(v));
+    const strong = look.strong[d.method] || Math.max(1e-9, ...shown);
     const lay = layout("Drift effect (" + d.method + ") by feature and window", "feature");
     lay.height = Math.max(260, 90 + 34 * d.features.length);
     lay.yaxis = { type: "category", automargin: true };
     lay.xaxis = { type: "category", automargin: true };
     document.getElementById("chart-heatmap").style.height = lay.height + "px";
     draw("chart-heatmap", [{ type: "heatmap", x, y: d.features, z: d.values, text: marks,
-      texttemplate: "%{text}", colorscale: "YlOrRd", hoverongaps: false,
-      colorbar: { title: { text: d.method } } }], lay);
+      texttemplate: "%{text}", textfont: { size: 15 }, colorscale: look.colorscale, zmin: 0, zmax: strong,
+      hoverongaps: false, hovertemplate: "%{y} · %{x}: " + d.method + " %{z:.3f} %{text}<extra></extra>",
+      colorbar: { title: { text: d.method + "<br>light: calm<br>dark: drift" } } }], lay);
     const select = document.getElementById("cell");
     const chosen = select.value;  // kept across a refresh
     select.replaceChildren(el("option", "choose a feature and window"));
     select.firstChild.value = "";
     d.features.forEach((f, i) => d.windows.forEach((w, j) => {
       const v = d.values[i][j];
-      const option = el("option", f + " · " + when(w.start_ms) + (v === null ? "" : " · " + v.toFixed(3)) + (d.flagged[i][j] ? " · flagged" : ""));
+      const option = el("option", f + " · " + when(w.start_ms) + (v === null ? "" : " · " + window.Modelyard.fmt(v)) + (d.flagged[i][j] ? " · " + look.flag + " flagged" : ""));
       option.value = i + ":" + j;
       select.appendChild(option);
     }));
@@ -395,15 +459,15 @@
     for (const w of d.windows) {
       const m = w.multivariate;
       const interval = m && m.auc !== null && m.auc !== undefined
-        ? fixed(m.auc, 3) + " [" + fixed(m.auc_ci_low, 3) + ", " + fixed(m.auc_ci_high, 3) + "]" : null;
+        ? fmt(m.auc) + " [" + fmt(m.auc_ci_low) + ", " + fmt(m.auc_ci_high) + "]" : null;
       const flag = m && m.flagged !== null && m.flagged !== undefined
-        ? el("span", m.flagged ? "yes" : "no", m.flagged ? "bad" : "ok") : null;
+        ? el("span", m.flagged ? window.Modelyard.FLAG + " yes" : "no", m.flagged ? "bad" : "ok") : null;
       const gaps = Object.entries(w.gaps).filter(([, g]) => g.value !== null)
-        .map(([name, g]) => name + " " + g.value.toFixed(3) + " (lowest " + g.min_segment + ", highest " + g.max_segment + ")");
+        .map(([name, g]) => name + " " + fmt(g.value) + " (lowest " + g.min_segment + ", highest " + g.max_segment + ")");
       const notes = [w.segments_reason, m ? m.reason : null,
         ...Object.entries(w.gaps).filter(([, g]) => g.value === null && g.reason).map(([name, g]) => name + " gap: " + g.reason)]
         .filter((n) => n);
-      body.appendChild(row([when(w.start_ms), w.n, interval, flag,
+      body.appendChild(row([when(w.start_ms), fmt(w.n, "count"), interval, flag,
         m && m.top_features && m.top_features.length ? m.top_features.join(", ") : null,
         gaps.length ? gaps.join("; ") : null, notes.length ? notes.join(" ") : null]));
     }
@@ -460,10 +524,14 @@
     const body = document.querySelector("#alerts tbody");
     body.replaceChildren();
     for (const a of alerts) {
-      const state = el("span", a.state, a.state === "firing" ? "bad" : "ok");
+      const firing = a.state === "firing";
+      const state = el("span", null, "state " + (firing ? "state-alerting" : "state-healthy"));
+      const symbol = el("span", firing ? "✖" : "●");
+      symbol.setAttribute("aria-hidden", "true");
+      state.append(symbol, " " + a.state);
       const link = el("a", a.deployment_crn.split("/").pop().slice(0, 8), "mono");
       link.href = "/ui/drift?deployment=" + encodeURIComponent(a.deployment_crn);
-      body.appendChild(row([state, a.monitor, el("span", a.rule, "mono"), a.value,
+      body.appendChild(row([state, a.monitor, el("span", a.rule, "mono"), fmt(a.value),
         el("span", JSON.stringify(a.breaching), "mono"), when(a.first_window_start_ms),
         when(a.fired_ms), a.resolved_ms ? when(a.resolved_ms) : null, link]));
     }
