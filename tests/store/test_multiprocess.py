@@ -48,8 +48,16 @@ def test_four_processes_write_one_file_exactly(tmp_path: Path) -> None:
         )
         for k in range(PROCESSES)
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=240)
+    errors = []
+    try:
+        for proc in procs:  # every process's pipes read and closed before anything is asserted
+            errors.append(proc.communicate(timeout=240)[1])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, err in zip(procs, errors, strict=True):
         assert proc.returncode == 0, err.decode()
         assert b"lost" not in err
     with sqlite3.connect(path) as conn:
@@ -69,3 +77,37 @@ def test_four_processes_write_one_file_exactly(tmp_path: Path) -> None:
     )
     assert migrations == SCHEMA_VERSION  # applied once, though four processes raced to it
     assert identities == 2
+
+
+@pytest.mark.slow
+def test_opening_waits_out_an_exclusive_lock_longer_than_sqlites_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """The last connection to close holds the file exclusively while it checkpoints the WAL; a
+    process opening the store meanwhile used to fail after SQLite's 5 s busy timeout (with a
+    message saying 30 s). Opening and reading now wait up to the store's ``timeout``."""
+    import threading
+    import time
+
+    path = tmp_path / "held.db"
+    SQLiteStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("SELECT COUNT(*) FROM schema_migrations").fetchall()
+    held_s = 6.0  # longer than SQLite's busy timeout (5 s): the duration is what is tested
+
+    def release() -> None:
+        time.sleep(held_s)
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    started = time.monotonic()
+    thread.start()
+    try:
+        with SQLiteStore(path, timeout=30) as store:
+            assert store.info().schema_version == SCHEMA_VERSION
+        assert time.monotonic() - started >= held_s - 0.5
+    finally:
+        thread.join()

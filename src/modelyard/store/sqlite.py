@@ -8,6 +8,15 @@ passed; only then does the caller get ``StoreUnavailable``. Reads use one connec
 (WAL lets them run while a write is in progress). ``:memory:`` databases exist per connection, so
 there a single connection serves every thread, behind the same lock.
 
+Opening a connection (``PRAGMA journal_mode=WAL``) and starting a read wait for a lock the same
+way, up to ``timeout``: in WAL mode they only meet one when another connection holds the file
+exclusively, which the last connection to close does while it checkpoints the whole WAL (up to
+64 MB, see ``wal_autocheckpoint`` below) into the database. On a loaded machine that took more
+than SQLite's 5 s busy timeout, and a process opening the store then failed, saying the file
+had been locked for ``timeout`` (30 s) when it had waited 5 s. ``close`` first copies the
+WAL with a passive checkpoint, which holds no lock anyone waits for, so the exclusive one at the
+end has little left to do.
+
 Durability: ``synchronous="FULL"`` by default, so a committed transaction survives a power cut,
 not only a process crash. Writes are batched one level up (``modelyard.store.writer``), so the
 fsync per commit is paid once per batch; single small transactions (one ``add_delayed`` each) pay
@@ -65,6 +74,10 @@ _INSERT_UUID_GROUP = _INSERT_UUIDS + ", ".join([_ONE_UUID] * _ROWS_PER_INSERT)
 
 # Waits between tries of a write that found the database busy: 5 ms doubling to 250 ms, +-50 %.
 _BUSY_BACKOFF = Backoff(base_s=0.005, cap_s=0.25, jitter=0.5)
+
+
+# Any read starts a WAL read transaction's snapshot; this one reads only the header page.
+_FIRST_READ = "SELECT 1 FROM sqlite_master LIMIT 1"
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -133,7 +146,8 @@ class SQLiteStore(SQLStore):
             raise self._unavailable(exc) from exc
         try:
             if not self._memory:
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                wal = self._until_free(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+                mode = wal[0]
                 if str(mode).lower() != "wal":
                     raise StoreUnavailable(
                         f"SQLite at {self.path} could not switch to WAL mode (got {mode!r}); "
@@ -151,6 +165,18 @@ class SQLiteStore(SQLStore):
             conn.close()
             raise self._unavailable(exc) from exc
         return conn
+
+    def _until_free(self, step: Callable[[], T]) -> T:
+        """``step()``, tried again with back-off while the file is locked, until ``timeout``."""
+        deadline = time.monotonic() + self._timeout
+        delays = _BUSY_BACKOFF.delays()
+        while True:
+            try:
+                return step()
+            except sqlite3.Error as exc:
+                if not (_is_busy(exc) and time.monotonic() < deadline):
+                    raise
+            time.sleep(next(delays))
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         """Translate a driver error into a message that says what to do."""
@@ -212,6 +238,9 @@ class SQLiteStore(SQLStore):
             if conn.in_transaction:  # left open by a failed COMMIT: start clean
                 conn.execute("ROLLBACK")
             conn.execute("BEGIN")
+            # The snapshot is taken at the first read: taken here, waiting out an exclusive
+            # lock (a closing connection's checkpoint) up to ``timeout``, not SQLite's 5 s.
+            self._until_free(lambda: conn.execute(_FIRST_READ).fetchone())
             try:
                 yield conn.cursor()
             finally:
@@ -292,6 +321,12 @@ class SQLiteStore(SQLStore):
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
+            if not self._memory:
+                # Copy the WAL into the database now, holding no lock others wait for; the
+                # checkpoint SQLite runs (exclusively) when the last connection closes is then
+                # short. Busy (another checkpoint runs) or failing: closing goes on regardless.
+                with suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self._conn.close()
 
     def __repr__(self) -> str:
