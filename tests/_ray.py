@@ -110,6 +110,30 @@ class RayTestCluster:
                 proc.wait(30)
             _kill_group(proc)
 
+    def head_processes(self) -> list[psutil.Process]:
+        """Every process of the head node: ``ray start`` and what it runs (GCS, raylet,
+        dashboard, agents, and the workers its raylet started: Serve's controller, actors)."""
+        try:
+            head = psutil.Process(self._procs["head"].pid)
+            return [head, *head.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def pause_head(self) -> list[psutil.Process]:
+        """SIGSTOP every process of the head node (a frozen or cut-off head machine: its ports
+        still accept connections, nothing answers); ``resume_head`` with what this returns."""
+        paused = self.head_processes()
+        for proc in paused:
+            with contextlib.suppress(psutil.Error):
+                proc.suspend()
+        return paused
+
+    @staticmethod
+    def resume_head(paused: list[psutil.Process]) -> None:
+        for proc in paused:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+
     def restart_worker(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start the worker node again and wait until the head counts it (a new node id) alive."""
         old = self.worker_node_id

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 NAMESPACE = "modelyard"
 _DASHBOARD_PORT = 8265
 _CONNECT_TIMEOUT_S = 2.0
+# Ray ends a driver whose head refuses connections for longer than this many seconds (60 by
+# default: "Failed to connect to GCS within 60 seconds ... The program will terminate"). The
+# server is a driver, and its control plane must outlive a head that is away (``_head.py``
+# answers 503 meanwhile), so it waits a week unless the operator set the variable.
+_GCS_RECONNECT_VAR = "RAY_gcs_rpc_server_reconnect_timeout_s"
+_GCS_RECONNECT_S = str(7 * 24 * 3600)
 
 
 class RayUnavailable(Unavailable):
@@ -182,9 +188,10 @@ class RayConnection:
     def _set_env(self) -> None:
         if self._saved_env is not None:
             return
-        names = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+        names = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", _GCS_RECONNECT_VAR)
         self._saved_env = {name: os.environ.get(name) for name in names}
         os.environ["RAY_AUTH_MODE"] = self.auth_mode
+        os.environ.setdefault(_GCS_RECONNECT_VAR, _GCS_RECONNECT_S)
         if self.token_path is not None:
             os.environ["RAY_AUTH_TOKEN_PATH"] = str(self.token_path)
         elif self.auth_mode == "disabled":

@@ -115,9 +115,14 @@ def _node(row: dict[str, Any], placed: list[Placement]) -> NodeInfo:
 
 
 def ray_nodes(placed: list[Placement]) -> list[NodeInfo]:
-    """Ray's nodes (alive ones first) with what of ``placed`` runs on each."""
+    """Ray's alive nodes, and dead ones something is still placed on (alive ones first), with
+    what of ``placed`` runs on each."""
     import ray
 
     every: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    rows = sorted(every, key=lambda row: (not row.get("Alive"), str(row.get("NodeID"))))
+    # Ray keeps dead nodes in its list for good; a dead one is shown while something is still
+    # placed on it (a replica of a lost node, until Serve has placed its new actor).
+    where = {p.node_id for p in placed}
+    rows = [row for row in every if row.get("Alive") or str(row.get("NodeID")) in where]
+    rows.sort(key=lambda row: (not row.get("Alive"), str(row.get("NodeID"))))
     return [_node(row, placed) for row in rows]

@@ -24,6 +24,7 @@ from modelyard.runtime.base import (
     RunSpec,
 )
 from modelyard.runtime.ray._cluster import RayConnection
+from modelyard.runtime.ray._head import HeadWatch
 from modelyard.runtime.ray._nodes import ray_nodes, ray_placements
 from modelyard.runtime.ray.jobs import RayRun, RayRuns
 from modelyard.runtime.ray.serve import RayReplicas, replica_url
@@ -55,6 +56,10 @@ class RayRuntime:
         self.replicas_half = RayReplicas(on_event, deploy_timeout_s=deploy_timeout_s, owner=owner)
         self.replicas_half.state_address = connection.dashboard_url  # logs via the state API
         self.replicas_half.state_headers = connection.headers
+        # Whether the head answers (``_head.py``): predictions and calls to the cluster fail
+        # fast with 503 while it does not, and go through again when it does.
+        self.head = HeadWatch(connection).start()
+        self.replicas_half.head_check = self.head.check
         self._closed = False
 
     def __repr__(self) -> str:
@@ -73,6 +78,7 @@ class RayRuntime:
 
     def check_reachable(self) -> None:
         """Raise ``RayUnavailable`` (503, naming the runtime and address) if the head is away."""
+        self.head.check()
         self.connection.check_reachable()
 
     # -- replicas (Ray Serve) ------------------------------------------------------------------
@@ -112,10 +118,12 @@ class RayRuntime:
 
     def nodes(self) -> list[NodeInfo]:
         """Ray's nodes with their CPUs, memory and GPUs and the replicas and runs on each."""
+        self.head.check()
         return ray_nodes(self._placements())
 
     def waiting(self) -> list[Placement]:
         """Replicas and runs not placed yet, each with what it waits for."""
+        self.head.check()
         return [p for p in self._placements() if p.node_id is None]
 
     def _placements(self) -> list[Placement]:
@@ -152,4 +160,5 @@ class RayRuntime:
             except Exception as exc:  # the head may be away: disconnect anyway
                 errors.append(exc)
                 log.warning("stopping the Ray runtime: %s", exc)
+        self.head.stop()
         self.connection.close()

@@ -49,6 +49,7 @@ from modelyard.errors import InvalidInput, NotFound, Unavailable
 from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, ReplicaStatus
 from modelyard.runtime.logs import check_name
 from modelyard.runtime.memlimit import MEMORY_LIMIT_ENV
+from modelyard.runtime.ray._head import lost_replicas
 from modelyard.runtime.ray._serve_actor import EXIT_MEMORY, MEMORY_MARK
 
 __all__ = [
@@ -125,6 +126,9 @@ class RayReplicas:
         # The dashboard's URL for Ray's state API (logs, death causes) and its auth headers.
         self.state_address: str | None = None
         self.state_headers: Callable[[], dict[str, str]] = dict
+        # Raises ``RayUnavailable`` while the head does not answer (``RayRuntime`` sets it):
+        # calls to the cluster would block instead of failing.
+        self.head_check: Callable[[], None] = _nothing
 
     # -- the Runtime interface ------------------------------------------------------------------
     def start_replicas(self, specs: Sequence[ReplicaSpec]) -> list[ReplicaState]:
@@ -133,6 +137,7 @@ class RayReplicas:
 
         for spec in specs:
             _check_no_requirements(spec)
+        self.head_check()
         self._start_serve()
         for spec in specs:
             if spec.replica_id in self._replicas:
@@ -178,6 +183,7 @@ class RayReplicas:
         from ray import serve
 
         state = self._state(replica_id)
+        self.head_check()
         with contextlib.suppress(Exception):
             serve.delete(self.app(replica_id), _blocking=True)
         self._forget([replica_id])
@@ -190,6 +196,7 @@ class RayReplicas:
         import ray
 
         replica = self._get(replica_id)
+        self.head_check()
         self._emit("recycled", replica.spec, {"reason": reason})
         if replica.actor_name is not None:
             with contextlib.suppress(Exception):
@@ -217,6 +224,7 @@ class RayReplicas:
         replica = self._get(replica_id)
         if replica.spec.deployment_id != deployment_id:
             raise NotFound(f"replica {replica_id!r} is not of deployment {deployment_id!r}")
+        self.head_check()
         if not replica.actor_ids:  # started a moment ago: the poller has not seen its actor
             self.poll()
         lines: list[str] = []
@@ -317,6 +325,7 @@ class RayReplicas:
                     waiting.pop(name)
                     with self._lock:
                         replica = self._replicas.get(spec.replica_id)
+                    lost_replicas().lower(name)
                     if replica is not None and replica.status is not ReplicaStatus.HEALTHY:
                         replica.status = ReplicaStatus.HEALTHY
                         self._emit("healthy", spec, {})
@@ -359,6 +368,7 @@ class RayReplicas:
         """Read every replica's actor from Serve and report what changed."""
         from ray.serve.context import _get_global_client
 
+        self.head_check()
         client = _get_global_client()
         if client is None:
             raise Unavailable("Ray Serve is not running on the cluster", runtime="ray")
@@ -385,6 +395,10 @@ class RayReplicas:
             replica.pid = row.get("pid")
             replica.node_id = row.get("node_id")
         previous, replica.status = replica.status, status
+        if status is ReplicaStatus.HEALTHY:
+            lost_replicas().lower(self.app(replica.spec.replica_id))
+        elif previous is ReplicaStatus.HEALTHY:  # calls to it would wait for a new actor
+            lost_replicas().raise_(self.app(replica.spec.replica_id))
         if status is previous:
             return
         if status is ReplicaStatus.HEALTHY:
@@ -440,6 +454,7 @@ class RayReplicas:
         with self._lock:
             for replica_id in replica_ids:
                 self._replicas.pop(replica_id, None)
+                lost_replicas().forget(self.app(replica_id))
 
     def _state(self, replica_id: str) -> ReplicaState:
         replica = self._get(replica_id)
@@ -476,6 +491,10 @@ class RayReplicas:
             self.on_event(event)
         except Exception:
             log.exception("on_event failed for %s", kind)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _runtime_env(spec: ReplicaSpec) -> tuple[list[str], dict[str, Any]]:

@@ -10,7 +10,13 @@ application per replica). ``RayReplicaClient`` has ``ReplicaClient``'s interface
 - the actor died or became unreachable with the call in flight (``ActorDiedError``,
   ``ActorUnavailableError``, a lost node) -> ``NoResponse``: Ray Serve does not resend it, the
   pool does (rule 5), once, with the same prediction uuid;
-- the call raised in the actor -> ``ExchangeFailed`` (never resent).
+- the call raised in the actor -> ``ExchangeFailed`` (never resent);
+- the runtime saw the replica's actor stop serving (``_head.LostReplicas``: a lost node, a
+  killed actor) -> ``ConnectFailed`` for a new call and ``NoResponse`` for one in flight (it is
+  cancelled): Serve would hold both until it has placed a new actor, tens of seconds;
+- the Ray head does not answer (``runtime/ray/_head.py``'s watch) -> ``RayUnavailable`` (503,
+  naming the runtime and the head's address), at once for a new call and as soon as the watch
+  finds out for a call in flight (which is cancelled): Ray itself would wait, not fail.
 
 A timeout or cancellation from the pool cancels the call in the replica too.
 """
@@ -22,6 +28,7 @@ import contextlib
 from typing import Any
 
 from modelyard.errors import InvalidInput
+from modelyard.runtime.ray._head import current_watch, lost_replicas
 from modelyard.serving.gateway.replica_client import ConnectFailed, ExchangeFailed, NoResponse
 
 __all__ = ["RayReplicaClient", "parse_ray_url"]
@@ -84,13 +91,18 @@ class RayReplicaClient:
         from ray import exceptions as rex
         from ray.serve import exceptions as sex
 
+        watch = current_watch()
+        if watch is not None:
+            watch.check()
+        if lost_replicas().is_up(self.app):
+            raise ConnectFailed(f"{self.url} lost its replica actor; Ray Serve is replacing it")
         handle = self._get_handle(method)
         try:
             response = handle.remote(*args)
         except Exception as exc:
             raise ConnectFailed(f"Ray Serve did not take the call to {self.url}: {exc}") from exc
         try:
-            status, payload = await response
+            status, payload = await _unless_lost(response, watch, self.url, self.app)
         except asyncio.CancelledError:
             response.cancel()
             raise
@@ -111,3 +123,28 @@ class RayReplicaClient:
                 f"{self.url} failed the call ({exc.__class__.__name__}: {str(exc)[:500]})"
             ) from exc
         return int(status), bytes(payload)
+
+
+async def _unless_lost(response: Any, watch: Any, url: str, app: str) -> Any:
+    """``await response``, unless the head is found unreachable first (then the watch's
+    ``RayUnavailable``) or the replica's actor is found gone (then ``NoResponse``: the pool
+    resends it elsewhere); the call is cancelled in both cases."""
+    answer = asyncio.ensure_future(response)
+    stops = [lost_replicas().future(app)]
+    if watch is not None:
+        stops.append(watch.down_future())
+    try:
+        await asyncio.wait((answer, *stops), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        answer.cancel()
+        raise
+    if answer.done():
+        return answer.result()
+    error = None if watch is None else watch.error()
+    if error is None and not lost_replicas().is_up(app):
+        return await answer  # the flag went down again meanwhile: the call goes on
+    answer.cancel()
+    response.cancel()
+    if error is not None:
+        raise error
+    raise NoResponse(f"the replica actor behind {url} stopped serving before answering")
