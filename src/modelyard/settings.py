@@ -236,6 +236,15 @@ SETTINGS: dict[str, Setting] = {
             lambda v: parse_duration_ms(v, "MODELYARD_SYNC_INTERVAL"),
         ),
         Setting(
+            "label_streams",
+            "MODELYARD_LABEL_STREAMS",
+            "on",
+            "Whether the server consumes the NATS JetStream and RabbitMQ label streams monitors "
+            "name in their labels: source (looking for new and changed monitors every "
+            "MODELYARD_SYNC_INTERVAL); off: nothing consumes them.",
+            lambda v: parse_bool(v, "MODELYARD_LABEL_STREAMS"),
+        ),
+        Setting(
             "log_follow_per_key",
             "MODELYARD_LOG_FOLLOW_PER_KEY",
             "4",

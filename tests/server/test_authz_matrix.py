@@ -281,6 +281,7 @@ def query(objects: Objects) -> dict[str, str]:
         "after_ms": str(T0),
         "through_ms": str(T0 + 60_000),
         "window_ms": "60000",
+        "connection": "labels-db",
     }
     found["project"] = objects.project_crn
     return found
@@ -309,6 +310,9 @@ def body(method: str, path: str, objects: Objects) -> Any:
         ("POST", "/api/v1/metrics/delayed"): {
             "predictionUuid": objects.uuid,
             "metrics": {"label": 1},
+        },
+        ("POST", "/api/v1/metrics/delayed/batch"): {
+            "items": [{"predictionUuid": objects.uuid, "metrics": {"label": 1}}],
         },
         ("POST", "/api/v1/metrics/aggregate"): {
             "modelDeploymentCrn": deployment,
@@ -340,6 +344,10 @@ def body(method: str, path: str, objects: Objects) -> Any:
             **window,
         },
         ("POST", "/api/v1/monitors/{name}/alerts"): {"deployment": deployment, "rules": []},
+        ("PUT", "/api/v1/monitors/{name}/labels"): {
+            "deployment": deployment,
+            "record": {"connection": "labels-db", "started_ms": T0, "finished_ms": T0},
+        },
         ("POST", "/api/v1/references"): {
             "deployment": deployment,
             "name": "training",
@@ -577,6 +585,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/metrics"): Rule(READ, On.BODY, run_keys=True),
     ("POST", "/api/v1/metrics/aggregate"): Rule(OPERATE, On.BODY, run_keys=True),
     ("POST", "/api/v1/metrics/delayed"): Rule(OPERATE, On.BODY, run_keys=True),
+    ("POST", "/api/v1/metrics/delayed/batch"): Rule(OPERATE, On.BODY, run_keys=True),
     ("GET", "/api/v1/metrics/distribution"): Rule(READ, On.BODY, run_keys=True),
     ("POST", "/api/v1/metrics/predictions"): Rule(OPERATE, On.BODY, run_keys=True),
     ("GET", "/api/v1/models"): Rule(READ, On.NONE),
@@ -595,12 +604,17 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/models/{name}/start"): Rule(CHANGE, On.MODEL),
     ("POST", "/api/v1/models/{name}/stop"): Rule(CHANGE, On.MODEL),
     ("GET", "/api/v1/models/{name}/tech"): Rule(READ, On.MODEL),
+    ("GET", "/api/v1/models/{name}/timeline"): Rule(READ, On.MODEL),
+    ("GET", "/api/v1/models/{name}/compare"): Rule(READ, On.MODEL),
     ("POST", "/api/v1/monitors/distribution"): Rule(READ, On.BODY, run_keys=True),
     ("GET", "/api/v1/monitors/keys"): Rule(READ, On.BODY, run_keys=True),
     ("POST", "/api/v1/monitors/label-times"): Rule(READ, On.BODY, run_keys=True),
     ("GET", "/api/v1/monitors/late-labels"): Rule(READ, On.BODY, run_keys=True),
     ("GET", "/api/v1/monitors/resolve"): Rule(READ, On.BODY, run_keys=True),
     ("POST", "/api/v1/monitors/{name}/alerts"): Rule(OPERATE, On.BODY, run_keys=True),
+    ("GET", "/api/v1/monitors/connection"): Rule(READ, On.BODY, run_keys=True),
+    ("GET", "/api/v1/monitors/{name}/labels"): Rule(READ, On.BODY, run_keys=True),
+    ("PUT", "/api/v1/monitors/{name}/labels"): Rule(OPERATE, On.BODY, run_keys=True),
     ("GET", "/api/v1/monitors/{name}/results"): Rule(READ, On.BODY, run_keys=True),
     ("PUT", "/api/v1/monitors/{name}/results"): Rule(OPERATE, On.BODY, run_keys=True),
     ("GET", "/api/v1/monitors/{name}/state"): Rule(READ, On.BODY, run_keys=True),
@@ -617,6 +631,12 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/projects/{project}/secrets"): Rule(READ, On.PROJECT),
     ("DELETE", "/api/v1/projects/{project}/secrets/{name}"): Rule(CHANGE, On.PROJECT),
     ("PUT", "/api/v1/projects/{project}/secrets/{name}"): Rule(CHANGE, On.PROJECT),
+    ("GET", "/api/v1/projects/{project}/connections"): Rule(READ, On.PROJECT),
+    ("POST", "/api/v1/projects/{project}/connections"): Rule(CHANGE, On.PROJECT),
+    ("GET", "/api/v1/projects/{project}/connections/{name}"): Rule(READ, On.PROJECT),
+    ("PATCH", "/api/v1/projects/{project}/connections/{name}"): Rule(CHANGE, On.PROJECT),
+    ("DELETE", "/api/v1/projects/{project}/connections/{name}"): Rule(CHANGE, On.PROJECT),
+    ("POST", "/api/v1/projects/{project}/connections/{name}/test"): Rule(OPERATE, On.PROJECT),
     ("GET", "/api/v1/references"): Rule(READ, On.NONE),
     ("POST", "/api/v1/references"): Rule(CHANGE, On.BODY),
     ("GET", "/api/v1/references/data"): Rule(READ, On.BODY, run_keys=True),

@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.registry import Registry, SecretBox
+from modelyard.registry._labels import ImportRecord
 from modelyard.specs import JobSpec
 from modelyard.specs.experiment import ExperimentSpec
 from modelyard.store import (
@@ -174,6 +175,32 @@ def _fill(store: MetricsStore, predictions: int = 300) -> dict[str, Any]:
     registry.uploads.put_blob(digest, blob)
     registry.uploads.create(
         [{"path": "predict.py", "sha256": digest, "size": len(blob), "mode": 0o644}], "carol"
+    )
+    # A connection (options in the clear, a secret by name), and a label import with the
+    # watermark it advanced to.
+    registry.connections.create(
+        project.crn,
+        "crm",
+        "postgresql",
+        {"host": "db.internal", "database": "crm"},
+        {"password": "CRM_PASSWORD"},
+        "carol",
+    )
+    registry.labels.record(
+        "churn-monitor",
+        project.crn,
+        ImportRecord(
+            "churn-monitor",
+            "crm",
+            NOW,
+            NOW + 5,
+            rows_read=3,
+            matched=2,
+            unmatched=1,
+            unmatched_sample=("ghost",),
+            watermark_after="2026-11-01T00:00:00+00:00",
+        ),
+        advance_to="2026-11-01T00:00:00+00:00",
     )
     return {"token": token, "access_key": access_key, "who": who, "uuids": [p.uuid for p in batch]}
 

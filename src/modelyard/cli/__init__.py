@@ -14,6 +14,7 @@ from modelyard.cli import (
     alerts_cmd,
     audit_cmd,
     cluster_cmd,
+    connections_cmd,
     demo_cmd,
     experiments_cmd,
     export_cmd,
@@ -68,6 +69,7 @@ cli.add_command(projects_cmd.projects)
 cli.add_command(users_cmd.users)
 cli.add_command(teams_cmd.teams)
 cli.add_command(secrets_cmd.secrets)
+cli.add_command(connections_cmd.connections)
 cli.add_command(export_cmd.export)
 cli.add_command(cluster_cmd.cluster)
 

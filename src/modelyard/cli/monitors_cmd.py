@@ -1,4 +1,5 @@
-"""``modelyard monitors``: run a monitor spec, upload and list reference samples."""
+"""``modelyard monitors``: run a monitor spec, show its label imports, upload and list reference
+samples."""
 
 from __future__ import annotations
 
@@ -94,6 +95,31 @@ def _summary(name: str, results: list[WindowResult]) -> tuple[str, list[WindowRe
     if len(shown) < len(results):
         title += f"; showing the last {len(shown)} with predictions (--json prints all)"
     return title, shown
+
+
+@monitors.command("labels")
+@click.argument("name")
+@click.option(
+    "--deployment",
+    required=True,
+    help="The deployment the monitor watches: its CRN, or a model name (its active deployment).",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
+def labels_command(name: str, deployment: str, limit: int, as_json: bool) -> None:
+    """The label imports of monitor NAME (its spec's labels: source), newest first: rows read,
+    matched, unmatched (with a sample of ids), duplicates, or the error that stopped one."""
+    from modelyard.cli.names import resolve
+    from modelyard.monitors.open_access import open_access
+
+    deployment = resolve(deployment, "deployment", "--deployment")
+    found = open_access(None).label_imports(name, deployment, limit)
+    if as_json:
+        print_json([r.to_dict() for r in found])
+        return
+    columns = ["started_ms", "connection", "rows_read", "matched", "unmatched", "duplicates"]
+    rows = [[*(getattr(r, c) for c in columns), r.error or ""] for r in found]
+    print_rows(f"Label imports of {name}", [*columns, "error"], rows)
 
 
 @monitors.group()

@@ -45,6 +45,7 @@ from modelyard.backoff import Backoff
 from modelyard.builds import ensure_environment, snapshot_project
 from modelyard.clock import now_ms
 from modelyard.errors import ModelyardError, NotFound
+from modelyard.jobs.connection_secrets import connection_secrets
 from modelyard.jobs.current import format_slot
 from modelyard.jobs.notify import NOTIFY_EVENTS, Notifier, log_tail
 from modelyard.jobs.run_files import (
@@ -422,11 +423,12 @@ class Runner:
         # The server's home, so a run tracking without a server (embedded) writes where the
         # runner collects run metrics; a job's own MODELYARD_HOME wins.
         env = {"MODELYARD_HOME": str(self.home), **job.env}
-        # The project secrets the job names, decrypted here and audited (names only); a missing
-        # one fails the run before it starts, naming it in the run log (never a value).
-        env.update(
-            read_secrets(self.registry, job.project_crn, job.secrets, object=job.name, for_=run.id)
-        )
+        # The project secrets the job names and those of the connections its monitor spec reads,
+        # decrypted here and audited (names only); a missing one fails the run before it
+        # starts, naming it in the run log (never a value).
+        names = (*job.secrets, *connection_secrets(self.registry, job))
+        secrets = read_secrets(self.registry, job.project_crn, names, object=job.name, for_=run.id)
+        env.update(secrets)
         env.update(
             MODELYARD_API_KEY=token,
             MODELYARD_JOB=job.name,
@@ -437,6 +439,8 @@ class Runner:
             env["MODELYARD_URL"] = self.server_url
         if job.kind == EXPERIMENT_KIND:
             env.update(experiment_env(job, self.home, run))
+        if job.requirements:  # the Ray runtime installs them on its nodes (docs/ray.md)
+            env["MODELYARD_BUILD_REQUIREMENTS"] = job.requirements
         return env
 
     def _in_process(self, job: Job, run: Run, path: Path) -> Run:

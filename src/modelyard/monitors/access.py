@@ -27,10 +27,18 @@ from typing import Any
 
 import pandas as pd
 
+from modelyard.connectors.base import Connection, Credentials
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.registry import Registry, StoredResult
+from modelyard.registry import ImportRecord, Registry, StoredResult
 from modelyard.specs.monitor_outputs import closest
-from modelyard.store.base import Distribution, MetricsStore, Query, RecordKind, RowBatch
+from modelyard.store.base import (
+    DelayedBatch,
+    Distribution,
+    MetricsStore,
+    Query,
+    RecordKind,
+    RowBatch,
+)
 
 __all__ = [
     "EmbeddedAccess",
@@ -125,6 +133,36 @@ class MonitorAccess(abc.ABC):
         self, monitor: str, deployment: str, rules: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Reconcile the monitor's alerts with its results; the notifications due."""
+
+    # -- label imports (``modelyard.monitors.labels``) -------------------------------------------
+    @abc.abstractmethod
+    def connection(self, deployment: str, name: str) -> tuple[Connection, str]:
+        """(connection ``name`` of the deployment's project, that project's CRN)."""
+
+    def credentials(self, connection: Connection) -> Credentials:
+        """The connection's credentials: in a run, from the environment it was given."""
+        return Credentials.from_env(connection)
+
+    @abc.abstractmethod
+    def label_watermark(self, monitor: str, deployment: str) -> Any | None:
+        """The watermark of the monitor's ``labels:`` source (None: nothing read yet)."""
+
+    @abc.abstractmethod
+    def record_import(
+        self, monitor: str, deployment: str, project_crn: str, record: ImportRecord, advance_to: Any
+    ) -> ImportRecord:
+        """Keep an import's record and, unless ``advance_to`` is ``registry._labels.KEEP``,
+        advance the watermark to it (one transaction)."""
+
+    @abc.abstractmethod
+    def label_imports(self, monitor: str, deployment: str, limit: int) -> list[ImportRecord]:
+        """The monitor's latest label imports, newest first."""
+
+    @abc.abstractmethod
+    def add_delayed_many(
+        self, items: Sequence[tuple[str, dict[str, Any]]], source: str
+    ) -> DelayedBatch:
+        """Store delayed metrics in bulk, leaving unchanged ones alone (``skip_unchanged``)."""
 
 
 class EmbeddedAccess(MonitorAccess):
@@ -229,6 +267,32 @@ class EmbeddedAccess(MonitorAccess):
         from modelyard.monitors.alerts import evaluate_monitor
 
         return evaluate_monitor(self.store, monitor, deployment, rules)
+
+    def connection(self, deployment: str, name: str) -> tuple[Connection, str]:
+        model = self.registry.get_model(self.store.resolve(deployment).model_crn)
+        if model.project_crn is None:
+            raise NotFound(
+                f"deployment {deployment}'s model {model.name!r} is in no project, so it has no "
+                f"connection {name!r}; start the server once to give it one"
+            )
+        return self.registry.connections.get(model.project_crn, name), model.project_crn
+
+    def label_watermark(self, monitor: str, deployment: str) -> Any | None:
+        return self.registry.labels.watermark(monitor)
+
+    def record_import(
+        self, monitor: str, deployment: str, project_crn: str, record: ImportRecord, advance_to: Any
+    ) -> ImportRecord:
+        return self.registry.labels.record(monitor, project_crn, record, advance_to=advance_to)
+
+    def label_imports(self, monitor: str, deployment: str, limit: int) -> list[ImportRecord]:
+        self.store.resolve(deployment)
+        return self.registry.labels.imports(monitor, limit)
+
+    def add_delayed_many(
+        self, items: Sequence[tuple[str, dict[str, Any]]], source: str
+    ) -> DelayedBatch:
+        return self.store.add_delayed_many(items, source, skip_unchanged=True)
 
 
 def _flat_keys(metrics: dict[str, Any], prefix: str = "") -> Iterator[str]:

@@ -26,6 +26,7 @@ from modelyard.store.base import MetricsStore
 __all__ = [
     "MAX_ROWS",
     "ReferenceInfo",
+    "connection_reference",
     "frame_from_columns",
     "list_references",
     "load_reference",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 MAX_ROWS = 100_000
+MAX_UPLOAD_ROWS = 1_000_000  # as POST /api/v1/references accepts (alerts_api.MAX_UPLOAD_ROWS)
 
 ReferenceInfo = dict[str, Any]
 
@@ -156,3 +158,31 @@ def list_references(
 ) -> list[ReferenceInfo]:
     """Stored samples (all, or one deployment's), without their data."""
     return Registry(monitor_store(store)).monitors.references(deployment_crn)
+
+
+def connection_reference(access: Any, deployment: str, source: Any) -> pd.DataFrame:
+    """A reference read from a connection (``reference: {connection, table | query | path}``)
+    with the limits of an uploaded one: at most ``MAX_UPLOAD_ROWS`` rows read (more is an error
+    naming the connection and the limit), sampled down to ``MAX_ROWS`` as an upload is, and the
+    same column types (numbers, booleans, strings). ``access`` is the run's ``MonitorAccess``,
+    ``source`` the spec's ``ReferenceSource``."""
+    from modelyard.connectors.base import Source
+    from modelyard.connectors.read import read_frame
+
+    connection, _ = access.connection(deployment, source.connection)
+    frame = read_frame(
+        connection,
+        access.credentials(connection),
+        Source(table=source.table, query=source.query, path=source.path, format=source.format),
+        max_rows=MAX_UPLOAD_ROWS,
+    )
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InvalidInput(
+            f"the reference from connection {source.connection!r} is empty ({frame.shape[0]} "
+            "rows); point it at the training sample"
+        )
+    sample = frame.sample(n=MAX_ROWS, random_state=0) if len(frame) > MAX_ROWS else frame
+    dtypes, data = {}, {}
+    for label in sample.columns:
+        dtypes[str(label)], data[str(label)] = _column(sample[label])
+    return frame_from_columns(data, dtypes)

@@ -17,9 +17,12 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from modelyard.connectors.base import Connection
 from modelyard.monitors.access import MonitorAccess, RecordedKeys, StoredResult
 from modelyard.monitors.references import frame_from_columns
-from modelyard.store.base import Distribution, Query, RowBatch
+from modelyard.registry import ImportRecord
+from modelyard.registry._labels import KEEP
+from modelyard.store.base import DelayedBatch, Distribution, Query, RowBatch
 from modelyard.tracking.remote import RemoteBackend
 
 __all__ = ["LABEL_TIMES_CHUNK", "RemoteAccess"]
@@ -192,3 +195,53 @@ class RemoteAccess(MonitorAccess):
             body={"deployment": deployment, "rules": list(rules)},
         )
         return list(body["alerts"])
+
+    # -- label imports ----------------------------------------------------------------------------
+    def connection(self, deployment: str, name: str) -> tuple[Connection, str]:
+        body = self._call(
+            "GET",
+            "/api/v1/monitors/connection",
+            f"reading connection {name!r}",
+            params={"deployment": deployment, "connection": name},
+        )
+        found = dict(body["connection"])
+        return Connection(**found), str(body["project_crn"])
+
+    def label_watermark(self, monitor: str, deployment: str) -> Any | None:
+        body = self._call(
+            "GET",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/labels",
+            f"reading the label watermark of monitor {monitor!r}",
+            params={"deployment": deployment, "limit": 1},
+        )
+        return body["watermark"]
+
+    def label_imports(self, monitor: str, deployment: str, limit: int) -> list[ImportRecord]:
+        body = self._call(
+            "GET",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/labels",
+            f"reading the label imports of monitor {monitor!r}",
+            params={"deployment": deployment, "limit": limit},
+        )
+        return [ImportRecord.from_dict(r) for r in body["imports"]]
+
+    def record_import(
+        self, monitor: str, deployment: str, project_crn: str, record: ImportRecord, advance_to: Any
+    ) -> ImportRecord:
+        body = self._call(
+            "PUT",
+            f"/api/v1/monitors/{quote(monitor, safe='')}/labels",
+            f"recording a label import of monitor {monitor!r}",
+            body={
+                "deployment": deployment,
+                "record": record.to_dict(),
+                "advance": advance_to is not KEEP,
+                "watermark": None if advance_to is KEEP else advance_to,
+            },
+        )
+        return ImportRecord.from_dict(body)
+
+    def add_delayed_many(
+        self, items: Sequence[tuple[str, dict[str, Any]]], source: str
+    ) -> DelayedBatch:
+        return self.backend.add_delayed_many(items, source, skip_unchanged=True)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -60,13 +60,19 @@ from modelyard.errors import InvalidInput
 from modelyard.monitors import alerts as alerts_mod
 from modelyard.monitors import extra_groups
 from modelyard.monitors.access import MonitorAccess, StoredResult
-from modelyard.monitors.compute import clean_metrics, window_metrics
+from modelyard.monitors.compute import (
+    apply_minimums,
+    clean_metrics,
+    window_metrics,
+)
+from modelyard.monitors.labels import import_labels
 from modelyard.monitors.open_access import open_access
+from modelyard.monitors.references import connection_reference
 from modelyard.monitors.sketched import sketch_window_metrics
 from modelyard.monitors.streamed import window_or_stream
 from modelyard.monitors.window import WindowData, read_window
 from modelyard.specs.monitor import MonitorSpec
-from modelyard.specs.monitor_outputs import closest
+from modelyard.specs.monitor_outputs import closest, insufficient_groups
 from modelyard.store.base import MetricsStore, Query, RecordKind
 
 __all__ = [
@@ -92,7 +98,9 @@ class WindowResult:
     """One computed window: [start_ms, end_ms), why it was computed, and what it now holds.
 
     ``written`` is False when the stored result was kept because it came from more data
-    (``metrics`` is then that stored result).
+    (``metrics`` is then that stored result). ``not_evaluated``: the spec's alert rules this
+    window gave no evidence for because a group had too few rows, each with why ("4 labelled
+    predictions < min_labels 30"): their episodes kept their state.
     """
 
     start_ms: int
@@ -100,6 +108,7 @@ class WindowResult:
     reason: str  # "new", "late_labels" or "requested"
     metrics: dict[str, Any]
     written: bool = True
+    not_evaluated: dict[str, str] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -111,6 +120,20 @@ class WindowResult:
         """No prediction in the window (kept as looked at, written as no aggregate record)."""
         return not self.metrics.get("n")
 
+    @property
+    def insufficient(self) -> dict[str, str]:
+        """The metric groups left out for too few rows (``min_labels``, ``min_predictions``),
+        each with why."""
+        return insufficient_groups(self.metrics)
+
+    def notes(self) -> list[str]:
+        """One line per group left out and per alert rule not evaluated on this window."""
+        lines = [f"{group} not computed: {why}" for group, why in self.insufficient.items()]
+        lines += [
+            f"alert {rule!r} not evaluated: {why}" for rule, why in self.not_evaluated.items()
+        ]
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_ms": self.start_ms,
@@ -120,6 +143,8 @@ class WindowResult:
             "partial": self.partial,
             "empty": self.empty,
             "metrics": self.metrics,
+            "insufficient": self.insufficient,
+            "not_evaluated": self.not_evaluated,
         }
 
 
@@ -154,6 +179,8 @@ def _reference(
         return _Reference(None, None, None)
     if spec.reference_stored is not None:
         frame = access.reference(deployment, spec.reference_stored)
+    elif spec.reference_source is not None:  # a table or file of a connection
+        frame = connection_reference(access, deployment, spec.reference_source)
     else:
         assert spec.reference_window is not None
         w = spec.reference_window
@@ -318,6 +345,7 @@ def run_monitor(
         raise InvalidInput(f"max_windows={max_windows!r} must be a positive int")
     access = open_access(store)
     deployment = check_spec(spec, access, warn, reference=False)  # read below when needed
+    import_labels(spec, access, deployment)  # ``labels:``: new ground truth first (monitors.labels)
     now = _clock() if now_ms is None else int(now_ms)
     if window is not None and window[1] > (now // spec.window_ms + 1) * spec.window_ms:
         (warn or log.warning)(
@@ -339,6 +367,7 @@ def run_monitor(
         columns = list(
             dict.fromkeys([*spec.features, *spec.segments, spec.prediction, *_label(spec)])
         )
+        compute = partial(_compute, spec, ref=ref, access=access, deployment=deployment)
         for start, reason in todo:
             end = start + spec.window_ms
             metrics = window_or_stream(
@@ -349,23 +378,17 @@ def run_monitor(
                 columns,
                 ref.drift,
                 ref.predictions,
-                partial(
-                    _compute,
-                    spec,
-                    ref=ref,
-                    access=access,
-                    deployment=deployment,
-                    start=start,
-                    end=end,
-                ),
+                partial(compute, start=start, end=end),
             )
+            metrics = apply_minimums(spec, metrics)  # too few rows: no evidence for alerts
             if end > now:  # still open: stored partial, computed again once it has closed
                 metrics[PARTIAL] = True
             kept, write = keep_better(access.result(spec.name, deployment, start), metrics)
             if write:
                 n = int(kept.get("n") or 0)
                 access.save(spec.name, spec.source, deployment, start, end, n, kept)
-            results.append(WindowResult(start, end, reason, kept, write))
+            skipped = alerts_mod.not_evaluated(spec, kept)
+            results.append(WindowResult(start, end, reason, kept, write, skipped))
     if through is not None:
         access.save_mark(spec.name, deployment, through)
     fired = access.evaluate_alerts(spec.name, deployment, spec.alerts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from modelyard.registry._apikeys import RUN_SCOPE_PREFIX, YEAR_MS
 from modelyard.registry._audit import AuditLog
+from modelyard.registry._connections import Connections
 from modelyard.registry._experiments import (
     MAX_EXPERIMENT_METRIC_KEYS,
     MAX_EXPERIMENT_METRIC_VALUES,
@@ -23,6 +24,7 @@ from modelyard.registry._experiments import (
 )
 from modelyard.registry._jobs import Job
 from modelyard.registry._keys import ACCESS_KEY_PREFIX, API_KEY_PREFIX
+from modelyard.registry._labels import ImportRecord, LabelImports
 from modelyard.registry._monitors import MonitorRecords, StoredResult
 from modelyard.registry._people import People
 from modelyard.registry._projects import PROJECT_CRN_PREFIX
@@ -76,12 +78,15 @@ __all__ = [
     "Build",
     "CatchUp",
     "Collaborator",
+    "Connections",
     "Deployment",
     "DeploymentState",
     "Experiment",
     "Experiments",
+    "ImportRecord",
     "Job",
     "JobSchedule",
+    "LabelImports",
     "Model",
     "ModelSettings",
     "MonitorRecords",

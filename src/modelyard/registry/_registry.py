@@ -17,11 +17,13 @@ from modelyard.errors import InvalidInput
 from modelyard.ids import is_uuid
 from modelyard.registry._apikeys import YEAR_MS, ApiKeys
 from modelyard.registry._audit import AuditLog
+from modelyard.registry._connections import Connections
 from modelyard.registry._db import Clock, Db
 from modelyard.registry._deployments import UNSET, Builds, Deployments
 from modelyard.registry._events import DEFAULT_KEPT, Events
 from modelyard.registry._experiments import Experiments
 from modelyard.registry._jobs import Job, Jobs
+from modelyard.registry._labels import LabelImports
 from modelyard.registry._models import Models
 from modelyard.registry._monitors import MonitorRecords
 from modelyard.registry._people import People
@@ -115,6 +117,10 @@ class Registry:
         self.secrets = Secrets(db, now)
         #: uploaded project folders: blobs by sha256 and manifests (deploy from a laptop)
         self.uploads = Uploads(db, now)
+        #: a project's connections to its data (options in the clear, credentials as secrets)
+        self.connections = Connections(db, now)
+        #: monitors' label imports: each ``labels:`` source's watermark and its reads
+        self.labels = LabelImports(db, now)
 
     # -- models ---------------------------------------------------------------------------------
     def create_model(

@@ -32,6 +32,7 @@ from modelyard.server import (
     alerts_api,
     audit_api,
     cluster_api,
+    connections_api,
     experiments_api,
     gateway_routes,
     insights_api,
@@ -120,6 +121,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(uploads_api.router)
     app.include_router(secrets_api.router)
+    app.include_router(connections_api.router)
     app.include_router(cluster_api.router)
     # The dashboard under /ui: its sign-in page and static files are its only public paths.
     ui.mount(app)

@@ -5,7 +5,8 @@ answered 204. The caps, by route (``limit_for``):
 
 - the model calls (``POST /model``, ``.../predict``, ``.../predict_batch``): none here; the
   gateway applies the model's own ``max_body_bytes`` while it reads (``gateway_routes``);
-- ``POST /api/v1/metrics/predictions`` (batches of up to 10,000 records):
+- ``POST /api/v1/metrics/predictions`` (batches of up to 10,000 records) and
+  ``POST /api/v1/metrics/delayed/batch`` (up to 100,000 delayed items):
   ``MODELYARD_MAX_BATCH_BYTES`` (64 MB);
 - ``POST /api/v1/references`` (a reference sample): its own 50 MB (``alerts_api``);
 - ``PUT /api/v1/uploads/blobs/{sha256}`` (one file of a project): the upload's per-file
@@ -40,7 +41,7 @@ __all__ = ["RECORD_ROOM", "BodyLimit", "BodyLimits"]
 RECORD_ROOM = 64 * 1024  # the JSON around one record's metrics
 _UNCAPPED_PREFIX = "/api/v1/models/"
 _MODEL_CALL_SUFFIXES = ("/predict", "/predict_batch")
-_BATCH_PATH = "/api/v1/metrics/predictions"
+_BATCH_PATHS = ("/api/v1/metrics/predictions", "/api/v1/metrics/delayed/batch")
 _UPLOAD_PATH = "/api/v1/references"
 _UPLOAD_BYTES = 50 * 1024 * 1024 + 1024 * 1024  # alerts_api checks its 50 MB itself, exactly
 _BLOB_PREFIX = "/api/v1/uploads/blobs/"
@@ -72,7 +73,7 @@ class BodyLimits:
             path.startswith(_UNCAPPED_PREFIX) and path.endswith(_MODEL_CALL_SUFFIXES)
         ):
             return None, "the model's max_body_bytes"
-        if path == _BATCH_PATH:
+        if path in _BATCH_PATHS:
             return self.batch_bytes, "MODELYARD_MAX_BATCH_BYTES"
         if path == _UPLOAD_PATH:
             return _UPLOAD_BYTES, "the reference upload limit"

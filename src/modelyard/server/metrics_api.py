@@ -38,13 +38,14 @@ from modelyard.views.owners import Owners
 from modelyard.web.access import Caller, On, Right, requires
 from modelyard.web.services import Services, ServicesDep
 
-__all__ = ["router"]
+__all__ = ["MAX_DELAYED_BATCH", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["metrics"])
 Reader = Annotated[Caller, Depends(requires(Right.READ, On.BODY, run_keys=True))]
 Writer = Annotated[Caller, Depends(requires(Right.OPERATE, On.BODY, run_keys=True))]
 RunWriter = Annotated[Caller, Depends(requires(Right.OPERATE, On.RUN, run_keys=True))]
 _MAX_PREDICTIONS = 10_000
+MAX_DELAYED_BATCH = 100_000  # items per POST /api/v1/metrics/delayed/batch
 
 
 class PredictionIn(BaseModel):
@@ -69,6 +70,23 @@ class DelayedIn(BaseModel):
     predictionUuid: str = Field(min_length=1, max_length=MAX_TEXT)  # reference (camelCase) names
     metrics: dict[str, Any]
     source: str = Field(default="api", min_length=1, max_length=MAX_TEXT)
+
+
+class DelayedItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    predictionUuid: str = Field(min_length=1, max_length=MAX_TEXT)
+    metrics: dict[str, Any]
+
+
+class DelayedBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[DelayedItemIn] = Field(max_length=MAX_DELAYED_BATCH)
+    source: str = Field(default="api", min_length=1, max_length=MAX_TEXT)
+    skipUnchanged: bool = Field(
+        default=False,
+        description="Leave alone a uuid whose values are all already stored (re-read rows); "
+        "counted in 'unchanged'",
+    )
 
 
 class AggregateIn(BaseModel):
@@ -153,6 +171,46 @@ def add_delayed(body: DelayedIn, services: ServicesDep, caller: Writer) -> Respo
         services.writer.flush()
         services.store.add_delayed(*args)
     return Response(status_code=204)
+
+
+@router.post(
+    "/metrics/delayed/batch", summary="Attach delayed metrics (ground truth) to many predictions"
+)
+def add_delayed_batch(body: DelayedBatchIn, services: ServicesDep, caller: Writer) -> Response:
+    """Up to ``MAX_DELAYED_BATCH`` (uuid, metrics) items in one transaction (the store's
+    ``add_delayed_many``): answers ``{"stored", "unchanged", "unknown": [uuids]}``. Unknown uuids
+    are reported, not refused (the buffered writer is flushed once first, as on the single
+    route). Every known uuid's model must be one the caller may operate on: a uuid of a project
+    the caller has no role in refuses the whole batch with the 404 of an unknown prediction,
+    a role too low with 403; nothing is stored then."""
+    items: list[tuple[str, dict[str, Any]]] = [
+        (
+            item.predictionUuid,
+            check_record(item.metrics, f"delayed metrics of {item.predictionUuid!r}"),
+        )
+        for item in body.items
+    ]
+    uuids = [uuid for uuid, _ in items]
+    where = services.store.prediction_deployments(uuids)
+    if len(where) < len(set(uuids)):
+        services.writer.flush()
+        where.update(services.store.prediction_deployments([u for u in uuids if u not in where]))
+    _check_delayed_scope(services, caller, where)
+    result = services.store.add_delayed_many(items, body.source, skip_unchanged=body.skipUnchanged)
+    answer = {"stored": result.stored, "unchanged": result.unchanged, "unknown": result.unknown}
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _check_delayed_scope(services: Services, caller: Caller, where: dict[str, str]) -> None:
+    """Each deployment the batch's known uuids belong to: the caller may operate on its model
+    (the 404 names one uuid of it, as the single route would)."""
+    owners = Owners(services)
+    first: dict[str, str] = {}
+    for uuid, deployment in where.items():
+        first.setdefault(deployment, uuid)
+    for deployment, uuid in sorted(first.items()):
+        model = owners.deployment_model(deployment)
+        owners.check_model_crn(caller, Right.OPERATE, model, f"prediction {uuid!r}")
 
 
 @router.post("/metrics/aggregate", status_code=204, summary="Write an aggregate record")

@@ -26,6 +26,12 @@ the right on every deployment the monitor already has alerts of (``_check_alerts
   ``PUT`` with ``{deployment, source, start_ms, end_ms, n, metrics}`` replaces one window (one
   that has not ended by the server's clock is stored partial: ``window.partial``)
 - ``POST /monitors/{name}/alerts`` ``{deployment, rules}`` -> ``{"alerts": [due notifications]}``
+- ``GET  /monitors/connection?deployment&connection`` -> ``{"connection", "project_crn"}``: the
+  definition (never a credential) of a connection of the deployment's project, for a ``labels:``
+  or ``reference:`` source read by a monitor's run
+- ``GET  /monitors/{name}/labels?deployment&limit`` -> ``{"watermark", "imports": [...]}``: its
+  label imports, newest first; ``PUT`` with ``{deployment, record, advance, watermark}`` records
+  one (and, with ``advance``, moves the watermark), in one transaction
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from pydantic import BaseModel, Field
 from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.monitors.access import EmbeddedAccess
+from modelyard.registry import ImportRecord
+from modelyard.registry._labels import KEEP
 from modelyard.server.limits import MAX_TIME_MS, ReadMs
 from modelyard.views.owners import Owners
 from modelyard.web.access import Caller, On, Right, requires
@@ -102,6 +110,13 @@ class ResultIn(BaseModel):
     end_ms: ReadMs
     n: int = Field(ge=0, le=2**53)  # a count of predictions, stored in a 64-bit column
     metrics: dict[str, Any]
+
+
+class ImportIn(BaseModel):
+    deployment: str = Field(min_length=1, max_length=300)
+    record: dict[str, Any]
+    advance: bool = False
+    watermark: Any = None
 
 
 class AlertsIn(BaseModel):
@@ -311,3 +326,50 @@ def _name(name: str) -> str:
             "or '-' (at most 63, starting with a letter or digit)"
         )
     return name
+
+
+@router.get("/connection", summary="A connection a monitor's labels or reference read from")
+def connection(
+    services: ServicesDep,
+    caller: Reader,
+    deployment: Deployment,
+    connection: Annotated[str, Query(min_length=1, max_length=200)],
+) -> dict[str, Any]:
+    _check(services, caller, deployment)
+    found, project_crn = EmbeddedAccess(services.store).connection(deployment, connection)
+    return {"connection": found.to_dict(), "project_crn": project_crn}
+
+
+@router.get("/{name}/labels", summary="A monitor's label imports and watermark")
+def label_imports(
+    services: ServicesDep,
+    caller: Reader,
+    name: str,
+    deployment: Deployment,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> dict[str, Any]:
+    _check(services, caller, deployment)
+    labels = services.registry.labels
+    return {
+        "watermark": labels.watermark(_name(name)),
+        "imports": [r.to_dict() for r in labels.imports(_name(name), limit)],
+    }
+
+
+@router.put("/{name}/labels", summary="Record a monitor's label import (and move its watermark)")
+def record_import(
+    services: ServicesDep, caller: Writer, name: str, body: ImportIn
+) -> dict[str, Any]:
+    _check(services, caller, body.deployment, Right.OPERATE)
+    monitor = _name(name)
+    access = EmbeddedAccess(services.store)
+    project_crn = Owners(services).deployment_project(body.deployment) or ""
+    try:
+        record = ImportRecord.from_dict({**body.record, "monitor": monitor})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"record={str(body.record)[:200]} is not an import record ({exc}); give monitor, "
+            "connection, started_ms, finished_ms and the counts"
+        ) from None
+    advance = body.watermark if body.advance else KEEP
+    return access.record_import(monitor, body.deployment, project_crn, record, advance).to_dict()

@@ -14,7 +14,7 @@ from modelyard.specs.monitor_outputs import closest, group_of_output
 from modelyard.specs.notify import check_target
 from modelyard.timeparse import parse_time_ms
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "TASKS", "ReferenceWindow"]
+__all__ = ["DEFAULT_METRICS", "DEFAULT_MINIMUM", "METRICS", "TASKS", "ReferenceWindow"]
 
 METRICS = (
     "classification",
@@ -39,6 +39,12 @@ DEFAULT_METRICS = {
     ),
     "regression": ("regression", "drift", "label_coverage", "prediction_drift"),
 }
+
+# The default of ``min_labels`` and ``min_predictions``: below 30 rows a window's statistics are
+# mostly noise (a ROC AUC from 4 labels is 1.0 or 0.0 as often as not; PSI over 10 bins expects
+# about 9/n = 0.3 from sampling alone at n = 30), and 30 is the floor the ``segments`` group
+# already keeps per segment (``monitors.segment_group.MIN_ROWS``).
+DEFAULT_MINIMUM = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,10 @@ def _names(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
 
 
 def _reference(value: Any) -> tuple[str | None, ReferenceWindow | None]:
-    accepted = "{stored: <sample name>} or {window: {start: <time>, end: <time>}}"
+    accepted = (
+        "{stored: <sample name>}, {window: {start: <time>, end: <time>}} or "
+        "{connection: <name>, table | query | path: ...}"
+    )
     if value is None:
         return None, None
     if not isinstance(value, Mapping) or len(value) != 1:
@@ -158,6 +167,19 @@ def _alerts(value: Any) -> tuple[str, ...]:
         except InvalidInput as exc:
             raise InvalidInput(f"monitor spec field 'alerts[{i}]': {exc.message}") from None
     return tuple(rules)
+
+
+def _minimum(value: Any, name: str) -> int:
+    """``min_labels`` / ``min_predictions``: a whole number of rows, at least 1."""
+    if value is None:
+        return DEFAULT_MINIMUM
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(
+            f"monitor spec field {name!r}={value!r} is not accepted; expected a whole number "
+            f"of predictions, at least 1 (default {DEFAULT_MINIMUM}; 1 computes every window "
+            "whatever its size)"
+        )
+    return value
 
 
 def _notify(value: Any) -> tuple[str, ...]:

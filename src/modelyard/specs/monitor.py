@@ -19,6 +19,13 @@ an hour later inside a job::
     thresholds: {psi: 0.2}
     alerts: ["roc_auc < 0.7", "drift.flagged > 0"]
     notify: ["http://127.0.0.1:9000/hook"]
+    min_labels: 30                               # fewer labelled predictions: no label metrics
+    min_predictions: 30                          # fewer predictions: no drift, no estimates
+    labels: {connection: crm, table: outcomes, uuid_column: prediction_uuid}  # ground truth
+
+``labels`` reads the ground truth from a connection at the start of each run, and a reference
+may come from one too (``reference: {connection: crm, table: training}``): see
+``modelyard.specs.labels``.
 
 ``MonitorSpec`` is a pydantic model: each field's check is a validator of that field, the checks
 between fields run once all fields passed, and the first problem comes back as ``InvalidInput``
@@ -47,6 +54,7 @@ from modelyard.settings import parse_duration_ms
 from modelyard.specs._base import Spec
 from modelyard.specs._monitor_fields import (
     DEFAULT_METRICS,
+    DEFAULT_MINIMUM,
     METRICS,
     TASKS,
     ReferenceWindow,
@@ -54,12 +62,14 @@ from modelyard.specs._monitor_fields import (
     _check_groups,
     _default_metrics,
     _did_you_mean,
+    _minimum,
     _names,
     _notify,
     _reference,
     _text,
     _thresholds,
 )
+from modelyard.specs.labels import LabelsSource, ReferenceSource
 from modelyard.specs.monitor_outputs import (
     GROUP_OUTPUTS,
     closest,
@@ -73,8 +83,11 @@ __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
     "TASKS",
+    "LabelsSource",
     "MonitorSpec",
+    "ReferenceSource",
     "ReferenceWindow",
+    "connection_names",
 ]
 
 _TASK_REFUSES = {
@@ -99,6 +112,9 @@ _FIELDS = (
     "thresholds",
     "alerts",
     "notify",
+    "min_labels",
+    "min_predictions",
+    "labels",
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _MIN_WINDOW_MS = 1000
@@ -135,11 +151,17 @@ class MonitorSpec(Spec):
     label: str | None = Field(default=None, validate_default=True)  # checked: needed by some groups
     segments: tuple[str, ...] = ()  # columns of the ``segments`` group (monitors.segment_group)
     positive_label: Any = 1
-    reference: str | ReferenceWindow | None = None  # a stored sample's name, or a window
+    # a stored sample's name, a window, or a table / file of a connection
+    reference: str | ReferenceWindow | ReferenceSource | None = None
+    labels: LabelsSource | None = None  # ground truth read from a connection by each run
     start_ms: int | None = Field(default=None, validation_alias="start")
     thresholds: dict[str, float] = Field(default_factory=dict)
     alerts: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
+    # Below these a window's label metrics (``min_labels``: labelled predictions) or its drift
+    # and estimates (``min_predictions``) are not written, so alerts neither fire nor resolve.
+    min_labels: int = DEFAULT_MINIMUM
+    min_predictions: int = DEFAULT_MINIMUM
 
     def __eq__(self, other: object) -> bool:
         """Equal specs watch the same thing the same way (``metrics_given`` aside)."""
@@ -163,6 +185,11 @@ class MonitorSpec(Spec):
     def reference_window(self) -> ReferenceWindow | None:
         """The earlier window used as the reference, if it is one."""
         return self.reference if isinstance(self.reference, ReferenceWindow) else None
+
+    @property
+    def reference_source(self) -> ReferenceSource | None:
+        """The table or file of a connection the reference is read from, if it is one."""
+        return self.reference if isinstance(self.reference, ReferenceSource) else None
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -214,6 +241,8 @@ class MonitorSpec(Spec):
         elif self.reference_window is not None:
             w = self.reference_window
             out["reference"] = {"window": {"start": w.start_ms, "end": w.end_ms}}
+        elif self.reference_source is not None:
+            out["reference"] = self.reference_source.to_dict()
         out["features"] = list(self.features)
         out["categorical"] = list(self.categorical)
         if self.segments:
@@ -230,6 +259,11 @@ class MonitorSpec(Spec):
         out["thresholds"] = dict(self.thresholds)
         out["alerts"] = list(self.alerts)
         out["notify"] = list(self.notify)
+        for key in ("min_labels", "min_predictions"):
+            if getattr(self, key) != DEFAULT_MINIMUM:
+                out[key] = getattr(self, key)
+        if self.labels is not None:
+            out["labels"] = self.labels.to_dict()
         return out
 
     # -- the document as a whole, before the fields ---------------------------------------------
@@ -388,9 +422,18 @@ class MonitorSpec(Spec):
 
     @field_validator("reference", mode="before")
     @classmethod
-    def _reference(cls, value: Any) -> str | ReferenceWindow | None:
+    def _reference(cls, value: Any) -> str | ReferenceWindow | ReferenceSource | None:
+        if isinstance(value, Mapping) and "connection" in value:
+            return ReferenceSource.from_value(value)
         stored, window = _reference(value)
         return stored if stored is not None else window
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any, info: ValidationInfo) -> LabelsSource | None:
+        if value is None or isinstance(value, LabelsSource):
+            return value
+        return LabelsSource.from_value(value, info.data.get("label"))
 
     @field_validator("start_ms", mode="before")
     @classmethod
@@ -411,6 +454,11 @@ class MonitorSpec(Spec):
     @classmethod
     def _notify(cls, value: Any) -> tuple[str, ...]:
         return _notify(value)
+
+    @field_validator("min_labels", "min_predictions", mode="before")
+    @classmethod
+    def _minimum(cls, value: Any, info: ValidationInfo) -> int:
+        return _minimum(value, str(info.field_name))
 
     # -- the fields together --------------------------------------------------------------------
     @model_validator(mode="after")
@@ -482,3 +530,14 @@ def _check_alert_metrics(spec: MonitorSpec) -> None:
             f"could never fire; {hint}the spec's groups {list(spec.metrics)!r} write: "
             f"{', '.join(concrete)}"
         )
+
+
+def connection_names(spec: MonitorSpec) -> tuple[str, ...]:
+    """The connections a monitor's run reads (``labels.connection``, ``reference.connection``):
+    the job runner gives the run those connections' secrets."""
+    names = []
+    if spec.labels is not None:
+        names.append(spec.labels.connection)
+    if spec.reference_source is not None:
+        names.append(spec.reference_source.connection)
+    return tuple(dict.fromkeys(names))

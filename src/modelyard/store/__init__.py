@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.store.base import (
     DEFAULT_TIERS,
+    DelayedBatch,
     DelayedValue,
     Distribution,
     Identity,
@@ -47,6 +48,7 @@ __all__ = [
     "BucketSummary",
     "BufferedWriter",
     "CategoricalSummary",
+    "DelayedBatch",
     "DelayedValue",
     "Distribution",
     "Identity",

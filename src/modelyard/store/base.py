@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "DEFAULT_TIERS",
+    "DelayedBatch",
     "DelayedValue",
     "Distribution",
     "Identity",
@@ -273,6 +274,20 @@ class Distribution:
     mean: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class DelayedBatch:
+    """What ``MetricsStore.add_delayed_many`` did with a batch of (uuid, metrics) items.
+
+    ``stored``: items whose values were stored; ``unknown``: the uuids no stored prediction has
+    (raw or rolled up, or rolled up into a bucket retention has removed), each once, in batch
+    order: reported, not an error; ``unchanged``: with ``skip_unchanged``, items whose every value
+    the prediction already held (nothing written for them, no history row)."""
+
+    stored: int
+    unknown: tuple[str, ...] = ()
+    unchanged: int = 0
+
+
 @dataclass(slots=True)
 class StoreInfo:
     backend: str
@@ -313,6 +328,30 @@ class MetricsStore(abc.ABC):
         A uuid whose raw record was already rolled up still resolves (the store keeps a uuid
         index): its numeric and categorical values are added to that bucket's summaries.
         """
+
+    @abc.abstractmethod
+    def add_delayed_many(
+        self,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        source: str,
+        tracked_ms: int | None = None,
+        *,
+        skip_unchanged: bool = False,
+    ) -> DelayedBatch:
+        """``add_delayed`` for many (uuid, metrics) items in one transaction, in bulk (hundreds of
+        thousands of uuids per call): the same merge (a later value for the same key wins, items
+        of one uuid applied in order), the same ``delayed_metrics`` history rows, rolled-up uuids
+        added to their buckets. Every item is checked before anything is written (InvalidInput
+        naming the item). Unknown uuids are reported in ``DelayedBatch.unknown``, not raised.
+
+        With ``skip_unchanged``, a uuid whose values are all already its stored values is left
+        alone (counted in ``unchanged``): re-reading the same rows of a source is harmless.
+        """
+
+    @abc.abstractmethod
+    def prediction_deployments(self, uuids: Sequence[str]) -> dict[str, str]:
+        """uuid -> deployment CRN for those of ``uuids`` the store knows (raw or rolled up), in
+        bulk: what a scope check of a batch of delayed metrics needs."""
 
     @abc.abstractmethod
     def delayed_history(self, uuid: str) -> list[DelayedValue]:

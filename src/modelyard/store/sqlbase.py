@@ -16,7 +16,8 @@ rolled up. A prediction's delayed values are kept twice, merged into its row's `
 
 The class keeps the transactions; the rest is in modules of its own: ``identities`` (the
 identity table and its cache), ``encode`` (checking records before any SQL), ``sqlread`` (page
-statements, rows to records and batches), ``distribution``, ``schema`` (migrations) and
+statements, rows to records and batches), ``sqldelayed`` (delayed metrics in bulk),
+``distribution``, ``schema`` (migrations) and
 ``sqlrollup``, which reaches the store only through ``sqlrollup.RollupDatabase``
 (``StoreRollupDatabase`` below).
 """
@@ -37,7 +38,7 @@ from modelyard import settings
 from modelyard.clock import now_ms
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.store import distribution as dist
-from modelyard.store import labels, sqlrollup
+from modelyard.store import labels, sqldelayed, sqlrollup
 from modelyard.store.base import (
     DelayedValue,
     Distribution,
@@ -257,6 +258,10 @@ class SQLStore(MetricsStore):
             )
 
         self._write(transaction)
+
+    # Delayed metrics in bulk: in a module of their own (temporary tables, one transaction).
+    add_delayed_many = sqldelayed.add_many
+    prediction_deployments = sqldelayed.deployments
 
     def prediction_identity(self, uuid: str) -> Identity:
         if not isinstance(uuid, str) or not uuid or "\x00" in uuid:

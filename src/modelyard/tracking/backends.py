@@ -44,7 +44,15 @@ from modelyard import settings
 from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.homedir import make_home
-from modelyard.store.base import Distribution, Identity, Prediction, Query, Record, RowBatch
+from modelyard.store.base import (
+    DelayedBatch,
+    Distribution,
+    Identity,
+    Prediction,
+    Query,
+    Record,
+    RowBatch,
+)
 from modelyard.tracking import _env
 from modelyard.tracking.base import Backend
 from modelyard.tracking.identity import DEV_IDENTITY, env_identity, local_identity
@@ -131,6 +139,14 @@ class StoreBackend(Backend):
 
     def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None:
         self.store.add_delayed(uuid, metrics, source)
+
+    def add_delayed_many(
+        self,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        source: str,
+        skip_unchanged: bool = False,
+    ) -> DelayedBatch:
+        return self.store.add_delayed_many(items, source, skip_unchanged=skip_unchanged)
 
     def add_aggregate(
         self, deployment_crn: str, start_ms: int, end_ms: int, metrics: dict[str, Any]

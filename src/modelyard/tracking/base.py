@@ -10,7 +10,15 @@ import abc
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from modelyard.store.base import Distribution, Identity, Prediction, Query, Record, RowBatch
+from modelyard.store.base import (
+    DelayedBatch,
+    Distribution,
+    Identity,
+    Prediction,
+    Query,
+    Record,
+    RowBatch,
+)
 
 __all__ = ["Backend"]
 
@@ -51,6 +59,16 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def add_delayed(self, uuid: str, metrics: dict[str, Any], source: str) -> None: ...
+
+    @abc.abstractmethod
+    def add_delayed_many(
+        self,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        source: str,
+        skip_unchanged: bool = False,
+    ) -> DelayedBatch:
+        """Delayed metrics of many predictions (``MetricsStore.add_delayed_many``'s contract;
+        remotely sent in chunks, each one transaction); unknown uuids reported, not raised."""
 
     @abc.abstractmethod
     def add_aggregate(

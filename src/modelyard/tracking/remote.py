@@ -14,6 +14,9 @@ POST     ``/api/v1/metrics/predictions``                 ``{"predictions": [{"pr
                                                          -> 204 once durable
 POST     ``/api/v1/metrics/delayed``                     ``{"predictionUuid", "metrics", "source"}``
                                                          -> 204; 404 for an unknown uuid
+POST     ``/api/v1/metrics/delayed/batch``           ``{"items": [{"predictionUuid", "metrics"},
+                                                         ...], "source", "skipUnchanged"}`` ->
+                                                         ``{"stored", "unchanged", "unknown"}``
 POST     ``/api/v1/metrics/aggregate``                   ``{"modelDeploymentCrn",
                                                          "startTimeStampMs", "endTimeStampMs",
                                                          "metrics"}`` -> 204
@@ -62,8 +65,9 @@ from urllib.parse import quote
 import orjson
 
 from modelyard.client import Client
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, PayloadTooLarge
 from modelyard.store.base import (
+    DelayedBatch,
     Distribution,
     Identity,
     Prediction,
@@ -82,6 +86,12 @@ __all__ = ["HttpSink", "RemoteBackend"]
 
 _BATCH = 1_000
 _PREDICTIONS_PATH = "/api/v1/metrics/predictions"
+_DELAYED_BATCH_PATH = "/api/v1/metrics/delayed/batch"
+# A chunk of delayed items per request: well inside the server's 100,000 items and its
+# MODELYARD_MAX_BATCH_BYTES (64 MB by default); a server with a lower cap answers 413 and the
+# chunk is split in two until it fits.
+DELAYED_CHUNK_ITEMS = 20_000
+DELAYED_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def _record_json(p: Prediction) -> dict[str, Any]:
@@ -274,6 +284,65 @@ class RemoteBackend(Backend):
             "/api/v1/metrics/delayed",
             {"predictionUuid": uuid, "metrics": metrics, "source": source},
             what=f"tracking delayed metrics for prediction {uuid!r}",
+        )
+
+    def add_delayed_many(
+        self,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        source: str,
+        skip_unchanged: bool = False,
+    ) -> DelayedBatch:
+        """``POST /api/v1/metrics/delayed/batch`` in chunks that fit the body limit (each chunk
+        one transaction on the server); the answers summed, unknown uuids in batch order."""
+        stored = unchanged = 0
+        unknown: list[str] = []
+        chunk: list[bytes] = []
+        size = 0
+        for uuid, metrics in items:
+            part = orjson.dumps(
+                {"predictionUuid": uuid, "metrics": metrics}, option=orjson.OPT_SERIALIZE_NUMPY
+            )
+            if chunk and (
+                len(chunk) >= DELAYED_CHUNK_ITEMS or size + len(part) > DELAYED_CHUNK_BYTES
+            ):
+                answer = self._send_delayed(chunk, source, skip_unchanged)
+                stored, unchanged = stored + answer.stored, unchanged + answer.unchanged
+                unknown += answer.unknown
+                chunk, size = [], 0
+            chunk.append(part)
+            size += len(part) + 1
+        if chunk:
+            answer = self._send_delayed(chunk, source, skip_unchanged)
+            stored, unchanged = stored + answer.stored, unchanged + answer.unchanged
+            unknown += answer.unknown
+        return DelayedBatch(stored, tuple(dict.fromkeys(unknown)), unchanged)
+
+    def _send_delayed(self, parts: list[bytes], source: str, skip_unchanged: bool) -> DelayedBatch:
+        body = {
+            "items": orjson.Fragment(b"[" + b",".join(parts) + b"]"),
+            "source": source,
+            "skipUnchanged": skip_unchanged,
+        }
+        try:
+            answer = self.client.call(
+                "POST",
+                _DELAYED_BATCH_PATH,
+                body,
+                what=f"tracking delayed metrics for {len(parts)} predictions",
+            )
+        except PayloadTooLarge:
+            if len(parts) == 1:
+                raise
+            half = len(parts) // 2
+            first = self._send_delayed(parts[:half], source, skip_unchanged)
+            second = self._send_delayed(parts[half:], source, skip_unchanged)
+            return DelayedBatch(
+                first.stored + second.stored,
+                first.unknown + second.unknown,
+                first.unchanged + second.unchanged,
+            )
+        return DelayedBatch(
+            int(answer["stored"]), tuple(answer["unknown"]), int(answer.get("unchanged", 0))
         )
 
     def add_aggregate(

@@ -6,8 +6,10 @@ left unwritten goes into the store, before anything is served) -> writer -> runt
 gateway (samples the runtime's replicas) -> controller -> ``controller.restore()`` (every active
 deployment comes back) -> ``controller.watch()`` (changes made through other servers on the same
 database) -> the job scheduler (``modelyard.jobs.scheduler``: recovers a crashed
-life's runs, then ticks).
-Closing is the reverse: the scheduler stops first (its runs are cancelled and recorded while the
+life's runs, then ticks) -> the label streams (``modelyard.monitors.label_streams``: monitors'
+ground truth from NATS and RabbitMQ; ``MODELYARD_LABEL_STREAMS``).
+Closing is the reverse: the label streams stop first (the batches in flight are stored and
+acknowledged), then the scheduler (its runs are cancelled and recorded while the
 registry and the runtime still work), ``controller.shutdown()`` stops replicas (a restart restores
 them), the gateway writes its last ``tech.*`` interval, the writer flushes every buffered
 prediction record, the journal closes (keeping whatever the store did not take, for the next
@@ -38,6 +40,7 @@ from modelyard.web.store_health import StoreHealth
 
 if TYPE_CHECKING:
     from modelyard.jobs.scheduler import Scheduler
+    from modelyard.monitors.label_streams import LabelStreams
     from modelyard.runtime import Runtime
     from modelyard.serving.controller.run_keys import DeploymentKeys
     from modelyard.serving.gateway import Gateway
@@ -144,6 +147,7 @@ class Services:
     scheduler: Scheduler | None = None
     journal: Journal | None = None  # the writer's: answered records, kept until committed
     store_health: StoreHealth | None = None  # /healthz and the dashboard's banner read it
+    label_streams: LabelStreams | None = None  # monitors' NATS / RabbitMQ label consumers
 
     async def close(self) -> None:
         """Stop jobs, stop replicas, write the last aggregates, flush records, close the
@@ -151,6 +155,9 @@ class Services:
         if self.store_health is not None:
             self.store_health.stop()
         try:
+            if self.label_streams is not None:  # the batches in flight are stored and acked
+                with _logged("stopping the label streams"):
+                    await self.label_streams.stop()
             if self.scheduler is not None:
                 with _logged("stopping the job scheduler"):
                     await asyncio.to_thread(self.scheduler.stop)
@@ -269,6 +276,12 @@ async def open_services(config: ServerConfig) -> Services:
         except BaseException:
             await services.close()
             raise
+    if settings.get("label_streams"):  # monitors' labels: sources on NATS and RabbitMQ
+        from modelyard.monitors.label_streams import LabelStreams
+
+        streams = LabelStreams(registry, store, interval_s=_sync_interval_s())
+        streams.start()
+        services.label_streams = streams
     return services
 
 
@@ -357,6 +370,12 @@ def _replica_keys(config: ServerConfig, home: Path, registry: Registry) -> Deplo
     if left:
         log.warning("revoked %d replica keys a stopped server left behind", left)
     return keys
+
+
+def _sync_interval_s() -> float:
+    """How often label streams look for new and changed monitors (0: the default, 2 s)."""
+    interval_ms = int(settings.get("sync_interval"))
+    return interval_ms / 1000.0 if interval_ms > 0 else 2.0
 
 
 def _tech_interval_s(config: ServerConfig) -> float:
