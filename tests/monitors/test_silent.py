@@ -211,6 +211,7 @@ def test_the_job_prints_a_summary_not_a_line_per_empty_window(
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"{minute}..{minute + MINUTE} requested n=1",
+        "  classification not computed: 1 labelled prediction < min_labels 30",
         "61 window(s) computed for monitor monitor: 1 complete, 0 partial, 60 empty (no "
         "predictions, no aggregate record)",
     ]

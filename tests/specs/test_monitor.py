@@ -95,6 +95,12 @@ def test_reference_window_and_name_from_the_file_stem(tmp_path: Path) -> None:
         ({"notify": ["ftp://x/y"]}, ["notify[0]", "ftp", "http"]),
         ({"positive_label": [1]}, ["positive_label"]),
         ({"windw": "1h"}, ["windw", "window"]),
+        ({"min_labels": 0}, ["min_labels", "0", "at least 1"]),
+        ({"min_labels": "30"}, ["min_labels", "'30'", "whole number"]),
+        ({"min_labels": 2.5}, ["min_labels", "2.5"]),
+        ({"min_predictions": True}, ["min_predictions", "True", "whole number"]),
+        ({"min_predictions": -5}, ["min_predictions", "-5"]),
+        ({"min_label": 10}, ["min_label", "min_labels"]),
     ],
 )
 def test_errors_name_the_field(changes: dict[str, Any], names: list[str]) -> None:
@@ -173,3 +179,14 @@ def test_defaults_ask_only_for_what_the_spec_can_feed() -> None:
     with pytest.raises(InvalidInput) as caught:
         MonitorSpec.from_dict({**MINIMAL, "features": ["tenure"]})
     assert "default metrics" in caught.value.message and "'reference'" in caught.value.message
+
+
+def test_minimum_sample_sizes_default_to_30_and_round_trip() -> None:
+    spec = MonitorSpec.from_dict(base())
+    assert (spec.min_labels, spec.min_predictions) == (30, 30)
+    assert "min_labels" not in spec.to_dict()  # a default is not written out
+    small = MonitorSpec.from_dict(base(min_labels=1, min_predictions=200))
+    assert (small.min_labels, small.min_predictions) == (1, 200)
+    assert small.to_dict()["min_labels"] == 1 and small.to_dict()["min_predictions"] == 200
+    assert MonitorSpec.from_dict(small.to_dict()) == small
+    assert small != spec

@@ -14,6 +14,11 @@ window, the worst breaching value, and when it fired and resolved. A notificatio
 spec's ``notify`` targets, through the jobs part's ``Notifier`` (webhook POST with a JSON body,
 retried with back-off), once when the episode is first stored and once when it resolves: never
 once per window, so readers do not learn to mute it.
+
+A window whose group had too few rows (``min_labels``, ``min_predictions``; see
+``modelyard.monitors.compute.apply_minimums``) holds none of that group's values, so the rules on
+them neither fire nor resolve there: the episode keeps its state. ``not_evaluated`` says which
+rules a window skipped and why, for the run's output.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.analysis import AlertEvaluator
+from modelyard.analysis.alerts import parse_rule
 from modelyard.monitors._store import monitor_store
 from modelyard.registry import Registry
+from modelyard.specs.monitor import MonitorSpec
+from modelyard.specs.monitor_outputs import GROUP_OUTPUTS, insufficient_groups, matches
 from modelyard.store.base import MetricsStore
 
-__all__ = ["Episode", "evaluate_monitor", "list_alerts", "send_notifications"]
+__all__ = ["Episode", "evaluate_monitor", "list_alerts", "not_evaluated", "send_notifications"]
 
 
 @dataclass
@@ -76,6 +84,23 @@ def derive_episodes(
                     pick = max if by_text[text].op in (">", ">=") else min
                     episode.value = pick(episode.value, worst)
     return done + list(open_.values())
+
+
+def not_evaluated(spec: MonitorSpec, metrics: dict[str, Any]) -> dict[str, str]:
+    """The spec's alert rules that ``metrics`` (one window) gives no evidence for because a
+    metric group they watch had too few rows, each with the group's reason."""
+    short = insufficient_groups(metrics)
+    out: dict[str, str] = {}
+    for text in spec.alerts if short else ():
+        rule = parse_rule(text)
+        if rule.breaching(metrics) is not None:
+            continue  # evaluated: another group gave a value
+        for group, why in short.items():
+            outputs = GROUP_OUTPUTS.get(group)
+            if outputs is not None and any(matches(rule.metric, o) for o in outputs(spec)):
+                out[text] = why
+                break
+    return out
 
 
 def evaluate_monitor(

@@ -21,6 +21,16 @@ Keys written (when the spec asks for the metric and the window has what it needs
 
 A metric that cannot be computed for the window (no labels yet, one class only) is written as
 null or left out, and ``<metric>.reason`` says why: an alert treats it as no evidence.
+
+Minimum sample sizes (``apply_minimums``, for every way a window is computed: raw, streamed or
+from sketches). ``classification`` and ``regression`` write ``<group>.labelled`` (the labelled,
+scored predictions they used); below the spec's ``min_labels`` the group's values are left out
+and the window says ``<group>.insufficient: true`` with ``<group>.reason`` ("4 labelled
+predictions < min_labels 30"). Below ``min_predictions`` predictions the same holds for
+``drift``, ``prediction_drift``, ``multivariate_drift`` and ``estimated_performance``
+(``drift.insufficient``, ...). A ROC AUC from 4 labels is 1.0 as often as anything else, and a
+drift test on 4 rows can never be significant (``drift.flagged: 0``): left out, such values
+neither fire nor resolve an alert, whose episode keeps its state.
 """
 
 from __future__ import annotations
@@ -43,9 +53,17 @@ from modelyard.analysis import (
 from modelyard.errors import InvalidInput
 from modelyard.monitors.window import WindowData
 from modelyard.specs.monitor import MonitorSpec
-from modelyard.specs.monitor_outputs import CLASSIFICATION_OUTPUTS, REGRESSION_OUTPUTS
+from modelyard.specs.monitor_outputs import (
+    CLASSIFICATION_OUTPUTS,
+    INSUFFICIENT,
+    REGRESSION_OUTPUTS,
+)
 
-__all__ = ["clean_metrics", "window_metrics"]
+__all__ = [
+    "apply_minimums",
+    "clean_metrics",
+    "window_metrics",
+]
 
 # The names each group writes are declared once, in ``spec.GROUP_OUTPUTS`` (alert rules are
 # checked against them).
@@ -203,6 +221,7 @@ def _labelled(
     """The ``group``'s metrics over the rows that have both a label ``y`` and a score; without
     such rows, or when the statistic refuses them, ``<group>.reason`` says why."""
     usable = ~np.isnan(y) & ~np.isnan(scores)
+    out[f"{group}.labelled"] = int(usable.sum())
     if not usable.any():
         out[f"{group}.reason"] = unlabelled
         return
@@ -216,3 +235,62 @@ def _labelled(
         out[key] = got[key]
     for key, why in got.get("reasons", {}).items():
         out[f"{key}.reason"] = why
+
+
+# The groups a minimum applies to, and which keys of a window's metrics each group wrote.
+_LABEL_GROUPS = ("classification", "regression")
+_PREDICTION_GROUPS = ("drift", "prediction_drift", "multivariate_drift", "estimated_performance")
+_DRIFT_HEADS = ("psi", "ks", "wasserstein", "jensen_shannon", "chi2", "unseen_share", "drift")
+_ERROR_BOUNDS = ("roc_auc_error_bound", "roc_auc_ci_error_bound", "pr_auc_error_bound")
+
+
+def _of_group(key: str, group: str) -> bool:
+    """Whether ``key`` (a value or its ``.reason``) is one ``group`` writes."""
+    if key.endswith(".reason"):
+        key = key[: -len(".reason")]
+    head = key.split(".", 1)[0]
+    if group == "classification":
+        return key in _CLASSIFICATION_KEYS or key in _ERROR_BOUNDS or head == group
+    if group == "regression":
+        return key in _REGRESSION_KEYS or head == group
+    if group == "drift":
+        return head in _DRIFT_HEADS
+    if group == "estimated_performance":
+        return key.startswith("estimated_") or head == "estimated"
+    return head == group  # prediction_drift, multivariate_drift
+
+
+def _rows(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def apply_minimums(spec: MonitorSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` without the values of groups computed from fewer rows than the spec's
+    ``min_labels`` / ``min_predictions``, each such group marked ``<group>.insufficient: true``
+    with its ``<group>.reason`` (see the module docstring). An empty window is left as it is."""
+    n = int(metrics.get("n") or 0)
+    if n == 0:
+        return metrics
+    short: dict[str, str] = {}
+    for group in _LABEL_GROUPS:
+        labelled = metrics.get(f"{group}.labelled")
+        # 0 labelled: nothing to leave out, and the reason already says none is labelled yet
+        if group in spec.metrics and isinstance(labelled, int) and 0 < labelled < spec.min_labels:
+            short[group] = (
+                f"{_rows(labelled, 'labelled prediction')} < min_labels {spec.min_labels}"
+            )
+    if n < spec.min_predictions:
+        for group in _PREDICTION_GROUPS:
+            if group in spec.metrics:
+                short[group] = f"{_rows(n, 'prediction')} < min_predictions {spec.min_predictions}"
+    if not short:
+        return metrics
+    out = {
+        key: value
+        for key, value in metrics.items()
+        if key.endswith(".labelled") or not any(_of_group(key, g) for g in short)
+    }
+    for group, why in short.items():
+        out[f"{group}.{INSUFFICIENT}"] = True
+        out[f"{group}.reason"] = why
+    return out

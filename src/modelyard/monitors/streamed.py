@@ -175,6 +175,7 @@ class _Accumulators:
 def _classification(out: dict[str, Any], acc: StreamedClassification, n: int) -> None:
     from modelyard.specs.monitor_outputs import CLASSIFICATION_OUTPUTS
 
+    out["classification.labelled"] = acc.n
     if acc.n == 0:
         out["classification.reason"] = f"none of the {n} predictions is labelled yet"
         return

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelyard.analysis.thresholds import DEFAULT_THRESHOLDS
 
@@ -24,16 +24,22 @@ __all__ = [
     "COMMON_OUTPUTS",
     "GAP_METRICS",
     "GROUP_OUTPUTS",
+    "INSUFFICIENT",
     "REGRESSION_OUTPUTS",
     "SEGMENT_METRICS",
     "OutputsOf",
     "closest",
     "group_of_output",
+    "insufficient_groups",
     "matches",
     "multivariate_outputs",
     "produced_metrics",
     "segment_outputs",
 ]
+
+# ``<group>.insufficient: true`` in a window's metrics: the group had fewer rows than the spec's
+# ``min_labels`` / ``min_predictions`` and wrote none of its values (``<group>.reason`` says why).
+INSUFFICIENT = "insufficient"
 
 CLASSIFICATION_OUTPUTS = (
     "roc_auc",
@@ -192,3 +198,13 @@ def group_of_output(name: str, spec: Outputs | None = None) -> str | None:
 def closest(name: str, accepted: Iterable[str], n: int = 3) -> list[str]:
     """The accepted names closest to ``name`` (difflib), best first."""
     return difflib.get_close_matches(name, list(accepted), n=n, cutoff=0.6)
+
+
+def insufficient_groups(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """The metric groups a window's ``metrics`` mark insufficient, each with its reason."""
+    end = "." + INSUFFICIENT
+    return {
+        key[: -len(end)]: str(metrics.get(key[: -len(end)] + ".reason"))
+        for key, value in metrics.items()
+        if key.endswith(end) and value is True
+    }
