@@ -32,14 +32,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two passes: the tests not marked ray, then the Ray tests (they share one Ray cluster and need the
+# Two passes: the tests not marked ray, on pytest-xdist workers (a test file stays on one worker;
+# PYTEST_WORKERS=0 runs them serially), then the Ray tests (they share one Ray cluster and need the
 # machine to themselves). The second pass's exit code 5 (no tests collected) is not a failure; a
-# failing first pass stops make before it. PYTEST_WORKERS=3 runs the first pass on pytest-xdist
-# workers (a test file stays on one worker): about 450 s instead of 830 s on two cores, but two of
-# four clean-clone runs with it hit load-dependent failures (an SQLite lock held past 30 s by four
-# writer processes, unclosed-file warnings collected during a browser test), so the default stays
-# serial until those are fixed.
-PYTEST_WORKERS ?= 0
+# failing first pass stops make before it.
+PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 pytest: $(STAMP) $(AXE)
