@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from _async import run
-from modelyard.errors import InvalidInput, Unavailable
+from modelyard.errors import Unavailable
 from modelyard.runtime import Event, ReplicaSpec, ReplicaStatus
 from modelyard.runtime.ray import RayRuntime
 from modelyard.runtime.ray.serve import RayReplicas
@@ -108,19 +108,6 @@ def test_nodes_show_the_cluster_and_where_replicas_run(
     placed = {p.name: p for n in nodes for p in n.placed}
     assert set(two) <= set(placed) and placed["ra"].cpus == 0.5, placed
     assert serve_runtime.waiting() == []
-
-
-def test_a_build_with_requirements_is_refused_plainly(
-    serve_runtime: RayRuntime, snapshot: Path
-) -> None:
-    env = {"MODELYARD_BUILD_REQUIREMENTS": "requirements.txt"}
-    asked = dataclasses.replace(spec(snapshot, "req"), env=env)
-    with pytest.raises(InvalidInput) as caught:
-        serve_runtime.start_replicas([asked])
-    assert (
-        "'requirements.txt'" in caught.value.message and "does not install" in caught.value.message
-    )
-    assert "req" not in {s.replica_id for s in serve_runtime.replicas()}
 
 
 def test_a_killed_replica_fails_no_request_under_load(

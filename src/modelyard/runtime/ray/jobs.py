@@ -8,6 +8,12 @@ starts it on a node that has them. What Ray does not do stays here, as on the lo
 timeout (Ray has none: the watcher calls ``stop_job`` at the deadline), cancel, and the log file
 under ``<home>/logs/runs`` (the job's output is copied there as it comes). A Ray job runs once;
 retries are the runner's, as for local runs.
+
+A run with requirements (``MODELYARD_BUILD_REQUIREMENTS`` in its env, the file's path in its
+folder) gets them as the job's ``pip`` runtime env field, as a replica does (``_env.py``): the
+node that runs the job installs them into a virtualenv of its own Python, which Ray activates
+for the entrypoint, so ``python`` is that environment's (not the server's environment's path).
+A failed install fails the run, with pip's error in its log.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from modelyard.runtime.base import Event, EventSink, RunRecord, RunSpec, RunStat
 from modelyard.runtime.logs import check_name, read_log, run_log_path
 from modelyard.runtime.procs import check_command
 from modelyard.runtime.ray._cluster import RayConnection
+from modelyard.runtime.ray._env import install_failure, pip_field, requirements_of
 from modelyard.tracking._env import RUN_DIR_ENV
 
 __all__ = ["RAY_ADDRESS_ENV", "RayRun", "RayRuns", "entrypoint_of"]
@@ -107,7 +114,11 @@ class RayRun(RunRecord):
         self._started_mono = time.monotonic()
         self._client = connection.jobs()
         cwd = None if spec.cwd is None else Path(spec.cwd)
-        self.entrypoint = entrypoint_of(list(spec.argv), cwd)
+        self._requirements = requirements_of(spec.env, cwd, f"run {spec.run_id}")
+        argv = list(spec.argv)
+        if self._requirements and argv:  # the server's environment: the node makes its own
+            argv[0] = "python"
+        self.entrypoint = entrypoint_of(argv, cwd)
         if RUN_DIR_ENV in spec.env:
             # An experiment's folder is Ray's copy of it on the node that runs the job, not the
             # server's path the runner set: track_file checks paths against it.
@@ -142,6 +153,8 @@ class RayRun(RunRecord):
         runtime_env: dict[str, Any] = {"env_vars": env}
         if cwd is not None:
             runtime_env["working_dir"] = str(cwd)
+            if self._requirements:
+                runtime_env["pip"] = pip_field(self._requirements, cwd, _digest(cwd))
         try:
             with contextlib.suppress(Exception):  # a finished job of the same id: replaced
                 self._client.delete_job(spec.run_id)
@@ -258,6 +271,7 @@ class RayRun(RunRecord):
             self._status = status
         message = getattr(info, "message", None)
         if status is RunStatus.FAILED and code is None and message:
+            message = install_failure(message) or message
             self._append(f"=== modelyard: Ray says: {message} ===\n")
         self._append(
             f"=== modelyard run {self.run_id} {status.value} exit_code={code} "
@@ -354,3 +368,10 @@ class RayRuns:
 
 def _utc_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _digest(folder: Path) -> str:
+    """The content hash Ray names ``folder``'s package by (the job's working dir)."""
+    from ray._private.runtime_env.packaging import get_uri_for_directory
+
+    return str(get_uri_for_directory(str(folder), include_gitignore=False))

@@ -23,8 +23,9 @@ env holding the replica's environment variables and its snapshot:
   argv paths under ``cwd`` become relative to it.
 - **environment**: the actor runs the node's Python, which must have the same ``modelyard[ray]``
   installed as the server (it is a driver of the same Ray). A build with requirements gets them
-  as a ``pip`` runtime env (``MODELYARD_RAY_PIP`` in the spec's env, one requirement per line):
-  Ray builds that virtualenv once per node on first use, which the deploy deadline covers.
+  as the runtime env's ``pip`` field (``_env.py``): each node that hosts a replica builds that
+  virtualenv once, on first use, within the deploy deadline; a failed install fails the deploy
+  with pip's message.
 
 A deploy that is not running within ``deploy_timeout_s`` (Serve waits forever for resources the
 cluster lacks) is deleted again and fails with a message naming the missing resource.
@@ -49,13 +50,19 @@ from modelyard.errors import InvalidInput, NotFound, Unavailable
 from modelyard.runtime.base import Event, EventSink, ReplicaSpec, ReplicaState, ReplicaStatus
 from modelyard.runtime.logs import check_name
 from modelyard.runtime.memlimit import MEMORY_LIMIT_ENV
+from modelyard.runtime.ray._env import (
+    REQUIREMENTS_ENV,
+    STILL_INSTALLING,
+    install_failure,
+    pip_field,
+    requirements_of,
+)
 from modelyard.runtime.ray._head import lost_replicas
 from modelyard.runtime.ray._serve_actor import EXIT_MEMORY, MEMORY_MARK
 
 __all__ = [
     "APP_PREFIX",
     "DEPLOYMENT_NAME",
-    "PIP_ENV",
     "RayReplicas",
     "app_name",
     "replica_url",
@@ -66,9 +73,6 @@ log = logging.getLogger("modelyard.runtime.ray")
 APP_PREFIX = "my-"
 DEPLOYMENT_NAME = "replica"
 _MAX_ONGOING = 4096  # the pool bounds it per replica (its capacity)
-PIP_ENV = "MODELYARD_RAY_PIP"
-# Set by the controller (``serving/controller/replica_specs.py``) for a build with requirements.
-REQUIREMENTS_ENV = "MODELYARD_BUILD_REQUIREMENTS"
 _POLL_S = 0.5
 _STATE_TIMEOUT_S = 20.0
 _RAY_LOG_MARKS = (":job_id:", ":actor_name:", ":task_name:")  # Ray's own lines in a worker log
@@ -135,8 +139,6 @@ class RayReplicas:
         """Deploy each spec as its own application; return once all run (or fail, removed)."""
         from ray import serve
 
-        for spec in specs:
-            _check_no_requirements(spec)
         self.head_check()
         self._start_serve()
         for spec in specs:
@@ -285,6 +287,12 @@ class RayReplicas:
         from modelyard.runtime.ray._serve_actor import ServeReplica
 
         argv, runtime_env = _runtime_env(spec)
+        options: dict[str, Any] = {}
+        if "pip" in runtime_env:
+            # The node's agent already tries an install 3 times: Serve's own retries (3 more
+            # actors) would only triple the wait for the same error.
+            options["max_constructor_retry_count"] = 1
+            runtime_env["config"] = {"setup_timeout_seconds": max(1, int(self.deploy_timeout_s))}
         actor_options: dict[str, Any] = {
             "num_cpus": spec.cpus if spec.cpus is not None else 1.0,
             "runtime_env": runtime_env,
@@ -306,6 +314,7 @@ class RayReplicas:
             graceful_shutdown_wait_loop_s=0.5,
             # No line per call in the replica's log: the gateway records every request.
             logging_config={"enable_access_log": False},
+            **options,
         )
         app = deployment.bind(argv, spec.replica_id, spec.memory_limit_bytes)
         return serve.RunTarget(target=app, name=self.app(spec.replica_id), route_prefix=None)
@@ -499,8 +508,9 @@ def _nothing() -> None:
 
 def _runtime_env(spec: ReplicaSpec) -> tuple[list[str], dict[str, Any]]:
     """The argv the actor runs (paths under the snapshot made relative to it) and its
-    runtime env: the snapshot as a GCS package, the environment variables, pip requirements."""
-    env = {k: v for k, v in spec.env.items() if k != PIP_ENV}
+    runtime env: the snapshot as a GCS package, the environment variables, the build's
+    requirements as the ``pip`` field."""
+    env = {k: v for k, v in spec.env.items() if k != REQUIREMENTS_ENV}
     if spec.memory_limit_bytes:
         env[MEMORY_LIMIT_ENV] = str(spec.memory_limit_bytes)
     env["MODELYARD_REPLICA_ID"] = spec.replica_id
@@ -510,21 +520,10 @@ def _runtime_env(spec: ReplicaSpec) -> tuple[list[str], dict[str, Any]]:
         folder = str(Path(spec.cwd))
         runtime_env["working_dir"] = upload_folder(folder)
         argv = ["." if part == folder else part for part in argv]
-    pip = [line.strip() for line in spec.env.get(PIP_ENV, "").splitlines() if line.strip()]
-    if pip:
-        runtime_env["pip"] = {"packages": pip, "pip_check": False}
+    lines = requirements_of(spec.env, spec.cwd, f"replica {spec.replica_id!r}")
+    if lines and spec.cwd is not None:
+        runtime_env["pip"] = pip_field(lines, Path(spec.cwd), runtime_env.get("working_dir"))
     return argv, runtime_env
-
-
-def _check_no_requirements(spec: ReplicaSpec) -> None:
-    """Refuse a build with a requirements file: nothing installs them on the nodes yet."""
-    requirements = spec.env.get(REQUIREMENTS_ENV)
-    if requirements and not spec.env.get(PIP_ENV):
-        raise InvalidInput(
-            f"replica {spec.replica_id!r} runs a build with requirements ({requirements!r}); "
-            "the Ray runtime does not install a build's requirements yet: install them on every "
-            "node of the cluster and deploy without requirements, or deploy on the local runtime"
-        )
 
 
 _uploaded: dict[str, str] = {}
@@ -572,6 +571,8 @@ def missing_resources(spec: ReplicaSpec) -> str:
             f"{_amount(name, free.get(name, 0.0))} free (the rest is taken by other replicas "
             "and jobs); stop some or add a node"
         )
+    if spec.env.get(REQUIREMENTS_ENV):
+        return STILL_INSTALLING
     return "the cluster has the resources it asks for; its runtime env may still be installing"
 
 
@@ -586,4 +587,5 @@ def _amount(name: str, value: float) -> str:
 def _message(status: Any) -> str:
     messages = [status.message] + [d.message for d in status.deployments.values()]
     text = "; ".join(m for m in messages if m) or "no message from Ray Serve"
-    return text if len(text) <= 2000 else "..." + text[-2000:]  # the user's error is at the end
+    short = text if len(text) <= 2000 else "..." + text[-2000:]  # the user's error is at the end
+    return install_failure(text) or short

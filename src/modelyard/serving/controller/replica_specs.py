@@ -210,7 +210,7 @@ def replica_spec(
         "MODELYARD_BUILD_CRN": deployment.build_crn,
         "MODELYARD_DEPLOYMENT_CRN": deployment.crn,
     }
-    if build.requirements is not None:  # the Ray runtime refuses these (docs/ray.md)
+    if build.requirements is not None:  # the Ray runtime installs these on its nodes (docs/ray.md)
         env[REQUIREMENTS_ENV] = build.requirements
     return ReplicaSpec(
         deployment_id=deployment_id(deployment.crn),
