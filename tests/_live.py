@@ -22,7 +22,7 @@ from modelyard.runtime import free_port
 from modelyard.server import ServerConfig, create_app
 from modelyard.tracking import backends
 
-__all__ = ["admin_key", "live_server", "remote_sdk", "serve_app"]
+__all__ = ["admin_key", "live_cli", "live_server", "remote_sdk", "serve_app"]
 
 
 def admin_key(home: Path) -> str:
@@ -80,4 +80,15 @@ def remote_sdk(home: Path, monkeypatch: pytest.MonkeyPatch, *, jobs: bool = Fals
         monkeypatch.setenv("MODELYARD_URL", url)
         monkeypatch.setenv("MODELYARD_API_KEY", admin_key(home))
         backends.close_all()
+        yield url
+
+
+@contextmanager
+def live_cli(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``live_server`` (no scheduler) with the CLI pointed at it: ``MODELYARD_URL``, the admin key
+    and a CLI config of its own (next to ``home``, never the reader's)."""
+    with live_server(home, jobs=False) as url:
+        monkeypatch.setenv("MODELYARD_URL", url)
+        monkeypatch.setenv("MODELYARD_API_KEY", admin_key(home))
+        monkeypatch.setenv("MODELYARD_CONFIG", str(home.parent / "cli-config.json"))
         yield url

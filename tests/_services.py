@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from typing import Any
 
+import psycopg
 import pymysql
 import pytest
 
-__all__ = ["MARIADB", "mariadb", "mariadb_database", "require_service"]
+__all__ = ["MARIADB", "mariadb", "mariadb_database", "postgres_schema", "require_service"]
 
 #: MariaDB's root on loopback, with autocommit (what the machine and CI run).
 MARIADB: dict[str, Any] = {
@@ -55,3 +56,17 @@ def mariadb_database(prefix: str) -> Iterator[str]:
     finally:
         with closing(mariadb()) as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE `{name}`")
+
+
+@contextmanager
+def postgres_schema(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A PostgreSQL schema of a unique name for one test (at ``postgres_url``, the
+    ``postgres_url`` fixture's), dropped with all it holds after, whatever it did."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from _cli import run_main
-from _live import admin_key, live_server
+from _live import live_cli
 from modelyard.cli.secrets_cmd import read_value
 from modelyard.errors import InvalidInput
 
@@ -22,10 +22,7 @@ VALUE = "cli-s3cret-\u00e9-99d1"
 
 @pytest.fixture
 def server(modelyard_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with live_server(modelyard_home, jobs=False) as url:
-        monkeypatch.setenv("MODELYARD_URL", url)
-        monkeypatch.setenv("MODELYARD_API_KEY", admin_key(modelyard_home))
-        monkeypatch.setenv("MODELYARD_CONFIG", str(modelyard_home.parent / "cli-config.json"))
+    with live_cli(modelyard_home, monkeypatch) as url:
         yield url
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
@@ -12,7 +11,7 @@ import psycopg
 import pymysql
 import pytest
 
-from _services import mariadb_database
+from _services import mariadb_database, postgres_schema
 from modelyard.connectors import Connection
 
 PROJECT = "crn:modelyard:project/00000000-0000-0000-0000-000000000017"
@@ -27,14 +26,8 @@ def connection(kind: str, name: str = "src", **options: Any) -> Connection:
 
 @pytest.fixture
 def pg_schema(postgres_url: str) -> Iterator[str]:
-    schema = f"h2_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with postgres_schema(postgres_url, "h2") as schema:
         yield schema
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def pg(sql: str, params: Any = None) -> None:

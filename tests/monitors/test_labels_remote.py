@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from _services import postgres_schema
 from modelyard.ids import new_crn
 from modelyard.registry import Registry
 from modelyard.specs.job import JobSpec
@@ -44,14 +44,8 @@ labels:
 
 @pytest.fixture
 def pg_schema(postgres_url: str) -> Iterator[str]:
-    schema = f"h3_{uuidlib.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with postgres_schema(postgres_url, "h3") as schema:
         yield schema
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_a_monitor_job_run_imports_labels_from_postgresql(

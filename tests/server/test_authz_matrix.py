@@ -24,7 +24,6 @@ what another sees; the routes that delete come last.
 from __future__ import annotations
 
 import re
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from modelyard.specs.job import JobSpec
 from modelyard.store.base import Identity, Prediction
 from modelyard.web.access import NEEDED, On, Right, Rule
 
+from ._cast import stopped_deployment
 from .conftest import Api
 
 pytestmark = pytest.mark.slow
@@ -139,18 +139,7 @@ class Principal:
 
 
 def _objects(registry: Registry, project_crn: str, ref: str, tag: str, folder: Path) -> Objects:
-    model, access_key = registry.create_model(f"m-{tag}", project_crn=project_crn)
-    build = registry.add_build(
-        model.name,
-        digest="0" * 64,
-        file="predict.py",
-        function="predict",
-        python=sys.executable,
-        env_key="base",
-        ok=True,
-    )
-    deployment = registry.add_deployment(model.name, build.crn, replicas=1, env={})
-    registry.set_deployment_state(deployment.crn, "stopped")  # nothing for a server to start
+    model, access_key, build, deployment = stopped_deployment(registry, f"m-{tag}", project_crn)
     prediction = str(uuid.uuid4())
     registry.store.write_predictions(
         [

@@ -14,38 +14,18 @@ import orjson
 import pytest
 
 from _services import mariadb
+from server._cast import Calls, cast
 from server.conftest import Api
 
 PASSWORD = f"Conn-pw-{uuid.uuid4().hex}"
 
 
-def _token(api: Api, user: str) -> str:
-    _, token = api.services.registry.create_api_key(f"{user}-key", "user", user=user)
-    return token
-
-
-def _people(api: Api) -> tuple[str, dict[str, str]]:
-    people = api.services.registry.people
-    project = people.default_project()
-    roles = {"bob": "viewer", "olly": "operator", "carol": "contributor"}
-    for name, role in roles.items():
-        people.create_user(name)
-        people.set_collaborator(project.crn, "user", name, role)
-    people.create_user("dave")
-    return project.crn.rsplit("/", 1)[-1], {n: _token(api, n) for n in (*roles, "dave")}
-
-
 def _scenario(user: str) -> Callable[[Api], Any]:
     async def scenario(api: Api) -> None:
-        c = api.client
-        project, keys = _people(api)
+        project, keys = cast(api, {"bob": "viewer", "olly": "operator", "carol": "contributor"})
         base = f"/api/v1/projects/{project}/connections"
-        seen: list[str] = []
-
-        async def call(method: str, path: str, who: str | None = None, **kw: Any) -> Any:
-            response = await c.request(method, path, headers=api.auth(keys.get(who or "")), **kw)
-            seen.append(response.text)
-            return response
+        call = Calls(api, keys)
+        seen = call.seen
 
         secret = await call(
             "PUT", f"/api/v1/projects/{project}/secrets/MARIA_PASSWORD", json={"value": PASSWORD}

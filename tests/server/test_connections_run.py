@@ -6,7 +6,6 @@ fails the run before it starts, naming the secret."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -26,6 +25,8 @@ from modelyard.runtime import free_port
 from modelyard.server.app import create_app
 from modelyard.store.base import Identity, Prediction
 from modelyard.web.services import ServerConfig
+
+from ._cast import stopped_deployment
 
 pytestmark = pytest.mark.slow
 
@@ -58,19 +59,7 @@ def maria() -> Iterator[tuple[str, str]]:
 
 
 def _predictions(services: Any, project_crn: str) -> tuple[str, list[str]]:
-    registry = services.registry
-    model, _ = registry.create_model("churn-run", project_crn=project_crn)
-    build = registry.add_build(
-        model.name,
-        digest="0" * 64,
-        file="predict.py",
-        function="predict",
-        python=sys.executable,
-        env_key="base",
-        ok=True,
-    )
-    deployment = registry.add_deployment(model.name, build.crn, replicas=1, env={})
-    registry.set_deployment_state(deployment.crn, "stopped")
+    model, _, build, deployment = stopped_deployment(services.registry, "churn-run", project_crn)
     who = Identity(model.crn, build.crn, deployment.crn)
     start = now_ms() - 30 * 60_000
     uuids = [new_prediction_uuid() for _ in range(N)]

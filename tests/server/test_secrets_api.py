@@ -10,38 +10,17 @@ from typing import Any
 
 import pytest
 
+from server._cast import Calls, cast
 from server.conftest import Api
 
 VALUE = "s3cr3t-value-\u00e9-0123456789"
 
 
-def _token(api: Api, user: str) -> str:
-    _, token = api.services.registry.create_api_key(f"{user}-key", "user", user=user)
-    return token
-
-
-def _people(api: Api) -> tuple[str, dict[str, str]]:
-    """The default project's uuid, and keys of bob (viewer), carol (contributor), dave (none)."""
-    people = api.services.registry.people
-    project = people.default_project()
-    for name in ("bob", "carol", "dave"):
-        people.create_user(name)
-    people.set_collaborator(project.crn, "user", "bob", "viewer")
-    people.set_collaborator(project.crn, "user", "carol", "contributor")
-    uuid = project.crn.rsplit("/", 1)[-1]
-    return uuid, {name: _token(api, name) for name in ("bob", "carol", "dave")}
-
-
 async def _scenario(api: Api) -> None:
-    c = api.client
-    uuid, keys = _people(api)
+    uuid, keys = cast(api, {"bob": "viewer", "carol": "contributor"})
     base = f"/api/v1/projects/{uuid}/secrets"
-    seen: list[str] = []
-
-    async def call(method: str, path: str, who: str | None = None, **kw: Any) -> Any:
-        response = await c.request(method, path, headers=api.auth(keys.get(who or "")), **kw)
-        seen.append(response.text)
-        return response
+    call = Calls(api, keys)
+    seen = call.seen
 
     put = await call("PUT", f"{base}/DB_PASSWORD", "carol", json={"value": VALUE})
     assert put.status_code == 200, put.text

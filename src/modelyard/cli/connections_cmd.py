@@ -15,16 +15,15 @@ from urllib.parse import quote
 
 import click
 
-from modelyard.cli.client import Client, connect
-from modelyard.cli.config import default_project, project_option
+from modelyard.cli.client import connect
+from modelyard.cli.config import project_option
 from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
-from modelyard.cli.projects_cmd import find_project
+from modelyard.cli.projects_cmd import delete_in_project, in_project
 from modelyard.errors import InvalidInput
 
 __all__ = ["connections", "parse_pairs"]
 
 KINDS = ("postgresql", "mysql", "sqlite", "s3", "files", "nats", "rabbitmq")
-_SERVER_DEFAULT = "admin/default"
 _COLUMNS = ["name", "kind", "where", "secrets", "updated_ms"]
 _KIND_HELP = (
     "postgresql/mysql: host, port, database, user (+ sslmode, connect_timeout, "
@@ -55,16 +54,6 @@ def parse_pairs(flag: str, pairs: tuple[str, ...]) -> dict[str, str]:
             )
         found[key.strip()] = value
     return found
-
-
-def _base(client: Client, project: str | None) -> tuple[str, str]:
-    """``/api/v1/projects/<uuid>/connections`` of the chosen project, and its ``owner/name``."""
-    chosen = project if project is not None else default_project() or _SERVER_DEFAULT
-    found = find_project(client, chosen)
-    uuid = str(found["crn"]).rsplit("/", 1)[-1]
-    return f"/api/v1/projects/{quote(uuid, safe='')}/connections", str(
-        found.get("full_name", chosen)
-    )
 
 
 def _where(found: dict[str, Any]) -> str:
@@ -107,7 +96,7 @@ def create(
         "secrets": parse_pairs("--secret", secrets),
     }
     client = connect()
-    base, shown = _base(client, project)
+    base, shown = in_project(client, project, "connections")
     answer = client.call("POST", base, body)
     if as_json:
         print_json(answer["connection"])
@@ -152,7 +141,7 @@ def update(
             "--secret CREDENTIAL=SECRET"
         )
     client = connect()
-    base, shown = _base(client, project)
+    base, shown = in_project(client, project, "connections")
     path = f"{base}/{quote(name, safe='')}"
     found = client.call("GET", path)["connection"]
     body: dict[str, Any] = {}
@@ -174,7 +163,7 @@ def update(
 def list_connections(project: str | None, as_json: bool) -> None:
     """The project's connections: name, kind, where they point, which secrets they use."""
     client = connect()
-    base, shown = _base(client, project)
+    base, shown = in_project(client, project, "connections")
     answer = client.call("GET", base)
     if as_json:
         print_json(answer)
@@ -193,7 +182,7 @@ def list_connections(project: str | None, as_json: bool) -> None:
 def show(name: str, project: str | None, as_json: bool) -> None:
     """Connection NAME: kind, options, and the secrets holding its credentials (names only)."""
     client = connect()
-    base, _ = _base(client, project)
+    base, _ = in_project(client, project, "connections")
     found = client.call("GET", f"{base}/{quote(name, safe='')}")["connection"]
     if as_json:
         print_json(found)
@@ -217,7 +206,7 @@ def try_connection(name: str, project: str | None, as_json: bool) -> None:
     """Have the server connect with the project's secrets and say what it found, or exactly why
     not (refused, unknown host, bad credentials...). Exits 1 when it could not connect."""
     client = connect()
-    base, _ = _base(client, project)
+    base, _ = in_project(client, project, "connections")
     answer = client.call("POST", f"{base}/{quote(name, safe='')}/test", {})
     if as_json:
         print_json(answer)
@@ -233,10 +222,4 @@ def try_connection(name: str, project: str | None, as_json: bool) -> None:
 @json_option('Print {"deleted": NAME, "project": owner/name} as JSON.')
 def delete(name: str, project: str | None, as_json: bool) -> None:
     """Delete connection NAME (monitors that read through it fail until it exists again)."""
-    client = connect()
-    base, shown = _base(client, project)
-    client.call("DELETE", f"{base}/{quote(name, safe='')}")
-    if as_json:
-        print_json({"deleted": name, "project": shown})
-        return
-    click.echo(f"deleted connection {name} from project {shown}")
+    delete_in_project(project, "connections", "connection", name, as_json)

@@ -17,11 +17,13 @@ from modelyard.cli.config import config_path, default_project, set_default_proje
 from modelyard.cli.output import json_option, print_json, print_mapping, print_rows
 from modelyard.errors import InvalidInput, NotFound
 
-__all__ = ["find_project", "projects"]
+__all__ = ["delete_in_project", "find_project", "in_project", "projects"]
 
 _JSON = json_option()
 _ROLES = ["viewer", "operator", "contributor", "admin"]
 _COLUMNS = ["full_name", "role", "description", "crn", "created_ms"]
+# The server's default project (``people.bootstrap``): owned by the first user, ``admin``.
+_SERVER_DEFAULT = "admin/default"
 
 
 def find_project(client: Client, ref: str) -> dict[str, Any]:
@@ -42,6 +44,31 @@ def find_project(client: Client, ref: str) -> dict[str, Any]:
         f"no project {ref!r} among the projects you can see ({known}); name one as name, "
         "owner/name, uuid or CRN, or create it with 'modelyard projects create'"
     )
+
+
+def in_project(client: Client, project: str | None, collection: str) -> tuple[str, str]:
+    """``/api/v1/projects/<uuid>/<collection>`` of the chosen project (``--project``, else the
+    CLI's default project, else the server's), and its ``owner/name``."""
+    chosen = project if project is not None else default_project() or _SERVER_DEFAULT
+    found = find_project(client, chosen)
+    uuid = str(found["crn"]).rsplit("/", 1)[-1]
+    return f"/api/v1/projects/{quote(uuid, safe='')}/{collection}", str(
+        found.get("full_name", chosen)
+    )
+
+
+def delete_in_project(
+    project: str | None, collection: str, noun: str, name: str, as_json: bool
+) -> None:
+    """Delete ``name`` from the project's ``collection`` and say so (``{"deleted", "project"}``
+    with ``as_json``)."""
+    client = connect()
+    base, shown = in_project(client, project, collection)
+    client.call("DELETE", f"{base}/{quote(name, safe='')}")
+    if as_json:
+        print_json({"deleted": name, "project": shown})
+        return
+    click.echo(f"deleted {noun} {name} from project {shown}")
 
 
 def _path(client: Client, ref: str, *rest: str) -> str:

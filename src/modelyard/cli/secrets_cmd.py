@@ -17,30 +17,20 @@ from urllib.parse import quote
 
 import click
 
-from modelyard.cli.client import Client, connect
-from modelyard.cli.config import default_project, project_option
+from modelyard.cli.client import connect
+from modelyard.cli.config import project_option
 from modelyard.cli.output import json_option, print_json, print_rows
-from modelyard.cli.projects_cmd import find_project
+from modelyard.cli.projects_cmd import delete_in_project, in_project
 from modelyard.errors import InvalidInput
 
 __all__ = ["read_value", "secrets"]
 
 _COLUMNS = ["name", "set_by", "updated_ms", "created_ms"]
-# The server's default project (``people.bootstrap``): owned by the first user, ``admin``.
-_SERVER_DEFAULT = "admin/default"
 _NO_ARGUMENT = (
     "the value of a secret is never a command-line argument (it would stay in your shell's "
     "history and show in the process list); pipe it on stdin (modelyard secrets set NAME < "
     "file) or type it at the prompt"
 )
-
-
-def _base(client: Client, project: str | None) -> tuple[str, str]:
-    """``/api/v1/projects/<uuid>/secrets`` of the chosen project, and its ``owner/name``."""
-    chosen = project if project is not None else default_project() or _SERVER_DEFAULT
-    found = find_project(client, chosen)
-    uuid = str(found["crn"]).rsplit("/", 1)[-1]
-    return f"/api/v1/projects/{quote(uuid, safe='')}/secrets", str(found.get("full_name", chosen))
 
 
 def read_value(name: str) -> str:
@@ -80,7 +70,7 @@ def set_secret(ctx: click.Context, name: str, project: str | None, as_json: bool
     if ctx.args:  # never echoed: it is probably the value
         raise InvalidInput(f"{len(ctx.args)} extra argument(s) after {name!r}: {_NO_ARGUMENT}")
     client = connect()
-    base, shown = _base(client, project)
+    base, shown = in_project(client, project, "secrets")
     value = read_value(name)
     answer: dict[str, Any] = client.call("PUT", f"{base}/{quote(name, safe='')}", {"value": value})
     if as_json:
@@ -95,7 +85,7 @@ def set_secret(ctx: click.Context, name: str, project: str | None, as_json: bool
 def list_secrets(project: str | None, as_json: bool) -> None:
     """The project's secrets: names, who set them and when (never values)."""
     client = connect()
-    base, shown = _base(client, project)
+    base, shown = in_project(client, project, "secrets")
     answer = client.call("GET", base)
     if as_json:
         print_json(answer)
@@ -110,13 +100,7 @@ def list_secrets(project: str | None, as_json: bool) -> None:
 @json_option('Print {"deleted": NAME, "project": owner/name} as JSON.')
 def delete_secret(name: str, project: str | None, as_json: bool) -> None:
     """Delete secret NAME (deployments and jobs that name it fail to start until it is set)."""
-    client = connect()
-    base, shown = _base(client, project)
-    client.call("DELETE", f"{base}/{quote(name, safe='')}")
-    if as_json:
-        print_json({"deleted": name, "project": shown})
-        return
-    click.echo(f"deleted secret {name} from project {shown}")
+    delete_in_project(project, "secrets", "secret", name, as_json)
 
 
 @secrets.command("rotate-key")

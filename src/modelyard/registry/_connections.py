@@ -18,6 +18,7 @@ import orjson
 from modelyard.connectors.base import Connection
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry._db import Clock, Cursor, Db
+from modelyard.registry._projects import check_project_crn, project_names_text, project_shown
 from modelyard.specs.connection import ConnectionSpec, check_connection_name
 
 __all__ = ["Connections"]
@@ -39,37 +40,12 @@ def _connection(row: Any) -> Connection:
     )
 
 
-def _check_project(project_crn: object) -> str:
-    if not isinstance(project_crn, str) or not project_crn.startswith("crn:modelyard:project/"):
-        raise InvalidInput(
-            f"project {project_crn!r:.100} is not accepted; expected a project CRN "
-            "'crn:modelyard:project/<uuid>'",
-            argument="project_crn",
-        )
-    return project_crn
-
-
 class Connections:
     """``registry.connections``: a project's connections by name (see the module docstring)."""
 
     def __init__(self, db: Db, clock: Clock) -> None:
         self._db = db
         self._now = clock
-
-    def _shown(self, cur: Cursor, project_crn: str) -> str:
-        """``owner/name`` of the project (NotFound if there is no such project)."""
-        row = self._db.exec(
-            cur,
-            "SELECT u.name, p.name FROM projects p JOIN users u ON u.id = p.owner_id "
-            "WHERE p.crn = ?",
-            (project_crn,),
-        ).fetchone()
-        if row is None:
-            raise NotFound(
-                f"project {project_crn!r} does not exist; 'modelyard projects list' shows them",
-                project=project_crn,
-            )
-        return f"{row[0]}/{row[1]}"
 
     def _find(self, cur: Cursor, project_crn: str, name: str) -> Connection:
         row = self._db.exec(
@@ -82,20 +58,8 @@ class Connections:
         return _connection(row)
 
     def _missing(self, cur: Cursor, project_crn: str, name: str) -> NotFound:
-        shown = self._shown(cur, project_crn)
-        known = [
-            str(row[0])
-            for row in self._db.exec(
-                cur,
-                "SELECT name FROM connections WHERE project_crn = ? ORDER BY name LIMIT 21",
-                (project_crn,),
-            )
-        ]
-        have = (
-            f"its connections: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
-            if known
-            else "it has no connections yet"
-        )
+        shown = project_shown(self._db, cur, project_crn)
+        have = project_names_text(self._db, cur, "connections", project_crn)
         return NotFound(
             f"connection {name!r} does not exist in project {shown!r} ({have}); "
             f"'modelyard connections list --project {shown}' shows them",
@@ -114,7 +78,7 @@ class Connections:
         created_by: str,
     ) -> Connection:
         """A new connection in the project; Conflict naming it if the name is taken."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         spec = ConnectionSpec(
             name=name, kind=kind, options=dict(options or {}), secrets=dict(secrets or {})
         )
@@ -126,7 +90,7 @@ class Connections:
         now = self._now()
 
         def insert(cur: Cursor) -> Connection:
-            shown = self._shown(cur, project_crn)
+            shown = project_shown(self._db, cur, project_crn)
             rows = self._db.exec(
                 cur,
                 "SELECT name FROM connections WHERE project_crn = ? ORDER BY name",
@@ -172,7 +136,7 @@ class Connections:
     ) -> Connection:
         """Replace the connection's ``options`` and/or ``secrets`` (None keeps them; the kind
         never changes: delete and create for another kind). Checked as a whole again."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         name = check_connection_name(name)
         now = self._now()
 
@@ -202,7 +166,7 @@ class Connections:
 
     def delete(self, project_crn: str, name: str) -> None:
         """Remove the connection; NotFound naming it (and the project's others) if absent."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         name = check_connection_name(name)
 
         def delete(cur: Cursor) -> None:
@@ -219,16 +183,16 @@ class Connections:
     # -- reads ------------------------------------------------------------------------------------
     def get(self, project_crn: str, name: str) -> Connection:
         """The connection; NotFound naming it, the project and how to list them."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         name = check_connection_name(name)
         with self._db.read() as cur:
             return self._find(cur, project_crn, name)
 
     def list(self, project_crn: str) -> list[Connection]:
         """The project's connections by name; NotFound for an unknown project."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         with self._db.read() as cur:
-            self._shown(cur, project_crn)
+            project_shown(self._db, cur, project_crn)
             rows = self._db.exec(
                 cur,
                 f"SELECT {_COLUMNS} FROM connections WHERE project_crn = ? ORDER BY name",

@@ -35,10 +35,13 @@ __all__ = [
     "PROJECT_CRN_PREFIX",
     "Projects",
     "admin_user",
+    "check_project_crn",
     "check_project_role",
     "find_default",
     "find_project",
     "new_project_crn",
+    "project_names_text",
+    "project_shown",
     "roles_of",
 ]
 
@@ -72,6 +75,50 @@ _HOW_TO_NAME = (
 
 def new_project_crn() -> str:
     return f"{PROJECT_CRN_PREFIX}{uuid.uuid4()}"
+
+
+def check_project_crn(project_crn: object) -> str:
+    """``project_crn`` if it is a project CRN, else InvalidInput naming it (``argument``
+    ``project_crn``): the check of project-scoped registry parts (secrets, connections)."""
+    if not isinstance(project_crn, str) or not project_crn.startswith(PROJECT_CRN_PREFIX):
+        raise InvalidInput(
+            f"project {project_crn!r:.100} is not accepted; expected a project CRN "
+            f"'{PROJECT_CRN_PREFIX}<uuid>'",
+            argument="project_crn",
+        )
+    return project_crn
+
+
+def project_shown(db: Db, cur: Cursor, project_crn: str) -> str:
+    """``owner/name`` of the project (NotFound if there is no such project)."""
+    row = db.exec(
+        cur,
+        "SELECT u.name, p.name FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.crn = ?",
+        (project_crn,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(
+            f"project {project_crn!r} does not exist; 'modelyard projects list' shows them",
+            project=project_crn,
+        )
+    return f"{row[0]}/{row[1]}"
+
+
+def project_names_text(db: Db, cur: Cursor, table: str, project_crn: str) -> str:
+    """What a NotFound says the project has in ``table`` (a project-scoped table with a
+    ``name`` column, also the noun): ``its secrets: A, B`` (at most 20) or ``it has no secrets
+    yet``."""
+    known = [
+        str(row[0])
+        for row in db.exec(
+            cur,
+            f"SELECT name FROM {table} WHERE project_crn = ? ORDER BY name LIMIT 21",
+            (project_crn,),
+        )
+    ]
+    if not known:
+        return f"it has no {table} yet"
+    return f"its {table}: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
 
 
 def _project(row: Any) -> Project:

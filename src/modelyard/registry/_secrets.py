@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry._db import Clock, Cursor, Db
+from modelyard.registry._projects import check_project_crn, project_names_text, project_shown
 from modelyard.registry._secretbox import SecretBox, SecretKeyError
 from modelyard.specs.secret_names import (
     check_secret_name,
@@ -53,16 +54,6 @@ def _info(row: Any) -> SecretInfo:
     )
 
 
-def _check_project(project_crn: object) -> str:
-    if not isinstance(project_crn, str) or not project_crn.startswith("crn:modelyard:project/"):
-        raise InvalidInput(
-            f"project {project_crn!r} is not accepted; expected a project CRN "
-            "'crn:modelyard:project/<uuid>'",
-            argument="project_crn",
-        )
-    return project_crn
-
-
 class Secrets:
     """``registry.secrets``: set, list, delete and (server-internal) read project secrets."""
 
@@ -87,25 +78,10 @@ class Secrets:
             )
         return self._box
 
-    def _shown(self, cur: Cursor, project_crn: str) -> str:
-        """``owner/name`` of the project (NotFound if there is no such project)."""
-        row = self._db.exec(
-            cur,
-            "SELECT u.name, p.name FROM projects p JOIN users u ON u.id = p.owner_id "
-            "WHERE p.crn = ?",
-            (project_crn,),
-        ).fetchone()
-        if row is None:
-            raise NotFound(
-                f"project {project_crn!r} does not exist; 'modelyard projects list' shows them",
-                project=project_crn,
-            )
-        return f"{row[0]}/{row[1]}"
-
     # -- changes ----------------------------------------------------------------------------------
     def set(self, project_crn: str, name: str, value: str, set_by: str) -> SecretInfo:
         """Create the secret ``name`` in the project, or replace its value."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         name = check_secret_name(name)
         value = check_secret_value(name, value)
         if not isinstance(set_by, str) or not set_by or len(set_by) > 200:
@@ -117,7 +93,7 @@ class Secrets:
         now = self._now()
 
         def upsert(cur: Cursor) -> SecretInfo:
-            self._shown(cur, project_crn)
+            project_shown(self._db, cur, project_crn)
             self._db.exec(
                 cur,
                 "INSERT INTO secrets (project_crn, name, ciphertext, set_by, created_ms, "
@@ -132,11 +108,11 @@ class Secrets:
 
     def delete(self, project_crn: str, name: str) -> None:
         """Remove the secret; NotFound naming it if the project has no such secret."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         name = check_secret_name(name)
 
         def delete(cur: Cursor) -> None:
-            shown = self._shown(cur, project_crn)
+            shown = project_shown(self._db, cur, project_crn)
             gone = self._db.exec(
                 cur,
                 "DELETE FROM secrets WHERE project_crn = ? AND name = ?",
@@ -155,23 +131,11 @@ class Secrets:
             (project_crn, name),
         ).fetchone()
         if row is None:
-            raise self._missing(cur, project_crn, self._shown(cur, project_crn), [name])
+            raise self._missing(cur, project_crn, project_shown(self._db, cur, project_crn), [name])
         return _info(row)
 
     def _missing(self, cur: Cursor, project_crn: str, shown: str, names: list[str]) -> NotFound:
-        known = [
-            str(row[0])
-            for row in self._db.exec(
-                cur,
-                "SELECT name FROM secrets WHERE project_crn = ? ORDER BY name LIMIT 21",
-                (project_crn,),
-            )
-        ]
-        have = (
-            f"its secrets: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
-            if known
-            else "it has no secrets yet"
-        )
+        have = project_names_text(self._db, cur, "secrets", project_crn)
         which = ", ".join(repr(n) for n in names)
         noun = "secret" if len(names) == 1 else "secrets"
         return NotFound(
@@ -183,7 +147,7 @@ class Secrets:
 
     def get(self, project_crn: str, name: str) -> SecretInfo:
         """The secret's name, setter and times; NotFound naming it and the project."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         name = check_secret_name(name)
         with self._db.read() as cur:
             return self._find(cur, project_crn, name)
@@ -194,12 +158,12 @@ class Secrets:
         wanted = check_secret_names(names)
         if not wanted:
             return
-        project = _check_project(project_crn)
+        project = check_project_crn(project_crn)
         with self._db.read() as cur:
             self._rows(cur, project, wanted)
 
     def _rows(self, cur: Cursor, project_crn: str, names: tuple[str, ...]) -> dict[str, bytes]:
-        shown = self._shown(cur, project_crn)
+        shown = project_shown(self._db, cur, project_crn)
         marks = ", ".join("?" * len(names))
         rows = self._db.exec(
             cur,
@@ -219,9 +183,9 @@ class Secrets:
         wanted = check_secret_names(names)
         if not wanted:
             return {}
-        project = _check_project(project_crn)
+        project = check_project_crn(project_crn)
         with self._db.read() as cur:
-            shown = self._shown(cur, project)
+            shown = project_shown(self._db, cur, project)
             tokens = self._rows(cur, project, wanted)
         box = self.box
         return {name: box.unseal(project, name, tokens[name], shown) for name in wanted}
@@ -248,9 +212,9 @@ class Secrets:
 
     def list(self, project_crn: str) -> list[SecretInfo]:
         """The project's secrets by name (no values); NotFound for an unknown project."""
-        project_crn = _check_project(project_crn)
+        project_crn = check_project_crn(project_crn)
         with self._db.read() as cur:
-            self._shown(cur, project_crn)
+            project_shown(self._db, cur, project_crn)
             rows = self._db.exec(
                 cur,
                 f"SELECT {_COLUMNS} FROM secrets WHERE project_crn = ? ORDER BY name",

@@ -31,6 +31,7 @@ from modelyard.connectors import Connection, Credentials
 from modelyard.connectors.read import probe
 from modelyard.errors import InvalidInput
 from modelyard.registry import read_secrets
+from modelyard.server.project_scoped import project_listing, project_of
 from modelyard.specs.connection import ConnectionSpec, check_connection_name
 from modelyard.web.access import Caller, On, Right, project_name, requires
 from modelyard.web.services import Services, ServicesDep
@@ -53,11 +54,6 @@ _CREATE_BODY = _body(ConnectionSpec.body_schema())
 _UPDATE_BODY = _body(ConnectionSpec.body_schema(partial=True, leave_out=("name", "kind")))
 
 
-def _project(caller: Caller) -> str:
-    assert caller.project_crn is not None, "requires(..., On.PROJECT) resolved the project"
-    return caller.project_crn
-
-
 def _shown(services: Services, found: Connection, project: str | None = None) -> dict[str, Any]:
     return {
         **found.to_dict(),
@@ -76,14 +72,9 @@ def _object(body: Any, what: str) -> dict[str, Any]:
 
 @router.get("/{project}/connections", summary="A project's connections (no credential values)")
 def list_connections(project: str, services: ServicesDep, caller: Reader) -> dict[str, Any]:
-    project_crn = _project(caller)
-    shown = project_name(services.registry, project_crn)
-    found = services.registry.connections.list(project_crn)
-    return {
-        "project": shown,
-        "project_crn": project_crn,
-        "connections": [_shown(services, c, shown) for c in found],
-    }
+    return project_listing(
+        services, caller, "connections", services.registry.connections.list, _shown
+    )
 
 
 @router.post(
@@ -102,7 +93,7 @@ def create_connection(
     spec = ConnectionSpec.parse(_object(body, "creating a connection"))
     request.state.audit = {"object": spec.name}
     made = services.registry.connections.create(
-        _project(caller), spec.name, spec.kind, spec.options, spec.secrets, caller.actor
+        project_of(caller), spec.name, spec.kind, spec.options, spec.secrets, caller.actor
     )
     return {"connection": _shown(services, made)}
 
@@ -111,7 +102,7 @@ def create_connection(
 def show_connection(
     project: str, name: str, services: ServicesDep, caller: Reader
 ) -> dict[str, Any]:
-    found = services.registry.connections.get(_project(caller), name)
+    found = services.registry.connections.get(project_of(caller), name)
     return {"connection": _shown(services, found)}
 
 
@@ -137,14 +128,14 @@ def update_connection(
             argument=unknown[0] if unknown else "body",
         )
     changed = services.registry.connections.update(
-        _project(caller), name, options=changes.get("options"), secrets=changes.get("secrets")
+        project_of(caller), name, options=changes.get("options"), secrets=changes.get("secrets")
     )
     return {"connection": _shown(services, changed)}
 
 
 @router.delete("/{project}/connections/{name}", status_code=204, summary="Delete a connection")
 def delete_connection(project: str, name: str, services: ServicesDep, caller: Changer) -> Response:
-    services.registry.connections.delete(_project(caller), name)
+    services.registry.connections.delete(project_of(caller), name)
     return Response(status_code=204)
 
 
@@ -155,7 +146,7 @@ def delete_connection(project: str, name: str, services: ServicesDep, caller: Ch
 def probe_connection(
     project: str, name: str, services: ServicesDep, caller: Operator
 ) -> dict[str, Any]:
-    project_crn = _project(caller)
+    project_crn = project_of(caller)
     found = services.registry.connections.get(project_crn, check_connection_name(name))
     values = read_secrets(
         services.registry,

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Body, Depends, Response
 
 from modelyard.errors import InvalidInput
 from modelyard.registry import SecretInfo
+from modelyard.server.project_scoped import project_listing, project_of
 from modelyard.specs.secret_names import (
     MAX_SECRET_BYTES,
     check_secret_name,
@@ -61,11 +62,6 @@ _PUT_BODY = {
 }
 
 
-def _project(caller: Caller) -> str:
-    assert caller.project_crn is not None, "requires(..., On.PROJECT) resolved the project"
-    return caller.project_crn
-
-
 def _shown(services: Services, info: SecretInfo, project: str | None = None) -> dict[str, Any]:
     return {
         "name": info.name,
@@ -99,14 +95,7 @@ def _value(body: Any, name: str) -> str:
 
 @router.get("/{project}/secrets", summary="A project's secrets: names and who set them, no values")
 def list_secrets(project: str, services: ServicesDep, caller: Reader) -> dict[str, Any]:
-    project_crn = _project(caller)
-    shown = project_name(services.registry, project_crn)
-    found = services.registry.secrets.list(project_crn)
-    return {
-        "project": shown,
-        "project_crn": project_crn,
-        "secrets": [_shown(services, info, shown) for info in found],
-    }
+    return project_listing(services, caller, "secrets", services.registry.secrets.list, _shown)
 
 
 @router.put(
@@ -122,11 +111,11 @@ def set_secret(
     body: Annotated[Any, Body(include_in_schema=False)] = None,
 ) -> dict[str, Any]:
     value = _value(body, name)
-    info = services.registry.secrets.set(_project(caller), name, value, caller.actor)
+    info = services.registry.secrets.set(project_of(caller), name, value, caller.actor)
     return {"secret": _shown(services, info)}
 
 
 @router.delete("/{project}/secrets/{name}", status_code=204, summary="Delete a secret")
 def delete_secret(project: str, name: str, services: ServicesDep, caller: Changer) -> Response:
-    services.registry.secrets.delete(_project(caller), name)
+    services.registry.secrets.delete(project_of(caller), name)
     return Response(status_code=204)

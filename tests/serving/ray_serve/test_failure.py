@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,28 +36,6 @@ def predict(args):
     return {"double": args["x"] * 2, "pid": os.getpid()}
 """
 CLIENTS = 8
-
-
-@pytest.fixture(scope="module")
-def server(
-    ray_cluster: RayTestCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    home = tmp_path_factory.mktemp("ray-failure") / "home"
-    process = ServerProcess(
-        home,
-        settings={
-            "MODELYARD_RUNTIME": "ray",
-            "MODELYARD_RAY_ADDRESS": ray_cluster.address,
-            "MODELYARD_RAY_DASHBOARD_URL": ray_cluster.dashboard_url,
-            "MODELYARD_RAY_AUTH_TOKEN_PATH": str(ray_cluster.token_path),
-            "MODELYARD_RAY_DEPLOY_TIMEOUT": "90s",
-        },
-    )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def _ok(answer: httpx.Response, status: int = 200) -> Any:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from _ray import RayTestCluster
 from _server import ServerProcess
 
 pytestmark = [
@@ -37,28 +35,6 @@ import modelyard
 modelyard.track_metric("loss", 0.25)
 print("trained on ray")
 """
-
-
-@pytest.fixture(scope="module")
-def server(
-    ray_cluster: RayTestCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    home = tmp_path_factory.mktemp("ray-server") / "home"
-    process = ServerProcess(
-        home,
-        settings={
-            "MODELYARD_RUNTIME": "ray",
-            "MODELYARD_RAY_ADDRESS": ray_cluster.address,
-            "MODELYARD_RAY_DASHBOARD_URL": ray_cluster.dashboard_url,
-            "MODELYARD_RAY_AUTH_TOKEN_PATH": str(ray_cluster.token_path),
-            "MODELYARD_RAY_DEPLOY_TIMEOUT": "90s",
-        },
-    )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def _ok(answer: httpx.Response, status: int = 200) -> Any:
