@@ -4,7 +4,8 @@ a local S3 server (moto's server mode, a real HTTP server on loopback), by a mon
 peak memory, against, in the same run,
 
 - the floor: a plain psycopg fetch of the same rows plus one bulk insert (COPY) of them into a
-  copy of ``delayed_metrics``;
+  copy of ``delayed_metrics`` without its indexes (the issue's baseline), and the same into a
+  copy with its indexes (what any insert into the table labels are kept in pays);
 - the old path: a script calling ``track_delayed_metrics`` once per uuid (5,000, extrapolated).
 
 Each measured phase runs in its own process (peak RSS is that process's ``VmHWM``).
@@ -73,15 +74,17 @@ def phase_import(cfg: dict[str, Any], which: str) -> dict[str, Any]:
     return {"s": took, "rss_mb": _rss_mb(), "line": record.line()}
 
 
-def phase_floor(cfg: dict[str, Any]) -> dict[str, Any]:
+def phase_floor(cfg: dict[str, Any], indexed: bool = False) -> dict[str, Any]:
     import psycopg
 
     start = time.perf_counter()
     with psycopg.connect(PG) as conn, conn.cursor() as cur:
         cur.execute(f'SELECT prediction_uuid, y, t FROM "{cfg["source_schema"]}".outcomes')
         rows = cur.fetchall()
-        target = f'"{cfg["store_schema"]}".floor'
-        like = f'"{cfg["store_schema"]}".delayed_metrics INCLUDING IDENTITY'
+        target = f'"{cfg["store_schema"]}".floor' + ("_indexed" if indexed else "")
+        like = f'"{cfg["store_schema"]}".delayed_metrics INCLUDING IDENTITY' + (
+            " INCLUDING INDEXES" if indexed else ""
+        )
         cur.execute(f"CREATE TABLE {target} (LIKE {like})")
         with cur.copy(f"COPY {target} (uuid, key, value, tracked_ms, source) FROM STDIN") as copy:
             for u, y, t in rows:
@@ -205,6 +208,7 @@ def main() -> None:
         cfg = json.loads(sys.stdin.read())
         out = {
             "floor": lambda: phase_floor(cfg),
+            "floor_indexed": lambda: phase_floor(cfg, indexed=True),
             "import": lambda: phase_import(cfg, args.args[0]),
             "old": lambda: phase_old(cfg, int(args.args[0])),
         }[args.phase]()
@@ -213,6 +217,7 @@ def main() -> None:
     cfg = _setup(args.n, args.old)
     try:
         floor = _child(cfg, "floor")
+        indexed = _child(cfg, "floor_indexed")
         pg = _child(cfg, "import", "pg")
         s3 = _child(cfg, "import", "s3")
         old = _child(cfg, "old", args.old)
@@ -226,14 +231,18 @@ def main() -> None:
     n = args.n
     old_total = old["per_uuid_ms"] * n / 1000
     print(f"labels for {n:,} predictions (PostgreSQL store)")
-    print(f"{'path':58} {'time s':>9} {'peak RSS MB':>12} {'x floor':>8}")
+    print(f"{'path':58} {'time s':>9} {'peak RSS MB':>12} {'x floor':>8} {'x indexed':>9}")
     rows = [
         ("floor: psycopg fetch + one COPY into delayed_metrics", floor),
+        ("floor, indexed: the same COPY with the table's indexes", indexed),
         ("labels: from PostgreSQL (import_labels)", pg),
         ("labels: Parquet on S3 (moto server, import_labels)", s3),
     ]
     for name, r in rows:
-        print(f"{name:58} {r['s']:9.2f} {r['rss_mb']:12.0f} {r['s'] / floor['s']:8.2f}")
+        print(
+            f"{name:58} {r['s']:9.2f} {r['rss_mb']:12.0f} {r['s'] / floor['s']:8.2f} "
+            f"{r['s'] / indexed['s']:9.2f}"
+        )
     print(
         f"{'old: track_delayed_metrics per uuid (from ' + str(args.old) + ', extrapolated)':58} "
         f"{old_total:9.0f} {old['rss_mb']:12.0f} {old_total / floor['s']:8.1f}"
