@@ -42,8 +42,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from modelyard.clock import now_ms
 from modelyard.connectors.base import STREAM_KINDS, Connection, ConnectorError, Source
@@ -146,6 +144,11 @@ def _check_frame(src: LabelsSource, frame: pd.DataFrame, offset: int) -> pd.Data
 def _uuids(src: LabelsSource, key: pd.Series[Any], offset: int) -> pd.Series[Any]:
     """The key column as uuid strings, checked in bulk (pyarrow's regex over the whole column);
     a value that is not a uuid names its row."""
+    # pyarrow comes with the connectors extra, which reading any labels: source needs; a monitor
+    # without labels: (this module is imported by every run) must not need it.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     strings = key.dtype == object
     if strings:
         try:  # strings (a COPY or Parquet read): no per-value Python, kept as they are
