@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from _wait import wait_until
 from modelyard import clock
 from modelyard.views import timeline as timeline_view
 
@@ -35,13 +35,6 @@ def _project(root: Path, version: str) -> Path:
     root.mkdir(parents=True)
     (root / "predict.py").write_text(textwrap.dedent(PREDICT).replace("VERSION", version))
     return root
-
-
-def _wait_for(condition: object, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_two_builds_a_rollback_and_a_restart_on_the_timeline(tmp_path: Path) -> None:
@@ -73,7 +66,7 @@ def test_two_builds_a_rollback_and_a_restart_on_the_timeline(tmp_path: Path) -> 
             kinds = {e.kind for e in services.registry.events(active, 100)}
             return {"exited", "restarted"} <= kinds
 
-        _wait_for(restarted, "the replica's exit and restart events")
+        wait_until(restarted, 60.0, "the replica's exit and restart events", step_s=0.1)
 
         now = clock.now_ms()
         start = now - 3_600_000
