@@ -131,7 +131,14 @@ def test_a_killed_worker_node_fails_no_request_and_its_replica_comes_back(
             full = time.monotonic() - killed
             load.wait_answers(time.monotonic(), 50)
         states = {s["replica_id"]: s for s in _states(c, "nodekill")}
-        cluster = _ok(c.get("/api/v1/cluster"))
+
+        # Ray marks the killed raylet's node dead only after its health checks time out; until
+        # then it is listed alive beside the restarted one (a new node id).
+        def two_nodes() -> dict[str, Any] | None:
+            view: dict[str, Any] = _ok(c.get("/api/v1/cluster"))
+            return view if len(view["nodes"]) == 2 else None
+
+        cluster = wait_until(two_nodes, 90, "the killed node marked dead in the cluster view")
         timeline = _ok(c.get("/api/v1/models/nodekill/timeline"))["events"]
         c.delete("/api/v1/models/nodekill")
     statuses = Counter(status for _, status, _, _ in load.answers)
