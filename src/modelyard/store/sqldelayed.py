@@ -250,9 +250,21 @@ _SQL_MERGE = (
 _SQL_CHANGED = f" AND {_MERGED} IS DISTINCT FROM COALESCE(pr.delayed::jsonb, '{{}}'::jsonb)::text"
 # For this transaction only: no JIT (json_each's guessed 100 rows a call make the history INSERT
 # look costly enough to compile: about 0.25 s each time for nothing), the history's sort in
-# memory. (Forcing index nested loops for the UPDATE, enable_hashjoin off, was no faster at 300k
-# predictions and, on a table written just before, planned a loop that ran for minutes.)
-_SQL_PLAN = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+# memory, and the UPDATE's joins as index lookups per batch row. Left to itself the planner
+# hashed every row of ``prediction_uuids`` (and then of ``predictions``) for each batch: 0.8 s a
+# batch of 100k at 1M stored predictions, growing with the store; the lookups cost the same at
+# any store size. The batch table is analyzed first: without its row count the planner once
+# chose a loop over a table written just before that ran for minutes; with seq scans priced
+# out, an inner loop over ``predictions`` is never a scan.
+_SQL_PLAN = (
+    f"ANALYZE {_BATCH}",
+    "SET LOCAL jit = off",
+    "SET LOCAL work_mem = '64MB'",
+    "SET LOCAL enable_hashjoin = off",
+    "SET LOCAL enable_mergejoin = off",
+    "SET LOCAL enable_seqscan = off",
+)
+_SQL_PLAN_RESET = ("RESET enable_hashjoin", "RESET enable_mergejoin", "RESET enable_seqscan")
 _SQL_HISTORY = (
     "INSERT INTO delayed_metrics (uuid, key, value, tracked_ms, source) "
     "SELECT b.uuid, e.key, e.value::text, %s, %s "
@@ -390,6 +402,8 @@ def _write_pg(
         cur.execute(setting)
     sql = _SQL_MERGE + (_SQL_CHANGED if skip_unchanged else "") + " RETURNING pr.uuid"
     changed = [str(r[0]) for r in cur.execute(sql).fetchall()]
+    for setting in _SQL_PLAN_RESET:  # the lookups below and the history INSERT plan freely
+        cur.execute(setting)
     stored = len(changed) if rows.counts is None else sum(rows.counts[u] for u in changed)
     unchanged = 0
     unknown: tuple[str, ...] = ()
