@@ -151,7 +151,7 @@ class MonitorAccess(abc.ABC):
     def record_import(
         self, monitor: str, deployment: str, project_crn: str, record: ImportRecord, advance_to: Any
     ) -> ImportRecord:
-        """Keep an import's record and, unless ``advance_to`` is ``registry._labels.KEEP``,
+        """Keep an import's record and, unless ``advance_to`` is ``registry.KEEP_WATERMARK``,
         advance the watermark to it (one transaction)."""
 
     @abc.abstractmethod

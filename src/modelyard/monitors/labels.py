@@ -46,8 +46,7 @@ import pandas as pd
 from modelyard.clock import now_ms
 from modelyard.connectors.base import STREAM_KINDS, Connection, ConnectorError, Source
 from modelyard.errors import InvalidInput, ModelyardError
-from modelyard.registry import ImportRecord
-from modelyard.registry._labels import KEEP
+from modelyard.registry import KEEP_WATERMARK, ImportRecord
 from modelyard.specs.labels import LabelsSource, check_label_value
 from modelyard.store.base import Query, RecordKind
 
@@ -368,7 +367,7 @@ def import_labels(
     except (ModelyardError, OSError, ValueError) as exc:
         message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
         failed = ImportRecord(**base, started_ms=started, finished_ms=now_ms(), error=message)
-        access.record_import(spec.name, deployment, project_crn, failed, KEEP)
+        access.record_import(spec.name, deployment, project_crn, failed, KEEP_WATERMARK)
         if isinstance(exc, ModelyardError):
             raise
         raise ConnectorError(f"{_what(src)}: {message}", connection=src.connection) from exc
@@ -384,7 +383,7 @@ def import_labels(
         watermark_after=after,
     )
     kept = access.record_import(
-        spec.name, deployment, project_crn, done, KEEP if after is None else after
+        spec.name, deployment, project_crn, done, KEEP_WATERMARK if after is None else after
     )
     log.info("%s", kept.line())
     return kept

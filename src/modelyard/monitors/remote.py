@@ -20,8 +20,7 @@ import pandas as pd
 from modelyard.connectors.base import Connection
 from modelyard.monitors.access import MonitorAccess, RecordedKeys, StoredResult
 from modelyard.monitors.references import frame_from_columns
-from modelyard.registry import ImportRecord
-from modelyard.registry._labels import KEEP
+from modelyard.registry import KEEP_WATERMARK, ImportRecord
 from modelyard.store.base import DelayedBatch, Distribution, Query, RowBatch
 from modelyard.tracking.remote import RemoteBackend
 
@@ -235,8 +234,8 @@ class RemoteAccess(MonitorAccess):
             body={
                 "deployment": deployment,
                 "record": record.to_dict(),
-                "advance": advance_to is not KEEP,
-                "watermark": None if advance_to is KEEP else advance_to,
+                "advance": advance_to is not KEEP_WATERMARK,
+                "watermark": None if advance_to is KEEP_WATERMARK else advance_to,
             },
         )
         return ImportRecord.from_dict(body)

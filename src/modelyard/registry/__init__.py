@@ -24,7 +24,7 @@ from modelyard.registry._experiments import (
 )
 from modelyard.registry._jobs import Job
 from modelyard.registry._keys import ACCESS_KEY_PREFIX, API_KEY_PREFIX
-from modelyard.registry._labels import ImportRecord, LabelImports
+from modelyard.registry._labels import KEEP_WATERMARK, ImportRecord, LabelImports
 from modelyard.registry._monitors import MonitorRecords, StoredResult
 from modelyard.registry._people import People
 from modelyard.registry._projects import PROJECT_CRN_PREFIX
@@ -61,6 +61,7 @@ __all__ = [
     "ACCESS_KEY_PREFIX",
     "API_KEY_PREFIX",
     "DEFAULT_TTL_S",
+    "KEEP_WATERMARK",
     "MAX_EXPERIMENT_METRIC_KEYS",
     "MAX_EXPERIMENT_METRIC_VALUES",
     "MAX_RUN_FILES",

@@ -17,12 +17,14 @@ import orjson
 from modelyard.errors import InvalidInput
 from modelyard.registry._db import Clock, Cursor, Db
 
-__all__ = ["KEEP", "ImportRecord", "LabelImports"]
+__all__ = ["KEEP_WATERMARK", "ImportRecord", "LabelImports"]
 
 MAX_SAMPLE = 20  # unmatched ids kept per import
 MAX_ERROR = 2000  # characters of an error kept
 MAX_IMPORTS = 1000  # kept per monitor (the oldest go)
-KEEP: Any = object()  # ``record(advance_to=KEEP)``: the watermark stays where it is
+KEEP_WATERMARK: Any = (
+    object()
+)  # ``record(advance_to=KEEP_WATERMARK)``: the watermark stays where it is
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,10 @@ class LabelImports:
         return None if row is None else _loads(row[0])
 
     def record(
-        self, monitor: str, project_crn: str, record: ImportRecord, advance_to: Any = KEEP
+        self, monitor: str, project_crn: str, record: ImportRecord, advance_to: Any = KEEP_WATERMARK
     ) -> ImportRecord:
-        """Keep ``record`` and, unless ``advance_to`` is ``KEEP``, set the watermark to it, in
-        one transaction. Returns the record with its id."""
+        """Keep ``record`` and, unless ``advance_to`` is ``KEEP_WATERMARK``, set the watermark to
+        it, in one transaction. Returns the record with its id."""
         for name, value in (("monitor", monitor), ("project_crn", project_crn)):
             if not isinstance(value, str) or not value or len(value) > 300:
                 raise InvalidInput(f"{name}={value!r:.100} is not accepted; give a non-empty name")
@@ -160,7 +162,7 @@ class LabelImports:
                 "DELETE FROM label_imports WHERE monitor = ? AND id <= ?",
                 (monitor, new_id - MAX_IMPORTS),
             )
-            if advance_to is not KEEP:
+            if advance_to is not KEEP_WATERMARK:
                 self._db.exec(cur, "DELETE FROM label_sources WHERE monitor = ?", (monitor,))
                 self._db.exec(
                     cur,

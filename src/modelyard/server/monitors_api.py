@@ -47,8 +47,7 @@ from pydantic import BaseModel, Field
 from modelyard.clock import now_ms
 from modelyard.errors import InvalidInput
 from modelyard.monitors.access import EmbeddedAccess
-from modelyard.registry import ImportRecord
-from modelyard.registry._labels import KEEP
+from modelyard.registry import KEEP_WATERMARK, ImportRecord
 from modelyard.server.limits import MAX_TIME_MS, ReadMs
 from modelyard.views.owners import Owners
 from modelyard.web.access import Caller, On, Right, requires
@@ -371,5 +370,5 @@ def record_import(
             f"record={str(body.record)[:200]} is not an import record ({exc}); give monitor, "
             "connection, started_ms, finished_ms and the counts"
         ) from None
-    advance = body.watermark if body.advance else KEEP
+    advance = body.watermark if body.advance else KEEP_WATERMARK
     return access.record_import(monitor, body.deployment, project_crn, record, advance).to_dict()
