@@ -25,6 +25,7 @@ from ._sources import connection
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 NONE = Credentials()
 KEYS = Credentials({"access_key_id": "testing-key", "secret_access_key": "testing-secret"})
+BOTO_KEYS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "testing-secret"}
 S3_SECRETS = {"access_key_id": "S3_KEY", "secret_access_key": "S3_SECRET"}
 
 
@@ -129,13 +130,7 @@ def s3() -> Iterator[str]:
 @pytest.fixture
 def bucket(s3: str, folder: Path) -> str:
     name = f"labels-{os.urandom(4).hex()}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3,
-        aws_access_key_id="testing-key",
-        aws_secret_access_key="testing-secret",
-        region_name="us-east-1",
-    )
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", **BOTO_KEYS)
     client.create_bucket(Bucket=name)
     for path in folder.rglob("*"):
         if path.is_file():
@@ -185,3 +180,98 @@ def test_s3_failures(s3: str, bucket: str) -> None:
                 _bucket(s3, bucket), KEYS, Source(path="labels/*.parquet", columns=("label",))
             )
         )
+
+
+def _csvs(folder: Path, **files: str) -> Connection:
+    """A folder connection over ``labels/<name>.csv`` files with these contents."""
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / "labels" / f"{name}.csv").write_text(text)
+    return connection("files", path=str(folder))
+
+
+CSV_HEAD = "prediction_uuid,label,updated_at\n"
+
+
+def test_csv_files_read_with_promoted_types(tmp_path: Path, s3: str) -> None:
+    """Integers in one file, floats in the next: one float column (the first file's int64 used to
+    fail the second: 'CSV conversion error to int64: invalid value 1.5'), batch by batch."""
+    drop = _csvs(
+        tmp_path,
+        a=CSV_HEAD + "u1,1,2026-11-01 00:00:03+00:00\nu2,0,2026-11-01 00:00:01+00:00\n",
+        b=CSV_HEAD + "u3,0.5,2026-11-01 00:00:02+00:00\nu4,1,2026-11-01 00:00:04+00:00\n",
+    )
+    batches = list(read_batches(drop, NONE, Source(path="labels/*.csv"), batch_rows=2))
+    assert [len(b) for b in batches] == [2, 2]
+    assert [str(b["label"].dtype) for b in batches] == ["float64", "float64"]
+    assert list(pd.concat(batches)["label"]) == [1.0, 0.0, 0.5, 1.0]
+    timed = Source(path="labels/*.csv", time_column="updated_at")
+    after = T0 + timedelta(seconds=2)
+    got = pd.concat(read_batches(drop, NONE, timed, after=after))
+    assert list(got["prediction_uuid"]) == ["u3", "u1", "u4"]
+    assert list(got["label"]) == [0.5, 1.0, 1.0]
+    name = f"labels-{os.urandom(4).hex()}"
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", **BOTO_KEYS)
+    client.create_bucket(Bucket=name)
+    for path in (tmp_path / "labels").iterdir():
+        client.upload_file(str(path), name, f"crm/labels/{path.name}")
+    client.close()
+    remote = read_frame(_bucket(s3, name), KEYS, Source(path="labels/*.csv"), max_rows=10)
+    assert list(remote["label"]) == [1.0, 0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "labels"),
+    [
+        ("u1,1\nu2,2\n", "u3,\nu4,3\n", [1, 2, None, 3]),  # a gap in the second file
+        ("u1,\nu2,\n", "u3,4\nu4,3\n", [None, None, 4, 3]),  # the first file's column empty
+        ("u1,1\nu2,2\n", "u3,\nu4,\n", [1, 2, None, None]),  # the second file's column empty
+    ],
+)
+def test_csv_integers_with_missing_values(
+    tmp_path: Path, a: str, b: str, labels: list[int | None]
+) -> None:
+    """An empty column is null in pyarrow's inference: the other files' integers win, the gaps
+    are nulls (NaN in pandas). An all-empty first file used to fail: 'conversion error to null'."""
+    drop = _csvs(tmp_path, a="prediction_uuid,label\n" + a, b="prediction_uuid,label\n" + b)
+    got = read_frame(drop, NONE, Source(path="labels/*.csv"), max_rows=10)
+    expected = pd.Series([float("nan") if v is None else float(v) for v in labels], name="label")
+    pd.testing.assert_series_equal(got["label"], expected)
+    assert list(got["prediction_uuid"]) == ["u1", "u2", "u3", "u4"]
+
+
+def test_csv_columns_no_type_holds_are_an_error_naming_them(tmp_path: Path) -> None:
+    """Integers and words: no type holds both. The error names the column, both types and the
+    file each came from (after a promotion, the file that brought the promoted type)."""
+    one = _csvs(
+        tmp_path / "one", a="prediction_uuid,label\nu1,1\n", b="prediction_uuid,label\nu2,yes\n"
+    )
+    with pytest.raises(
+        ConnectorError,
+        match=r"^connection 'src' \(files at .*/one\): mixed column types: column 'label' is "
+        r"int64 in 'labels/a\.csv' but string in 'labels/b\.csv'; make the files agree or read "
+        r"them with separate patterns$",
+    ) as caught:
+        list(read_batches(one, NONE, Source(path="labels/*.csv")))
+    assert caught.value.details == {"connection": "src", "failed": "mixed column types"}
+    two = _csvs(
+        tmp_path / "two",
+        a="prediction_uuid,label\nu1,1\n",
+        b="prediction_uuid,label\nu2,2.5\n",
+        c="prediction_uuid,label\nu3,yes\n",
+    )
+    with pytest.raises(
+        ConnectorError, match=r"'label' is double in 'labels/b\.csv' but string in 'labels/c\.csv'"
+    ):
+        read_frame(two, NONE, Source(path="labels/*.csv"), max_rows=10)
+
+
+def test_parquet_files_keep_their_types(tmp_path: Path) -> None:
+    """Parquet files are read as before, not promoted like CSV: with the first file's schema, to
+    which pyarrow casts the others (here a float 3.0 to the integer 3)."""
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"label": [1, 2]}).to_parquet(tmp_path / "labels" / "a.parquet")
+    pd.DataFrame({"label": [3.0]}).to_parquet(tmp_path / "labels" / "b.parquet")
+    drop = connection("files", path=str(tmp_path))
+    got = read_frame(drop, NONE, Source(path="labels/*.parquet"), max_rows=10)
+    assert str(got["label"].dtype) == "int64" and list(got["label"]) == [1, 2, 3]

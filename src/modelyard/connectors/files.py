@@ -8,7 +8,10 @@ within one folder, ``**`` across folders, ``?`` one character): an absolute patt
 ``..``, or a file whose real path (after symlinks) lies outside the folder is refused, so a
 connection never reads beyond where it points. Matching files are read in name order; their
 format is ``Source.format`` or each file's extension (``.parquet``/``.pq``, ``.csv``/``.csv.gz``),
-one format per read.
+one format per read. Several CSV files are read with one schema: each file's types (pyarrow infers
+them from its first block) promoted to one, so an integer column that another file gives floats
+or leaves empty reads as float or with nulls instead of failing on the second file; Parquet files
+carry their own schema and are read with the first file's.
 
 With ``Source.time_column`` the matching rows are sorted by it, and with ``after`` only rows at
 or after the watermark are kept (so a per-run row limit cuts at a consistent point). Without
@@ -43,6 +46,21 @@ __all__ = ["FORMATS", "check_pattern", "glob_regex", "probe", "read_batches"]
 
 FORMATS = ("parquet", "csv")
 _EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+# pyarrow names the AWS SDK's error codes (ACCESS_DENIED...); read before the shared table, whose
+# "access denied" (a database refusing a user) would call S3's "Access Denied" bad credentials.
+_S3_KNOWN: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "bad credentials",
+        (
+            "invalid_access_key_id",
+            "signature_does_not_match",
+            "invalid_client_token_id",
+            "unrecognized_client",
+            "expired_token",
+        ),
+    ),
+    ("permission denied", ("access_denied",)),
+)
 _FILES_KNOWN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("missing bucket", ("nosuchbucket", "bucket does not exist", "the specified bucket")),
     ("folder not found", ("path does not exist", "no such file or directory", "no folder at")),
@@ -51,7 +69,7 @@ _TIMEOUT_S = 10.0
 
 
 def _what(text: str) -> str | None:
-    return classify(text) or classify(text, _FILES_KNOWN)
+    return classify(text, _S3_KNOWN) or classify(text) or classify(text, _FILES_KNOWN)
 
 
 def check_pattern(pattern: object) -> str:
@@ -141,6 +159,19 @@ def _inside(connection: Connection, base: str, full: str) -> bool:
     return os.path.realpath(full).startswith(root.rstrip("/") + "/")
 
 
+def _bucket_missing(fs: pafs.FileSystem, bucket: str) -> bool:
+    """The bucket is not there. A refused HEAD is answered 403 without a body, which cannot tell a
+    wrong key or secret from a key without access to the bucket: then False, and the listing that
+    follows fails with the server's own code (InvalidAccessKeyId, SignatureDoesNotMatch or
+    AccessDenied)."""
+    try:
+        return bool(fs.get_file_info(bucket).type == pafs.FileType.NotFound)
+    except OSError as exc:
+        if "access_denied" in str(exc).lower():
+            return False
+        raise
+
+
 def _matching(
     connection: Connection, credentials: Credentials, fs: pafs.FileSystem, base: str, pattern: str
 ) -> list[tuple[str, str]]:
@@ -154,7 +185,7 @@ def _matching(
             raise FileNotFoundError(f"no folder at {base}")
         if connection.kind == "s3":
             bucket = base.split("/", 1)[0]
-            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            if _bucket_missing(fs, bucket):
                 raise FileNotFoundError(f"bucket {bucket!r} does not exist (NoSuchBucket)")
         infos = fs.get_file_info(pafs.FileSelector(start, recursive=True, allow_not_found=True))
     except (OSError, pa.ArrowException) as exc:
@@ -216,14 +247,62 @@ def _scalar(after: Any, typ: pa.DataType) -> pa.Scalar:
     return pa.scalar(after).cast(typ)
 
 
+def _csv_schema(
+    connection: Connection,
+    credentials: Credentials,
+    fs: pafs.FileSystem,
+    files: list[tuple[str, str]],
+) -> pa.Schema | None:
+    """One schema for several CSV files: each file's types promoted to one (int and float ->
+    float, a column one file leaves empty -> the others' type; a column some files lack reads as
+    nulls there). pyarrow alone imposes the first file's types on the rest. Only each file's first
+    block is read. A column no type holds in every file is an error naming it, both types and
+    both files."""
+    if len(files) < 2:
+        return None  # one file: its own inferred types, as pyarrow reads it
+    csv = ds.CsvFileFormat()
+    types: dict[str, pa.DataType] = {}
+    origin: dict[str, str] = {}  # column -> the file its current type comes from
+    for relative, full in files:
+        try:
+            schema = csv.inspect(full, filesystem=fs)
+        except (OSError, pa.ArrowException) as exc:
+            raise _read_failure(connection, credentials, exc) from None
+        for field in schema:
+            known = types.get(field.name)
+            if known is None:
+                types[field.name], origin[field.name] = field.type, relative
+                continue
+            if known == field.type:
+                continue
+            try:
+                merged = pa.unify_schemas(
+                    [pa.schema([(field.name, known)]), pa.schema([field])],
+                    promote_options="permissive",
+                ).field(0)
+            except (pa.ArrowTypeError, pa.ArrowInvalid):
+                raise failure(
+                    connection,
+                    None,
+                    "mixed column types",
+                    f"column {field.name!r} is {known} in {origin[field.name]!r} but "
+                    f"{field.type} in {relative!r}; make the files agree or read them with "
+                    "separate patterns",
+                ) from None
+            if merged.type != known:
+                types[field.name], origin[field.name] = merged.type, relative
+    return pa.schema(list(types.items()))
+
+
 def _dataset(connection: Connection, credentials: Credentials, source: Source) -> ds.Dataset | None:
     fs, base = _root(connection, credentials)
     files = _matching(connection, credentials, fs, base, check_pattern(source.path))
     if not files:
         return None
     fmt = _format(connection, source, files)
+    schema = _csv_schema(connection, credentials, fs, files) if fmt == "csv" else None
     try:
-        dataset = ds.dataset([full for _, full in files], filesystem=fs, format=fmt)
+        dataset = ds.dataset([full for _, full in files], filesystem=fs, format=fmt, schema=schema)
     except (OSError, pa.ArrowException) as exc:
         raise failure(connection, credentials, _what(str(exc)) or "unreadable file", exc) from None
     wanted = (*source.columns, *([source.time_column] if source.time_column else []))
