@@ -242,12 +242,16 @@ def _merge_here(
 # jsonb text after the merge: 1 and 1.0 differ) is left out. History rows are then inserted by
 # the database from the same JSON (``json_each`` keeps each value's text as sent).
 _MERGED = "(COALESCE(pr.delayed::jsonb, '{}'::jsonb) || COALESCE(b.patch, b.own)::jsonb)::text"
+# A row's first labels (the common case) are the batch's own JSON text as it is: no jsonb
+# round trip, about 15% of the UPDATE at 100k rows.
+_FIRST_OR_MERGED = f"CASE WHEN pr.delayed IS NULL THEN COALESCE(b.patch, b.own) ELSE {_MERGED} END"
 _SQL_MERGE = (
-    f"UPDATE predictions pr SET delayed = {_MERGED} "
+    f"UPDATE predictions pr SET delayed = {_FIRST_OR_MERGED} "
     f"FROM {_BATCH} b JOIN prediction_uuids p ON p.uuid = b.uuid "
     "WHERE pr.deployment_id = p.deployment_id AND pr.start_ms = p.start_ms AND pr.uuid = p.uuid"
 )
-_SQL_CHANGED = f" AND {_MERGED} IS DISTINCT FROM COALESCE(pr.delayed::jsonb, '{{}}'::jsonb)::text"
+_STORED = "COALESCE(pr.delayed::jsonb, '{}'::jsonb)::text"
+_SQL_CHANGED = f" AND (pr.delayed IS NULL OR {_MERGED} IS DISTINCT FROM {_STORED})"
 # For this transaction only: no JIT (json_each's guessed 100 rows a call make the history INSERT
 # look costly enough to compile: about 0.25 s each time for nothing), the history's sort in
 # memory, and the UPDATE's joins as index lookups per batch row. Left to itself the planner
