@@ -211,6 +211,31 @@ def test_delete_model_removes_its_metadata_but_not_its_metrics(
         registry.delete_model("churn")
 
 
+def test_delete_model_drops_the_snapshot_archives_only_its_builds_ran(
+    registry: Registry, store: MetricsStore
+) -> None:
+    """An archive another model's build shares stays; the model's own goes, chunks included."""
+    registry.create_model("churn")
+    registry.create_model("other")
+    own, shared = (hashlib.sha256(name.encode()).hexdigest() for name in ("own", "shared"))
+    for digest in (own, shared):
+        registry.snapshots.put(digest, iter([b"a" * 10, b"b" * 10]), "tar")
+    add_build(registry, "churn", digest=own)
+    add_build(registry, "churn", digest=own)  # a rebuild of the same files
+    add_build(registry, "churn", digest=shared)
+    add_build(registry, "other", digest=shared)
+    registry.delete_model("churn")
+    assert registry.snapshots.get(own) is None
+    assert registry.snapshots.get(shared) is not None
+    assert b"".join(registry.snapshots.read(shared)) == b"a" * 10 + b"b" * 10
+    assert {row[2] for row in raw_rows(store, "snapshot_chunks")} == {
+        shared
+    }  # (upload, seq, digest...)
+    registry.delete_model("other")
+    assert registry.snapshots.list() == []
+    assert raw_rows(store, "snapshot_chunks") == []
+
+
 @pytest.mark.parametrize("state", ["active", "deploying"])
 def test_a_model_with_a_running_deployment_cannot_be_deleted(
     registry: Registry, state: str

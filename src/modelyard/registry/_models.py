@@ -26,6 +26,7 @@ from modelyard.registry._keys import (
 from modelyard.registry._projects import find_default, find_project
 from modelyard.registry._records import DeploymentState, Model
 from modelyard.registry._settings import ModelSettings
+from modelyard.registry._snapshots import drop_unreferenced
 from modelyard.specs.checks import check_model_name
 from modelyard.ttlcache import TTLCache
 
@@ -208,9 +209,14 @@ class Models:
             self._db.exec(
                 cur, f"DELETE FROM replica_events WHERE deployment_crn IN ({mine})", (model.crn,)
             )
+            digests = self._db.exec(
+                cur, "SELECT DISTINCT digest FROM builds WHERE model_crn = ?", (model.crn,)
+            ).fetchall()
             for table in ("deployments", "builds", "models"):
                 column = "crn" if table == "models" else "model_crn"
                 self._db.exec(cur, f"DELETE FROM {table} WHERE {column} = ?", (model.crn,))
+            # The snapshot archives only its builds ran go with them: the database stays bounded.
+            drop_unreferenced(self._db, cur, (str(row[0]) for row in digests))
             return model.crn
 
         crn = self._db.write(delete)

@@ -150,8 +150,9 @@ class Registry:
         return self._models.update(name, settings)
 
     def delete_model(self, name: str) -> None:
-        """Remove a model with its builds, deployments and replica events (its metrics stay in
-        the store). Conflict while a deployment is ``active`` or ``deploying``: stop it first."""
+        """Remove a model with its builds, deployments, replica events and the snapshot archives
+        no other model's build shares (its metrics stay in the store). Conflict while a
+        deployment is ``active`` or ``deploying``: stop it first."""
         self._models.delete(name)
 
     def rotate_access_key(self, name: str) -> str:

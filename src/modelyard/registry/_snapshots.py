@@ -24,7 +24,7 @@ from typing import Any
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry._db import Clock, Cursor, Db
 
-__all__ = ["ABANDONED_MS", "SnapshotArchive", "SnapshotArchives"]
+__all__ = ["ABANDONED_MS", "SnapshotArchive", "SnapshotArchives", "drop_unreferenced"]
 
 ABANDONED_MS = 3_600_000  # chunks of an upload this old without an archive row were abandoned
 _BATCH_BYTES = 8 * 1024 * 1024  # chunks committed together (the connection is held this long)
@@ -251,3 +251,17 @@ class SnapshotArchives:
             return bool(gone)
 
         return self._db.write(remove)
+
+
+def drop_unreferenced(db: Db, cur: Cursor, digests: Iterable[str]) -> int:
+    """Inside a transaction that just deleted builds: remove the archives of ``digests`` that no
+    build references any more (snapshots are content-addressed, so another model's build may
+    share one). Returns how many archives went."""
+    gone = 0
+    for digest in sorted(set(digests)):
+        used = db.exec(cur, "SELECT 1 FROM builds WHERE digest = ? LIMIT 1", (digest,)).fetchone()
+        if used is not None:
+            continue
+        gone += db.exec(cur, "DELETE FROM snapshot_archives WHERE digest = ?", (digest,)).rowcount
+        db.exec(cur, "DELETE FROM snapshot_chunks WHERE digest = ?", (digest,))
+    return gone
