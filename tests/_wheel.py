@@ -13,7 +13,7 @@ __all__ = ["make_wheel"]
 
 def make_wheel(folder: Path, name: str = "tinymy", version: str = "0.1") -> Path:
     """Write ``<name>-<version>-py3-none-any.whl`` into ``folder``: one module ``name`` whose
-    ``VALUE`` is ``'from the wheel'``."""
+    ``VALUE`` is ``'from the wheel'``; the same bytes each time."""
     files = {
         f"{name}.py": b"VALUE = 'from the wheel'\n",
         f"{name}-{version}.dist-info/METADATA": (
@@ -33,7 +33,13 @@ def make_wheel(folder: Path, name: str = "tinymy", version: str = "0.1") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-        archive.writestr(record, "\n".join(rows) + "\n")
+        for path, data in [*files.items(), (record, ("\n".join(rows) + "\n").encode())]:
+            archive.writestr(_entry(path), data)
     return wheel
+
+
+def _entry(path: str) -> zipfile.ZipInfo:
+    """A member with a fixed date: the same wheel is the same bytes, whenever it is made."""
+    info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    return info

@@ -41,9 +41,10 @@ IDENTITY = Identity("crn:model/m", "crn:build/b", "crn:deployment/d")
 
 @pytest.fixture
 def long_deadline(serve_runtime: RayRuntime) -> Iterator[None]:
-    """Room for the install: the test nodes run Ray from the project's virtualenv (1.7 GB),
-    which Ray copies for every environment it makes; 20 s on an idle machine, over 60 s while
-    other tests load its 2 cores."""
+    """Room for the install: Ray makes the environment by copying the node's virtualenv, then
+    pip installs into the copy. The test nodes' virtualenv is small (``tests/_ray.py``,
+    ``node_venv``): a copy of the project's whole one (1.7 GB) took 20 s on an idle machine and
+    over 60 s while other tests loaded its 2 cores."""
     half = serve_runtime.replicas_half
     deadline, half.deploy_timeout_s = half.deploy_timeout_s, INSTALL_DEADLINE_S
     yield
@@ -81,6 +82,27 @@ def test_relative_paths_into_the_snapshot_are_anchored_to_the_nodes_copy(tmp_pat
     ]
     plain = pip_field(["numpy==2.*", "https://example.org/x.whl"], folder, "gcs://x.zip")
     assert plain["packages"] == ["numpy==2.*", "https://example.org/x.whl"]  # hash: text only
+
+
+def test_a_new_build_with_the_same_wheels_keeps_its_environment(tmp_path: Path) -> None:
+    """Requirements naming only wheel folders are keyed by those files, not by the rest of the
+    snapshot: a new build's code reuses the node's environment, a changed wheel does not."""
+    one = snapshot_with(tmp_path / "one", REQUIREMENTS)
+    two = snapshot_with(tmp_path / "two", REQUIREMENTS)
+    (two / "predict.py").write_text(SOURCE + "# the next build\n")
+    lines = pip_lines(REQUIREMENTS)
+    first = pip_field(lines, one, "gcs://_ray_pkg_one.zip")
+    assert first == pip_field(lines, two, "gcs://_ray_pkg_two.zip")
+    assert first["packages"][0].startswith("# files the paths name sha256:"), first
+    assert first["packages"][1:] == [
+        "--no-index",
+        f"--find-links {WORKING_DIR_VAR}/wheels",
+        "tinymy==0.1",
+    ]
+    make_wheel(two / "wheels", version="0.2")
+    assert pip_field(lines, two, "gcs://_ray_pkg_two.zip") != first
+    wheel = f"./wheels/{next((one / 'wheels').iterdir()).name}"  # an archive: keyed by it alone
+    assert pip_field([wheel], one, "gcs://_ray_pkg_one.zip") == pip_field([wheel], two, "x")
 
 
 @pytest.mark.ray
@@ -130,8 +152,8 @@ def test_a_build_with_requirements_is_installed_on_the_node_and_answers(
 def test_requirements_that_cannot_be_installed_fail_the_deploy_with_pips_message(
     serve_runtime: RayRuntime, tmp_path: Path
 ) -> None:
-    """Ray's agent tries a runtime env 3 times (each clones the node's virtualenv: about 20 s
-    here, the test cluster runs from the project's venv) before Serve hears of the failure."""
+    """Ray's agent tries a runtime env 3 times (each clones the node's virtualenv and runs pip)
+    before Serve hears of the failure."""
     snapshot = snapshot_with(tmp_path / "snap", "--no-index\nno-such-package-my==9.9\n")
     started = time.monotonic()
     with pytest.raises(Unavailable) as caught:

@@ -11,8 +11,13 @@ Ray runs pip from an empty folder, not from the snapshot, so a relative path in 
 (``--find-links wheels``, ``./pkg``, ``-r more.txt``, ``-e .``) that names something in the
 snapshot is anchored to ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}``, which pip expands to where the
 node unpacked the snapshot: the paths mean what they mean for ``pip install -r`` run from the
-project, as locally. Such requirements then name the snapshot's content hash in a comment line,
-so a new snapshot gets a new environment (the text alone would not change).
+project, as locally. Such requirements then carry a content hash in a comment line, so changed
+files get a new environment (the text alone would not change): the hash of the files they name
+when they name only wheel folders (``--find-links``) and archives, so a new build with the same
+requirements and the same wheels reuses the node's environment (a new one costs a copy of the
+node's virtualenv, the whole of it when the node runs from one, and the install); the snapshot's
+hash when they name anything else (``-r``, ``-c``, ``-e``, a project folder), whose content pip
+may read beyond the path named.
 
 ``uv`` (Ray's other field) is not used: Ray installs ``uv`` itself from the package index into
 every environment it makes unless the node's Python already has it, so it cannot run offline.
@@ -20,6 +25,7 @@ every environment it makes unless the node's Python already has it, so it cannot
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,9 @@ STILL_INSTALLING = (
     "requirements (Ray's pip runtime env): raise the deadline for large requirements"
 )
 _PIP_OPTIONS = ["--disable-pip-version-check", "--no-cache-dir", "--no-input"]
+# What pip reads no more of than the path names: a folder of wheels to pick from, an archive.
+_LINKS = ("-f", "--find-links")
+_ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 
 
 def pip_lines(text: str) -> list[str]:
@@ -74,8 +83,9 @@ def _in_folder(value: str, folder: Path) -> bool:
         return False
 
 
-def _anchor(line: str, folder: Path) -> str:
-    """``line`` with a relative path into ``folder`` made relative to the node's working dir."""
+def _anchor(line: str, folder: Path) -> tuple[str, tuple[str, str] | None]:
+    """``line`` with a relative path into ``folder`` made relative to the node's working dir,
+    and the ``(option, path)`` it names in ``folder`` (option ``""``: a requirement's path)."""
     for option in _PATH_OPTIONS:
         for sep in ("=", " ", ""):
             head = option + sep
@@ -84,15 +94,34 @@ def _anchor(line: str, folder: Path) -> str:
             if line.startswith(head):
                 value = line[len(head) :].strip()
                 if _in_folder(value, folder):
-                    return f"{option} {WORKING_DIR_VAR}/{value}"
-                return line
+                    return f"{option} {WORKING_DIR_VAR}/{value}", (option, value)
+                return line, None
     if line.startswith("-"):
-        return line
+        return line, None
     target = line.split(";", 1)[0].strip()
     looks_like_path = target.startswith(".") or "/" in target
-    if looks_like_path and _in_folder(target.split("[", 1)[0], folder):
-        return f"{WORKING_DIR_VAR}/{line}"
-    return line
+    path = target.split("[", 1)[0]
+    if looks_like_path and _in_folder(path, folder):
+        return f"{WORKING_DIR_VAR}/{line}", ("", path)
+    return line, None
+
+
+def _files_digest(named: list[tuple[str, str]], folder: Path) -> str | None:
+    """The hash of the files the paths name, when they are only wheel folders and archives
+    (None: a path whose content pip may read beyond it, or one that cannot be read)."""
+    digest = hashlib.sha256()
+    for option, value in sorted(named):
+        path = folder / value
+        if option not in _LINKS and not (path.is_file() and value.endswith(_ARCHIVES)):
+            return None
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        try:
+            for file in files:
+                digest.update(f"{option} {file.relative_to(folder).as_posix()}\0".encode())
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+        except (OSError, ValueError):
+            return None
+    return digest.hexdigest()
 
 
 def requirements_of(spec_env: dict[str, str], folder: str | Path | None, what: str) -> list[str]:
@@ -115,10 +144,15 @@ def requirements_of(spec_env: dict[str, str], folder: str | Path | None, what: s
 
 
 def pip_field(lines: list[str], folder: Path, working_dir_uri: str | None) -> dict[str, Any]:
-    """The runtime env's ``pip`` field for requirement ``lines`` read from ``folder``."""
-    packages = [_anchor(line, Path(folder)) for line in lines]
-    if working_dir_uri and any(WORKING_DIR_VAR in line for line in packages):
-        packages.insert(0, f"# paths in the snapshot {working_dir_uri}")
+    """The runtime env's ``pip`` field for requirement ``lines`` read from ``folder``, the
+    snapshot whose content hash is ``working_dir_uri``."""
+    anchored = [_anchor(line, Path(folder)) for line in lines]
+    packages = [line for line, _ in anchored]
+    named = [path for _, path in anchored if path is not None]
+    if working_dir_uri and named:
+        files = _files_digest(named, Path(folder))
+        key = f"# files the paths name sha256:{files}" if files else None
+        packages.insert(0, key or f"# paths in the snapshot {working_dir_uri}")
     return {"packages": packages, "pip_check": False, "pip_install_options": list(_PIP_OPTIONS)}
 
 
