@@ -1,8 +1,9 @@
 """A real two-node Ray cluster on loopback for the Ray tests: a head and one worker.
 
-Each node is one ``ray start --block`` process (the venv's Ray) in a session of its own, with its
-own ports, a short private temp dir and token auth (``RAY_AUTH_MODE=token``, a temporary token
-file: never ``~/.ray/auth_token``). Every process the cluster starts carries
+Each node is one ``ray start --block`` process (the project venv's Ray, run from a small
+virtualenv of the nodes' own over it: ``node_venv``) in a session of its own, with its own ports,
+a short private temp dir and token auth (``RAY_AUTH_MODE=token``, a temporary token file: never
+``~/.ray/auth_token``). Every process the cluster starts carries
 ``MODELYARD_RAY_TEST_TAG`` in its environment, so teardown finds and kills them by PID (never
 ``ray stop``, which kills every Ray process on the host) and ``leftovers()`` proves none is left.
 
@@ -21,11 +22,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
+import venv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,11 +245,38 @@ def _ports() -> dict[str, int]:
     return {name: free_port() for name in names}
 
 
+def node_venv(folder: Path) -> Path:
+    """Make the virtualenv the test nodes run Ray from in ``folder``; its ``bin`` folder.
+
+    A node whose Python is a virtualenv makes every pip runtime env by copying that virtualenv
+    whole (``ray/_private/runtime_env/virtualenv_utils.py``): the project's is 1.7 GB, 15 s to
+    copy on an idle machine and over 60 s under load, and Ray's agent makes a failing env 3
+    times. So the nodes' virtualenv holds no package of its own: a ``.pth`` file adds the
+    project virtualenv's site-packages (and runs its ``.pth`` files: the editable Modelyard)
+    after its own. Ray still clones a virtualenv (the same code path), of a few files; pip
+    installs a runtime env's requirements into the clone's own site-packages, ahead of the
+    project's, as into a clone of the whole project virtualenv.
+    """
+    venv.EnvBuilder(symlinks=True, with_pip=False).create(folder)
+    project = sysconfig.get_path("purelib")
+    own = Path(sysconfig.get_path("purelib", vars={"base": str(folder)}))
+    (own / "_modelyard_project_venv.pth").write_text(f"import site; site.addsitedir({project!r})\n")
+    bin_dir = folder / "bin"
+    ray = bin_dir / "ray"
+    ray.write_text(
+        f"#!{bin_dir / 'python'}\nimport sys\nfrom ray.scripts.scripts import main\n"
+        "sys.exit(main())\n"
+    )
+    ray.chmod(0o755)
+    return bin_dir
+
+
 def start_cluster(timeout_s: float = START_TIMEOUT_S) -> RayTestCluster:
     """Start a head and a worker on loopback and wait until both are alive."""
-    ray = str(Path(sys.executable).parent / "ray")
     # A short path: Ray's Unix sockets live under the temp dir (108-byte limit).
     temp_dir = Path(tempfile.mkdtemp(prefix="myr-", dir="/tmp"))
+    node_bin = node_venv(temp_dir / "venv")
+    ray = str(node_bin / "ray")
     token_path = temp_dir / "auth_token"
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
@@ -254,8 +284,13 @@ def start_cluster(timeout_s: float = START_TIMEOUT_S) -> RayTestCluster:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(ray_env(token_path))
     env[TAG_VAR] = tag
-    # Job entrypoints run ``python``: the venv's, as on a node where Modelyard's Ray is installed.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # On SIGTERM a node first asks the GCS to drain it, waiting up to 30 s; the teardown
+    # SIGTERMs the GCS with it (and SIGKILLs after 10 s): draining only added 10 s a node.
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    # Job entrypoints run ``python``: the node's, as on a node where Modelyard's Ray is installed.
+    env["PATH"] = os.pathsep.join(
+        [str(node_bin), str(Path(sys.executable).parent), env.get("PATH", "")]
+    )
     gcs_port, dashboard_port, client_port = free_port(), free_port(), free_port()
     head_argv = [
         *_node_argv(ray, temp_dir, "head", _ports()),
