@@ -43,6 +43,25 @@ def modelyard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist hands test files out by their number of tests, most first: the slow files of
+    one or two tests (a browser on the demo's data, the API fuzzer: up to a minute each) came
+    last and ran on alone at the end of ``make test``'s parallel pass. Hand them out in
+    collection order instead, which puts them first (``pytest_collection_modifyitems``), so the
+    short files fill the end."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the files with a test marked slow first, each file's tests kept
+    together and in order (a serial run keeps the files' order)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Ray tests share one session-scoped cluster and need the machine: never under pytest-xdist
     (``make test`` runs them in a second, serial pass: ``pytest -m ray``)."""
