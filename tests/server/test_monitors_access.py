@@ -22,7 +22,8 @@ def _now() -> int:
 def _alerts(world: World, monitor: str, deployments: list[str]) -> None:
     """Alert rows as a monitor run would leave them."""
     store = world.api.services.store
-    with sqlaccess.reading(store) as cur:
+
+    def insert(cur: Any) -> None:  # a write transaction: one in a read snapshot can be refused
         for dep in deployments:
             cur.execute(
                 sqlaccess.sql(
@@ -34,6 +35,8 @@ def _alerts(world: World, monitor: str, deployments: list[str]) -> None:
                 ),
                 (monitor, dep),
             )
+
+    sqlaccess.transaction(store, insert)
 
 
 def test_monitor_routes_read_for_viewers_write_for_operators(

@@ -431,7 +431,8 @@ def test_the_alerts_page_filters_as_the_api_does(with_ui: Any) -> None:
         mine = _identity(ui, "mine")
         theirs = _identity(ui, "theirs")
         store = ui.services.store
-        with sqlaccess.reading(store) as cur:  # alert rows as a monitor run would leave them
+
+        def insert(cur: Any) -> None:  # alert rows as a monitor run would leave them
             for monitor, dep in (
                 ("watch-mine", mine.deployment_crn),
                 ("watch-theirs", theirs.deployment_crn),
@@ -447,6 +448,8 @@ def test_the_alerts_page_filters_as_the_api_does(with_ui: Any) -> None:
                     ),
                     (monitor, dep),
                 )
+
+        sqlaccess.transaction(store, insert)  # a write transaction, not a read snapshot
         _, token = ui.services.registry.create_api_key(
             "scoped", role="user", scope=mine.model_crn, user="admin"
         )
