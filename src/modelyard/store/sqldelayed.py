@@ -335,23 +335,24 @@ def _fast_rows(items: Sequence[tuple[str, dict[str, Any]]]) -> _Rows | None:
     strings, each with a non-empty dict of plain scalars under non-empty string keys. None when
     anything is otherwise (``_groups`` then checks and merges item by item)."""
     try:
-        uuids, metrics = (list(c) for c in zip(*items, strict=True))
+        uuids = [uuid for uuid, _ in items]
+        metrics = [values for _, values in items]
     except (TypeError, ValueError):
         return None
     if not uuids or set(map(type, uuids)) != {str} or set(map(type, metrics)) != {dict}:
         return None
     if len(set(uuids)) != len(uuids) or "" in uuids or "\x00" in "".join(uuids):
         return None
-    try:
-        dumped = list(map(orjson.dumps, metrics))
+    try:  # the whole batch as one JSON array: one buffer, not a bytes object per item
+        whole = orjson.dumps(metrics)[1:-1]
     except TypeError:  # a key that is not a string, an integer beyond 64 bits, numpy values
         return None
-    whole = b"\n".join(dumped)
     # null: a NaN or infinity (orjson writes null) or a None; [ or a second {: a nested value;
     # {} an empty dict; a NUL in a key. Any of these (even inside a string): item by item.
-    if whole.count(b"{") != len(dumped) or b"{}" in whole or any(m in whole for m in _MARKS):
+    if whole.count(b"{") != len(metrics) or b"{}" in whole or any(m in whole for m in _MARKS):
         return None
-    own = whole.decode().split("\n")
+    # Objects are split at "},{": no string holds a "{" (counted above), so only at their seams.
+    own = [f"{{{part}}}" for part in whole[1:-1].decode().split("},{")]
     return _Rows(uuids, own, [None] * len(own), None)
 
 
