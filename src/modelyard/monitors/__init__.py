@@ -11,6 +11,8 @@ drift from sketches (``modelyard.monitors.sketched``). See docs/monitors.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from modelyard.monitors.alerts import list_alerts
 from modelyard.monitors.references import (
     MAX_ROWS,
@@ -18,8 +20,24 @@ from modelyard.monitors.references import (
     load_reference,
     upload_reference,
 )
-from modelyard.monitors.run import WindowResult, run_monitor
 from modelyard.specs.monitor import METRICS, MonitorSpec, ReferenceWindow
+
+if TYPE_CHECKING:
+    from modelyard.monitors.run import WindowResult, run_monitor
+
+# ``run`` imports the analysis (scipy, scikit-learn: about 1 s) on first use, not with the
+# package: the server imports ``monitors.access`` and its API routes at start, and runs no
+# monitor until a job or a request asks for one.
+_FROM_RUN = ("WindowResult", "run_monitor")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_RUN:
+        from modelyard.monitors import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'modelyard.monitors' has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_ROWS",
