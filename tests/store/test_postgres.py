@@ -104,3 +104,40 @@ def test_a_dropped_connection_is_reopened(postgres_schema_url: str) -> None:
         assert store._conn.info.backend_pid != pid
         records, _ = store.read(Query(deployment_crn="crn:d", end_ms=10))
         assert [r.uuid for r in records] == ["a", "b"]
+
+
+@pytest.mark.postgres
+def test_scan_pages_come_from_a_connection_of_their_own_that_is_reopened_when_dropped(
+    postgres_schema_url: str,
+) -> None:
+    """Scan pages are read on a second, autocommit connection (one round trip a page, read
+    ahead on a thread). The server ending it between two batches costs the scan nothing: the
+    next page reconnects, and every record comes once, in order. Meanwhile the caller uses the
+    store's own connection between batches (no lock is held across them)."""
+    import psycopg
+
+    from modelyard.store import Identity, Prediction, Query
+
+    who = Identity("crn:m", "crn:b", "crn:d")
+    rows = [Prediction(f"u{i:03d}", who, 1_000 + i, 1_000 + i, {"x": i}) for i in range(50)]
+    with PostgresStore(postgres_schema_url) as store:
+        store.write_predictions(rows)
+        query = Query(deployment_crn="crn:d", end_ms=10_000)
+        seen: list[str] = []
+        dropped = 0
+        for i, batch in enumerate(store.scan(query, 10)):
+            seen.extend(batch.uuid)  # type: ignore[arg-type]  # predictions all have one
+            assert store._scan_conn is not None
+            if i == 0:
+                dropped = store._scan_conn.info.backend_pid
+                assert dropped not in (0, store._conn.info.backend_pid)
+            if i == 1:
+                with psycopg.connect(postgres_schema_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (dropped,))
+                store.write_predictions([Prediction("late", who, 9_000, 9_000, {"x": -1})])
+                assert store.read(Query(deployment_crn="crn:d", end_ms=10_000))[0]
+        assert seen == [r.uuid for r in rows] + ["late"]
+        assert store._scan_conn.info.backend_pid not in (0, dropped)  # replaced, and alive
+        assert store._scan_read(lambda cur: cur.execute("SHOW enable_sort").fetchone()) == ("off",)
+        scan_conn = store._scan_conn
+    assert scan_conn.closed  # closing the store closes its scan connection too

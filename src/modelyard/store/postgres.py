@@ -46,6 +46,8 @@ class PostgresStore(SQLStore):
     dialect = "postgres"
     _placeholder = "%s"
     _for_update = " FOR UPDATE"
+    # The server computes a scan page while the client decodes the last one (readahead.py).
+    _read_ahead = True
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         super().__init__()
@@ -53,6 +55,8 @@ class PostgresStore(SQLStore):
         self.location = _redact(url)
         self._connect_timeout = connect_timeout
         self._lock = threading.RLock()
+        self._scan_lock = threading.Lock()
+        self._scan_conn: psycopg.Connection[Any] | None = None  # opened by the first scan
         self._closed = False
         self._conn = self._connect()
         try:
@@ -125,6 +129,35 @@ class PostgresStore(SQLStore):
         # dozen rows and sorts the whole window (on disk) for every page. The window index
         # already yields (start_ms, uuid) order, so forbid the sort for this transaction.
         cur.execute("SET LOCAL enable_sort = off")
+
+    def _scan_read(self, fn: Callable[[Cursor], T]) -> T:
+        """``fn`` on the scan connection: a second connection, in autocommit, that only reads
+        scan pages. A page is then one statement, one round trip (not four with BEGIN, SET
+        LOCAL and COMMIT), and ``scan``'s thread reading ahead (``readahead.py``) waits neither
+        on this store's lock nor on the GIL between them. Its session never sorts a page
+        (``_prefer_index_order``). A connection the server dropped is replaced once; a page is
+        a read, so running it again is safe."""
+        import psycopg
+
+        with self._scan_lock:
+            for attempt in range(2):
+                conn = self._scan_conn
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        if self._closed:
+                            raise StoreUnavailable(
+                                f"the PostgreSQL store at {self.location} is closed"
+                            )
+                        conn = self._scan_conn = self._connect()
+                        conn.execute("SET enable_sort = off")
+                    with conn.cursor() as cur:
+                        return fn(cur)
+                except psycopg.OperationalError as exc:
+                    if attempt or conn is None or not conn.broken:
+                        raise self._unavailable(exc) from exc
+                except psycopg.Error as exc:
+                    raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(
@@ -254,6 +287,9 @@ class PostgresStore(SQLStore):
                 return
             self._closed = True
             self._conn.close()
+        with self._scan_lock:
+            if self._scan_conn is not None:
+                self._scan_conn.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"

@@ -61,8 +61,9 @@ from modelyard.store.encode import (
 )
 from modelyard.store.identities import Identities
 from modelyard.store.query import KIND_RANK, check_window, encode_token
+from modelyard.store.readahead import read_ahead
 from modelyard.store.schema import apply_migrations, schema_version
-from modelyard.store.sqlpage import scan_page
+from modelyard.store.sqlpage import scan_pages
 from modelyard.store.sqlread import kind_rows_sql, to_record
 from modelyard.store.sqltypes import IN_CHUNK, Cursor, marks
 from modelyard.store.typed import Layout, Layouts
@@ -81,6 +82,7 @@ class SQLStore(MetricsStore):
     dialect: ClassVar[str]
     _placeholder: ClassVar[str] = "?"
     _for_update: ClassVar[str] = ""
+    _read_ahead: ClassVar[bool] = False  # scan fetches a page on a thread while one is decoded
     location: str
 
     def __init__(self) -> None:
@@ -116,6 +118,12 @@ class SQLStore(MetricsStore):
 
     def _prefer_index_order(self, cur: Cursor) -> None:
         """Make the next page query walk its index in order rather than sort (see PostgreSQL)."""
+
+    def _scan_read(self, fn: Callable[[Cursor], T]) -> T:
+        """``fn`` with a cursor for one ``scan`` page, its index walked in order."""
+        with self._reading() as cur:
+            self._prefer_index_order(cur)
+            return fn(cur)
 
     # -- SQL helpers ----------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
@@ -449,19 +457,9 @@ class SQLStore(MetricsStore):
         window = check_window(query)
         with self._reading() as cur:
             dep_ids = self._ids.select(cur, query)
-        for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
-            rank = KIND_RANK[kind]
-            for dep_id in dep_ids:
-                after = window.after
-                while True:
-                    with self._reading() as cur:
-                        batch, last = scan_page(self, cur, kind, dep_id, window, after, batch_size)
-                    if batch is None:
-                        break
-                    yield batch
-                    if len(batch) < batch_size:
-                        break
-                    after = (last[0], rank, last[1])
+        pages = scan_pages(self, window, dep_ids, batch_size)
+        for page in read_ahead(pages) if self._read_ahead else pages:
+            yield page.batch()
 
     def distribution(
         self,

@@ -12,6 +12,7 @@ of a page are read separately, only for the rows that have some.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from modelyard.store.base import Identity, RecordKind, RowBatch
@@ -20,7 +21,16 @@ from modelyard.store.sqlread import kind_rows_sql, to_batch
 from modelyard.store.sqltypes import Cursor, Execute
 from modelyard.store.typed import Layout
 
-__all__ = ["ColumnPage", "IntColumn", "PackedMetrics", "column_page", "scan_page"]
+__all__ = [
+    "ColumnPage",
+    "FetchedPage",
+    "IntColumn",
+    "PackedMetrics",
+    "ScanPage",
+    "fetch_column_page",
+    "scan_page",
+    "scan_pages",
+]
 
 _SEP = "\x1f"  # unit separator: never in JSON text, refused nowhere else (checked per page)
 
@@ -147,6 +157,106 @@ class ColumnPage:
         )
 
 
+class FetchedPage:
+    """A column page as the database returned it: what needs the cursor is done (the page's
+    statement, its layout, its delayed values), the decoding (``decode``) is not, so that a
+    reader fetching ahead decodes one page while the database prepares the next."""
+
+    def __init__(  # shape: the page's summary row, as ``fetch_column_page`` checked it
+        self,
+        layout: Layout,
+        uuids: str,
+        starts: str | None,
+        ends: str | None,
+        numbers: bytes,
+        late: list[tuple[str, str]],
+        lead: int,
+    ) -> None:
+        self.layout, self.uuids, self.starts, self.ends = layout, uuids, starts, ends
+        self.numbers, self.late, self.lead = numbers, late, lead
+        self.count = len(numbers) // (lead + layout.size)
+
+    def start_at(self, i: int) -> int:
+        """Row ``i``'s start time (0 or -1) without decoding the page."""
+        if self.starts is not None:  # SQLite: the times as text
+            piece = self.starts.partition(",")[0] if i == 0 else self.starts.rpartition(",")[2]
+            return int(piece)
+        at = (i % self.count) * (self.lead + self.layout.size)
+        return int.from_bytes(self.numbers[at : at + 8], "big", signed=True)
+
+    def last_key(self) -> tuple[int, str]:
+        return self.start_at(-1), self.uuids.rpartition(_SEP)[2]
+
+    def decode(self) -> ColumnPage:
+        import numpy as np
+
+        n, ids = self.count, self.uuids.split(_SEP)
+        if self.starts is not None and self.ends is not None:
+            first = np.fromstring(self.starts, dtype=np.int64, sep=",")
+            last = np.fromstring(self.ends, dtype=np.int64, sep=",")
+        else:
+            # Each row's times, as a view striding over the whole rows (the metrics stay put).
+            pair = np.dtype([("s", ">i8"), ("e", ">i8")])
+            stride = self.lead + self.layout.size
+            rows_of = np.ndarray(n, dtype=pair, buffer=self.numbers, strides=(stride,))
+            first, last = rows_of["s"].astype(np.int64), rows_of["e"].astype(np.int64)
+        delayed: list[str | None] = [None] * n
+        if self.late:
+            at = {u: i for i, u in enumerate(ids)}
+            for uuid, text in self.late:
+                i = at.get(uuid)
+                if i is not None:
+                    delayed[i] = text
+        metrics = PackedMetrics(self.layout, self.numbers, n, delayed, self.lead)
+        return ColumnPage(ids, IntColumn(first), IntColumn(last), metrics)
+
+    def batch(self, kind: RecordKind, identity: Identity) -> RowBatch:
+        return self.decode().batch(kind, identity)
+
+
+class ScanPage:
+    """One page of ``SQLStore.scan`` as read: its row count, its last (start, tie) key, and the
+    batch, decoded now (rows) or when asked (a ``FetchedPage``)."""
+
+    def __init__(
+        self,
+        kind: RecordKind,
+        identity: Identity,
+        page: RowBatch | FetchedPage,
+        count: int,
+        last: tuple[Any, Any],
+    ) -> None:
+        self.kind, self.identity, self.page, self.count, self.last = (
+            kind,
+            identity,
+            page,
+            count,
+            last,
+        )
+
+    def batch(self) -> RowBatch:
+        page = self.page
+        return page if isinstance(page, RowBatch) else page.batch(self.kind, self.identity)
+
+
+def scan_pages(store: Any, window: Window, dep_ids: list[int], size: int) -> Iterator[ScanPage]:
+    """The pages of ``store.scan``: kind by kind, deployment by deployment, each its own short
+    read, the next one's bounds from the last key of the one before (keyset pagination)."""
+    for kind in sorted(window.kinds, key=KIND_RANK.__getitem__):
+        rank = KIND_RANK[kind]
+        for dep_id in dep_ids:
+            after = window.after
+            while True:
+                bounds = (kind, dep_id, window, after, size)
+                page = store._scan_read(lambda cur, b=bounds: scan_page(store, cur, *b))
+                if page is None:
+                    break
+                yield page
+                if page.count < size:
+                    break
+                after = (page.last[0], rank, page.last[1])
+
+
 def scan_page(  # shape: one page of SQLStore.scan, its bounds as scan holds them
     store: Any,
     cur: Cursor,
@@ -155,26 +265,27 @@ def scan_page(  # shape: one page of SQLStore.scan, its bounds as scan holds the
     window: Window,
     after: SortKey | None,
     size: int,
-) -> tuple[RowBatch | None, tuple[Any, Any]]:
-    """A page of ``store.scan`` (``store`` an ``SQLStore``; None when there is none) and its
-    last (start, tie) key: typed predictions column-wise where they can be, else row by row."""
+) -> ScanPage | None:
+    """A page of ``store.scan`` (``store`` an ``SQLStore``; ``cur`` from its ``_scan_read``),
+    None when there is none: typed predictions column-wise where they can be (decoded later,
+    by ``ScanPage.batch``), else row by row (decoded here, while the cursor is open)."""
     identity = store._ids.get(cur, dep_id)
     layouts = store._layout_getter(cur)
     if kind is RecordKind.PREDICTION and (after is None or after[1] == KIND_RANK[kind]):
-        store._prefer_index_order(cur)
         bounds = (dep_id, window.start_ms, window.end_ms)
         key = None if after is None else (after[0], str(after[2]))
-        page = column_page(cur, store._exec, store.dialect, layouts, bounds, key, size)
+        page = fetch_column_page(cur, store._exec, store.dialect, layouts, bounds, key, size)
         if page is not None:
-            return page.batch(kind, identity), (page.starts[-1], page.uuids[-1])
-    statement = kind_rows_sql(kind, [dep_id], window, after, size, with_deployment=False)
-    rows = store._page(cur, statement)
+            return ScanPage(kind, identity, page, page.count, page.last_key())
+    sql, params = kind_rows_sql(kind, [dep_id], window, after, size, with_deployment=False)
+    rows = store._exec(cur, sql, params).fetchall()
     if not rows:
-        return None, (None, None)
-    return to_batch(kind, rows, identity, layouts), (rows[-1][0], rows[-1][1])
+        return None
+    batch = to_batch(kind, rows, identity, layouts)
+    return ScanPage(kind, identity, batch, len(rows), (rows[-1][0], rows[-1][1]))
 
 
-def column_page(  # shape: the page's bounds, as ``scan`` holds them
+def fetch_column_page(  # shape: the page's bounds, as ``scan`` holds them
     cur: Cursor,
     execute: Execute,
     dialect: str,
@@ -182,12 +293,10 @@ def column_page(  # shape: the page's bounds, as ``scan`` holds them
     window: tuple[int, int, int],
     after: tuple[int, str] | None,
     limit: int,
-) -> ColumnPage | None:
+) -> FetchedPage | None:
     """The page of deployment ``window[0]`` with ``window[1] <= start_ms <= window[2]`` after
     the key ``after``, column-wise; None when it must be read row by row (nothing is read then
     but the page's summary)."""
-    import numpy as np
-
     dep_id, low, high = window
     if after is not None:  # the key bounds the index range itself: a seek, not a rescan
         low = max(low, after[0])
@@ -202,29 +311,15 @@ def column_page(  # shape: the page's bounds, as ``scan`` holds them
     if low_id is None or low_id != high_id:  # no rows, several layouts, or a row without one
         return None
     layout: Layout = layouts(low_id)
-    times = 0 if dialect == "sqlite" else 16  # PostgreSQL: start and end lead each row
-    if not layout.all_numeric or not numbers or len(numbers) % (times + layout.size):
+    lead = 0 if dialect == "sqlite" else 16  # PostgreSQL: start and end lead each row
+    if not layout.all_numeric or not numbers or len(numbers) % (lead + layout.size):
         return None
-    n = len(numbers) // (times + layout.size)
-    ids = uuids.split(_SEP)
-    if len(ids) != n:  # a uuid holding the separator
+    page = FetchedPage(layout, uuids, starts, ends, bytes(numbers), [], lead)
+    if uuids.count(_SEP) + 1 != page.count:  # a uuid holding the separator
         return None
-    if dialect == "sqlite":
-        first = np.fromstring(starts, dtype=np.int64, sep=",")
-        last = np.fromstring(ends, dtype=np.int64, sep=",")
-    else:
-        # Each row's times, as a view striding over the whole rows (the metrics stay in place).
-        pair = np.dtype([("s", ">i8"), ("e", ">i8")])
-        rows_of = np.ndarray(n, dtype=pair, buffer=numbers, strides=(times + layout.size,))
-        first, last = rows_of["s"].astype(np.int64), rows_of["e"].astype(np.int64)
-    late: list[str | None] = [None] * n
     if delayed:
-        at = {u: i for i, u in enumerate(ids)}
-        begin, end = int(first[0]), int(first[-1])
-        bounds = (dep_id, begin, end, begin, ids[0], end, ids[-1])
-        for uuid, text in execute(cur, _DELAYED, bounds).fetchall():
-            i = at.get(uuid)
-            if i is not None:
-                late[i] = text
-    metrics = PackedMetrics(layout, bytes(numbers), n, late, times)
-    return ColumnPage(ids, IntColumn(first), IntColumn(last), metrics)
+        begin, end = page.start_at(0), page.start_at(-1)
+        first, last = uuids.partition(_SEP)[0], uuids.rpartition(_SEP)[2]
+        bounds = (dep_id, begin, end, begin, first, end, last)
+        page.late = execute(cur, _DELAYED, bounds).fetchall()
+    return page
