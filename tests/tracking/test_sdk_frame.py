@@ -131,22 +131,6 @@ def test_pieces_of_one_batch_keep_types_and_values(monkeypatch: pytest.MonkeyPat
     assert df["nest.a"].dtype == "float64" and df["nest.b"].iloc[5] == [1, 2]
 
 
-def test_uuids_typed_batch_by_batch_make_the_column_one_list_would() -> None:
-    """Each batch's uuids are typed as it arrives (while a store reading ahead fetches the
-    next); the column equals, in values and dtype, what pandas makes of the whole list, also
-    when a batch holds a missing uuid (an aggregate's)."""
-    batches = [_json_batch(['{"a":1}'] * 3, 0), _json_batch(['{"a":2}'] * 2, 3)]
-    df = batch_to_frame(batches)
-    whole = pd.Series([f"u{i}" for i in range(5)])
-    assert df["predictionUuid"].dtype == whole.dtype
-    assert df["predictionUuid"].tolist() == whole.tolist()
-    aggregate = _json_batch(['{"a":3}'], 5)
-    aggregate.uuid[0] = None  # an aggregate has no uuid
-    mixed = batch_to_frame([*batches, aggregate])["predictionUuid"]
-    assert mixed.tolist()[:5] == whole.tolist() and pd.isna(mixed.iloc[5])
-    assert mixed.dtype == pd.Series([*whole.tolist(), None]).dtype
-
-
 def test_iter_metrics_yields_bounded_frames_covering_the_window() -> None:
     made = {predict(i)["uuid"] for i in range(25)}
     ident = modelyard.current_identity()

@@ -187,8 +187,6 @@ class FrameBuilder:
         self.lengths: list[int] = []
         self.ids: dict[str, list[Any]] = {name: [] for name in ID_COLUMNS}
         self.metrics: dict[str, list[Any]] = {}
-        # The uuids batch by batch, each typed as it arrives (``_string_piece``), not at the end.
-        self.uuid_pieces: list[Any] = []
 
     @property
     def rows(self) -> int:
@@ -202,7 +200,7 @@ class FrameBuilder:
 
         ids = self.ids
         ids["kind"].extend(batch.kind)
-        self.uuid_pieces.append(_string_piece(batch.uuid))
+        ids["predictionUuid"].extend(batch.uuid)
         ids["modelCrn"].extend(batch.model_crn)
         ids["modelBuildCrn"].extend(batch.build_crn)
         ids["modelDeploymentCrn"].extend(batch.deployment_crn)
@@ -289,8 +287,6 @@ class FrameBuilder:
                 data[name] = np.concatenate(values) if values else np.array([], dtype=np.int64)
             elif name == "tierMs":
                 data[name] = _optional_ints(values)
-            elif name == "predictionUuid":
-                data[name] = _joined_strings(self.uuid_pieces)
             else:
                 data[name] = _strings(values)
         joined = self._joined()
@@ -347,35 +343,6 @@ def _strings(values: list[Any]) -> Any:
     else:  # fromiter skips numpy's search for nested sequences that np.array does per item
         array = np.fromiter(values, object, n)
     return array if isinstance(dtype, np.dtype) else simple_new(array, dtype)
-
-
-def _string_piece(values: list[Any]) -> Any:
-    """A batch's strings (every value a string: a batch of predictions' uuids) as the pyarrow
-    array pandas keeps them in, made as the batch arrives: a store that reads ahead fetches the
-    next batch meanwhile, where one conversion at the end (0.12 s for 1M uuids) would wait for
-    nothing. The list itself where pandas keeps strings otherwise or a value is None."""
-    dtype, simple_new = _string_column()
-    if simple_new is not None or getattr(dtype, "storage", None) != "pyarrow":
-        return values
-    if not values or None in values:
-        return values
-    arrow = _arrow_strings(values, None, len(values))
-    return values if arrow is None else arrow
-
-
-def _joined_strings(pieces: list[Any]) -> Any:
-    """The column of ``_string_piece``s: their arrays chunk by chunk (no copy), or as
-    ``_strings`` makes a list."""
-    if pieces and not any(isinstance(piece, list) for piece in pieces):
-        import pyarrow as pa
-
-        dtype, _ = _string_column()
-        chunked = pa.chunked_array(pieces, type=pa.large_string())
-        return dtype.construct_array_type()(chunked, dtype=dtype)
-    values = itertools.chain.from_iterable(
-        piece if isinstance(piece, list) else piece.to_pylist() for piece in pieces
-    )
-    return _strings(list(values))
 
 
 def _arrow_strings(values: list[Any], same: str | None, n: int) -> Any:
