@@ -126,7 +126,7 @@ def test_scan_pages_come_from_a_connection_of_their_own_that_is_reopened_when_dr
         seen: list[str] = []
         dropped = 0
         for i, batch in enumerate(store.scan(query, 10)):
-            seen.extend(batch.uuid)  # type: ignore[arg-type]  # predictions all have one
+            seen.extend(map(str, batch.uuid))
             assert store._scan_conn is not None
             if i == 0:
                 dropped = store._scan_conn.info.backend_pid

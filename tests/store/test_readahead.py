@@ -68,8 +68,8 @@ def test_a_caller_that_stops_early_stops_the_producer_and_closes_its_iterator() 
             closed.set()
 
     items = read_ahead(endless(), depth=2)
-    assert next(iter(items)) == 0
-    items.close()  # type: ignore[attr-defined]  # the generator read_ahead returns
+    assert next(items) == 0
+    items.close()
     assert closed.is_set()
     assert len(produced) <= 4  # the item taken, the queue's two, the one waiting to go in
     assert not _threads()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Iterator
-from typing import TypeVar
+from collections.abc import Generator, Iterator
+from typing import TypeVar, cast
 
 __all__ = ["read_ahead"]
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 _POLL_S = 0.05  # how often a producer blocked on a full queue looks whether the caller is gone
 
 
-def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+def read_ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
     """``items``, produced on a thread at most ``depth`` items ahead of the caller."""
     if depth < 1:
         raise ValueError(f"depth={depth!r} must be at least 1")
@@ -57,7 +57,7 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         target=context.run, args=(produce,), name="modelyard-read-ahead", daemon=True
     )
 
-    def consume() -> Iterator[T]:
+    def consume() -> Generator[T, None, None]:
         thread.start()
         try:
             while True:
@@ -67,7 +67,7 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
                 if kind == "error":
                     assert isinstance(value, BaseException)
                     raise value
-                yield value  # type: ignore[misc]  # an item of ``items``
+                yield cast(T, value)  # an item of ``items``
         finally:
             stop.set()
             thread.join()
