@@ -240,8 +240,8 @@ def test_monitor_tour(tmp_path: Path) -> None:
             env=env,
             capture_output=True,
             text=True,
-            check=True,
         )
+        assert deployed.returncode == 0, f"deploy failed:\n{deployed.stdout}\n{deployed.stderr}"
         outcome = json.loads(deployed.stdout)
         env["MODEL_CRN"] = outcome["model"]["crn"]
         admin = {"Authorization": f"Bearer {server.admin_key}"}
