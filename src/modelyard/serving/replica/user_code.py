@@ -12,7 +12,9 @@ milliseconds around the call.
 The uuid: the gateway mints it and sends it (``X-Modelyard-Prediction-Uuid``), so a request
 resent to another replica after the first one died keeps its uuid. The answer's record and a
 decorated function's ``output["uuid"]`` carry that uuid (the decorator's own is replaced). Without
-one (a replica called directly) a fresh uuid4 is minted here. A batch of n items is sent one base
+one (a replica called directly) a fresh time-ordered uuid is minted here
+(``ids.new_prediction_uuid``, as everywhere Modelyard mints one: the store's uuid index grows at
+its end instead of at random places, ``docs/store.md``). A batch of n items is sent one base
 uuid; item i gets ``batch_item_uuid(base, i)``. ``--track-io`` adds ``input`` and ``output``
 (unless the function tracked those keys itself); a failure adds the decorator's ``_error`` marker.
 """
@@ -30,6 +32,7 @@ import orjson
 
 from modelyard.clock import now_ms
 from modelyard.errors import ModelyardError
+from modelyard.ids import new_prediction_uuid
 from modelyard.tracking.capture import Capture, CapturedRecord, capture
 
 # The decorator's own marker, so a failure looks the same whether the replica or the decorator
@@ -248,7 +251,9 @@ class UserCode:
             # outermost decorated call finishes last.
             record = captured.records[-1] if captured.records else None
         if record is None:
-            record = CapturedRecord(uid or str(uuid.uuid4()), outcome.start_ms, outcome.end_ms, {})
+            record = CapturedRecord(
+                uid or new_prediction_uuid(), outcome.start_ms, outcome.end_ms, {}
+            )
         elif uid is not None:
             record = CapturedRecord(uid, record.start_ms, record.end_ms, record.metrics)
         return self._answer(item, output, outcome.error, record, timing, prediction)
@@ -292,7 +297,7 @@ class UserCode:
             batch_record = outcome.captured.records[-1]
         answers = []
         for i, item in enumerate(items):
-            uid = (uuids[i] if uuids is not None else None) or str(uuid.uuid4())
+            uid = (uuids[i] if uuids is not None else None) or new_prediction_uuid()
             metrics = dict(batch_record.metrics) if batch_record is not None else {}
             metrics.pop(ERROR_KEY, None)
             record = CapturedRecord(uid, outcome.start_ms, outcome.end_ms, metrics)
