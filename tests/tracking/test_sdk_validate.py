@@ -36,6 +36,25 @@ def test_nested_bad_values_name_their_path() -> None:
         check_value({1, 2}, "s")
 
 
+def test_number_lists_are_checked_as_a_whole_with_the_same_result() -> None:
+    """A list of plain numbers takes a shortcut (``_plain_numbers``); what comes out, and which
+    element a refusal names, is what the element-by-element check gives."""
+    row = [0.5, 3, True, -2.25, False, 10**30]
+    checked = check_value(tuple(row), "input")
+    assert checked == row and type(checked) is list
+    assert [type(v) for v in checked] == [float, int, bool, float, bool, int]
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(InvalidInput, match=r"'input\[3\]'.*NaN or infinity"):
+            check_value([1.0, 2.0, 3.0, bad, 5.0], "input")
+    # Finite values whose sum is not finite, and an int too large for a float: still accepted.
+    assert check_value([1e308, 1e308], "big") == [1e308, 1e308]
+    assert check_value([10**400, 1.5], "huge") == [10**400, 1.5]
+    # Anything else in the list: the element-by-element check converts or refuses it.
+    assert check_value([1.0, np.float64(2.0)], "mixed") == [1.0, 2.0]
+    with pytest.raises(InvalidInput, match=r"'mixed\[1\]'.*datetime"):
+        check_value([1.0, datetime.datetime(2026, 1, 1)], "mixed")
+
+
 def test_numpy_and_enum_values_become_plain_python() -> None:
     class Colour(enum.IntEnum):
         RED = 1
