@@ -10,7 +10,8 @@ measured in the same run:
 - ingest of prediction records with 10 numeric metrics into SQLite through ``BufferedWriter`` and
   through the direct ``write_predictions`` batch path, against raw ``sqlite3`` ``executemany`` of
   the same rows (JSON-encoded with orjson too) into a plain table with the store's PRAGMAs; into
-  PostgreSQL through ``PostgresStore`` against a psycopg ``COPY`` of the same rows;
+  PostgreSQL through ``PostgresStore`` against a psycopg ``COPY`` of the same rows; the direct
+  path with random uuid4 ids and with the time-ordered ids Modelyard mints;
 - reading N records as a DataFrame on SQLite and on PostgreSQL (``store_reads.py``):
   ``modelyard.read_metrics_frame`` (and ``store.scan`` plus the SDK's frame builder) against a
   raw ``SELECT`` ... ``fetchall`` of the same rows' stored columns through the same driver;
@@ -48,6 +49,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Figure, Report, Timer, measure, timer
+from modelyard.ids import new_prediction_uuid
 from modelyard.store.base import DAY_MS, HOUR_MS, Identity, Prediction
 from modelyard.store.sqlite import SQLiteStore
 from store_growth import add_arguments as add_growth_arguments
@@ -99,6 +101,12 @@ def predictions(n: int, start_ms: int, step_ms: int, seed: int) -> list[Predicti
             )
         )
     return out
+
+
+def with_minted_ids(records: list[Prediction]) -> list[Prediction]:
+    """The same records under the ids Modelyard mints (``new_prediction_uuid``: time-ordered
+    UUIDv7, what the gateway and the decorator give every prediction), in record order."""
+    return [replace(p, uuid=new_prediction_uuid()) for p in records]
 
 
 def chunks(items: list[Prediction], size: int) -> Iterator[list[Prediction]]:
@@ -504,7 +512,18 @@ def run_ingest(
             "records/s",
             n,
             measure(lambda: sqlite_direct(records, folder, sizes.batch), repeat),
-            f"target >= 100,000/s; {sizes.batch:,} per call",
+            f"target >= 100,000/s; {sizes.batch:,} per call; random uuid4 ids",
+        ),
+        raw,
+    )
+    minted = with_minted_ids(records)
+    report.add(
+        Figure.rate(
+            "ingest SQLiteStore.write_predictions, minted ids",
+            "records/s",
+            n,
+            measure(lambda: sqlite_direct(minted, folder, sizes.batch), repeat),
+            "time-ordered UUIDv7 ids, as the gateway mints them",
         ),
         raw,
     )
@@ -554,6 +573,16 @@ def run_ingest(
     )
     report.add(ours, pg_raw)
     report.add(replace(ours, name=f"{ours.name} (vs the store's tables)"), pg_indexed)
+    report.add(
+        Figure.rate(
+            "ingest PostgresStore.write_predictions, minted ids",
+            "records/s",
+            n,
+            measure(lambda: postgres_direct(minted, args.postgres_url, sizes.batch), repeat),
+            "time-ordered UUIDv7 ids, as the gateway mints them",
+        ),
+        pg_raw,
+    )
     return direct  # MLflow's log_batch is a batch API too: compare like with like
 
 
