@@ -140,7 +140,8 @@ class PostgresStore(SQLStore):
         import psycopg
 
         with self._scan_lock:
-            for attempt in range(2):
+            retried = False
+            while True:
                 conn = self._scan_conn
                 try:
                     if conn is None or conn.closed or conn.broken:
@@ -153,11 +154,11 @@ class PostgresStore(SQLStore):
                     with conn.cursor() as cur:
                         return fn(cur)
                 except psycopg.OperationalError as exc:
-                    if attempt or conn is None or not conn.broken:
+                    if retried or conn is None or not conn.broken:
                         raise self._unavailable(exc) from exc
+                    retried = True
                 except psycopg.Error as exc:
                     raise self._unavailable(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(

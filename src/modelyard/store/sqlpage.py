@@ -13,6 +13,7 @@ of a page are read separately, only for the rows that have some.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from modelyard.store.base import Identity, RecordKind, RowBatch
@@ -214,25 +215,16 @@ class FetchedPage:
         return self.decode().batch(kind, identity)
 
 
+@dataclass(frozen=True, slots=True)
 class ScanPage:
     """One page of ``SQLStore.scan`` as read: its row count, its last (start, tie) key, and the
     batch, decoded now (rows) or when asked (a ``FetchedPage``)."""
 
-    def __init__(
-        self,
-        kind: RecordKind,
-        identity: Identity,
-        page: RowBatch | FetchedPage,
-        count: int,
-        last: tuple[Any, Any],
-    ) -> None:
-        self.kind, self.identity, self.page, self.count, self.last = (
-            kind,
-            identity,
-            page,
-            count,
-            last,
-        )
+    kind: RecordKind
+    identity: Identity
+    page: RowBatch | FetchedPage
+    count: int
+    last: tuple[Any, Any]
 
     def batch(self) -> RowBatch:
         page = self.page
