@@ -159,14 +159,17 @@ def _connect_pg(connection: Connection, credentials: Credentials) -> psycopg.Con
         params["user"] = o["user"]
     # Always given (empty without a secret): libpq would otherwise take the server's PGPASSWORD
     params["password"] = credentials.get("password") or ""
+    settings = ["-c TimeZone=UTC"]  # set at connect: no statement of its own to fail
     if "statement_timeout" in o:
-        params["options"] = f"-c statement_timeout={int(o['statement_timeout']) * 1000}"
+        settings.append(f"-c statement_timeout={int(o['statement_timeout']) * 1000}")
+    params["options"] = " ".join(settings)
     try:
-        conn = psycopg.connect(**params)
+        # Autocommit: every read is one statement, its own snapshot. In a transaction, the
+        # closing COMMIT could fail after the last row had arrived (the server gone just then)
+        # and turn a complete read into an error the reader cannot place.
+        return psycopg.connect(**params, autocommit=True)
     except psycopg.Error as exc:
         raise failure(connection, credentials, _what(str(exc)), exc) from None
-    conn.execute("SET TimeZone TO 'UTC'")
-    return conn
 
 
 def _connect_mysql(connection: Connection, credentials: Credentials) -> Any:
