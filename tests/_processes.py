@@ -4,6 +4,7 @@ One starter for the tests that talk to replicas over loopback without the runtim
 ``start_replica`` launches one on a free port with its output in a log file, ``wait_healthy``
 waits for its ``/healthz`` (failing with the log if it exits first), ``stop_replica`` ends it.
 ``replica_argv`` is the command line alone, for tests that hand it to the runtime or run it once.
+``ended`` says whether any process has stopped running its code.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from modelyard.runtime import free_port
 
-__all__ = ["Replica", "replica_argv", "start_replica", "stop_replica", "wait_healthy"]
+__all__ = ["Replica", "ended", "replica_argv", "start_replica", "stop_replica", "wait_healthy"]
 
 
 @dataclass
@@ -92,3 +94,12 @@ def stop_replica(replica: Replica) -> None:
         except subprocess.TimeoutExpired:
             replica.process.kill()
             replica.process.wait()
+
+
+def ended(pid: int) -> bool:
+    """Whether ``pid`` is a zombie or gone. One call, no ``pid_exists`` first: whoever owns the
+    process may reap it between two calls."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -7,9 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import psutil
 import pytest
 
+from _processes import ended
 from modelyard.errors import Conflict
 from modelyard.runtime import Event, LocalRuntime, ReplicaSpec, RunSpec
 from modelyard.runtime.leftovers import record, records_root, replica_record
@@ -30,13 +30,6 @@ while not os.path.exists(pid_file):
 print(rt.replica("r1").pid, run.pid, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_groups_of_a_killed_runtime_are_reaped_by_the_next_one(
@@ -61,7 +54,7 @@ def test_groups_of_a_killed_runtime_are_reaped_by_the_next_one(
     assert out.returncode == -9, out.stderr
     replica_pid, run_pid = map(int, out.stdout.split())
     child_pid = int(pid_file.read_text())
-    assert all(alive(pid) for pid in (replica_pid, run_pid, child_pid))
+    assert all(not ended(pid) for pid in (replica_pid, run_pid, child_pid))
     assert len(list(records_root(modelyard_home).rglob("*.json"))) == 2
 
     events: list[Event] = []
@@ -72,7 +65,7 @@ def test_groups_of_a_killed_runtime_are_reaped_by_the_next_one(
         assert sorted(run_body["pids"]) == sorted([run_pid, child_pid])
         assert [e.kind for e in events] == ["leftover_killed", "leftover_killed"]
         wait_until(
-            lambda: not any(alive(p) for p in (replica_pid, run_pid, child_pid)),
+            lambda: all(ended(p) for p in (replica_pid, run_pid, child_pid)),
             timeout_s=5,
             what="leftovers gone",
         )
@@ -94,7 +87,7 @@ def test_a_recorded_group_without_its_marker_is_left_alone(
         (records_root(modelyard_home) / "runs").mkdir(parents=True)
         (records_root(modelyard_home) / "runs" / "broken.json").write_text("{not json")
         assert runtime.reap_leftovers(grace_s=0.1) == []
-        assert alive(stranger.pid)
+        assert not ended(stranger.pid)
         assert list(records_root(modelyard_home).rglob("*.json")) == []
     finally:
         stranger.kill()

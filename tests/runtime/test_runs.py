@@ -5,20 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from _processes import ended
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.runtime import Event, LocalRuntime, RunHandle, RunSpec, RunStatus
 
 from .conftest import FAST, wait_until
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_run_succeeds_and_keeps_exit_code_times_and_output(
@@ -76,9 +69,9 @@ def test_timeout_kills_a_sigterm_ignoring_run_and_its_child(
     )
     wait_until(pid_file.exists, what="child pid file")
     child = int(pid_file.read_text())
-    assert not gone(child) and not gone(run.pid)
+    assert not ended(child) and not ended(run.pid)
     assert run.wait(30) is RunStatus.TIMED_OUT
-    assert gone(run.pid) and gone(child)
+    assert ended(run.pid) and ended(child)
     # SIGTERM was ignored, so SIGKILL came after the grace period (FAST.stop_grace_s).
     assert run.exit_code == -9
     assert run.duration_ms is not None
@@ -97,7 +90,7 @@ def test_cancel_stops_the_whole_group(
     child = int(pid_file.read_text())
     assert run.status is RunStatus.RUNNING and run.ended_ms is None and run.duration_ms is None
     assert run.cancel() is RunStatus.CANCELLED
-    assert gone(run.pid) and gone(child)
+    assert ended(run.pid) and ended(child)
     assert run.cancel() is RunStatus.CANCELLED  # idempotent
 
 
@@ -117,7 +110,7 @@ def test_leftover_children_of_a_finished_run_are_cleared(
         RunSpec("leaver", scripts["leaver"], env={"CHILD_PID_FILE": str(pid_file)})
     )
     assert run.wait(30) is RunStatus.SUCCEEDED
-    assert gone(int(pid_file.read_text()))
+    assert ended(int(pid_file.read_text()))
 
 
 def test_follow_a_run_log_until_it_ends(

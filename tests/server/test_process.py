@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from _processes import ended
 from modelyard.store import Query, open_store
 
 from .conftest import ServerProcess
@@ -94,8 +95,7 @@ def test_deploy_call_restart_and_the_deployment_comes_back(
     assert replica_pids
 
     assert _stopped_cleanly(server)
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                   for p in replica_pids)  # fmt: skip
+    assert all(ended(p) for p in replica_pids)
     # every answered call's record was flushed before the process ended
     with open_store(f"sqlite:///{modelyard_home / 'modelyard.db'}") as store:
         records, _ = store.read(Query(deployment_crn=deployment))

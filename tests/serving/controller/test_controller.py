@@ -27,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import _async
+from _processes import ended
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import DeploymentState, Registry
 from modelyard.runtime import LocalRuntime, ReplicaStatus, SupervisorConfig
@@ -585,8 +586,7 @@ def test_a_sigkilled_replica_under_load_fails_no_call_and_comes_back(tmp_path: P
             while next(e for e in pool.endpoints() if e.replica_id == victim.replica_id).in_flight:
                 await asyncio.sleep(0)
             os.kill(victim.pid or 0, signal.SIGKILL)
-            process = psutil.Process(victim.pid)
-            while process.status() != psutil.STATUS_ZOMBIE:  # sockets closed; loop held: no sends
+            while not ended(victim.pid or 0):  # sockets closed; loop held: no sends
                 time.sleep(0.001)
             time.sleep(0.02)
             deadline = time.monotonic() + 20
