@@ -60,14 +60,12 @@ class Tally:
 
 
 def _parser_refusal(response: Any) -> bool:
-    """uvicorn's own 400 (text/plain) for a request line over its HTTP parser's 80 KiB (negative
-    mode repeats a list parameter a thousand times): the request never reaches the app, whose
-    document cannot describe it."""
-    return (
-        response.status_code == 400
-        and response.content == b"Invalid HTTP request received."
-        and len(response.request.url) > 64 * 1024
-    )
+    """uvicorn's own 400 (text/plain), sent by its HTTP parser for a request it cannot frame: a
+    request line over 80 KiB (negative mode repeats a list parameter a thousand times) or a
+    malformed framing header (negative mode adds headers of any name and value: one run here sent
+    an empty ``Content-Length`` to 38 operations). Such a request never reaches the app, whose
+    document cannot describe it; the app itself always answers an error in JSON."""
+    return response.status_code == 400 and response.content == b"Invalid HTTP request received."
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +142,7 @@ def test_schemathesis_finds_no_server_error(fuzz_server: ServerProcess) -> None:
     took = time.monotonic() - started
     summary = (
         f"schemathesis: {tally.operations} operations, {tally.cases} cases, {tally.requests} "
-        f"requests in {took:.1f} s, {tally.parser_refusals} URLs too long for the HTTP parser "
+        f"requests in {took:.1f} s, {tally.parser_refusals} refused by the HTTP parser "
         f"(seed {run_seed}, MODELYARD_FUZZ_SEED={run_seed} replays it)"
     )
     print(summary)
@@ -152,6 +150,7 @@ def test_schemathesis_finds_no_server_error(fuzz_server: ServerProcess) -> None:
     Path(os.environ.get("MODELYARD_FUZZ_REPORT", os.devnull)).write_text(report + "\n")
     assert tally.operations >= 50, summary
     assert tally.cases > tally.operations, summary
+    assert tally.parser_refusals < tally.requests // 10, summary  # the app saw nearly all
     assert not tally.failures, f"{summary}\n{len(tally.failures)} failures:\n\n" + "\n\n".join(
         tally.failures[:30]
     )
